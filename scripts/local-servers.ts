@@ -1,0 +1,159 @@
+/*
+ * Runs a real redis-server and a real MariaDB on loopback, with their data under a folder of ours:
+ * `npm start` keeps it in ./.data between runs; the tests use a throw-away folder.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { userInfo } from 'node:os';
+import mysql from 'mysql2/promise';
+
+export interface LocalServer {
+  url: string;
+  port: number;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+const SEARCH_PATH = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin', '/bin'];
+
+export function findBinary(...names: string[]): string | null {
+  for (const name of names) {
+    for (const dir of [...(process.env.PATH ?? '').split(':'), ...SEARCH_PATH]) {
+      const p = join(dir, name);
+      if (dir && existsSync(p)) return p;
+    }
+  }
+  return null;
+}
+
+/** Installs Debian packages when a binary is missing and we may (root, or password-less sudo). */
+export function ensurePackages(log: (s: string) => void = console.log): void {
+  const missing: string[] = [];
+  if (!findBinary('redis-server')) missing.push('redis-server');
+  if (!findBinary('mariadbd', 'mysqld') || !findBinary('mariadb-install-db', 'mysql_install_db')) missing.push('mariadb-server');
+  if (missing.length === 0) return;
+  const isRoot = process.getuid?.() === 0;
+  const sudo = isRoot ? [] : spawnSync('sudo', ['-n', 'true']).status === 0 ? ['sudo', '-n'] : null;
+  if (!sudo) throw new Error(`missing ${missing.join(', ')}: install with  sudo apt-get install -y ${missing.join(' ')}  (or set REDIS_URL / DATABASE_URL)`);
+  log(`installing ${missing.join(', ')} from the OS packages...`);
+  const run = (args: string[]) => {
+    const [cmd, ...rest] = [...sudo, ...args];
+    const r = spawnSync(cmd, rest, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    if (r.status !== 0) throw new Error(`${args.join(' ')} failed`);
+  };
+  run(['apt-get', 'update', '-q']);
+  run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not start within ${timeoutMs} ms`);
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return () =>
+    new Promise((res) => {
+      if (child.exitCode !== null || child.signalCode !== null) return res();
+      child.once('exit', () => res());
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+    });
+}
+
+export interface RedisOptions {
+  dir: string;
+  port?: number;
+  /** append-only file, fsync every second (the production setting; SPEC 7.4) */
+  aof?: boolean;
+}
+
+export async function startRedis(opts: RedisOptions): Promise<LocalServer> {
+  const bin = findBinary('redis-server');
+  if (!bin) throw new Error('redis-server not found (apt-get install redis-server)');
+  const dir = resolve(opts.dir);
+  mkdirSync(dir, { recursive: true });
+  const port = opts.port ?? (await freePort());
+  const log = openSync(join(dir, 'redis.log'), 'a');
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction',
+    '--appendonly', opts.aof === false ? 'no' : 'yes', '--appendfsync', 'everysec', '--protected-mode', 'yes', '--daemonize', 'no'];
+  const child = spawn(bin, args, { stdio: ['ignore', log, log] });
+  const { Redis } = await import('ioredis');
+  await waitFor('redis-server', async () => {
+    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    try {
+      await r.connect();
+      return (await r.ping()) === 'PONG';
+    } finally {
+      r.disconnect();
+    }
+  }, child);
+  return { url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child) };
+}
+
+export interface MariaDbOptions {
+  dir: string;
+  port?: number;
+  database: string;
+  user?: string;
+  password?: string;
+  /** trade durability for speed (throw-away test servers only) */
+  fast?: boolean;
+}
+
+export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
+  const server = findBinary('mariadbd', 'mysqld');
+  const installDb = findBinary('mariadb-install-db', 'mysql_install_db');
+  if (!server || !installDb) throw new Error('MariaDB not found (apt-get install mariadb-server)');
+  const dir = resolve(opts.dir);
+  const dataDir = join(dir, 'data');
+  const socket = join(dir, 'mysqld.sock');
+  const osUser = userInfo().username;
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(join(dataDir, 'mysql'))) {
+    const r = spawnSync(installDb, ['--no-defaults', `--datadir=${dataDir}`, `--user=${osUser}`, '--auth-root-authentication-method=normal', '--skip-test-db'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`mariadb-install-db failed: ${r.stderr || r.stdout}`);
+  }
+  const port = opts.port ?? (await freePort());
+  const args = ['--no-defaults', `--datadir=${dataDir}`, `--socket=${socket}`, `--port=${port}`, '--bind-address=127.0.0.1', `--user=${osUser}`,
+    `--pid-file=${join(dir, 'mysqld.pid')}`, `--log-error=${join(dir, 'mysqld.err')}`, '--skip-name-resolve', '--max-connections=500',
+    '--character-set-server=utf8mb4', '--collation-server=utf8mb4_bin', '--innodb-buffer-pool-size=256M'];
+  if (opts.fast) args.push('--innodb-flush-log-at-trx-commit=2', '--skip-log-bin', '--innodb-doublewrite=0', '--sync-binlog=0');
+  const child = spawn(server, args, { stdio: 'ignore' });
+  await waitFor('mariadbd', async () => {
+    const c = await mysql.createConnection({ socketPath: socket, user: 'root' });
+    await c.end();
+    return true;
+  }, child);
+
+  const user = opts.user ?? 'billing';
+  const password = opts.password ?? 'billing';
+  const admin = await mysql.createConnection({ socketPath: socket, user: 'root' });
+  await admin.query(`CREATE DATABASE IF NOT EXISTS \`${opts.database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  await admin.query(`CREATE USER IF NOT EXISTS '${user}'@'127.0.0.1' IDENTIFIED BY '${password}'`);
+  await admin.query(`GRANT ALL ON \`${opts.database}\`.* TO '${user}'@'127.0.0.1'`);
+  await admin.end();
+  return {
+    url: `mysql://${user}:${password}@127.0.0.1:${port}/${opts.database}`,
+    port,
+    process: child,
+    stop: stopper(child),
+  };
+}

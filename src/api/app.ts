@@ -1,0 +1,33 @@
+import express, { type Express } from 'express';
+import { randomUUID } from 'node:crypto';
+import type { AppContext } from '../context.js';
+import { requireBearer } from './auth.middleware.js';
+import { errorHandler, notFound } from './error.middleware.js';
+import { gatewayRoutes } from './gateway.routes.js';
+import { accountRoutes } from './account.routes.js';
+import { usageRoutes } from './usage.routes.js';
+import { healthRoutes } from './health.routes.js';
+
+/** The HTTP API: thin routes over the services, one error handler. */
+export function createApp(ctx: AppContext): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use((req, res, next) => {
+    const given = req.get('x-request-id');
+    res.locals.correlationId = given && /^[\x21-\x7E]{1,128}$/.test(given) ? given : randomUUID();
+    res.set('X-Correlation-Id', res.locals.correlationId as string);
+    next();
+  });
+  app.use(express.json({ limit: ctx.config.http.bodyLimit, strict: false }));
+
+  app.use(healthRoutes(ctx));
+  const gateway = requireBearer(ctx.config.auth.gatewayToken);
+  app.use('/internal/v1/billing', gateway, gatewayRoutes(ctx));
+  app.use('/api/v1/billing', gateway, accountRoutes(ctx), usageRoutes(ctx));
+
+  app.use(notFound);
+  app.use(errorHandler(ctx.logger));
+  return app;
+}

@@ -1,0 +1,283 @@
+import { readFileSync, existsSync } from 'node:fs';
+import Joi from 'joi';
+import { parseMoney, MAX_MICROS, type Micros } from '../lib/money.js';
+import { parseDuration } from '../lib/duration.js';
+
+/** A billable service of the catalogue. `unitPrice` null means free-only (refused past the quota). */
+export interface ServiceConfig {
+  readonly name: string;
+  readonly freeQuota: number;
+  readonly unitPrice: Micros | null;
+}
+
+export interface Config {
+  readonly env: 'development' | 'production' | 'test';
+  readonly logLevel: string;
+  readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string; readonly publicBaseUrl: string };
+  readonly redis: { readonly url: string | null; readonly keyPrefix: string; readonly idempotencyTtlMs: number };
+  readonly database: { readonly url: string | null; readonly poolMax: number };
+  readonly queue: { readonly prefix: string; readonly workerConcurrency: number };
+  readonly businessTz: string;
+  readonly currency: string;
+  readonly maxCallsPerRequest: number;
+  readonly services: readonly ServiceConfig[];
+  readonly auth: {
+    readonly gatewayToken: string;
+    readonly adminToken: string;
+    readonly boardUser: string;
+    readonly boardPassword: string;
+  };
+  readonly payment: {
+    readonly grpcAddr: string;
+    readonly timeoutMs: number;
+    readonly callbackSecret: string;
+    readonly callbackToleranceMs: number;
+    readonly minRecharge: Micros;
+    readonly maxRecharge: Micros;
+    readonly pendingCheckAfterMs: number;
+  };
+  readonly persistence: {
+    readonly batchSize: number;
+    readonly flushMs: number;
+    readonly sweepAfterMs: number;
+    readonly sweepEveryMs: number;
+  };
+  readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number };
+  /** Secrets still at their development defaults; logged as a warning at start-up. */
+  readonly defaultedSecrets: readonly string[];
+}
+
+const DEV_SECRETS = {
+  gateway_token: 'dev-gateway-token',
+  admin_token: 'dev-admin-token',
+  board_password: 'dev-board-password',
+  callback_secret: 'dev-callback-secret',
+};
+
+const duration = Joi.alternatives(Joi.string().pattern(/^\d+(ms|s|m|h|d)?$/), Joi.number().integer().min(0));
+const money = Joi.alternatives(Joi.string(), Joi.number()).custom((v, h) => {
+  const m = parseMoney(v);
+  return m === null || m < 0n ? h.error('any.invalid') : v;
+});
+
+const schema = Joi.object({
+  env: Joi.string().valid('development', 'production', 'test').default('development'),
+  log_level: Joi.string().valid('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent').default('info'),
+  http: Joi.object({
+    host: Joi.string().default('127.0.0.1'),
+    port: Joi.number().integer().min(0).max(65535).default(8107),
+    body_limit: Joi.string().default('16kb'),
+    public_base_url: Joi.string().uri({ scheme: ['http', 'https'] }).allow(null).default(null),
+  }).default(),
+  redis: Joi.object({
+    url: Joi.string().pattern(/^(rediss?|redis\+cluster):\/\//).allow(null).default(null),
+    key_prefix: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/).default('bill'),
+    idempotency_ttl: duration.default('24h'),
+  }).default(),
+  database: Joi.object({
+    url: Joi.string().pattern(/^mysql:\/\//).allow(null).default(null),
+    pool_max: Joi.number().integer().min(1).max(200).default(10),
+  }).default(),
+  queue: Joi.object({
+    // The braces make every BullMQ key of the service share one Redis Cluster slot.
+    prefix: Joi.string().pattern(/^\{[A-Za-z0-9_.-]+\}$/).default('{billing}'),
+    worker_concurrency: Joi.number().integer().min(1).max(64).default(4),
+  }).default(),
+  business_tz: Joi.string().default('Asia/Shanghai'),
+  currency: Joi.string().pattern(/^[A-Z]{3}$/).default('CNY'),
+  max_calls_per_request: Joi.number().integer().min(1).max(1_000_000).default(10_000),
+  services: Joi.array()
+    .items(
+      Joi.object({
+        name: Joi.string().pattern(/^[a-z][a-z0-9_-]{0,31}$/).required(),
+        free_quota: Joi.number().integer().min(0).max(1_000_000_000).required(),
+        unit_price: money.allow(null).default(null),
+      }),
+    )
+    .min(1)
+    .unique('name')
+    .default([
+      { name: 'passport', free_quota: 10_000, unit_price: '0.001' },
+      { name: 'payment', free_quota: 1_000, unit_price: '0.001' },
+      { name: 'asset', free_quota: 1_000, unit_price: '0.001' },
+    ]),
+  auth: Joi.object({
+    gateway_token: Joi.string().min(1).default(DEV_SECRETS.gateway_token),
+    admin_token: Joi.string().min(1).default(DEV_SECRETS.admin_token),
+    board_user: Joi.string().min(1).default('admin'),
+    board_password: Joi.string().min(1).default(DEV_SECRETS.board_password),
+  }).default(),
+  payment_service: Joi.object({
+    grpc_addr: Joi.string().pattern(/^[^\s:]+:\d+$/).default('127.0.0.1:9101'),
+    timeout: duration.default('5s'),
+    callback_secret: Joi.string().min(1).default(DEV_SECRETS.callback_secret),
+    callback_tolerance: duration.default('5m'),
+    min_recharge: money.default('0.01'),
+    max_recharge: money.default('50000.00'),
+    pending_check_after: duration.default('10m'),
+  }).default(),
+  persistence: Joi.object({
+    batch_size: Joi.number().integer().min(1).max(5000).default(500),
+    flush_ms: Joi.number().integer().min(0).max(10_000).default(10),
+    sweep_after: duration.default('60s'),
+    sweep_every: duration.default('30s'),
+  }).default(),
+  reservations: Joi.object({
+    default_ttl: duration.default('5m'),
+    max_ttl: duration.default('24h'),
+  }).default(),
+});
+
+/** Environment variables of SPEC section 9 (and a few more), mapped onto config keys. */
+const ENV_KEYS: Record<string, string[]> = {
+  NODE_ENV: ['env'],
+  LOG_LEVEL: ['log_level'],
+  PORT: ['http', 'port'],
+  HOST: ['http', 'host'],
+  PUBLIC_BASE_URL: ['http', 'public_base_url'],
+  REDIS_URL: ['redis', 'url'],
+  REDIS_KEY_PREFIX: ['redis', 'key_prefix'],
+  DATABASE_URL: ['database', 'url'],
+  QUEUE_PREFIX: ['queue', 'prefix'],
+  WORKER_CONCURRENCY: ['queue', 'worker_concurrency'],
+  BUSINESS_TZ: ['business_tz'],
+  GATEWAY_TOKEN: ['auth', 'gateway_token'],
+  ADMIN_TOKEN: ['auth', 'admin_token'],
+  BULL_BOARD_USER: ['auth', 'board_user'],
+  BULL_BOARD_PASSWORD: ['auth', 'board_password'],
+  PAYMENT_CALLBACK_SECRET: ['payment_service', 'callback_secret'],
+  PAYMENT_GRPC_ADDR: ['payment_service', 'grpc_addr'],
+  PAYMENT_TIMEOUT: ['payment_service', 'timeout'],
+};
+
+export class ConfigError extends Error {}
+
+type Raw = Record<string, unknown>;
+
+function setPath(target: Raw, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key] as Raw;
+  }
+  node[path[path.length - 1]] = value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    Object.values(value).forEach(deepFreeze);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Loads the configuration once: the JSON file named by CONFIG_FILE (or ./billing.config.json if it
+ * exists), then environment variables over it, then `overrides` (tests). Throws ConfigError naming
+ * every bad key.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw = {}): Config {
+  const file = env.CONFIG_FILE ?? (existsSync('billing.config.json') ? 'billing.config.json' : null);
+  let raw: Raw = {};
+  if (file) {
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8')) as Raw;
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+    }
+  }
+  for (const [name, path] of Object.entries(ENV_KEYS)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') setPath(raw, path, v);
+  }
+  const merge = (a: Raw, b: Raw): Raw => {
+    for (const [k, v] of Object.entries(b)) {
+      if (v && typeof v === 'object' && !Array.isArray(v) && a[k] && typeof a[k] === 'object') merge(a[k] as Raw, v as Raw);
+      else a[k] = v;
+    }
+    return a;
+  };
+  merge(raw, overrides);
+
+  const { value: v, error } = schema.validate(raw, { abortEarly: false, convert: true });
+  if (error) {
+    const lines = error.details.map((d) => `  ${d.path.join('.')}: ${d.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+
+  const ms = (x: string | number) => parseDuration(x)!;
+  const services: ServiceConfig[] = v.services.map((s: Raw) => ({
+    name: s.name as string,
+    freeQuota: s.free_quota as number,
+    unitPrice: s.unit_price === null ? null : parseMoney(s.unit_price)!,
+  }));
+  const maxCalls: number = v.max_calls_per_request;
+  for (const s of services) {
+    // count × price must stay inside the range Lua computes exactly (see money.ts).
+    if (s.unitPrice !== null && s.unitPrice * BigInt(maxCalls) > MAX_MICROS) {
+      throw new ConfigError(`invalid configuration:\n  services.${s.name}.unit_price: too large for max_calls_per_request`);
+    }
+  }
+  const minRecharge = parseMoney(v.payment_service.min_recharge)!;
+  const maxRecharge = parseMoney(v.payment_service.max_recharge)!;
+  if (minRecharge > maxRecharge || minRecharge <= 0n) {
+    throw new ConfigError('invalid configuration:\n  payment_service.min_recharge: must be positive and not above max_recharge');
+  }
+
+  const defaultedSecrets = [
+    ['auth.gateway_token', v.auth.gateway_token === DEV_SECRETS.gateway_token],
+    ['auth.admin_token', v.auth.admin_token === DEV_SECRETS.admin_token],
+    ['auth.board_password', v.auth.board_password === DEV_SECRETS.board_password],
+    ['payment_service.callback_secret', v.payment_service.callback_secret === DEV_SECRETS.callback_secret],
+  ]
+    .filter(([, isDefault]) => isDefault)
+    .map(([key]) => key as string);
+  if (v.env === 'production' && defaultedSecrets.length > 0) {
+    throw new ConfigError(`invalid configuration:\n${defaultedSecrets.map((k) => `  ${k}: must be set in production`).join('\n')}`);
+  }
+  if (v.env === 'production' && (!v.redis.url || !v.database.url)) {
+    throw new ConfigError('invalid configuration:\n  redis.url / database.url: must be set in production');
+  }
+
+  const config: Config = {
+    env: v.env,
+    logLevel: v.log_level,
+    http: {
+      host: v.http.host,
+      port: v.http.port,
+      bodyLimit: v.http.body_limit,
+      publicBaseUrl: (v.http.public_base_url ?? `http://${v.http.host}:${v.http.port}`).replace(/\/$/, ''),
+    },
+    redis: { url: v.redis.url, keyPrefix: v.redis.key_prefix, idempotencyTtlMs: ms(v.redis.idempotency_ttl) },
+    database: { url: v.database.url, poolMax: v.database.pool_max },
+    queue: { prefix: v.queue.prefix, workerConcurrency: v.queue.worker_concurrency },
+    businessTz: v.business_tz,
+    currency: v.currency,
+    maxCallsPerRequest: maxCalls,
+    services,
+    auth: {
+      gatewayToken: v.auth.gateway_token,
+      adminToken: v.auth.admin_token,
+      boardUser: v.auth.board_user,
+      boardPassword: v.auth.board_password,
+    },
+    payment: {
+      grpcAddr: v.payment_service.grpc_addr,
+      timeoutMs: ms(v.payment_service.timeout),
+      callbackSecret: v.payment_service.callback_secret,
+      callbackToleranceMs: ms(v.payment_service.callback_tolerance),
+      minRecharge,
+      maxRecharge,
+      pendingCheckAfterMs: ms(v.payment_service.pending_check_after),
+    },
+    persistence: {
+      batchSize: v.persistence.batch_size,
+      flushMs: v.persistence.flush_ms,
+      sweepAfterMs: ms(v.persistence.sweep_after),
+      sweepEveryMs: ms(v.persistence.sweep_every),
+    },
+    reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl) },
+    defaultedSecrets,
+  };
+  return deepFreeze(config);
+}

@@ -1,0 +1,72 @@
+import type { Config } from './config/config.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { BusinessCalendar, systemClock, type Clock } from './lib/clock.js';
+import { createRedis, type RedisClient } from './redis/connection.js';
+import { defineScripts } from './redis/scripts.js';
+import { RedisKeys } from './redis/keys.js';
+import { createDatabase, type Db } from './repositories/database.js';
+import { AccountRepository } from './repositories/account.repository.js';
+import { LedgerRepository } from './repositories/ledger.repository.js';
+import { UsageRepository } from './repositories/usage.repository.js';
+import { JobQueues } from './jobs/queues.js';
+import { CatalogueService } from './services/catalogue.service.js';
+import { AccountService } from './services/account.service.js';
+import { BillingService } from './services/billing.service.js';
+import { PersistenceService } from './services/persistence.service.js';
+import { UsageService } from './services/usage.service.js';
+import { CreditService } from './services/credit.service.js';
+
+/** Everything a process needs, built once from the validated config and passed in. */
+export interface AppContext {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly calendar: BusinessCalendar;
+  readonly redis: RedisClient;
+  readonly db: Db;
+  readonly keys: RedisKeys;
+  readonly queues: JobQueues;
+  readonly catalogue: CatalogueService;
+  readonly accounts: AccountService;
+  readonly billing: BillingService;
+  readonly persistence: PersistenceService;
+  readonly usage: UsageService;
+  readonly credits: CreditService;
+  readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository };
+  close(): Promise<void>;
+}
+
+export interface ContextOptions {
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export function createContext(config: Config, opts: ContextOptions = {}): AppContext {
+  if (!config.redis.url) throw new Error('REDIS_URL is not set (npm start provides a local Redis when it is unset)');
+  if (!config.database.url) throw new Error('DATABASE_URL is not set (npm start provides a local MariaDB when it is unset)');
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const clock = opts.clock ?? systemClock;
+  const calendar = new BusinessCalendar(config.businessTz);
+  const redis = createRedis(config.redis.url, 'command');
+  defineScripts(redis);
+  const db = createDatabase(config.database.url, config.database.poolMax);
+  const keys = new RedisKeys(config.redis.keyPrefix);
+  const queues = new JobQueues(redis, config.queue.prefix);
+
+  const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db) };
+  const catalogue = new CatalogueService(config.services, config.currency);
+  const accounts = new AccountService(redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
+  const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger);
+  const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs);
+  const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
+  const credits = new CreditService(redis, keys, accounts, persistence, clock);
+
+  return {
+    config, logger, clock, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, repositories,
+    async close() {
+      await persistence.drainBuffer();
+      await queues.close();
+      await Promise.allSettled([redis.quit(), db.destroy()]);
+    },
+  };
+}

@@ -1,0 +1,41 @@
+import { Queue, type JobsOptions, type ConnectionOptions } from 'bullmq';
+import { QueueNames, JobQueue, type QueueName, type JobName, type JobPayloads } from './jobs.js';
+
+/** Retries for jobs that touch MySQL: exponential from 500 ms, capped at 30 s (see backoffStrategy). */
+export const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 40,
+  backoff: { type: 'capped-exponential', delay: 500 },
+  removeOnComplete: { count: 1000, age: 3600 },
+  removeOnFail: { count: 5000 },
+};
+
+export function backoffStrategy(attemptsMade: number, type?: string): number {
+  if (type !== 'capped-exponential') return 1000;
+  return Math.min(30_000, 500 * 2 ** Math.max(0, attemptsMade - 1));
+}
+
+/** The queues, typed by job name: `queues.add('persist-changes', { changes })`. */
+export class JobQueues {
+  readonly byName: Readonly<Record<QueueName, Queue>>;
+
+  constructor(connection: ConnectionOptions, prefix: string) {
+    const entries = QueueNames.map((name) => [name, new Queue(name, { connection, prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS })]);
+    this.byName = Object.fromEntries(entries);
+  }
+
+  queueOf(name: JobName): Queue {
+    return this.byName[JobQueue[name]];
+  }
+
+  add<N extends JobName>(name: N, data: JobPayloads[N], opts?: JobsOptions) {
+    return this.queueOf(name).add(name, data, opts);
+  }
+
+  all(): Queue[] {
+    return Object.values(this.byName);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((q) => q.close()));
+  }
+}

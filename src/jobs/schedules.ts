@@ -1,0 +1,7 @@
+import type { Config } from '../config/config.js';
+import type { JobQueues } from './queues.js';
+
+/** Repeating jobs, registered idempotently (BullMQ job schedulers live in Redis, run by workers). */
+export async function registerSchedules(queues: JobQueues, config: Config): Promise<void> {
+  await queues.queueOf('sweep-pending').upsertJobScheduler('sweep-pending', { every: config.persistence.sweepEveryMs }, { name: 'sweep-pending', data: {} });
+}

@@ -1,0 +1,69 @@
+import { DateTime } from 'luxon';
+
+/** The one source of "now"; tests inject a fixed or moving clock. */
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+/**
+ * Calendar arithmetic in the business time zone: a free quota's month and a statistics day are the
+ * zone's, not the server's.
+ */
+export class BusinessCalendar {
+  constructor(readonly zone: string) {
+    if (!DateTime.now().setZone(zone).isValid) throw new Error(`unknown time zone: ${zone}`);
+  }
+
+  private at(date: Date): DateTime {
+    return DateTime.fromJSDate(date, { zone: this.zone });
+  }
+
+  /** "202611": the quota period containing the instant. */
+  period(date: Date): string {
+    return this.at(date).toFormat('yyyyLL');
+  }
+
+  /** "2026-11-25": the business day containing the instant. */
+  day(date: Date): string {
+    return this.at(date).toISODate()!;
+  }
+
+  /** First and last business day of the month containing the instant. */
+  monthDays(date: Date): { from: string; to: string } {
+    const d = this.at(date);
+    return { from: d.startOf('month').toISODate()!, to: d.endOf('month').toISODate()! };
+  }
+
+  /** The UTC instant at which a business day (YYYY-MM-DD) starts. */
+  startOfDay(day: string): Date {
+    return DateTime.fromISO(day, { zone: this.zone }).startOf('day').toJSDate();
+  }
+
+  /** The UTC instant at which the period after the one containing `date` starts. */
+  nextPeriodStart(date: Date): Date {
+    return this.at(date).startOf('month').plus({ months: 1 }).toJSDate();
+  }
+
+  /** The business day `n` days after `day` (negative: before). */
+  addDays(day: string, n: number): string {
+    return DateTime.fromISO(day, { zone: this.zone }).plus({ days: n }).toISODate()!;
+  }
+
+  /** Every day from `from` to `to` inclusive. */
+  daysBetween(from: string, to: string): string[] {
+    const days: string[] = [];
+    let d = DateTime.fromISO(from, { zone: this.zone });
+    const end = DateTime.fromISO(to, { zone: this.zone });
+    while (d <= end) {
+      days.push(d.toISODate()!);
+      d = d.plus({ days: 1 });
+    }
+    return days;
+  }
+
+  isValidDay(day: string): boolean {
+    return /^\d{4}-\d{2}-\d{2}$/.test(day) && DateTime.fromISO(day, { zone: this.zone }).isValid;
+  }
+}

@@ -1,0 +1,46 @@
+/** The error codes of SPEC section 8, with their HTTP statuses. */
+export const ErrorCodes = {
+  INSUFFICIENT_BALANCE: { code: 10001, status: 402 },
+  INSUFFICIENT_QUOTA: { code: 10002, status: 402 },
+  ORDER_NOT_FOUND: { code: 10003, status: 404 },
+  DUPLICATE_RECHARGE: { code: 10004, status: 409 },
+  CALLBACK_MISMATCH: { code: 10005, status: 400 },
+  UNKNOWN_SERVICE: { code: 10006, status: 400 },
+  REQUEST_ID_REUSED: { code: 10007, status: 409 },
+  RESERVATION_NOT_FOUND: { code: 10008, status: 404 },
+  PAYMENT_UNAVAILABLE: { code: 10009, status: 503 },
+  VALIDATION_FAILED: { code: 40000, status: 400 },
+  UNAUTHORIZED: { code: 40100, status: 401 },
+  NOT_FOUND: { code: 40400, status: 404 },
+  PAYLOAD_TOO_LARGE: { code: 40000, status: 413 },
+  INTERNAL: { code: 50000, status: 500 },
+  DEPENDENCY_UNAVAILABLE: { code: 50300, status: 503 },
+} as const;
+
+export type ErrorKind = keyof typeof ErrorCodes;
+
+export interface ErrorDetail {
+  field: string;
+  message: string;
+}
+
+/** The one error type that reaches callers: a SPEC code, its HTTP status, a message and details. */
+export class AppError extends Error {
+  readonly code: number;
+  readonly status: number;
+
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    readonly details?: ErrorDetail[],
+  ) {
+    super(message);
+    this.name = 'AppError';
+    this.code = ErrorCodes[kind].code;
+    this.status = ErrorCodes[kind].status;
+  }
+}
+
+export function isAppError(err: unknown): err is AppError {
+  return err instanceof AppError;
+}

@@ -1,0 +1,3 @@
+import { main } from './processes.js';
+
+await main(['worker']);

@@ -1,0 +1,66 @@
+--[[
+  Charges a call: the month's free quota first, then the balance, never below the overdraft limit
+  (0 unless an operator set one). In the same atomic step it writes the change to the user's pending
+  journal, so that persistence to MySQL cannot miss it, and remembers the answer under the
+  request_id, so that a replay charges nothing.
+
+  Input:
+    KEYS[1] account hash             {bal, od, held}
+    KEYS[2] quota hash of the month  {<service>: free calls used}
+    KEYS[3] request key              the first answer to this request_id
+    KEYS[4] pending journal hash     {<record id>: change JSON}
+
+    ARGV[1] fingerprint of the request, to tell a replay from a reuse with another payload
+    ARGV[2] service name
+    ARGV[3] count of calls
+    ARGV[4] free quota of the month
+    ARGV[5] unit price (micro-units), '' for a free-only service
+    ARGV[6] record id (journal field and the id the caller is given)
+    ARGV[7] the change as JSON with string values only; free/paid/amount are added here
+    ARGV[8] idempotency TTL of the request key, ms
+    ARGV[9] expiry of the month's quota hash, unix ms
+
+  Output: {status, recordId, freeCount, paidCount, amount, available}
+    status 'ok' | 'dup' (replay: the first answer) | 'reused' | 'init' (account not loaded)
+           | 'no_quota' | 'no_balance' (refused: nothing changed)
+]]
+local function int(n) return string.format('%d', n) end
+
+local first = redis.call('HMGET', KEYS[3], 'fp', 'rec', 'free', 'paid', 'amt', 'avail')
+if first[1] then
+  if first[1] ~= ARGV[1] then return {'reused'} end
+  return {'dup', first[2], first[3], first[4], first[5], first[6]}
+end
+
+local acct = redis.call('HMGET', KEYS[1], 'bal', 'od', 'held')
+if not acct[1] then return {'init'} end
+local bal, od, held = tonumber(acct[1]), tonumber(acct[2] or '0'), tonumber(acct[3] or '0')
+
+local count = tonumber(ARGV[3])
+local freeLeft = tonumber(ARGV[4]) - tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if freeLeft < 0 then freeLeft = 0 end
+local free = math.min(count, freeLeft)
+local paid = count - free
+local amount = 0
+if paid > 0 then
+  if ARGV[5] == '' then return {'no_quota', '', int(free), int(paid), '0', int(bal - held)} end
+  amount = paid * tonumber(ARGV[5])
+  if amount > bal + od - held then return {'no_balance', '', int(free), int(paid), int(amount), int(bal - held)} end
+end
+
+if free > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
+  redis.call('PEXPIREAT', KEYS[2], ARGV[9])
+end
+if amount > 0 then
+  bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount))
+end
+
+local change = cjson.decode(ARGV[7])
+change.free, change.paid, change.amount = int(free), int(paid), int(amount)
+redis.call('HSET', KEYS[4], ARGV[6], cjson.encode(change))
+
+local avail = int(bal - held)
+redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rec', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount), 'avail', avail)
+redis.call('PEXPIRE', KEYS[3], ARGV[8])
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail}

@@ -1,0 +1,24 @@
+--[[
+  Loads a user's account into Redis from MySQL, once. Concurrent first calls may all read MySQL and
+  call this; only the first write lands. Reading MySQL without a lock is safe because every balance
+  change is made in Redis first (then persisted), so while a user has no account hash here, nothing
+  can be changing that user's MySQL balance.
+
+  Input:
+    KEYS[1] account hash
+    KEYS[2] quota hash of the current month
+
+    ARGV[1] balance (micro-units)
+    ARGV[2] overdraft limit (micro-units)
+    ARGV[3] expiry of the quota hash, unix ms
+    ARGV[4..] pairs of service name, free calls used this month
+
+  Output: 1 if loaded, 0 if it already was.
+]]
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'bal', ARGV[1], 'od', ARGV[2], 'held', '0')
+for i = 4, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+if #ARGV >= 4 then redis.call('PEXPIREAT', KEYS[2], ARGV[3]) end
+return 1

@@ -1,0 +1,48 @@
+/**
+ * Every key of one user carries the hash tag {<user_id>}, so that each script touches one Redis
+ * Cluster slot. user_id cannot contain braces (SPEC section 2), so the tag is always the first pair.
+ */
+export class RedisKeys {
+  constructor(private readonly prefix: string) {}
+
+  private user(userId: string): string {
+    return `${this.prefix}:{${userId}}`;
+  }
+
+  /** Hash {bal, od, held}: balance, overdraft limit and held (reserved) amount, in micro-units. */
+  account(userId: string): string {
+    return `${this.user(userId)}:acct`;
+  }
+
+  /** Hash {<service>: free calls used} for one month (YYYYMM, business time zone). */
+  quota(userId: string, period: string): string {
+    return `${this.user(userId)}:q:${period}`;
+  }
+
+  /** Hash holding the first answer to a request_id, for idempotent replays. */
+  request(userId: string, requestId: string): string {
+    return `${this.user(userId)}:req:${requestId}`;
+  }
+
+  /** Exists once the credit (recharge, adjustment) with this journal id has been applied. */
+  applied(userId: string, changeId: string): string {
+    return `${this.user(userId)}:applied:${changeId}`;
+  }
+
+  /** Hash {<change id>: change JSON}: changes made in Redis and not yet persisted to MySQL. */
+  pending(userId: string): string {
+    return `${this.user(userId)}:pending`;
+  }
+
+  /** SCAN pattern matching every user's pending journal. */
+  pendingPattern(): string {
+    return `${this.prefix}:{*}:pending`;
+  }
+
+  /** The user id inside a pending-journal key. */
+  userOfPendingKey(key: string): string | null {
+    const start = this.prefix.length + 2;
+    const end = key.lastIndexOf('}:pending');
+    return key.startsWith(`${this.prefix}:{`) && end > start ? key.slice(start, end) : null;
+  }
+}

@@ -1,0 +1,30 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import type { Result } from 'ioredis';
+import type { RedisClient } from './connection.js';
+
+/*
+ * Loads every src/redis/commands/<name>-<numKeys>.lua once as an ioredis custom command named
+ * <name>Script (EVALSHA, falling back to EVAL after a Redis restart).
+ */
+const commandsDir = new URL('./commands/', import.meta.url);
+
+export function defineScripts(redis: RedisClient): void {
+  for (const file of readdirSync(commandsDir)) {
+    const m = /^([a-z-]+)-(\d+)\.lua$/.exec(file);
+    if (!m) continue;
+    const name = m[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) + 'Script';
+    const lua = readFileSync(new URL(file, commandsDir), 'utf8');
+    redis.defineCommand(name, { numberOfKeys: Number(m[2]), lua });
+  }
+}
+
+type Arg = string | number;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    checkScript(account: string, quota: string, ...args: Arg[]): Result<string[], Context>;
+    deductScript(account: string, quota: string, request: string, pending: string, ...args: Arg[]): Result<string[], Context>;
+    initAccountScript(account: string, quota: string, ...args: Arg[]): Result<number, Context>;
+    creditScript(account: string, marker: string, pending: string, ...args: Arg[]): Result<string[], Context>;
+  }
+}

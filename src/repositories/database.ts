@@ -1,0 +1,40 @@
+import knexFactory, { type Knex } from 'knex';
+import { fileURLToPath } from 'node:url';
+
+export type Db = Knex;
+
+/** A Knex pool on mysql2. BIGINTs come back as strings so that no amount passes through a double. */
+export function createDatabase(url: string, poolMax = 10): Db {
+  return knexFactory({
+    client: 'mysql2',
+    connection: {
+      uri: url,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      dateStrings: false,
+      timezone: 'Z',
+      charset: 'utf8mb4',
+    } as Knex.MySql2ConnectionConfig & { uri: string },
+    pool: { min: 0, max: poolMax },
+    acquireConnectionTimeout: 10_000,
+  });
+}
+
+const migrationsDir = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+export const migrationConfig: Knex.MigratorConfig = {
+  directory: migrationsDir,
+  loadExtensions: ['.ts', '.js'],
+  tableName: 'knex_migrations',
+};
+
+export async function migrateLatest(db: Db): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest(migrationConfig)) as [number, string[]];
+  return applied;
+}
+
+/** mysql2 error codes that a retry can cure. */
+export function isTransientDbError(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return ['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'PROTOCOL_CONNECTION_LOST', 'ETIMEDOUT'].includes(code ?? '');
+}

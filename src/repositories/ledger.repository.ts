@@ -1,0 +1,135 @@
+import type { Knex } from 'knex';
+import type { Db } from './database.js';
+import type { LedgerChange, DeductionChange, CreditChange } from '../services/ledger-change.js';
+
+export interface ApplyResult {
+  applied: number;
+  alreadyPersisted: number;
+}
+
+const recordType = (c: DeductionChange) => (c.paid === '0' ? 'free' : c.free === '0' ? 'balance' : 'mixed');
+const mysqlTime = (iso: string) => new Date(iso);
+
+/** Adds `delta` (a decimal integer string) into a map of bigints. */
+function addTo(map: Map<string, bigint[]>, key: string, deltas: string[]): void {
+  const cur = map.get(key) ?? deltas.map(() => 0n);
+  map.set(key, cur.map((v, i) => v + BigInt(deltas[i])));
+}
+
+/**
+ * Writes changes recorded in Redis to MySQL: consumption records, ledger entries, account balances,
+ * free quota used and daily aggregates, all in one transaction. A change whose id is already stored
+ * is skipped, so a job run twice (or a change in two jobs) changes nothing the second time; two
+ * transactions racing on the same id collide on a unique key, roll back, and the retry skips it.
+ */
+export class LedgerRepository {
+  constructor(private readonly db: Db) {}
+
+  async applyChanges(changes: LedgerChange[]): Promise<ApplyResult> {
+    const unique = [...new Map(changes.map((c) => [`${c.kind}:${c.id}`, c])).values()];
+    return this.db.transaction(async (trx) => {
+      const deductions = unique.filter((c): c is DeductionChange => c.kind === 'deduction');
+      const credits = unique.filter((c): c is CreditChange => c.kind !== 'deduction');
+
+      const freshDeductions = await this.withoutStored(trx, 'consumption_records', 'record_id', deductions);
+      const freshCredits = await this.withoutStoredLedger(trx, credits);
+      const applied = freshDeductions.length + freshCredits.length;
+      if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
+
+      if (freshDeductions.length > 0) {
+        await trx('consumption_records').insert(
+          freshDeductions.map((d) => ({
+            record_id: d.id,
+            user_id: d.userId,
+            request_id: d.requestId,
+            service_name: d.service,
+            type: recordType(d),
+            count: d.count,
+            free_count: d.free,
+            paid_count: d.paid,
+            amount: d.amount,
+            unit_price: d.unitPrice === '' ? null : d.unitPrice,
+            period: d.period,
+            created_at: mysqlTime(d.at),
+          })),
+        );
+      }
+
+      const ledger = [
+        ...freshDeductions
+          .filter((d) => d.amount !== '0')
+          .map((d) => ({ user_id: d.userId, entry_type: 'deduction', ref_id: d.id, amount: `-${d.amount}`, note: `${d.service} x${d.paid}`, created_at: mysqlTime(d.at) })),
+        ...freshCredits.map((c) => ({ user_id: c.userId, entry_type: c.kind, ref_id: c.id, amount: c.amount, note: c.note.slice(0, 255), created_at: mysqlTime(c.at) })),
+      ];
+      if (ledger.length > 0) await trx('ledger_entries').insert(ledger);
+
+      const balances = new Map<string, bigint[]>();
+      for (const e of ledger) addTo(balances, e.user_id, [e.amount]);
+      const quotas = new Map<string, bigint[]>();
+      const daily = new Map<string, bigint[]>();
+      for (const d of freshDeductions) {
+        if (d.free !== '0') addTo(quotas, `${d.userId}\u0000${d.period}\u0000${d.service}`, [d.free]);
+        addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1']);
+      }
+      // Sorted keys: concurrent transactions lock rows in one order, which keeps deadlocks rare.
+      const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+
+      if (balances.size > 0) {
+        await trx('accounts')
+          .insert(sorted(balances).map(([user_id, [delta]]) => ({ user_id, balance: delta.toString() })))
+          .onConflict('user_id')
+          .merge({ balance: trx.raw('balance + VALUES(balance)') });
+      }
+      if (quotas.size > 0) {
+        await trx('quota_usage')
+          .insert(sorted(quotas).map(([k, [used]]) => {
+            const [user_id, period, service_name] = k.split('\u0000');
+            return { user_id, period, service_name, used: used.toString() };
+          }))
+          .onConflict(['user_id', 'period', 'service_name'])
+          .merge({ used: trx.raw('used + VALUES(used)') });
+      }
+      if (daily.size > 0) {
+        await trx('usage_daily')
+          .insert(sorted(daily).map(([k, [total, free, paid, cost, records]]) => {
+            const [user_id, day, service_name] = k.split('\u0000');
+            return { user_id, day, service_name, total_count: `${total}`, free_count: `${free}`, paid_count: `${paid}`, total_cost: `${cost}`, records: `${records}` };
+          }))
+          .onConflict(['user_id', 'day', 'service_name'])
+          .merge({
+            total_count: trx.raw('total_count + VALUES(total_count)'),
+            free_count: trx.raw('free_count + VALUES(free_count)'),
+            paid_count: trx.raw('paid_count + VALUES(paid_count)'),
+            total_cost: trx.raw('total_cost + VALUES(total_cost)'),
+            records: trx.raw('records + VALUES(records)'),
+          });
+      }
+      return { applied, alreadyPersisted: unique.length - applied };
+    });
+  }
+
+  private async withoutStored<T extends { id: string }>(trx: Knex.Transaction, table: string, column: string, items: T[]): Promise<T[]> {
+    if (items.length === 0) return [];
+    const stored = await trx(table).whereIn(column, items.map((i) => i.id)).pluck(column);
+    const set = new Set<string>(stored);
+    return items.filter((i) => !set.has(i.id));
+  }
+
+  private async withoutStoredLedger(trx: Knex.Transaction, items: CreditChange[]): Promise<CreditChange[]> {
+    const out: CreditChange[] = [];
+    for (const kind of ['recharge', 'adjustment'] as const) {
+      const ofKind = items.filter((i) => i.kind === kind);
+      if (ofKind.length === 0) continue;
+      const stored = new Set<string>(await trx('ledger_entries').where('entry_type', kind).whereIn('ref_id', ofKind.map((i) => i.id)).pluck('ref_id'));
+      out.push(...ofKind.filter((i) => !stored.has(i.id)));
+    }
+    return out;
+  }
+
+  /** The user's MySQL balance and the sum of their ledger entries (SPEC 7.2 says they agree). */
+  async balanceAndLedgerSum(userId: string): Promise<{ balance: bigint; ledgerSum: bigint }> {
+    const acct = await this.db('accounts').where({ user_id: userId }).first('balance');
+    const sum = await this.db('ledger_entries').where({ user_id: userId }).sum({ s: 'amount' }).first();
+    return { balance: BigInt(acct?.balance ?? 0), ledgerSum: BigInt((sum?.s as string | null) ?? 0) };
+  }
+}

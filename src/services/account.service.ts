@@ -1,0 +1,96 @@
+import type { RedisClient } from '../redis/connection.js';
+import type { RedisKeys } from '../redis/keys.js';
+import type { AccountRepository } from '../repositories/account.repository.js';
+import type { BusinessCalendar, Clock } from '../lib/clock.js';
+import type { CatalogueService } from './catalogue.service.js';
+import { formatMoney } from '../lib/money.js';
+
+/** How long a month's quota hash outlives its month, for reconciliation of the month just ended. */
+const QUOTA_KEEP_MS = 35 * 86_400_000;
+
+export interface AccountView {
+  userId: string;
+  balance: string;
+  heldAmount: string;
+  currency: string;
+  quotas: { serviceName: string; totalQuota: number; usedQuota: number; remainingQuota: number; period: string }[];
+}
+
+/**
+ * A user's live account lives in Redis; MySQL is loaded into Redis the first time a user is seen
+ * (a new user: zero balance, the month's free quota unused).
+ */
+export class AccountService {
+  /** One MySQL load per user at a time in this process, however many first calls arrive together. */
+  private readonly loading = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly accounts: AccountRepository,
+    private readonly catalogue: CatalogueService,
+    private readonly calendar: BusinessCalendar,
+    private readonly clock: Clock,
+    private readonly currency: string,
+  ) {}
+
+  quotaExpiry(now: Date): number {
+    return this.calendar.nextPeriodStart(now).getTime() + QUOTA_KEEP_MS;
+  }
+
+  /** Loads the account into Redis unless it is there (race-free: see init-account-2.lua). */
+  async load(userId: string, now: Date = this.clock.now()): Promise<void> {
+    let p = this.loading.get(userId);
+    if (!p) {
+      p = this.loadFromMysql(userId, now).finally(() => this.loading.delete(userId));
+      this.loading.set(userId, p);
+    }
+    return p;
+  }
+
+  private async loadFromMysql(userId: string, now: Date): Promise<void> {
+    const period = this.calendar.period(now);
+    const [row, usage] = await Promise.all([this.accounts.find(userId), this.accounts.quotaUsage(userId, period)]);
+    const pairs = usage.flatMap((u) => [u.service_name, u.used]);
+    await this.redis.initAccountScript(
+      this.keys.account(userId),
+      this.keys.quota(userId, period),
+      row?.balance ?? '0',
+      row?.overdraft_limit ?? '0',
+      this.quotaExpiry(now),
+      ...pairs,
+    );
+  }
+
+  /** Balance (available = total − held), held amount and this month's quotas, read live from Redis. */
+  async view(userId: string): Promise<AccountView> {
+    const now = this.clock.now();
+    const period = this.calendar.period(now);
+    let [acct, used] = await this.read(userId, period);
+    if (acct[0] === null) {
+      await this.load(userId, now);
+      [acct, used] = await this.read(userId, period);
+    }
+    const bal = BigInt(acct[0] ?? '0');
+    const held = BigInt(acct[1] ?? '0');
+    const periodLabel = `${period.slice(0, 4)}-${period.slice(4)}`;
+    return {
+      userId,
+      balance: formatMoney(bal - held),
+      heldAmount: formatMoney(held),
+      currency: this.currency,
+      quotas: this.catalogue.services.map((s, i) => {
+        const usedQuota = Math.min(s.freeQuota, Number(used[i] ?? 0));
+        return { serviceName: s.name, totalQuota: s.freeQuota, usedQuota, remainingQuota: s.freeQuota - usedQuota, period: periodLabel };
+      }),
+    };
+  }
+
+  private async read(userId: string, period: string): Promise<[(string | null)[], (string | null)[]]> {
+    const names = this.catalogue.services.map((s) => s.name);
+    return Promise.all([
+      this.redis.hmget(this.keys.account(userId), 'bal', 'held'),
+      this.redis.hmget(this.keys.quota(userId, period), ...names),
+    ]);
+  }
+}

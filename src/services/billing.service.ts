@@ -1,0 +1,132 @@
+import type { RedisClient } from '../redis/connection.js';
+import type { RedisKeys } from '../redis/keys.js';
+import type { BusinessCalendar, Clock } from '../lib/clock.js';
+import type { CatalogueService } from './catalogue.service.js';
+import type { AccountService } from './account.service.js';
+import type { PersistenceService } from './persistence.service.js';
+import type { DeductionChange } from './ledger-change.js';
+import { AppError } from '../lib/errors.js';
+import { formatMoney } from '../lib/money.js';
+import { newId } from '../lib/ids.js';
+
+export interface CheckInput {
+  userId: string;
+  serviceName: string;
+  count: number;
+}
+
+export interface DeductInput extends CheckInput {
+  requestId: string;
+}
+
+export interface CheckResult {
+  allowed: boolean;
+  reason: 'free' | 'balance' | 'insufficient_balance' | 'insufficient_quota';
+  freeRemaining: number;
+  balance: string;
+}
+
+export interface DeductResult {
+  success: true;
+  recordId: string;
+  requestId: string;
+  freeCount: number;
+  paidCount: number;
+  amount: string;
+  balance: string;
+  duplicate: boolean;
+}
+
+/** The gateway's hot path: one Lua script per call, answered from Redis. */
+export class BillingService {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly catalogue: CatalogueService,
+    private readonly accounts: AccountService,
+    private readonly persistence: PersistenceService,
+    private readonly calendar: BusinessCalendar,
+    private readonly clock: Clock,
+    private readonly idempotencyTtlMs: number,
+  ) {}
+
+  /** Runs a script; if the account is not in Redis yet, loads it and runs the script once more. */
+  private async withAccount(userId: string, now: Date, run: () => Promise<string[]>): Promise<string[]> {
+    const r = await run();
+    if (r[0] !== 'init') return r;
+    await this.accounts.load(userId, now);
+    return run();
+  }
+
+  async check({ userId, serviceName, count }: CheckInput): Promise<CheckResult> {
+    const svc = this.catalogue.get(serviceName);
+    const now = this.clock.now();
+    const period = this.calendar.period(now);
+    const r = await this.withAccount(userId, now, () =>
+      this.redis.checkScript(this.keys.account(userId), this.keys.quota(userId, period), svc.name, count, svc.freeQuota, svc.unitPrice?.toString() ?? ''),
+    );
+    return { allowed: r[1] === '1', reason: r[2] as CheckResult['reason'], freeRemaining: Number(r[3]), balance: formatMoney(BigInt(r[4])) };
+  }
+
+  async deduct({ requestId, userId, serviceName, count }: DeductInput): Promise<DeductResult> {
+    const svc = this.catalogue.get(serviceName);
+    const now = this.clock.now();
+    const period = this.calendar.period(now);
+    const recordId = newId('rec_', now);
+    const change = {
+      kind: 'deduction',
+      id: recordId,
+      userId,
+      requestId,
+      service: svc.name,
+      count: String(count),
+      unitPrice: svc.unitPrice?.toString() ?? '',
+      period,
+      day: this.calendar.day(now),
+      at: now.toISOString(),
+    };
+    const r = await this.withAccount(userId, now, () =>
+      this.redis.deductScript(
+        this.keys.account(userId),
+        this.keys.quota(userId, period),
+        this.keys.request(userId, requestId),
+        this.keys.pending(userId),
+        `deduct|${svc.name}|${count}`,
+        svc.name,
+        count,
+        svc.freeQuota,
+        svc.unitPrice?.toString() ?? '',
+        recordId,
+        JSON.stringify(change),
+        this.idempotencyTtlMs,
+        this.accounts.quotaExpiry(now),
+      ),
+    );
+    const [status, rec, free, paid, amount, available] = r;
+    switch (status) {
+      case 'reused':
+        throw new AppError('REQUEST_ID_REUSED', `request_id ${requestId} was used before with a different payload`);
+      case 'no_quota':
+        throw new AppError('INSUFFICIENT_QUOTA', `free quota of ${svc.name} is used up for this month and the service is free-only`);
+      case 'no_balance':
+        throw new AppError('INSUFFICIENT_BALANCE', `insufficient balance: ${formatMoney(BigInt(available))} available, ${formatMoney(BigInt(amount))} needed`);
+      case 'ok':
+        this.persistence.enqueue({ ...change, free, paid, amount } as DeductionChange);
+        break;
+      case 'dup':
+        break;
+      default:
+        throw new Error(`deduct script answered ${status}`);
+    }
+    return {
+      success: true,
+      recordId: rec,
+      requestId,
+      freeCount: Number(free),
+      paidCount: Number(paid),
+      amount: formatMoney(BigInt(amount)),
+      balance: formatMoney(BigInt(available)),
+      duplicate: status === 'dup',
+    };
+  }
+}

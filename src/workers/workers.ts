@@ -1,0 +1,48 @@
+import { Worker, type Job } from 'bullmq';
+import type { AppContext } from '../context.js';
+import { createRedis } from '../redis/connection.js';
+import { QueueNames, type JobName, type QueueName } from '../jobs/jobs.js';
+import { backoffStrategy } from '../jobs/queues.js';
+import { persistChangesProcessor } from './persist-changes.processor.js';
+import { sweepPendingProcessor } from './sweep-pending.processor.js';
+
+type Processor = (job: Job) => Promise<unknown>;
+
+/** Starts one BullMQ worker per queue, dispatching each job to its processor by job name. */
+export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = QueueNames): { workers: Worker[]; close(): Promise<void> } {
+  const processors: Record<JobName, Processor> = {
+    'persist-changes': persistChangesProcessor(ctx.persistence) as Processor,
+    'sweep-pending': sweepPendingProcessor(ctx.persistence, ctx.config.persistence.sweepAfterMs) as Processor,
+  };
+  const connection = createRedis(ctx.config.redis.url!, 'blocking');
+  const workers = queues.map((queue) => {
+    const worker = new Worker(
+      queue,
+      async (job) => {
+        const processor = processors[job.name as JobName];
+        if (!processor) throw new Error(`no processor for job ${job.name}`);
+        const log = ctx.logger.child({ job: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
+        const started = Date.now();
+        const result = await processor(job);
+        log.debug({ ms: Date.now() - started }, 'job done');
+        return result;
+      },
+      {
+        connection,
+        prefix: ctx.config.queue.prefix,
+        concurrency: ctx.config.queue.workerConcurrency,
+        settings: { backoffStrategy },
+      },
+    );
+    worker.on('failed', (job, err) => ctx.logger.warn({ job: job?.name, jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, 'job failed'));
+    worker.on('error', (err) => ctx.logger.error({ err: err.message, queue }, 'worker error'));
+    return worker;
+  });
+  return {
+    workers,
+    async close() {
+      await Promise.all(workers.map((w) => w.close()));
+      await connection.quit().catch(() => undefined);
+    },
+  };
+}
