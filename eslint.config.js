@@ -12,6 +12,15 @@ export default tseslint.config(
     },
   },
   {
+    // Tests read loosely typed JSON responses.
+    files: ['test/**'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+  {
+    files: ['**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
+  {
     files: ['src/config/**', 'scripts/**', 'test/support/**', 'bench/**', 'knexfile.ts', 'src/main/**'],
     rules: { 'no-restricted-properties': 'off' },
   },

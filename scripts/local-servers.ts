@@ -98,6 +98,7 @@ export async function startRedis(opts: RedisOptions): Promise<LocalServer> {
   const { Redis } = await import('ioredis');
   await waitFor('redis-server', async () => {
     const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    r.on('error', () => undefined); // refused while the server starts: expected, retried below
     try {
       await r.connect();
       return (await r.ping()) === 'PONG';

@@ -23,8 +23,8 @@ function normalizeKeys(input: unknown, details: ErrorDetail[]): unknown {
 /** Validates body or query against a joi schema (snake_case keys). Every bad field gets a detail. */
 export function validate<T>(schema: Joi.ObjectSchema<T>, input: unknown, source: 'body' | 'query' = 'body'): T {
   const details: ErrorDetail[] = [];
-  const normalized = normalizeKeys(input ?? {}, details);
-  if (source === 'body' && (normalized === null || typeof normalized !== 'object' || Array.isArray(normalized))) {
+  const normalized = normalizeKeys(input === undefined ? {} : input, details);
+  if (normalized === null || typeof normalized !== 'object' || Array.isArray(normalized)) {
     throw new AppError('VALIDATION_FAILED', 'the request body must be a JSON object', [{ field: 'body', message: 'must be a JSON object' }]);
   }
   // Query strings carry text, so numbers are converted there; a JSON body must send the right types.

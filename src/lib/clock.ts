@@ -12,6 +12,9 @@ export const systemClock: Clock = { now: () => new Date() };
  * zone's, not the server's.
  */
 export class BusinessCalendar {
+  /** The last day looked up, as [start, end) in ms: every call of a day hits it (the hot path). */
+  private cached = { start: 0, end: 0, day: '', period: '' };
+
   constructor(readonly zone: string) {
     if (!DateTime.now().setZone(zone).isValid) throw new Error(`unknown time zone: ${zone}`);
   }
@@ -20,14 +23,23 @@ export class BusinessCalendar {
     return DateTime.fromJSDate(date, { zone: this.zone });
   }
 
+  private lookup(date: Date): { day: string; period: string } {
+    const t = date.getTime();
+    if (t < this.cached.start || t >= this.cached.end) {
+      const d = this.at(date).startOf('day');
+      this.cached = { start: d.toMillis(), end: d.plus({ days: 1 }).toMillis(), day: d.toISODate()!, period: d.toFormat('yyyyLL') };
+    }
+    return this.cached;
+  }
+
   /** "202611": the quota period containing the instant. */
   period(date: Date): string {
-    return this.at(date).toFormat('yyyyLL');
+    return this.lookup(date).period;
   }
 
   /** "2026-11-25": the business day containing the instant. */
   day(date: Date): string {
-    return this.at(date).toISODate()!;
+    return this.lookup(date).day;
   }
 
   /** First and last business day of the month containing the instant. */

@@ -85,25 +85,30 @@ export class PersistenceService {
     await Promise.all([...byUser].map(([userId, ids]) => this.redis.hdel(this.keys.pending(userId), ...ids)));
   }
 
-  /** Every journal entry, in batches of user keys (SCAN on every master of a cluster). */
-  async *journalEntries(): AsyncGenerator<LedgerChange[]> {
+  /** Every user's journal key, in SCAN batches (on every master of a cluster). */
+  private async *journalKeys(): AsyncGenerator<string[]> {
     const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
     for (const node of nodes) {
-      const stream = node.scanStream({ match: this.keys.pendingPattern(), count: 1000 });
-      for await (const keys of stream as AsyncIterable<string[]>) {
-        const batch: LedgerChange[] = [];
-        for (const key of keys) {
-          const entries = await this.redis.hgetall(key);
-          for (const json of Object.values(entries)) {
-            try {
-              batch.push(JSON.parse(json) as LedgerChange);
-            } catch {
-              this.logger.error({ key }, 'unreadable journal entry');
-            }
+      for await (const keys of node.scanStream({ match: this.keys.pendingPattern(), count: 1000 }) as AsyncIterable<string[]>) {
+        if (keys.length > 0) yield keys;
+      }
+    }
+  }
+
+  /** Every journal entry, in batches of user keys. */
+  async *journalEntries(): AsyncGenerator<LedgerChange[]> {
+    for await (const keys of this.journalKeys()) {
+      const batch: LedgerChange[] = [];
+      for (const key of keys) {
+        for (const json of Object.values(await this.redis.hgetall(key))) {
+          try {
+            batch.push(JSON.parse(json) as LedgerChange);
+          } catch {
+            this.logger.error({ key }, 'unreadable journal entry');
           }
         }
-        if (batch.length > 0) yield batch;
       }
+      if (batch.length > 0) yield batch;
     }
   }
 
@@ -125,7 +130,10 @@ export class PersistenceService {
   /** Number of changes recorded in Redis and not yet persisted. */
   async pendingCount(): Promise<number> {
     let n = 0;
-    for await (const batch of this.journalEntries()) n += batch.length;
+    for await (const keys of this.journalKeys()) {
+      const lengths = await Promise.all(keys.map((k) => this.redis.hlen(k)));
+      n += lengths.reduce((a, b) => a + b, 0);
+    }
     return n;
   }
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// `npm start`: plain JavaScript with no dependencies, so that it can run `npm ci` on a fresh clone
+// before anything else is loaded; then it hands over to scripts/dev-stack.ts.
+import { existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
+  console.log('node_modules is missing: running npm ci ...');
+  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'dev-stack.ts')], { cwd: root, stdio: 'inherit' });
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

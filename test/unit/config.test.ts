@@ -1,0 +1,40 @@
+import { expect } from 'chai';
+import { loadConfig, ConfigError } from '../../src/config/config.js';
+
+describe('config', () => {
+  it('has the SPEC defaults: port 8107, Asia/Shanghai, the original catalogue, 5s payment deadline', () => {
+    const c = loadConfig({});
+    expect(c.http).to.include({ port: 8107, host: '127.0.0.1', publicBaseUrl: 'http://127.0.0.1:8107' });
+    expect(c.businessTz).to.equal('Asia/Shanghai');
+    expect(c.services.map((s) => [s.name, s.freeQuota, s.unitPrice])).to.deep.equal([['passport', 10000, 1000n], ['payment', 1000, 1000n], ['asset', 1000, 1000n]]);
+    expect(c.payment).to.include({ timeoutMs: 5000, grpcAddr: '127.0.0.1:9101' });
+    expect(c.defaultedSecrets).to.have.length(4);
+    expect(Object.isFrozen(c) && Object.isFrozen(c.services[0])).to.equal(true);
+  });
+
+  it('takes environment variables over the defaults', () => {
+    const c = loadConfig({ PORT: '9000', BUSINESS_TZ: 'UTC', PAYMENT_TIMEOUT: '750ms', GATEWAY_TOKEN: 'g', PUBLIC_BASE_URL: 'https://billing.example.com/' });
+    expect(c.http.port).to.equal(9000);
+    expect(c.businessTz).to.equal('UTC');
+    expect(c.payment.timeoutMs).to.equal(750);
+    expect(c.auth.gatewayToken).to.equal('g');
+    expect(c.http.publicBaseUrl).to.equal('https://billing.example.com');
+  });
+
+  it('stops on a bad value with a message naming each key', () => {
+    const attempt = () => loadConfig({ PORT: 'eighty', REDIS_URL: 'http://x' }, { services: [{ name: 'x', free_quota: -1 }] });
+    expect(attempt).to.throw(ConfigError).with.property('message').that.matches(/http\.port/).and.matches(/redis\.url/).and.matches(/services\.0\.free_quota/);
+  });
+
+  it('refuses to start in production on a default or empty secret', () => {
+    const env = { NODE_ENV: 'production', REDIS_URL: 'redis://r:6379', DATABASE_URL: 'mysql://u:p@h/db' };
+    expect(() => loadConfig(env)).to.throw(ConfigError, /auth\.gateway_token: must be set in production/);
+    expect(() => loadConfig({ ...env, GATEWAY_TOKEN: '' })).to.throw(ConfigError);
+    const full = { ...env, GATEWAY_TOKEN: 'a', ADMIN_TOKEN: 'b', BULL_BOARD_PASSWORD: 'c', PAYMENT_CALLBACK_SECRET: 'd' };
+    expect(loadConfig(full).defaultedSecrets).to.deep.equal([]);
+  });
+
+  it('refuses a price that count × price would push past exact integer range', () => {
+    expect(() => loadConfig({}, { services: [{ name: 'big', free_quota: 0, unit_price: '9000000000' }] })).to.throw(ConfigError, /unit_price/);
+  });
+});
