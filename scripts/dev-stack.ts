@@ -7,11 +7,13 @@ import { join } from 'node:path';
 import { loadConfig, ConfigError } from '../src/config/config.js';
 import { startRoles, type Running } from '../src/main/processes.js';
 import { createLogger } from '../src/lib/logger.js';
+import { PaymentSimulator } from '../simulator/payment-simulator.js';
 import { ensurePackages, startRedis, startMariaDb, freePort, type LocalServer } from './local-servers.js';
 
 const DATA = join(process.cwd(), '.data');
 const started: LocalServer[] = [];
 let running: Running | undefined;
+let simulator: PaymentSimulator | undefined;
 
 async function portOr(preferred: number): Promise<number> {
   const { createServer } = await import('node:net');
@@ -24,6 +26,7 @@ async function portOr(preferred: number): Promise<number> {
 
 async function stopAll(code: number): Promise<never> {
   await running?.stop().catch((e) => console.error(e));
+  await simulator?.stop().catch(() => undefined);
   for (const s of started.reverse()) await s.stop().catch(() => undefined);
   process.exit(code);
 }
@@ -44,6 +47,12 @@ async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig(env);
+    if (!env.PAYMENT_GRPC_ADDR) {
+      // No payment service configured: run the bundled simulator, sharing the callback secret.
+      simulator = await new PaymentSimulator({ grpcPort: await portOr(9101), httpPort: await portOr(9102), callbackSecret: config.payment.callbackSecret }).start();
+      env.PAYMENT_GRPC_ADDR = simulator.grpcAddr;
+      config = loadConfig(env);
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(err.message);
@@ -56,6 +65,7 @@ async function main(): Promise<void> {
     '',
     'Billing service is ready.',
     `  API              ${running.url}   (gateway token: ${config.defaultedSecrets.includes('auth.gateway_token') ? config.auth.gatewayToken : '<GATEWAY_TOKEN>'})`,
+    `  Payment service  ${simulator ? `simulator: pay pages ${simulator.httpUrl}/pay/<payment id>, gRPC ${simulator.grpcAddr}` : config.payment.grpcAddr}`,
     `  Redis            ${env.REDIS_URL}`,
     `  MySQL            ${env.DATABASE_URL!.replace(/:[^:@/]+@/, ':***@')}`,
     `  Data             ${started.length > 0 ? DATA : '(external servers)'}`,

@@ -15,6 +15,10 @@ import { BillingService } from './services/billing.service.js';
 import { PersistenceService } from './services/persistence.service.js';
 import { UsageService } from './services/usage.service.js';
 import { CreditService } from './services/credit.service.js';
+import { RechargeService } from './services/recharge.service.js';
+import { RechargeRepository } from './repositories/recharge.repository.js';
+import { PaymentClient } from '../proto/payment/v1/payment.client.js';
+import { FaultPoints } from './lib/faults.js';
 
 /** Everything a process needs, built once from the validated config and passed in. */
 export interface AppContext {
@@ -32,7 +36,11 @@ export interface AppContext {
   readonly persistence: PersistenceService;
   readonly usage: UsageService;
   readonly credits: CreditService;
-  readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository };
+  readonly recharges: RechargeService;
+  readonly payment: PaymentClient;
+  /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
+  readonly publicUrl: { base: string };
+  readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository };
   close(): Promise<void>;
 }
 
@@ -53,19 +61,30 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const keys = new RedisKeys(config.redis.keyPrefix);
   const queues = new JobQueues(redis, config.queue.prefix);
 
-  const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db) };
+  const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db) };
   const catalogue = new CatalogueService(config.services, config.currency);
   const accounts = new AccountService(redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
   const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger);
   const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs);
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
   const credits = new CreditService(redis, keys, accounts, persistence, clock);
+  const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
+  const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
+  const recharges = new RechargeService(db, repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
+    currency: config.currency,
+    minRecharge: config.payment.minRecharge,
+    maxRecharge: config.payment.maxRecharge,
+    callbackSecret: config.payment.callbackSecret,
+    callbackToleranceMs: config.payment.callbackToleranceMs,
+    notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
+  }, clock, new FaultPoints(config.faultCrashAt), logger);
 
   return {
-    config, logger, clock, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, repositories,
+    config, logger, clock, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, payment, publicUrl, repositories,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
+      payment.close();
       await Promise.allSettled([redis.quit(), db.destroy()]);
     },
   };

@@ -7,6 +7,8 @@ import { gatewayRoutes } from './gateway.routes.js';
 import { accountRoutes } from './account.routes.js';
 import { usageRoutes } from './usage.routes.js';
 import { healthRoutes } from './health.routes.js';
+import { rechargeRoutes } from './recharge.routes.js';
+import { callbackRoutes } from './callback.routes.js';
 
 /** The HTTP API: thin routes over the services, one error handler. */
 export function createApp(ctx: AppContext): Express {
@@ -20,12 +22,14 @@ export function createApp(ctx: AppContext): Express {
     res.set('X-Correlation-Id', res.locals.correlationId as string);
     next();
   });
+  app.use(healthRoutes(ctx));
+  // Before the JSON parser: the callback's signature covers the raw bytes.
+  app.use('/internal/v1/billing/callback', callbackRoutes(ctx));
   app.use(express.json({ limit: ctx.config.http.bodyLimit, strict: false }));
 
-  app.use(healthRoutes(ctx));
   const gateway = requireBearer(ctx.config.auth.gatewayToken);
   app.use('/internal/v1/billing', gateway, gatewayRoutes(ctx));
-  app.use('/api/v1/billing', gateway, accountRoutes(ctx), usageRoutes(ctx));
+  app.use('/api/v1/billing', gateway, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
 
   app.use(notFound);
   app.use(errorHandler(ctx.logger));

@@ -13,10 +13,13 @@ export interface ServiceConfig {
 export interface Config {
   readonly env: 'development' | 'production' | 'test';
   readonly logLevel: string;
-  readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string; readonly publicBaseUrl: string };
+  /** publicBaseUrl: set explicitly, or null for http://HOST:<the port listened on> */
+  readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string; readonly publicBaseUrl: string | null };
   readonly redis: { readonly url: string | null; readonly keyPrefix: string; readonly idempotencyTtlMs: number };
   readonly database: { readonly url: string | null; readonly poolMax: number };
-  readonly queue: { readonly prefix: string; readonly workerConcurrency: number };
+  readonly queue: { readonly prefix: string; readonly workerConcurrency: number; readonly lockDurationMs: number; readonly stalledIntervalMs: number };
+  /** fault-injection crash point (tests only; refused in production) */
+  readonly faultCrashAt: string | null;
   readonly businessTz: string;
   readonly currency: string;
   readonly maxCallsPerRequest: number;
@@ -82,7 +85,11 @@ const schema = Joi.object({
     // The braces make every BullMQ key of the service share one Redis Cluster slot.
     prefix: Joi.string().pattern(/^\{[A-Za-z0-9_.-]+\}$/).default('{billing}'),
     worker_concurrency: Joi.number().integer().min(1).max(64).default(4),
+    // A killed worker's job is run again once its lock lapses and the stalled check sees it.
+    lock_duration: duration.default('30s'),
+    stalled_interval: duration.default('30s'),
   }).default(),
+  fault_crash_at: Joi.string().pattern(/^[a-z-]+$/).allow(null).default(null),
   business_tz: Joi.string().default('Asia/Shanghai'),
   currency: Joi.string().pattern(/^[A-Z]{3}$/).default('CNY'),
   max_calls_per_request: Joi.number().integer().min(1).max(1_000_000).default(10_000),
@@ -140,6 +147,9 @@ const ENV_KEYS: Record<string, string[]> = {
   DATABASE_URL: ['database', 'url'],
   QUEUE_PREFIX: ['queue', 'prefix'],
   WORKER_CONCURRENCY: ['queue', 'worker_concurrency'],
+  QUEUE_LOCK_DURATION: ['queue', 'lock_duration'],
+  QUEUE_STALLED_INTERVAL: ['queue', 'stalled_interval'],
+  BILLING_FAULT_CRASH_AT: ['fault_crash_at'],
   BUSINESS_TZ: ['business_tz'],
   GATEWAY_TOKEN: ['auth', 'gateway_token'],
   ADMIN_TOKEN: ['auth', 'admin_token'],
@@ -235,6 +245,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
   if (v.env === 'production' && defaultedSecrets.length > 0) {
     throw new ConfigError(`invalid configuration:\n${defaultedSecrets.map((k) => `  ${k}: must be set in production`).join('\n')}`);
   }
+  if (v.env === 'production' && v.fault_crash_at) {
+    throw new ConfigError('invalid configuration:\n  fault_crash_at: fault injection is refused in production');
+  }
   if (v.env === 'production' && (!v.redis.url || !v.database.url)) {
     throw new ConfigError('invalid configuration:\n  redis.url / database.url: must be set in production');
   }
@@ -246,11 +259,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       host: v.http.host,
       port: v.http.port,
       bodyLimit: v.http.body_limit,
-      publicBaseUrl: (v.http.public_base_url ?? `http://${v.http.host}:${v.http.port}`).replace(/\/$/, ''),
+      publicBaseUrl: v.http.public_base_url ? v.http.public_base_url.replace(/\/$/, '') : null,
     },
     redis: { url: v.redis.url, keyPrefix: v.redis.key_prefix, idempotencyTtlMs: ms(v.redis.idempotency_ttl) },
     database: { url: v.database.url, poolMax: v.database.pool_max },
-    queue: { prefix: v.queue.prefix, workerConcurrency: v.queue.worker_concurrency },
+    queue: {
+      prefix: v.queue.prefix,
+      workerConcurrency: v.queue.worker_concurrency,
+      lockDurationMs: ms(v.queue.lock_duration),
+      stalledIntervalMs: ms(v.queue.stalled_interval),
+    },
+    faultCrashAt: v.fault_crash_at,
     businessTz: v.business_tz,
     currency: v.currency,
     maxCallsPerRequest: maxCalls,

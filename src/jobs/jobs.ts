@@ -1,13 +1,15 @@
 import type { LedgerChange } from '../services/ledger-change.js';
 
 /** Every queue of the service. Bull Board shows each of them. */
-export const QueueNames = ['persistence', 'maintenance'] as const;
+export const QueueNames = ['persistence', 'payments', 'maintenance'] as const;
 export type QueueName = (typeof QueueNames)[number];
 
 /** Job names with their payloads: the one place that says what a job carries. */
 export interface JobPayloads {
   /** Write recorded Redis changes to MySQL, many per transaction; idempotent by change id. */
   'persist-changes': { changes: LedgerChange[] };
+  /** Credit a paid recharge order exactly once. Job id pay-<order>-<payment>: duplicate callbacks collapse. */
+  'apply-payment': { orderId: string; paymentId: string; paidAt: string };
   /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
   'sweep-pending': { olderThanMs?: number };
 }
@@ -17,5 +19,6 @@ export type JobName = keyof JobPayloads;
 /** Which queue each job runs on. */
 export const JobQueue: { readonly [N in JobName]: QueueName } = {
   'persist-changes': 'persistence',
+  'apply-payment': 'payments',
   'sweep-pending': 'maintenance',
 };

@@ -39,6 +39,7 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
     server.keepAliveTimeout = 65_000;
     const { port } = server.address() as AddressInfo;
     url = `http://${config.http.host}:${port}`;
+    if (!config.http.publicBaseUrl) ctx.publicUrl.base = url;
     const s = server;
     // Stop accepting first; in-flight requests finish, idle keep-alive sockets are closed.
     stops.unshift(() => new Promise<void>((resolve) => { s.close(() => resolve()); s.closeIdleConnections(); }));

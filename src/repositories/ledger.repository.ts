@@ -25,87 +25,90 @@ function addTo(map: Map<string, bigint[]>, key: string, deltas: string[]): void 
 export class LedgerRepository {
   constructor(private readonly db: Db) {}
 
-  async applyChanges(changes: LedgerChange[]): Promise<ApplyResult> {
+  /** In its own transaction, or in `outer` when the caller has one (a recharge's order update). */
+  async applyChanges(changes: LedgerChange[], outer?: Knex.Transaction): Promise<ApplyResult> {
     const unique = [...new Map(changes.map((c) => [`${c.kind}:${c.id}`, c])).values()];
-    return this.db.transaction(async (trx) => {
-      const deductions = unique.filter((c): c is DeductionChange => c.kind === 'deduction');
-      const credits = unique.filter((c): c is CreditChange => c.kind !== 'deduction');
+    return outer ? this.applyIn(outer, unique) : this.db.transaction((trx) => this.applyIn(trx, unique));
+  }
 
-      const freshDeductions = await this.withoutStored(trx, 'consumption_records', 'record_id', deductions);
-      const freshCredits = await this.withoutStoredLedger(trx, credits);
-      const applied = freshDeductions.length + freshCredits.length;
-      if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
+  private async applyIn(trx: Knex.Transaction, unique: LedgerChange[]): Promise<ApplyResult> {
+    const deductions = unique.filter((c): c is DeductionChange => c.kind === 'deduction');
+    const credits = unique.filter((c): c is CreditChange => c.kind !== 'deduction');
 
-      if (freshDeductions.length > 0) {
-        await trx('consumption_records').insert(
-          freshDeductions.map((d) => ({
-            record_id: d.id,
-            user_id: d.userId,
-            request_id: d.requestId,
-            service_name: d.service,
-            type: recordType(d),
-            count: d.count,
-            free_count: d.free,
-            paid_count: d.paid,
-            amount: d.amount,
-            unit_price: d.unitPrice === '' ? null : d.unitPrice,
-            period: d.period,
-            created_at: mysqlTime(d.at),
-          })),
-        );
-      }
+    const freshDeductions = await this.withoutStored(trx, 'consumption_records', 'record_id', deductions);
+    const freshCredits = await this.withoutStoredLedger(trx, credits);
+    const applied = freshDeductions.length + freshCredits.length;
+    if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
 
-      const ledger = [
-        ...freshDeductions
-          .filter((d) => d.amount !== '0')
-          .map((d) => ({ user_id: d.userId, entry_type: 'deduction', ref_id: d.id, amount: `-${d.amount}`, note: `${d.service} x${d.paid}`, created_at: mysqlTime(d.at) })),
-        ...freshCredits.map((c) => ({ user_id: c.userId, entry_type: c.kind, ref_id: c.id, amount: c.amount, note: c.note.slice(0, 255), created_at: mysqlTime(c.at) })),
-      ];
-      if (ledger.length > 0) await trx('ledger_entries').insert(ledger);
+    if (freshDeductions.length > 0) {
+      await trx('consumption_records').insert(
+        freshDeductions.map((d) => ({
+          record_id: d.id,
+          user_id: d.userId,
+          request_id: d.requestId,
+          service_name: d.service,
+          type: recordType(d),
+          count: d.count,
+          free_count: d.free,
+          paid_count: d.paid,
+          amount: d.amount,
+          unit_price: d.unitPrice === '' ? null : d.unitPrice,
+          period: d.period,
+          created_at: mysqlTime(d.at),
+        })),
+      );
+    }
 
-      const balances = new Map<string, bigint[]>();
-      for (const e of ledger) addTo(balances, e.user_id, [e.amount]);
-      const quotas = new Map<string, bigint[]>();
-      const daily = new Map<string, bigint[]>();
-      for (const d of freshDeductions) {
-        if (d.free !== '0') addTo(quotas, `${d.userId}\u0000${d.period}\u0000${d.service}`, [d.free]);
-        addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1']);
-      }
-      // Sorted keys: concurrent transactions lock rows in one order, which keeps deadlocks rare.
-      const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const ledger = [
+      ...freshDeductions
+        .filter((d) => d.amount !== '0')
+        .map((d) => ({ user_id: d.userId, entry_type: 'deduction', ref_id: d.id, amount: `-${d.amount}`, note: `${d.service} x${d.paid}`, created_at: mysqlTime(d.at) })),
+      ...freshCredits.map((c) => ({ user_id: c.userId, entry_type: c.kind, ref_id: c.id, amount: c.amount, note: c.note.slice(0, 255), created_at: mysqlTime(c.at) })),
+    ];
+    if (ledger.length > 0) await trx('ledger_entries').insert(ledger);
 
-      if (balances.size > 0) {
-        await trx('accounts')
-          .insert(sorted(balances).map(([user_id, [delta]]) => ({ user_id, balance: delta.toString() })))
-          .onConflict('user_id')
-          .merge({ balance: trx.raw('balance + VALUES(balance)') });
-      }
-      if (quotas.size > 0) {
-        await trx('quota_usage')
-          .insert(sorted(quotas).map(([k, [used]]) => {
-            const [user_id, period, service_name] = k.split('\u0000');
-            return { user_id, period, service_name, used: used.toString() };
-          }))
-          .onConflict(['user_id', 'period', 'service_name'])
-          .merge({ used: trx.raw('used + VALUES(used)') });
-      }
-      if (daily.size > 0) {
-        await trx('usage_daily')
-          .insert(sorted(daily).map(([k, [total, free, paid, cost, records]]) => {
-            const [user_id, day, service_name] = k.split('\u0000');
-            return { user_id, day, service_name, total_count: `${total}`, free_count: `${free}`, paid_count: `${paid}`, total_cost: `${cost}`, records: `${records}` };
-          }))
-          .onConflict(['user_id', 'day', 'service_name'])
-          .merge({
-            total_count: trx.raw('total_count + VALUES(total_count)'),
-            free_count: trx.raw('free_count + VALUES(free_count)'),
-            paid_count: trx.raw('paid_count + VALUES(paid_count)'),
-            total_cost: trx.raw('total_cost + VALUES(total_cost)'),
-            records: trx.raw('records + VALUES(records)'),
-          });
-      }
-      return { applied, alreadyPersisted: unique.length - applied };
-    });
+    const balances = new Map<string, bigint[]>();
+    for (const e of ledger) addTo(balances, e.user_id, [e.amount]);
+    const quotas = new Map<string, bigint[]>();
+    const daily = new Map<string, bigint[]>();
+    for (const d of freshDeductions) {
+      if (d.free !== '0') addTo(quotas, `${d.userId}\u0000${d.period}\u0000${d.service}`, [d.free]);
+      addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1']);
+    }
+    // Sorted keys: concurrent transactions lock rows in one order, which keeps deadlocks rare.
+    const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+
+    if (balances.size > 0) {
+      await trx('accounts')
+        .insert(sorted(balances).map(([user_id, [delta]]) => ({ user_id, balance: delta.toString() })))
+        .onConflict('user_id')
+        .merge({ balance: trx.raw('balance + VALUES(balance)') });
+    }
+    if (quotas.size > 0) {
+      await trx('quota_usage')
+        .insert(sorted(quotas).map(([k, [used]]) => {
+          const [user_id, period, service_name] = k.split('\u0000');
+          return { user_id, period, service_name, used: used.toString() };
+        }))
+        .onConflict(['user_id', 'period', 'service_name'])
+        .merge({ used: trx.raw('used + VALUES(used)') });
+    }
+    if (daily.size > 0) {
+      await trx('usage_daily')
+        .insert(sorted(daily).map(([k, [total, free, paid, cost, records]]) => {
+          const [user_id, day, service_name] = k.split('\u0000');
+          return { user_id, day, service_name, total_count: `${total}`, free_count: `${free}`, paid_count: `${paid}`, total_cost: `${cost}`, records: `${records}` };
+        }))
+        .onConflict(['user_id', 'day', 'service_name'])
+        .merge({
+          total_count: trx.raw('total_count + VALUES(total_count)'),
+          free_count: trx.raw('free_count + VALUES(free_count)'),
+          paid_count: trx.raw('paid_count + VALUES(paid_count)'),
+          total_cost: trx.raw('total_cost + VALUES(total_cost)'),
+          records: trx.raw('records + VALUES(records)'),
+        });
+    }
+    return { applied, alreadyPersisted: unique.length - applied };
   }
 
   private async withoutStored<T extends { id: string }>(trx: Knex.Transaction, table: string, column: string, items: T[]): Promise<T[]> {

@@ -19,11 +19,17 @@ export interface CreditInput {
   note: string;
   /** refuse a debit that would take the available balance below zero */
   refuseOverdraw?: boolean;
+  /** when the change happened (default now); a retry passing the same instant builds the same change */
+  at?: Date;
+  /** 'queue' (default): a persist job books it; 'caller': the caller books it in its own transaction */
+  persistBy?: 'queue' | 'caller';
 }
 
 export interface CreditResult {
+  /** false when this credit had been applied before (nothing changed now) */
   applied: boolean;
   balance: Micros;
+  change: CreditChange;
 }
 
 /**
@@ -61,10 +67,10 @@ export class CreditService {
     }
     switch (r[0]) {
       case 'ok':
-        this.persistence.enqueue(change);
-        return { applied: true, balance: BigInt(r[1]) };
+        if (input.persistBy !== 'caller') this.persistence.enqueue(change);
+        return { applied: true, balance: BigInt(r[1]), change };
       case 'dup':
-        return { applied: false, balance: BigInt(r[1]) };
+        return { applied: false, balance: BigInt(r[1]), change };
       case 'no_balance':
         throw new AppError('INSUFFICIENT_BALANCE', `balance ${formatMoney(BigInt(r[1]))} cannot cover ${formatMoney(-input.amount)}`);
       case 'too_large':

@@ -49,6 +49,6 @@ export function isLedgerChange(value: unknown): value is LedgerChange {
 }
 
 /** The change's field in the user's pending journal (credit ids are only unique per kind). */
-export function journalId(change: LedgerChange): string {
+export function journalId(change: Pick<LedgerChange, 'kind' | 'id'>): string {
   return change.kind === 'deduction' ? change.id : `${change.kind}:${change.id}`;
 }

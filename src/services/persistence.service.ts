@@ -79,7 +79,7 @@ export class PersistenceService {
   }
 
   /** Removes persisted changes from the users' journals. */
-  private async acknowledge(changes: LedgerChange[]): Promise<void> {
+  async acknowledge(changes: Pick<LedgerChange, 'kind' | 'id' | 'userId'>[]): Promise<void> {
     const byUser = new Map<string, string[]>();
     for (const c of changes) byUser.set(c.userId, [...(byUser.get(c.userId) ?? []), journalId(c)]);
     await Promise.all([...byUser].map(([userId, ids]) => this.redis.hdel(this.keys.pending(userId), ...ids)));

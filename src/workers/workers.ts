@@ -5,6 +5,7 @@ import { QueueNames, type JobName, type QueueName } from '../jobs/jobs.js';
 import { backoffStrategy } from '../jobs/queues.js';
 import { persistChangesProcessor } from './persist-changes.processor.js';
 import { sweepPendingProcessor } from './sweep-pending.processor.js';
+import { applyPaymentProcessor } from './apply-payment.processor.js';
 
 type Processor = (job: Job) => Promise<unknown>;
 
@@ -12,6 +13,7 @@ type Processor = (job: Job) => Promise<unknown>;
 export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = QueueNames): { workers: Worker[]; close(): Promise<void> } {
   const processors: Record<JobName, Processor> = {
     'persist-changes': persistChangesProcessor(ctx.persistence) as Processor,
+    'apply-payment': applyPaymentProcessor(ctx.recharges) as Processor,
     'sweep-pending': sweepPendingProcessor(ctx.persistence, ctx.config.persistence.sweepAfterMs) as Processor,
   };
   const connection = createRedis(ctx.config.redis.url!, 'blocking');
@@ -31,6 +33,8 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
         connection,
         prefix: ctx.config.queue.prefix,
         concurrency: ctx.config.queue.workerConcurrency,
+        lockDuration: ctx.config.queue.lockDurationMs,
+        stalledInterval: ctx.config.queue.stalledIntervalMs,
         settings: { backoffStrategy },
       },
     );

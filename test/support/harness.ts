@@ -5,9 +5,11 @@ import { startRoles, type Running, type Role } from '../../src/main/processes.js
 import { createLogger } from '../../src/lib/logger.js';
 import type { Clock } from '../../src/lib/clock.js';
 import { testServers } from './servers.js';
+import { PaymentSimulator } from '../../simulator/payment-simulator.js';
 
 export const GATEWAY_TOKEN = 'test-gateway-token';
 export const ADMIN_TOKEN = 'test-admin-token';
+export const CALLBACK_SECRET = 'test-callback-secret';
 
 export interface ApiResponse<T = any> {
   status: number;
@@ -18,6 +20,10 @@ export interface Harness {
   url: string;
   running: Running;
   config: Config;
+  /** the environment this harness's config came from: spawn a process with it to join the harness */
+  env: Record<string, string>;
+  /** the payment simulator, when asked for */
+  sim?: PaymentSimulator;
   /** a prefix for this harness's user ids */
   tag: string;
   user(name: string): string;
@@ -34,20 +40,35 @@ export interface HarnessOptions {
   roles?: Role[];
   clock?: Clock;
   overrides?: Record<string, unknown>;
+  /** start a payment simulator and point the payment client at it */
+  simulator?: boolean;
+  env?: Record<string, string>;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const servers = await testServers();
   const tag = randomBytes(4).toString('hex');
-  const config = loadConfig(
-    { NODE_ENV: 'test', REDIS_URL: servers.redisUrl, DATABASE_URL: servers.databaseUrl, PORT: '0', HOST: '127.0.0.1', GATEWAY_TOKEN, ADMIN_TOKEN },
-    {
-      redis: { key_prefix: `t${tag}` },
-      queue: { prefix: `{q${tag}}` },
-      log_level: process.env.TEST_LOG_LEVEL ?? 'silent',
-      ...opts.overrides,
-    },
-  );
+  const sim = opts.simulator ? await new PaymentSimulator({ callbackSecret: CALLBACK_SECRET }).start() : undefined;
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    REDIS_URL: servers.redisUrl,
+    DATABASE_URL: servers.databaseUrl,
+    REDIS_KEY_PREFIX: `t${tag}`,
+    QUEUE_PREFIX: `{q${tag}}`,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    GATEWAY_TOKEN,
+    ADMIN_TOKEN,
+    PAYMENT_CALLBACK_SECRET: CALLBACK_SECRET,
+    PAYMENT_GRPC_ADDR: sim?.grpcAddr ?? '127.0.0.1:1',
+    PAYMENT_TIMEOUT: '1500ms',
+    // A killed worker's job is picked up again within seconds, not the production 30 s.
+    QUEUE_LOCK_DURATION: '5000',
+    QUEUE_STALLED_INTERVAL: '1000',
+    ...opts.env,
+  };
+  const config = loadConfig(env, opts.overrides ?? {});
   const running = await startRoles(config, opts.roles ?? ['api', 'worker'], { clock: opts.clock, logger: createLogger(config.logLevel, 'test') });
   const url = running.url ?? '';
   const auth = { authorization: `Bearer ${GATEWAY_TOKEN}` };
@@ -70,17 +91,19 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
 
   const ctx = running.ctx;
   const harness: Harness = {
-    url, running, config, tag,
+    url, running, config, tag, env, sim,
     user: (name) => `${tag}-${name}`,
     post: (path, body, headers) => call('POST', path, body, headers),
     get: (path, query = {}, headers) => call('GET', `${path}?${new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]))}`, undefined, headers),
     async drain(timeoutMs = 60_000) {
       const started = Date.now();
-      const queue = ctx.queues.queueOf('persist-changes');
       while (Date.now() - started < timeoutMs) {
         await ctx.persistence.drainBuffer();
-        const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
-        const busy = Object.values(counts).reduce((a, b) => a + b, 0);
+        let busy = 0;
+        for (const queue of [ctx.queues.queueOf('persist-changes'), ctx.queues.queueOf('apply-payment')]) {
+          const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
+          busy += Object.values(counts).reduce((a, b) => a + b, 0);
+        }
         if (busy === 0 && (await ctx.persistence.pendingCount()) === 0) return Date.now() - started;
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -101,7 +124,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         }
       }
     },
-    stop: () => running.stop(),
+    async stop() {
+      await running.stop();
+      await sim?.stop();
+    },
   };
   return harness;
 }

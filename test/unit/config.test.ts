@@ -4,7 +4,7 @@ import { loadConfig, ConfigError } from '../../src/config/config.js';
 describe('config', () => {
   it('has the SPEC defaults: port 8107, Asia/Shanghai, the original catalogue, 5s payment deadline', () => {
     const c = loadConfig({});
-    expect(c.http).to.include({ port: 8107, host: '127.0.0.1', publicBaseUrl: 'http://127.0.0.1:8107' });
+    expect(c.http).to.include({ port: 8107, host: '127.0.0.1', publicBaseUrl: null });
     expect(c.businessTz).to.equal('Asia/Shanghai');
     expect(c.services.map((s) => [s.name, s.freeQuota, s.unitPrice])).to.deep.equal([['passport', 10000, 1000n], ['payment', 1000, 1000n], ['asset', 1000, 1000n]]);
     expect(c.payment).to.include({ timeoutMs: 5000, grpcAddr: '127.0.0.1:9101' });

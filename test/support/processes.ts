@@ -1,0 +1,21 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+
+/** Runs a role of the service as its own Node process (`src/main/<role>.ts`) with the given env. */
+export function spawnRole(role: 'worker' | 'api' | 'scheduler', env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', `src/main/${role}.ts`], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+/** Waits for a process to exit; resolves with its signal or code. */
+export function exited(child: ChildProcess, timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(String(child.signalCode ?? child.exitCode));
+    const timer = setTimeout(() => reject(new Error('process did not exit in time')), timeoutMs);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve(String(signal ?? code));
+    });
+  });
+}
