@@ -16,6 +16,7 @@ import { PersistenceService } from './services/persistence.service.js';
 import { UsageService } from './services/usage.service.js';
 import { CreditService } from './services/credit.service.js';
 import { RechargeService } from './services/recharge.service.js';
+import { ReservationService } from './services/reservation.service.js';
 import { RechargeRepository } from './repositories/recharge.repository.js';
 import { PaymentClient } from '../proto/payment/v1/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
@@ -37,6 +38,7 @@ export interface AppContext {
   readonly usage: UsageService;
   readonly credits: CreditService;
   readonly recharges: RechargeService;
+  readonly reservations: ReservationService;
   readonly payment: PaymentClient;
   /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
   readonly publicUrl: { base: string };
@@ -68,6 +70,11 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs);
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
   const credits = new CreditService(redis, keys, accounts, persistence, clock);
+  const reservations = new ReservationService(redis, keys, catalogue, accounts, persistence, queues, calendar, clock, {
+    defaultTtlMs: config.reservations.defaultTtlMs,
+    maxTtlMs: config.reservations.maxTtlMs,
+    idempotencyTtlMs: config.redis.idempotencyTtlMs,
+  }, logger);
   const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
   const recharges = new RechargeService(db, repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
@@ -80,7 +87,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   }, clock, new FaultPoints(config.faultCrashAt), logger);
 
   return {
-    config, logger, clock, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, payment, publicUrl, repositories,
+    config, logger, clock, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, payment, publicUrl, repositories,
     async close() {
       await persistence.drainBuffer();
       await queues.close();

@@ -9,6 +9,7 @@ import { usageRoutes } from './usage.routes.js';
 import { healthRoutes } from './health.routes.js';
 import { rechargeRoutes } from './recharge.routes.js';
 import { callbackRoutes } from './callback.routes.js';
+import { reservationRoutes } from './reservation.routes.js';
 
 /** The HTTP API: thin routes over the services, one error handler. */
 export function createApp(ctx: AppContext): Express {
@@ -28,7 +29,7 @@ export function createApp(ctx: AppContext): Express {
   app.use(express.json({ limit: ctx.config.http.bodyLimit, strict: false }));
 
   const gateway = requireBearer(ctx.config.auth.gatewayToken);
-  app.use('/internal/v1/billing', gateway, gatewayRoutes(ctx));
+  app.use('/internal/v1/billing', gateway, gatewayRoutes(ctx), reservationRoutes(ctx));
   app.use('/api/v1/billing', gateway, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
 
   app.use(notFound);

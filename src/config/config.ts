@@ -45,7 +45,7 @@ export interface Config {
     readonly sweepAfterMs: number;
     readonly sweepEveryMs: number;
   };
-  readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number };
+  readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number; readonly sweepEveryMs: number };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
 }
@@ -132,6 +132,7 @@ const schema = Joi.object({
   reservations: Joi.object({
     default_ttl: duration.default('5m'),
     max_ttl: duration.default('24h'),
+    sweep_every: duration.default('30s'),
   }).default(),
 });
 
@@ -295,7 +296,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       sweepAfterMs: ms(v.persistence.sweep_after),
       sweepEveryMs: ms(v.persistence.sweep_every),
     },
-    reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl) },
+    reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl), sweepEveryMs: ms(v.reservations.sweep_every) },
     defaultedSecrets,
   };
   return deepFreeze(config);

@@ -10,6 +10,10 @@ export interface JobPayloads {
   'persist-changes': { changes: LedgerChange[] };
   /** Credit a paid recharge order exactly once. Job id pay-<order>-<payment>: duplicate callbacks collapse. */
   'apply-payment': { orderId: string; paymentId: string; paidAt: string };
+  /** Return one hold if it is still held at its expiry (delayed to the hold's TTL). */
+  'expire-reservation': { userId: string; reservationId: string };
+  /** Return every hold past its time that no expire-reservation job returned (scheduled sweep). */
+  'expire-reservations': Record<string, never>;
   /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
   'sweep-pending': { olderThanMs?: number };
 }
@@ -21,4 +25,6 @@ export const JobQueue: { readonly [N in JobName]: QueueName } = {
   'persist-changes': 'persistence',
   'apply-payment': 'payments',
   'sweep-pending': 'maintenance',
+  'expire-reservation': 'maintenance',
+  'expire-reservations': 'maintenance',
 };

@@ -29,6 +29,21 @@ export class RedisKeys {
     return `${this.user(userId)}:applied:${changeId}`;
   }
 
+  /** Hash of one reservation (hold): state, what is held, and the commit's answer. */
+  reservation(userId: string, reservationId: string): string {
+    return `${this.user(userId)}:rsv:${reservationId}`;
+  }
+
+  /** Hash {<reservation id>: expiry in unix ms} of the user's open holds. */
+  holds(userId: string): string {
+    return `${this.user(userId)}:holds`;
+  }
+
+  holdsPattern(): string {
+    return `${this.prefix}:{*}:holds`;
+  }
+
+
   /** Hash {<change id>: change JSON}: changes made in Redis and not yet persisted to MySQL. */
   pending(userId: string): string {
     return `${this.user(userId)}:pending`;
@@ -39,10 +54,10 @@ export class RedisKeys {
     return `${this.prefix}:{*}:pending`;
   }
 
-  /** The user id inside a pending-journal key. */
-  userOfPendingKey(key: string): string | null {
-    const start = this.prefix.length + 2;
-    const end = key.lastIndexOf('}:pending');
-    return key.startsWith(`${this.prefix}:{`) && end > start ? key.slice(start, end) : null;
+  /** The user id of any key of this layout: what stands inside the hash tag. */
+  userOf(key: string): string | null {
+    const open = key.indexOf('{');
+    const close = key.indexOf('}', open);
+    return key.startsWith(`${this.prefix}:{`) && close > open + 1 ? key.slice(open + 1, close) : null;
   }
 }

@@ -25,6 +25,9 @@ declare module 'ioredis' {
     checkScript(account: string, quota: string, ...args: Arg[]): Result<string[], Context>;
     deductScript(account: string, quota: string, request: string, pending: string, ...args: Arg[]): Result<string[], Context>;
     initAccountScript(account: string, quota: string, ...args: Arg[]): Result<number, Context>;
+    reserveScript(account: string, quota: string, request: string, reservation: string, holds: string, ...args: Arg[]): Result<string[], Context>;
+    commitReservationScript(account: string, quota: string, reservation: string, holds: string, pending: string, ...args: Arg[]): Result<string[], Context>;
+    releaseReservationScript(account: string, quota: string, reservation: string, holds: string, ...args: Arg[]): Result<string[], Context>;
     creditScript(account: string, marker: string, pending: string, ...args: Arg[]): Result<string[], Context>;
   }
 }

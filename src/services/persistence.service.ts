@@ -1,8 +1,8 @@
-import { Cluster } from 'ioredis';
 import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
+import { scanKeys } from '../redis/scan.js';
 import type { JobQueues } from '../jobs/queues.js';
 import type { LedgerRepository, ApplyResult } from '../repositories/ledger.repository.js';
 import { isLedgerChange, journalId, type LedgerChange } from './ledger-change.js';
@@ -85,19 +85,9 @@ export class PersistenceService {
     await Promise.all([...byUser].map(([userId, ids]) => this.redis.hdel(this.keys.pending(userId), ...ids)));
   }
 
-  /** Every user's journal key, in SCAN batches (on every master of a cluster). */
-  private async *journalKeys(): AsyncGenerator<string[]> {
-    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
-    for (const node of nodes) {
-      for await (const keys of node.scanStream({ match: this.keys.pendingPattern(), count: 1000 }) as AsyncIterable<string[]>) {
-        if (keys.length > 0) yield keys;
-      }
-    }
-  }
-
   /** Every journal entry, in batches of user keys. */
   async *journalEntries(): AsyncGenerator<LedgerChange[]> {
-    for await (const keys of this.journalKeys()) {
+    for await (const keys of scanKeys(this.redis, this.keys.pendingPattern())) {
       const batch: LedgerChange[] = [];
       for (const key of keys) {
         for (const json of Object.values(await this.redis.hgetall(key))) {
@@ -130,7 +120,7 @@ export class PersistenceService {
   /** Number of changes recorded in Redis and not yet persisted. */
   async pendingCount(): Promise<number> {
     let n = 0;
-    for await (const keys of this.journalKeys()) {
+    for await (const keys of scanKeys(this.redis, this.keys.pendingPattern())) {
       const lengths = await Promise.all(keys.map((k) => this.redis.hlen(k)));
       n += lengths.reduce((a, b) => a + b, 0);
     }

@@ -6,6 +6,7 @@ import { backoffStrategy } from '../jobs/queues.js';
 import { persistChangesProcessor } from './persist-changes.processor.js';
 import { sweepPendingProcessor } from './sweep-pending.processor.js';
 import { applyPaymentProcessor } from './apply-payment.processor.js';
+import { expireReservationProcessor, expireReservationsProcessor } from './expire-reservation.processor.js';
 
 type Processor = (job: Job) => Promise<unknown>;
 
@@ -15,6 +16,8 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
     'persist-changes': persistChangesProcessor(ctx.persistence) as Processor,
     'apply-payment': applyPaymentProcessor(ctx.recharges) as Processor,
     'sweep-pending': sweepPendingProcessor(ctx.persistence, ctx.config.persistence.sweepAfterMs) as Processor,
+    'expire-reservation': expireReservationProcessor(ctx.reservations) as Processor,
+    'expire-reservations': expireReservationsProcessor(ctx.reservations) as Processor,
   };
   const connection = createRedis(ctx.config.redis.url!, 'blocking');
   const workers = queues.map((queue) => {

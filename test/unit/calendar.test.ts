@@ -30,9 +30,10 @@ describe('redis keys', () => {
   const keys = new RedisKeys('bill');
   it('gives every key of a user one hash tag, and finds the user in a journal key', () => {
     const u = 'dev@corp.example:42';
-    for (const k of [keys.account(u), keys.quota(u, '202611'), keys.request(u, 'r{1}'), keys.pending(u), keys.applied(u, 'x')]) {
+    for (const k of [keys.account(u), keys.quota(u, '202611'), keys.request(u, 'r{1}'), keys.pending(u), keys.applied(u, 'x'), keys.reservation(u, 'r'), keys.holds(u)]) {
       expect(k.indexOf(`{${u}}`)).to.equal(5);
     }
-    expect(keys.userOfPendingKey(keys.pending(u))).to.equal(u);
+    expect(keys.userOf(keys.pending(u))).to.equal(u);
+    expect(keys.userOf(keys.holds(u))).to.equal(u);
   });
 });

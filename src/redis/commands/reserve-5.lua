@@ -1,0 +1,67 @@
+--[[
+  Holds an amount for a call whose cost is known only afterwards: takes the month's free quota first,
+  then moves the rest of the estimate into the account's held amount, which no deduct or other hold
+  can spend. Idempotent by request_id.
+
+  Input:
+    KEYS[1] account hash             {bal, od, held}
+    KEYS[2] quota hash of the month  {<service>: free calls used}
+    KEYS[3] request key              the first answer to this request_id
+    KEYS[4] reservation hash         (new)
+    KEYS[5] holds index hash         {<reservation id>: expiry, unix ms}
+
+    ARGV[1] fingerprint of the request
+    ARGV[2] service name
+    ARGV[3] count of calls to hold
+    ARGV[4] free quota of the month
+    ARGV[5] unit price (micro-units), '' for a free-only service
+    ARGV[6] reservation id
+    ARGV[7] expiry of the hold, unix ms
+    ARGV[8] idempotency TTL of the request key, ms
+    ARGV[9] expiry of the month's quota hash, unix ms
+    ARGV[10] request id
+    ARGV[11] period (YYYYMM)
+    ARGV[12] lifetime of the reservation hash, ms (its TTL plus the time a finished one is remembered)
+
+  Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt}
+    status 'ok' | 'dup' | 'reused' | 'init' | 'no_quota' | 'no_balance'
+]]
+local function int(n) return string.format('%d', n) end
+
+local first = redis.call('HMGET', KEYS[3], 'fp', 'rsv', 'free', 'paid', 'amt', 'avail', 'exp')
+if first[1] then
+  if first[1] ~= ARGV[1] then return {'reused'} end
+  return {'dup', first[2], first[3], first[4], first[5], first[6], first[7]}
+end
+
+local acct = redis.call('HMGET', KEYS[1], 'bal', 'od', 'held')
+if not acct[1] then return {'init'} end
+local bal, od, held = tonumber(acct[1]), tonumber(acct[2] or '0'), tonumber(acct[3] or '0')
+
+local count = tonumber(ARGV[3])
+local freeLeft = tonumber(ARGV[4]) - tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if freeLeft < 0 then freeLeft = 0 end
+local free = math.min(count, freeLeft)
+local paid = count - free
+local amount = 0
+if paid > 0 then
+  if ARGV[5] == '' then return {'no_quota', '', int(free), int(paid), '0', int(bal - held), ''} end
+  amount = paid * tonumber(ARGV[5])
+  if amount > bal + od - held then return {'no_balance', '', int(free), int(paid), int(amount), int(bal - held), ''} end
+end
+
+if free > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
+  redis.call('PEXPIREAT', KEYS[2], ARGV[9])
+end
+if amount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(amount)) end
+
+redis.call('HSET', KEYS[4], 'state', 'held', 'svc', ARGV[2], 'count', ARGV[3], 'free', int(free), 'paid', int(paid),
+  'amt', int(amount), 'price', ARGV[5], 'period', ARGV[11], 'req', ARGV[10], 'exp', ARGV[7])
+redis.call('PEXPIRE', KEYS[4], ARGV[12])
+redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
+
+local avail = int(bal - held)
+redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rsv', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount), 'avail', avail, 'exp', ARGV[7])
+redis.call('PEXPIRE', KEYS[3], ARGV[8])
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, ARGV[7]}
