@@ -17,6 +17,9 @@ import { UsageService } from './services/usage.service.js';
 import { CreditService } from './services/credit.service.js';
 import { RechargeService } from './services/recharge.service.js';
 import { ReservationService } from './services/reservation.service.js';
+import { ReconciliationService } from './services/reconciliation.service.js';
+import { ReconciliationRepository } from './repositories/reconciliation.repository.js';
+import { AdminService } from './services/admin.service.js';
 import { RechargeRepository } from './repositories/recharge.repository.js';
 import { PaymentClient } from '../proto/payment/v1/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
@@ -39,10 +42,12 @@ export interface AppContext {
   readonly credits: CreditService;
   readonly recharges: RechargeService;
   readonly reservations: ReservationService;
+  readonly reconciliation: ReconciliationService;
+  readonly admin: AdminService;
   readonly payment: PaymentClient;
   /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
   readonly publicUrl: { base: string };
-  readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository };
+  readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
   close(): Promise<void>;
 }
 
@@ -63,7 +68,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const keys = new RedisKeys(config.redis.keyPrefix);
   const queues = new JobQueues(redis, config.queue.prefix);
 
-  const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db) };
+  const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db), reconciliation: new ReconciliationRepository(db) };
   const catalogue = new CatalogueService(config.services, config.currency);
   const accounts = new AccountService(redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
   const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger);
@@ -85,9 +90,15 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     callbackToleranceMs: config.payment.callbackToleranceMs,
     notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
   }, clock, new FaultPoints(config.faultCrashAt), logger);
+  const reconciliation = new ReconciliationService(redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
+    sweepAfterMs: config.persistence.sweepAfterMs,
+    pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
+  }, logger);
+
+  const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation);
 
   return {
-    config, logger, clock, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, payment, publicUrl, repositories,
+    config, logger, clock, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
     async close() {
       await persistence.drainBuffer();
       await queues.close();

@@ -10,6 +10,7 @@ import { healthRoutes } from './health.routes.js';
 import { rechargeRoutes } from './recharge.routes.js';
 import { callbackRoutes } from './callback.routes.js';
 import { reservationRoutes } from './reservation.routes.js';
+import { adminRoutes } from './admin.routes.js';
 
 /** The HTTP API: thin routes over the services, one error handler. */
 export function createApp(ctx: AppContext): Express {
@@ -31,6 +32,7 @@ export function createApp(ctx: AppContext): Express {
   const gateway = requireBearer(ctx.config.auth.gatewayToken);
   app.use('/internal/v1/billing', gateway, gatewayRoutes(ctx), reservationRoutes(ctx));
   app.use('/api/v1/billing', gateway, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
+  app.use('/admin/v1', requireBearer(ctx.config.auth.adminToken), adminRoutes(ctx));
 
   app.use(notFound);
   app.use(errorHandler(ctx.logger));

@@ -45,6 +45,7 @@ export interface Config {
     readonly sweepAfterMs: number;
     readonly sweepEveryMs: number;
   };
+  readonly reconcileEveryMs: number;
   readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number; readonly sweepEveryMs: number };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
@@ -129,6 +130,7 @@ const schema = Joi.object({
     sweep_after: duration.default('60s'),
     sweep_every: duration.default('30s'),
   }).default(),
+  reconcile_every: duration.default('10m'),
   reservations: Joi.object({
     default_ttl: duration.default('5m'),
     max_ttl: duration.default('24h'),
@@ -296,6 +298,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       sweepAfterMs: ms(v.persistence.sweep_after),
       sweepEveryMs: ms(v.persistence.sweep_every),
     },
+    reconcileEveryMs: ms(v.reconcile_every),
     reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl), sweepEveryMs: ms(v.reservations.sweep_every) },
     defaultedSecrets,
   };

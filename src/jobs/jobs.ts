@@ -14,6 +14,8 @@ export interface JobPayloads {
   'expire-reservation': { userId: string; reservationId: string };
   /** Return every hold past its time that no expire-reservation job returned (scheduled sweep). */
   'expire-reservations': Record<string, never>;
+  /** A reconciliation run (scheduled, or on demand from the admin API). */
+  reconcile: { trigger: 'schedule' | 'manual' };
   /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
   'sweep-pending': { olderThanMs?: number };
 }
@@ -27,4 +29,5 @@ export const JobQueue: { readonly [N in JobName]: QueueName } = {
   'sweep-pending': 'maintenance',
   'expire-reservation': 'maintenance',
   'expire-reservations': 'maintenance',
+  reconcile: 'maintenance',
 };

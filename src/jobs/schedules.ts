@@ -4,5 +4,6 @@ import type { JobQueues } from './queues.js';
 /** Repeating jobs, registered idempotently (BullMQ job schedulers live in Redis, run by workers). */
 export async function registerSchedules(queues: JobQueues, config: Config): Promise<void> {
   await queues.queueOf('sweep-pending').upsertJobScheduler('sweep-pending', { every: config.persistence.sweepEveryMs }, { name: 'sweep-pending', data: {} });
+  await queues.queueOf('reconcile').upsertJobScheduler('reconcile', { every: config.reconcileEveryMs }, { name: 'reconcile', data: { trigger: 'schedule' } });
   await queues.queueOf('expire-reservations').upsertJobScheduler('expire-reservations', { every: config.reservations.sweepEveryMs }, { name: 'expire-reservations', data: {} });
 }

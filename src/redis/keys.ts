@@ -9,7 +9,10 @@ export class RedisKeys {
     return `${this.prefix}:{${userId}}`;
   }
 
-  /** Hash {bal, od, held}: balance, overdraft limit and held (reserved) amount, in micro-units. */
+  /**
+   * Hash {bal, od, held, v}: balance, overdraft limit and held (reserved) amount in micro-units, and a
+   * version every counter-changing script bumps (reconciliation compares only between equal versions).
+   */
   account(userId: string): string {
     return `${this.user(userId)}:acct`;
   }
@@ -43,6 +46,11 @@ export class RedisKeys {
     return `${this.prefix}:{*}:holds`;
   }
 
+
+  /** SCAN pattern matching every user's account hash. */
+  accountPattern(): string {
+    return `${this.prefix}:{*}:acct`;
+  }
 
   /** Hash {<change id>: change JSON}: changes made in Redis and not yet persisted to MySQL. */
   pending(userId: string): string {

@@ -28,6 +28,8 @@ declare module 'ioredis' {
     reserveScript(account: string, quota: string, request: string, reservation: string, holds: string, ...args: Arg[]): Result<string[], Context>;
     commitReservationScript(account: string, quota: string, reservation: string, holds: string, pending: string, ...args: Arg[]): Result<string[], Context>;
     releaseReservationScript(account: string, quota: string, reservation: string, holds: string, ...args: Arg[]): Result<string[], Context>;
+    accountSnapshotScript(account: string, pending: string, holds: string): Result<string[], Context>;
+    repairAccountScript(account: string, quota: string, pending: string, holds: string, ...args: Arg[]): Result<string[], Context>;
     creditScript(account: string, marker: string, pending: string, ...args: Arg[]): Result<string[], Context>;
   }
 }

@@ -129,6 +129,15 @@ export class LedgerRepository {
     return out;
   }
 
+  /** Ledger entries of a user, newest first, before entry `beforeId` when given. */
+  async entries(userId: string, limit: number, beforeId?: string) {
+    const q = this.db('ledger_entries').where({ user_id: userId }).orderBy('id', 'desc').limit(limit);
+    if (beforeId) q.andWhere('id', '<', beforeId);
+    return q.select('id', 'entry_type', 'ref_id', 'amount', 'note', 'created_at') as Promise<
+      { id: string; entry_type: string; ref_id: string; amount: string; note: string | null; created_at: Date }[]
+    >;
+  }
+
   /** The user's MySQL balance and the sum of their ledger entries (SPEC 7.2 says they agree). */
   async balanceAndLedgerSum(userId: string): Promise<{ balance: bigint; ledgerSum: bigint }> {
     const acct = await this.db('accounts').where({ user_id: userId }).first('balance');

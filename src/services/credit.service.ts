@@ -70,6 +70,7 @@ export class CreditService {
         if (input.persistBy !== 'caller') this.persistence.enqueue(change);
         return { applied: true, balance: BigInt(r[1]), change };
       case 'dup':
+        if (r[2] !== change.amount) throw new AppError('REQUEST_ID_REUSED', `${input.kind} ${input.id} was applied before with amount ${formatMoney(BigInt(r[2]))}`);
         return { applied: false, balance: BigInt(r[1]), change };
       case 'no_balance':
         throw new AppError('INSUFFICIENT_BALANCE', `balance ${formatMoney(BigInt(r[1]))} cannot cover ${formatMoney(-input.amount)}`);

@@ -6,6 +6,7 @@ import { backoffStrategy } from '../jobs/queues.js';
 import { persistChangesProcessor } from './persist-changes.processor.js';
 import { sweepPendingProcessor } from './sweep-pending.processor.js';
 import { applyPaymentProcessor } from './apply-payment.processor.js';
+import { reconcileProcessor } from './reconcile.processor.js';
 import { expireReservationProcessor, expireReservationsProcessor } from './expire-reservation.processor.js';
 
 type Processor = (job: Job) => Promise<unknown>;
@@ -18,6 +19,7 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
     'sweep-pending': sweepPendingProcessor(ctx.persistence, ctx.config.persistence.sweepAfterMs) as Processor,
     'expire-reservation': expireReservationProcessor(ctx.reservations) as Processor,
     'expire-reservations': expireReservationsProcessor(ctx.reservations) as Processor,
+    reconcile: reconcileProcessor(ctx.reconciliation) as Processor,
   };
   const connection = createRedis(ctx.config.redis.url!, 'blocking');
   const workers = queues.map((queue) => {

@@ -42,6 +42,7 @@ if tonumber(ARGV[5]) >= tonumber(r[7]) then
   if heldFree > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(-heldFree)) end
   if heldAmount > 0 then redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
   redis.call('HSET', KEYS[3], 'state', 'expired')
+  redis.call('HINCRBY', KEYS[1], 'v', 1)
   redis.call('HDEL', KEYS[4], ARGV[1])
   return {'expired'}
 end
@@ -57,6 +58,7 @@ if heldFree - free > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(free - held
 if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
 if amount > 0 then bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount)) end
 local released = heldAmount - amount
+redis.call('HINCRBY', KEYS[1], 'v', 1)
 
 local rec, json = '', ''
 if count > 0 then

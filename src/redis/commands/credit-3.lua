@@ -4,8 +4,8 @@
   credit (same kind and id) never lands twice, however often its job runs.
 
   Input:
-    KEYS[1] account hash           {bal, od, held}
-    KEYS[2] applied marker         exists once this credit has been applied
+    KEYS[1] account hash           {bal, od, held, v: bumped by every change}
+    KEYS[2] applied marker         the amount, once this credit has been applied
     KEYS[3] pending journal hash   {<change id>: change JSON}
 
     ARGV[1] signed amount (micro-units)
@@ -15,14 +15,15 @@
     ARGV[5] the largest balance allowed (micro-units)
     ARGV[6] '1' to refuse a debit that would take the available balance below zero
 
-  Output: {status, balance}
+  Output: {status, balance, amount first applied under this id (for 'dup')}
     status 'ok' | 'dup' (already applied) | 'init' (account not loaded)
            | 'no_balance' | 'too_large' (refused: nothing changed)
 ]]
 local function int(n) return string.format('%d', n) end
 
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {'dup', redis.call('HGET', KEYS[1], 'bal') or '0'}
+local applied = redis.call('GET', KEYS[2])
+if applied then
+  return {'dup', redis.call('HGET', KEYS[1], 'bal') or '0', applied}
 end
 local acct = redis.call('HMGET', KEYS[1], 'bal', 'od', 'held')
 if not acct[1] then return {'init'} end
@@ -33,6 +34,7 @@ if amount > 0 and bal + amount > tonumber(ARGV[5]) then return {'too_large', int
 if amount < 0 and ARGV[6] == '1' and bal + od - held + amount < 0 then return {'no_balance', int(bal)} end
 
 bal = redis.call('HINCRBY', KEYS[1], 'bal', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
 return {'ok', int(bal)}

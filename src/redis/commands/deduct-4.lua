@@ -5,7 +5,7 @@
   request_id, so that a replay charges nothing.
 
   Input:
-    KEYS[1] account hash             {bal, od, held}
+    KEYS[1] account hash             {bal, od, held, v: bumped by every change}
     KEYS[2] quota hash of the month  {<service>: free calls used}
     KEYS[3] request key              the first answer to this request_id
     KEYS[4] pending journal hash     {<record id>: change JSON}
@@ -56,6 +56,7 @@ if amount > 0 then
   bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount))
 end
 
+redis.call('HINCRBY', KEYS[1], 'v', 1)
 local change = cjson.decode(ARGV[7])
 change.free, change.paid, change.amount = int(free), int(paid), int(amount)
 redis.call('HSET', KEYS[4], ARGV[6], cjson.encode(change))

@@ -38,6 +38,7 @@ local heldFree, heldAmount = tonumber(r[3]), tonumber(r[4])
 if heldFree > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(-heldFree)) end
 if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
 redis.call('HSET', KEYS[3], 'state', newState)
+redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HDEL', KEYS[4], ARGV[1])
 if newState ~= ARGV[2] then return {newState, '0', int(bal - held)} end
 return {'ok', int(heldAmount), int(bal - held)}

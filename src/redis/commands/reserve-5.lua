@@ -4,7 +4,7 @@
   can spend. Idempotent by request_id.
 
   Input:
-    KEYS[1] account hash             {bal, od, held}
+    KEYS[1] account hash             {bal, od, held, v: bumped by every change}
     KEYS[2] quota hash of the month  {<service>: free calls used}
     KEYS[3] request key              the first answer to this request_id
     KEYS[4] reservation hash         (new)
@@ -56,6 +56,7 @@ if free > 0 then
 end
 if amount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(amount)) end
 
+redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[4], 'state', 'held', 'svc', ARGV[2], 'count', ARGV[3], 'free', int(free), 'paid', int(paid),
   'amt', int(amount), 'price', ARGV[5], 'period', ARGV[11], 'req', ARGV[10], 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[4], ARGV[12])

@@ -1,0 +1,77 @@
+import type { Db } from './database.js';
+
+export interface RunCounts {
+  users_checked: number;
+  users_in_flight: number;
+  mismatches: number;
+  repairs: number;
+  reenqueued: number;
+  orders_checked: number;
+  orders_completed: number;
+  orders_closed: number;
+}
+
+export interface RepairRow {
+  user_id: string | null;
+  kind: string;
+  subject: string;
+  before_value: string | null;
+  after_value: string | null;
+  repaired: boolean;
+  note?: string;
+}
+
+export class ReconciliationRepository {
+  constructor(private readonly db: Db) {}
+
+  async startRun(trigger: string, at: Date): Promise<number> {
+    const [id] = await this.db('reconciliation_runs').insert({ trigger_kind: trigger, started_at: at });
+    return Number(id);
+  }
+
+  async finishRun(id: number, status: 'ok' | 'failed', counts: RunCounts, at: Date, durationMs: number, error?: string): Promise<void> {
+    await this.db('reconciliation_runs').where({ id }).update({ ...counts, status, finished_at: at, duration_ms: durationMs, error: error?.slice(0, 1024) ?? null });
+  }
+
+  async addRepair(runId: number, r: RepairRow): Promise<void> {
+    await this.db('reconciliation_repairs').insert({ run_id: runId, ...r, repaired: r.repaired ? 1 : 0, note: r.note?.slice(0, 255) ?? null });
+  }
+
+  async listRuns(limit: number, beforeId?: number) {
+    const q = this.db('reconciliation_runs').orderBy('id', 'desc').limit(limit);
+    if (beforeId) q.where('id', '<', beforeId);
+    return q.select();
+  }
+
+  async repairsOf(runId: number) {
+    return this.db('reconciliation_repairs').where({ run_id: runId }).orderBy('id').select();
+  }
+
+  /** Users whose MySQL balance differs from the sum of their ledger entries, in user_id order. */
+  async ledgerMismatches(afterUserId: string, limit: number): Promise<{ page: string[]; mismatches: { user_id: string; balance: string; ledger_sum: string }[] }> {
+    const users: { user_id: string; balance: string }[] = await this.db('accounts').where('user_id', '>', afterUserId).orderBy('user_id').limit(limit).select('user_id', 'balance');
+    if (users.length === 0) return { page: [], mismatches: [] };
+    const sums: { user_id: string; s: string }[] = await this.db('ledger_entries').whereIn('user_id', users.map((u) => u.user_id)).groupBy('user_id').select('user_id', this.db.raw('SUM(amount) AS s'));
+    const byUser = new Map(sums.map((r) => [r.user_id, r.s]));
+    const mismatches = users
+      .map((u) => ({ user_id: u.user_id, balance: u.balance, ledger_sum: byUser.get(u.user_id) ?? '0' }))
+      .filter((u) => BigInt(u.balance) !== BigInt(u.ledger_sum));
+    return { page: users.map((u) => u.user_id), mismatches };
+  }
+
+  /**
+   * Re-checks one user with the account row locked (no persist can commit for the user meanwhile) and
+   * sets the balance to the ledger sum if they still differ. Returns the values, or null if they agree.
+   */
+  async repairBalanceFromLedger(userId: string): Promise<{ before: string; after: string } | null> {
+    return this.db.transaction(async (trx) => {
+      const acct = await trx('accounts').where({ user_id: userId }).forUpdate().first('balance');
+      if (!acct) return null;
+      const row = await trx('ledger_entries').where({ user_id: userId }).first(trx.raw('COALESCE(SUM(amount), 0) AS s'));
+      const sum = String(row.s);
+      if (BigInt(acct.balance) === BigInt(sum)) return null;
+      await trx('accounts').where({ user_id: userId }).update({ balance: trx.raw('CAST(? AS SIGNED)', [sum]) });
+      return { before: String(acct.balance), after: sum };
+    });
+  }
+}

@@ -1,0 +1,76 @@
+import type { AccountService } from './account.service.js';
+import type { CreditService } from './credit.service.js';
+import type { PersistenceService } from './persistence.service.js';
+import type { LedgerRepository } from '../repositories/ledger.repository.js';
+import type { ReconciliationRepository } from '../repositories/reconciliation.repository.js';
+import type { RedisClient } from '../redis/connection.js';
+import type { RedisKeys } from '../redis/keys.js';
+import { AppError } from '../lib/errors.js';
+import { formatMoney, type Micros } from '../lib/money.js';
+
+export interface AdjustInput {
+  userId: string;
+  amount: Micros;
+  reason: string;
+  idempotencyKey: string;
+  /** let a debit take the balance below zero (an operator's explicit decision) */
+  allowNegative: boolean;
+}
+
+/** What operators do instead of hand-written SQL: adjustments through the ledger, and look-ups. */
+export class AdminService {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly accounts: AccountService,
+    private readonly credits: CreditService,
+    private readonly persistence: PersistenceService,
+    private readonly ledger: LedgerRepository,
+    private readonly runs: ReconciliationRepository,
+  ) {}
+
+  async adjust(input: AdjustInput) {
+    if (input.amount === 0n) throw new AppError('VALIDATION_FAILED', 'amount must not be zero', [{ field: 'amount', message: 'must not be zero' }]);
+    const r = await this.credits.credit({
+      kind: 'adjustment', id: `${input.userId}:${input.idempotencyKey}`, userId: input.userId, amount: input.amount,
+      note: `adjustment: ${input.reason}`, refuseOverdraw: !input.allowNegative,
+    });
+    return { userId: input.userId, idempotencyKey: input.idempotencyKey, amount: formatMoney(input.amount), applied: r.applied, balance: formatMoney(r.balance) };
+  }
+
+  async ledgerOf(userId: string, pageSize: number, cursor?: string) {
+    if (cursor !== undefined && !/^\d{1,20}$/.test(cursor)) throw new AppError('VALIDATION_FAILED', 'invalid cursor', [{ field: 'cursor', message: 'is not a cursor this service issued' }]);
+    const rows = await this.ledger.entries(userId, pageSize + 1, cursor);
+    const page = rows.slice(0, pageSize);
+    return {
+      userId,
+      entries: page.map((e) => ({ id: String(e.id), type: e.entry_type, ref: e.ref_id, amount: formatMoney(BigInt(e.amount)), note: e.note, createdAt: new Date(e.created_at).toISOString() })),
+      nextCursor: rows.length > pageSize ? String(page[page.length - 1].id) : null,
+    };
+  }
+
+  /** The live account, what MySQL says, and what is still on its way there. */
+  async accountDetail(userId: string) {
+    const [live, booked, pending] = await Promise.all([
+      this.accounts.view(userId),
+      this.ledger.balanceAndLedgerSum(userId),
+      this.redis.hlen(this.keys.pending(userId)),
+    ]);
+    return { ...live, mysqlBalance: formatMoney(booked.balance), ledgerSum: formatMoney(booked.ledgerSum), unpersistedChanges: pending };
+  }
+
+  async reconciliationRuns(limit: number, beforeId?: number) {
+    const rows = await this.runs.listRuns(limit, beforeId);
+    return rows.map((r) => ({
+      id: Number(r.id), trigger: r.trigger_kind, status: r.status,
+      startedAt: new Date(r.started_at).toISOString(), finishedAt: r.finished_at ? new Date(r.finished_at).toISOString() : null, durationMs: r.duration_ms,
+      usersChecked: r.users_checked, usersInFlight: r.users_in_flight, mismatches: r.mismatches, repairs: r.repairs, reenqueued: r.reenqueued,
+      ordersChecked: r.orders_checked, ordersCompleted: r.orders_completed, ordersClosed: r.orders_closed, error: r.error,
+    }));
+  }
+
+  async reconciliationRepairs(runId: number) {
+    const rows = await this.runs.repairsOf(runId);
+    return rows.map((r) => ({ userId: r.user_id, kind: r.kind, subject: r.subject, before: r.before_value, after: r.after_value, repaired: !!r.repaired, note: r.note }));
+  }
+}

@@ -1,0 +1,169 @@
+import { expect } from 'chai';
+import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
+import { startWorkers } from '../../src/workers/workers.js';
+
+const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const DEDUCT = '/internal/v1/billing/deduct';
+
+describe('reconciliation', function () {
+  this.timeout(120_000);
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      simulator: true,
+      overrides: { services: [{ name: 'passport', free_quota: 5, unit_price: '0.01' }], persistence: { sweep_after: 0 }, payment_service: { pending_check_after: 0 } },
+    });
+  });
+  after(() => h.stop());
+
+  const run = () => h.running.ctx.reconciliation.run('manual');
+
+  it('sets drifted Redis balance and free quota back to MySQL, and records each repair', async () => {
+    const ctx = h.running.ctx;
+    const user = h.user('drift');
+    await seedBalance(h, user, 1_000_000n);
+    await h.post(DEDUCT, { request_id: 'd1', user_id: user, service_name: 'passport', count: 7 });
+    await h.drain();
+    // Drift made on purpose: Redis says 3.00 more, and 2 fewer free calls used, than MySQL.
+    await ctx.redis.hincrby(ctx.keys.account(user), 'bal', 3_000_000);
+    await ctx.redis.hset(ctx.keys.quota(user, ctx.calendar.period(ctx.clock.now())), 'passport', '3');
+    const summary = await run();
+    expect(summary).to.include({ status: 'ok', repairs: 2, mismatches: 2 });
+    const repairs = await h.get(`/admin/v1/reconciliation/runs/${summary.id}`, {}, admin);
+    expect(repairs.body.data.repairs.map((r: any) => [r.userId, r.subject, r.before, r.after])).to.deep.equal([
+      [user, 'bal', '3980000', '980000'],
+      [user, 'quota:passport', '3', '5'],
+    ]);
+    await h.assertInvariant([user]);
+    expect((await run()).repairs).to.equal(0); // idempotent: nothing left to repair
+  });
+
+  it('sets a MySQL balance that disagrees with its ledger to the ledger sum', async () => {
+    const ctx = h.running.ctx;
+    const user = h.user('ledger');
+    await seedBalance(h, user, 2_000_000n);
+    await h.drain();
+    await ctx.db('accounts').where({ user_id: user }).update({ balance: ctx.db.raw('balance + 500') });
+    const summary = await run();
+    expect(summary.repairs).to.equal(1); // MySQL only: Redis was right all along and stays untouched
+    const repairs = (await h.get(`/admin/v1/reconciliation/runs/${summary.id}`, {}, admin)).body.data.repairs;
+    expect(repairs).to.deep.equal([{ userId: user, kind: 'ledger_vs_balance', subject: 'mysql_balance', before: '2000500', after: '2000000', repaired: true, note: 'MySQL balance set to the ledger sum' }]);
+    const { balance, ledgerSum } = await ctx.repositories.ledger.balanceAndLedgerSum(user);
+    expect(balance).to.equal(ledgerSum);
+    expect(balance).to.equal(2_000_000n);
+    await h.assertInvariant([user]);
+  });
+
+  it('re-enqueues a recorded change whose job was lost', async () => {
+    const apiOnly = await startHarness({ roles: ['api'], overrides: { persistence: { sweep_after: 0 } } });
+    try {
+      const ctx = apiOnly.running.ctx;
+      const user = apiOnly.user('orphan');
+      await apiOnly.post(DEDUCT, { request_id: 'o1', user_id: user, service_name: 'passport' });
+      await ctx.persistence.drainBuffer();
+      await ctx.queues.queueOf('persist-changes').obliterate({ force: true });
+      const summary = await ctx.reconciliation.run('manual');
+      expect(summary.reenqueued).to.equal(1);
+      expect(summary.users_in_flight).to.be.greaterThan(0); // its journal was not empty: not compared
+      const workers = startWorkers(ctx, ['persistence']);
+      try {
+        await apiOnly.drain();
+      } finally {
+        await workers.close();
+      }
+      expect((await apiOnly.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(1);
+      await apiOnly.assertInvariant([user]);
+    } finally {
+      await apiOnly.stop();
+    }
+  });
+
+  it('completes an order whose callback was lost, and closes one the payment service closed', async () => {
+    const user = h.user('lost-callback');
+    const paid = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '7.00', payment_method: 'alipay' })).body.data;
+    const closed = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '9.00', payment_method: 'alipay' })).body.data;
+    expect(await h.sim!.pay(paid.paymentId, 'lost')).to.deep.equal([]);
+    h.sim!.payments.get(closed.paymentId)!.status = 'CLOSED';
+    const summary = await run();
+    expect(summary).to.include({ orders_completed: 1, orders_closed: 1 });
+    await h.drain();
+    const acct = await h.get('/api/v1/billing/account', { user_id: user });
+    expect(acct.body.data.balance).to.equal('7.00');
+    expect((await h.get(`/api/v1/billing/recharge/${paid.orderId}`, { user_id: user })).body.data.status).to.equal('paid');
+    expect((await h.get(`/api/v1/billing/recharge/${closed.orderId}`, { user_id: user })).body.data.status).to.equal('closed');
+    // The callback arriving late after all credits nothing more.
+    await h.sim!.pay(paid.paymentId, 'normal');
+    await h.drain();
+    expect((await h.get('/api/v1/billing/account', { user_id: user })).body.data.balance).to.equal('7.00');
+    await h.assertInvariant([user]);
+  });
+
+  it('repairs nothing while deductions are flowing, and the invariant holds afterwards', async () => {
+    const users = Array.from({ length: 10 }, (_, i) => h.user(`live${i}`));
+    await Promise.all(users.map((u) => seedBalance(h, u, 1_000_000n)));
+    await h.drain();
+    const load = Promise.all(users.flatMap((u) => Array.from({ length: 50 }, (_, i) => h.post(DEDUCT, { request_id: `l${i}`, user_id: u, service_name: 'passport' }))));
+    const runs = await Promise.all([run(), run(), run()]);
+    await load;
+    for (const r of runs) expect(r.repairs).to.equal(0);
+    await h.drain();
+    expect((await run()).repairs).to.equal(0);
+    await h.assertInvariant(users);
+  });
+
+  it('lists runs at GET /admin/v1/reconciliation/runs, and queues one on demand', async () => {
+    const list = await h.get('/admin/v1/reconciliation/runs', { limit: 3 }, admin);
+    expect(list.status).to.equal(200);
+    expect(list.body.data.runs).to.have.length(3);
+    expect(list.body.data.runs[0]).to.include.keys('id', 'status', 'durationMs', 'usersChecked', 'mismatches', 'repairs', 'ordersCompleted');
+    const queued = await h.post('/admin/v1/reconciliation/runs', {}, admin);
+    expect(queued.status).to.equal(202);
+    const before = list.body.data.runs[0].id;
+    const deadline = Date.now() + 20_000;
+    let latest = before;
+    while (latest === before && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      latest = (await h.get('/admin/v1/reconciliation/runs', { limit: 1 }, admin)).body.data.runs[0].id;
+    }
+    expect(latest).to.be.greaterThan(before);
+    expect((await h.get('/admin/v1/reconciliation/runs')).status).to.equal(401);
+  });
+});
+
+describe('admin adjustments', function () {
+  this.timeout(60_000);
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(() => h.stop());
+
+  it('applies an adjustment once however often and concurrently it is sent, through the ledger', async () => {
+    const user = h.user('adj');
+    const path = `/admin/v1/accounts/${user}/adjustments`;
+    const body = { amount: '15.50', reason: 'goodwill credit', idempotency_key: 'ticket-42' };
+    const answers = await Promise.all(Array.from({ length: 20 }, () => h.post(path, body, admin)));
+    expect(answers.every((a) => a.status === 200)).to.equal(true);
+    expect(answers.filter((a) => a.body.data.applied)).to.have.length(1);
+    expect((await h.post(path, { ...body, amount: '16.00' }, admin)).body.code).to.equal(10007);
+    const debit = await h.post(path, { amount: '-20.00', reason: 'chargeback', idempotency_key: 'cb-1' }, admin);
+    expect(debit.body.code).to.equal(10001);
+    const ok = await h.post(path, { amount: '-5.50', reason: 'chargeback', idempotency_key: 'cb-2' }, admin);
+    expect(ok.body.data).to.include({ applied: true, balance: '10.00' });
+    await h.drain();
+    const ledger = await h.get(`/admin/v1/accounts/${user}/ledger`, { page_size: 10 }, admin);
+    expect(ledger.body.data.entries.map((e: any) => [e.type, e.amount])).to.deep.equal([['adjustment', '-5.50'], ['adjustment', '15.50']]);
+    const detail = await h.get(`/admin/v1/accounts/${user}`, {}, admin);
+    expect(detail.body.data).to.include({ balance: '10.00', mysqlBalance: '10.00', ledgerSum: '10.00', unpersistedChanges: 0 });
+    await h.assertInvariant([user]);
+  });
+
+  it('refuses the gateway token and bad input', async () => {
+    const user = h.user('adj2');
+    const path = `/admin/v1/accounts/${user}/adjustments`;
+    expect((await h.post(path, { amount: '1', reason: 'x', idempotency_key: 'k' })).status).to.equal(401);
+    const bad = await h.post(path, { amount: '0', reason: 'no', idempotency_key: 'a b' }, admin);
+    expect(bad.status).to.equal(400);
+    expect(bad.body.details!.map((d) => d.field)).to.include.members(['reason', 'idempotency_key']);
+  });
+});
