@@ -21,7 +21,7 @@ export default tseslint.config(
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
   {
-    files: ['src/config/**', 'scripts/**', 'simulator/main.ts', 'test/support/**', 'bench/**', 'knexfile.ts', 'src/main/**'],
+    files: ['src/config/**', 'scripts/**', 'simulator/main.ts', 'test/**', 'test/support/**', 'bench/**', 'knexfile.ts', 'src/main/**'],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

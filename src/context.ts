@@ -23,12 +23,14 @@ import { AdminService } from './services/admin.service.js';
 import { RechargeRepository } from './repositories/recharge.repository.js';
 import { PaymentClient } from '../proto/payment/v1/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
+import { Metrics } from './lib/metrics.js';
 
 /** Everything a process needs, built once from the validated config and passed in. */
 export interface AppContext {
   readonly config: Config;
   readonly logger: Logger;
   readonly clock: Clock;
+  readonly metrics: Metrics;
   readonly calendar: BusinessCalendar;
   readonly redis: RedisClient;
   readonly db: Db;
@@ -62,6 +64,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const logger = opts.logger ?? createLogger(config.logLevel);
   const clock = opts.clock ?? systemClock;
   const calendar = new BusinessCalendar(config.businessTz);
+  const metrics = new Metrics();
   const redis = createRedis(config.redis.url, 'command');
   defineScripts(redis);
   const db = createDatabase(config.database.url, config.database.poolMax);
@@ -72,14 +75,14 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const catalogue = new CatalogueService(config.services, config.currency);
   const accounts = new AccountService(redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
   const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger);
-  const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs);
+  const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs, metrics);
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
   const credits = new CreditService(redis, keys, accounts, persistence, clock);
   const reservations = new ReservationService(redis, keys, catalogue, accounts, persistence, queues, calendar, clock, {
     defaultTtlMs: config.reservations.defaultTtlMs,
     maxTtlMs: config.reservations.maxTtlMs,
     idempotencyTtlMs: config.redis.idempotencyTtlMs,
-  }, logger);
+  }, logger, metrics);
   const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
   const recharges = new RechargeService(db, repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
@@ -93,12 +96,12 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const reconciliation = new ReconciliationService(redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
     sweepAfterMs: config.persistence.sweepAfterMs,
     pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
-  }, logger);
+  }, logger, metrics);
 
   const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation);
 
   return {
-    config, logger, clock, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
+    config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
     async close() {
       await persistence.drainBuffer();
       await queues.close();

@@ -11,6 +11,8 @@ import { rechargeRoutes } from './recharge.routes.js';
 import { callbackRoutes } from './callback.routes.js';
 import { reservationRoutes } from './reservation.routes.js';
 import { adminRoutes } from './admin.routes.js';
+import { boardRoutes, BOARD_PATH } from './board.routes.js';
+import { metricsRoutes } from './metrics.routes.js';
 
 /** The HTTP API: thin routes over the services, one error handler. */
 export function createApp(ctx: AppContext): Express {
@@ -22,6 +24,13 @@ export function createApp(ctx: AppContext): Express {
     const given = req.get('x-request-id');
     res.locals.correlationId = given && /^[\x21-\x7E]{1,128}$/.test(given) ? given : randomUUID();
     res.set('X-Correlation-Id', res.locals.correlationId as string);
+    // Latency per route (the matched pattern, never the raw path: ids would explode the labels).
+    const stop = ctx.metrics.httpDuration.startTimer();
+    res.once('finish', () => {
+      const route = req.route ? `${req.baseUrl}${req.route.path === '/' ? '' : req.route.path}` : 'unmatched';
+      stop({ method: req.method, route, status: res.statusCode });
+      if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ correlationId: res.locals.correlationId, method: req.method, route, status: res.statusCode }, 'request');
+    });
     next();
   });
   app.use(healthRoutes(ctx));
@@ -33,6 +42,8 @@ export function createApp(ctx: AppContext): Express {
   app.use('/internal/v1/billing', gateway, gatewayRoutes(ctx), reservationRoutes(ctx));
   app.use('/api/v1/billing', gateway, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
   app.use('/admin/v1', requireBearer(ctx.config.auth.adminToken), adminRoutes(ctx));
+  app.use(BOARD_PATH, ...boardRoutes(ctx));
+  app.use('/metrics', requireBearer(ctx.config.auth.adminToken), metricsRoutes(ctx));
 
   app.use(notFound);
   app.use(errorHandler(ctx.logger));

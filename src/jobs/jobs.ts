@@ -14,6 +14,8 @@ export interface JobPayloads {
   'expire-reservation': { userId: string; reservationId: string };
   /** Return every hold past its time that no expire-reservation job returned (scheduled sweep). */
   'expire-reservations': Record<string, never>;
+  /** Delete quota hashes of months before the previous one (daily; idempotent). */
+  'prune-quota-periods': Record<string, never>;
   /** A reconciliation run (scheduled, or on demand from the admin API). */
   reconcile: { trigger: 'schedule' | 'manual' };
   /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
@@ -30,4 +32,5 @@ export const JobQueue: { readonly [N in JobName]: QueueName } = {
   'expire-reservation': 'maintenance',
   'expire-reservations': 'maintenance',
   reconcile: 'maintenance',
+  'prune-quota-periods': 'maintenance',
 };

@@ -22,6 +22,11 @@ export class RedisKeys {
     return `${this.user(userId)}:q:${period}`;
   }
 
+  /** SCAN pattern matching every user's monthly quota hashes. */
+  quotaPattern(): string {
+    return `${this.prefix}:{*}:q:*`;
+  }
+
   /** Hash holding the first answer to a request_id, for idempotent replays. */
   request(userId: string, requestId: string): string {
     return `${this.user(userId)}:req:${requestId}`;

@@ -4,6 +4,7 @@ import type { AccountRepository } from '../repositories/account.repository.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import { formatMoney } from '../lib/money.js';
+import { scanKeys } from '../redis/scan.js';
 
 /** How long a month's quota hash outlives its month, for reconciliation of the month just ended. */
 const QUOTA_KEEP_MS = 35 * 86_400_000;
@@ -60,6 +61,24 @@ export class AccountService {
       this.quotaExpiry(now),
       ...pairs,
     );
+  }
+
+  /**
+   * Deletes quota hashes of months before the previous one (kept that long for reconciliation). They
+   * expire by themselves; this catches any that lost their TTL (a restore, a manual edit). Idempotent.
+   */
+  async prunePeriods(now: Date = this.clock.now()): Promise<number> {
+    // The instant before this month began lies in the previous month.
+    const previous = this.calendar.period(new Date(this.calendar.startOfDay(this.calendar.monthDays(now).from).getTime() - 1));
+    let deleted = 0;
+    for await (const keys of scanKeys(this.redis, this.keys.quotaPattern())) {
+      const old = keys.filter((k) => {
+        const period = k.slice(k.lastIndexOf(':') + 1);
+        return /^\d{6}$/.test(period) && period < previous;
+      });
+      if (old.length > 0) deleted += (await Promise.all(old.map((k) => this.redis.unlink(k)))).reduce((a, b) => a + b, 0);
+    }
+    return deleted;
   }
 
   /** Balance (available = total − held), held amount and this month's quotas, read live from Redis. */

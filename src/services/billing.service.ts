@@ -8,6 +8,7 @@ import type { DeductionChange } from './ledger-change.js';
 import { AppError } from '../lib/errors.js';
 import { formatMoney } from '../lib/money.js';
 import { newId } from '../lib/ids.js';
+import type { Metrics } from '../lib/metrics.js';
 
 export interface CheckInput {
   userId: string;
@@ -48,6 +49,7 @@ export class BillingService {
     private readonly calendar: BusinessCalendar,
     private readonly clock: Clock,
     private readonly idempotencyTtlMs: number,
+    private readonly metrics: Metrics,
   ) {}
 
   /** Runs a script; if the account is not in Redis yet, loads it and runs the script once more. */
@@ -65,6 +67,7 @@ export class BillingService {
     const r = await this.withAccount(userId, now, () =>
       this.redis.checkScript(this.keys.account(userId), this.keys.quota(userId, period), svc.name, count, svc.freeQuota, svc.unitPrice?.toString() ?? ''),
     );
+    this.metrics.outcomes.inc({ op: 'check', outcome: r[2] });
     return { allowed: r[1] === '1', reason: r[2] as CheckResult['reason'], freeRemaining: Number(r[3]), balance: formatMoney(BigInt(r[4])) };
   }
 
@@ -103,6 +106,7 @@ export class BillingService {
       ),
     );
     const [status, rec, free, paid, amount, available] = r;
+    this.metrics.outcomes.inc({ op: 'deduct', outcome: status });
     switch (status) {
       case 'reused':
         throw new AppError('REQUEST_ID_REUSED', `request_id ${requestId} was used before with a different payload`);

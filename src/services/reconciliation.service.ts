@@ -10,6 +10,7 @@ import type { CatalogueService } from './catalogue.service.js';
 import type { AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
 import type { RechargeService } from './recharge.service.js';
+import type { Metrics } from '../lib/metrics.js';
 
 export interface ReconcileOptions {
   /** journal entries older than this are re-enqueued */
@@ -50,6 +51,7 @@ export class ReconciliationService {
     private readonly clock: Clock,
     private readonly opts: ReconcileOptions,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   async run(trigger: 'schedule' | 'manual', progress: Progress = () => undefined): Promise<RunSummary> {
@@ -101,6 +103,7 @@ export class ReconciliationService {
         for (let i = 1; i < r.length; i += 3) {
           c.mismatches++;
           c.repairs++;
+          this.metrics.reconciliationMismatches.inc({ kind: 'redis_vs_mysql' });
           await this.runs.addRepair(runId, { user_id: userId, kind: 'redis_vs_mysql', subject: r[i], before_value: r[i + 1], after_value: r[i + 2], repaired: true, note: 'Redis set to MySQL' });
           this.logger.warn({ userId, field: r[i], redis: r[i + 1], mysql: r[i + 2] }, 'reconciliation repaired Redis drift');
         }
@@ -123,6 +126,7 @@ export class ReconciliationService {
         if (!fixed) continue; // a persist was committing; they agree now
         c.mismatches++;
         c.repairs++;
+        this.metrics.reconciliationMismatches.inc({ kind: 'ledger_vs_balance' });
         await this.runs.addRepair(runId, { user_id: m.user_id, kind: 'ledger_vs_balance', subject: 'mysql_balance', before_value: fixed.before, after_value: fixed.after, repaired: true, note: 'MySQL balance set to the ledger sum' });
         this.logger.warn({ userId: m.user_id, ...fixed }, 'reconciliation repaired a MySQL balance from its ledger');
       }
@@ -143,6 +147,7 @@ export class ReconciliationService {
       }
       if (status === 'SUCCESS' || status === 'CLOSED' || status === 'FAILED' || status === 'MISMATCH') {
         c.mismatches++;
+        this.metrics.reconciliationMismatches.inc({ kind: 'pending_order' });
         if (status === 'SUCCESS') c.orders_completed++;
         if (status === 'CLOSED' || status === 'FAILED') c.orders_closed++;
         c.repairs += status === 'MISMATCH' ? 0 : 1;

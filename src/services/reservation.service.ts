@@ -11,6 +11,7 @@ import type { DeductionChange } from './ledger-change.js';
 import { AppError } from '../lib/errors.js';
 import { formatMoney } from '../lib/money.js';
 import { newId } from '../lib/ids.js';
+import type { Metrics } from '../lib/metrics.js';
 
 export interface ReserveInput {
   requestId: string;
@@ -64,6 +65,7 @@ export class ReservationService {
     private readonly clock: Clock,
     private readonly opts: ReservationOptions,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   async reserve(input: ReserveInput) {
@@ -89,6 +91,7 @@ export class ReservationService {
       r = await run();
     }
     const [status, rsv, free, paid, amount, available, expiresAt] = r;
+    this.metrics.outcomes.inc({ op: 'reserve', outcome: status });
     switch (status) {
       case 'reused':
         throw new AppError('REQUEST_ID_REUSED', `request_id ${input.requestId} was used before with a different payload`);
@@ -136,6 +139,7 @@ export class ReservationService {
       id, count, recordId, JSON.stringify(change), now.getTime(),
     );
     const [status, rec, free, paid, amount, released, available, json] = r;
+    this.metrics.outcomes.inc({ op: 'commit', outcome: status });
     if (status === 'too_many') {
       throw new AppError('VALIDATION_FAILED', 'count exceeds what is held', [{ field: 'count', message: `must be at most ${rec}` }]);
     }
@@ -164,6 +168,7 @@ export class ReservationService {
       id, as, this.clock.now().getTime(),
     );
     const [status, released, available] = r;
+    this.metrics.outcomes.inc({ op: as === 'released' ? 'release' : 'expire', outcome: status });
     if (as === 'released' && status !== 'ok' && status !== 'released') {
       throw new AppError('RESERVATION_NOT_FOUND', `reservation ${id} is ${status === 'missing' ? 'unknown' : status}`);
     }

@@ -20,6 +20,7 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
     'expire-reservation': expireReservationProcessor(ctx.reservations) as Processor,
     'expire-reservations': expireReservationsProcessor(ctx.reservations) as Processor,
     reconcile: reconcileProcessor(ctx.reconciliation) as Processor,
+    'prune-quota-periods': (async () => ({ deleted: await ctx.accounts.prunePeriods() })) as Processor,
   };
   const connection = createRedis(ctx.config.redis.url!, 'blocking');
   const workers = queues.map((queue) => {
@@ -29,10 +30,18 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
         const processor = processors[job.name as JobName];
         if (!processor) throw new Error(`no processor for job ${job.name}`);
         const log = ctx.logger.child({ job: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
-        const started = Date.now();
-        const result = await processor(job);
-        log.debug({ ms: Date.now() - started }, 'job done');
-        return result;
+        const stop = ctx.metrics.jobDuration.startTimer({ job: job.name });
+        try {
+          const result = await processor(job);
+          stop({ result: 'ok' });
+          const lag = (result as { lagMs?: number } | undefined)?.lagMs;
+          if (typeof lag === 'number') ctx.metrics.persistenceLag.observe(lag / 1000);
+          log.debug('job done');
+          return result;
+        } catch (err) {
+          stop({ result: 'failed' });
+          throw err;
+        }
       },
       {
         connection,

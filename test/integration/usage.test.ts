@@ -107,6 +107,24 @@ describe('records and statistics', function () {
   });
 });
 
+describe('quota period housekeeping', function () {
+  it('deletes quota hashes older than the previous month, keeps the rest, and does nothing the second time', async function () {
+    this.timeout(60_000);
+    const clock = new FakeClock(new Date('2026-12-01T16:30:00Z')); // 00:30 on 2 Dec, Shanghai
+    const h = await startHarness({ clock, roles: ['api'] });
+    try {
+      const ctx = h.running.ctx;
+      const u = h.user('prune');
+      for (const p of ['202609', '202610', '202611', '202612']) await ctx.redis.hset(ctx.keys.quota(u, p), 'passport', '1');
+      expect(await ctx.accounts.prunePeriods()).to.equal(2);
+      expect(await ctx.accounts.prunePeriods()).to.equal(0);
+      for (const [p, n] of [['202609', 0], ['202610', 0], ['202611', 1], ['202612', 1]] as const) expect(await ctx.redis.exists(ctx.keys.quota(u, p)), p).to.equal(n);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('persistence sweep', function () {
   it('re-enqueues a change whose job was lost between the script and the enqueue', async function () {
     this.timeout(60_000);

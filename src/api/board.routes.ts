@@ -1,0 +1,34 @@
+import type { RequestHandler, Router } from 'express';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import type { AppContext } from '../context.js';
+import { secretEquals } from './auth.middleware.js';
+
+export const BOARD_PATH = '/admin/queues';
+
+/** Basic auth with the Bull Board credentials, or the admin bearer token (scripts). */
+function boardAuth(ctx: AppContext): RequestHandler {
+  const { boardUser, boardPassword, adminToken } = ctx.config.auth;
+  return (req, res, next) => {
+    const header = req.get('authorization') ?? '';
+    const basic = /^Basic (.+)$/.exec(header);
+    if (basic) {
+      const decoded = Buffer.from(basic[1], 'base64').toString();
+      const colon = decoded.indexOf(':');
+      if (colon > 0 && secretEquals(decoded.slice(0, colon), boardUser) && secretEquals(decoded.slice(colon + 1), boardPassword)) return next();
+    }
+    const bearer = /^Bearer (.+)$/.exec(header);
+    if (bearer && secretEquals(bearer[1], adminToken)) return next();
+    res.set('WWW-Authenticate', 'Basic realm="billing queues", charset="UTF-8"');
+    res.status(401).json({ success: false, code: 40100, message: 'Bull Board needs the operator credentials' });
+  };
+}
+
+/** Bull Board at /admin/queues, showing every queue of the service. */
+export function boardRoutes(ctx: AppContext): [RequestHandler, Router] {
+  const serverAdapter = new ExpressAdapter();
+  serverAdapter.setBasePath(BOARD_PATH);
+  createBullBoard({ queues: ctx.queues.all().map((q) => new BullMQAdapter(q)), serverAdapter, options: { uiConfig: { boardTitle: 'Billing queues' } } });
+  return [boardAuth(ctx), serverAdapter.getRouter() as Router];
+}
