@@ -158,3 +158,57 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
     stop: stopper(child),
   };
 }
+
+/**
+ * A Redis Cluster of `masters` masters (no replicas) on loopback, for testing that every script
+ * touches one slot. Needs redis-cli (Debian's redis-tools, installed with redis-server).
+ */
+export async function startRedisCluster(dir: string, masters = 3): Promise<{ url: string; nodes: LocalServer[]; stop(): Promise<void> }> {
+  const cli = findBinary('redis-cli');
+  const bin = findBinary('redis-server');
+  if (!cli || !bin) throw new Error('redis-server and redis-cli are needed for a cluster');
+  const nodes: LocalServer[] = [];
+  for (let i = 0; i < masters; i++) {
+    const nodeDir = resolve(join(dir, `node${i}`));
+    mkdirSync(nodeDir, { recursive: true });
+    const port = await freePort();
+    const log = openSync(join(nodeDir, 'redis.log'), 'a');
+    const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', nodeDir, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+      '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction', '--daemonize', 'no'], { stdio: ['ignore', log, log] });
+    const { Redis } = await import('ioredis');
+    await waitFor('redis cluster node', async () => {
+      const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        return (await r.ping()) === 'PONG';
+      } finally {
+        r.disconnect();
+      }
+    }, child);
+    nodes.push({ url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child) });
+  }
+  const create = spawnSync(cli, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  // Wait until every node agrees the cluster is up.
+  const { Redis } = await import('ioredis');
+  for (const n of nodes) {
+    await waitFor('cluster state ok', async () => {
+      const r = new Redis({ port: n.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        return /cluster_state:ok/.test(await r.cluster('INFO'));
+      } finally {
+        r.disconnect();
+      }
+    }, n.process);
+  }
+  return {
+    url: `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`,
+    nodes,
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}

@@ -65,16 +65,17 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const clock = opts.clock ?? systemClock;
   const calendar = new BusinessCalendar(config.businessTz);
   const metrics = new Metrics();
+  const faults = new FaultPoints(config.faultCrashAt);
   const redis = createRedis(config.redis.url, 'command');
   defineScripts(redis);
-  const db = createDatabase(config.database.url, config.database.poolMax);
+  const db = createDatabase(config.database.url, config.database.poolMax, logger);
   const keys = new RedisKeys(config.redis.keyPrefix);
   const queues = new JobQueues(redis, config.queue.prefix);
 
   const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db), reconciliation: new ReconciliationRepository(db) };
   const catalogue = new CatalogueService(config.services, config.currency);
   const accounts = new AccountService(redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
-  const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger);
+  const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger, faults);
   const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs, metrics);
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
   const credits = new CreditService(redis, keys, accounts, persistence, clock);
@@ -92,7 +93,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     callbackSecret: config.payment.callbackSecret,
     callbackToleranceMs: config.payment.callbackToleranceMs,
     notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
-  }, clock, new FaultPoints(config.faultCrashAt), logger);
+  }, clock, faults, logger);
   const reconciliation = new ReconciliationService(redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
     sweepAfterMs: config.persistence.sweepAfterMs,
     pendingCheckAfterMs: config.payment.pendingCheckAfterMs,

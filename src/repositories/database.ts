@@ -1,11 +1,16 @@
 import knexFactory, { type Knex } from 'knex';
 import { fileURLToPath } from 'node:url';
+import type { Logger } from '../lib/logger.js';
 
 export type Db = Knex;
 
 /** A Knex pool on mysql2. BIGINTs come back as strings so that no amount passes through a double. */
-export function createDatabase(url: string, poolMax = 10): Db {
+export function createDatabase(url: string, poolMax = 10, logger?: Logger): Db {
   return knexFactory({
+    // Knex reports pool and connection trouble through this, not the console.
+    log: logger
+      ? { warn: (m: unknown) => logger.warn({ knex: String(m) }, 'knex'), error: (m: unknown) => logger.error({ knex: String(m) }, 'knex'), debug: () => undefined, deprecate: () => undefined }
+      : undefined,
     client: 'mysql2',
     connection: {
       uri: url,

@@ -6,6 +6,7 @@ import { scanKeys } from '../redis/scan.js';
 import type { JobQueues } from '../jobs/queues.js';
 import type { LedgerRepository, ApplyResult } from '../repositories/ledger.repository.js';
 import { isLedgerChange, journalId, type LedgerChange } from './ledger-change.js';
+import type { FaultPoints } from '../lib/faults.js';
 
 export interface PersistenceOptions {
   batchSize: number;
@@ -40,6 +41,7 @@ export class PersistenceService {
     private readonly opts: PersistenceOptions,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly faults: FaultPoints,
   ) {}
 
   enqueue(change: LedgerChange): void {
@@ -73,6 +75,7 @@ export class PersistenceService {
     const bad = changes.find((c) => !isLedgerChange(c));
     if (bad) throw new MalformedChangeError(`malformed change: ${JSON.stringify(bad).slice(0, 200)}`);
     const result = await this.ledger.applyChanges(changes);
+    this.faults.point('after-batch-commit');
     await this.acknowledge(changes);
     const oldest = Math.min(...changes.map((c) => Date.parse(c.at)));
     return { ...result, lagMs: Math.max(0, this.clock.now().getTime() - oldest) };

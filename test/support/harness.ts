@@ -43,10 +43,12 @@ export interface HarnessOptions {
   /** start a payment simulator and point the payment client at it */
   simulator?: boolean;
   env?: Record<string, string>;
+  /** servers of the test's own (fault tests restart them); default: the run's shared ones */
+  servers?: { redisUrl: string; databaseUrl: string };
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
-  const servers = await testServers();
+  const servers = opts.servers ?? (await testServers());
   const tag = randomBytes(4).toString('hex');
   const sim = opts.simulator ? await new PaymentSimulator({ callbackSecret: CALLBACK_SECRET }).start() : undefined;
   const env: Record<string, string> = {

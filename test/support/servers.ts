@@ -1,13 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRedis, startMariaDb, type LocalServer } from '../../scripts/local-servers.js';
+import { startRedis, startMariaDb, startRedisCluster, type LocalServer } from '../../scripts/local-servers.js';
 import { createDatabase, migrateLatest } from '../../src/repositories/database.js';
 
 export interface TestServers {
   redisUrl: string;
   databaseUrl: string;
-  redis: LocalServer;
+  redis: { stop(): Promise<void> };
   mariadb: LocalServer;
   dir: string;
 }
@@ -16,13 +16,14 @@ let servers: Promise<TestServers> | null = null;
 
 /**
  * A throw-away redis-server and MariaDB for this test run, started on first use and migrated once.
- * Tests isolate themselves by key prefix, queue prefix and user ids, not by server.
+ * Tests isolate themselves by key prefix, queue prefix and user ids, not by server. With
+ * TEST_REDIS_CLUSTER=1 Redis is a 3-master Redis Cluster instead (npm run test:cluster).
  */
 export function testServers(): Promise<TestServers> {
   servers ??= (async () => {
     const dir = mkdtempSync(join(tmpdir(), 'billing-test-'));
     const [redis, mariadb] = await Promise.all([
-      startRedis({ dir: join(dir, 'redis'), aof: true }),
+      process.env.TEST_REDIS_CLUSTER === '1' ? startRedisCluster(join(dir, 'redis-cluster')) : startRedis({ dir: join(dir, 'redis'), aof: true }),
       startMariaDb({ dir: join(dir, 'mariadb'), database: 'billing_test', fast: true }),
     ]);
     const db = createDatabase(mariadb.url);
