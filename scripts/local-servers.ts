@@ -78,6 +78,19 @@ function stopper(child: ChildProcess): () => Promise<void> {
     });
 }
 
+/** Connects once to a local Redis and asks `probe`; refused connections (still starting) are false. */
+async function redisAnswers(port: number, probe: (r: import('ioredis').Redis) => Promise<boolean>): Promise<boolean> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return await probe(r);
+  } finally {
+    r.disconnect();
+  }
+}
+
 export interface RedisOptions {
   dir: string;
   port?: number;
@@ -95,17 +108,7 @@ export async function startRedis(opts: RedisOptions): Promise<LocalServer> {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction',
     '--appendonly', opts.aof === false ? 'no' : 'yes', '--appendfsync', 'everysec', '--protected-mode', 'yes', '--daemonize', 'no'];
   const child = spawn(bin, args, { stdio: ['ignore', log, log] });
-  const { Redis } = await import('ioredis');
-  await waitFor('redis-server', async () => {
-    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    r.on('error', () => undefined); // refused while the server starts: expected, retried below
-    try {
-      await r.connect();
-      return (await r.ping()) === 'PONG';
-    } finally {
-      r.disconnect();
-    }
-  }, child);
+  await waitFor('redis-server', () => redisAnswers(port, (r) => r.ping().then((p) => p === 'PONG')), child);
   return { url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child) };
 }
 
@@ -175,34 +178,14 @@ export async function startRedisCluster(dir: string, masters = 3): Promise<{ url
     const log = openSync(join(nodeDir, 'redis.log'), 'a');
     const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', nodeDir, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
       '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction', '--daemonize', 'no'], { stdio: ['ignore', log, log] });
-    const { Redis } = await import('ioredis');
-    await waitFor('redis cluster node', async () => {
-      const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      r.on('error', () => undefined);
-      try {
-        await r.connect();
-        return (await r.ping()) === 'PONG';
-      } finally {
-        r.disconnect();
-      }
-    }, child);
+    await waitFor('redis cluster node', () => redisAnswers(port, (r) => r.ping().then((p) => p === 'PONG')), child);
     nodes.push({ url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child) });
   }
   const create = spawnSync(cli, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
   if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
   // Wait until every node agrees the cluster is up.
-  const { Redis } = await import('ioredis');
   for (const n of nodes) {
-    await waitFor('cluster state ok', async () => {
-      const r = new Redis({ port: n.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      r.on('error', () => undefined);
-      try {
-        await r.connect();
-        return /cluster_state:ok/.test(await r.cluster('INFO'));
-      } finally {
-        r.disconnect();
-      }
-    }, n.process);
+    await waitFor('cluster state ok', () => redisAnswers(n.port, async (r) => /cluster_state:ok/.test(await r.cluster('INFO'))), n.process);
   }
   return {
     url: `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`,

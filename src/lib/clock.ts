@@ -13,7 +13,7 @@ export const systemClock: Clock = { now: () => new Date() };
  */
 export class BusinessCalendar {
   /** The last day looked up, as [start, end) in ms: every call of a day hits it (the hot path). */
-  private cached = { start: 0, end: 0, day: '', period: '' };
+  private cached = { start: 0, end: 0, day: '', period: '', nextPeriodStart: 0 };
 
   constructor(readonly zone: string) {
     if (!DateTime.now().setZone(zone).isValid) throw new Error(`unknown time zone: ${zone}`);
@@ -23,11 +23,17 @@ export class BusinessCalendar {
     return DateTime.fromJSDate(date, { zone: this.zone });
   }
 
-  private lookup(date: Date): { day: string; period: string } {
+  private lookup(date: Date): { day: string; period: string; nextPeriodStart: number } {
     const t = date.getTime();
     if (t < this.cached.start || t >= this.cached.end) {
       const d = this.at(date).startOf('day');
-      this.cached = { start: d.toMillis(), end: d.plus({ days: 1 }).toMillis(), day: d.toISODate()!, period: d.toFormat('yyyyLL') };
+      this.cached = {
+        start: d.toMillis(),
+        end: d.plus({ days: 1 }).toMillis(),
+        day: d.toISODate()!,
+        period: d.toFormat('yyyyLL'),
+        nextPeriodStart: d.startOf('month').plus({ months: 1 }).toMillis(),
+      };
     }
     return this.cached;
   }
@@ -55,7 +61,7 @@ export class BusinessCalendar {
 
   /** The UTC instant at which the period after the one containing `date` starts. */
   nextPeriodStart(date: Date): Date {
-    return this.at(date).startOf('month').plus({ months: 1 }).toJSDate();
+    return new Date(this.lookup(date).nextPeriodStart);
   }
 
   /** The business day `n` days after `day` (negative: before). */

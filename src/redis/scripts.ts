@@ -4,16 +4,22 @@ import type { RedisClient } from './connection.js';
 
 /*
  * Loads every src/redis/commands/<name>-<numKeys>.lua once as an ioredis custom command named
- * <name>Script (EVALSHA, falling back to EVAL after a Redis restart).
+ * <name>Script (EVALSHA, falling back to EVAL after a Redis restart). A line
+ * `--- @include "includes/<file>"` is replaced by that file, as in BullMQ's commands: shared Lua
+ * (pricing a call) is written once.
  */
 const commandsDir = new URL('./commands/', import.meta.url);
+
+function withIncludes(lua: string): string {
+  return lua.replace(/^--- @include "([a-z/-]+)"$/gm, (_, name: string) => readFileSync(new URL(`${name}.lua`, commandsDir), 'utf8'));
+}
 
 export function defineScripts(redis: RedisClient): void {
   for (const file of readdirSync(commandsDir)) {
     const m = /^([a-z-]+)-(\d+)\.lua$/.exec(file);
     if (!m) continue;
     const name = m[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) + 'Script';
-    const lua = readFileSync(new URL(file, commandsDir), 'utf8');
+    const lua = withIncludes(readFileSync(new URL(file, commandsDir), 'utf8'));
     redis.defineCommand(name, { numberOfKeys: Number(m[2]), lua });
   }
 }

@@ -5,7 +5,7 @@ import type { CatalogueService } from './catalogue.service.js';
 import type { AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
 import type { DeductionChange } from './ledger-change.js';
-import { AppError } from '../lib/errors.js';
+import { refusalError } from './refusals.js';
 import { formatMoney } from '../lib/money.js';
 import { newId } from '../lib/ids.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -107,21 +107,10 @@ export class BillingService {
     );
     const [status, rec, free, paid, amount, available] = r;
     this.metrics.outcomes.inc({ op: 'deduct', outcome: status });
-    switch (status) {
-      case 'reused':
-        throw new AppError('REQUEST_ID_REUSED', `request_id ${requestId} was used before with a different payload`);
-      case 'no_quota':
-        throw new AppError('INSUFFICIENT_QUOTA', `free quota of ${svc.name} is used up for this month and the service is free-only`);
-      case 'no_balance':
-        throw new AppError('INSUFFICIENT_BALANCE', `insufficient balance: ${formatMoney(BigInt(available))} available, ${formatMoney(BigInt(amount))} needed`);
-      case 'ok':
-        this.persistence.enqueue({ ...change, free, paid, amount } as DeductionChange);
-        break;
-      case 'dup':
-        break;
-      default:
-        throw new Error(`deduct script answered ${status}`);
-    }
+    const refused = refusalError(status, svc.name, requestId, available, amount);
+    if (refused) throw refused;
+    if (status === 'ok') this.persistence.enqueue({ ...change, free, paid, amount } as DeductionChange);
+    else if (status !== 'dup') throw new Error(`deduct script answered ${status}`);
     return {
       success: true,
       recordId: rec,

@@ -9,6 +9,7 @@ import type { AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
 import type { DeductionChange } from './ledger-change.js';
 import { AppError } from '../lib/errors.js';
+import { refusalError } from './refusals.js';
 import { formatMoney } from '../lib/money.js';
 import { newId } from '../lib/ids.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -92,23 +93,15 @@ export class ReservationService {
     }
     const [status, rsv, free, paid, amount, available, expiresAt] = r;
     this.metrics.outcomes.inc({ op: 'reserve', outcome: status });
-    switch (status) {
-      case 'reused':
-        throw new AppError('REQUEST_ID_REUSED', `request_id ${input.requestId} was used before with a different payload`);
-      case 'no_quota':
-        throw new AppError('INSUFFICIENT_QUOTA', `free quota of ${svc.name} is used up for this month and the service is free-only`);
-      case 'no_balance':
-        throw new AppError('INSUFFICIENT_BALANCE', `insufficient balance: ${formatMoney(BigInt(available))} available, ${formatMoney(BigInt(amount))} needed`);
-      case 'ok':
-        // Timely expiry; the periodic sweep covers a job lost here.
-        await this.queues
-          .add('expire-reservation', { userId, reservationId: rsv }, { delay: ttlMs, jobId: `exp-${rsv}` })
-          .catch((err: Error) => this.logger.warn({ err: err.message, reservationId: rsv }, 'expiry job not queued; the sweep will expire the hold'));
-        break;
-      case 'dup':
-        break;
-      default:
-        throw new Error(`reserve script answered ${status}`);
+    const refused = refusalError(status, svc.name, input.requestId, available, amount);
+    if (refused) throw refused;
+    if (status === 'ok') {
+      // Timely expiry; the periodic sweep covers a job lost here.
+      await this.queues
+        .add('expire-reservation', { userId, reservationId: rsv }, { delay: ttlMs, jobId: `exp-${rsv}` })
+        .catch((err: Error) => this.logger.warn({ err: err.message, reservationId: rsv }, 'expiry job not queued; the sweep will expire the hold'));
+    } else if (status !== 'dup') {
+      throw new Error(`reserve script answered ${status}`);
     }
     return {
       reservationId: rsv,

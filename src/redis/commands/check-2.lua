@@ -20,23 +20,19 @@
   Amounts are integers below 2^53 (see src/lib/money.ts), exact in Lua's doubles, and leave the
   script through %d, never %g.
 ]]
-local acct = redis.call('HMGET', KEYS[1], 'bal', 'od', 'held')
-if not acct[1] then return {'init'} end
-local bal, od, held = tonumber(acct[1]), tonumber(acct[2] or '0'), tonumber(acct[3] or '0')
+--- @include "includes/quote"
 
-local count = tonumber(ARGV[2])
-local freeLeft = tonumber(ARGV[3]) - tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if freeLeft < 0 then freeLeft = 0 end
-local paid = count - math.min(count, freeLeft)
+local bal, od, held = readAccount(KEYS[1])
+if not bal then return {'init'} end
+local used = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local free, paid, amount, refusal, freeLeft = quote(bal, od, held, used, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
 
 local allowed, reason = '1', 'free'
-if paid > 0 then
-  if ARGV[4] == '' then
-    allowed, reason = '0', 'insufficient_quota'
-  elseif paid * tonumber(ARGV[4]) <= bal + od - held then
-    reason = 'balance'
-  else
-    allowed, reason = '0', 'insufficient_balance'
-  end
+if refusal == 'no_quota' then
+  allowed, reason = '0', 'insufficient_quota'
+elseif refusal == 'no_balance' then
+  allowed, reason = '0', 'insufficient_balance'
+elseif paid > 0 then
+  reason = 'balance'
 end
-return {'ok', allowed, reason, string.format('%d', freeLeft), string.format('%d', bal - held)}
+return {'ok', allowed, reason, int(freeLeft), int(bal - held)}

@@ -24,7 +24,7 @@
     status 'ok' | 'dup' (replay: the first answer) | 'reused' | 'init' (account not loaded)
            | 'no_quota' | 'no_balance' (refused: nothing changed)
 ]]
-local function int(n) return string.format('%d', n) end
+--- @include "includes/quote"
 
 local first = redis.call('HMGET', KEYS[3], 'fp', 'rec', 'free', 'paid', 'amt', 'avail')
 if first[1] then
@@ -32,21 +32,11 @@ if first[1] then
   return {'dup', first[2], first[3], first[4], first[5], first[6]}
 end
 
-local acct = redis.call('HMGET', KEYS[1], 'bal', 'od', 'held')
-if not acct[1] then return {'init'} end
-local bal, od, held = tonumber(acct[1]), tonumber(acct[2] or '0'), tonumber(acct[3] or '0')
-
-local count = tonumber(ARGV[3])
-local freeLeft = tonumber(ARGV[4]) - tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
-if freeLeft < 0 then freeLeft = 0 end
-local free = math.min(count, freeLeft)
-local paid = count - free
-local amount = 0
-if paid > 0 then
-  if ARGV[5] == '' then return {'no_quota', '', int(free), int(paid), '0', int(bal - held)} end
-  amount = paid * tonumber(ARGV[5])
-  if amount > bal + od - held then return {'no_balance', '', int(free), int(paid), int(amount), int(bal - held)} end
-end
+local bal, od, held = readAccount(KEYS[1])
+if not bal then return {'init'} end
+local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local free, paid, amount, refusal = quote(bal, od, held, used, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+if refusal then return {refusal, '', int(free), int(paid), int(amount), int(bal - held)} end
 
 if free > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))

@@ -1,0 +1,21 @@
+/*
+ * The yardstick: a bare Express 5 route with the same middleware as the service's gateway routes
+ * (correlation id, JSON body, bearer auth), answering a constant.
+ */
+import express from 'express';
+import { randomUUID } from 'node:crypto';
+import { requireBearer } from '../src/api/auth.middleware.js';
+
+const app = express();
+app.disable('x-powered-by');
+app.use((req, res, next) => {
+  res.locals.correlationId = req.get('x-request-id') ?? randomUUID();
+  res.set('X-Correlation-Id', res.locals.correlationId as string);
+  next();
+});
+app.use(express.json({ limit: '16kb', strict: false }));
+app.post('/internal/v1/billing/:op', requireBearer(process.env.GATEWAY_TOKEN ?? 'bench'), (_req, res) => {
+  res.json({ success: true, data: { allowed: true, reason: 'free', freeRemaining: 10000, balance: '0.00' } });
+});
+const server = app.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
+process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -1,0 +1,202 @@
+/*
+ * `npm run bench`: the service measured against yardsticks, side by side in one run on this machine.
+ * Every server is its own process, and so is the load generator (autocannon, bench/load.ts).
+ * Results: a table on stdout and JSON under bench/results/.
+ *
+ * Env: BENCH_SECONDS (10), BENCH_SATURATE_SECONDS (30), BENCH_RECORDS (10000000), BENCH_CONNECTIONS (64).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { startRedis, startMariaDb, freePort } from '../scripts/local-servers.js';
+import { createDatabase, migrateLatest } from '../src/repositories/database.js';
+import { encodeCursor } from '../src/services/usage.service.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const SATURATE = Number(process.env.BENCH_SATURATE_SECONDS ?? 30);
+const RECORDS = Number(process.env.BENCH_RECORDS ?? 10_000_000);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+/** Fewer connections for fixed-rate latency: autocannon paces each connection, and many bunch up. */
+const LAT_CONNECTIONS = 8;
+const USERS = 1000;
+const TOKEN = 'bench-token';
+
+interface LoadResult {
+  requests: number;
+  total: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  latency: { p50: number; p90: number; p99: number; max: number };
+}
+
+const children: ChildProcess[] = [];
+function start(script: string, env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      if (/ready|started/.test(d.toString())) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  await new Promise<void>((r) => {
+    child.once('exit', () => r());
+    child.kill('SIGTERM');
+  });
+}
+
+function load(url: string, path: string, seconds: number, opts: { connections?: number; rate?: number; env?: Record<string, string> } = {}): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const args = ['--import', 'tsx', 'bench/load.ts', url, path, String(seconds), String(opts.connections ?? CONNECTIONS), ...(opts.rate ? [String(opts.rate)] : [])];
+    const child = spawn(process.execPath, args, { env: { ...process.env, GATEWAY_TOKEN: TOKEN, BENCH_USERS: String(USERS), ...opts.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`load generator exited ${code}`))));
+  });
+}
+
+async function pending(redis: Redis): Promise<number> {
+  let n = 0;
+  for await (const keys of redis.scanStream({ match: 'bench:{*}:pending', count: 1000 }) as AsyncIterable<string[]>) {
+    for (const k of keys) n += await redis.hlen(k);
+  }
+  return n;
+}
+
+const log = (s: string) => console.log(`[bench] ${s}`);
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'billing-bench-'));
+  log(`servers in ${dir}`);
+  const [redisServer, mariadb] = await Promise.all([startRedis({ dir: join(dir, 'redis'), aof: true }), startMariaDb({ dir: join(dir, 'mariadb'), database: 'bench' })]);
+  const db = createDatabase(mariadb.url, 4);
+  await migrateLatest(db);
+  const redis = new Redis(redisServer.url);
+  const env = {
+    NODE_ENV: 'development', LOG_LEVEL: 'info', REDIS_URL: redisServer.url, DATABASE_URL: mariadb.url, GATEWAY_TOKEN: TOKEN, ADMIN_TOKEN: 'bench-admin',
+    REDIS_KEY_PREFIX: 'bench', QUEUE_PREFIX: '{bench}', HOST: '127.0.0.1', MIGRATE_ON_START: 'false',
+  };
+  const results: Record<string, unknown> = { at: new Date().toISOString(), seconds: SECONDS, connections: CONNECTIONS, users: USERS, cpus: (await import('node:os')).cpus().length };
+  const rows: [string, string, string, string][] = [];
+
+  try {
+    // 1. The yardstick.
+    const barePort = await freePort();
+    const bare = await start('bench/bare-server.ts', { PORT: String(barePort), GATEWAY_TOKEN: TOKEN });
+    await load(`http://127.0.0.1:${barePort}`, '/internal/v1/billing/check', 3, { connections: 16 }); // warm-up, as the service gets
+    const bareCheck = await load(`http://127.0.0.1:${barePort}`, '/internal/v1/billing/check', SECONDS);
+    const bareDeduct = await load(`http://127.0.0.1:${barePort}`, '/internal/v1/billing/deduct', SECONDS);
+    // Control for the latency rows: the same fixed-rate load on a route that does nothing. On a small
+    // machine shared by the load generator, this is the floor no service can go under.
+    const bareLat = await load(`http://127.0.0.1:${barePort}`, '/internal/v1/billing/check', SECONDS, { connections: LAT_CONNECTIONS, rate: 2000 });
+    await stop(bare);
+    log(`bare express: ${Math.round(bareCheck.requests)} req/s`);
+
+    // 2. The service: API and worker, each its own process; every user loaded first.
+    const apiPort = await freePort();
+    const api = await start('src/main/api.ts', { ...env, PORT: String(apiPort) });
+    const worker = await start('src/main/worker.ts', { ...env, PORT: '0' }).catch(() => null);
+    void worker;
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    await load(apiUrl, '/internal/v1/billing/check', 3, { connections: 16 });
+    const check = await load(apiUrl, '/internal/v1/billing/check', SECONDS);
+    const deduct = await load(apiUrl, '/internal/v1/billing/deduct', SECONDS);
+    log(`check ${Math.round(check.requests)} req/s, deduct ${Math.round(deduct.requests)} req/s`);
+    rows.push(['check / bare Express', `${Math.round(check.requests)} / ${Math.round(bareCheck.requests)} req/s`, (check.requests / bareCheck.requests).toFixed(2), '≥ 0.90']);
+    rows.push(['deduct / bare Express', `${Math.round(deduct.requests)} / ${Math.round(bareDeduct.requests)} req/s`, (deduct.requests / bareDeduct.requests).toFixed(2), '≥ 0.80']);
+
+    // 3. Persistence keeps pace: a saturating run, then how long the backlog takes to drain.
+    const sat = await load(apiUrl, '/internal/v1/billing/deduct', SATURATE);
+    const backlog = await pending(redis);
+    const t0 = Date.now();
+    while ((await pending(redis)) > 0 && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
+    const drainMs = Date.now() - t0;
+    rows.push([`backlog after ${SATURATE} s saturating deduct`, `${backlog} changes (${Math.round(sat.requests)} req/s)`, `${(drainMs / 1000).toFixed(1)} s to drain`, '≤ 5 s']);
+
+    // 4. Latency at a fixed 2,000 requests/s.
+    const checkLat = await load(apiUrl, '/internal/v1/billing/check', SECONDS, { connections: LAT_CONNECTIONS, rate: 2000 });
+    const deductLat = await load(apiUrl, '/internal/v1/billing/deduct', SECONDS, { connections: LAT_CONNECTIONS, rate: 2000 });
+    rows.push(['control: bare Express at 2,000 req/s', `p50 ${bareLat.latency.p50} ms`, `p99 ${bareLat.latency.p99} ms`, '(floor)']);
+    rows.push(['check latency at 2,000 req/s', `p50 ${checkLat.latency.p50} ms`, `p99 ${checkLat.latency.p99} ms`, 'p99 ≤ 5 ms']);
+    rows.push(['deduct latency at 2,000 req/s', `p50 ${deductLat.latency.p50} ms`, `p99 ${deductLat.latency.p99} ms`, 'p99 ≤ 5 ms']);
+    const deductLat1k = await load(apiUrl, '/internal/v1/billing/deduct', SECONDS, { connections: LAT_CONNECTIONS, rate: 1000 });
+    rows.push(['deduct latency at 1,000 req/s (context)', `p50 ${deductLat1k.latency.p50} ms`, `p99 ${deductLat1k.latency.p99} ms`, '-']);
+    await stop(api);
+
+    // 5. The original design: one MySQL transaction with SELECT ... FOR UPDATE per call.
+    const basePort = await freePort();
+    const baseline = await start('bench/baseline-server.ts', { DATABASE_URL: mariadb.url, PORT: String(basePort), GATEWAY_TOKEN: TOKEN });
+    const base = await load(`http://127.0.0.1:${basePort}`, '/internal/v1/billing/deduct', SECONDS);
+    await stop(baseline);
+    const api2 = await start('src/main/api.ts', { ...env, PORT: String(apiPort) });
+    const deduct2 = await load(apiUrl, '/internal/v1/billing/deduct', SECONDS);
+    rows.push(['deduct / original design (FOR UPDATE per call)', `${Math.round(deduct2.requests)} / ${Math.round(base.requests)} req/s`, (deduct2.requests / base.requests).toFixed(1) + 'x', '≥ 3x']);
+    log(`baseline ${Math.round(base.requests)} req/s of 2xx (${base.non2xx} non-2xx answers not counted)`);
+    results.baselineNon2xx = base.non2xx;
+
+    // 6. Statistics at scale.
+    log(`loading ${RECORDS.toLocaleString()} consumption records...`);
+    const tGen = Date.now();
+    const CHUNK = 1_000_000;
+    for (let from = 1; from <= RECORDS; from += CHUNK) {
+      const to = Math.min(RECORDS, from + CHUNK - 1);
+      await db.raw(`INSERT INTO consumption_records (record_id, user_id, request_id, service_name, type, count, free_count, paid_count, amount, unit_price, period, created_at)
+        SELECT CONCAT('s', seq), CONCAT('stat', seq MOD ${USERS}), CONCAT('r', seq), ELT(1 + seq MOD 3, 'passport', 'payment', 'asset'), 'balance', 1, 0, 1, 1000, 1000,
+          DATE_FORMAT(TIMESTAMP('2026-11-25 12:00:00') - INTERVAL (seq DIV ${USERS}) MINUTE, '%Y%m'),
+          TIMESTAMP('2026-11-25 12:00:00') - INTERVAL (seq DIV ${USERS}) MINUTE
+        FROM seq_${from}_to_${to}`);
+    }
+    await db.raw(`INSERT INTO usage_daily (user_id, day, service_name, total_count, free_count, paid_count, total_cost, records)
+      SELECT user_id, DATE(created_at + INTERVAL 8 HOUR), service_name, COUNT(*), SUM(free_count), SUM(paid_count), SUM(amount), COUNT(*)
+      FROM consumption_records WHERE user_id LIKE 'stat%' GROUP BY user_id, DATE(created_at + INTERVAL 8 HOUR), service_name`);
+    results.recordsLoadSeconds = Math.round((Date.now() - tGen) / 1000);
+    log(`loaded in ${results.recordsLoadSeconds} s`);
+    // Deep cursors: position 5,000 of 100 users' histories.
+    const deepPaths: string[] = [];
+    for (let u = 0; u < 100; u++) {
+      const row = await db('consumption_records').where('user_id', `stat${u}`).orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).offset(5000).first('id', 'created_at');
+      if (row) deepPaths.push(`/api/v1/billing/records?user_id=stat${u}&page_size=20&cursor=${encodeCursor({ at: new Date(row.created_at), id: String(row.id) })}`);
+    }
+    const users = Array.from({ length: 100 }, (_, u) => `stat${u}`);
+    const statPaths: Record<string, string[]> = {
+      'records (deep cursor)': deepPaths,
+      'stats/today': users.map((u) => `/api/v1/billing/stats/today?user_id=${u}`),
+      'stats/month': users.map((u) => `/api/v1/billing/stats/month?user_id=${u}`),
+      'stats/summary': users.map((u) => `/api/v1/billing/stats/summary?user_id=${u}`),
+      'records (page 1, with total)': users.map((u) => `/api/v1/billing/records?user_id=${u}`),
+    };
+    for (const [name, paths] of Object.entries(statPaths)) {
+      if (paths.length === 0) continue;
+      const r = await load(apiUrl, 'GET', SECONDS, { connections: 16, rate: 500, env: { BENCH_PATHS: JSON.stringify(paths) } });
+      rows.push([`${name}, ${(RECORDS / 1e6).toFixed(0)} M records`, `p50 ${r.latency.p50} ms (${r.non2xx} non-2xx)`, `p99 ${r.latency.p99} ms`, 'p99 ≤ 20 ms']);
+    }
+    await stop(api2);
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    redis.disconnect();
+    await db.destroy();
+    await Promise.all([redisServer.stop(), mariadb.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  results.rows = rows.map(([what, measured, figure, target]) => ({ what, measured, figure, target }));
+  const width = [50, 40, 22, 12];
+  const line = (cols: string[]) => cols.map((c, i) => c.padEnd(width[i])).join(' | ');
+  console.log('\n' + line(['measure', 'measured', 'figure', 'target']));
+  console.log(width.map((w) => '-'.repeat(w)).join('-|-'));
+  for (const r of rows) console.log(line(r));
+  mkdirSync('bench/results', { recursive: true });
+  const file = `bench/results/${String(results.at).replace(/[:.]/g, '-')}.json`;
+  writeFileSync(file, JSON.stringify(results, null, 2));
+  writeFileSync('bench/results/latest.json', JSON.stringify(results, null, 2));
+  console.log(`\nwritten to ${file}`);
+}
+
+await main();
