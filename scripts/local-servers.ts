@@ -120,6 +120,8 @@ export interface MariaDbOptions {
   password?: string;
   /** trade durability for speed (throw-away test servers only) */
   fast?: boolean;
+  /** InnoDB buffer pool, e.g. '4G' (default 256M) */
+  bufferPool?: string;
 }
 
 export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
@@ -138,7 +140,7 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
   const port = opts.port ?? (await freePort());
   const args = ['--no-defaults', `--datadir=${dataDir}`, `--socket=${socket}`, `--port=${port}`, '--bind-address=127.0.0.1', `--user=${osUser}`,
     `--pid-file=${join(dir, 'mysqld.pid')}`, `--log-error=${join(dir, 'mysqld.err')}`, '--skip-name-resolve', '--max-connections=500',
-    '--character-set-server=utf8mb4', '--collation-server=utf8mb4_bin', '--innodb-buffer-pool-size=256M'];
+    '--character-set-server=utf8mb4', '--collation-server=utf8mb4_bin', `--innodb-buffer-pool-size=${opts.bufferPool ?? '256M'}`];
   if (opts.fast) args.push('--innodb-flush-log-at-trx-commit=2', '--skip-log-bin', '--innodb-doublewrite=0', '--sync-binlog=0');
   const child = spawn(server, args, { stdio: 'ignore' });
   await waitFor('mariadbd', async () => {
