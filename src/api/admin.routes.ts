@@ -36,7 +36,7 @@ export function adminRoutes(ctx: AppContext): Router {
 
   /** Queues a run now; its result appears in the list when it finishes. */
   router.post('/reconciliation/runs', async (_req, res) => {
-    const job = await ctx.queues.add('reconcile', { trigger: 'manual' });
+    const job = await ctx.queues.add('reconcile', { trigger: 'manual', correlationId: res.locals.correlationId as string });
     res.status(202).json(ok({ jobId: job.id, status: 'queued' }));
   });
 

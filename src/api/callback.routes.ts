@@ -20,7 +20,7 @@ export function callbackRoutes(ctx: AppContext): Router {
         throw new AppError('VALIDATION_FAILED', 'malformed JSON body', [{ field: 'body', message: 'is not valid JSON' }]);
       }
       return validate(callbackBody, parsed);
-    });
+    }, res.locals.correlationId as string);
     res.json({ success: true, data: { orderId, outcome } });
   });
   return router;

@@ -4,12 +4,17 @@ import type { LedgerChange } from '../services/ledger-change.js';
 export const QueueNames = ['persistence', 'payments', 'maintenance'] as const;
 export type QueueName = (typeof QueueNames)[number];
 
+/** A job queued by a request carries the request's correlation id into the job's logs. */
+interface Traced {
+  correlationId?: string;
+}
+
 /** Job names with their payloads: the one place that says what a job carries. */
 export interface JobPayloads {
   /** Write recorded Redis changes to MySQL, many per transaction; idempotent by change id. */
   'persist-changes': { changes: LedgerChange[] };
   /** Credit a paid recharge order exactly once. Job id pay-<order>-<payment>: duplicate callbacks collapse. */
-  'apply-payment': { orderId: string; paymentId: string; paidAt: string };
+  'apply-payment': { orderId: string; paymentId: string; paidAt: string } & Traced;
   /** Return one hold if it is still held at its expiry (delayed to the hold's TTL). */
   'expire-reservation': { userId: string; reservationId: string };
   /** Return every hold past its time that no expire-reservation job returned (scheduled sweep). */
@@ -17,7 +22,7 @@ export interface JobPayloads {
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': Record<string, never>;
   /** A reconciliation run (scheduled, or on demand from the admin API). */
-  reconcile: { trigger: 'schedule' | 'manual' };
+  reconcile: { trigger: 'schedule' | 'manual' } & Traced;
   /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
   'sweep-pending': { olderThanMs?: number };
 }

@@ -151,7 +151,7 @@ export class RechargeService {
    * A payment-service callback: authenticated, checked against the order, and for a success queued
    * durably (job id per order and payment, so duplicates collapse) before the caller gets 200.
    */
-  async acceptCallback(rawBody: Buffer, signature: string | undefined, parse: (raw: Buffer) => CallbackBody): Promise<{ orderId: string; outcome: CallbackOutcome }> {
+  async acceptCallback(rawBody: Buffer, signature: string | undefined, parse: (raw: Buffer) => CallbackBody, correlationId?: string): Promise<{ orderId: string; outcome: CallbackOutcome }> {
     const check = verifySignature(this.opts.callbackSecret, rawBody, signature, this.clock.now().getTime(), this.opts.callbackToleranceMs);
     if (!check.ok) throw new AppError('UNAUTHORIZED', check.reason);
     const body = parse(rawBody);
@@ -175,7 +175,7 @@ export class RechargeService {
       return { orderId: order.order_id, outcome: 'closed' };
     }
     const paidAt = body.paid_at === undefined ? this.clock.now() : new Date(typeof body.paid_at === 'number' ? body.paid_at * 1000 : body.paid_at);
-    await this.queues.add('apply-payment', { orderId: order.order_id, paymentId: body.payment_id, paidAt: paidAt.toISOString() }, { jobId: `pay-${order.order_id}-${body.payment_id}` });
+    await this.queues.add('apply-payment', { orderId: order.order_id, paymentId: body.payment_id, paidAt: paidAt.toISOString(), correlationId }, { jobId: `pay-${order.order_id}-${body.payment_id}` });
     return { orderId: order.order_id, outcome: 'queued' };
   }
 

@@ -29,7 +29,7 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
       async (job) => {
         const processor = processors[job.name as JobName];
         if (!processor) throw new Error(`no processor for job ${job.name}`);
-        const log = ctx.logger.child({ job: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
+        const log = ctx.logger.child({ job: job.name, jobId: job.id, attempt: job.attemptsMade + 1, correlationId: (job.data as { correlationId?: string })?.correlationId ?? job.id });
         const stop = ctx.metrics.jobDuration.startTimer({ job: job.name });
         try {
           const result = await processor(job);
@@ -52,7 +52,7 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
         settings: { backoffStrategy },
       },
     );
-    worker.on('failed', (job, err) => ctx.logger.warn({ job: job?.name, jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, 'job failed'));
+    worker.on('failed', (job, err) => ctx.logger.warn({ job: job?.name, jobId: job?.id, correlationId: job?.data?.correlationId ?? job?.id, attempts: job?.attemptsMade, err: err.message }, 'job failed'));
     worker.on('error', (err) => ctx.logger.error({ err: err.message, queue }, 'worker error'));
     return worker;
   });

@@ -217,3 +217,22 @@ describe('recharge job killed mid-way', function () {
     });
   }
 });
+
+describe('correlation ids', function () {
+  this.timeout(60_000);
+  it('carries the callback request’s correlation id into the apply-payment job', async () => {
+    const h = await startHarness({ simulator: true, roles: ['api'] });
+    try {
+      const user = h.user('corr');
+      const order = (await recharge(h, user, '2.00')).body.data;
+      const raw = JSON.stringify({ order_id: order.orderId, payment_id: order.paymentId, amount: '2.00', currency: 'CNY', status: 'success' });
+      const sig = signPayload(CALLBACK_SECRET, raw, Math.floor(Date.now() / 1000));
+      const res = await h.post(CALLBACK, raw, { 'x-payment-signature': sig, authorization: '', 'x-request-id': 'trace-callback-42' });
+      expect(res.status).to.equal(200);
+      const job = await h.running.ctx.queues.queueOf('apply-payment').getJob(`pay-${order.orderId}-${order.paymentId}`);
+      expect(job!.data.correlationId).to.equal('trace-callback-42');
+    } finally {
+      await h.stop();
+    }
+  });
+});
