@@ -21,9 +21,4 @@ export class AccountRepository {
   async quotaUsage(userId: string, period: string): Promise<QuotaUsageRow[]> {
     return this.db('quota_usage').where({ user_id: userId, period }).select('service_name', 'used');
   }
-
-  /** Accounts in user_id order after `afterUserId`, for reconciliation sweeps. */
-  async page(afterUserId: string, limit: number): Promise<AccountRow[]> {
-    return this.db('accounts').where('user_id', '>', afterUserId).orderBy('user_id').limit(limit).select('user_id', 'balance', 'overdraft_limit');
-  }
 }

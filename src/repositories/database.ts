@@ -37,9 +37,3 @@ export async function migrateLatest(db: Db): Promise<string[]> {
   const [, applied] = (await db.migrate.latest(migrationConfig)) as [number, string[]];
   return applied;
 }
-
-/** mysql2 error codes that a retry can cure. */
-export function isTransientDbError(err: unknown): boolean {
-  const code = (err as { code?: string })?.code;
-  return ['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'PROTOCOL_CONNECTION_LOST', 'ETIMEDOUT'].includes(code ?? '');
-}
