@@ -65,7 +65,7 @@ export class BillingService {
     const now = this.clock.now();
     const period = this.calendar.period(now);
     const r = await this.withAccount(userId, now, () =>
-      this.redis.checkScript(this.keys.account(userId), this.keys.quota(userId, period), svc.name, count, svc.freeQuota, svc.unitPrice?.toString() ?? ''),
+      this.redis.checkScript(this.keys.account(userId), this.keys.quota(userId, period), svc.name, count, svc.freeQuota, svc.priceArg),
     );
     this.metrics.outcomes.inc({ op: 'check', outcome: r[2] });
     return { allowed: r[1] === '1', reason: r[2] as CheckResult['reason'], freeRemaining: Number(r[3]), balance: formatMoney(BigInt(r[4])) };
@@ -83,7 +83,7 @@ export class BillingService {
       requestId,
       service: svc.name,
       count: String(count),
-      unitPrice: svc.unitPrice?.toString() ?? '',
+      unitPrice: svc.priceArg,
       period,
       day: this.calendar.day(now),
       at: now.toISOString(),
@@ -98,7 +98,7 @@ export class BillingService {
         svc.name,
         count,
         svc.freeQuota,
-        svc.unitPrice?.toString() ?? '',
+        svc.priceArg,
         recordId,
         JSON.stringify(change),
         this.idempotencyTtlMs,

@@ -83,7 +83,7 @@ export class ReservationService {
       this.redis.reserveScript(
         this.keys.account(userId), this.keys.quota(userId, period), this.keys.request(userId, input.requestId),
         this.keys.reservation(userId, id), this.keys.holds(userId),
-        `reserve|${svc.name}|${input.count}|${ttlMs}`, svc.name, input.count, svc.freeQuota, svc.unitPrice?.toString() ?? '',
+        `reserve|${svc.name}|${input.count}|${ttlMs}`, svc.name, input.count, svc.freeQuota, svc.priceArg,
         id, now.getTime() + ttlMs, this.opts.idempotencyTtlMs, this.accounts.quotaExpiry(now), input.requestId, period, ttlMs + KEEP_AFTER_EXPIRY_MS,
       );
     let r = await run();
