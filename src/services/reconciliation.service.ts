@@ -92,7 +92,12 @@ export class ReconciliationService {
           c.users_in_flight++;
           continue;
         }
-        const [row, usage] = await Promise.all([this.accountsRepo.find(userId), this.accountsRepo.quotaUsage(userId, period)]);
+        const [row, usage] = await Promise.all([this.accountsRepo.findWithLedgerSum(userId), this.accountsRepo.quotaUsage(userId, period)]);
+        if (row && BigInt(row.balance) !== BigInt(row.ledger_sum)) {
+          // MySQL itself is off its ledger (another run may be repairing it): never copy that into Redis.
+          c.users_in_flight++;
+          continue;
+        }
         const used = new Map(usage.map((u) => [u.service_name, u.used]));
         const pairs = services.flatMap((s) => [s, used.get(s) ?? '0']);
         const r = await this.redis.repairAccountScript(key, this.keys.quota(userId, period), pending, holds, version, row?.balance ?? '0', this.accounts.quotaExpiry(now), ...pairs);

@@ -38,6 +38,23 @@ describe('reconciliation', function () {
     expect((await run()).repairs).to.equal(0); // idempotent: nothing left to repair
   });
 
+  it('repairs a drift exactly once when two runs find it at the same time', async () => {
+    const ctx = h.running.ctx;
+    const user = h.user('drift-twice');
+    await seedBalance(h, user, 2_000_000n);
+    await h.drain();
+    await ctx.redis.hincrby(ctx.keys.account(user), 'bal', 700_000);
+    await ctx.db('accounts').where({ user_id: user }).update({ balance: ctx.db.raw('balance + 300') });
+    const runs = await Promise.all([run(), run(), run()]);
+    const repairs = (await Promise.all(runs.map((r) => h.get(`/admin/v1/reconciliation/runs/${r.id}`, {}, admin))))
+      .flatMap((r) => r.body.data.repairs)
+      .filter((r: any) => r.userId === user);
+    // One MySQL repair (to the ledger) and one Redis repair (to MySQL), whichever run made them.
+    expect(repairs.map((r: any) => r.subject).sort()).to.deep.equal(['bal', 'mysql_balance']);
+    await h.assertInvariant([user]);
+    expect((await ctx.repositories.ledger.balanceAndLedgerSum(user)).balance).to.equal(2_000_000n);
+  });
+
   it('sets a MySQL balance that disagrees with its ledger to the ledger sum', async () => {
     const ctx = h.running.ctx;
     const user = h.user('ledger');
