@@ -99,6 +99,26 @@ describe('reservations', function () {
     await h.assertInvariant([user]);
   });
 
+  it('holds once for 20 concurrent identical reserves, and charges once for 20 concurrent identical commits', async () => {
+    const user = h.user('twice');
+    await seedBalance(h, user, 1_000_000n);
+    const body = { request_id: 'same', user_id: user, service_name: 'tokens', count: 30 };
+    const holds = await Promise.all(Array.from({ length: 20 }, () => h.post(RESERVE, body)));
+    expect(holds.every((r) => r.status === 200)).to.equal(true);
+    expect(new Set(holds.map((r) => r.body.data.reservationId)).size).to.equal(1);
+    expect(holds.filter((r) => !r.body.data.duplicate)).to.have.length(1);
+    expect(await account(h, user)).to.include({ balance: '0.70', heldAmount: '0.30' });
+    const id = holds[0].body.data.reservationId;
+    const commits = await Promise.all(Array.from({ length: 20 }, () => h.post(commitPath(id), { count: 12 })));
+    expect(commits.every((r) => r.status === 200 && r.body.data.amount === '0.12')).to.equal(true);
+    expect(commits.filter((r) => !r.body.data.duplicate)).to.have.length(1);
+    expect(new Set(commits.map((r) => r.body.data.recordId)).size).to.equal(1);
+    expect(await account(h, user)).to.include({ balance: '0.88', heldAmount: '0.00' });
+    await h.drain();
+    expect((await h.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(1);
+    await h.assertInvariant([user]);
+  });
+
   it('answers unknown, malformed and over-count commits, and replays a hold by request_id', async () => {
     const user = h.user('edge');
     await seedBalance(h, user, 1_000_000n);
