@@ -33,13 +33,15 @@ export function createApp(ctx: AppContext): Express {
     });
     next();
   });
+  const jsonBody = express.json({ limit: ctx.config.http.bodyLimit, strict: false });
+  const gateway = requireBearer(ctx.config.auth.gatewayToken);
+  app.use(gatewayRoutes(ctx, jsonBody, gateway));
   app.use(healthRoutes(ctx));
   // Before the JSON parser: the callback's signature covers the raw bytes.
   app.use('/internal/v1/billing/callback', callbackRoutes(ctx));
-  app.use(express.json({ limit: ctx.config.http.bodyLimit, strict: false }));
+  app.use(jsonBody);
 
-  const gateway = requireBearer(ctx.config.auth.gatewayToken);
-  app.use('/internal/v1/billing', gateway, gatewayRoutes(ctx), reservationRoutes(ctx));
+  app.use('/internal/v1/billing', gateway, reservationRoutes(ctx));
   app.use('/api/v1/billing', gateway, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
   app.use('/admin/v1', requireBearer(ctx.config.auth.adminToken), adminRoutes(ctx));
   app.use(BOARD_PATH, ...boardRoutes(ctx));
