@@ -80,7 +80,7 @@ const schema = Joi.object({
   }).default(),
   database: Joi.object({
     url: Joi.string().pattern(/^mysql:\/\//).allow(null).default(null),
-    pool_max: Joi.number().integer().min(1).max(200).default(10),
+    pool_max: Joi.number().integer().min(1).max(200).default(20),
   }).default(),
   queue: Joi.object({
     // The braces make every BullMQ key of the service share one Redis Cluster slot.
@@ -148,6 +148,7 @@ const ENV_KEYS: Record<string, string[]> = {
   REDIS_URL: ['redis', 'url'],
   REDIS_KEY_PREFIX: ['redis', 'key_prefix'],
   DATABASE_URL: ['database', 'url'],
+  DATABASE_POOL_MAX: ['database', 'pool_max'],
   QUEUE_PREFIX: ['queue', 'prefix'],
   WORKER_CONCURRENCY: ['queue', 'worker_concurrency'],
   QUEUE_LOCK_DURATION: ['queue', 'lock_duration'],

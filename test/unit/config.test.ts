@@ -8,13 +8,15 @@ describe('config', () => {
     expect(c.businessTz).to.equal('Asia/Shanghai');
     expect(c.services.map((s) => [s.name, s.freeQuota, s.unitPrice])).to.deep.equal([['passport', 10000, 1000n], ['payment', 1000, 1000n], ['asset', 1000, 1000n]]);
     expect(c.payment).to.include({ timeoutMs: 5000, grpcAddr: '127.0.0.1:9101' });
+    expect(c.database.poolMax).to.equal(20);
     expect(c.defaultedSecrets).to.have.length(4);
     expect(Object.isFrozen(c) && Object.isFrozen(c.services[0])).to.equal(true);
   });
 
   it('takes environment variables over the defaults', () => {
-    const c = loadConfig({ PORT: '9000', BUSINESS_TZ: 'UTC', PAYMENT_TIMEOUT: '750ms', GATEWAY_TOKEN: 'g', PUBLIC_BASE_URL: 'https://billing.example.com/' });
+    const c = loadConfig({ PORT: '9000', BUSINESS_TZ: 'UTC', PAYMENT_TIMEOUT: '750ms', GATEWAY_TOKEN: 'g', PUBLIC_BASE_URL: 'https://billing.example.com/', DATABASE_POOL_MAX: '40' });
     expect(c.http.port).to.equal(9000);
+    expect(c.database.poolMax).to.equal(40);
     expect(c.businessTz).to.equal('UTC');
     expect(c.payment.timeoutMs).to.equal(750);
     expect(c.auth.gatewayToken).to.equal('g');
