@@ -1,16 +1,19 @@
 /*
  * `npm run bench`: the service measured against yardsticks, side by side in one run on this machine.
- * Every server is its own process, and so is the load generator (autocannon, bench/load.ts).
+ * Every server is its own process, and so is the load generator: wrk (bench/gateway.lua) for the
+ * saturating throughput runs, because it costs the machine about a quarter of the CPU per request
+ * that autocannon does, and that CPU is taken from the servers on a small box; autocannon
+ * (bench/load.ts) for the fixed-rate latency and the statistics reads, which wrk cannot pace.
  * Results: a table on stdout and JSON under bench/results/.
  *
  * Env: BENCH_SECONDS (10), BENCH_SATURATE_SECONDS (30), BENCH_RECORDS (10000000), BENCH_CONNECTIONS (64).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { startRedis, startMariaDb, freePort } from '../scripts/local-servers.js';
+import { startRedis, startMariaDb, freePort, ensurePackages } from '../scripts/local-servers.js';
 import { createDatabase, migrateLatest } from '../src/repositories/database.js';
 import { encodeCursor } from '../src/services/usage.service.js';
 
@@ -63,6 +66,33 @@ function load(url: string, path: string, seconds: number, opts: { connections?: 
   });
 }
 
+/** A saturating run with wrk: 2xx answers per second, and the CPU the server process spent per request. */
+function throughput(url: string, path: string, seconds: number, server?: ChildProcess): Promise<LoadResult & { cpuUsPerRequest: number | null }> {
+  const cpuBefore = server ? cpuMs(server) : null;
+  return new Promise((resolve, reject) => {
+    const args = ['-t', '1', '-c', String(CONNECTIONS), '-d', `${seconds}s`, '-s', 'bench/gateway.lua', `${url}${path}`, '--', process.hrtime.bigint().toString(36), TOKEN, String(USERS)];
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`wrk exited ${code}: ${out}`));
+      const r = JSON.parse(out.trim().split('\n').pop()!) as { requests: number; duration_us: number; non2xx: number; errors: number; p50: number; p99: number };
+      const secs = r.duration_us / 1e6;
+      resolve({
+        requests: (r.requests - r.non2xx) / secs, total: r.requests, non2xx: r.non2xx, errors: r.errors, timeouts: 0,
+        latency: { p50: r.p50, p90: NaN, p99: r.p99, max: NaN },
+        cpuUsPerRequest: server && cpuBefore !== null ? Math.round(((cpuMs(server) - cpuBefore) * 1000) / r.requests) : null,
+      });
+    });
+  });
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
+function cpuMs(child: ChildProcess): number {
+  const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 async function pending(redis: Redis): Promise<number> {
   let n = 0;
   for await (const keys of redis.scanStream({ match: 'bench:{*}:pending', count: 1000 }) as AsyncIterable<string[]>) {
@@ -74,6 +104,7 @@ async function pending(redis: Redis): Promise<number> {
 const log = (s: string) => console.log(`[bench] ${s}`);
 
 async function main() {
+  ensurePackages(log, [{ binary: 'wrk', pkg: 'wrk' }]);
   const dir = mkdtempSync(join(tmpdir(), 'billing-bench-'));
   log(`servers in ${dir}`);
   const [redisServer, mariadb] = await Promise.all([startRedis({ dir: join(dir, 'redis'), aof: true }), startMariaDb({ dir: join(dir, 'mariadb'), database: 'bench', bufferPool: '4G' })]);
@@ -98,15 +129,16 @@ async function main() {
     await start('src/main/worker.ts', { ...env, PORT: '0' });
     const apiUrl = `http://127.0.0.1:${apiPort}`;
     // Warm-up for both (JIT; the service also loads its 1,000 users into Redis).
-    await load(bareUrl, '/internal/v1/billing/check', 3, { connections: 16 });
-    await load(apiUrl, '/internal/v1/billing/check', 3, { connections: 16 });
-    const ratios: Record<'check' | 'deduct', { ours: number; bare: number }[]> = { check: [], deduct: [] };
+    await throughput(bareUrl, '/internal/v1/billing/check', 3);
+    await throughput(apiUrl, '/internal/v1/billing/check', 3);
+    type Pair = { ours: number; bare: number; oursCpu: number | null; bareCpu: number | null };
+    const ratios: Record<'check' | 'deduct', Pair[]> = { check: [], deduct: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (const op of ['check', 'deduct'] as const) {
-        const b = await load(bareUrl, `/internal/v1/billing/${op}`, SECONDS);
-        const o = await load(apiUrl, `/internal/v1/billing/${op}`, SECONDS);
-        ratios[op].push({ ours: o.requests, bare: b.requests });
-        log(`round ${round + 1} ${op}: ${Math.round(o.requests)} vs bare ${Math.round(b.requests)} req/s`);
+        const b = await throughput(bareUrl, `/internal/v1/billing/${op}`, SECONDS, bare);
+        const o = await throughput(apiUrl, `/internal/v1/billing/${op}`, SECONDS, api);
+        ratios[op].push({ ours: o.requests, bare: b.requests, oursCpu: o.cpuUsPerRequest, bareCpu: b.cpuUsPerRequest });
+        log(`round ${round + 1} ${op}: ${Math.round(o.requests)} vs bare ${Math.round(b.requests)} req/s; server CPU ${o.cpuUsPerRequest} vs ${b.cpuUsPerRequest} µs/request`);
       }
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -114,12 +146,16 @@ async function main() {
       const r = ratios[op];
       const m = median(r.map((x) => x.ours / x.bare));
       rows.push([`${op} / bare Express (median of ${ROUNDS} A/B rounds)`, r.map((x) => `${Math.round(x.ours)}/${Math.round(x.bare)}`).join(', '), m.toFixed(2), op === 'check' ? '≥ 0.90' : '≥ 0.80']);
+      // Why the ratio is what it is: both servers saturate one core, so it is the inverse ratio of the
+      // CPU each spends on a request (the API process only; Redis, the worker and MariaDB are extra).
+      rows.push([`  API process CPU per ${op}, ours vs bare (median)`, `${median(r.map((x) => x.oursCpu ?? NaN))} vs ${median(r.map((x) => x.bareCpu ?? NaN))} µs`, '-', '-']);
     }
+    results.abRounds = ratios;
     const bareLat = await load(bareUrl, '/internal/v1/billing/check', SECONDS, { connections: LAT_CONNECTIONS, rate: 2000 });
     await stop(bare);
 
     // 3. Persistence keeps pace: a saturating run, then how long the backlog takes to drain.
-    const sat = await load(apiUrl, '/internal/v1/billing/deduct', SATURATE);
+    const sat = await throughput(apiUrl, '/internal/v1/billing/deduct', SATURATE);
     const backlog = await pending(redis);
     const t0 = Date.now();
     while ((await pending(redis)) > 0 && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
@@ -140,8 +176,8 @@ async function main() {
     const baseline = await start('bench/baseline-server.ts', { DATABASE_URL: mariadb.url, PORT: String(basePort), GATEWAY_TOKEN: TOKEN });
     const pairs: { ours: number; base: number; non2xx: number }[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      const b = await load(`http://127.0.0.1:${basePort}`, '/internal/v1/billing/deduct', SECONDS);
-      const o = await load(apiUrl, '/internal/v1/billing/deduct', SECONDS);
+      const b = await throughput(`http://127.0.0.1:${basePort}`, '/internal/v1/billing/deduct', SECONDS);
+      const o = await throughput(apiUrl, '/internal/v1/billing/deduct', SECONDS);
       pairs.push({ ours: o.requests, base: b.requests, non2xx: b.non2xx });
       log(`round ${round + 1} original design: ${Math.round(b.requests)} req/s of 2xx (${b.non2xx} non-2xx not counted), ours ${Math.round(o.requests)}`);
     }
@@ -183,8 +219,12 @@ async function main() {
     };
     for (const [name, paths] of Object.entries(statPaths)) {
       if (paths.length === 0) continue;
-      const r = await load(apiUrl, 'GET', SECONDS, { connections: 16, rate: 500, env: { BENCH_PATHS: JSON.stringify(paths) } });
-      rows.push([`${name}, ${(RECORDS / 1e6).toFixed(0)} M records`, `p50 ${r.latency.p50} ms (${r.non2xx} non-2xx)`, `p99 ${r.latency.p99} ms`, 'p99 ≤ 20 ms']);
+      // Two loads: 500 req/s keeps this small box busy (queueing shows in the p99); 100 req/s, still far
+      // more than developers reading dashboards, shows the reads themselves.
+      for (const [connections, rate] of [[16, 500], [4, 100]]) {
+        const r = await load(apiUrl, 'GET', SECONDS, { connections, rate, env: { BENCH_PATHS: JSON.stringify(paths) } });
+        rows.push([`${name}, ${(RECORDS / 1e6).toFixed(0)} M records, ${rate} req/s`, `p50 ${r.latency.p50} ms (${r.non2xx} non-2xx)`, `p99 ${r.latency.p99} ms`, 'p99 ≤ 20 ms']);
+      }
     }
     await stop(api);
   } finally {

@@ -29,10 +29,11 @@ export function findBinary(...names: string[]): string | null {
 }
 
 /** Installs Debian packages when a binary is missing and we may (root, or password-less sudo). */
-export function ensurePackages(log: (s: string) => void = console.log): void {
+export function ensurePackages(log: (s: string) => void = console.log, extra: { binary: string; pkg: string }[] = []): void {
   const missing: string[] = [];
   if (!findBinary('redis-server')) missing.push('redis-server');
   if (!findBinary('mariadbd', 'mysqld') || !findBinary('mariadb-install-db', 'mysql_install_db')) missing.push('mariadb-server');
+  for (const { binary, pkg } of extra) if (!findBinary(binary)) missing.push(pkg);
   if (missing.length === 0) return;
   const isRoot = process.getuid?.() === 0;
   const sudo = isRoot ? [] : spawnSync('sudo', ['-n', 'true']).status === 0 ? ['sudo', '-n'] : null;
