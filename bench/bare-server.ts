@@ -1,6 +1,7 @@
 /*
  * The yardstick: a bare Express 5 route with the same middleware as the service's gateway routes
- * (correlation id, JSON body, bearer auth), answering a constant.
+ * (correlation id, JSON body, bearer auth), answering a constant; and a GET route for the
+ * statistics reads' control.
  */
 import express from 'express';
 import { randomUUID } from 'node:crypto';
@@ -14,8 +15,13 @@ app.use((req, res, next) => {
   next();
 });
 app.use(express.json({ limit: '16kb', strict: false }));
-app.post('/internal/v1/billing/:op', requireBearer(process.env.GATEWAY_TOKEN ?? 'bench'), (_req, res) => {
+const auth = requireBearer(process.env.GATEWAY_TOKEN ?? 'bench');
+app.post('/internal/v1/billing/:op', auth, (_req, res) => {
   res.json({ success: true, data: { allowed: true, reason: 'free', freeRemaining: 10000, balance: '0.00' } });
+});
+// The control for the statistics reads: the same GETs, answered with a constant.
+app.get('/api/v1/billing/*rest', auth, (_req, res) => {
+  res.json({ success: true, data: { totalCount: 0, freeCount: 0, paidCount: 0, totalCost: '0.00' } });
 });
 const server = app.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
