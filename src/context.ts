@@ -75,7 +75,9 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db), reconciliation: new ReconciliationRepository(db) };
   const catalogue = new CatalogueService(config.services, config.currency);
   const accounts = new AccountService(redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
-  const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger, faults);
+  const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger, faults, () =>
+    metrics.deadLetters.inc(),
+  );
   const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs, metrics);
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
   const credits = new CreditService(redis, keys, accounts, persistence, clock);
@@ -99,7 +101,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
   }, logger, metrics);
 
-  const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation);
+  const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);
 
   return {
     config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,

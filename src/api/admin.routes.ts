@@ -1,6 +1,8 @@
 import { Router } from 'express';
 import type { AppContext } from '../context.js';
-import { adjustmentBody, userParams, ledgerQuery, runsQuery, runParams } from './admin.schemas.js';
+import {
+  adjustmentBody, userParams, ledgerQuery, runsQuery, runParams, deadLetterQuery, deadLetterRetryBody, jobParams, jobRetryBody,
+} from './admin.schemas.js';
 import { validate, ok } from './validation.js';
 
 /** `/admin/v1`: adjustments, ledger and account look-ups, reconciliation runs (admin token). */
@@ -36,8 +38,31 @@ export function adminRoutes(ctx: AppContext): Router {
 
   /** Queues a run now; its result appears in the list when it finishes. */
   router.post('/reconciliation/runs', async (_req, res) => {
-    const job = await ctx.queues.add('reconcile', { trigger: 'manual', correlationId: res.locals.correlationId as string });
+    // One manual run at a time: asking again while one waits or runs answers that one.
+    const job = await ctx.queues.add(
+      'reconcile',
+      { trigger: 'manual', correlationId: res.locals.correlationId as string },
+      { deduplication: { id: 'reconcile-manual' } },
+    );
     res.status(202).json(ok({ jobId: job.id, status: 'queued' }));
+  });
+
+  /** Changes MySQL refused even alone (SPEC 10.4): their money is still in Redis; fix the cause, then retry. */
+  router.get('/dead-letters', async (req, res) => {
+    const q = validate(deadLetterQuery, req.query, 'query');
+    res.json(ok({ deadLetters: await ctx.admin.deadLetters(q.limit) }));
+  });
+
+  router.post('/dead-letters/retry', async (req, res) => {
+    const b = validate(deadLetterRetryBody, req.body);
+    res.json(ok(await ctx.admin.retryDeadLetter({ userId: b.user_id, changeId: b.change_id, operator: b.operator, reason: b.reason })));
+  });
+
+  /** The one way to retry a failed money job (the board is read-only for them); logged with who and why. */
+  router.post('/jobs/:queue/:job_id/retry', async (req, res) => {
+    const p = validate(jobParams, req.params, 'query');
+    const b = validate(jobRetryBody, req.body);
+    res.json(ok(await ctx.admin.retryJob({ queue: p.queue, jobId: p.job_id, operator: b.operator, reason: b.reason })));
   });
 
   return router;

@@ -25,10 +25,16 @@ function boardAuth(ctx: AppContext): RequestHandler {
   };
 }
 
-/** Bull Board at /admin/queues, showing every queue of the service. */
+/**
+ * Bull Board at /admin/queues, showing every queue of the service. Every queue moves money (persisting
+ * changes, crediting payments, returning holds, reconciling), so each is read-only on the board: no
+ * adding, retrying, promoting, editing or removing of jobs there (SPEC 10.6; bull-board refuses those
+ * calls server-side with 405). Failed jobs are retried through POST /admin/v1/jobs/{queue}/{id}/retry,
+ * which logs who and why.
+ */
 export function boardRoutes(ctx: AppContext): [RequestHandler, Router] {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(BOARD_PATH);
-  createBullBoard({ queues: ctx.queues.all().map((q) => new BullMQAdapter(q)), serverAdapter, options: { uiConfig: { boardTitle: 'Billing queues' } } });
+  createBullBoard({ queues: ctx.queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: true })), serverAdapter, options: { uiConfig: { boardTitle: 'Billing queues' } } });
   return [boardAuth(ctx), serverAdapter.getRouter() as Router];
 }

@@ -41,6 +41,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly deadLetters = new Counter({
+    name: 'billing_dead_letters_total',
+    help: 'Changes MySQL refused even alone, parked for an operator (GET /admin/v1/dead-letters)',
+    registers: [this.registry],
+  });
+
   readonly queueJobs = new Gauge({
     name: 'billing_queue_jobs',
     help: 'Jobs per queue and state, read at scrape time',

@@ -1,6 +1,22 @@
 /**
+ * A caller-controlled id as one key segment: every character outside [A-Za-z0-9_.-] becomes %XX (%uXXXX
+ * past ASCII). The
+ * encoding is injective (ids that differ by a trailing space, by case or by a separator stay two
+ * keys), and the segment can hold no ':', braces or glob characters, so no id can end a key early,
+ * reach another user's keys or make a key match a maintenance SCAN pattern (SPEC 10.1, 10.3).
+ */
+export function keySegment(id: string): string {
+  // Per UTF-16 code unit, so that even ids no validator let through cannot collide.
+  return id.replace(/[^A-Za-z0-9_.-]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x80 ? `%${code.toString(16).padStart(2, '0')}` : `%u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
+/**
  * Every key of one user carries the hash tag {<user_id>}, so that each script touches one Redis
- * Cluster slot. user_id cannot contain braces (SPEC section 2), so the tag is always the first pair.
+ * Cluster slot. user_id cannot contain braces (SPEC section 2), so the tag is always the first pair;
+ * every other caller-controlled part is a `keySegment`.
  */
 export class RedisKeys {
   constructor(private readonly prefix: string) {}
@@ -29,17 +45,17 @@ export class RedisKeys {
 
   /** Hash holding the first answer to a request_id, for idempotent replays. */
   request(userId: string, requestId: string): string {
-    return `${this.user(userId)}:req:${requestId}`;
+    return `${this.user(userId)}:req:${keySegment(requestId)}`;
   }
 
   /** Exists once the credit (recharge, adjustment) with this journal id has been applied. */
   applied(userId: string, changeId: string): string {
-    return `${this.user(userId)}:applied:${changeId}`;
+    return `${this.user(userId)}:applied:${keySegment(changeId)}`;
   }
 
   /** Hash of one reservation (hold): state, what is held, and the commit's answer. */
   reservation(userId: string, reservationId: string): string {
-    return `${this.user(userId)}:rsv:${reservationId}`;
+    return `${this.user(userId)}:rsv:${keySegment(reservationId)}`;
   }
 
   /** Hash {<reservation id>: expiry in unix ms} of the user's open holds. */
@@ -60,6 +76,20 @@ export class RedisKeys {
   /** Hash {<change id>: change JSON}: changes made in Redis and not yet persisted to MySQL. */
   pending(userId: string): string {
     return `${this.user(userId)}:pending`;
+  }
+
+  /**
+   * Hash {<change id>: {change, error, at} JSON}: changes MySQL refused even alone, parked by the
+   * persistence job (dead letters). Their money stays in Redis; reconciliation treats them as in
+   * flight, and an operator retries them through the admin API.
+   */
+  deadLetters(userId: string): string {
+    return `${this.user(userId)}:dead`;
+  }
+
+  /** Sorted set {<user id>: parked at (ms)} of users with dead letters: the operators' index. */
+  deadLetterIndex(): string {
+    return `${this.prefix}:dead-letter-users`;
   }
 
   /** SCAN pattern matching every user's pending journal. */

@@ -34,8 +34,10 @@ declare module 'ioredis' {
     reserveScript(account: string, quota: string, request: string, reservation: string, holds: string, ...args: Arg[]): Result<string[], Context>;
     commitReservationScript(account: string, quota: string, reservation: string, holds: string, pending: string, ...args: Arg[]): Result<string[], Context>;
     releaseReservationScript(account: string, quota: string, reservation: string, holds: string, ...args: Arg[]): Result<string[], Context>;
-    accountSnapshotScript(account: string, pending: string, holds: string): Result<string[], Context>;
-    repairAccountScript(account: string, quota: string, pending: string, holds: string, ...args: Arg[]): Result<string[], Context>;
+    accountSnapshotScript(account: string, pending: string, holds: string, dead: string): Result<string[], Context>;
+    repairAccountScript(account: string, quota: string, pending: string, holds: string, dead: string, ...args: Arg[]): Result<string[], Context>;
+    parkChangeScript(pending: string, dead: string, field: string, error: string, at: string): Result<number, Context>;
+    unparkChangeScript(pending: string, dead: string, field: string): Result<[string | null, number], Context>;
     creditScript(account: string, marker: string, pending: string, ...args: Arg[]): Result<string[], Context>;
   }
 }

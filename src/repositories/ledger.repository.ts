@@ -27,7 +27,7 @@ export class LedgerRepository {
 
   /** In its own transaction, or in `outer` when the caller has one (a recharge's order update). */
   async applyChanges(changes: LedgerChange[], outer?: Knex.Transaction): Promise<ApplyResult> {
-    const unique = [...new Map(changes.map((c) => [`${c.kind}:${c.id}`, c])).values()];
+    const unique = [...new Map(changes.map((c) => [JSON.stringify([c.kind, c.userId, c.id]), c])).values()];
     return outer ? this.applyIn(outer, unique) : this.db.transaction((trx) => this.applyIn(trx, unique));
   }
 
@@ -118,13 +118,18 @@ export class LedgerRepository {
     return items.filter((i) => !set.has(i.id));
   }
 
+  /** Credits not booked yet: a ledger entry is unique per (user, kind, ref), never by a joined string. */
   private async withoutStoredLedger(trx: Knex.Transaction, items: CreditChange[]): Promise<CreditChange[]> {
     const out: CreditChange[] = [];
     for (const kind of ['recharge', 'adjustment'] as const) {
       const ofKind = items.filter((i) => i.kind === kind);
       if (ofKind.length === 0) continue;
-      const stored = new Set<string>(await trx('ledger_entries').where('entry_type', kind).whereIn('ref_id', ofKind.map((i) => i.id)).pluck('ref_id'));
-      out.push(...ofKind.filter((i) => !stored.has(i.id)));
+      const rows: { user_id: string; ref_id: string }[] = await trx('ledger_entries')
+        .where('entry_type', kind)
+        .whereIn(['user_id', 'ref_id'], ofKind.map((i) => [i.userId, i.id]))
+        .select('user_id', 'ref_id');
+      const stored = new Set(rows.map((r) => JSON.stringify([r.user_id, r.ref_id])));
+      out.push(...ofKind.filter((i) => !stored.has(JSON.stringify([i.userId, i.id]))));
     }
     return out;
   }

@@ -58,8 +58,30 @@ export class RechargeRepository {
     await trx('recharge_orders').where({ order_id: orderId }).update({ status: 'paid', payment_id: paymentId, paid_at: paidAt, failure_reason: null });
   }
 
-  /** Orders still pending that were created before `before`, oldest first. */
-  async pendingBefore(before: Date, limit: number): Promise<OrderRow[]> {
-    return this.db('recharge_orders').where('status', 'pending').andWhere('created_at', '<', before).orderBy('created_at').limit(limit);
+  /**
+   * Orders still pending that were created before `before` and are due for a check, those never
+   * checked first, then the longest waiting: an order whose check keeps failing moves to the back
+   * (see `deferCheck`), so it cannot starve newer ones.
+   */
+  async pendingDue(before: Date, now: Date, limit: number): Promise<OrderRow[]> {
+    return this.db('recharge_orders')
+      .where('status', 'pending')
+      .andWhere('created_at', '<', before)
+      .andWhere((q) => q.whereNull('next_check_at').orWhere('next_check_at', '<=', now))
+      .orderBy([{ column: 'next_check_at', order: 'asc' }, { column: 'created_at', order: 'asc' }])
+      .limit(limit);
+  }
+
+  async deferCheck(orderId: string, until: Date): Promise<void> {
+    await this.db('recharge_orders').where({ order_id: orderId }).update({ next_check_at: until });
+  }
+
+  /** Records that a signed callback or GetPayment confirmed this payment of this order (idempotent). */
+  async confirmPayment(orderId: string, paymentId: string, source: 'callback' | 'get_payment'): Promise<void> {
+    await this.db('payment_confirmations').insert({ order_id: orderId, payment_id: paymentId, source }).onConflict(['order_id', 'payment_id']).ignore();
+  }
+
+  async isConfirmed(orderId: string, paymentId: string): Promise<boolean> {
+    return !!(await this.db('payment_confirmations').where({ order_id: orderId, payment_id: paymentId }).first('order_id'));
   }
 }

@@ -5,8 +5,17 @@ import type { LedgerRepository } from '../repositories/ledger.repository.js';
 import type { ReconciliationRepository } from '../repositories/reconciliation.repository.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
+import type { JobQueues } from '../jobs/queues.js';
+import { QueueNames, type QueueName } from '../jobs/jobs.js';
+import type { Logger } from '../lib/logger.js';
 import { AppError } from '../lib/errors.js';
 import { formatMoney, type Micros } from '../lib/money.js';
+
+/** Who asked for an operator action, and why: logged with it. */
+export interface Audit {
+  operator: string;
+  reason: string;
+}
 
 export interface AdjustInput {
   userId: string;
@@ -27,12 +36,43 @@ export class AdminService {
     private readonly persistence: PersistenceService,
     private readonly ledger: LedgerRepository,
     private readonly runs: ReconciliationRepository,
+    private readonly queues: JobQueues,
+    private readonly logger: Logger,
   ) {}
+
+  deadLetters(limit: number) {
+    return this.persistence.deadLetters(limit);
+  }
+
+  /** An operator's retry of a dead letter: logged with who and why (the audit trail). */
+  async retryDeadLetter(input: { userId: string; changeId: string } & Audit) {
+    const retried = await this.persistence.retryDeadLetter(input.userId, input.changeId);
+    if (!retried) throw new AppError('NOT_FOUND', `no dead letter ${input.changeId} for user ${input.userId}`);
+    this.logger.warn({ audit: 'dead-letter-retry', ...input }, 'operator retried a dead letter');
+    return { userId: input.userId, changeId: input.changeId, status: 'queued' };
+  }
+
+  /**
+   * An operator's retry of a failed job. Bull Board is read-only for the money queues (SPEC 10.6), so
+   * this is the one way to retry them, and it is logged with who and why. Only failed jobs retry:
+   * nothing can be added or promoted this way.
+   */
+  async retryJob(input: { queue: string; jobId: string } & Audit) {
+    if (!(QueueNames as readonly string[]).includes(input.queue)) {
+      throw new AppError('NOT_FOUND', `no queue ${input.queue}`);
+    }
+    const job = await this.queues.byName[input.queue as QueueName].getJob(input.jobId);
+    if (!job) throw new AppError('NOT_FOUND', `no job ${input.jobId} in ${input.queue}`);
+    if (!(await job.isFailed())) throw new AppError('VALIDATION_FAILED', 'only a failed job can be retried', [{ field: 'job_id', message: 'is not failed' }]);
+    await job.retry('failed');
+    this.logger.warn({ audit: 'job-retry', ...input, job: job.name }, 'operator retried a job');
+    return { queue: input.queue, jobId: input.jobId, job: job.name, status: 'retried' };
+  }
 
   async adjust(input: AdjustInput) {
     if (input.amount === 0n) throw new AppError('VALIDATION_FAILED', 'amount must not be zero', [{ field: 'amount', message: 'must not be zero' }]);
     const r = await this.credits.credit({
-      kind: 'adjustment', id: `${input.userId}:${input.idempotencyKey}`, userId: input.userId, amount: input.amount,
+      kind: 'adjustment', id: input.idempotencyKey, userId: input.userId, amount: input.amount,
       note: `adjustment: ${input.reason}`, refuseOverdraw: !input.allowNegative,
     });
     return { userId: input.userId, idempotencyKey: input.idempotencyKey, amount: formatMoney(input.amount), applied: r.applied, balance: formatMoney(r.balance) };

@@ -13,7 +13,17 @@ export interface PersistenceOptions {
   flushMs: number;
 }
 
+export interface DeadLetter {
+  userId: string;
+  changeId: string;
+  error: string;
+  parkedAt: string;
+  change: LedgerChange;
+}
+
 export interface PersistOutcome extends ApplyResult {
+  /** changes MySQL refused even alone, parked as dead letters */
+  parked: number;
   /** ms from the oldest change's acceptance to its commit in MySQL */
   lagMs: number;
 }
@@ -42,6 +52,8 @@ export class PersistenceService {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly faults: FaultPoints,
+    /** counts each dead letter (a metric) */
+    private readonly onDeadLetter: () => void = () => undefined,
   ) {}
 
   enqueue(change: LedgerChange): void {
@@ -71,14 +83,89 @@ export class PersistenceService {
     await Promise.all([...this.inflight]);
   }
 
+  /**
+   * Writes a batch in one transaction. If MySQL refuses it for its data (not for being down), each
+   * change is tried alone, and one that fails alone is parked as a dead letter: one bad change never
+   * blocks the rest of its batch, nor the batches after it (SPEC 10.4).
+   */
   async persist(changes: LedgerChange[]): Promise<PersistOutcome> {
-    const bad = changes.find((c) => !isLedgerChange(c));
-    if (bad) throw new MalformedChangeError(`malformed change: ${JSON.stringify(bad).slice(0, 200)}`);
-    const result = await this.ledger.applyChanges(changes);
+    const good = changes.filter(isLedgerChange);
+    let parked = 0;
+    for (const bad of changes.filter((c) => !isLedgerChange(c))) {
+      parked += await this.park(bad, new MalformedChangeError('malformed change'));
+    }
+    let result: ApplyResult = { applied: 0, alreadyPersisted: 0 };
+    if (good.length > 0) {
+      try {
+        result = await this.ledger.applyChanges(good);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        this.logger.warn({ err: (err as Error).message, changes: good.length }, 'MySQL refused a batch; writing its changes one by one');
+        result = await this.persistOneByOne(good);
+        parked += good.length - result.applied - result.alreadyPersisted;
+      }
+    }
     this.faults.point('after-batch-commit');
-    await this.acknowledge(changes);
-    const oldest = Math.min(...changes.map((c) => Date.parse(c.at)));
-    return { ...result, lagMs: Math.max(0, this.clock.now().getTime() - oldest) };
+    await this.acknowledge(good);
+    const oldest = Math.min(...changes.map((c) => Date.parse((c as Partial<LedgerChange>).at ?? '') || Date.now()));
+    return { ...result, parked, lagMs: Math.max(0, this.clock.now().getTime() - oldest) };
+  }
+
+  private async persistOneByOne(changes: LedgerChange[]): Promise<ApplyResult> {
+    const total: ApplyResult = { applied: 0, alreadyPersisted: 0 };
+    for (const change of changes) {
+      // Twice: a change that a concurrent job was committing collides once on a unique key, then is found stored.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const r = await this.ledger.applyChanges([change]);
+          total.applied += r.applied;
+          total.alreadyPersisted += r.alreadyPersisted;
+          break;
+        } catch (err) {
+          if (!isDataError(err)) throw err;
+          if (attempt < 2) continue;
+          await this.park(change, err as Error);
+          break;
+        }
+      }
+    }
+    return total;
+  }
+
+  /** Moves one change from its user's journal to the dead letters (logged, counted). Returns 1 if parked. */
+  private async park(change: unknown, err: Error): Promise<number> {
+    const c = change as Partial<LedgerChange> | null;
+    const userId = typeof c?.userId === 'string' ? c.userId : null;
+    const field = userId && typeof c?.id === 'string' && typeof c?.kind === 'string' ? journalId(c as LedgerChange) : null;
+    this.onDeadLetter();
+    this.logger.error({ userId, change: field, err: err.message }, 'change parked as a dead letter');
+    if (!userId || !field) return 0; // not from a journal: nothing in Redis to account for
+    const at = this.clock.now();
+    const moved = await this.redis.parkChangeScript(this.keys.pending(userId), this.keys.deadLetters(userId), field, JSON.stringify(err.message.slice(0, 500)), at.toISOString());
+    if (moved === 1) await this.redis.zadd(this.keys.deadLetterIndex(), at.getTime(), userId);
+    return moved;
+  }
+
+  /** Dead letters, oldest users first: what an operator sees. */
+  async deadLetters(limit: number): Promise<DeadLetter[]> {
+    const users = await this.redis.zrange(this.keys.deadLetterIndex(), '0', String(limit - 1));
+    const out: DeadLetter[] = [];
+    for (const userId of users) {
+      for (const [changeId, json] of Object.entries(await this.redis.hgetall(this.keys.deadLetters(userId)))) {
+        const parked = JSON.parse(json) as { error: string; at: string; change: LedgerChange };
+        out.push({ userId, changeId, error: parked.error, parkedAt: parked.at, change: parked.change });
+      }
+    }
+    return out.slice(0, limit);
+  }
+
+  /** Puts a dead letter back into its journal and queues it (an operator's retry). False if none. */
+  async retryDeadLetter(userId: string, changeId: string): Promise<boolean> {
+    const [json, left] = await this.redis.unparkChangeScript(this.keys.pending(userId), this.keys.deadLetters(userId), changeId);
+    if (Number(left) === 0) await this.redis.zrem(this.keys.deadLetterIndex(), userId);
+    if (!json) return false;
+    await this.queues.add('persist-changes', { changes: [JSON.parse(json) as LedgerChange] });
+    return true;
   }
 
   /** Removes persisted changes from the users' journals. */
@@ -131,5 +218,15 @@ export class PersistenceService {
   }
 }
 
-/** A change no retry can write; the worker fails the job for good. */
+/** A change that is not a change this service writes (a job added by hand, a corrupted journal). */
 export class MalformedChangeError extends Error {}
+
+/**
+ * MySQL refused the data itself (SQLSTATE class 22: data exception, 23: integrity constraint), as
+ * opposed to being unreachable, overloaded or deadlocked, which a retry of the same batch fixes.
+ */
+export function isDataError(err: unknown): boolean {
+  if (err instanceof MalformedChangeError) return true;
+  const state = (err as { sqlState?: unknown } | null)?.sqlState;
+  return typeof state === 'string' && /^2[23]/.test(state);
+}

@@ -175,6 +175,7 @@ export class RechargeService {
       return { orderId: order.order_id, outcome: 'closed' };
     }
     const paidAt = body.paid_at === undefined ? this.clock.now() : new Date(typeof body.paid_at === 'number' ? body.paid_at * 1000 : body.paid_at);
+    await this.orders.confirmPayment(order.order_id, body.payment_id, 'callback');
     await this.queues.add('apply-payment', { orderId: order.order_id, paymentId: body.payment_id, paidAt: paidAt.toISOString(), correlationId }, { jobId: `pay-${order.order_id}-${body.payment_id}` });
     return { orderId: order.order_id, outcome: 'queued' };
   }
@@ -184,6 +185,11 @@ export class RechargeService {
     const order = await this.orders.find(orderId);
     if (!order) throw new AppError('ORDER_NOT_FOUND', `order ${orderId} not found`);
     if (order.status === 'paid') return this.alreadyPaid(order, paymentId);
+    // Only what a signed callback or the payment service confirmed is credited: a job added by other
+    // means (a queue tool, a hand-written script) cannot mint money.
+    if (!(await this.orders.isConfirmed(orderId, paymentId))) {
+      throw new UnconfirmedPaymentError(`payment ${paymentId} of order ${orderId} was never confirmed; not credited`);
+    }
 
     const { change } = await this.credits.credit({
       kind: 'recharge', id: order.order_id, userId: order.user_id, amount: BigInt(order.amount), at: paidAt, persistBy: 'caller',
@@ -226,7 +232,10 @@ export class RechargeService {
         await this.orders.flagForReview(order.order_id, `GetPayment says ${p.amount} cents ${p.currency}`);
         return 'MISMATCH';
       }
-      const paidAt = Number(p.paid_at) > 0 ? new Date(Number(p.paid_at) * 1000) : this.clock.now();
+      // The payment service's word on when; anything no DATETIME can hold becomes "now".
+      const seconds = Number(p.paid_at);
+      const paidAt = seconds > 0 && seconds < 4_102_444_800 ? new Date(seconds * 1000) : this.clock.now();
+      await this.orders.confirmPayment(order.order_id, p.payment_id, 'get_payment');
       await this.queues.add('apply-payment', { orderId: order.order_id, paymentId: p.payment_id, paidAt: paidAt.toISOString() }, { jobId: `pay-${order.order_id}-${p.payment_id}` });
     } else if (p.status === 'CLOSED' || p.status === 'FAILED') {
       await this.orders.finish(order.order_id, 'closed', `payment service says ${p.status}`);
@@ -234,3 +243,6 @@ export class RechargeService {
     return p.status;
   }
 }
+
+/** An apply-payment job for a payment no signed callback nor GetPayment confirmed: never credited. */
+export class UnconfirmedPaymentError extends Error {}

@@ -87,7 +87,8 @@ export class ReconciliationService {
         c.users_checked++;
         const pending = this.keys.pending(userId);
         const holds = this.keys.holds(userId);
-        const [, version, , journal, open] = await this.redis.accountSnapshotScript(key, pending, holds);
+        const dead = this.keys.deadLetters(userId);
+        const [, version, , journal, open] = await this.redis.accountSnapshotScript(key, pending, holds, dead);
         if (journal !== '0' || open !== '0') {
           c.users_in_flight++;
           continue;
@@ -100,7 +101,7 @@ export class ReconciliationService {
         }
         const used = new Map(usage.map((u) => [u.service_name, u.used]));
         const pairs = services.flatMap((s) => [s, used.get(s) ?? '0']);
-        const r = await this.redis.repairAccountScript(key, this.keys.quota(userId, period), pending, holds, version, row?.balance ?? '0', this.accounts.quotaExpiry(now), ...pairs);
+        const r = await this.redis.repairAccountScript(key, this.keys.quota(userId, period), pending, holds, dead, version, row?.balance ?? '0', this.accounts.quotaExpiry(now), ...pairs);
         if (r[0] === 'changed') {
           c.users_in_flight++;
           continue;
@@ -140,9 +141,12 @@ export class ReconciliationService {
   }
 
   private async pendingOrders(runId: number, c: RunCounts, progress: Progress): Promise<void> {
-    const cutoff = new Date(this.clock.now().getTime() - this.opts.pendingCheckAfterMs);
-    for (const order of await this.orders.pendingBefore(cutoff, 1000)) {
+    const now = this.clock.now();
+    const cutoff = new Date(now.getTime() - this.opts.pendingCheckAfterMs);
+    for (const order of await this.orders.pendingDue(cutoff, now, 1000)) {
       c.orders_checked++;
+      // Asked now: not again before the next period, whatever the answer, so the queue moves on.
+      await this.orders.deferCheck(order.order_id, new Date(now.getTime() + this.opts.pendingCheckAfterMs));
       let status: string;
       try {
         status = await this.recharges.syncWithPaymentService(order);

@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { JobPayloads } from '../jobs/jobs.js';
-import type { RechargeService } from '../services/recharge.service.js';
+import { UnconfirmedPaymentError, type RechargeService } from '../services/recharge.service.js';
 import { isAppError } from '../lib/errors.js';
 
 export function applyPaymentProcessor(recharges: RechargeService) {
@@ -10,6 +10,7 @@ export function applyPaymentProcessor(recharges: RechargeService) {
       return { outcome: await recharges.applyPayment(orderId, paymentId, new Date(paidAt)) };
     } catch (err) {
       if (isAppError(err) && err.kind === 'ORDER_NOT_FOUND') throw new UnrecoverableError(err.message);
+      if (err instanceof UnconfirmedPaymentError) throw new UnrecoverableError(err.message);
       throw err;
     }
   };

@@ -1,14 +1,8 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { JobPayloads } from '../jobs/jobs.js';
-import { MalformedChangeError, type PersistenceService } from '../services/persistence.service.js';
+import type { PersistenceService } from '../services/persistence.service.js';
 
+/** Bad changes are parked as dead letters inside `persist`; what is left to throw is worth a retry. */
 export function persistChangesProcessor(persistence: PersistenceService) {
-  return async (job: Job<JobPayloads['persist-changes']>) => {
-    try {
-      return await persistence.persist(job.data.changes);
-    } catch (err) {
-      if (err instanceof MalformedChangeError) throw new UnrecoverableError(err.message);
-      throw err;
-    }
-  };
+  return (job: Job<JobPayloads['persist-changes']>) => persistence.persist(job.data.changes);
 }

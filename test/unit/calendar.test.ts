@@ -36,4 +36,19 @@ describe('redis keys', () => {
     expect(keys.userOf(keys.pending(u))).to.equal(u);
     expect(keys.userOf(keys.holds(u))).to.equal(u);
   });
+
+  it('keeps byte-different ids apart, and no id can make a key match a maintenance pattern', () => {
+    const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+    const patterns = [keys.holdsPattern(), keys.quotaPattern(), keys.pendingPattern(), keys.accountPattern()].map(glob);
+    const hostile = ['x}:holds', 'p}:q:200001', 'a}:pending', 'b}:acct', '*', '?', '[a]', '{x}', 'r1', 'r1 ', ' r1', 'R1', 'A', '%41'];
+    const made = new Set<string>();
+    for (const id of hostile) {
+      for (const key of [keys.request('u', id), keys.reservation('u', id), keys.applied('u', id)]) {
+        expect(patterns.some((p) => p.test(key)), key).to.equal(false);
+        expect(key.slice(key.indexOf('}') + 1)).not.to.match(/[{}*?[\]]/);
+        made.add(key);
+      }
+    }
+    expect(made.size).to.equal(hostile.length * 3);
+  });
 });

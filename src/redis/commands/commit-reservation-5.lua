@@ -43,6 +43,7 @@ if tonumber(ARGV[5]) >= tonumber(r[7]) then
   if heldAmount > 0 then redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
   redis.call('HSET', KEYS[3], 'state', 'expired')
   redis.call('HINCRBY', KEYS[1], 'v', 1)
+  redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
   redis.call('HDEL', KEYS[4], ARGV[1])
   return {'expired'}
 end
@@ -59,6 +60,7 @@ if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAm
 if amount > 0 then bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount)) end
 local released = heldAmount - amount
 redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
 
 local rec, json = '', ''
 if count > 0 then

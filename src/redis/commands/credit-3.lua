@@ -35,6 +35,7 @@ if amount < 0 and ARGV[6] == '1' and bal + od - held + amount < 0 then return {'
 
 bal = redis.call('HINCRBY', KEYS[1], 'bal', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
 return {'ok', int(bal)}

@@ -47,6 +47,7 @@ if amount > 0 then
 end
 
 redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
 local change = cjson.decode(ARGV[7])
 change.free, change.paid, change.amount = int(free), int(paid), int(amount)
 redis.call('HSET', KEYS[4], ARGV[6], cjson.encode(change))

@@ -39,6 +39,7 @@ if heldFree > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(-heldFree)) end
 if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
 redis.call('HSET', KEYS[3], 'state', newState)
 redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
 redis.call('HDEL', KEYS[4], ARGV[1])
 if newState ~= ARGV[2] then return {newState, '0', int(bal - held)} end
 return {'ok', int(heldAmount), int(bal - held)}

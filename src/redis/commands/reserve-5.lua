@@ -48,6 +48,7 @@ end
 if amount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(amount)) end
 
 redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
 redis.call('HSET', KEYS[4], 'state', 'held', 'svc', ARGV[2], 'count', ARGV[3], 'free', int(free), 'paid', int(paid),
   'amt', int(amount), 'price', ARGV[5], 'period', ARGV[11], 'req', ARGV[10], 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[4], ARGV[12])

@@ -1,7 +1,7 @@
 --[[
   Sets a quiescent account's Redis counters to what MySQL (the system of record) says, and says what
   it changed. Applies only if nothing changed since the snapshot the caller took before reading MySQL
-  (same version), and nothing is in flight (empty journal, no open holds): then every change is in
+  (same version), and nothing is in flight (empty journal, no dead letters, no open holds): then every change is in
   MySQL, so any difference is drift, not a change on its way.
 
   Input:
@@ -9,6 +9,7 @@
     KEYS[2] quota hash of the month
     KEYS[3] pending journal hash
     KEYS[4] holds index hash
+    KEYS[5] dead-letter hash
 
     ARGV[1] version seen by the snapshot
     ARGV[2] MySQL balance (micro-units)
@@ -18,7 +19,8 @@
   Output: {'changed'} (skipped) | {'ok', field, before, after, field, before, after, ...}
 ]]
 local a = redis.call('HMGET', KEYS[1], 'bal', 'v')
-if not a[1] or (a[2] or '0') ~= ARGV[1] or redis.call('HLEN', KEYS[3]) > 0 or redis.call('HLEN', KEYS[4]) > 0 then
+if not a[1] or (a[2] or '0') ~= ARGV[1] or redis.call('HLEN', KEYS[3]) > 0 or redis.call('HLEN', KEYS[4]) > 0
+    or redis.call('HLEN', KEYS[5]) > 0 then
   return {'changed'}
 end
 local out = {'ok'}
