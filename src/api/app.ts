@@ -33,19 +33,20 @@ export function createApp(ctx: AppContext): Express {
     });
     next();
   });
+  // A body is parsed only after its caller is authenticated: an anonymous caller costs no parsing.
   const jsonBody = express.json({ limit: ctx.config.http.bodyLimit, strict: false });
   const gateway = requireBearer(ctx.config.auth.gatewayToken);
-  app.use(gatewayRoutes(ctx, jsonBody, gateway));
+  const admin = requireBearer(ctx.config.auth.adminToken);
+  app.use(gatewayRoutes(ctx, gateway, jsonBody));
   app.use(healthRoutes(ctx));
-  // Before the JSON parser: the callback's signature covers the raw bytes.
+  // Its own raw parser: the callback's signature covers the raw bytes.
   app.use('/internal/v1/billing/callback', callbackRoutes(ctx));
-  app.use(jsonBody);
 
-  app.use('/internal/v1/billing', gateway, reservationRoutes(ctx));
-  app.use('/api/v1/billing', gateway, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
-  app.use('/admin/v1', requireBearer(ctx.config.auth.adminToken), adminRoutes(ctx));
+  app.use('/internal/v1/billing', gateway, jsonBody, reservationRoutes(ctx));
+  app.use('/api/v1/billing', gateway, jsonBody, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
+  app.use('/admin/v1', admin, jsonBody, adminRoutes(ctx));
   app.use(BOARD_PATH, ...boardRoutes(ctx));
-  app.use('/metrics', requireBearer(ctx.config.auth.adminToken), metricsRoutes(ctx));
+  app.use('/metrics', admin, metricsRoutes(ctx));
 
   app.use(notFound);
   app.use(errorHandler(ctx.logger));

@@ -1,6 +1,9 @@
 import Joi from 'joi';
 import type { CallbackBody } from '../services/recharge.service.js';
 
+/** Latest paid_at accepted (2100-01-01): anything later is no payment time and no MySQL DATETIME either. */
+export const MAX_PAID_AT_SECONDS = 4_102_444_800;
+
 /** The payment service's callback. Fields it may add later are let through. */
 export const callbackBody = Joi.object<CallbackBody>({
   order_id: Joi.string().pattern(/^[A-Za-z0-9_-]{1,40}$/).required(),
@@ -8,5 +11,15 @@ export const callbackBody = Joi.object<CallbackBody>({
   amount: Joi.alternatives(Joi.string().max(32), Joi.number()).required(),
   currency: Joi.string().pattern(/^[A-Z]{3}$/).required(),
   status: Joi.string().valid('success', 'failed', 'closed').required(),
-  paid_at: Joi.alternatives(Joi.number().integer().min(0), Joi.string().isoDate()),
+  paid_at: Joi.alternatives(
+    Joi.number().integer().min(0).max(MAX_PAID_AT_SECONDS),
+    Joi.string()
+      .max(40)
+      .isoDate()
+      .custom((v: string, h) => {
+        const t = Date.parse(v);
+        return t >= 0 && t <= MAX_PAID_AT_SECONDS * 1000 ? v : h.error('date.max');
+      })
+      .messages({ 'date.max': 'must be a time from 1970 to 2099' }),
+  ),
 }).unknown(true);

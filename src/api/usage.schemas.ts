@@ -14,7 +14,7 @@ export interface RecordsQuery {
 
 export const recordsQuery = Joi.object<RecordsQuery>({
   user_id: userId.required(),
-  page: Joi.number().integer().min(1).max(1_000_000).default(1),
+  page: Joi.number().integer().min(1).max(10_000).default(1),
   page_size: Joi.number().integer().min(1).max(100).default(20),
   service_name: serviceName,
   type: Joi.string().valid('free', 'balance', 'mixed'),

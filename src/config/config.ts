@@ -166,6 +166,30 @@ const ENV_KEYS: Record<string, string[]> = {
 
 export class ConfigError extends Error {}
 
+/** Shortest secret accepted in production: 16 characters leave no token to guess by brute force. */
+export const MIN_SECRET_LENGTH = 16;
+
+/**
+ * In production every secret is long enough and each is its own: a gateway that knows its token must
+ * not thereby hold the admin token, nor be able to sign payment callbacks (SPEC 1, 10.6).
+ */
+function productionSecretRules(auth: Raw, payment: Raw): void {
+  const secrets: [string, string][] = [
+    ['auth.gateway_token (GATEWAY_TOKEN)', auth.gateway_token as string],
+    ['auth.admin_token (ADMIN_TOKEN)', auth.admin_token as string],
+    ['auth.board_password (BULL_BOARD_PASSWORD)', auth.board_password as string],
+    ['payment_service.callback_secret (PAYMENT_CALLBACK_SECRET)', payment.callback_secret as string],
+  ];
+  const problems = secrets
+    .filter(([, value]) => value.length < MIN_SECRET_LENGTH)
+    .map(([key]) => `  ${key}: must be at least ${MIN_SECRET_LENGTH} characters in production`);
+  secrets.forEach(([key, value], i) => {
+    const same = secrets.slice(0, i).find(([, other]) => other === value);
+    if (same) problems.push(`  ${key}: must differ from ${same[0]}`);
+  });
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
+}
+
 type Raw = Record<string, unknown>;
 
 function setPath(target: Raw, path: string[], value: unknown): void {
@@ -249,6 +273,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
   if (v.env === 'production' && defaultedSecrets.length > 0) {
     throw new ConfigError(`invalid configuration:\n${defaultedSecrets.map((k) => `  ${k}: must be set in production`).join('\n')}`);
   }
+  if (v.env === 'production') productionSecretRules(v.auth, v.payment_service);
   if (v.env === 'production' && v.fault_crash_at) {
     throw new ConfigError('invalid configuration:\n  fault_crash_at: fault injection is refused in production');
   }

@@ -11,6 +11,9 @@ export const systemClock: Clock = { now: () => new Date() };
  * Calendar arithmetic in the business time zone: a free quota's month and a statistics day are the
  * zone's, not the server's.
  */
+/** A safety net under every caller's own bound: no request lists more days than this. */
+const MAX_LISTED_DAYS = 3_660;
+
 export class BusinessCalendar {
   /** The last day looked up, as [start, end) in ms: every call of a day hits it (the hot path). */
   private cached = { start: 0, end: 0, day: '', period: '', nextPeriodStart: 0 };
@@ -69,8 +72,18 @@ export class BusinessCalendar {
     return DateTime.fromISO(day, { zone: this.zone }).plus({ days: n }).toISODate()!;
   }
 
-  /** Every day from `from` to `to` inclusive. */
+  /**
+   * How many days `from`..`to` spans, inclusive (0 when `from` is after `to`): arithmetic on the labels,
+   * constant time, so a range can be bounded before any day of it is listed (SPEC 10.7).
+   */
+  spanDays(from: string, to: string): number {
+    const utc = (day: string) => Date.UTC(Number(day.slice(0, 4)), Number(day.slice(5, 7)) - 1, Number(day.slice(8, 10)));
+    return Math.max(0, Math.round((utc(to) - utc(from)) / 86_400_000) + 1);
+  }
+
+  /** Every day from `from` to `to` inclusive; the caller bounds the span first (`spanDays`). */
   daysBetween(from: string, to: string): string[] {
+    if (this.spanDays(from, to) > MAX_LISTED_DAYS) throw new RangeError(`more than ${MAX_LISTED_DAYS} days`);
     const days: string[] = [];
     let d = DateTime.fromISO(from, { zone: this.zone });
     const end = DateTime.fromISO(to, { zone: this.zone });
@@ -81,7 +94,8 @@ export class BusinessCalendar {
     return days;
   }
 
+  /** A real calendar day (2026-02-30 is not) of the years the service can store (1970-9999). */
   isValidDay(day: string): boolean {
-    return /^\d{4}-\d{2}-\d{2}$/.test(day) && DateTime.fromISO(day, { zone: this.zone }).isValid;
+    return /^(19[7-9]\d|[2-9]\d{3})-\d{2}-\d{2}$/.test(day) && DateTime.fromISO(day, { zone: this.zone }).isValid;
   }
 }

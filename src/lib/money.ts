@@ -15,10 +15,13 @@ export const MAX_MICROS: Micros = 2n ** 53n - 1n;
 
 const DECIMAL = /^(-)?(\d{1,16})(?:\.(\d{1,6}))?$/;
 
-/** Parses "12.34", "0.0015" or a JSON number with at most 6 fractional digits. Returns null if invalid. */
+/**
+ * Parses "12.34", "0.0015" or a JSON number with at most 6 fractional digits. Returns null if invalid.
+ * Strict: no white space, sign '+', exponent or thousands separator (" 1.00" and "1.00\n" are refused).
+ */
 export function parseMoney(input: unknown): Micros | null {
   let text: string;
-  if (typeof input === 'string') text = input.trim();
+  if (typeof input === 'string') text = input;
   else if (typeof input === 'number' && Number.isFinite(input)) text = numberText(input);
   else return null;
   const m = DECIMAL.exec(text);

@@ -9,6 +9,13 @@ import { scanKeys } from '../redis/scan.js';
 /** How long a month's quota hash outlives its month, for reconciliation of the month just ended. */
 const QUOTA_KEEP_MS = 35 * 86_400_000;
 
+/**
+ * How long an account loaded by a read-only call (check, GET /account) stays in Redis unless a change
+ * makes it lasting: reads for ids never seen before must not grow Redis (SPEC 10.5), and a user who
+ * only checks is answered from Redis for this long before MySQL is read again.
+ */
+export const READ_LOAD_TTL_MS = 5 * 60_000;
+
 export interface AccountView {
   userId: string;
   balance: string;
@@ -39,17 +46,20 @@ export class AccountService {
     return this.calendar.nextPeriodStart(now).getTime() + QUOTA_KEEP_MS;
   }
 
-  /** Loads the account into Redis unless it is there (race-free: see init-account-2.lua). */
-  async load(userId: string, now: Date = this.clock.now()): Promise<void> {
+  /**
+   * Loads the account into Redis unless it is there (race-free: see init-account-2.lua). `readOnly`:
+   * for a call that changes nothing, the account is loaded with a TTL (READ_LOAD_TTL_MS).
+   */
+  async load(userId: string, now: Date = this.clock.now(), readOnly = false): Promise<void> {
     let p = this.loading.get(userId);
     if (!p) {
-      p = this.loadFromMysql(userId, now).finally(() => this.loading.delete(userId));
+      p = this.loadFromMysql(userId, now, readOnly).finally(() => this.loading.delete(userId));
       this.loading.set(userId, p);
     }
     return p;
   }
 
-  private async loadFromMysql(userId: string, now: Date): Promise<void> {
+  private async loadFromMysql(userId: string, now: Date, readOnly: boolean): Promise<void> {
     const period = this.calendar.period(now);
     const [row, usage] = await Promise.all([this.accounts.find(userId), this.accounts.quotaUsage(userId, period)]);
     const pairs = usage.flatMap((u) => [u.service_name, u.used]);
@@ -59,6 +69,7 @@ export class AccountService {
       row?.balance ?? '0',
       row?.overdraft_limit ?? '0',
       this.quotaExpiry(now),
+      readOnly ? READ_LOAD_TTL_MS : 0,
       ...pairs,
     );
   }
@@ -87,7 +98,7 @@ export class AccountService {
     const period = this.calendar.period(now);
     let [acct, used] = await this.read(userId, period);
     if (acct[0] === null) {
-      await this.load(userId, now);
+      await this.load(userId, now, true);
       [acct, used] = await this.read(userId, period);
     }
     const bal = BigInt(acct[0] ?? '0');

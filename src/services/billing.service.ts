@@ -53,10 +53,10 @@ export class BillingService {
   ) {}
 
   /** Runs a script; if the account is not in Redis yet, loads it and runs the script once more. */
-  private async withAccount(userId: string, now: Date, run: () => Promise<string[]>): Promise<string[]> {
+  private async withAccount(userId: string, now: Date, run: () => Promise<string[]>, readOnly = false): Promise<string[]> {
     const r = await run();
     if (r[0] !== 'init') return r;
-    await this.accounts.load(userId, now);
+    await this.accounts.load(userId, now, readOnly);
     return run();
   }
 
@@ -66,6 +66,7 @@ export class BillingService {
     const period = this.calendar.period(now);
     const r = await this.withAccount(userId, now, () =>
       this.redis.checkScript(this.keys.account(userId), this.keys.quota(userId, period), svc.name, count, svc.freeQuota, svc.priceArg),
+      true,
     );
     this.metrics.outcomes.inc({ op: 'check', outcome: r[2] });
     return { allowed: r[1] === '1', reason: r[2] as CheckResult['reason'], freeRemaining: Number(r[3]), balance: formatMoney(BigInt(r[4])) };

@@ -16,6 +16,8 @@ export interface RecordQuery {
 }
 
 const MAX_DAILY_RANGE = 366;
+/** Offset pages reach this many records at most (SPEC 2: deep paging is what the cursor is for). */
+export const MAX_OFFSET_ROWS = 10_000;
 
 function sums(s: UsageSums) {
   return {
@@ -47,9 +49,11 @@ export class UsageService {
 
   /** A bound given as a business day covers the whole day; a full ISO timestamp is taken as it is. */
   private instant(value: string, field: string, endOfDay: boolean): Date {
-    if (this.calendar.isValidDay(value)) {
-      return this.calendar.startOfDay(endOfDay ? this.calendar.addDays(value, 1) : value);
+    // The date part must be a real day (Date.parse would roll 2026-02-30 over to 2 March).
+    if (!this.calendar.isValidDay(value.slice(0, 10))) {
+      throw new AppError('VALIDATION_FAILED', `invalid ${field}`, [{ field, message: 'must be a real date YYYY-MM-DD (1970-9999), or an ISO 8601 timestamp on one' }]);
     }
+    if (value.length === 10) return this.calendar.startOfDay(endOfDay ? this.calendar.addDays(value, 1) : value);
     const t = Date.parse(value);
     if (Number.isNaN(t)) throw new AppError('VALIDATION_FAILED', `invalid ${field}`, [{ field, message: 'must be a date (YYYY-MM-DD) or an ISO 8601 timestamp' }]);
     return new Date(t);
@@ -57,6 +61,12 @@ export class UsageService {
 
   async records(q: RecordQuery) {
     if (q.serviceName) this.catalogue.get(q.serviceName);
+    // Offset paging reads and throws away every row before the page: bounded; deeper pages use the cursor.
+    if (!q.cursor && (q.page - 1) * q.pageSize >= MAX_OFFSET_ROWS) {
+      throw new AppError('VALIDATION_FAILED', 'page too deep for offset paging', [
+        { field: 'page', message: `page × page_size must stay within ${MAX_OFFSET_ROWS} records; follow nextCursor to go deeper` },
+      ]);
+    }
     const filter = {
       userId: q.userId,
       serviceName: q.serviceName,
@@ -124,9 +134,11 @@ export class UsageService {
     }
     const end = to ?? this.calendar.day(this.clock.now());
     const start = from ?? this.calendar.addDays(end, -29);
+    // Bounded before a single day is listed: the span is arithmetic on the two labels.
+    const span = this.calendar.spanDays(start, end);
+    if (span === 0) throw new AppError('VALIDATION_FAILED', 'from is after to', [{ field: 'from', message: 'must not be after to' }]);
+    if (span > MAX_DAILY_RANGE) throw new AppError('VALIDATION_FAILED', 'range too long', [{ field: 'to', message: `at most ${MAX_DAILY_RANGE} days after from` }]);
     const days = this.calendar.daysBetween(start, end);
-    if (days.length === 0) throw new AppError('VALIDATION_FAILED', 'from is after to', [{ field: 'from', message: 'must not be after to' }]);
-    if (days.length > MAX_DAILY_RANGE) throw new AppError('VALIDATION_FAILED', 'range too long', [{ field: 'to', message: `at most ${MAX_DAILY_RANGE} days after from` }]);
     const rows = new Map((await this.usage.sumsByDay(userId, serviceName, start, end)).map((r) => [r.day, r]));
     const zero: UsageSums = { total_count: '0', free_count: '0', paid_count: '0', total_cost: '0' };
     return {

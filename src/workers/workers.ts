@@ -11,6 +11,9 @@ import { expireReservationProcessor, expireReservationsProcessor } from './expir
 
 type Processor = (job: Job) => Promise<unknown>;
 
+/** The start-up sweep runs this long after a worker starts and takes journal entries at least this old. */
+const START_SWEEP_AFTER_MS = 3_000;
+
 /** Starts one BullMQ worker per queue, dispatching each job to its processor by job name. */
 export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = QueueNames): { workers: Worker[]; close(): Promise<void> } {
   const processors: Record<JobName, Processor> = {
@@ -56,6 +59,11 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
     worker.on('error', (err) => ctx.logger.error({ err: err.message, queue }, 'worker error'));
     return worker;
   });
+  // What a dead process left unpersisted (its buffer, a job it never enqueued) is recovered at once,
+  // not at the sweep's usual age: entries older than a few seconds are past any live API's buffer.
+  void ctx.queues
+    .add('sweep-pending', { olderThanMs: START_SWEEP_AFTER_MS }, { delay: START_SWEEP_AFTER_MS })
+    .catch((err: Error) => ctx.logger.warn({ err: err.message }, 'start-up sweep not queued; the scheduled one follows'));
   return {
     workers,
     async close() {

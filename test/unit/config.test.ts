@@ -32,8 +32,34 @@ describe('config', () => {
     const env = { NODE_ENV: 'production', REDIS_URL: 'redis://r:6379', DATABASE_URL: 'mysql://u:p@h/db' };
     expect(() => loadConfig(env)).to.throw(ConfigError, /auth\.gateway_token: must be set in production/);
     expect(() => loadConfig({ ...env, GATEWAY_TOKEN: '' })).to.throw(ConfigError);
-    const full = { ...env, GATEWAY_TOKEN: 'a', ADMIN_TOKEN: 'b', BULL_BOARD_PASSWORD: 'c', PAYMENT_CALLBACK_SECRET: 'd' };
+    const full = {
+      ...env,
+      GATEWAY_TOKEN: 'gateway-token-0123456789',
+      ADMIN_TOKEN: 'admin-token-0123456789',
+      BULL_BOARD_PASSWORD: 'board-password-0123456789',
+      PAYMENT_CALLBACK_SECRET: 'callback-secret-0123456789',
+    };
     expect(loadConfig(full).defaultedSecrets).to.deep.equal([]);
+  });
+
+  it('refuses short secrets and one secret used for two roles in production', () => {
+    const env = {
+      NODE_ENV: 'production',
+      REDIS_URL: 'redis://r:6379',
+      DATABASE_URL: 'mysql://u:p@h/db',
+      GATEWAY_TOKEN: 'gateway-token-0123456789',
+      ADMIN_TOKEN: 'admin-token-0123456789',
+      BULL_BOARD_PASSWORD: 'board-password-0123456789',
+      PAYMENT_CALLBACK_SECRET: 'callback-secret-0123456789',
+    };
+    expect(() => loadConfig({ ...env, GATEWAY_TOKEN: 'x' })).to.throw(ConfigError, /GATEWAY_TOKEN\): must be at least 16/);
+    expect(() => loadConfig({ ...env, ADMIN_TOKEN: env.GATEWAY_TOKEN })).to.throw(
+      ConfigError,
+      /auth\.admin_token \(ADMIN_TOKEN\): must differ from auth\.gateway_token/,
+    );
+    expect(() => loadConfig({ ...env, PAYMENT_CALLBACK_SECRET: env.ADMIN_TOKEN })).to.throw(ConfigError, /callback_secret.*must differ/);
+    // Outside production a short development token is fine (with a warning at start-up).
+    expect(() => loadConfig({ GATEWAY_TOKEN: 'x', ADMIN_TOKEN: 'x' })).not.to.throw();
   });
 
   it('refuses a price that count × price would push past exact integer range', () => {
