@@ -99,6 +99,8 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const reconciliation = new ReconciliationService(redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
     sweepAfterMs: config.persistence.sweepAfterMs,
     pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
+    everyMs: config.reconcileEveryMs,
+    auditPeriodMs: config.reconcileAuditPeriodMs,
   }, logger, metrics);
 
   const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);

@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import type { AppContext } from '../context.js';
 import {
-  adjustmentBody, userParams, ledgerQuery, runsQuery, runParams, deadLetterQuery, deadLetterRetryBody, jobParams, jobRetryBody,
+  adjustmentBody, userParams, ledgerQuery, runsQuery, runParams, deadLetterQuery, deadLetterRetryBody, jobParams, jobRetryBody, runBody,
 } from './admin.schemas.js';
 import { validate, ok } from './validation.js';
 
@@ -37,12 +37,13 @@ export function adminRoutes(ctx: AppContext): Router {
   });
 
   /** Queues a run now; its result appears in the list when it finishes. */
-  router.post('/reconciliation/runs', async (_req, res) => {
-    // One manual run at a time: asking again while one waits or runs answers that one.
+  router.post('/reconciliation/runs', async (req, res) => {
+    const { full } = validate(runBody, req.body ?? {});
+    // One manual run of a kind at a time: asking again while one waits or runs answers that one.
     const job = await ctx.queues.add(
       'reconcile',
-      { trigger: 'manual', correlationId: res.locals.correlationId as string },
-      { deduplication: { id: 'reconcile-manual' } },
+      { trigger: 'manual', full, correlationId: res.locals.correlationId as string },
+      { deduplication: { id: full ? 'reconcile-full' : 'reconcile-manual' } },
     );
     res.status(202).json(ok({ jobId: job.id, status: 'queued' }));
   });

@@ -46,6 +46,7 @@ export interface Config {
     readonly sweepEveryMs: number;
   };
   readonly reconcileEveryMs: number;
+  readonly reconcileAuditPeriodMs: number;
   readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number; readonly sweepEveryMs: number };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
@@ -131,6 +132,8 @@ const schema = Joi.object({
     sweep_every: duration.default('30s'),
   }).default(),
   reconcile_every: duration.default('10m'),
+  // Every account's whole ledger is audited within this period, a slice per run (SPEC 16).
+  reconcile_audit_period: duration.default('7d'),
   reservations: Joi.object({
     default_ttl: duration.default('5m'),
     max_ttl: duration.default('24h'),
@@ -162,6 +165,7 @@ const ENV_KEYS: Record<string, string[]> = {
   PAYMENT_CALLBACK_SECRET: ['payment_service', 'callback_secret'],
   PAYMENT_GRPC_ADDR: ['payment_service', 'grpc_addr'],
   PAYMENT_TIMEOUT: ['payment_service', 'timeout'],
+  RECONCILE_AUDIT_PERIOD: ['reconcile_audit_period'],
 };
 
 export class ConfigError extends Error {}
@@ -325,6 +329,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       sweepEveryMs: ms(v.persistence.sweep_every),
     },
     reconcileEveryMs: ms(v.reconcile_every),
+    reconcileAuditPeriodMs: ms(v.reconcile_audit_period),
     reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl), sweepEveryMs: ms(v.reservations.sweep_every) },
     defaultedSecrets,
   };

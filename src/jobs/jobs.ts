@@ -22,7 +22,8 @@ export interface JobPayloads {
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': Record<string, never>;
   /** A reconciliation run (scheduled, or on demand from the admin API). */
-  reconcile: { trigger: 'schedule' | 'manual' } & Traced;
+  /** `full`: every account's whole ledger (an on-demand audit) instead of what changed plus a slice. */
+  reconcile: { trigger: 'schedule' | 'manual'; full?: boolean } & Traced;
   /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
   'sweep-pending': { olderThanMs?: number };
 }

@@ -9,6 +9,8 @@ export interface ApplyResult {
 
 const recordType = (c: DeductionChange) => (c.paid === '0' ? 'free' : c.free === '0' ? 'balance' : 'mixed');
 const mysqlTime = (iso: string) => new Date(iso);
+/** Code-unit order; ids are ASCII, so this is the byte order MySQL's binary collation uses. */
+const byBytes = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Adds `delta` (a decimal integer string) into a map of bigints. */
 function addTo(map: Map<string, bigint[]>, key: string, deltas: string[]): void {
@@ -40,6 +42,15 @@ export class LedgerRepository {
     const applied = freshDeductions.length + freshCredits.length;
     if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
 
+    // Every touched account row first, in one order: it is created if new, stamped changed (what
+    // reconciliation looks for), and locked, so the running balances below cannot interleave with
+    // another transaction's entries for the same user.
+    const touched = [...new Set([...freshDeductions, ...freshCredits].map((c) => c.userId))].sort(byBytes);
+    await trx('accounts')
+      .insert(touched.map((user_id) => ({ user_id, changed_at: trx.raw('CURRENT_TIMESTAMP(3)') })))
+      .onConflict('user_id')
+      .merge({ changed_at: trx.raw('VALUES(changed_at)') });
+
     if (freshDeductions.length > 0) {
       await trx('consumption_records').insert(
         freshDeductions.map((d) => ({
@@ -65,7 +76,20 @@ export class LedgerRepository {
         .map((d) => ({ user_id: d.userId, entry_type: 'deduction', ref_id: d.id, amount: `-${d.amount}`, note: `${d.service} x${d.paid}`, created_at: mysqlTime(d.at) })),
       ...freshCredits.map((c) => ({ user_id: c.userId, entry_type: c.kind, ref_id: c.id, amount: c.amount, note: c.note.slice(0, 255), created_at: mysqlTime(c.at) })),
     ];
-    if (ledger.length > 0) await trx('ledger_entries').insert(ledger);
+    if (ledger.length > 0) {
+      const running = new Map<string, bigint>(
+        // A locking read: the latest committed balance, not this transaction's older snapshot.
+        (await trx('accounts').whereIn('user_id', [...new Set(ledger.map((e) => e.user_id))]).forUpdate().select('user_id', 'balance'))
+          .map((r: { user_id: string; balance: string }) => [r.user_id, BigInt(r.balance)]),
+      );
+      // Entries get increasing ids in array order, so each one's balance_after follows the one before.
+      const rows = ledger.map((e) => {
+        const after = running.get(e.user_id)! + BigInt(e.amount);
+        running.set(e.user_id, after);
+        return { ...e, balance_after: after.toString() };
+      });
+      await trx('ledger_entries').insert(rows);
+    }
 
     const balances = new Map<string, bigint[]>();
     for (const e of ledger) addTo(balances, e.user_id, [e.amount]);
@@ -76,7 +100,7 @@ export class LedgerRepository {
       addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1']);
     }
     // Sorted keys: concurrent transactions lock rows in one order, which keeps deadlocks rare.
-    const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => byBytes(a, b));
 
     if (balances.size > 0) {
       await trx('accounts')

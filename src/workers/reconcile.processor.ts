@@ -3,5 +3,7 @@ import type { JobPayloads } from '../jobs/jobs.js';
 import type { ReconciliationService } from '../services/reconciliation.service.js';
 
 export function reconcileProcessor(reconciliation: ReconciliationService) {
-  return async (job: Job<JobPayloads['reconcile']>) => reconciliation.run(job.data.trigger, (phase, done) => void job.updateProgress({ phase, done }));
+  return async (job: Job<JobPayloads['reconcile']>) => reconciliation.run(job.data.trigger, (phase, done) => void job.updateProgress({ phase, done }), {
+      full: job.data.full === true,
+    });
 }

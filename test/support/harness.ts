@@ -118,6 +118,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         const { balance, ledgerSum } = await ctx.repositories.ledger.balanceAndLedgerSum(userId);
         expect(BigInt(redisBal ?? '0'), `redis vs mysql balance of ${userId}`).to.equal(balance);
         expect(balance, `mysql balance vs ledger sum of ${userId}`).to.equal(ledgerSum);
+        // The running balance of the latest entry (what reconciliation checks in O(1)) agrees too.
+        const latest = await ctx.db('ledger_entries').where({ user_id: userId }).orderBy('id', 'desc').first('balance_after');
+        expect(BigInt(latest?.balance_after ?? 0), `latest running balance of ${userId}`).to.equal(balance);
         const redisUsed = await ctx.redis.hgetall(ctx.keys.quota(userId, period));
         const mysqlUsed = await ctx.repositories.accounts.quotaUsage(userId, period);
         const mysqlMap = Object.fromEntries(mysqlUsed.map((r) => [r.service_name, r.used]));
