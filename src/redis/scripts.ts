@@ -5,13 +5,17 @@ import type { RedisClient } from './connection.js';
 /*
  * Loads every src/redis/commands/<name>-<numKeys>.lua once as an ioredis custom command named
  * <name>Script (EVALSHA, falling back to EVAL after a Redis restart). A line
- * `--- @include "includes/<file>"` is replaced by that file, as in BullMQ's commands: shared Lua
- * (pricing a call) is written once.
+ * `--- @include "includes/<file>"` is replaced by that file (once per script, nested includes too), as in
+ * BullMQ's commands: shared Lua (pricing a call, printing an integer) is written once.
  */
 const commandsDir = new URL('./commands/', import.meta.url);
 
-function withIncludes(lua: string): string {
-  return lua.replace(/^--- @include "([a-z/-]+)"$/gm, (_, name: string) => readFileSync(new URL(`${name}.lua`, commandsDir), 'utf8'));
+function withIncludes(lua: string, included = new Set<string>()): string {
+  return lua.replace(/^--- @include "([a-z/-]+)"$/gm, (_, name: string) => {
+    if (included.has(name)) return '';
+    included.add(name);
+    return withIncludes(readFileSync(new URL(`${name}.lua`, commandsDir), 'utf8'), included);
+  });
 }
 
 export function defineScripts(redis: RedisClient): void {
