@@ -1,4 +1,4 @@
-import type { LedgerChange } from '../services/ledger-change.js';
+import type { LedgerChange } from '../lib/ledger-change.js';
 
 /** Every queue of the service. Bull Board shows each of them. */
 export const QueueNames = ['persistence', 'payments', 'maintenance'] as const;

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { Db } from './database.js';
-import type { LedgerChange, DeductionChange, CreditChange } from '../services/ledger-change.js';
+import type { LedgerChange, DeductionChange, CreditChange } from '../lib/ledger-change.js';
 
 export interface ApplyResult {
   applied: number;

@@ -4,7 +4,7 @@ import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import type { AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
-import type { DeductionChange } from './ledger-change.js';
+import type { DeductionChange } from '../lib/ledger-change.js';
 import { refusalError } from './refusals.js';
 import { formatMoney } from '../lib/money.js';
 import { newId } from '../lib/ids.js';

@@ -3,7 +3,7 @@ import type { RedisKeys } from '../redis/keys.js';
 import type { Clock } from '../lib/clock.js';
 import type { AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
-import { journalId, type CreditChange } from './ledger-change.js';
+import { journalId, type CreditChange } from '../lib/ledger-change.js';
 import { AppError } from '../lib/errors.js';
 import { MAX_MICROS, formatMoney, type Micros } from '../lib/money.js';
 

@@ -5,7 +5,7 @@ import type { RedisKeys } from '../redis/keys.js';
 import { scanKeys } from '../redis/scan.js';
 import type { JobQueues } from '../jobs/queues.js';
 import type { LedgerRepository, ApplyResult } from '../repositories/ledger.repository.js';
-import { isLedgerChange, journalId, type LedgerChange } from './ledger-change.js';
+import { isLedgerChange, journalId, type LedgerChange } from '../lib/ledger-change.js';
 import type { FaultPoints } from '../lib/faults.js';
 
 export interface PersistenceOptions {

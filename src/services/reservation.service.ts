@@ -7,7 +7,7 @@ import type { JobQueues } from '../jobs/queues.js';
 import type { CatalogueService } from './catalogue.service.js';
 import type { AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
-import type { DeductionChange } from './ledger-change.js';
+import type { DeductionChange } from '../lib/ledger-change.js';
 import { AppError } from '../lib/errors.js';
 import { refusalError } from './refusals.js';
 import { formatMoney } from '../lib/money.js';
