@@ -1,5 +1,6 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
+import type { Scripts } from '../redis/scripts.js';
 import { scanKeys } from '../redis/scan.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -38,6 +39,7 @@ export interface RunSummary extends RunCounts {
  */
 export class ReconciliationService {
   constructor(
+    private readonly scripts: Scripts,
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly runs: ReconciliationRepository,
@@ -85,32 +87,47 @@ export class ReconciliationService {
         const userId = this.keys.userOf(key);
         if (!userId) continue;
         c.users_checked++;
-        const pending = this.keys.pending(userId);
-        const holds = this.keys.holds(userId);
-        const [, version, , journal, open] = await this.redis.accountSnapshotScript(key, pending, holds);
-        if (journal !== '0' || open !== '0') {
+        const snapshot = await this.scripts.accountSnapshot(userId);
+        if (snapshot.pending > 0 || snapshot.openHolds > 0) {
           c.users_in_flight++;
           continue;
         }
-        const [row, usage] = await Promise.all([this.accountsRepo.findWithLedgerSum(userId), this.accountsRepo.quotaUsage(userId, period)]);
+        const [row, usage] = await Promise.all([
+          this.accountsRepo.findWithLedgerSum(userId),
+          this.accountsRepo.quotaUsage(userId, period),
+        ]);
         if (row && BigInt(row.balance) !== BigInt(row.ledger_sum)) {
           // MySQL itself is off its ledger (another run may be repairing it): never copy that into Redis.
           c.users_in_flight++;
           continue;
         }
         const used = new Map(usage.map((u) => [u.service_name, u.used]));
-        const pairs = services.flatMap((s) => [s, used.get(s) ?? '0']);
-        const r = await this.redis.repairAccountScript(key, this.keys.quota(userId, period), pending, holds, version, row?.balance ?? '0', this.accounts.quotaExpiry(now), ...pairs);
-        if (r[0] === 'changed') {
+        const repairs = await this.scripts.repairAccount({
+          userId,
+          period,
+          version: snapshot.version,
+          balance: row?.balance ?? '0',
+          quotaExpiresAt: this.accounts.quotaExpiry(now),
+          used: services.map((s) => [s, used.get(s) ?? '0']),
+        });
+        if (!repairs) {
           c.users_in_flight++;
           continue;
         }
-        for (let i = 1; i < r.length; i += 3) {
+        for (const { field, before, after } of repairs) {
           c.mismatches++;
           c.repairs++;
           this.metrics.reconciliationMismatches.inc({ kind: 'redis_vs_mysql' });
-          await this.runs.addRepair(runId, { user_id: userId, kind: 'redis_vs_mysql', subject: r[i], before_value: r[i + 1], after_value: r[i + 2], repaired: true, note: 'Redis set to MySQL' });
-          this.logger.warn({ userId, field: r[i], redis: r[i + 1], mysql: r[i + 2] }, 'reconciliation repaired Redis drift');
+          await this.runs.addRepair(runId, {
+            user_id: userId,
+            kind: 'redis_vs_mysql',
+            subject: field,
+            before_value: before,
+            after_value: after,
+            repaired: true,
+            note: 'Redis set to MySQL',
+          });
+          this.logger.warn({ userId, field, redis: before, mysql: after }, 'reconciliation repaired Redis drift');
         }
         if (c.users_checked % 500 === 0) progress('accounts', c.users_checked);
       }
