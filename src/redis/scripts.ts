@@ -44,7 +44,13 @@ type Arg = string | number;
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     checkScript(account: string, quota: string, ...args: Arg[]): Result<string[], Context>;
-    deductScript(account: string, quota: string, request: string, pending: string, ...args: Arg[]): Result<string[], Context>;
+    deductScript(
+      account: string,
+      quota: string,
+      request: string,
+      pending: string,
+      ...args: Arg[]
+    ): Result<string[], Context>;
     initAccountScript(account: string, quota: string, ...args: Arg[]): Result<number, Context>;
     reserveScript(
       account: string,
@@ -70,7 +76,13 @@ declare module 'ioredis' {
       ...args: Arg[]
     ): Result<string[], Context>;
     accountSnapshotScript(account: string, pending: string, holds: string): Result<string[], Context>;
-    repairAccountScript(account: string, quota: string, pending: string, holds: string, ...args: Arg[]): Result<string[], Context>;
+    repairAccountScript(
+      account: string,
+      quota: string,
+      pending: string,
+      holds: string,
+      ...args: Arg[]
+    ): Result<string[], Context>;
     creditScript(account: string, marker: string, pending: string, ...args: Arg[]): Result<string[], Context>;
   }
 }
@@ -298,7 +310,14 @@ export class Scripts {
     const k = this.keys;
     const s = a.service;
     const r = await this.withAccount(a.userId, a.now, () =>
-      this.redis.checkScript(k.account(a.userId), k.quota(a.userId, a.period), s.name, a.count, s.freeQuota, s.priceArg),
+      this.redis.checkScript(
+        k.account(a.userId),
+        k.quota(a.userId, a.period),
+        s.name,
+        a.count,
+        s.freeQuota,
+        s.priceArg,
+      ),
     );
     const reason = str(r[2]) as CheckReply['reason'];
     this.outcome('check', reason);
@@ -414,7 +433,8 @@ export class Scripts {
     );
     const status = str(r[0]);
     this.outcome(a.as === 'released' ? 'release' : 'expire', status);
-    if (a.as === 'released' && status !== 'ok' && status !== 'released') throw this.reservationGone(a.reservationId, status);
+    if (a.as === 'released' && status !== 'ok' && status !== 'released')
+      throw this.reservationGone(a.reservationId, status);
     return { outcome: status, released: big(r[1]), available: big(r[2]) };
   }
 
@@ -442,11 +462,17 @@ export class Scripts {
       case 'dup':
         if (r[2] !== a.amount.toString()) {
           const first = formatMoney(big(r[2]));
-          throw new AppError('REQUEST_ID_REUSED', `${change.kind} ${change.id} was applied before with amount ${first}`);
+          throw new AppError(
+            'REQUEST_ID_REUSED',
+            `${change.kind} ${change.id} was applied before with amount ${first}`,
+          );
         }
         return { applied: false, balance };
       case 'no_balance':
-        throw new AppError('INSUFFICIENT_BALANCE', `balance ${formatMoney(balance)} cannot cover ${formatMoney(-a.amount)}`);
+        throw new AppError(
+          'INSUFFICIENT_BALANCE',
+          `balance ${formatMoney(balance)} cannot cover ${formatMoney(-a.amount)}`,
+        );
       case 'too_large':
         throw new AppError('VALIDATION_FAILED', 'the balance would exceed the largest amount the service holds', [
           { field: 'amount', message: 'too large' },
@@ -490,7 +516,8 @@ export class Scripts {
     );
     if (r[0] === 'changed') return null;
     const repairs: Repair[] = [];
-    for (let i = 1; i + 2 < r.length; i += 3) repairs.push({ field: str(r[i]), before: str(r[i + 1]), after: str(r[i + 2]) });
+    for (let i = 1; i + 2 < r.length; i += 3)
+      repairs.push({ field: str(r[i]), before: str(r[i + 1]), after: str(r[i + 2]) });
     return repairs;
   }
 }
