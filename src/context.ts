@@ -21,7 +21,7 @@ import { ReconciliationService } from './services/reconciliation.service.js';
 import { ReconciliationRepository } from './repositories/reconciliation.repository.js';
 import { AdminService } from './services/admin.service.js';
 import { RechargeRepository } from './repositories/recharge.repository.js';
-import { PaymentClient } from '../proto/payment/v1/payment.client.js';
+import { PaymentClient } from './payment/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
 

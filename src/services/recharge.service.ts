@@ -4,7 +4,7 @@ import type { Db } from '../repositories/database.js';
 import type { RechargeRepository, OrderRow } from '../repositories/recharge.repository.js';
 import type { LedgerRepository } from '../repositories/ledger.repository.js';
 import type { JobQueues } from '../jobs/queues.js';
-import type { PaymentClient } from '../../proto/payment/v1/payment.client.js';
+import type { PaymentClient } from '../payment/payment.client.js';
 import type { CreditService } from './credit.service.js';
 import type { PersistenceService } from './persistence.service.js';
 import type { FaultPoints } from '../lib/faults.js';

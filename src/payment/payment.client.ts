@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { AppError } from '../../../src/lib/errors.js';
+import { AppError } from '../lib/errors.js';
 import { loadPaymentProto, type CreatePaymentRequest, type CreatePaymentReply, type GetPaymentRequest, type GetPaymentReply } from './payment.grpc.js';
 
 /**
