@@ -1,4 +1,5 @@
 import type { Db } from './database.js';
+import { asStrings, balancesWithLedgerSum, type BalanceWithLedgerSum } from './ledger-sum.js';
 
 export interface AccountRow {
   user_id: string;
@@ -22,13 +23,9 @@ export class AccountRepository {
    * The balance and the sum of the user's ledger, read in one statement (one consistent snapshot):
    * reconciliation only sets Redis to a balance that agrees with its ledger.
    */
-  async findWithLedgerSum(userId: string): Promise<{ balance: string; ledger_sum: string } | undefined> {
-    const [rows] = (await this.db.raw(
-      `SELECT a.balance, (SELECT COALESCE(SUM(l.amount), 0) FROM ledger_entries l WHERE l.user_id = a.user_id) AS ledger_sum
-         FROM accounts a WHERE a.user_id = ?`,
-      [userId],
-    )) as [{ balance: string; ledger_sum: string }[]];
-    return rows[0] ? { balance: String(rows[0].balance), ledger_sum: String(rows[0].ledger_sum) } : undefined;
+  async findWithLedgerSum(userId: string): Promise<BalanceWithLedgerSum | undefined> {
+    const row = await balancesWithLedgerSum(this.db).where('a.user_id', userId).first();
+    return row ? asStrings(row) : undefined;
   }
 
   async quotaUsage(userId: string, period: string): Promise<QuotaUsageRow[]> {

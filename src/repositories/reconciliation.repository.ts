@@ -1,4 +1,5 @@
 import type { Db } from './database.js';
+import { asStrings, balancesWithLedgerSum, type BalanceWithLedgerSum } from './ledger-sum.js';
 
 export interface RunCounts {
   users_checked: number;
@@ -48,14 +49,16 @@ export class ReconciliationRepository {
   }
 
   /** Users whose MySQL balance differs from the sum of their ledger entries, in user_id order. */
-  async ledgerMismatches(afterUserId: string, limit: number): Promise<{ page: string[]; mismatches: { user_id: string; balance: string; ledger_sum: string }[] }> {
-    const users: { user_id: string; balance: string }[] = await this.db('accounts').where('user_id', '>', afterUserId).orderBy('user_id').limit(limit).select('user_id', 'balance');
-    if (users.length === 0) return { page: [], mismatches: [] };
-    const sums: { user_id: string; s: string }[] = await this.db('ledger_entries').whereIn('user_id', users.map((u) => u.user_id)).groupBy('user_id').select('user_id', this.db.raw('SUM(amount) AS s'));
-    const byUser = new Map(sums.map((r) => [r.user_id, r.s]));
-    const mismatches = users
-      .map((u) => ({ user_id: u.user_id, balance: u.balance, ledger_sum: byUser.get(u.user_id) ?? '0' }))
-      .filter((u) => BigInt(u.balance) !== BigInt(u.ledger_sum));
+  async ledgerMismatches(
+    afterUserId: string,
+    limit: number,
+  ): Promise<{ page: string[]; mismatches: BalanceWithLedgerSum[] }> {
+    const rows: BalanceWithLedgerSum[] = await balancesWithLedgerSum(this.db)
+      .where('a.user_id', '>', afterUserId)
+      .orderBy('a.user_id')
+      .limit(limit);
+    const users = rows.map(asStrings);
+    const mismatches = users.filter((u) => BigInt(u.balance) !== BigInt(u.ledger_sum));
     return { page: users.map((u) => u.user_id), mismatches };
   }
 
@@ -65,13 +68,13 @@ export class ReconciliationRepository {
    */
   async repairBalanceFromLedger(userId: string): Promise<{ before: string; after: string } | null> {
     return this.db.transaction(async (trx) => {
-      const acct = await trx('accounts').where({ user_id: userId }).forUpdate().first('balance');
-      if (!acct) return null;
-      const row = await trx('ledger_entries').where({ user_id: userId }).first(trx.raw('COALESCE(SUM(amount), 0) AS s'));
-      const sum = String(row.s);
-      if (BigInt(acct.balance) === BigInt(sum)) return null;
-      await trx('accounts').where({ user_id: userId }).update({ balance: trx.raw('CAST(? AS SIGNED)', [sum]) });
-      return { before: String(acct.balance), after: sum };
+      const locked = await trx('accounts').where({ user_id: userId }).forUpdate().first('user_id');
+      if (!locked) return null;
+      // A plain read after the lock: it sees every persist committed before the lock was taken.
+      const row = asStrings((await balancesWithLedgerSum(trx).where('a.user_id', userId).first())!);
+      if (BigInt(row.balance) === BigInt(row.ledger_sum)) return null;
+      await trx('accounts').where({ user_id: userId }).update({ balance: trx.raw('CAST(? AS SIGNED)', [row.ledger_sum]) });
+      return { before: row.balance, after: row.ledger_sum };
     });
   }
 }
