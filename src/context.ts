@@ -88,12 +88,10 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   }, logger);
   const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
-  const recharges = new RechargeService(db, repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
+  const recharges = new RechargeService(repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
     currency: config.currency,
     minRecharge: config.payment.minRecharge,
     maxRecharge: config.payment.maxRecharge,
-    callbackSecret: config.payment.callbackSecret,
-    callbackToleranceMs: config.payment.callbackToleranceMs,
     notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
   }, clock, faults, logger);
   const reconciliation = new ReconciliationService(scripts, redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {

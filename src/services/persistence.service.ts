@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -74,11 +75,26 @@ export class PersistenceService {
   async persist(changes: LedgerChange[]): Promise<PersistOutcome> {
     const bad = changes.find((c) => !isLedgerChange(c));
     if (bad) throw new MalformedChangeError(`malformed change: ${JSON.stringify(bad).slice(0, 200)}`);
-    const result = await this.ledger.applyChanges(changes);
-    this.faults.point('after-batch-commit');
-    await this.acknowledge(changes);
+    const write = (trx: Knex.Transaction) => this.ledger.applyChanges(changes, trx);
+    const result = await this.writeThenClear(changes, write, 'after-batch-commit');
     const oldest = Math.min(...changes.map((c) => Date.parse(c.at)));
     return { ...result, lagMs: Math.max(0, this.clock.now().getTime() - oldest) };
+  }
+
+  /**
+   * The one way changes leave the journal: `write` books them in one MySQL transaction (with whatever
+   * else the caller writes in it), and only after its commit are they removed from the journals. A
+   * crash between the two leaves them journaled; booking is idempotent by id, so a rerun is harmless.
+   */
+  async writeThenClear<T>(
+    changes: Pick<LedgerChange, 'kind' | 'id' | 'userId'>[],
+    write: (trx: Knex.Transaction) => Promise<T>,
+    faultPoint: string,
+  ): Promise<T> {
+    const result = await this.ledger.transaction(write);
+    this.faults.point(faultPoint);
+    await this.acknowledge(changes);
+    return result;
   }
 
   /** Removes persisted changes from the users' journals. */
