@@ -73,7 +73,8 @@ export class ReconciliationRepository {
       // A plain read after the lock: it sees every persist committed before the lock was taken.
       const row = asStrings((await balancesWithLedgerSum(trx).where('a.user_id', userId).first())!);
       if (BigInt(row.balance) === BigInt(row.ledger_sum)) return null;
-      await trx('accounts').where({ user_id: userId }).update({ balance: trx.raw('CAST(? AS SIGNED)', [row.ledger_sum]) });
+      const balance = trx.raw('CAST(? AS SIGNED)', [row.ledger_sum]);
+      await trx('accounts').where({ user_id: userId }).update({ balance });
       return { before: row.balance, after: row.ledger_sum };
     });
   }

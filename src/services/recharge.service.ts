@@ -143,10 +143,14 @@ export class RechargeService {
   }
 
   /**
-   * A payment-service callback, its signature verified by the transport: checked against the order, and for a success queued
-   * durably (job id per order and payment, so duplicates collapse) before the caller gets 200.
+   * A payment-service callback whose signature the transport has verified: checked against the order,
+   * and for a success queued durably (job id per order and payment, so duplicates collapse) before the
+   * caller gets 200.
    */
-  async acceptCallback(body: CallbackBody, correlationId?: string): Promise<{ orderId: string; outcome: CallbackOutcome }> {
+  async acceptCallback(
+    body: CallbackBody,
+    correlationId?: string,
+  ): Promise<{ orderId: string; outcome: CallbackOutcome }> {
     const order = await this.orders.find(body.order_id);
     if (!order) throw new AppError('ORDER_NOT_FOUND', `recharge order ${body.order_id} not found`);
 

@@ -94,7 +94,11 @@ export class ReservationService {
     if (!r.duplicate) {
       // Timely expiry; the periodic sweep covers a job lost here.
       await this.queues
-        .add('expire-reservation', { userId, reservationId: r.reservationId }, { delay: ttlMs, jobId: `exp-${r.reservationId}` })
+        .add(
+          'expire-reservation',
+          { userId, reservationId: r.reservationId },
+          { delay: ttlMs, jobId: `exp-${r.reservationId}` },
+        )
         .catch((err: Error) =>
           this.logger.warn(
             { err: err.message, reservationId: r.reservationId },
@@ -125,7 +129,8 @@ export class ReservationService {
     const { userId, period } = this.locate(id);
     const now = this.clock.now();
     const recordId = newId('rec_', now);
-    const change = { kind: 'deduction' as const, id: recordId, userId, day: this.calendar.day(now), at: now.toISOString() };
+    const day = this.calendar.day(now);
+    const change = { kind: 'deduction' as const, id: recordId, userId, day, at: now.toISOString() };
     const r = await this.scripts.commitReservation({ userId, period, reservationId: id, count, recordId, change, now });
     if (r.journaled) this.persistence.enqueue(r.journaled);
     return {
