@@ -9,7 +9,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import express from 'express';
-import { loadPaymentProto, type CreatePaymentRequest, type CreatePaymentReply, type GetPaymentRequest, type GetPaymentReply, type PaymentStatus } from '../proto/payment/v1/payment.grpc.js';
+import { loadPaymentProto, type CreatePaymentRequest, type CreatePaymentReply, type GetPaymentRequest, type GetPaymentReply, type PaymentStatus } from '../src/payment/payment.grpc.js';
 import { signPayload } from '../src/lib/payment-signature.js';
 import { formatMoney, centsToMicros } from '../src/lib/money.js';
 

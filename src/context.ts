@@ -2,7 +2,7 @@ import type { Config } from './config/config.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { BusinessCalendar, systemClock, type Clock } from './lib/clock.js';
 import { createRedis, type RedisClient } from './redis/connection.js';
-import { defineScripts } from './redis/scripts.js';
+import { defineScripts, Scripts } from './redis/scripts.js';
 import { RedisKeys } from './redis/keys.js';
 import { createDatabase, type Db } from './repositories/database.js';
 import { AccountRepository } from './repositories/account.repository.js';
@@ -21,7 +21,7 @@ import { ReconciliationService } from './services/reconciliation.service.js';
 import { ReconciliationRepository } from './repositories/reconciliation.repository.js';
 import { AdminService } from './services/admin.service.js';
 import { RechargeRepository } from './repositories/recharge.repository.js';
-import { PaymentClient } from '../proto/payment/v1/payment.client.js';
+import { PaymentClient } from './payment/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
 
@@ -74,29 +74,29 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
 
   const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db), reconciliation: new ReconciliationRepository(db) };
   const catalogue = new CatalogueService(config.services, config.currency);
-  const accounts = new AccountService(redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
-  const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger, faults, () =>
+  // The scripts load an account they do not find ('init') through the account service, built next.
+  const scripts: Scripts = new Scripts(redis, keys, { load: (userId, now, readOnly) => accounts.load(userId, now, readOnly) }, metrics);
+  const accounts = new AccountService(scripts, redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
+  const persistence = new PersistenceService(scripts, redis, keys, repositories.ledger, queues, config.persistence, clock, logger, faults, () =>
     metrics.deadLetters.inc(),
   );
-  const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs, metrics);
+  const billing = new BillingService(scripts, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs);
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
-  const credits = new CreditService(redis, keys, accounts, persistence, clock);
-  const reservations = new ReservationService(redis, keys, catalogue, accounts, persistence, queues, calendar, clock, {
+  const credits = new CreditService(scripts, persistence, clock);
+  const reservations = new ReservationService(scripts, redis, keys, catalogue, accounts, persistence, queues, calendar, clock, {
     defaultTtlMs: config.reservations.defaultTtlMs,
     maxTtlMs: config.reservations.maxTtlMs,
     idempotencyTtlMs: config.redis.idempotencyTtlMs,
-  }, logger, metrics);
+  }, logger);
   const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
-  const recharges = new RechargeService(db, repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
+  const recharges = new RechargeService(repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
     currency: config.currency,
     minRecharge: config.payment.minRecharge,
     maxRecharge: config.payment.maxRecharge,
-    callbackSecret: config.payment.callbackSecret,
-    callbackToleranceMs: config.payment.callbackToleranceMs,
     notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
   }, clock, faults, logger);
-  const reconciliation = new ReconciliationService(redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
+  const reconciliation = new ReconciliationService(scripts, redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
     sweepAfterMs: config.persistence.sweepAfterMs,
     pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
     everyMs: config.reconcileEveryMs,

@@ -3,6 +3,15 @@ import type { AppContext } from '../context.js';
 import { callbackBody } from './callback.schemas.js';
 import { validate } from './validation.js';
 import { AppError } from '../lib/errors.js';
+import { verifySignature } from '../lib/payment-signature.js';
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new AppError('VALIDATION_FAILED', 'malformed JSON body', [{ field: 'body', message: 'is not valid JSON' }]);
+  }
+}
 
 /**
  * `POST /internal/v1/billing/callback`: the payment service's result. Authenticated by an HMAC over
@@ -12,15 +21,13 @@ export function callbackRoutes(ctx: AppContext): Router {
   const router = Router();
   router.post('/', express.raw({ type: () => true, limit: ctx.config.http.bodyLimit }), async (req, res) => {
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    const { orderId, outcome } = await ctx.recharges.acceptCallback(raw, req.get('x-payment-signature'), (bytes) => {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(bytes.toString('utf8'));
-      } catch {
-        throw new AppError('VALIDATION_FAILED', 'malformed JSON body', [{ field: 'body', message: 'is not valid JSON' }]);
-      }
-      return validate(callbackBody, parsed);
-    }, res.locals.correlationId as string);
+    // Verified at the edge, on the raw bytes, before anything is parsed: the service gets a typed body.
+    const { callbackSecret, callbackToleranceMs } = ctx.config.payment;
+    const nowMs = ctx.clock.now().getTime();
+    const check = verifySignature(callbackSecret, raw, req.get('x-payment-signature'), nowMs, callbackToleranceMs);
+    if (!check.ok) throw new AppError('UNAUTHORIZED', check.reason);
+    const body = validate(callbackBody, parseJson(raw));
+    const { orderId, outcome } = await ctx.recharges.acceptCallback(body, res.locals.correlationId as string);
     res.json({ success: true, data: { orderId, outcome } });
   });
   return router;

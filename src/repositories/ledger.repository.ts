@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { Db } from './database.js';
-import type { LedgerChange, DeductionChange, CreditChange } from '../services/ledger-change.js';
+import { balancesWithLedgerSum } from './ledger-sum.js';
+import type { LedgerChange, DeductionChange, CreditChange } from '../lib/ledger-change.js';
 
 export interface ApplyResult {
   applied: number;
@@ -26,6 +27,11 @@ function addTo(map: Map<string, bigint[]>, key: string, deltas: string[]): void 
  */
 export class LedgerRepository {
   constructor(private readonly db: Db) {}
+
+  /** Runs `work` in one MySQL transaction: changes are booked together with what the caller writes. */
+  transaction<T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+    return this.db.transaction(work);
+  }
 
   /** In its own transaction, or in `outer` when the caller has one (a recharge's order update). */
   async applyChanges(changes: LedgerChange[], outer?: Knex.Transaction): Promise<ApplyResult> {
@@ -169,8 +175,7 @@ export class LedgerRepository {
 
   /** The user's MySQL balance and the sum of their ledger entries (SPEC 7.2 says they agree). */
   async balanceAndLedgerSum(userId: string): Promise<{ balance: bigint; ledgerSum: bigint }> {
-    const acct = await this.db('accounts').where({ user_id: userId }).first('balance');
-    const sum = await this.db('ledger_entries').where({ user_id: userId }).sum({ s: 'amount' }).first();
-    return { balance: BigInt(acct?.balance ?? 0), ledgerSum: BigInt((sum?.s as string | null) ?? 0) };
+    const row = await balancesWithLedgerSum(this.db).where('a.user_id', userId).first();
+    return { balance: BigInt(row?.balance ?? 0), ledgerSum: BigInt(row?.ledger_sum ?? 0) };
   }
 }

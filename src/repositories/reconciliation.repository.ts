@@ -1,4 +1,5 @@
 import type { Db } from './database.js';
+import { asStrings, balancesWithLedgerSum, type BalanceWithLedgerSum } from './ledger-sum.js';
 
 export interface RunCounts {
   users_checked: number;
@@ -146,17 +147,10 @@ export class ReconciliationRepository {
   }
 
   /** Users among `userIds` whose MySQL balance differs from the sum of their whole ledger (a full audit). */
-  async ledgerMismatches(userIds: string[]): Promise<{ user_id: string; balance: string; ledger_sum: string }[]> {
+  async ledgerMismatches(userIds: string[]): Promise<BalanceWithLedgerSum[]> {
     if (userIds.length === 0) return [];
-    const users: { user_id: string; balance: string }[] = await this.db('accounts').whereIn('user_id', userIds).select('user_id', 'balance');
-    const sums: { user_id: string; s: string }[] = await this.db('ledger_entries')
-      .whereIn('user_id', userIds)
-      .groupBy('user_id')
-      .select('user_id', this.db.raw('SUM(amount) AS s'));
-    const byUser = new Map(sums.map((r) => [r.user_id, r.s]));
-    return users
-      .map((u) => ({ user_id: u.user_id, balance: u.balance, ledger_sum: byUser.get(u.user_id) ?? '0' }))
-      .filter((u) => BigInt(u.balance) !== BigInt(u.ledger_sum));
+    const rows: BalanceWithLedgerSum[] = await balancesWithLedgerSum(this.db).whereIn('a.user_id', userIds);
+    return rows.map(asStrings).filter((u) => BigInt(u.balance) !== BigInt(u.ledger_sum));
   }
 
   /**
@@ -165,17 +159,16 @@ export class ReconciliationRepository {
    */
   async repairBalanceFromLedger(userId: string): Promise<{ before: string; after: string } | null> {
     return this.db.transaction(async (trx) => {
-      const acct = await trx('accounts').where({ user_id: userId }).forUpdate().first('balance');
-      if (!acct) return null;
-      const row = await trx('ledger_entries').where({ user_id: userId }).first(trx.raw('COALESCE(SUM(amount), 0) AS s'));
-      const sum = String(row.s);
-      if (BigInt(acct.balance) === BigInt(sum)) return null;
+      const locked = await trx('accounts').where({ user_id: userId }).forUpdate().first('user_id');
+      if (!locked) return null;
+      // A plain read after the lock: it sees every persist committed before the lock was taken.
+      const row = asStrings((await balancesWithLedgerSum(trx).where('a.user_id', userId).first())!);
+      if (BigInt(row.balance) === BigInt(row.ledger_sum)) return null;
       // The ledger is the truth; the next check verifies from its latest entry on.
       const last = await trx('ledger_entries').where({ user_id: userId }).max({ id: 'id' }).first();
-      await trx('accounts')
-        .where({ user_id: userId })
-        .update({ balance: trx.raw('CAST(? AS SIGNED)', [sum]), audited_entry_id: last?.id ?? 0, audited_balance: trx.raw('CAST(? AS SIGNED)', [sum]) });
-      return { before: String(acct.balance), after: sum };
+      const balance = trx.raw('CAST(? AS SIGNED)', [row.ledger_sum]);
+      await trx('accounts').where({ user_id: userId }).update({ balance, audited_entry_id: last?.id ?? 0, audited_balance: balance });
+      return { before: row.balance, after: row.ledger_sum };
     });
   }
 }

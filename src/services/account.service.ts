@@ -1,5 +1,6 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
+import type { Scripts } from '../redis/scripts.js';
 import type { AccountRepository } from '../repositories/account.repository.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
@@ -33,6 +34,7 @@ export class AccountService {
   private readonly loading = new Map<string, Promise<void>>();
 
   constructor(
+    private readonly scripts: Scripts,
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly accounts: AccountRepository,
@@ -62,16 +64,15 @@ export class AccountService {
   private async loadFromMysql(userId: string, now: Date, readOnly: boolean): Promise<void> {
     const period = this.calendar.period(now);
     const [row, usage] = await Promise.all([this.accounts.find(userId), this.accounts.quotaUsage(userId, period)]);
-    const pairs = usage.flatMap((u) => [u.service_name, u.used]);
-    await this.redis.initAccountScript(
-      this.keys.account(userId),
-      this.keys.quota(userId, period),
-      row?.balance ?? '0',
-      row?.overdraft_limit ?? '0',
-      this.quotaExpiry(now),
-      readOnly ? READ_LOAD_TTL_MS : 0,
-      ...pairs,
-    );
+    await this.scripts.initAccount({
+      userId,
+      period,
+      balance: row?.balance ?? '0',
+      overdraftLimit: row?.overdraft_limit ?? '0',
+      quotaExpiresAt: this.quotaExpiry(now),
+      readTtlMs: readOnly ? READ_LOAD_TTL_MS : 0,
+      used: usage.map((u) => [u.service_name, u.used]),
+    });
   }
 
   /**

@@ -5,7 +5,8 @@ import type { RedisKeys } from '../redis/keys.js';
 import { scanKeys } from '../redis/scan.js';
 import type { JobQueues } from '../jobs/queues.js';
 import type { LedgerRepository, ApplyResult } from '../repositories/ledger.repository.js';
-import { isLedgerChange, journalId, type LedgerChange } from './ledger-change.js';
+import { isLedgerChange, journalId, type LedgerChange } from '../lib/ledger-change.js';
+import type { Scripts } from '../redis/scripts.js';
 import type { FaultPoints } from '../lib/faults.js';
 
 export interface PersistenceOptions {
@@ -44,6 +45,7 @@ export class PersistenceService {
   private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(
+    private readonly scripts: Scripts,
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly ledger: LedgerRepository,
@@ -89,24 +91,24 @@ export class PersistenceService {
    * blocks the rest of its batch, nor the batches after it (SPEC 10.4).
    */
   async persist(changes: LedgerChange[]): Promise<PersistOutcome> {
+    if (!Array.isArray(changes)) throw new MalformedChangeError('persist-changes carries no list of changes');
     const good = changes.filter(isLedgerChange);
     let parked = 0;
     for (const bad of changes.filter((c) => !isLedgerChange(c))) {
       parked += await this.park(bad, new MalformedChangeError('malformed change'));
     }
-    let result: ApplyResult = { applied: 0, alreadyPersisted: 0 };
-    if (good.length > 0) {
+    const result = await this.writeThenClear(good, async () => {
+      if (good.length === 0) return { applied: 0, alreadyPersisted: 0 };
       try {
-        result = await this.ledger.applyChanges(good);
+        return await this.ledger.transaction((trx) => this.ledger.applyChanges(good, trx));
       } catch (err) {
         if (!isDataError(err)) throw err;
         this.logger.warn({ err: (err as Error).message, changes: good.length }, 'MySQL refused a batch; writing its changes one by one');
-        result = await this.persistOneByOne(good);
-        parked += good.length - result.applied - result.alreadyPersisted;
+        const alone = await this.persistOneByOne(good);
+        parked += good.length - alone.applied - alone.alreadyPersisted;
+        return alone;
       }
-    }
-    this.faults.point('after-batch-commit');
-    await this.acknowledge(good);
+    }, 'after-batch-commit');
     const oldest = Math.min(...changes.map((c) => Date.parse((c as Partial<LedgerChange>).at ?? '') || Date.now()));
     return { ...result, parked, lagMs: Math.max(0, this.clock.now().getTime() - oldest) };
   }
@@ -117,7 +119,7 @@ export class PersistenceService {
       // Twice: a change that a concurrent job was committing collides once on a unique key, then is found stored.
       for (let attempt = 1; ; attempt++) {
         try {
-          const r = await this.ledger.applyChanges([change]);
+          const r = await this.ledger.transaction((trx) => this.ledger.applyChanges([change], trx));
           total.applied += r.applied;
           total.alreadyPersisted += r.alreadyPersisted;
           break;
@@ -132,6 +134,23 @@ export class PersistenceService {
     return total;
   }
 
+  /**
+   * The one way changes leave the journal: `write` books them in MySQL (one transaction, or one per
+   * change when a batch was refused, with whatever else the caller writes in it), and only after that
+   * are they removed from the journals. A crash between the two leaves them journaled; booking is
+   * idempotent by id, so a rerun is harmless. (Parked changes have left the journal already.)
+   */
+  async writeThenClear<T>(
+    changes: Pick<LedgerChange, 'kind' | 'id' | 'userId'>[],
+    write: () => Promise<T>,
+    faultPoint: string,
+  ): Promise<T> {
+    const result = await write();
+    this.faults.point(faultPoint);
+    await this.acknowledge(changes);
+    return result;
+  }
+
   /** Moves one change from its user's journal to the dead letters (logged, counted). Returns 1 if parked. */
   private async park(change: unknown, err: Error): Promise<number> {
     const c = change as Partial<LedgerChange> | null;
@@ -141,9 +160,9 @@ export class PersistenceService {
     this.logger.error({ userId, change: field, err: err.message }, 'change parked as a dead letter');
     if (!userId || !field) return 0; // not from a journal: nothing in Redis to account for
     const at = this.clock.now();
-    const moved = await this.redis.parkChangeScript(this.keys.pending(userId), this.keys.deadLetters(userId), field, JSON.stringify(err.message.slice(0, 500)), at.toISOString());
-    if (moved === 1) await this.redis.zadd(this.keys.deadLetterIndex(), at.getTime(), userId);
-    return moved;
+    const moved = await this.scripts.parkChange({ userId, field, error: err.message, at });
+    if (moved) await this.redis.zadd(this.keys.deadLetterIndex(), at.getTime(), userId);
+    return moved ? 1 : 0;
   }
 
   /** Dead letters, oldest users first: what an operator sees. */
@@ -161,10 +180,10 @@ export class PersistenceService {
 
   /** Puts a dead letter back into its journal and queues it (an operator's retry). False if none. */
   async retryDeadLetter(userId: string, changeId: string): Promise<boolean> {
-    const [json, left] = await this.redis.unparkChangeScript(this.keys.pending(userId), this.keys.deadLetters(userId), changeId);
-    if (Number(left) === 0) await this.redis.zrem(this.keys.deadLetterIndex(), userId);
-    if (!json) return false;
-    await this.queues.add('persist-changes', { changes: [JSON.parse(json) as LedgerChange] });
+    const { change, left } = await this.scripts.unparkChange(userId, changeId);
+    if (left === 0) await this.redis.zrem(this.keys.deadLetterIndex(), userId);
+    if (!change) return false;
+    await this.queues.add('persist-changes', { changes: [JSON.parse(change) as LedgerChange] });
     return true;
   }
 

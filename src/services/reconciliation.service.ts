@@ -1,5 +1,6 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
+import type { Scripts } from '../redis/scripts.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { AccountRepository } from '../repositories/account.repository.js';
@@ -57,6 +58,7 @@ export interface RunOptions {
  */
 export class ReconciliationService {
   constructor(
+    private readonly scripts: Scripts,
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly runs: ReconciliationRepository,
@@ -167,36 +169,49 @@ export class ReconciliationService {
 
   private async redisAgainstMysql(runId: number, c: RunCounts, userId: string, period: string): Promise<void> {
     const now = this.clock.now();
-    const key = this.keys.account(userId);
-    const pending = this.keys.pending(userId);
-    const holds = this.keys.holds(userId);
-    const dead = this.keys.deadLetters(userId);
     c.users_checked++;
-    const [exists, version, , journal, open] = await this.redis.accountSnapshotScript(key, pending, holds, dead);
-    if (exists !== '1') return; // not in Redis: its next call loads it from MySQL
-    if (journal !== '0' || open !== '0') {
+    const snapshot = await this.scripts.accountSnapshot(userId);
+    if (!snapshot.exists) return; // not in Redis: its next call loads it from MySQL
+    if (snapshot.pending > 0 || snapshot.openHolds > 0) {
       c.users_in_flight++;
       return;
     }
-    const [row, usage] = await Promise.all([this.accountsRepo.findWithLedgerBalance(userId), this.accountsRepo.quotaUsage(userId, period)]);
+    const [row, usage] = await Promise.all([
+      this.accountsRepo.findWithLedgerBalance(userId),
+      this.accountsRepo.quotaUsage(userId, period),
+    ]);
     if (row && BigInt(row.balance) !== BigInt(row.ledger_balance)) {
       // MySQL itself is off its ledger (another run may be repairing it): never copy that into Redis.
       c.users_in_flight++;
       return;
     }
     const used = new Map(usage.map((u) => [u.service_name, u.used]));
-    const pairs = this.catalogue.services.flatMap((s) => [s.name, used.get(s.name) ?? '0']);
-    const r = await this.redis.repairAccountScript(key, this.keys.quota(userId, period), pending, holds, dead, version, row?.balance ?? '0', this.accounts.quotaExpiry(now), ...pairs);
-    if (r[0] === 'changed') {
+    const repairs = await this.scripts.repairAccount({
+      userId,
+      period,
+      version: snapshot.version,
+      balance: row?.balance ?? '0',
+      quotaExpiresAt: this.accounts.quotaExpiry(now),
+      used: this.catalogue.services.map((s) => [s.name, used.get(s.name) ?? '0']),
+    });
+    if (!repairs) {
       c.users_in_flight++;
       return;
     }
-    for (let i = 1; i < r.length; i += 3) {
+    for (const { field, before, after } of repairs) {
       c.mismatches++;
       c.repairs++;
       this.metrics.reconciliationMismatches.inc({ kind: 'redis_vs_mysql' });
-      await this.runs.addRepair(runId, { user_id: userId, kind: 'redis_vs_mysql', subject: r[i], before_value: r[i + 1], after_value: r[i + 2], repaired: true, note: 'Redis set to MySQL' });
-      this.logger.warn({ userId, field: r[i], redis: r[i + 1], mysql: r[i + 2] }, 'reconciliation repaired Redis drift');
+      await this.runs.addRepair(runId, {
+        user_id: userId,
+        kind: 'redis_vs_mysql',
+        subject: field,
+        before_value: before,
+        after_value: after,
+        repaired: true,
+        note: 'Redis set to MySQL',
+      });
+      this.logger.warn({ userId, field, redis: before, mysql: after }, 'reconciliation repaired Redis drift');
     }
   }
 

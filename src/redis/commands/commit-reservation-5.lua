@@ -21,7 +21,7 @@
     status 'ok' | 'dup' | 'reused' (committed before with another count) | 'missing'
            | 'released' | 'expired' | 'too_many'
 ]]
-local function int(n) return string.format('%d', n) end
+--- @include "includes/quote"
 
 local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'paid', 'amt', 'price', 'exp', 'count',
   'ccount', 'rec', 'cfree', 'cpaid', 'camt', 'creleased', 'req', 'period')
@@ -50,10 +50,9 @@ end
 
 local count = tonumber(ARGV[2])
 if count > tonumber(r[8]) then return {'too_many', r[8]} end
-local free = math.min(count, heldFree)
-local paid = count - free
-local amount = 0
-if paid > 0 then amount = paid * tonumber(r[6]) end
+-- Priced like any call, with the hold as the whole budget: its free calls as the quota, its amount
+-- as the balance. `count` is at most what is held, so the hold always covers it (no refusal).
+local free, paid, amount = quote(heldAmount, 0, 0, 0, count, heldFree, r[6])
 
 if heldFree - free > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(free - heldFree)) end
 if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end

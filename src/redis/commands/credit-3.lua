@@ -19,7 +19,7 @@
     status 'ok' | 'dup' (already applied) | 'init' (account not loaded)
            | 'no_balance' | 'too_large' (refused: nothing changed)
 ]]
-local function int(n) return string.format('%d', n) end
+--- @include "includes/int"
 
 local applied = redis.call('GET', KEYS[2])
 if applied then

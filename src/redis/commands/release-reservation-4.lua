@@ -17,7 +17,7 @@
     status 'ok' | 'missing' | 'not_due' (expiry before its time) | the state it was already in
            ('released', 'expired', 'committed')
 ]]
-local function int(n) return string.format('%d', n) end
+--- @include "includes/int"
 
 local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'amt', 'exp')
 if not r[1] then

@@ -2,9 +2,11 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
+const protoFile = new URL('../../proto/payment/v1/payment.proto', import.meta.url);
+
 /** Loads payment.proto (int64 as decimal strings: no amount passes through a double). */
 export function loadPaymentProto() {
-  const definition = protoLoader.loadSync(fileURLToPath(new URL('./payment.proto', import.meta.url)), {
+  const definition = protoLoader.loadSync(fileURLToPath(protoFile), {
     keepCase: true,
     longs: String,
     enums: String,

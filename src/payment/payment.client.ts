@@ -1,6 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
-import { AppError } from '../../../src/lib/errors.js';
-import { loadPaymentProto, type CreatePaymentRequest, type CreatePaymentReply, type GetPaymentRequest, type GetPaymentReply } from './payment.grpc.js';
+import { AppError } from '../lib/errors.js';
+import {
+  loadPaymentProto,
+  type CreatePaymentRequest,
+  type CreatePaymentReply,
+  type GetPaymentRequest,
+  type GetPaymentReply,
+} from './payment.grpc.js';
 
 /**
  * The payment service over gRPC. Every call carries a deadline of `payment_service.timeout`; down,
@@ -22,8 +28,16 @@ export class PaymentClient {
       const deadline = new Date(Date.now() + this.timeoutMs);
       this.client[method](request, { deadline }, (err: grpc.ServiceError | null, reply: Res) => {
         if (!err) return resolve(reply);
-        const what = err.code === grpc.status.DEADLINE_EXCEEDED ? `no answer within ${this.timeoutMs} ms` : `${grpc.status[err.code] ?? err.code}: ${err.details}`;
-        reject(Object.assign(new AppError('PAYMENT_UNAVAILABLE', `payment service unavailable (${method}: ${what})`), { cause: err, grpcCode: err.code }));
+        const what =
+          err.code === grpc.status.DEADLINE_EXCEEDED
+            ? `no answer within ${this.timeoutMs} ms`
+            : `${grpc.status[err.code] ?? err.code}: ${err.details}`;
+        reject(
+          Object.assign(new AppError('PAYMENT_UNAVAILABLE', `payment service unavailable (${method}: ${what})`), {
+            cause: err,
+            grpcCode: err.code,
+          }),
+        );
       });
     });
   }
