@@ -190,11 +190,11 @@ describe('fault injection: generated hostile suite', function () {
         },
       );
     }
-    const keyUser = h.user('ak');
+    const adjustUser = h.user('ak');
     for (const k of hostileAdjustmentKeys(rnd)) {
       cases.push({
-        name: `adjust idempotency_key=${show(k)}`, req: post(`/admin/v1/accounts/${enc(keyUser)}/adjustments`, json({ amount: '0.01', reason: 'hostile key', idempotency_key: k }), adminAuth),
-        allowed: ADJUSTMENT_KEY.test(k) ? [200] : [VALIDATION], user: keyUser,
+        name: `adjust idempotency_key=${show(k)}`, req: post(`/admin/v1/accounts/${enc(adjustUser)}/adjustments`, json({ amount: '0.01', reason: 'hostile key', idempotency_key: k }), adminAuth),
+        allowed: ADJUSTMENT_KEY.test(k) ? [200] : [VALIDATION], user: adjustUser,
         check: (a) => (a.json.data.applied === true ? null : `a new key not applied: ${a.text.slice(0, 160)}`),
       });
     }
@@ -223,7 +223,45 @@ describe('fault injection: generated hostile suite', function () {
         },
       );
     }
+    // Recharge Idempotency-Key: byte-exact keys, each its own order. (fetch trims header values and
+    // refuses CR, LF, NUL and characters past U+00FF, so those are left to the body fields above.)
+    const orderOfKey = new Map<string, string>();
+    const keyUser = h.user('idem');
+    const headerKeys = hostileAdjustmentKeys(rnd).filter((k) => k.trim() === k && ![...k].some((c) => c === '\r' || c === '\n' || c === '\u0000' || c.codePointAt(0)! > 0xff));
+    for (const key of headerKeys) {
+      cases.push({
+        name: `recharge Idempotency-Key=${show(key)}`, req: post('/api/v1/billing/recharge', json({ user_id: keyUser, amount: '2.00', payment_method: 'wechat' }), { ...gatewayAuth, 'idempotency-key': key }),
+        allowed: /^[\x21-\x7E]{1,128}$/.test(key) ? [200] : [VALIDATION], user: keyUser,
+        check: (a) => {
+          orderOfKey.set(key, a.json.data.orderId);
+          return null;
+        },
+      });
+    }
+    // Every other endpoint, and credentials: hostile tokens are a 401 with a code, never more.
+    for (const token of ['', ' ', `${GATEWAY_TOKEN} `, ` ${GATEWAY_TOKEN}`, GATEWAY_TOKEN.toUpperCase(), `${GATEWAY_TOKEN}\u00e9`, ADMIN_TOKEN, '*', 'x'.repeat(10_000)]) {
+      const auth = { authorization: `Bearer ${token}` };
+      const n = `token=${show(token)}`;
+      cases.push(
+        { name: `deduct ${n}`, req: post('/internal/v1/billing/deduct', json({ request_id: 'auth', user_id: keyUser, service_name: 'passport' }), auth), allowed: [[401, 40100]] },
+        { name: `account ${n}`, req: get('/api/v1/billing/account', { user_id: keyUser }, auth), allowed: [[401, 40100]] },
+      );
+      if (token !== ADMIN_TOKEN) cases.push({ name: `admin ${n}`, req: get('/admin/v1/reconciliation/runs', {}, auth), allowed: [[401, 40100]] });
+    }
+    cases.push(
+      { name: 'services with hostile parameters', req: get('/api/v1/billing/services', { user_id: '{*}', page: '-1' }), allowed: [200, VALIDATION] },
+      { name: 'healthz', req: get('/healthz', { x: '\u0000' }, {}), allowed: [200] },
+      { name: 'readyz', req: get('/readyz', {}, {}), allowed: [200] },
+      { name: 'board without credentials', req: get('/admin/queues', {}, { authorization: 'Basic Og==' }), allowed: [[401, 40100]] },
+      { name: 'reconciliation run with a hostile body', req: post('/admin/v1/reconciliation/runs', json({ trigger: 'x}:holds', user_id: '*' }), adminAuth), allowed: [202, VALIDATION] },
+    );
     const problems = await runCases(api.url, cases, touched);
+    // A key seen before answers its own order again; two keys never share one.
+    for (const [key, orderId] of orderOfKey) {
+      const again = await timedRequest(api.url, post('/api/v1/billing/recharge', json({ user_id: keyUser, amount: '2.00', payment_method: 'wechat' }), { ...gatewayAuth, 'idempotency-key': key }));
+      if (again.json?.data?.orderId !== orderId) problems.push(`recharge Idempotency-Key=${show(key)} again: ${again.text.slice(0, 160)}`);
+    }
+    if (new Set(orderOfKey.values()).size !== orderOfKey.size) problems.push(`two Idempotency-Keys share an order: ${show([...orderOfKey])}`);
     console.log(`      ${cases.length} id cases`);
     expect(problems, report(problems)).to.deep.equal([]);
   });
@@ -429,7 +467,7 @@ describe('fault injection: generated hostile suite', function () {
     for (const id of openHolds) await h.post(`/internal/v1/billing/reservations/${enc(id)}/release`, {});
     // Holds of 1 s expire by their jobs; give them that second.
     await new Promise((r) => setTimeout(r, 1500));
-    await h.drain(20_000).catch((err: Error) => problems.push(`drain: ${err.message}`));
+    await h.drain(15_000).catch((err: Error) => problems.push(`drain: ${err.message}`));
     const users = [...touched];
     for (const u of users) await h.assertInvariant([u]).catch((err: Error) => problems.push(`SPEC 7 for ${show(u)}: ${err.message}`));
     problems.push(...(await stuckJobs(ctx)));
