@@ -103,7 +103,8 @@ async function stuckJobs(ctx: AppContext): Promise<string[]> {
     for (const job of await queue.getFailed(0, 5)) problems.push(`${queue.name} failed ${job.name}: ${job.failedReason}`);
     for (const job of await queue.getDelayed(0, 1000)) {
       const due = job.timestamp + (job.delay ?? 0);
-      if (job.name !== 'expire-reservation' || due < Date.now() - 10_000) problems.push(`${queue.name}: delayed ${job.name} overdue by ${Date.now() - due} ms`);
+      if (job.attemptsMade > 0) problems.push(`${queue.name}: ${job.name} retrying after ${job.attemptsMade} failed attempts: ${job.failedReason?.slice(0, 120)}`);
+      else if (job.name !== 'expire-reservation' || due < Date.now() - 10_000) problems.push(`${queue.name}: delayed ${job.name} overdue by ${Date.now() - due} ms`);
     }
   }
   return problems;
