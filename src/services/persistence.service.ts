@@ -109,7 +109,7 @@ export class PersistenceService {
         return alone;
       }
     }, 'after-batch-commit');
-    const oldest = Math.min(...changes.map((c) => Date.parse((c as Partial<LedgerChange>).at ?? '') || Date.now()));
+    const oldest = Math.min(...changes.map((c) => Date.parse((c as Partial<LedgerChange> | null)?.at ?? '') || Date.now()));
     return { ...result, parked, lagMs: Math.max(0, this.clock.now().getTime() - oldest) };
   }
 

@@ -12,10 +12,7 @@ import {
 import { signPayload } from '../../src/lib/payment-signature.js';
 import { isAppError } from '../../src/lib/errors.js';
 import { scanKeys } from '../../src/redis/scan.js';
-import { expireReservationProcessor } from '../../src/workers/expire-reservation.processor.js';
-import { applyPaymentProcessor } from '../../src/workers/apply-payment.processor.js';
-import { persistChangesProcessor } from '../../src/workers/persist-changes.processor.js';
-import { sweepPendingProcessor } from '../../src/workers/sweep-pending.processor.js';
+import { jobHandlers, runJob } from '../../src/workers/handlers.js';
 import type { AppContext } from '../../src/context.js';
 
 /**
@@ -393,10 +390,10 @@ describe('fault injection: generated hostile suite', function () {
         if (!(err instanceof UnrecoverableError) && !isAppError(err)) problems.push(`${name}: ${(err as Error).name}: ${(err as Error).message.slice(0, 120)}`);
       }
     };
-    const expire = expireReservationProcessor(ctx.reservations);
-    const pay = applyPaymentProcessor(ctx.recharges);
-    const persist = persistChangesProcessor(ctx.persistence);
-    const sweep = sweepPendingProcessor(ctx.persistence, ctx.config.persistence.sweepAfterMs);
+    // The workers' own dispatch: each job's handler, with its unrecoverable-error policy.
+    const handlers = jobHandlers({ ...ctx, sweepAfterMs: ctx.config.persistence.sweepAfterMs });
+    const run = (job: Job) => runJob(handlers, job as never);
+    const [expire, pay, persist, sweep] = [run, run, run, run];
     for (const p of hostilePathIds(rnd)) {
       await expectSettled(`expire-reservation ${show(p)}`, () => expire(fakeJob('expire-reservation', { userId: h.user('job'), reservationId: p })));
       await expectSettled(`apply-payment ${show(p)}`, () => pay(fakeJob('apply-payment', { orderId: p, paymentId: p, paidAt: p })));
