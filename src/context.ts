@@ -69,7 +69,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const redis = createRedis(config.redis.url, 'command');
   defineScripts(redis);
   const db = createDatabase(config.database.url, config.database.poolMax, logger);
-  const keys = new RedisKeys(config.redis.keyPrefix);
+  const keys = new RedisKeys(config.redis.keyPrefix, config.redis.url.startsWith('redis+cluster://'));
   const queues = new JobQueues(redis, config.queue.prefix);
 
   const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db), reconciliation: new ReconciliationRepository(db) };

@@ -15,7 +15,13 @@ export interface Config {
   readonly logLevel: string;
   /** publicBaseUrl: set explicitly, or null for http://HOST:<the port listened on> */
   readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string; readonly publicBaseUrl: string | null };
-  readonly redis: { readonly url: string | null; readonly keyPrefix: string; readonly idempotencyTtlMs: number };
+  readonly redis: {
+    readonly url: string | null;
+    readonly keyPrefix: string;
+    readonly idempotencyTtlMs: number;
+    readonly evictIdleAfterMs: number;
+    readonly evictEveryMs: number;
+  };
   readonly database: { readonly url: string | null; readonly poolMax: number };
   readonly queue: { readonly prefix: string; readonly workerConcurrency: number; readonly lockDurationMs: number; readonly stalledIntervalMs: number };
   /** fault-injection crash point (tests only; refused in production) */
@@ -78,6 +84,10 @@ const schema = Joi.object({
     url: Joi.string().pattern(/^(rediss?|redis\+cluster):\/\//).allow(null).default(null),
     key_prefix: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/).default('bill'),
     idempotency_ttl: duration.default('24h'),
+    // Accounts unchanged this long leave Redis (MySQL holds them); at least 10 minutes, far longer
+    // than any account load's MySQL read, so a load can never write back what an eviction removed.
+    evict_idle_after: duration.default('24h'),
+    evict_every: duration.default('10m'),
   }).default(),
   database: Joi.object({
     url: Joi.string().pattern(/^mysql:\/\//).allow(null).default(null),
@@ -150,6 +160,7 @@ const ENV_KEYS: Record<string, string[]> = {
   PUBLIC_BASE_URL: ['http', 'public_base_url'],
   REDIS_URL: ['redis', 'url'],
   REDIS_KEY_PREFIX: ['redis', 'key_prefix'],
+  REDIS_EVICT_IDLE_AFTER: ['redis', 'evict_idle_after'],
   DATABASE_URL: ['database', 'url'],
   DATABASE_POOL_MAX: ['database', 'pool_max'],
   QUEUE_PREFIX: ['queue', 'prefix'],
@@ -260,6 +271,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       throw new ConfigError(`invalid configuration:\n  services.${s.name}.unit_price: too large for max_calls_per_request`);
     }
   }
+  if (ms(v.redis.evict_idle_after) < 10 * 60_000) {
+    throw new ConfigError('invalid configuration:\n  redis.evict_idle_after (REDIS_EVICT_IDLE_AFTER): at least 10m');
+  }
   const minRecharge = parseMoney(v.payment_service.min_recharge)!;
   const maxRecharge = parseMoney(v.payment_service.max_recharge)!;
   if (minRecharge > maxRecharge || minRecharge <= 0n) {
@@ -294,7 +308,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       bodyLimit: v.http.body_limit,
       publicBaseUrl: v.http.public_base_url ? v.http.public_base_url.replace(/\/$/, '') : null,
     },
-    redis: { url: v.redis.url, keyPrefix: v.redis.key_prefix, idempotencyTtlMs: ms(v.redis.idempotency_ttl) },
+    redis: {
+      url: v.redis.url,
+      keyPrefix: v.redis.key_prefix,
+      idempotencyTtlMs: ms(v.redis.idempotency_ttl),
+      evictIdleAfterMs: ms(v.redis.evict_idle_after),
+      evictEveryMs: ms(v.redis.evict_every),
+    },
     database: { url: v.database.url, poolMax: v.database.pool_max },
     queue: {
       prefix: v.queue.prefix,

@@ -42,6 +42,8 @@ export const Jobs = {
    * ledger (an on-demand audit) instead of what changed plus a slice.
    */
   reconcile: job<{ trigger: 'schedule' | 'manual'; full?: boolean } & Traced>('maintenance'),
+  /** Remove from Redis the accounts idle longer than `redis.evict_idle_after` (MySQL holds them). */
+  'evict-idle-accounts': job<Record<string, never>>('maintenance'),
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': job<Record<string, never>>('maintenance'),
 } as const;

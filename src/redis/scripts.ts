@@ -49,15 +49,19 @@ declare module 'ioredis' {
       quota: string,
       request: string,
       pending: string,
+      journalIndex: string,
+      activity: string,
       ...args: Arg[]
     ): Result<string[], Context>;
-    initAccountScript(account: string, quota: string, ...args: Arg[]): Result<number, Context>;
+    initAccountScript(account: string, quota: string, activity: string, ...args: Arg[]): Result<number, Context>;
     reserveScript(
       account: string,
       quota: string,
       request: string,
       reservation: string,
       holds: string,
+      holdsIndex: string,
+      activity: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     commitReservationScript(
@@ -66,6 +70,9 @@ declare module 'ioredis' {
       reservation: string,
       holds: string,
       pending: string,
+      journalIndex: string,
+      holdsIndex: string,
+      activity: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     releaseReservationScript(
@@ -73,6 +80,8 @@ declare module 'ioredis' {
       quota: string,
       reservation: string,
       holds: string,
+      holdsIndex: string,
+      activity: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     accountSnapshotScript(account: string, pending: string, holds: string, dead: string): Result<string[], Context>;
@@ -84,9 +93,28 @@ declare module 'ioredis' {
       dead: string,
       ...args: Arg[]
     ): Result<string[], Context>;
-    parkChangeScript(pending: string, dead: string, field: string, error: string, at: string): Result<number, Context>;
-    unparkChangeScript(pending: string, dead: string, field: string): Result<[string | null, number], Context>;
-    creditScript(account: string, marker: string, pending: string, ...args: Arg[]): Result<string[], Context>;
+    parkChangeScript(pending: string, dead: string, journalIndex: string, ...args: Arg[]): Result<number, Context>;
+    unparkChangeScript(pending: string, dead: string, journalIndex: string, ...args: Arg[]): Result<[string | null, number], Context>;
+    ackChangesScript(pending: string, journalIndex: string, user: string, ...fields: string[]): Result<number, Context>;
+    evictAccountScript(
+      account: string,
+      quota: string,
+      previousQuota: string,
+      pending: string,
+      dead: string,
+      holds: string,
+      activity: string,
+      user: string,
+      idleBefore: number,
+    ): Result<string, Context>;
+    creditScript(
+      account: string,
+      marker: string,
+      pending: string,
+      journalIndex: string,
+      activity: string,
+      ...args: Arg[]
+    ): Result<string[], Context>;
   }
 }
 
@@ -225,6 +253,7 @@ export interface InitAccountArgs {
   quotaExpiresAt: number;
   /** TTL of the account in ms for a read-only load (0: lasting) */
   readTtlMs: number;
+  now: Date;
   used: QuotaUse;
 }
 
@@ -340,6 +369,8 @@ export class Scripts {
         k.quota(a.userId, a.period),
         k.request(a.userId, a.requestId),
         k.pending(a.userId),
+        k.journalIndex(a.userId),
+        k.activityIndex(a.userId),
         `deduct|${s.name}|${a.count}`,
         s.name,
         a.count,
@@ -349,6 +380,8 @@ export class Scripts {
         JSON.stringify(a.change),
         a.idempotencyTtlMs,
         a.quotaExpiresAt,
+        a.userId,
+        a.now.getTime(),
       ),
     );
     const status = str(r[0]);
@@ -369,6 +402,8 @@ export class Scripts {
         k.request(a.userId, a.requestId),
         k.reservation(a.userId, a.reservationId),
         k.holds(a.userId),
+        k.holdsIndex(a.userId),
+        k.activityIndex(a.userId),
         `reserve|${s.name}|${a.count}|${a.ttlMs}`,
         s.name,
         a.count,
@@ -381,6 +416,8 @@ export class Scripts {
         a.requestId,
         a.period,
         a.keepMs,
+        a.userId,
+        a.now.getTime(),
       ),
     );
     const reply = this.charge(r);
@@ -396,11 +433,15 @@ export class Scripts {
       k.reservation(a.userId, a.reservationId),
       k.holds(a.userId),
       k.pending(a.userId),
+      k.journalIndex(a.userId),
+      k.holdsIndex(a.userId),
+      k.activityIndex(a.userId),
       a.reservationId,
       a.count,
       a.recordId,
       JSON.stringify(a.change),
       a.now.getTime(),
+      a.userId,
     );
     const status = str(r[0]);
     this.outcome('commit', status);
@@ -434,9 +475,12 @@ export class Scripts {
       k.quota(a.userId, a.period),
       k.reservation(a.userId, a.reservationId),
       k.holds(a.userId),
+      k.holdsIndex(a.userId),
+      k.activityIndex(a.userId),
       a.reservationId,
       a.as,
       a.now.getTime(),
+      a.userId,
     );
     const status = str(r[0]);
     this.outcome(a.as === 'released' ? 'release' : 'expire', status);
@@ -454,12 +498,16 @@ export class Scripts {
         k.account(change.userId),
         k.applied(change.userId, id),
         k.pending(change.userId),
+        k.journalIndex(change.userId),
+        k.activityIndex(change.userId),
         a.amount.toString(),
         id,
         JSON.stringify(change),
         a.markerTtlMs,
         a.maxBalance.toString(),
         a.refuseOverdraw ? '1' : '0',
+        change.userId,
+        a.now.getTime(),
       ),
     );
     const balance = big(r[1]);
@@ -495,10 +543,13 @@ export class Scripts {
     const loaded = await this.redis.initAccountScript(
       k.account(a.userId),
       k.quota(a.userId, a.period),
+      k.activityIndex(a.userId),
       a.balance,
       a.overdraftLimit,
       a.quotaExpiresAt,
       a.readTtlMs,
+      a.userId,
+      a.now.getTime(),
       ...a.used.flat(),
     );
     return loaded === 1;
@@ -541,17 +592,53 @@ export class Scripts {
     const moved = await this.redis.parkChangeScript(
       k.pending(a.userId),
       k.deadLetters(a.userId),
+      k.journalIndex(a.userId),
       a.field,
       JSON.stringify(a.error.slice(0, 500)),
       a.at.toISOString(),
+      a.userId,
     );
     return moved === 1;
   }
 
   /** Puts a dead letter back into the journal. Returns its change JSON (null if none) and how many are left. */
-  async unparkChange(userId: string, field: string): Promise<{ change: string | null; left: number }> {
+  async unparkChange(userId: string, field: string, now: Date): Promise<{ change: string | null; left: number }> {
     const k = this.keys;
-    const [change, left] = await this.redis.unparkChangeScript(k.pending(userId), k.deadLetters(userId), field);
+    const [change, left] = await this.redis.unparkChangeScript(
+      k.pending(userId),
+      k.deadLetters(userId),
+      k.journalIndex(userId),
+      field,
+      userId,
+      now.getTime(),
+    );
     return { change: change || null, left: Number(left) };
+  }
+
+  /** Removes persisted changes from a user's journal (and the user from the journal index once empty). */
+  async ackChanges(userId: string, fields: string[]): Promise<number> {
+    if (fields.length === 0) return 0;
+    const k = this.keys;
+    return this.redis.ackChangesScript(k.pending(userId), k.journalIndex(userId), userId, ...fields);
+  }
+
+  /**
+   * Removes an account idle since before `idleBefore` from Redis, if nothing of it is in flight.
+   * `periods`: the current month and the one before (their quota hashes go with it).
+   */
+  async evictAccount(a: { userId: string; idleBefore: number; period: string; previousPeriod: string }) {
+    const k = this.keys;
+    const outcome = await this.redis.evictAccountScript(
+      k.account(a.userId),
+      k.quota(a.userId, a.period),
+      k.quota(a.userId, a.previousPeriod),
+      k.pending(a.userId),
+      k.deadLetters(a.userId),
+      k.holds(a.userId),
+      k.activityIndex(a.userId),
+      a.userId,
+      a.idleBefore,
+    );
+    return outcome as 'evicted' | 'active' | 'busy' | 'gone';
   }
 }

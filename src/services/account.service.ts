@@ -6,6 +6,7 @@ import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import { formatMoney } from '../lib/money.js';
 import { scanKeys } from '../redis/scan.js';
+import { dueMembers } from '../redis/indexes.js';
 
 /** How long a month's quota hash outlives its month, for reconciliation of the month just ended. */
 const QUOTA_KEEP_MS = 35 * 86_400_000;
@@ -71,6 +72,7 @@ export class AccountService {
       overdraftLimit: row?.overdraft_limit ?? '0',
       quotaExpiresAt: this.quotaExpiry(now),
       readTtlMs: readOnly ? READ_LOAD_TTL_MS : 0,
+      now,
       used: usage.map((u) => [u.service_name, u.used]),
     });
   }
@@ -80,8 +82,7 @@ export class AccountService {
    * expire by themselves; this catches any that lost their TTL (a restore, a manual edit). Idempotent.
    */
   async prunePeriods(now: Date = this.clock.now()): Promise<number> {
-    // The instant before this month began lies in the previous month.
-    const previous = this.calendar.period(new Date(this.calendar.startOfDay(this.calendar.monthDays(now).from).getTime() - 1));
+    const previous = this.previousPeriod(now);
     let deleted = 0;
     for await (const keys of scanKeys(this.redis, this.keys.quotaPattern())) {
       const old = keys.filter((k) => {
@@ -91,6 +92,35 @@ export class AccountService {
       if (old.length > 0) deleted += (await Promise.all(old.map((k) => this.redis.unlink(k)))).reduce((a, b) => a + b, 0);
     }
     return deleted;
+  }
+
+  /** The month before the one containing `now` (the instant before this month began lies in it). */
+  private previousPeriod(now: Date): string {
+    return this.calendar.period(new Date(this.calendar.startOfDay(this.calendar.monthDays(now).from).getTime() - 1));
+  }
+
+  /**
+   * Removes from Redis every account unchanged for `idleMs` that has nothing in flight (SPEC 16: Redis
+   * memory follows active users). Reads the activity index, kept by every changing script; each
+   * removal is one atomic script that re-checks the account (see evict-account-7.lua). Its next call
+   * loads it again from MySQL. Returns how many left.
+   */
+  async evictIdle(idleMs: number): Promise<{ evicted: number; busy: number }> {
+    const now = this.clock.now();
+    const idleBefore = now.getTime() - idleMs;
+    const period = this.calendar.period(now);
+    const previousPeriod = this.previousPeriod(now);
+    let evicted = 0;
+    let busy = 0;
+    const indexKeys = this.keys.indexTags().map((t) => this.keys.activityIndexOf(t));
+    for await (const users of dueMembers(this.redis, indexKeys, idleBefore)) {
+      const outcomes = await Promise.all(
+        users.map((userId) => this.scripts.evictAccount({ userId, idleBefore, period, previousPeriod })),
+      );
+      evicted += outcomes.filter((o) => o === 'evicted').length;
+      busy += outcomes.filter((o) => o === 'busy').length;
+    }
+    return { evicted, busy };
   }
 
   /** Balance (available = total − held), held amount and this month's quotas, read live from Redis. */

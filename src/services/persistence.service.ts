@@ -2,7 +2,7 @@ import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
-import { scanKeys } from '../redis/scan.js';
+import { dueMembers } from '../redis/indexes.js';
 import type { JobQueues } from '../jobs/queues.js';
 import type { LedgerRepository, ApplyResult } from '../repositories/ledger.repository.js';
 import { isLedgerChange, journalId, type LedgerChange } from '../lib/ledger-change.js';
@@ -180,43 +180,42 @@ export class PersistenceService {
 
   /** Puts a dead letter back into its journal and queues it (an operator's retry). False if none. */
   async retryDeadLetter(userId: string, changeId: string): Promise<boolean> {
-    const { change, left } = await this.scripts.unparkChange(userId, changeId);
+    const { change, left } = await this.scripts.unparkChange(userId, changeId, this.clock.now());
     if (left === 0) await this.redis.zrem(this.keys.deadLetterIndex(), userId);
     if (!change) return false;
     await this.queues.add('persist-changes', { changes: [JSON.parse(change) as LedgerChange] });
     return true;
   }
 
-  /** Removes persisted changes from the users' journals. */
+  /** Removes persisted changes from the users' journals (and users with nothing left from the index). */
   async acknowledge(changes: Pick<LedgerChange, 'kind' | 'id' | 'userId'>[]): Promise<void> {
     const byUser = new Map<string, string[]>();
     for (const c of changes) byUser.set(c.userId, [...(byUser.get(c.userId) ?? []), journalId(c)]);
-    await Promise.all([...byUser].map(([userId, ids]) => this.redis.hdel(this.keys.pending(userId), ...ids)));
+    await Promise.all([...byUser].map(([userId, ids]) => this.scripts.ackChanges(userId, ids)));
   }
 
-  /** Every journal entry, in batches of user keys. */
-  async *journalEntries(): AsyncGenerator<LedgerChange[]> {
-    for await (const keys of scanKeys(this.redis, this.keys.pendingPattern())) {
-      const batch: LedgerChange[] = [];
-      for (const key of keys) {
-        for (const json of Object.values(await this.redis.hgetall(key))) {
-          try {
-            batch.push(JSON.parse(json) as LedgerChange);
-          } catch {
-            this.logger.error({ key }, 'unreadable journal entry');
-          }
-        }
-      }
-      if (batch.length > 0) yield batch;
-    }
-  }
-
-  /** Re-enqueues journal entries older than `olderThanMs`. Returns how many. */
+  /**
+   * Re-enqueues journal entries older than `olderThanMs`. Returns how many. Reads the journal index
+   * (users whose oldest entry is that old), kept by the scripts that journal: its cost is the index
+   * keys and the stale entries, not the keyspace.
+   */
   async sweep(olderThanMs: number): Promise<number> {
     const cutoff = this.clock.now().getTime() - olderThanMs;
     let count = 0;
-    for await (const batch of this.journalEntries()) {
-      const stale = batch.filter((c) => Date.parse(c.at) <= cutoff);
+    const indexKeys = this.keys.indexTags().map((t) => this.keys.journalIndexOf(t));
+    for await (const users of dueMembers(this.redis, indexKeys, cutoff)) {
+      const journals = await Promise.all(users.map((u) => this.redis.hgetall(this.keys.pending(u))));
+      const stale: LedgerChange[] = [];
+      journals.forEach((journal, i) => {
+        for (const json of Object.values(journal)) {
+          try {
+            const change = JSON.parse(json) as LedgerChange;
+            if (!(Date.parse(change.at) > cutoff)) stale.push(change);
+          } catch {
+            this.logger.error({ userId: users[i] }, 'unreadable journal entry');
+          }
+        }
+      });
       for (let i = 0; i < stale.length; i += this.opts.batchSize) {
         await this.queues.add('persist-changes', { changes: stale.slice(i, i + this.opts.batchSize) });
       }
@@ -226,15 +225,17 @@ export class PersistenceService {
     return count;
   }
 
-  /** Number of changes recorded in Redis and not yet persisted. */
+  /** Number of changes recorded in Redis and not yet persisted (journals of the users in the index). */
   async pendingCount(): Promise<number> {
     let n = 0;
-    for await (const keys of scanKeys(this.redis, this.keys.pendingPattern())) {
-      const lengths = await Promise.all(keys.map((k) => this.redis.hlen(k)));
+    const indexKeys = this.keys.indexTags().map((t) => this.keys.journalIndexOf(t));
+    for await (const users of dueMembers(this.redis, indexKeys, Number.MAX_SAFE_INTEGER)) {
+      const lengths = await Promise.all(users.map((u) => this.redis.hlen(this.keys.pending(u))));
       n += lengths.reduce((a, b) => a + b, 0);
     }
     return n;
   }
+
 }
 
 /** A change that is not a change this service writes (a job added by hand, a corrupted journal). */

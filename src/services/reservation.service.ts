@@ -1,7 +1,7 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
 import type { Scripts } from '../redis/scripts.js';
-import { scanKeys } from '../redis/scan.js';
+import { dueMembers } from '../redis/indexes.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { JobQueues } from '../jobs/queues.js';
@@ -161,13 +161,18 @@ export class ReservationService {
     };
   }
 
-  /** Expires every hold past its time (the scheduled sweep). Returns how many it expired. */
+  /**
+   * Expires every hold past its time (the scheduled sweep, behind each hold's own delayed job). Reads
+   * the holds index (users by their earliest hold expiry), kept by the scripts that open and close
+   * holds: its cost is the index keys and the due holds, not the keyspace. Returns how many it expired.
+   */
   async expireDue(): Promise<number> {
     const now = this.clock.now().getTime();
     let expired = 0;
-    for await (const keys of scanKeys(this.redis, this.keys.holdsPattern())) {
-      for (const key of keys) {
-        for (const [id, exp] of Object.entries(await this.redis.hgetall(key))) {
+    const indexKeys = this.keys.indexTags().map((t) => this.keys.holdsIndexOf(t));
+    for await (const users of dueMembers(this.redis, indexKeys, now)) {
+      for (const userId of users) {
+        for (const [id, exp] of Object.entries(await this.redis.hgetall(this.keys.holds(userId)))) {
           if (Number(exp) > now) continue;
           const r = await this.release(id, 'expired');
           if (r.outcome === 'ok') expired++;

@@ -23,6 +23,8 @@ export interface HandlerDeps {
   accounts: AccountService;
   /** sweep-pending's threshold when the job does not say */
   sweepAfterMs: number;
+  /** how long an account stays in Redis unchanged before evict-idle-accounts removes it */
+  evictIdleAfterMs: number;
 }
 
 /** One handler per entry of the job table (src/jobs/jobs.ts): each a call into its service. */
@@ -55,6 +57,9 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
         d.reconciliation.run(data.trigger, (phase, done) => void job.updateProgress({ phase, done }), {
           full: data.full === true,
         }),
+    },
+    'evict-idle-accounts': {
+      run: () => d.accounts.evictIdle(d.evictIdleAfterMs),
     },
     'prune-quota-periods': {
       run: async () => ({ deleted: await d.accounts.prunePeriods() }),

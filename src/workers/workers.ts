@@ -19,7 +19,11 @@ export function startWorkers(
   ctx: AppContext,
   queues: readonly QueueName[] = QueueNames,
 ): { workers: Worker<JobPayloads[JobName], unknown, JobName>[]; close(): Promise<void> } {
-  const handlers = jobHandlers({ ...ctx, sweepAfterMs: ctx.config.persistence.sweepAfterMs });
+  const handlers = jobHandlers({
+    ...ctx,
+    sweepAfterMs: ctx.config.persistence.sweepAfterMs,
+    evictIdleAfterMs: ctx.config.redis.evictIdleAfterMs,
+  });
   const connection = createRedis(ctx.config.redis.url!, 'blocking');
   const workers = queues.map((queue) => {
     const worker = new Worker<JobPayloads[JobName], unknown, JobName>(

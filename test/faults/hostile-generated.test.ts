@@ -391,7 +391,11 @@ describe('fault injection: generated hostile suite', function () {
       }
     };
     // The workers' own dispatch: each job's handler, with its unrecoverable-error policy.
-    const handlers = jobHandlers({ ...ctx, sweepAfterMs: ctx.config.persistence.sweepAfterMs });
+    const handlers = jobHandlers({
+      ...ctx,
+      sweepAfterMs: ctx.config.persistence.sweepAfterMs,
+      evictIdleAfterMs: ctx.config.redis.evictIdleAfterMs,
+    });
     const run = (job: Job) => runJob(handlers, job as never);
     const [expire, pay, persist, sweep] = [run, run, run, run];
     for (const p of hostilePathIds(rnd)) {

@@ -9,6 +9,8 @@
     KEYS[3] request key              the first answer to this request_id
     KEYS[4] reservation hash         (new)
     KEYS[5] holds index hash         {<reservation id>: expiry, unix ms}
+    KEYS[6] holds index of the user's slot   (see includes/changed.lua)
+    KEYS[7] activity index of the user's slot
 
     ARGV[1] fingerprint of the request
     ARGV[2] service name
@@ -22,11 +24,14 @@
     ARGV[10] request id
     ARGV[11] period (YYYYMM)
     ARGV[12] lifetime of the reservation hash, ms (its TTL plus the time a finished one is remembered)
+    ARGV[13] user id (the indexes' member)
+    ARGV[14] now, unix ms
 
   Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt}
     status 'ok' | 'dup' | 'reused' | 'init' | 'no_quota' | 'no_balance'
 ]]
 --- @include "includes/quote"
+--- @include "includes/changed"
 
 local first = redis.call('HMGET', KEYS[3], 'fp', 'rsv', 'free', 'paid', 'amt', 'avail', 'exp')
 if first[1] then
@@ -47,12 +52,12 @@ if free > 0 then
 end
 if amount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(amount)) end
 
-redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
+changed(KEYS[1], KEYS[7], ARGV[13], ARGV[14])
 redis.call('HSET', KEYS[4], 'state', 'held', 'svc', ARGV[2], 'count', ARGV[3], 'free', int(free), 'paid', int(paid),
   'amt', int(amount), 'price', ARGV[5], 'period', ARGV[11], 'req', ARGV[10], 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[4], ARGV[12])
 redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
+redis.call('ZADD', KEYS[6], 'LT', ARGV[7], ARGV[13])
 
 local avail = int(bal - held)
 redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rsv', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount), 'avail', avail, 'exp', ARGV[7])

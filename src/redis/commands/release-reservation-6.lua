@@ -8,20 +8,25 @@
     KEYS[2] quota hash of the reservation's month
     KEYS[3] reservation hash
     KEYS[4] holds index hash
+    KEYS[5] holds index of the user's slot   (see includes/changed.lua)
+    KEYS[6] activity index of the user's slot
 
     ARGV[1] reservation id
     ARGV[2] 'released' | 'expired'
     ARGV[3] now, unix ms
+    ARGV[4] user id (the indexes' member)
 
   Output: {status, released, available}
     status 'ok' | 'missing' | 'not_due' (expiry before its time) | the state it was already in
            ('released', 'expired', 'committed')
 ]]
 --- @include "includes/int"
+--- @include "includes/changed"
 
 local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'amt', 'exp')
 if not r[1] then
   redis.call('HDEL', KEYS[4], ARGV[1])
+  holdsChanged(KEYS[4], KEYS[5], ARGV[4])
   return {'missing'}
 end
 local acct = redis.call('HMGET', KEYS[1], 'bal', 'held')
@@ -38,8 +43,8 @@ local heldFree, heldAmount = tonumber(r[3]), tonumber(r[4])
 if heldFree > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(-heldFree)) end
 if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
 redis.call('HSET', KEYS[3], 'state', newState)
-redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
+changed(KEYS[1], KEYS[6], ARGV[4], ARGV[3])
 redis.call('HDEL', KEYS[4], ARGV[1])
+holdsChanged(KEYS[4], KEYS[5], ARGV[4])
 if newState ~= ARGV[2] then return {newState, '0', int(bal - held)} end
 return {'ok', int(heldAmount), int(bal - held)}

@@ -10,18 +10,23 @@
     KEYS[3] reservation hash
     KEYS[4] holds index hash
     KEYS[5] pending journal hash
+    KEYS[6] journal index of the user's slot   (see includes/changed.lua)
+    KEYS[7] holds index of the user's slot
+    KEYS[8] activity index of the user's slot
 
     ARGV[1] reservation id
     ARGV[2] count to charge
     ARGV[3] record id
     ARGV[4] the change as JSON (string values only); service, counts and amount are added here
     ARGV[5] now, unix ms
+    ARGV[6] user id (the indexes' member)
 
   Output: {status, recordId, freeCount, paidCount, amount, released, available, change JSON ('' if none)}
     status 'ok' | 'dup' | 'reused' (committed before with another count) | 'missing'
            | 'released' | 'expired' | 'too_many'
 ]]
 --- @include "includes/quote"
+--- @include "includes/changed"
 
 local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'paid', 'amt', 'price', 'exp', 'count',
   'ccount', 'rec', 'cfree', 'cpaid', 'camt', 'creleased', 'req', 'period')
@@ -42,9 +47,9 @@ if tonumber(ARGV[5]) >= tonumber(r[7]) then
   if heldFree > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(-heldFree)) end
   if heldAmount > 0 then redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
   redis.call('HSET', KEYS[3], 'state', 'expired')
-  redis.call('HINCRBY', KEYS[1], 'v', 1)
-  redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
+  changed(KEYS[1], KEYS[8], ARGV[6], ARGV[5])
   redis.call('HDEL', KEYS[4], ARGV[1])
+  holdsChanged(KEYS[4], KEYS[7], ARGV[6])
   return {'expired'}
 end
 
@@ -58,8 +63,7 @@ if heldFree - free > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(free - held
 if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
 if amount > 0 then bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount)) end
 local released = heldAmount - amount
-redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
+changed(KEYS[1], KEYS[8], ARGV[6], ARGV[5])
 
 local rec, json = '', ''
 if count > 0 then
@@ -69,8 +73,10 @@ if count > 0 then
   change.count, change.free, change.paid, change.amount = int(count), int(free), int(paid), int(amount)
   json = cjson.encode(change)
   redis.call('HSET', KEYS[5], rec, json)
+  journaled(KEYS[6], ARGV[6], ARGV[5])
 end
 redis.call('HSET', KEYS[3], 'state', 'committed', 'ccount', ARGV[2], 'rec', rec, 'cfree', int(free), 'cpaid', int(paid),
   'camt', int(amount), 'creleased', int(released))
 redis.call('HDEL', KEYS[4], ARGV[1])
+holdsChanged(KEYS[4], KEYS[7], ARGV[6])
 return {'ok', rec, int(free), int(paid), int(amount), int(released), int(bal - held), json}

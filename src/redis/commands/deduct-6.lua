@@ -9,6 +9,8 @@
     KEYS[2] quota hash of the month  {<service>: free calls used}
     KEYS[3] request key              the first answer to this request_id
     KEYS[4] pending journal hash     {<record id>: change JSON}
+    KEYS[5] journal index of the user's slot   (see includes/changed.lua)
+    KEYS[6] activity index of the user's slot
 
     ARGV[1] fingerprint of the request, to tell a replay from a reuse with another payload
     ARGV[2] service name
@@ -19,12 +21,15 @@
     ARGV[7] the change as JSON with string values only; free/paid/amount are added here
     ARGV[8] idempotency TTL of the request key, ms
     ARGV[9] expiry of the month's quota hash, unix ms
+    ARGV[10] user id (the indexes' member)
+    ARGV[11] now, unix ms
 
   Output: {status, recordId, freeCount, paidCount, amount, available}
     status 'ok' | 'dup' (replay: the first answer) | 'reused' | 'init' (account not loaded)
            | 'no_quota' | 'no_balance' (refused: nothing changed)
 ]]
 --- @include "includes/quote"
+--- @include "includes/changed"
 
 local first = redis.call('HMGET', KEYS[3], 'fp', 'rec', 'free', 'paid', 'amt', 'avail')
 if first[1] then
@@ -46,11 +51,11 @@ if amount > 0 then
   bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount))
 end
 
-redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('PERSIST', KEYS[1]) -- a changed account is lasting state (a read may have loaded it with a TTL)
+changed(KEYS[1], KEYS[6], ARGV[10], ARGV[11])
 local change = cjson.decode(ARGV[7])
 change.free, change.paid, change.amount = int(free), int(paid), int(amount)
 redis.call('HSET', KEYS[4], ARGV[6], cjson.encode(change))
+journaled(KEYS[5], ARGV[10], ARGV[11])
 
 local avail = int(bal - held)
 redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rec', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount), 'avail', avail)

@@ -9,20 +9,27 @@
   Input:
     KEYS[1] account hash
     KEYS[2] quota hash of the current month
+    KEYS[3] activity index of the user's slot (a lasting load joins it, so that it can leave when idle)
 
     ARGV[1] balance (micro-units)
     ARGV[2] overdraft limit (micro-units)
     ARGV[3] expiry of the quota hash, unix ms
     ARGV[4] TTL of the account hash in ms for a read-only load, '0' for none
-    ARGV[5..] pairs of service name, free calls used this month
+    ARGV[5] user id (the index's member)
+    ARGV[6] now, unix ms
+    ARGV[7..] pairs of service name, free calls used this month
 
   Output: 1 if loaded, 0 if it already was.
 ]]
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'bal', ARGV[1], 'od', ARGV[2], 'held', '0')
-if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-for i = 5, #ARGV, 2 do
+if ARGV[4] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+end
+for i = 7, #ARGV, 2 do
   redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
 end
-if #ARGV >= 5 then redis.call('PEXPIREAT', KEYS[2], ARGV[3]) end
+if #ARGV >= 7 then redis.call('PEXPIREAT', KEYS[2], ARGV[3]) end
 return 1
