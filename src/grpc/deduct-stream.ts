@@ -51,31 +51,27 @@ export function serveDeductStream(
       paused = true;
       call.pause();
     }
-    const done = () => {
-      inFlight--;
-      resumeIfRoom();
-      finishIfDone();
-    };
-    let input: DeductInput;
-    try {
-      input = parse(message);
-    } catch (err) {
-      const ids = { requestId: typeof message.requestId === 'string' ? message.requestId : '', userId: typeof message.userId === 'string' ? message.userId : '' };
-      answer(deductOutcome({ index: i, ok: false, error: asAppError(err, logger, 'DeductStream') }, ids));
-      done();
-      return;
-    }
-    const tail = (tails.get(input.userId) ?? Promise.resolve())
-      .then(() => billing.deduct(input))
-      .then(
-        (value) => answer(deductOutcome({ index: i, ok: true, value }, input)),
-        (err: unknown) => answer(deductOutcome({ index: i, ok: false, error: asAppError(err, logger, 'DeductStream') }, input)),
-      )
+    const userKey = typeof message.userId === 'string' ? message.userId : '';
+    const ids = { requestId: typeof message.requestId === 'string' ? message.requestId : '', userId: userKey };
+    const refuse = (err: unknown) => answer(deductOutcome({ index: i, ok: false, error: asAppError(err, logger, 'DeductStream') }, ids));
+    // Every message, refused or not, is answered in its user's order: after that user's earlier ones.
+    const tail = (tails.get(userKey) ?? Promise.resolve())
+      .then(async () => {
+        let input: DeductInput;
+        try {
+          input = parse(message);
+        } catch (err) {
+          return refuse(err);
+        }
+        await billing.deduct(input).then((value) => answer(deductOutcome({ index: i, ok: true, value }, input)), refuse);
+      })
       .finally(() => {
-        if (tails.get(input.userId) === tail) tails.delete(input.userId);
-        done();
+        if (tails.get(userKey) === tail) tails.delete(userKey);
+        inFlight--;
+        resumeIfRoom();
+        finishIfDone();
       });
-    tails.set(input.userId, tail);
+    tails.set(userKey, tail);
   });
   call.on('drain', resumeIfRoom);
   call.on('end', () => {

@@ -28,6 +28,35 @@ export function timestamp(iso: string | Date) {
 /** A request message as a plain record: unknown shapes are refused like a JSON body's. */
 export type Msg = Record<string, unknown>;
 
+/** Marks a request whose bytes did not decode as the rpc's message (see `tolerantDecoding`). */
+const UNDECODABLE = Symbol('undecodable');
+
+/**
+ * The service definition with decoders that never throw: grpc-js answers a throwing decoder with
+ * INTERNAL, but bytes that are not the rpc's message are the caller's error (INVALID_ARGUMENT, 40000),
+ * and on a stream they refuse that message alone.
+ */
+export function tolerantDecoding(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return Object.fromEntries(Object.entries(definition).map(([name, method]) => [name, {
+    ...method,
+    requestDeserialize: (bytes: Buffer) => {
+      try {
+        return method.requestDeserialize(bytes);
+      } catch {
+        return { [UNDECODABLE]: true };
+      }
+    },
+  }]));
+}
+
+/** Refuses a request that did not decode. */
+export function decoded(m: Msg): Msg {
+  if ((m as { [UNDECODABLE]?: boolean })[UNDECODABLE]) {
+    throw new AppError('VALIDATION_FAILED', 'the request is not a valid message of this rpc', [{ field: 'body', message: 'is not a valid protobuf message of this rpc' }]);
+  }
+  return m;
+}
+
 export function gatewayMessages(maxCallsPerRequest: number) {
   const schemas = gatewaySchemas(maxCallsPerRequest);
   const reservations = reservationSchemas(maxCallsPerRequest);
@@ -40,6 +69,7 @@ export function gatewayMessages(maxCallsPerRequest: number) {
 
     /** `fallbackRequestId`: the call's x-request-id metadata (unary DeductQuota only). */
     deduct(m: Msg, fallbackRequestId?: string): DeductInput {
+      decoded(m);
       const requestId = given(m.requestId) ?? fallbackRequestId;
       if (requestId === undefined) {
         throw new AppError('VALIDATION_FAILED', 'requestId (or x-request-id metadata) is required for an idempotent deduct', [

@@ -17,7 +17,7 @@ import { requireBearer } from './auth.js';
 import { toServiceError } from './errors.js';
 import { serveDeductStream } from './deduct-stream.js';
 import {
-  RECORD_TYPE, accountRequest, checkReply, deductOutcome, deductReply, double, gatewayMessages, metadataValue, rechargeRequest,
+  RECORD_TYPE, decoded, tolerantDecoding, accountRequest, checkReply, deductOutcome, deductReply, double, gatewayMessages, metadataValue, rechargeRequest,
   recordsRequest, statsRequest, summaryRequest, timestamp, type Msg,
 } from './messages.js';
 import Joi from 'joi';
@@ -75,7 +75,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
   const unary = (method: string, token: string, handle: Unary): grpc.handleUnaryCall<Msg, unknown> => (call, callback) => {
     (async () => {
       requireBearer(call.metadata, token);
-      return handle(call.request, call);
+      return handle(decoded(call.request), call);
     })().then(
       (reply) => callback(null, reply),
       (err: unknown) => callback(toServiceError(err, logger, method)),
@@ -84,14 +84,14 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
   const gateway = (method: string, handle: Unary) => unary(method, opts.gatewayToken, handle);
 
   const batchItems = (request: Msg): Msg[] => {
-    const items = request.items as Msg[];
+    const items = request.items as Msg[]; // decoded: an array, maybe empty
     if (items.length === 0 || items.length > opts.maxBatchItems) {
       throw new AppError('VALIDATION_FAILED', 'invalid batch', [{ field: 'items', message: `must hold 1 to ${opts.maxBatchItems} items` }]);
     }
     return items;
   };
 
-  server.addService(UserApi.service, {
+  server.addService(tolerantDecoding(UserApi.service), {
     GetAccount: gateway('GetAccount', async (req) => {
       const a = await accounts.view(accountRequest(req));
       return {
@@ -137,7 +137,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     })),
   });
 
-  server.addService(InternalApi.service, {
+  server.addService(tolerantDecoding(InternalApi.service), {
     CheckQuota: gateway('CheckQuota', async (req) => checkReply(await batches.check(messages.check(req)))),
     DeductQuota: gateway('DeductQuota', async (req, call) => deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id'))))),
     RechargeCallback: unary('RechargeCallback', opts.callbackSecret, async (req) => {
