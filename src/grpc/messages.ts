@@ -4,6 +4,8 @@
  * which are passed on as "not given".
  */
 import type * as grpc from '@grpc/grpc-js';
+import type protobuf from 'protobufjs';
+import { wireTypesMatch } from './wire-types.js';
 import { validate } from '../api/validation.js';
 import { gatewaySchemas } from '../api/gateway.schemas.js';
 import { reservationSchemas } from '../api/reservation.schemas.js';
@@ -32,15 +34,17 @@ export type Msg = Record<string, unknown>;
 const UNDECODABLE = Symbol('undecodable');
 
 /**
- * The service definition with decoders that never throw: grpc-js answers a throwing decoder with
- * INTERNAL, but bytes that are not the rpc's message are the caller's error (INVALID_ARGUMENT, 40000),
- * and on a stream they refuse that message alone.
+ * The service definition with strict decoders that never throw: grpc-js answers a throwing decoder
+ * with INTERNAL, but bytes that are not the rpc's message (garbage, or a field sent with another
+ * type's wire type) are the caller's error (INVALID_ARGUMENT, 40000), and on a stream they refuse
+ * that message alone.
  */
-export function tolerantDecoding(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+export function tolerantDecoding(definition: grpc.ServiceDefinition, service: protobuf.Service): grpc.ServiceDefinition {
   return Object.fromEntries(Object.entries(definition).map(([name, method]) => [name, {
     ...method,
     requestDeserialize: (bytes: Buffer) => {
       try {
+        if (!wireTypesMatch(service.methods[name].resolvedRequestType!, bytes)) return { [UNDECODABLE]: true };
         return method.requestDeserialize(bytes);
       } catch {
         return { [UNDECODABLE]: true };

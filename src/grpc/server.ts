@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import Joi from 'joi';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '../lib/logger.js';
@@ -12,7 +13,7 @@ import type { CatalogueService } from '../services/catalogue.service.js';
 import type { PaymentHintService } from '../services/payment-hint.service.js';
 import { AppError } from '../lib/errors.js';
 import { validate } from '../api/validation.js';
-import { BILLING_SERVICES, billingServices, loadBillingDefinition } from '../../proto/billing/v1/billing.grpc.js';
+import { BILLING_SERVICES, billingServices, loadBillingDefinition, loadBillingRoot } from '../../proto/billing/v1/billing.grpc.js';
 import { requireBearer } from './auth.js';
 import { toServiceError } from './errors.js';
 import { serveDeductStream } from './deduct-stream.js';
@@ -20,7 +21,6 @@ import {
   RECORD_TYPE, decoded, tolerantDecoding, accountRequest, checkReply, deductOutcome, deductReply, double, gatewayMessages, metadataValue, rechargeRequest,
   recordsRequest, statsRequest, summaryRequest, timestamp, type Msg,
 } from './messages.js';
-import Joi from 'joi';
 
 export interface GrpcServices {
   billing: BillingService;
@@ -65,6 +65,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
   const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints } = services;
   const messages = gatewayMessages(opts.maxCallsPerRequest);
   const definition = loadBillingDefinition();
+  const root = loadBillingRoot();
   const { BillingService: UserApi, BillingInternalService: InternalApi } = billingServices(definition);
 
   const server = new grpc.Server({
@@ -91,7 +92,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     return items;
   };
 
-  server.addService(tolerantDecoding(UserApi.service), {
+  server.addService(tolerantDecoding(UserApi.service, root.lookupService(BILLING_SERVICES[0])), {
     GetAccount: gateway('GetAccount', async (req) => {
       const a = await accounts.view(accountRequest(req));
       return {
@@ -137,7 +138,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     })),
   });
 
-  server.addService(tolerantDecoding(InternalApi.service), {
+  server.addService(tolerantDecoding(InternalApi.service, root.lookupService(BILLING_SERVICES[1])), {
     CheckQuota: gateway('CheckQuota', async (req) => checkReply(await batches.check(messages.check(req)))),
     DeductQuota: gateway('DeductQuota', async (req, call) => deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id'))))),
     RechargeCallback: unary('RechargeCallback', opts.callbackSecret, async (req) => {

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 
 export const BILLING_PROTO_PATH = fileURLToPath(new URL('./billing.proto', import.meta.url));
 
@@ -20,4 +21,11 @@ export function billingServices(definition: protoLoader.PackageDefinition = load
     billing: { v1: { BillingService: grpc.ServiceClientConstructor; BillingInternalService: grpc.ServiceClientConstructor } };
   };
   return pkg.billing.v1;
+}
+
+/** The same file as protobufjs reflection types (the server checks wire types with them). */
+export function loadBillingRoot(): protobuf.Root {
+  const root = protobuf.loadSync(BILLING_PROTO_PATH);
+  root.resolveAll();
+  return root;
 }
