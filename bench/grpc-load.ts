@@ -16,7 +16,10 @@ const users = Number(usersArg);
 const WINDOW = 500;
 const run = process.hrtime.bigint().toString(36);
 const { BillingInternalService } = billingServices();
-const client = new BillingInternalService(address, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown>;
+const client = new BillingInternalService(address, grpc.credentials.createInsecure()) as unknown as Record<
+  string,
+  (...args: unknown[]) => unknown
+>;
 const md = new grpc.Metadata();
 md.set('authorization', `Bearer ${token}`);
 
@@ -66,12 +69,17 @@ function stream(): Promise<void> {
       if (inFlight < WINDOW / 2) fill();
     });
     s.on('end', resolve);
-    s.on('error', () => { errors++; resolve(); });
+    s.on('error', () => {
+      errors++;
+      resolve();
+    });
     fill();
   });
 }
 
-const work = Array.from({ length: concurrency }, () => (op === 'stream' ? stream() : unary(op === 'check' ? 'CheckQuota' : 'DeductQuota')));
+const work = Array.from({ length: concurrency }, () =>
+  op === 'stream' ? stream() : unary(op === 'check' ? 'CheckQuota' : 'DeductQuota'),
+);
 await Promise.all(work);
 console.log(JSON.stringify({ answers, errors, seconds: (Date.now() - started) / 1000 }));
 client.close();

@@ -91,16 +91,23 @@ function wrk(target: string, seconds: number, opts: { connections?: number; rate
  * One gRPC load run (bench/grpc-load.ts in its own process): unary calls kept `concurrency` in flight,
  * or `concurrency` DeductStreams. Answers per second, and the server's CPU per answer.
  */
-function grpcLoad(address: string, op: 'check' | 'deduct' | 'stream', seconds: number, concurrency: number, server: ChildProcess): Promise<{ requests: number; errors: number; cpuUsPerRequest: number }> {
+type GrpcOp = 'check' | 'deduct' | 'stream';
+type GrpcResult = { requests: number; errors: number; cpuUsPerRequest: number };
+function grpcLoad(
+  address: string, op: GrpcOp, seconds: number, concurrency: number, server: ChildProcess,
+): Promise<GrpcResult> {
   const cpuBefore = cpuMs(server);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/grpc-load.ts', address, op, String(seconds), String(concurrency), TOKEN, String(USERS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const load = [address, op, String(seconds), String(concurrency), TOKEN, String(USERS)];
+  const args = ['--import', 'tsx', 'bench/grpc-load.ts', ...load];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => {
       if (code !== 0) return reject(new Error(`grpc-load exited ${code}: ${out}`));
       const r = JSON.parse(out.trim().split('\n').pop()!) as { answers: number; errors: number; seconds: number };
-      resolve({ requests: r.answers / r.seconds, errors: r.errors, cpuUsPerRequest: Math.round(((cpuMs(server) - cpuBefore) * 1000) / Math.max(1, r.answers)) });
+      const cpuUsPerRequest = Math.round(((cpuMs(server) - cpuBefore) * 1000) / Math.max(1, r.answers));
+      resolve({ requests: r.answers / r.seconds, errors: r.errors, cpuUsPerRequest });
     });
   });
 }
@@ -176,22 +183,39 @@ async function main() {
       for (const op of ['check', 'deduct'] as const) {
         const http = await wrk(`${apiUrl}/internal/v1/billing/${op}`, SECONDS, { server: api });
         const g = await grpcLoad(grpcAddress, op, SECONDS, CONNECTIONS, api);
-        transports[op].push({ http: http.requests, grpc: g.requests, httpCpu: http.cpuUsPerRequest, grpcCpu: g.cpuUsPerRequest });
-        log(`round ${round + 1} ${op}: gRPC ${Math.round(g.requests)} vs HTTP ${Math.round(http.requests)} req/s (${g.errors} gRPC errors); CPU ${g.cpuUsPerRequest} vs ${http.cpuUsPerRequest} µs`);
+        const httpCpu = http.cpuUsPerRequest;
+        transports[op].push({ http: http.requests, grpc: g.requests, httpCpu, grpcCpu: g.cpuUsPerRequest });
+        log(`round ${round + 1} ${op}: gRPC ${Math.round(g.requests)} vs HTTP ${Math.round(http.requests)} req/s ` +
+          `(${g.errors} gRPC errors); CPU ${g.cpuUsPerRequest} vs ${http.cpuUsPerRequest} µs`);
       }
-      const batch = await wrk(`${apiUrl}/internal/v1/billing/deduct/batch`, SECONDS, { server: api, batch: 100, connections: 8 });
+      const batchUrl = `${apiUrl}/internal/v1/billing/deduct/batch`;
+      const batch = await wrk(batchUrl, SECONDS, { server: api, batch: 100, connections: 8 });
       const stream = await grpcLoad(grpcAddress, 'stream', SECONDS, 4, api);
-      batched.push({ batch100: batch.requests * 100, stream: stream.requests, batchCpu: batch.cpuUsPerRequest === null ? null : batch.cpuUsPerRequest / 100, streamCpu: stream.cpuUsPerRequest });
-      log(`round ${round + 1} batched: HTTP batch of 100 ${Math.round(batch.requests * 100)} deductions/s (${batch.non2xx} non-2xx), DeductStream ${Math.round(stream.requests)} deductions/s (${stream.errors} refused)`);
+      const batchCpu = batch.cpuUsPerRequest === null ? null : batch.cpuUsPerRequest / 100;
+      const streamCpu = stream.cpuUsPerRequest;
+      batched.push({ batch100: batch.requests * 100, stream: stream.requests, batchCpu, streamCpu });
+      log(`round ${round + 1} batched: HTTP batch of 100 ${Math.round(batch.requests * 100)} deductions/s ` +
+        `(${batch.non2xx} non-2xx), DeductStream ${Math.round(stream.requests)} deductions/s ` +
+        `(${stream.errors} refused)`);
     }
     for (const op of ['check', 'deduct'] as const) {
       const r = transports[op];
-      rows.push([`gRPC unary ${op} / HTTP ${op} (median of ${ROUNDS})`, r.map((x) => `${Math.round(x.grpc)}/${Math.round(x.http)}`).join(', '), median(r.map((x) => x.grpc / x.http)).toFixed(2), '≥ 1.5'],
-        [`  API process CPU per ${op}, gRPC vs HTTP (median)`, `${median(r.map((x) => x.grpcCpu))} vs ${median(r.map((x) => x.httpCpu ?? NaN))} µs`, '-', '-']);
+      const pairs = r.map((x) => `${Math.round(x.grpc)}/${Math.round(x.http)}`).join(', ');
+      const cpu = `${median(r.map((x) => x.grpcCpu))} vs ${median(r.map((x) => x.httpCpu ?? NaN))} µs`;
+      const ratio = median(r.map((x) => x.grpc / x.http)).toFixed(2);
+      rows.push([`gRPC unary ${op} / HTTP ${op} (median of ${ROUNDS})`, pairs, ratio, '≥ 1.5']);
+      rows.push([`  API process CPU per ${op}, gRPC vs HTTP (median)`, cpu, '-', '-']);
     }
-    rows.push([`HTTP deduct/batch of 100, deductions/s (median of ${ROUNDS})`, batched.map((x) => Math.round(x.batch100)).join(', '), String(Math.round(median(batched.map((x) => x.batch100)))), '≥ 20,000'],
-      [`DeductStream (4 streams), deductions/s (median of ${ROUNDS})`, batched.map((x) => Math.round(x.stream)).join(', '), String(Math.round(median(batched.map((x) => x.stream)))), '≥ 20,000'],
-      ['  API process CPU per deduction: batch vs stream (median)', `${median(batched.map((x) => x.batchCpu ?? NaN)).toFixed(1)} vs ${median(batched.map((x) => x.streamCpu))} µs`, '-', '-']);
+    const perRound = (f: (x: (typeof batched)[number]) => number) => batched.map((x) => Math.round(f(x))).join(', ');
+    const medianOf = (f: (x: (typeof batched)[number]) => number) => String(Math.round(median(batched.map(f))));
+    const batchCpu = median(batched.map((x) => x.batchCpu ?? NaN)).toFixed(1);
+    const cpuPerDeduction = `${batchCpu} vs ${median(batched.map((x) => x.streamCpu))} µs`;
+    const batch100 = (x: (typeof batched)[number]) => x.batch100;
+    const streamed = (x: (typeof batched)[number]) => x.stream;
+    const target = '≥ 20,000';
+    rows.push([`HTTP batch of 100, deductions/s (median, ${ROUNDS})`, perRound(batch100), medianOf(batch100), target]);
+    rows.push([`DeductStream x4, deductions/s (median, ${ROUNDS})`, perRound(streamed), medianOf(streamed), target]);
+    rows.push(['  API process CPU per deduction: batch vs stream (median)', cpuPerDeduction, '-', '-']);
     results.transports = transports;
     results.batched = batched;
 

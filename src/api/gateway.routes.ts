@@ -13,7 +13,11 @@ const BATCH_BYTES_PER_ITEM = 512;
 /** A batch's answers in item order: each one the single call's answer, or its refusal. */
 function batchAnswer<T extends object>(outcomes: ItemOutcome<T>[]) {
   return {
-    results: outcomes.map((o) => (o.ok ? { index: o.index, ok: true, ...o.value } : { index: o.index, ok: false, code: o.error.code, message: o.error.message })),
+    results: outcomes.map((o) =>
+      o.ok
+        ? { index: o.index, ok: true, ...o.value }
+        : { index: o.index, ok: false, code: o.error.code, message: o.error.message },
+    ),
   };
 }
 
@@ -27,7 +31,12 @@ function normalizeItems(body: unknown): unknown {
   if (!Array.isArray(items)) return body;
   const details: { field: string; message: string }[] = [];
   const normalized = items.map((item) => normalizeKeys(item, details));
-  if (details.length > 0) throw new AppError('VALIDATION_FAILED', 'validation failed: items', details.map((d) => ({ ...d, field: `items.${d.field}` })));
+  if (details.length > 0)
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'validation failed: items',
+      details.map((d) => ({ ...d, field: `items.${d.field}` })),
+    );
   return { ...body, items: normalized };
 }
 
@@ -53,12 +62,26 @@ export function gatewayRoutes(ctx: AppContext, ...before: RequestHandler[]): Rou
 
   router.post(`${BASE}/deduct`, ...before, async (req, res) => {
     const b = validate(schemas.deduct, req.body);
-    res.json(ok(await ctx.billing.deduct({ requestId: b.request_id, userId: b.user_id, serviceName: b.service_name, count: b.count })));
+    res.json(
+      ok(
+        await ctx.billing.deduct({
+          requestId: b.request_id,
+          userId: b.user_id,
+          serviceName: b.service_name,
+          count: b.count,
+        }),
+      ),
+    );
   });
 
   router.post(`${BASE}/deduct/batch`, ...batchBody, ...before, async (req, res) => {
     const b = validate(schemas.deductBatch, normalizeItems(req.body));
-    const items = b.items.map((i) => ({ requestId: i.request_id, userId: i.user_id, serviceName: i.service_name, count: i.count }));
+    const items = b.items.map((i) => ({
+      requestId: i.request_id,
+      userId: i.user_id,
+      serviceName: i.service_name,
+      count: i.count,
+    }));
     res.json(ok(batchAnswer(await ctx.batches.deductBatch(items))));
   });
 

@@ -12,7 +12,8 @@ export const amount = Joi.alternatives(Joi.string().max(32), Joi.number())
 
 /** `wechatpay` (the original platform's name, SPEC 11) is taken as `wechat`. */
 const METHODS: Record<string, 'wechat' | 'alipay'> = { wechat: 'wechat', wechatpay: 'wechat', alipay: 'alipay' };
-const paymentMethod = Joi.string().custom((value: string, helpers) => (Object.hasOwn(METHODS, value) ? METHODS[value] : helpers.error('any.only', { valids: Object.keys(METHODS) })));
+const paymentMethod = Joi.string().custom((value: string, helpers) =>
+  Object.hasOwn(METHODS, value) ? METHODS[value] : helpers.error('any.only', { valids: Object.keys(METHODS) }));
 
 export interface RechargeBody {
   user_id: string;

@@ -53,7 +53,8 @@ export function serveDeductStream(
     }
     const userKey = typeof message.userId === 'string' ? message.userId : '';
     const ids = { requestId: typeof message.requestId === 'string' ? message.requestId : '', userId: userKey };
-    const refuse = (err: unknown) => answer(deductOutcome({ index: i, ok: false, error: asAppError(err, logger, 'DeductStream') }, ids));
+    const refuse = (err: unknown) =>
+      answer(deductOutcome({ index: i, ok: false, error: asAppError(err, logger, 'DeductStream') }, ids));
     // Every message, refused or not, is answered in its user's order: after that user's earlier ones.
     const tail = (tails.get(userKey) ?? Promise.resolve())
       .then(async () => {
@@ -63,7 +64,9 @@ export function serveDeductStream(
         } catch (err) {
           return refuse(err);
         }
-        await billing.deduct(input).then((value) => answer(deductOutcome({ index: i, ok: true, value }, input)), refuse);
+        await billing
+          .deduct(input)
+          .then((value) => answer(deductOutcome({ index: i, ok: true, value }, input)), refuse);
       })
       .finally(() => {
         if (tails.get(userKey) === tail) tails.delete(userKey);

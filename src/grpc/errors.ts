@@ -35,7 +35,10 @@ export function asAppError(err: unknown, logger: Logger, method: string): AppErr
   const correlationId = randomUUID();
   if (isDependencyError(err)) {
     logger.warn({ correlationId, err: (err as Error).message, method }, 'dependency unavailable');
-    return new AppError('DEPENDENCY_UNAVAILABLE', `a dependency is unavailable; retry later (correlation id ${correlationId})`);
+    return new AppError(
+      'DEPENDENCY_UNAVAILABLE',
+      `a dependency is unavailable; retry later (correlation id ${correlationId})`,
+    );
   }
   logger.error({ correlationId, err, method }, 'unhandled error');
   return new AppError('INTERNAL', `internal error (correlation id ${correlationId})`);

@@ -39,24 +39,34 @@ const UNDECODABLE = Symbol('undecodable');
  * type's wire type) are the caller's error (INVALID_ARGUMENT, 40000), and on a stream they refuse
  * that message alone.
  */
-export function tolerantDecoding(definition: grpc.ServiceDefinition, service: protobuf.Service): grpc.ServiceDefinition {
-  return Object.fromEntries(Object.entries(definition).map(([name, method]) => [name, {
-    ...method,
-    requestDeserialize: (bytes: Buffer) => {
-      try {
-        if (!wireTypesMatch(service.methods[name].resolvedRequestType!, bytes)) return { [UNDECODABLE]: true };
-        return method.requestDeserialize(bytes);
-      } catch {
-        return { [UNDECODABLE]: true };
-      }
-    },
-  }]));
+export function tolerantDecoding(
+  definition: grpc.ServiceDefinition,
+  service: protobuf.Service,
+): grpc.ServiceDefinition {
+  return Object.fromEntries(
+    Object.entries(definition).map(([name, method]) => [
+      name,
+      {
+        ...method,
+        requestDeserialize: (bytes: Buffer) => {
+          try {
+            if (!wireTypesMatch(service.methods[name].resolvedRequestType!, bytes)) return { [UNDECODABLE]: true };
+            return method.requestDeserialize(bytes);
+          } catch {
+            return { [UNDECODABLE]: true };
+          }
+        },
+      },
+    ]),
+  );
 }
 
 /** Refuses a request that did not decode. */
 export function decoded(m: Msg): Msg {
   if ((m as { [UNDECODABLE]?: boolean })[UNDECODABLE]) {
-    throw new AppError('VALIDATION_FAILED', 'the request is not a valid message of this rpc', [{ field: 'body', message: 'is not a valid protobuf message of this rpc' }]);
+    throw new AppError('VALIDATION_FAILED', 'the request is not a valid message of this rpc', [
+      { field: 'body', message: 'is not a valid protobuf message of this rpc' },
+    ]);
   }
   return m;
 }
@@ -76,19 +86,36 @@ export function gatewayMessages(maxCallsPerRequest: number) {
       decoded(m);
       const requestId = given(m.requestId) ?? fallbackRequestId;
       if (requestId === undefined) {
-        throw new AppError('VALIDATION_FAILED', 'requestId (or x-request-id metadata) is required for an idempotent deduct', [
-          { field: 'requestId', message: 'is required (or send x-request-id metadata)' },
-        ]);
+        throw new AppError(
+          'VALIDATION_FAILED',
+          'requestId (or x-request-id metadata) is required for an idempotent deduct',
+          [{ field: 'requestId', message: 'is required (or send x-request-id metadata)' }],
+        );
       }
-      const b = validate(schemas.deduct, { request_id: requestId, user_id: m.userId, service_name: m.serviceName, count: given(m.count) });
+      const b = validate(schemas.deduct, {
+        request_id: requestId,
+        user_id: m.userId,
+        service_name: m.serviceName,
+        count: given(m.count),
+      });
       return { requestId: b.request_id, userId: b.user_id, serviceName: b.service_name, count: b.count };
     },
 
     reserve(m: Msg) {
       const b = validate(reservations.reserve, {
-        request_id: m.requestId, user_id: m.userId, service_name: m.serviceName, count: given(m.count), ttl_seconds: given(m.ttlSeconds),
+        request_id: m.requestId,
+        user_id: m.userId,
+        service_name: m.serviceName,
+        count: given(m.count),
+        ttl_seconds: given(m.ttlSeconds),
       });
-      return { requestId: b.request_id, userId: b.user_id, serviceName: b.service_name, count: b.count, ttlMs: b.ttl_seconds === undefined ? undefined : b.ttl_seconds * 1000 };
+      return {
+        requestId: b.request_id,
+        userId: b.user_id,
+        serviceName: b.service_name,
+        count: b.count,
+        ttlMs: b.ttl_seconds === undefined ? undefined : b.ttl_seconds * 1000,
+      };
     },
 
     commit(m: Msg) {
@@ -109,8 +136,14 @@ export function checkReply(a: CheckAnswer) {
 
 export function deductReply(r: DeductResult) {
   return {
-    success: true, recordId: r.recordId, requestId: r.requestId, freeCount: r.freeCount, paidCount: r.paidCount,
-    amountDecimal: r.amount, balanceDecimal: r.balance, duplicate: r.duplicate,
+    success: true,
+    recordId: r.recordId,
+    requestId: r.requestId,
+    freeCount: r.freeCount,
+    paidCount: r.paidCount,
+    amountDecimal: r.amount,
+    balanceDecimal: r.balance,
+    duplicate: r.duplicate,
   };
 }
 
@@ -127,9 +160,21 @@ export function accountRequest(m: Msg) {
 
 export function recordsRequest(m: Msg) {
   const q = validate(recordsQuery, {
-    user_id: m.userId, page: given(m.page), page_size: given(m.pageSize), service_name: given(m.serviceName), type: given(m.type), cursor: given(m.cursor),
+    user_id: m.userId,
+    page: given(m.page),
+    page_size: given(m.pageSize),
+    service_name: given(m.serviceName),
+    type: given(m.type),
+    cursor: given(m.cursor),
   });
-  return { userId: q.user_id, serviceName: q.service_name, type: q.type, page: q.page, pageSize: q.page_size, cursor: q.cursor };
+  return {
+    userId: q.user_id,
+    serviceName: q.service_name,
+    type: q.type,
+    page: q.page,
+    pageSize: q.page_size,
+    cursor: q.cursor,
+  };
 }
 
 export function statsRequest(m: Msg) {
@@ -143,11 +188,19 @@ export function summaryRequest(m: Msg) {
 
 /** The original sends the amount as a double: taken by its shortest decimal form, at most 6 places. */
 export function rechargeRequest(m: Msg) {
-  const amount = given(m.amountDecimal) ?? (typeof m.amount === 'number' && m.amount !== 0 ? String(m.amount) : undefined);
-  const b = validate(rechargeBody, { user_id: m.userId, amount, payment_method: m.paymentMethod, currency: given(m.currency) });
+  const amount =
+    given(m.amountDecimal) ?? (typeof m.amount === 'number' && m.amount !== 0 ? String(m.amount) : undefined);
+  const b = validate(rechargeBody, {
+    user_id: m.userId,
+    amount,
+    payment_method: m.paymentMethod,
+    currency: given(m.currency),
+  });
   const key = given(m.idempotencyKey) as string | undefined;
   if (key !== undefined && idempotencyKey.validate(key).error) {
-    throw new AppError('VALIDATION_FAILED', 'invalid idempotencyKey', [{ field: 'idempotencyKey', message: 'must be 1-128 printable ASCII characters without spaces' }]);
+    throw new AppError('VALIDATION_FAILED', 'invalid idempotencyKey', [
+      { field: 'idempotencyKey', message: 'must be 1-128 printable ASCII characters without spaces' },
+    ]);
   }
   return { userId: b.user_id, amount: b.amount, method: b.payment_method, currency: b.currency, idempotencyKey: key };
 }

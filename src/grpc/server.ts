@@ -13,13 +13,32 @@ import type { CatalogueService } from '../services/catalogue.service.js';
 import type { PaymentHintService } from '../services/payment-hint.service.js';
 import { AppError } from '../lib/errors.js';
 import { validate } from '../api/validation.js';
-import { BILLING_SERVICES, billingServices, loadBillingDefinition, loadBillingRoot } from '../../proto/billing/v1/billing.grpc.js';
+import {
+  BILLING_SERVICES,
+  billingServices,
+  loadBillingDefinition,
+  loadBillingRoot,
+} from '../../proto/billing/v1/billing.grpc.js';
 import { requireBearer } from './auth.js';
 import { toServiceError } from './errors.js';
 import { serveDeductStream } from './deduct-stream.js';
 import {
-  RECORD_TYPE, decoded, tolerantDecoding, accountRequest, checkReply, deductOutcome, deductReply, double, gatewayMessages, metadataValue, rechargeRequest,
-  recordsRequest, statsRequest, summaryRequest, timestamp, type Msg,
+  RECORD_TYPE,
+  decoded,
+  tolerantDecoding,
+  accountRequest,
+  checkReply,
+  deductOutcome,
+  deductReply,
+  double,
+  gatewayMessages,
+  metadataValue,
+  rechargeRequest,
+  recordsRequest,
+  statsRequest,
+  summaryRequest,
+  timestamp,
+  type Msg,
 } from './messages.js';
 
 export interface GrpcServices {
@@ -51,8 +70,12 @@ export interface BillingGrpcServer {
 
 /** The callback hint's ids, with the rules of the HTTP callback's. The status is not trusted. */
 const callbackHint = Joi.object<{ order_id: string; payment_id: string }>({
-  order_id: Joi.string().pattern(/^[A-Za-z0-9_-]{1,40}$/).required(),
-  payment_id: Joi.string().pattern(/^[A-Za-z0-9_.-]{1,64}$/).required(),
+  order_id: Joi.string()
+    .pattern(/^[A-Za-z0-9_-]{1,40}$/)
+    .required(),
+  payment_id: Joi.string()
+    .pattern(/^[A-Za-z0-9_.-]{1,64}$/)
+    .required(),
 });
 
 type Unary = (request: Msg, call: grpc.ServerUnaryCall<Msg, unknown>) => Promise<unknown>;
@@ -73,21 +96,25 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     'grpc.max_send_message_length': 16 * opts.maxMessageBytes,
   });
 
-  const unary = (method: string, token: string, handle: Unary): grpc.handleUnaryCall<Msg, unknown> => (call, callback) => {
-    (async () => {
-      requireBearer(call.metadata, token);
-      return handle(decoded(call.request), call);
-    })().then(
-      (reply) => callback(null, reply),
-      (err: unknown) => callback(toServiceError(err, logger, method)),
-    );
-  };
+  const unary =
+    (method: string, token: string, handle: Unary): grpc.handleUnaryCall<Msg, unknown> =>
+    (call, callback) => {
+      (async () => {
+        requireBearer(call.metadata, token);
+        return handle(decoded(call.request), call);
+      })().then(
+        (reply) => callback(null, reply),
+        (err: unknown) => callback(toServiceError(err, logger, method)),
+      );
+    };
   const gateway = (method: string, handle: Unary) => unary(method, opts.gatewayToken, handle);
 
   const batchItems = (request: Msg): Msg[] => {
     const items = request.items as Msg[]; // decoded: an array, maybe empty
     if (items.length === 0 || items.length > opts.maxBatchItems) {
-      throw new AppError('VALIDATION_FAILED', 'invalid batch', [{ field: 'items', message: `must hold 1 to ${opts.maxBatchItems} items` }]);
+      throw new AppError('VALIDATION_FAILED', 'invalid batch', [
+        { field: 'items', message: `must hold 1 to ${opts.maxBatchItems} items` },
+      ]);
     }
     return items;
   };
@@ -96,26 +123,54 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     GetAccount: gateway('GetAccount', async (req) => {
       const a = await accounts.view(accountRequest(req));
       return {
-        userId: a.userId, balance: double(a.balance), balanceDecimal: a.balance, heldAmountDecimal: a.heldAmount, currency: a.currency,
-        quotas: a.quotas.map((q) => ({ serviceName: q.serviceName, totalQuota: q.totalQuota, usedQuota: q.usedQuota, remainingQuota: q.remainingQuota, resetMonth: q.period })),
+        userId: a.userId,
+        balance: double(a.balance),
+        balanceDecimal: a.balance,
+        heldAmountDecimal: a.heldAmount,
+        currency: a.currency,
+        quotas: a.quotas.map((q) => ({
+          serviceName: q.serviceName,
+          totalQuota: q.totalQuota,
+          usedQuota: q.usedQuota,
+          remainingQuota: q.remainingQuota,
+          resetMonth: q.period,
+        })),
       };
     }),
     Recharge: gateway('Recharge', async (req, call) => {
-      const peer = call.getPeer().replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+      const peer = call
+        .getPeer()
+        .replace(/:\d+$/, '')
+        .replace(/^\[|\]$/g, '');
       const order = await recharges.create({ ...rechargeRequest(req), clientIp: peer });
       return {
-        rechargeOrderId: order.orderId, paymentUrl: order.paymentUrl ?? '', paymentId: order.paymentId ?? '', status: order.status,
-        amountDecimal: order.amount, payCode: order.payCode ?? '',
+        rechargeOrderId: order.orderId,
+        paymentUrl: order.paymentUrl ?? '',
+        paymentId: order.paymentId ?? '',
+        status: order.status,
+        amountDecimal: order.amount,
+        payCode: order.payCode ?? '',
       };
     }),
     ListRecords: gateway('ListRecords', async (req) => {
       const page = await usage.records(recordsRequest(req));
       return {
         records: page.records.map((r) => ({
-          id: r.id, serviceName: r.serviceName, type: RECORD_TYPE[r.type as keyof typeof RECORD_TYPE] ?? 0, amount: double(r.amount), count: r.count,
-          createdAt: timestamp(r.createdAt), amountDecimal: r.amount, requestId: r.requestId, freeCount: r.freeCount, paidCount: r.paidCount,
+          id: r.id,
+          serviceName: r.serviceName,
+          type: RECORD_TYPE[r.type as keyof typeof RECORD_TYPE] ?? 0,
+          amount: double(r.amount),
+          count: r.count,
+          createdAt: timestamp(r.createdAt),
+          amountDecimal: r.amount,
+          requestId: r.requestId,
+          freeCount: r.freeCount,
+          paidCount: r.paidCount,
         })),
-        total: page.total, nextCursor: page.nextCursor ?? '', page: page.page, pageSize: page.pageSize,
+        total: page.total,
+        nextCursor: page.nextCursor ?? '',
+        page: page.page,
+        pageSize: page.pageSize,
       };
     }),
     GetStatsToday: gateway('GetStatsToday', async (req) => {
@@ -129,18 +184,30 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     GetStatsSummary: gateway('GetStatsSummary', async (req) => {
       const s = await usage.summary(summaryRequest(req));
       return {
-        userId: s.userId, totalCount: s.totalCount, totalCost: double(s.totalCost), totalCostDecimal: s.totalCost,
+        userId: s.userId,
+        totalCount: s.totalCount,
+        totalCost: double(s.totalCost),
+        totalCostDecimal: s.totalCost,
         services: s.services.map((x) => ({ ...x, totalCost: double(x.totalCost), totalCostDecimal: x.totalCost })),
       };
     }),
     ListServices: gateway('ListServices', async () => ({
-      services: catalogue.list().map((s) => ({ serviceName: s.serviceName, freeQuota: String(s.freeQuota), unitPrice: s.unitPrice ?? '', currency: s.currency })),
+      services: catalogue
+        .list()
+        .map((s) => ({
+          serviceName: s.serviceName,
+          freeQuota: String(s.freeQuota),
+          unitPrice: s.unitPrice ?? '',
+          currency: s.currency,
+        })),
     })),
   });
 
   server.addService(tolerantDecoding(InternalApi.service, root.lookupService(BILLING_SERVICES[1])), {
     CheckQuota: gateway('CheckQuota', async (req) => checkReply(await batches.check(messages.check(req)))),
-    DeductQuota: gateway('DeductQuota', async (req, call) => deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id'))))),
+    DeductQuota: gateway('DeductQuota', async (req, call) =>
+      deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id')))),
+    ),
     RechargeCallback: unary('RechargeCallback', opts.callbackSecret, async (req) => {
       const hint = validate(callbackHint, { order_id: req.rechargeOrderId, payment_id: req.paymentId });
       const outcome = await paymentHints.confirm(hint.order_id, hint.payment_id);
@@ -153,7 +220,11 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
           return messages.deduct(item);
         } catch (err) {
           if (err instanceof AppError && err.details) {
-            throw new AppError(err.kind, `items[${index}]: ${err.message}`, err.details.map((d) => ({ ...d, field: `items[${index}].${d.field}` })));
+            throw new AppError(
+              err.kind,
+              `items[${index}]: ${err.message}`,
+              err.details.map((d) => ({ ...d, field: `items[${index}].${d.field}` })),
+            );
           }
           throw err;
         }
@@ -173,35 +244,62 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     Reserve: gateway('Reserve', async (req) => {
       const r = await reservations.reserve(messages.reserve(req));
       return {
-        reservationId: r.reservationId, requestId: r.requestId, status: r.status, expiresAt: timestamp(r.expiresAt), freeCount: r.freeCount,
-        paidCount: r.paidCount, heldAmountDecimal: r.heldAmount, balanceDecimal: r.balance, duplicate: r.duplicate,
+        reservationId: r.reservationId,
+        requestId: r.requestId,
+        status: r.status,
+        expiresAt: timestamp(r.expiresAt),
+        freeCount: r.freeCount,
+        paidCount: r.paidCount,
+        heldAmountDecimal: r.heldAmount,
+        balanceDecimal: r.balance,
+        duplicate: r.duplicate,
       };
     }),
     CommitReservation: gateway('CommitReservation', async (req) => {
       const { id, count } = messages.commit(req);
       const r = await reservations.commit(id, count);
       return {
-        reservationId: r.reservationId, status: r.status, recordId: r.recordId ?? '', count: r.count, freeCount: r.freeCount, paidCount: r.paidCount,
-        amountDecimal: r.amount, releasedAmountDecimal: r.releasedAmount, balanceDecimal: r.balance, duplicate: r.duplicate,
+        reservationId: r.reservationId,
+        status: r.status,
+        recordId: r.recordId ?? '',
+        count: r.count,
+        freeCount: r.freeCount,
+        paidCount: r.paidCount,
+        amountDecimal: r.amount,
+        releasedAmountDecimal: r.releasedAmount,
+        balanceDecimal: r.balance,
+        duplicate: r.duplicate,
       };
     }),
     ReleaseReservation: gateway('ReleaseReservation', async (req) => {
       const r = await reservations.release(messages.release(req));
-      return { reservationId: r.reservationId, status: r.status, releasedAmountDecimal: r.releasedAmount, balanceDecimal: r.balance, duplicate: r.duplicate };
+      return {
+        reservationId: r.reservationId,
+        status: r.status,
+        releasedAmountDecimal: r.releasedAmount,
+        balanceDecimal: r.balance,
+        duplicate: r.duplicate,
+      };
     }),
   });
 
-  const health = new HealthImplementation(Object.fromEntries(['', ...BILLING_SERVICES].map((name) => [name, 'SERVING'])));
+  const health = new HealthImplementation(
+    Object.fromEntries(['', ...BILLING_SERVICES].map((name) => [name, 'SERVING'])),
+  );
   health.addToServer(server);
   new ReflectionService(definition).addToServer(server);
 
   return {
     listen(host, port) {
       return new Promise((resolve, reject) => {
-        server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
-          if (err) reject(err);
-          else resolve(`${host.includes(':') ? `[${host}]` : host}:${bound}`);
-        });
+        server.bindAsync(
+          `${host.includes(':') ? `[${host}]` : host}:${port}`,
+          grpc.ServerCredentials.createInsecure(),
+          (err, bound) => {
+            if (err) reject(err);
+            else resolve(`${host.includes(':') ? `[${host}]` : host}:${bound}`);
+          },
+        );
       });
     },
     stop(graceMs = 10_000) {
@@ -218,9 +316,23 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
   };
 }
 
-function statsReply(s: { userId: string; serviceName: string | null; period: string; totalCount: number; freeCount: number; paidCount: number; totalCost: string }) {
+function statsReply(s: {
+  userId: string;
+  serviceName: string | null;
+  period: string;
+  totalCount: number;
+  freeCount: number;
+  paidCount: number;
+  totalCost: string;
+}) {
   return {
-    userId: s.userId, serviceName: s.serviceName ?? '', period: s.period, totalCount: s.totalCount, freeCount: s.freeCount, paidCount: s.paidCount,
-    totalCost: double(s.totalCost), totalCostDecimal: s.totalCost,
+    userId: s.userId,
+    serviceName: s.serviceName ?? '',
+    period: s.period,
+    totalCount: s.totalCount,
+    freeCount: s.freeCount,
+    paidCount: s.paidCount,
+    totalCost: double(s.totalCost),
+    totalCostDecimal: s.totalCost,
   };
 }

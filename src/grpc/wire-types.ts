@@ -2,10 +2,21 @@ import protobuf from 'protobufjs';
 
 /** The wire type each field type must arrive with (proto3 encoding). */
 const WIRE_TYPE: Record<string, number> = {
-  double: 1, fixed64: 1, sfixed64: 1,
-  float: 5, fixed32: 5, sfixed32: 5,
-  int32: 0, int64: 0, uint32: 0, uint64: 0, sint32: 0, sint64: 0, bool: 0,
-  string: 2, bytes: 2,
+  double: 1,
+  fixed64: 1,
+  sfixed64: 1,
+  float: 5,
+  fixed32: 5,
+  sfixed32: 5,
+  int32: 0,
+  int64: 0,
+  uint32: 0,
+  uint64: 0,
+  sint32: 0,
+  sint64: 0,
+  bool: 0,
+  string: 2,
+  bytes: 2,
 };
 
 /**

@@ -43,7 +43,10 @@ export class BatchService {
    * fails the whole batch once every item has settled: the caller retries it, and the items that
    * went through answer as duplicates.
    */
-  private async run<I extends { userId: string }, R>(items: readonly I[], one: (item: I) => Promise<R>): Promise<ItemOutcome<R>[]> {
+  private async run<I extends { userId: string }, R>(
+    items: readonly I[],
+    one: (item: I) => Promise<R>,
+  ): Promise<ItemOutcome<R>[]> {
     const outcomes: ItemOutcome<R>[] = new Array(items.length);
     const byUser = new Map<string, number[]>();
     items.forEach((item, index) => {
@@ -52,19 +55,21 @@ export class BatchService {
       else byUser.set(item.userId, [index]);
     });
     let failure: unknown = null;
-    await Promise.all([...byUser.values()].map(async (indexes) => {
-      for (const index of indexes) {
-        try {
-          outcomes[index] = { index, ok: true, value: await one(items[index]) };
-        } catch (err) {
-          if (!isAppError(err)) {
-            failure ??= err;
-            return;
+    await Promise.all(
+      [...byUser.values()].map(async (indexes) => {
+        for (const index of indexes) {
+          try {
+            outcomes[index] = { index, ok: true, value: await one(items[index]) };
+          } catch (err) {
+            if (!isAppError(err)) {
+              failure ??= err;
+              return;
+            }
+            outcomes[index] = { index, ok: false, error: err };
           }
-          outcomes[index] = { index, ok: false, error: err };
         }
-      }
-    }));
+      }),
+    );
     if (failure) throw failure;
     return outcomes;
   }

@@ -33,7 +33,10 @@ export class PaymentHintService {
       case 'FAILED':
         return 'closed';
       case 'MISMATCH':
-        throw new AppError('CALLBACK_MISMATCH', 'the payment service reports another amount or currency; order flagged for review');
+        throw new AppError(
+          'CALLBACK_MISMATCH',
+          'the payment service reports another amount or currency; order flagged for review',
+        );
       default:
         this.logger.info({ orderId, paymentId, status: truth }, 'payment hint not confirmed by the payment service');
         return 'not_paid';

@@ -22,7 +22,7 @@ describe('batch deducts and checks over HTTP (SPEC 12)', function () {
 
   const account = async (user: string) => (await h.get('/api/v1/billing/account', { user_id: user })).body.data;
 
-  it('answers each item in order: refused items change nothing and stop nothing; a replay charges nothing', async () => {
+  it('answers each item in order: refused items change and stop nothing; a replay charges nothing', async () => {
     const a = h.user('mixA');
     const b = h.user('mixB');
     await seedBalance(h, b, 500_000n);
@@ -40,7 +40,14 @@ describe('batch deducts and checks over HTTP (SPEC 12)', function () {
     expect(res.status).to.equal(200);
     const results = res.body.data.results;
     expect(results.map((r: any) => [r.index, r.ok, r.code ?? null])).to.deep.equal([
-      [0, true, null], [1, true, null], [2, false, 10001], [3, true, null], [4, false, 10006], [5, true, null], [6, false, 10007], [7, false, 10001],
+      [0, true, null],
+      [1, true, null],
+      [2, false, 10001],
+      [3, true, null],
+      [4, false, 10006],
+      [5, true, null],
+      [6, false, 10007],
+      [7, false, 10001],
     ]);
     expect(results[0]).to.include({ requestId: 'r1', freeCount: 1, duplicate: false });
     expect(results[5]).to.include({ recordId: results[0].recordId, duplicate: true });
@@ -144,7 +151,9 @@ describe('batch deducts and checks over HTTP (SPEC 12)', function () {
       { index: 2, ok: true, allowed: false, reason: 'too_many_calls', freeRemaining: 2, balance: '0.00' },
       { index: 3, ok: false, code: 10006, message: 'unknown service: nope' },
     ]);
-    expect((await h.post(CHECK_BATCH, { items: [{ user_id: user, service_name: 'passport', count: -1 }] })).status).to.equal(400);
+    expect(
+      (await h.post(CHECK_BATCH, { items: [{ user_id: user, service_name: 'passport', count: -1 }] })).status,
+    ).to.equal(400);
     expect((await account(user)).quotas.map((q: any) => q.usedQuota)).to.deep.equal([0, 0]);
   });
 });

@@ -4,7 +4,13 @@ import { startHarness, CALLBACK_SECRET, GATEWAY_TOKEN, type Harness } from '../s
 import { originalClients, metadata, call, callFails } from '../fixtures/grpc-clients.js';
 
 async function rechargeEntries(h: Harness, user: string): Promise<number> {
-  return Number((await h.running.ctx.db('ledger_entries').where({ user_id: user, entry_type: 'recharge' }).count({ n: '*' }).first())!.n);
+  return Number(
+    (await h.running.ctx
+      .db('ledger_entries')
+      .where({ user_id: user, entry_type: 'recharge' })
+      .count({ n: '*' })
+      .first())!.n,
+  );
 }
 
 describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function () {
@@ -29,22 +35,38 @@ describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function (
     expect(r.rechargeOrderId).to.match(/^ord_/);
     expect(r.paymentUrl).to.match(/\/pay\/pay_/);
     const paymentId = (await h.running.ctx.repositories.recharges.find(r.rechargeOrderId))!.payment_id!;
-    expect(h.sim!.payments.get(paymentId)).to.include({ amountCents: String(Math.round(amount * 100)), method: 'WECHATPAY' });
+    expect(h.sim!.payments.get(paymentId)).to.include({
+      amountCents: String(Math.round(amount * 100)),
+      method: 'WECHATPAY',
+    });
     return { orderId: r.rechargeOrderId as string, paymentId };
   }
 
-  it('credits nothing on a callback the payment service does not confirm, or one not signed with its secret', async () => {
+  it('credits nothing on a callback the payment service does not confirm, or one not signed by it', async () => {
     const user = h.user('unconfirmed');
     const { orderId, paymentId } = await order(user);
     const hint = { rechargeOrderId: orderId, paymentId, amount: 12.34, status: 'success' };
-    expect(await callFails(old.internal, 'RechargeCallback', hint, metadata({}, GATEWAY_TOKEN))).to.include({ code: grpc.status.UNAUTHENTICATED, billingCode: 40100 });
-    expect(await callFails(old.internal, 'RechargeCallback', hint, metadata({}, null))).to.include({ code: grpc.status.UNAUTHENTICATED, billingCode: 40100 });
+    expect(await callFails(old.internal, 'RechargeCallback', hint, metadata({}, GATEWAY_TOKEN))).to.include({
+      code: grpc.status.UNAUTHENTICATED,
+      billingCode: 40100,
+    });
+    expect(await callFails(old.internal, 'RechargeCallback', hint, metadata({}, null))).to.include({
+      code: grpc.status.UNAUTHENTICATED,
+      billingCode: 40100,
+    });
     // Authenticated, but the payment is still pending at the payment service: a false hint.
     expect(await call(old.internal, 'RechargeCallback', hint, asPaymentService())).to.deep.equal({ success: false });
-    expect(await callFails(old.internal, 'RechargeCallback', { ...hint, rechargeOrderId: 'ord_unknown' }, asPaymentService()))
-      .to.include({ code: grpc.status.NOT_FOUND, billingCode: 10003 });
-    expect(await callFails(old.internal, 'RechargeCallback', { ...hint, rechargeOrderId: 'bad id!' }, asPaymentService()))
-      .to.include({ code: grpc.status.INVALID_ARGUMENT, billingCode: 40000 });
+    expect(
+      await callFails(
+        old.internal,
+        'RechargeCallback',
+        { ...hint, rechargeOrderId: 'ord_unknown' },
+        asPaymentService(),
+      ),
+    ).to.include({ code: grpc.status.NOT_FOUND, billingCode: 10003 });
+    expect(
+      await callFails(old.internal, 'RechargeCallback', { ...hint, rechargeOrderId: 'bad id!' }, asPaymentService()),
+    ).to.include({ code: grpc.status.INVALID_ARGUMENT, billingCode: 40000 });
     await h.drain();
     expect((await call(old.user, 'GetAccount', { userId: user })).balance).to.equal(0);
     expect(await rechargeEntries(h, user)).to.equal(0);
@@ -69,8 +91,9 @@ describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function (
     expect(await rechargeEntries(h, user)).to.equal(1);
     // Replays after the credit: the same payment is acknowledged, another one is a conflict.
     expect(await call(old.internal, 'RechargeCallback', hint, asPaymentService())).to.deep.equal({ success: true });
-    expect(await callFails(old.internal, 'RechargeCallback', { ...hint, paymentId: 'pay_other' }, asPaymentService()))
-      .to.include({ code: grpc.status.ALREADY_EXISTS, billingCode: 10004 });
+    expect(
+      await callFails(old.internal, 'RechargeCallback', { ...hint, paymentId: 'pay_other' }, asPaymentService()),
+    ).to.include({ code: grpc.status.ALREADY_EXISTS, billingCode: 10004 });
     await h.drain();
     expect(await rechargeEntries(h, user)).to.equal(1);
     await h.assertInvariant([user]);
@@ -80,19 +103,37 @@ describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function (
     const user = h.user('closed');
     const { orderId, paymentId } = await order(user, 5);
     h.sim!.payments.get(paymentId)!.status = 'CLOSED';
-    expect(await call(old.internal, 'RechargeCallback', { rechargeOrderId: orderId, paymentId, amount: 5, status: 'success' }, asPaymentService()))
-      .to.deep.equal({ success: true });
+    expect(
+      await call(
+        old.internal,
+        'RechargeCallback',
+        { rechargeOrderId: orderId, paymentId, amount: 5, status: 'success' },
+        asPaymentService(),
+      ),
+    ).to.deep.equal({ success: true });
     expect((await h.running.ctx.repositories.recharges.find(orderId))!.status).to.equal('closed');
     expect(await rechargeEntries(h, user)).to.equal(0);
   });
 
   it('validates a gRPC recharge like an HTTP one, and takes wechatpay over HTTP too', async () => {
     const user = h.user('validate');
-    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 0.001, paymentMethod: 'wechat' })).to.include({ billingCode: 40000 });
-    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 1, paymentMethod: 'paypal' })).to.include({ billingCode: 40000 });
-    expect(await callFails(old.user, 'Recharge', { userId: user, amount: Number.NaN, paymentMethod: 'alipay' })).to.include({ billingCode: 40000 });
-    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 1e300, paymentMethod: 'alipay' })).to.include({ billingCode: 40000 });
-    const http = await h.post('/api/v1/billing/recharge', { user_id: user, amount: '1.00', payment_method: 'wechatpay' });
+    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 0.001, paymentMethod: 'wechat' })).to.include({
+      billingCode: 40000,
+    });
+    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 1, paymentMethod: 'paypal' })).to.include({
+      billingCode: 40000,
+    });
+    expect(
+      await callFails(old.user, 'Recharge', { userId: user, amount: Number.NaN, paymentMethod: 'alipay' }),
+    ).to.include({ billingCode: 40000 });
+    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 1e300, paymentMethod: 'alipay' })).to.include({
+      billingCode: 40000,
+    });
+    const http = await h.post('/api/v1/billing/recharge', {
+      user_id: user,
+      amount: '1.00',
+      payment_method: 'wechatpay',
+    });
     expect(http.status).to.equal(200);
     expect(http.body.data.paymentMethod).to.equal('wechat');
   });

@@ -13,12 +13,20 @@ export const BILLING_SERVICES = ['billing.v1.BillingService', 'billing.v1.Billin
  * unset fields as their proto3 defaults (so a handler sees '' and 0, never undefined).
  */
 export function loadBillingDefinition(): protoLoader.PackageDefinition {
-  return protoLoader.loadSync(BILLING_PROTO_PATH, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  return protoLoader.loadSync(BILLING_PROTO_PATH, {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
 }
 
 export function billingServices(definition: protoLoader.PackageDefinition = loadBillingDefinition()) {
   const pkg = grpc.loadPackageDefinition(definition) as unknown as {
-    billing: { v1: { BillingService: grpc.ServiceClientConstructor; BillingInternalService: grpc.ServiceClientConstructor } };
+    billing: {
+      v1: { BillingService: grpc.ServiceClientConstructor; BillingInternalService: grpc.ServiceClientConstructor };
+    };
   };
   return pkg.billing.v1;
 }
