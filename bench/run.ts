@@ -17,6 +17,7 @@ import { Redis } from 'ioredis';
 import { startRedis, startMariaDb, freePort, ensurePackages } from '../scripts/local-servers.js';
 import { createDatabase, migrateLatest } from '../src/repositories/database.js';
 import { encodeCursor } from '../src/services/usage.service.js';
+import { loadBillingRoot } from '../proto/billing/v1/billing.grpc.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -112,6 +113,29 @@ function grpcLoad(
   });
 }
 
+/**
+ * gRPC unary CheckQuota driven by h2load (C, like wrk): one prebuilt request frame sent over one
+ * HTTP/2 connection with `streams` in flight. Answers per second and the server's CPU per answer.
+ */
+function h2loadCheck(address: string, seconds: number, streams: number, frameFile: string, server: ChildProcess) {
+  const cpuBefore = cpuMs(server);
+  const headers = ['content-type: application/grpc', 'te: trailers', `authorization: Bearer ${TOKEN}`].flatMap((h) => ['-H', h]);
+  const url = `http://${address}/billing.v1.BillingInternalService/CheckQuota`;
+  const args = ['-D', String(seconds), '-c', '1', '-t', '1', '-m', String(streams), '-d', frameFile, ...headers, url];
+  return new Promise<{ requests: number; cpuUsPerRequest: number }>((resolve, reject) => {
+    const child = spawn('h2load', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      const rate = /finished in [\d.]+s, ([\d.]+) req\/s/.exec(out);
+      const done = /requests: \d+ total, \d+ started, (\d+) done/.exec(out);
+      if (code !== 0 || !rate || !done) return reject(new Error(`h2load exited ${code}: ${out}`));
+      const cpuUsPerRequest = Math.round(((cpuMs(server) - cpuBefore) * 1000) / Math.max(1, Number(done[1])));
+      resolve({ requests: Number(rate[1]), cpuUsPerRequest });
+    });
+  });
+}
+
 /** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
 function cpuMs(child: ChildProcess): number {
   const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -129,7 +153,7 @@ async function pending(redis: Redis): Promise<number> {
 const log = (s: string) => console.log(`[bench] ${s}`);
 
 async function main() {
-  ensurePackages(log, [{ binary: 'wrk', pkg: 'wrk' }]);
+  ensurePackages(log, [{ binary: 'wrk', pkg: 'wrk' }, { binary: 'h2load', pkg: 'nghttp2-client' }]);
   const dir = mkdtempSync(join(tmpdir(), 'billing-bench-'));
   log(`servers in ${dir}`);
   const [redisServer, mariadb] = await Promise.all([startRedis({ dir: join(dir, 'redis'), aof: true }), startMariaDb({ dir: join(dir, 'mariadb'), database: 'bench', bufferPool: '4G' })]);
@@ -176,6 +200,14 @@ async function main() {
     // up to 500 unanswered deducts each). The gRPC load generator costs more CPU than wrk on the
     // same cores, so the gRPC figures are, if anything, understated.
     await grpcLoad(grpcAddress, 'check', 3, CONNECTIONS, api);
+    // The h2load request: one CheckQuota message in a gRPC frame (uncompressed, 4-byte length).
+    const checkMessage = loadBillingRoot().lookupType('billing.v1.CheckQuotaRequest');
+    const encoded = checkMessage.encode({ userId: 'bench1', serviceName: 'passport', count: 1 }).finish();
+    const frameFile = join(dir, 'check.grpc');
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(encoded.length, 1);
+    writeFileSync(frameFile, Buffer.concat([prefix, encoded]));
+    const h2Checks: { h2load: number; http: number; cpu: number }[] = [];
     type Transport = { http: number; grpc: number; httpCpu: number | null; grpcCpu: number };
     const transports: Record<'check' | 'deduct', Transport[]> = { check: [], deduct: [] };
     const batched: { batch100: number; stream: number; batchCpu: number | null; streamCpu: number }[] = [];
@@ -185,6 +217,11 @@ async function main() {
         const g = await grpcLoad(grpcAddress, op, SECONDS, CONNECTIONS, api);
         const httpCpu = http.cpuUsPerRequest;
         transports[op].push({ http: http.requests, grpc: g.requests, httpCpu, grpcCpu: g.cpuUsPerRequest });
+        if (op === 'check') {
+          const h2 = await h2loadCheck(grpcAddress, SECONDS, CONNECTIONS, frameFile, api);
+          h2Checks.push({ h2load: h2.requests, http: http.requests, cpu: h2.cpuUsPerRequest });
+          log(`round ${round + 1} check, gRPC driven by h2load: ${Math.round(h2.requests)} req/s; CPU ${h2.cpuUsPerRequest} µs`);
+        }
         log(`round ${round + 1} ${op}: gRPC ${Math.round(g.requests)} vs HTTP ${Math.round(http.requests)} req/s ` +
           `(${g.errors} gRPC errors); CPU ${g.cpuUsPerRequest} vs ${http.cpuUsPerRequest} µs`);
       }
@@ -206,6 +243,11 @@ async function main() {
       rows.push([`gRPC unary ${op} / HTTP ${op} (median of ${ROUNDS})`, pairs, ratio, '≥ 1.5']);
       rows.push([`  API process CPU per ${op}, gRPC vs HTTP (median)`, cpu, '-', '-']);
     }
+    const h2Pairs = h2Checks.map((x) => `${Math.round(x.h2load)}/${Math.round(x.http)}`).join(', ');
+    const h2Ratio = median(h2Checks.map((x) => x.h2load / x.http)).toFixed(2);
+    rows.push([`gRPC check (h2load) / HTTP check (wrk) (median, ${ROUNDS})`, h2Pairs, h2Ratio, '≥ 1.5']);
+    rows.push(['  API process CPU per gRPC check under h2load (median)', `${median(h2Checks.map((x) => x.cpu))} µs`, '-', '-']);
+    results.h2loadChecks = h2Checks;
     const perRound = (f: (x: (typeof batched)[number]) => number) => batched.map((x) => Math.round(f(x))).join(', ');
     const medianOf = (f: (x: (typeof batched)[number]) => number) => String(Math.round(median(batched.map(f))));
     const batchCpu = median(batched.map((x) => x.batchCpu ?? NaN)).toFixed(1);
