@@ -65,6 +65,7 @@ async function main(): Promise<void> {
     '',
     'Billing service is ready.',
     `  API              ${running.url}   (gateway token: ${config.defaultedSecrets.includes('auth.gateway_token') ? config.auth.gatewayToken : '<GATEWAY_TOKEN>'})`,
+    `  gRPC             ${running.grpcAddress}   (billing.v1; same gateway token as metadata)`,
     `  Bull Board       ${running.url}/admin/queues   (${config.auth.boardUser} / ${config.defaultedSecrets.includes('auth.board_password') ? config.auth.boardPassword : '<BULL_BOARD_PASSWORD>'})`,
     `  Metrics          ${running.url}/metrics   (Bearer admin token)`,
     `  Payment service  ${simulator ? `simulator: pay pages ${simulator.httpUrl}/pay/<payment id>, gRPC ${simulator.grpcAddr}` : config.payment.grpcAddr}`,

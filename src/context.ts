@@ -24,6 +24,8 @@ import { RechargeRepository } from './repositories/recharge.repository.js';
 import { PaymentClient } from './payment/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
+import { BatchService } from './services/batch.service.js';
+import { PaymentHintService } from './services/payment-hint.service.js';
 
 /** Everything a process needs, built once from the validated config and passed in. */
 export interface AppContext {
@@ -47,6 +49,10 @@ export interface AppContext {
   readonly reconciliation: ReconciliationService;
   readonly admin: AdminService;
   readonly payment: PaymentClient;
+  /** the capped check and batches of checks and deducts (HTTP and gRPC) */
+  readonly batches: BatchService;
+  /** unsigned payment results (gRPC RechargeCallback), confirmed with GetPayment */
+  readonly paymentHints: PaymentHintService;
   /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
   readonly publicUrl: { base: string };
   readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
@@ -103,10 +109,13 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     auditPeriodMs: config.reconcileAuditPeriodMs,
   }, logger, metrics);
 
+  const batches = new BatchService(billing, config.maxCallsPerRequest);
+  const paymentHints = new PaymentHintService(repositories.recharges, recharges, logger);
   const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);
 
   return {
     config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
+    batches, paymentHints,
     async close() {
       await persistence.drainBuffer();
       await queues.close();

@@ -5,6 +5,10 @@ import { AppError } from '../lib/errors.js';
 /** Liveness (the process answers) and readiness (Redis and MySQL answer). */
 export function healthRoutes(ctx: AppContext): Router {
   const router = Router();
+  // The original platform's health answer, for its load balancers and probes (SPEC 11).
+  router.get('/health', (_req, res) => {
+    res.json({ status: 'UP', service: 'billing-service' });
+  });
   router.get('/healthz', (_req, res) => {
     res.json({ success: true, data: { status: 'ok' } });
   });

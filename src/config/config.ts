@@ -15,6 +15,10 @@ export interface Config {
   readonly logLevel: string;
   /** publicBaseUrl: set explicitly, or null for http://HOST:<the port listened on> */
   readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string; readonly publicBaseUrl: string | null };
+  /** gRPC listen address of the api role; host defaults to http.host. maxMessageBytes bounds a request. */
+  readonly grpc: { readonly host: string; readonly port: number; readonly maxMessageBytes: number };
+  /** items of one batch deduct / check (HTTP and gRPC) */
+  readonly maxBatchItems: number;
   readonly redis: {
     readonly url: string | null;
     readonly keyPrefix: string;
@@ -80,6 +84,12 @@ const schema = Joi.object({
     body_limit: Joi.string().default('16kb'),
     public_base_url: Joi.string().uri({ scheme: ['http', 'https'] }).allow(null).default(null),
   }).default(),
+  grpc: Joi.object({
+    host: Joi.string().allow(null).default(null),
+    port: Joi.number().integer().min(0).max(65535).default(9107),
+    max_message_bytes: Joi.number().integer().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  }).default(),
+  max_batch_items: Joi.number().integer().min(1).max(100_000).default(1000),
   redis: Joi.object({
     url: Joi.string().pattern(/^(rediss?|redis\+cluster):\/\//).allow(null).default(null),
     key_prefix: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/).default('bill'),
@@ -158,6 +168,10 @@ const ENV_KEYS: Record<string, string[]> = {
   PORT: ['http', 'port'],
   HOST: ['http', 'host'],
   PUBLIC_BASE_URL: ['http', 'public_base_url'],
+  GRPC_PORT: ['grpc', 'port'],
+  GRPC_HOST: ['grpc', 'host'],
+  GRPC_MAX_MESSAGE_BYTES: ['grpc', 'max_message_bytes'],
+  MAX_BATCH_ITEMS: ['max_batch_items'],
   REDIS_URL: ['redis', 'url'],
   REDIS_KEY_PREFIX: ['redis', 'key_prefix'],
   REDIS_EVICT_IDLE_AFTER: ['redis', 'evict_idle_after'],
@@ -308,6 +322,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       bodyLimit: v.http.body_limit,
       publicBaseUrl: v.http.public_base_url ? v.http.public_base_url.replace(/\/$/, '') : null,
     },
+    grpc: { host: v.grpc.host ?? v.http.host, port: v.grpc.port, maxMessageBytes: v.grpc.max_message_bytes },
+    maxBatchItems: v.max_batch_items,
     redis: {
       url: v.redis.url,
       keyPrefix: v.redis.key_prefix,

@@ -6,6 +6,7 @@ import { createApp } from '../api/app.js';
 import { startWorkers } from '../workers/workers.js';
 import { registerSchedules } from '../jobs/schedules.js';
 import { migrateLatest } from '../repositories/database.js';
+import { createGrpcServer } from '../grpc/server.js';
 
 export type Role = 'api' | 'worker' | 'scheduler';
 
@@ -13,6 +14,8 @@ export interface Running {
   ctx: AppContext;
   server?: Server;
   url?: string;
+  /** host:port of the api role's gRPC server */
+  grpcAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -25,6 +28,7 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
   const stops: (() => Promise<void>)[] = [];
   let server: Server | undefined;
   let url: string | undefined;
+  let grpcAddress: string | undefined;
 
   if (roles.includes('worker')) {
     const w = startWorkers(ctx);
@@ -43,11 +47,29 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
     const s = server;
     // Stop accepting first; in-flight requests finish, idle keep-alive sockets are closed.
     stops.unshift(() => new Promise<void>((resolve) => { s.close(() => resolve()); s.closeIdleConnections(); }));
+
+    const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints } = ctx;
+    const grpcServices = { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints };
+    const grpcServer = createGrpcServer(grpcServices, {
+      gatewayToken: config.auth.gatewayToken,
+      callbackSecret: config.payment.callbackSecret,
+      maxCallsPerRequest: config.maxCallsPerRequest,
+      maxBatchItems: config.maxBatchItems,
+      maxMessageBytes: config.grpc.maxMessageBytes,
+    }, ctx.logger);
+    try {
+      grpcAddress = await grpcServer.listen(config.grpc.host, config.grpc.port);
+    } catch (err) {
+      await Promise.allSettled(stops.map((stop) => stop()));
+      await ctx.close();
+      throw err;
+    }
+    stops.unshift(() => grpcServer.stop());
   }
 
   let stopping: Promise<void> | null = null;
   return {
-    ctx, server, url,
+    ctx, server, url, grpcAddress,
     stop() {
       stopping ??= (async () => {
         for (const stop of stops) await stop();
@@ -71,7 +93,7 @@ export async function main(roles: Role[]): Promise<void> {
     throw err;
   }
   const running = await startRoles(config, roles, { migrate: roles.includes('api') && process.env.MIGRATE_ON_START !== 'false' });
-  running.ctx.logger.info({ roles, url: running.url }, 'billing service started');
+  running.ctx.logger.info({ roles, url: running.url, grpc: running.grpcAddress }, 'billing service started');
   const shutdown = (signal: string) => {
     running.ctx.logger.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), 30_000);

@@ -59,6 +59,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     REDIS_KEY_PREFIX: `t${tag}`,
     QUEUE_PREFIX: `{q${tag}}`,
     PORT: '0',
+    GRPC_PORT: '0',
     HOST: '127.0.0.1',
     GATEWAY_TOKEN,
     ADMIN_TOKEN,
