@@ -44,7 +44,11 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
         (isAppError(err) && err.kind === 'ORDER_NOT_FOUND') || err instanceof UnconfirmedPaymentError,
     },
     'sweep-pending': {
-      run: async (data) => ({ reenqueued: await d.persistence.sweep(data.olderThanMs ?? d.sweepAfterMs) }),
+      run: async (data) => {
+        const given = data.olderThanMs;
+        const olderThanMs = typeof given === 'number' && Number.isFinite(given) && given >= 0 ? given : d.sweepAfterMs;
+        return { reenqueued: await d.persistence.sweep(olderThanMs) };
+      },
     },
     'expire-reservation': {
       run: async (data) => ({ outcome: (await d.reservations.release(data.reservationId, 'expired')).outcome }),

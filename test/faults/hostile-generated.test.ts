@@ -275,7 +275,12 @@ describe('fault injection: generated hostile suite', function () {
       const valid = isCount(value, 1, MAX_CALLS);
       const id = `gc${i}`;
       cases.push(
-        { name: `check count=${token}`, req: post('/internal/v1/billing/check', `{"user_id":"${countUser}","service_name":"passport","count":${token}}`), allowed: valid ? [200] : [VALIDATION] },
+        // SPEC 11: a check past the per-request cap is a plain no (200, too_many_calls), not a 400.
+        {
+          name: `check count=${token}`,
+          req: post('/internal/v1/billing/check', `{"user_id":"${countUser}","service_name":"passport","count":${token}}`),
+          allowed: valid || (value !== undefined && Number.isSafeInteger(value) && value > MAX_CALLS) ? [200] : [VALIDATION],
+        },
         {
           name: `deduct count=${token}`, req: post('/internal/v1/billing/deduct', `{"request_id":"${id}","user_id":"${countUser}","service_name":"passport","count":${token}}`),
           allowed: valid ? [200, [402, 10001]] : [VALIDATION], user: countUser,
