@@ -20,6 +20,8 @@ import { ReservationService } from './services/reservation.service.js';
 import { ReconciliationService } from './services/reconciliation.service.js';
 import { ReconciliationRepository } from './repositories/reconciliation.repository.js';
 import { AdminService } from './services/admin.service.js';
+import { ArchiveService } from './services/archive.service.js';
+import { ArchiveRepository } from './repositories/archive.repository.js';
 import { RechargeRepository } from './repositories/recharge.repository.js';
 import { PaymentClient } from './payment/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
@@ -48,6 +50,7 @@ export interface AppContext {
   readonly reservations: ReservationService;
   readonly reconciliation: ReconciliationService;
   readonly admin: AdminService;
+  readonly archive: ArchiveService;
   readonly payment: PaymentClient;
   /** the capped check and batches of checks and deducts (HTTP and gRPC) */
   readonly batches: BatchService;
@@ -87,7 +90,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     metrics.deadLetters.inc(),
   );
   const billing = new BillingService(scripts, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs);
-  const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
+  const usage = new UsageService(repositories.usage, catalogue, calendar, clock, () => archive.horizon());
   const credits = new CreditService(scripts, persistence, clock);
   const reservations = new ReservationService(scripts, redis, keys, catalogue, accounts, persistence, queues, calendar, clock, {
     defaultTtlMs: config.reservations.defaultTtlMs,
@@ -111,10 +114,11 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
 
   const batches = new BatchService(billing, config.maxCallsPerRequest);
   const paymentHints = new PaymentHintService(repositories.recharges, recharges, logger);
+  const archive = new ArchiveService(new ArchiveRepository(db), calendar, clock, config.retentionMonths, logger);
   const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);
 
   return {
-    config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
+    config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, archive, payment, publicUrl, repositories,
     batches, paymentHints,
     async close() {
       await persistence.drainBuffer();

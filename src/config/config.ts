@@ -57,6 +57,7 @@ export interface Config {
   };
   readonly reconcileEveryMs: number;
   readonly reconcileAuditPeriodMs: number;
+  readonly retentionMonths: number;
   readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number; readonly sweepEveryMs: number };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
@@ -154,6 +155,8 @@ const schema = Joi.object({
   reconcile_every: duration.default('10m'),
   // Every account's whole ledger is audited within this period, a slice per run (SPEC 16).
   reconcile_audit_period: duration.default('7d'),
+  // Records and ledger entries older than this many whole business months move to archive tables.
+  retention_months: Joi.number().integer().min(2).max(1200).default(13),
   reservations: Joi.object({
     default_ttl: duration.default('5m'),
     max_ttl: duration.default('24h'),
@@ -191,6 +194,7 @@ const ENV_KEYS: Record<string, string[]> = {
   PAYMENT_GRPC_ADDR: ['payment_service', 'grpc_addr'],
   PAYMENT_TIMEOUT: ['payment_service', 'timeout'],
   RECONCILE_AUDIT_PERIOD: ['reconcile_audit_period'],
+  RETENTION_MONTHS: ['retention_months'],
 };
 
 export class ConfigError extends Error {}
@@ -366,6 +370,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     },
     reconcileEveryMs: ms(v.reconcile_every),
     reconcileAuditPeriodMs: ms(v.reconcile_audit_period),
+    retentionMonths: v.retention_months,
     reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl), sweepEveryMs: ms(v.reservations.sweep_every) },
     defaultedSecrets,
   };

@@ -44,6 +44,8 @@ export const Jobs = {
   reconcile: job<{ trigger: 'schedule' | 'manual'; full?: boolean } & Traced>('maintenance'),
   /** Remove from Redis the accounts idle longer than `redis.evict_idle_after` (MySQL holds them). */
   'evict-idle-accounts': job<Record<string, never>>('maintenance'),
+  /** Move records and verified ledger entries past the retention horizon to the archive tables (daily). */
+  'archive-old-rows': job<Record<string, never>>('maintenance'),
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': job<Record<string, never>>('maintenance'),
 } as const;

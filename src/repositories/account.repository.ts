@@ -26,7 +26,8 @@ export class AccountRepository {
   async findWithLedgerBalance(userId: string): Promise<{ balance: string; ledger_balance: string } | undefined> {
     const [rows] = (await this.db.raw(
       `SELECT a.balance,
-              COALESCE((SELECT l.balance_after FROM ledger_entries l WHERE l.user_id = a.user_id ORDER BY l.id DESC LIMIT 1), 0)
+              COALESCE((SELECT l.balance_after FROM ledger_entries l WHERE l.user_id = a.user_id ORDER BY l.id DESC LIMIT 1),
+                       a.archived_balance)
                 AS ledger_balance
          FROM accounts a WHERE a.user_id = ?`,
       [userId],

@@ -15,7 +15,10 @@ export function balancesWithLedgerSum(db: Knex | Knex.Transaction): Knex.QueryBu
   return db('accounts as a').select(
     'a.user_id',
     'a.balance',
-    db.raw('(SELECT COALESCE(SUM(l.amount), 0) FROM ledger_entries l WHERE l.user_id = a.user_id) AS ledger_sum'),
+    // Archived entries count through their sum (see migrations/20261129000003_archive.ts).
+    db.raw(
+      'a.archived_balance + (SELECT COALESCE(SUM(l.amount), 0) FROM ledger_entries l WHERE l.user_id = a.user_id) AS ledger_sum',
+    ),
   );
 }
 

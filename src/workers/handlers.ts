@@ -1,6 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { JobName, JobPayloads } from '../jobs/jobs.js';
 import type { AccountService } from '../services/account.service.js';
+import type { ArchiveService } from '../services/archive.service.js';
 import { MalformedChangeError, type PersistenceService } from '../services/persistence.service.js';
 import { UnconfirmedPaymentError, type RechargeService } from '../services/recharge.service.js';
 import type { ReconciliationService } from '../services/reconciliation.service.js';
@@ -21,6 +22,7 @@ export interface HandlerDeps {
   reservations: ReservationService;
   reconciliation: ReconciliationService;
   accounts: AccountService;
+  archive: ArchiveService;
   /** sweep-pending's threshold when the job does not say */
   sweepAfterMs: number;
   /** how long an account stays in Redis unchanged before evict-idle-accounts removes it */
@@ -64,6 +66,9 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
     },
     'evict-idle-accounts': {
       run: () => d.accounts.evictIdle(d.evictIdleAfterMs),
+    },
+    'archive-old-rows': {
+      run: () => d.archive.run(),
     },
     'prune-quota-periods': {
       run: async () => ({ deleted: await d.accounts.prunePeriods() }),

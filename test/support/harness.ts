@@ -120,8 +120,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         expect(BigInt(redisBal ?? '0'), `redis vs mysql balance of ${userId}`).to.equal(balance);
         expect(balance, `mysql balance vs ledger sum of ${userId}`).to.equal(ledgerSum);
         // The running balance of the latest entry (what reconciliation checks in O(1)) agrees too.
+        // (with every entry archived, the archived sum is that running balance)
         const latest = await ctx.db('ledger_entries').where({ user_id: userId }).orderBy('id', 'desc').first('balance_after');
-        expect(BigInt(latest?.balance_after ?? 0), `latest running balance of ${userId}`).to.equal(balance);
+        const archived = await ctx.db('accounts').where({ user_id: userId }).first('archived_balance');
+        const running = latest?.balance_after ?? archived?.archived_balance ?? 0;
+        expect(BigInt(running), `latest running balance of ${userId}`).to.equal(balance);
         const redisUsed = await ctx.redis.hgetall(ctx.keys.quota(userId, period));
         const mysqlUsed = await ctx.repositories.accounts.quotaUsage(userId, period);
         const mysqlMap = Object.fromEntries(mysqlUsed.map((r) => [r.service_name, r.used]));
