@@ -24,6 +24,7 @@ import { RechargeRepository } from './repositories/recharge.repository.js';
 import { PaymentClient } from './payment/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
+import type { AppDeps } from './api/app.js';
 
 /** Everything a process needs, built once from the validated config and passed in. */
 export interface AppContext {
@@ -114,4 +115,11 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
       await Promise.allSettled([redis.quit(), db.destroy()]);
     },
   };
+}
+
+/** What the HTTP API takes from the context (createApp slices it further per router). */
+export function appDeps(ctx: AppContext): AppDeps {
+  const { config, logger, metrics, clock, redis, db, queues } = ctx;
+  const { billing, accounts, catalogue, usage, recharges, reservations, admin } = ctx;
+  return { config, logger, metrics, clock, redis, db, queues, billing, accounts, catalogue, usage, recharges, reservations, admin };
 }

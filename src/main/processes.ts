@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, ConfigError, type Config } from '../config/config.js';
-import { createContext, type AppContext, type ContextOptions } from '../context.js';
+import { appDeps, createContext, type AppContext, type ContextOptions } from '../context.js';
 import { createApp } from '../api/app.js';
 import { startWorkers } from '../workers/workers.js';
 import { registerSchedules } from '../jobs/schedules.js';
@@ -32,7 +32,7 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
   }
   if (roles.includes('scheduler')) await registerSchedules(ctx.queues, config);
   if (roles.includes('api')) {
-    const app = createApp(ctx);
+    const app = createApp(appDeps(ctx));
     server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(config.http.port, config.http.host, (err?: Error) => (err ? reject(err) : resolve(s)));
     });
