@@ -25,6 +25,7 @@ import { PaymentClient } from './payment/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
 import type { AppDeps } from './api/app.js';
+import type { WorkerDeps } from './workers/workers.js';
 
 /** Everything a process needs, built once from the validated config and passed in. */
 export interface AppContext {
@@ -122,4 +123,15 @@ export function appDeps(ctx: AppContext): AppDeps {
   const { config, logger, metrics, clock, redis, db, queues } = ctx;
   const { billing, accounts, catalogue, usage, recharges, reservations, admin } = ctx;
   return { config, logger, metrics, clock, redis, db, queues, billing, accounts, catalogue, usage, recharges, reservations, admin };
+}
+
+/** What the workers take from the context: the services their handlers call, the queue settings. */
+export function workerDeps(ctx: AppContext): WorkerDeps {
+  const { config, logger, metrics, queues, persistence, recharges, reservations, reconciliation, accounts } = ctx;
+  return {
+    persistence, recharges, reservations, reconciliation, accounts, queues, logger, metrics,
+    sweepAfterMs: config.persistence.sweepAfterMs,
+    redisUrl: config.redis.url!,
+    queue: config.queue,
+  };
 }

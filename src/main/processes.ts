@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, ConfigError, type Config } from '../config/config.js';
-import { appDeps, createContext, type AppContext, type ContextOptions } from '../context.js';
+import { appDeps, createContext, workerDeps, type AppContext, type ContextOptions } from '../context.js';
 import { createApp } from '../api/app.js';
 import { startWorkers } from '../workers/workers.js';
 import { registerSchedules } from '../jobs/schedules.js';
@@ -27,7 +27,7 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
   let url: string | undefined;
 
   if (roles.includes('worker')) {
-    const w = startWorkers(ctx);
+    const w = startWorkers(workerDeps(ctx));
     stops.push(() => w.close());
   }
   if (roles.includes('scheduler')) await registerSchedules(ctx.queues, config);

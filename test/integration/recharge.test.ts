@@ -3,6 +3,7 @@ import { startHarness, CALLBACK_SECRET, type Harness } from '../support/harness.
 import { spawnRole, exited } from '../support/processes.js';
 import { signPayload } from '../../src/lib/payment-signature.js';
 import { startWorkers } from '../../src/workers/workers.js';
+import { workerDeps } from '../../src/context.js';
 
 const RECHARGE = '/api/v1/billing/recharge';
 const CALLBACK = '/internal/v1/billing/callback';
@@ -204,7 +205,7 @@ describe('recharge job killed mid-way', function () {
         const redisBal = await ctx.redis.hget(ctx.keys.account(user), 'bal');
         expect(redisBal).to.equal('20000000'); // credited in Redis once, before the crash
         // A fresh worker finds the stalled job and runs it again.
-        workers = startWorkers(ctx);
+        workers = startWorkers(workerDeps(ctx));
         await h.drain();
         expect(await balanceOf(h, user)).to.equal('20.00');
         expect(await rechargeEntries(h, user)).to.equal(1);

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { startWorkers } from '../../src/workers/workers.js';
+import { workerDeps } from '../../src/context.js';
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const DEDUCT = '/internal/v1/billing/deduct';
@@ -121,7 +122,7 @@ describe('reconciliation', function () {
       // Not yet in MySQL, so not among the accounts changed there: nothing of it is compared or repaired.
       const repairs = await ctx.db('reconciliation_repairs').where({ run_id: summary.id, user_id: user });
       expect(repairs).to.have.length(0);
-      const workers = startWorkers(ctx, ['persistence']);
+      const workers = startWorkers(workerDeps(ctx), ['persistence']);
       try {
         await apiOnly.drain();
       } finally {

@@ -182,7 +182,8 @@ describe('reservation commit racing expiry', function () {
       expect(e.outcome).to.be.oneOf(['not_due', 'committed']);
       expect(await account(h, user)).to.include({ heldAmount: '0.00', balance: '99.60' });
       const { startWorkers } = await import('../../src/workers/workers.js');
-      const workers = startWorkers(ctx, ['persistence']);
+      const { workerDeps } = await import('../../src/context.js');
+      const workers = startWorkers(workerDeps(ctx), ['persistence']);
       try {
         await h.drain();
       } finally {

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { startWorkers } from '../../src/workers/workers.js';
+import { workerDeps } from '../../src/context.js';
 
 /*
  * SPEC section 10 (and issue #10's findings): one bad change never blocks the others; operators' tools
@@ -30,7 +31,7 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
     it('is parked as a dead letter while the rest of its batch lands, and its money stays accounted', async () => {
       const ctx = h.running.ctx;
       const [a, b, poisoned] = [h.user('dl-a'), h.user('dl-b'), h.user('dl-poison')];
-      let workers = startWorkers(ctx, ['persistence']);
+      let workers = startWorkers(workerDeps(ctx), ['persistence']);
       await seedBalance(h, poisoned, 1_000_000n);
       await h.drain();
       await workers.close();
@@ -46,7 +47,7 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
       const entry = JSON.parse((await ctx.redis.hget(journal, recordId))!);
       await ctx.redis.hset(journal, recordId, JSON.stringify({ ...entry, day: '2026-02-30' }));
 
-      workers = startWorkers(ctx, ['persistence']);
+      workers = startWorkers(workerDeps(ctx), ['persistence']);
       try {
         expect(await ctx.persistence.sweep(0)).to.equal(3); // one job: two good changes and the poisoned one
         await h.drain();

@@ -141,7 +141,8 @@ describe('persistence sweep', function () {
       expect(await ctx.persistence.sweep(60_000)).to.equal(0); // too young to sweep
       expect(await ctx.persistence.sweep(0)).to.equal(6);
       const { startWorkers } = await import('../../src/workers/workers.js');
-      const workers = startWorkers(ctx);
+      const { workerDeps } = await import('../../src/context.js');
+      const workers = startWorkers(workerDeps(ctx));
       try {
         await h.drain();
       } finally {
