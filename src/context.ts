@@ -74,38 +74,69 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const keys = new RedisKeys(config.redis.keyPrefix);
   const queues = new JobQueues(redis, config.queue.prefix);
 
-  const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db), reconciliation: new ReconciliationRepository(db) };
+  const repositories = {
+    accounts: new AccountRepository(db),
+    ledger: new LedgerRepository(db),
+    usage: new UsageRepository(db),
+    recharges: new RechargeRepository(db),
+    reconciliation: new ReconciliationRepository(db),
+  };
   const catalogue = new CatalogueService(config.services, config.currency);
   // The scripts load an account they do not find ('init') through the account service, built next.
-  const scripts: Scripts = new Scripts(redis, keys, { load: (userId, now, readOnly) => accounts.load(userId, now, readOnly) }, metrics);
-  const accounts = new AccountService(scripts, redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
-  const persistence = new PersistenceService(scripts, redis, keys, repositories.ledger, queues, config.persistence, clock, logger, faults, () =>
-    metrics.deadLetters.inc(),
+  const scripts: Scripts = new Scripts(
+    redis,
+    keys,
+    { load: (userId, now, readOnly) => accounts.load(userId, now, readOnly) },
+    metrics,
   );
-  const billing = new BillingService(scripts, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs);
+  const accounts = new AccountService({
+    scripts, redis, keys, accounts: repositories.accounts, catalogue, calendar, clock, currency: config.currency,
+  });
+  const persistence = new PersistenceService({
+    scripts, redis, keys, ledger: repositories.ledger, queues, opts: config.persistence, clock, logger, faults,
+    onDeadLetter: () => metrics.deadLetters.inc(),
+  });
+  const billing = new BillingService({
+    scripts, catalogue, accounts, persistence, calendar, clock, idempotencyTtlMs: config.redis.idempotencyTtlMs,
+  });
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
   const credits = new CreditService(scripts, persistence, clock);
-  const reservations = new ReservationService(scripts, redis, keys, catalogue, accounts, persistence, queues, calendar, clock, {
-    defaultTtlMs: config.reservations.defaultTtlMs,
-    maxTtlMs: config.reservations.maxTtlMs,
-    idempotencyTtlMs: config.redis.idempotencyTtlMs,
-  }, logger);
+  const reservations = new ReservationService({
+    scripts, redis, keys, catalogue, accounts, persistence, queues, calendar, clock, logger,
+    opts: {
+      defaultTtlMs: config.reservations.defaultTtlMs,
+      maxTtlMs: config.reservations.maxTtlMs,
+      idempotencyTtlMs: config.redis.idempotencyTtlMs,
+    },
+  });
   const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
-  const recharges = new RechargeService(repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
-    currency: config.currency,
-    minRecharge: config.payment.minRecharge,
-    maxRecharge: config.payment.maxRecharge,
-    notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
-  }, clock, faults, logger);
-  const reconciliation = new ReconciliationService(scripts, redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
-    sweepAfterMs: config.persistence.sweepAfterMs,
-    pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
-    everyMs: config.reconcileEveryMs,
-    auditPeriodMs: config.reconcileAuditPeriodMs,
-  }, logger, metrics);
+  const recharges = new RechargeService({
+    orders: repositories.recharges, ledger: repositories.ledger,
+    credits, persistence, queues, payment, clock, faults, logger,
+    opts: {
+      currency: config.currency,
+      minRecharge: config.payment.minRecharge,
+      maxRecharge: config.payment.maxRecharge,
+      notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
+    },
+  });
+  const reconciliation = new ReconciliationService({
+    runs: repositories.reconciliation, accountsRepo: repositories.accounts, orders: repositories.recharges,
+    scripts, redis, keys,
+    catalogue, accounts, persistence, recharges, calendar, clock, logger, metrics,
+    opts: {
+      sweepAfterMs: config.persistence.sweepAfterMs,
+      pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
+      everyMs: config.reconcileEveryMs,
+      auditPeriodMs: config.reconcileAuditPeriodMs,
+    },
+  });
 
-  const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);
+  const admin = new AdminService({
+    ledger: repositories.ledger, runs: repositories.reconciliation,
+    redis, keys, accounts, credits, persistence, queues, logger,
+  });
 
   return {
     config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
@@ -122,7 +153,10 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
 export function appDeps(ctx: AppContext): AppDeps {
   const { config, logger, metrics, clock, redis, db, queues } = ctx;
   const { billing, accounts, catalogue, usage, recharges, reservations, admin } = ctx;
-  return { config, logger, metrics, clock, redis, db, queues, billing, accounts, catalogue, usage, recharges, reservations, admin };
+  return {
+    config, logger, metrics, clock, redis, db, queues,
+    billing, accounts, catalogue, usage, recharges, reservations, admin,
+  };
 }
 
 /** What the workers take from the context: the services their handlers call, the queue settings. */

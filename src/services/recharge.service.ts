@@ -40,6 +40,20 @@ export type CallbackOutcome = 'queued' | 'already_paid' | 'closed' | 'ignored';
 
 const GRPC_METHOD = { wechat: 'WECHATPAY', alipay: 'ALIPAY' } as const;
 
+/** What RechargeService is built from (named, so that adding one is no positional shuffle). */
+export interface RechargeServiceDeps {
+  orders: RechargeRepository;
+  ledger: LedgerRepository;
+  credits: CreditService;
+  persistence: PersistenceService;
+  queues: JobQueues;
+  payment: PaymentClient;
+  opts: RechargeOptions;
+  clock: Clock;
+  faults: FaultPoints;
+  logger: Logger;
+}
+
 /**
  * Recharge orders: created here, paid at the payment service, credited exactly once.
  *
@@ -48,18 +62,29 @@ const GRPC_METHOD = { wechat: 'WECHATPAY', alipay: 'ALIPAY' } as const;
  * order, moves it to paid and books the ledger entry (unique per order; payment_id unique per order).
  */
 export class RechargeService {
-  constructor(
-    private readonly orders: RechargeRepository,
-    private readonly ledger: LedgerRepository,
-    private readonly credits: CreditService,
-    private readonly persistence: PersistenceService,
-    private readonly queues: JobQueues,
-    private readonly payment: PaymentClient,
-    private readonly opts: RechargeOptions,
-    private readonly clock: Clock,
-    private readonly faults: FaultPoints,
-    private readonly logger: Logger,
-  ) {}
+  private readonly orders: RechargeRepository;
+  private readonly ledger: LedgerRepository;
+  private readonly credits: CreditService;
+  private readonly persistence: PersistenceService;
+  private readonly queues: JobQueues;
+  private readonly payment: PaymentClient;
+  private readonly opts: RechargeOptions;
+  private readonly clock: Clock;
+  private readonly faults: FaultPoints;
+  private readonly logger: Logger;
+
+  constructor(deps: RechargeServiceDeps) {
+    this.orders = deps.orders;
+    this.ledger = deps.ledger;
+    this.credits = deps.credits;
+    this.persistence = deps.persistence;
+    this.queues = deps.queues;
+    this.payment = deps.payment;
+    this.opts = deps.opts;
+    this.clock = deps.clock;
+    this.faults = deps.faults;
+    this.logger = deps.logger;
+  }
 
   view(o: OrderRow) {
     const params = o.pay_params ? (JSON.parse(o.pay_params) as Record<string, string>) : undefined;
