@@ -49,8 +49,6 @@ export interface AppContext {
   readonly reconciliation: ReconciliationService;
   readonly admin: AdminService;
   readonly payment: PaymentClient;
-  /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
-  readonly publicUrl: { base: string };
   readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
   close(): Promise<void>;
 }
@@ -58,19 +56,28 @@ export interface AppContext {
 export interface ContextOptions {
   clock?: Clock;
   logger?: Logger;
+  /** the address this process's API is bound to, if it serves one: the notify URL's base unless PUBLIC_BASE_URL says */
+  boundUrl?: string;
+}
+
+/** Fails early, and clearly, when a process has nowhere to keep its state. */
+export function requireConnections(config: Config): void {
+  if (!config.redis.url) throw new Error('REDIS_URL is not set (npm start provides a local Redis when it is unset)');
+  if (!config.database.url) {
+    throw new Error('DATABASE_URL is not set (npm start provides a local MariaDB when it is unset)');
+  }
 }
 
 export function createContext(config: Config, opts: ContextOptions = {}): AppContext {
-  if (!config.redis.url) throw new Error('REDIS_URL is not set (npm start provides a local Redis when it is unset)');
-  if (!config.database.url) throw new Error('DATABASE_URL is not set (npm start provides a local MariaDB when it is unset)');
+  requireConnections(config);
   const logger = opts.logger ?? createLogger(config.logLevel);
   const clock = opts.clock ?? systemClock;
   const calendar = new BusinessCalendar(config.businessTz);
   const metrics = new Metrics();
   const faults = new FaultPoints(config.faultCrashAt);
-  const redis = createRedis(config.redis.url, 'command');
+  const redis = createRedis(config.redis.url!, 'command');
   defineScripts(redis);
-  const db = createDatabase(config.database.url, config.database.poolMax, logger);
+  const db = createDatabase(config.database.url!, config.database.poolMax, logger);
   const keys = new RedisKeys(config.redis.keyPrefix);
   const queues = new JobQueues(redis, config.queue.prefix);
 
@@ -109,7 +116,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
       idempotencyTtlMs: config.redis.idempotencyTtlMs,
     },
   });
-  const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
+  const publicBase = config.http.publicBaseUrl ?? opts.boundUrl ?? `http://${config.http.host}:${config.http.port}`;
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
   const recharges = new RechargeService({
     orders: repositories.recharges, ledger: repositories.ledger,
@@ -118,7 +125,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
       currency: config.currency,
       minRecharge: config.payment.minRecharge,
       maxRecharge: config.payment.maxRecharge,
-      notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
+      notifyUrl: `${publicBase}/internal/v1/billing/callback`,
     },
   });
   const reconciliation = new ReconciliationService({
@@ -139,7 +146,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   });
 
   return {
-    config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
+    config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, repositories,
     async close() {
       await persistence.drainBuffer();
       await queues.close();

@@ -15,7 +15,8 @@ export interface RechargeOptions {
   currency: string;
   minRecharge: Micros;
   maxRecharge: Micros;
-  notifyUrl: () => string;
+  /** where the payment service posts its result (the callback route, as callers reach it) */
+  notifyUrl: string;
 }
 
 export interface CreateRechargeInput {
@@ -140,7 +141,7 @@ export class RechargeService {
         method: GRPC_METHOD[input.method],
         subject: `Balance recharge ${formatMoney(input.amount)} ${input.currency}`,
         return_url: '',
-        notify_url: this.opts.notifyUrl(),
+        notify_url: this.opts.notifyUrl,
         client_ip: input.clientIp,
       });
       if (reply.status === 'FAILED' || reply.status === 'CLOSED' || !reply.payment_id) throw new AppError('PAYMENT_UNAVAILABLE', `payment service refused the payment (${reply.status})`);
