@@ -27,13 +27,16 @@ import { Metrics } from './lib/metrics.js';
 import type { AppDeps } from './api/app.js';
 import type { WorkerDeps } from './workers/workers.js';
 
-/** Everything a process needs, built once from the validated config and passed in. */
+/**
+ * What the composition root builds once from the validated config: infrastructure and services. No
+ * factory takes it whole; appDeps() and workerDeps() pick what the HTTP API and the workers use.
+ * Tests build their own probe from it (test/support/harness.ts) rather than reading it.
+ */
 export interface AppContext {
   readonly config: Config;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics: Metrics;
-  readonly calendar: BusinessCalendar;
   readonly redis: RedisClient;
   readonly db: Db;
   readonly keys: RedisKeys;
@@ -48,8 +51,6 @@ export interface AppContext {
   readonly reservations: ReservationService;
   readonly reconciliation: ReconciliationService;
   readonly admin: AdminService;
-  readonly payment: PaymentClient;
-  readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
   close(): Promise<void>;
 }
 
@@ -146,7 +147,8 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   });
 
   return {
-    config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, repositories,
+    config, logger, clock, metrics, redis, db, keys, queues,
+    catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
