@@ -28,14 +28,19 @@ import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
 import { BatchService } from './services/batch.service.js';
 import { PaymentHintService } from './services/payment-hint.service.js';
+import type { AppDeps } from './api/app.js';
+import type { WorkerDeps } from './workers/workers.js';
 
-/** Everything a process needs, built once from the validated config and passed in. */
+/**
+ * What the composition root builds once from the validated config: infrastructure and services. No
+ * factory takes it whole; appDeps() and workerDeps() pick what the HTTP API and the workers use.
+ * Tests build their own probe from it (test/support/harness.ts) rather than reading it.
+ */
 export interface AppContext {
   readonly config: Config;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics: Metrics;
-  readonly calendar: BusinessCalendar;
   readonly redis: RedisClient;
   readonly db: Db;
   readonly keys: RedisKeys;
@@ -51,75 +56,112 @@ export interface AppContext {
   readonly reconciliation: ReconciliationService;
   readonly admin: AdminService;
   readonly archive: ArchiveService;
-  readonly payment: PaymentClient;
   /** the capped check and batches of checks and deducts (HTTP and gRPC) */
   readonly batches: BatchService;
   /** unsigned payment results (gRPC RechargeCallback), confirmed with GetPayment */
   readonly paymentHints: PaymentHintService;
-  /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
-  readonly publicUrl: { base: string };
-  readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
   close(): Promise<void>;
 }
 
 export interface ContextOptions {
   clock?: Clock;
   logger?: Logger;
+  /** the address this process's API is bound to, if it serves one: the notify URL's base unless PUBLIC_BASE_URL says */
+  boundUrl?: string;
+}
+
+/** Fails early, and clearly, when a process has nowhere to keep its state. */
+export function requireConnections(config: Config): void {
+  if (!config.redis.url) throw new Error('REDIS_URL is not set (npm start provides a local Redis when it is unset)');
+  if (!config.database.url) {
+    throw new Error('DATABASE_URL is not set (npm start provides a local MariaDB when it is unset)');
+  }
 }
 
 export function createContext(config: Config, opts: ContextOptions = {}): AppContext {
-  if (!config.redis.url) throw new Error('REDIS_URL is not set (npm start provides a local Redis when it is unset)');
-  if (!config.database.url) throw new Error('DATABASE_URL is not set (npm start provides a local MariaDB when it is unset)');
+  requireConnections(config);
   const logger = opts.logger ?? createLogger(config.logLevel);
   const clock = opts.clock ?? systemClock;
   const calendar = new BusinessCalendar(config.businessTz);
   const metrics = new Metrics();
   const faults = new FaultPoints(config.faultCrashAt);
-  const redis = createRedis(config.redis.url, 'command');
+  const redis = createRedis(config.redis.url!, 'command');
   defineScripts(redis);
-  const db = createDatabase(config.database.url, config.database.poolMax, logger);
-  const keys = new RedisKeys(config.redis.keyPrefix, config.redis.url.startsWith('redis+cluster://'));
+  const db = createDatabase(config.database.url!, config.database.poolMax, logger);
+  const keys = new RedisKeys(config.redis.keyPrefix, config.redis.url!.startsWith('redis+cluster://'));
   const queues = new JobQueues(redis, config.queue.prefix);
 
-  const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db), reconciliation: new ReconciliationRepository(db) };
+  const repositories = {
+    accounts: new AccountRepository(db),
+    ledger: new LedgerRepository(db),
+    usage: new UsageRepository(db),
+    recharges: new RechargeRepository(db),
+    reconciliation: new ReconciliationRepository(db),
+  };
   const catalogue = new CatalogueService(config.services, config.currency);
   // The scripts load an account they do not find ('init') through the account service, built next.
-  const scripts: Scripts = new Scripts(redis, keys, { load: (userId, now, readOnly) => accounts.load(userId, now, readOnly) }, metrics);
-  const accounts = new AccountService(scripts, redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
-  const persistence = new PersistenceService(scripts, redis, keys, repositories.ledger, queues, config.persistence, clock, logger, faults, () =>
-    metrics.deadLetters.inc(),
+  const scripts: Scripts = new Scripts(
+    redis,
+    keys,
+    { load: (userId, now, readOnly) => accounts.load(userId, now, readOnly) },
+    metrics,
   );
-  const billing = new BillingService(scripts, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs);
+  const accounts = new AccountService({
+    scripts, redis, keys, accounts: repositories.accounts, catalogue, calendar, clock, currency: config.currency,
+  });
+  const persistence = new PersistenceService({
+    scripts, redis, keys, ledger: repositories.ledger, queues, opts: config.persistence, clock, logger, faults,
+    onDeadLetter: () => metrics.deadLetters.inc(),
+  });
+  const billing = new BillingService({
+    scripts, catalogue, accounts, persistence, calendar, clock, idempotencyTtlMs: config.redis.idempotencyTtlMs,
+  });
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock, () => archive.horizon());
   const credits = new CreditService(scripts, persistence, clock);
-  const reservations = new ReservationService(scripts, redis, keys, catalogue, accounts, persistence, queues, calendar, clock, {
-    defaultTtlMs: config.reservations.defaultTtlMs,
-    maxTtlMs: config.reservations.maxTtlMs,
-    idempotencyTtlMs: config.redis.idempotencyTtlMs,
-  }, logger);
-  const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
+  const reservations = new ReservationService({
+    scripts, redis, keys, catalogue, accounts, persistence, queues, calendar, clock, logger,
+    opts: {
+      defaultTtlMs: config.reservations.defaultTtlMs,
+      maxTtlMs: config.reservations.maxTtlMs,
+      idempotencyTtlMs: config.redis.idempotencyTtlMs,
+    },
+  });
+  const publicBase = config.http.publicBaseUrl ?? opts.boundUrl ?? `http://${config.http.host}:${config.http.port}`;
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
-  const recharges = new RechargeService(repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
-    currency: config.currency,
-    minRecharge: config.payment.minRecharge,
-    maxRecharge: config.payment.maxRecharge,
-    notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
-  }, clock, faults, logger);
-  const reconciliation = new ReconciliationService(scripts, redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
-    sweepAfterMs: config.persistence.sweepAfterMs,
-    pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
-    everyMs: config.reconcileEveryMs,
-    auditPeriodMs: config.reconcileAuditPeriodMs,
-  }, logger, metrics);
+  const recharges = new RechargeService({
+    orders: repositories.recharges, ledger: repositories.ledger,
+    credits, persistence, queues, payment, clock, faults, logger,
+    opts: {
+      currency: config.currency,
+      minRecharge: config.payment.minRecharge,
+      maxRecharge: config.payment.maxRecharge,
+      notifyUrl: `${publicBase}/internal/v1/billing/callback`,
+    },
+  });
+  const reconciliation = new ReconciliationService({
+    runs: repositories.reconciliation, accountsRepo: repositories.accounts, orders: repositories.recharges,
+    scripts, redis, keys,
+    catalogue, accounts, persistence, recharges, calendar, clock, logger, metrics,
+    opts: {
+      sweepAfterMs: config.persistence.sweepAfterMs,
+      pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
+      everyMs: config.reconcileEveryMs,
+      auditPeriodMs: config.reconcileAuditPeriodMs,
+    },
+  });
 
   const batches = new BatchService(billing, config.maxCallsPerRequest);
   const paymentHints = new PaymentHintService(repositories.recharges, recharges, logger);
   const archive = new ArchiveService(new ArchiveRepository(db), calendar, clock, config.retentionMonths, logger);
-  const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);
+  const admin = new AdminService({
+    ledger: repositories.ledger, runs: repositories.reconciliation,
+    redis, keys, accounts, credits, persistence, queues, logger,
+  });
 
   return {
-    config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, archive, payment, publicUrl, repositories,
-    batches, paymentHints,
+    config, logger, clock, metrics, redis, db, keys, queues,
+    catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin,
+    archive, batches, paymentHints,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
@@ -127,4 +169,32 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
       await Promise.allSettled([redis.quit(), db.destroy()]);
     },
   };
+}
+
+/** What the HTTP API takes from the context (createApp slices it further per router). */
+export function appDeps(ctx: AppContext): AppDeps {
+  const { config, logger, metrics, clock, redis, db, queues } = ctx;
+  const { billing, batches, accounts, catalogue, usage, recharges, reservations, admin } = ctx;
+  return {
+    config, logger, metrics, clock, redis, db, queues,
+    billing, batches, accounts, catalogue, usage, recharges, reservations, admin,
+  };
+}
+
+/** What the workers take from the context: the services their handlers call, the queue settings. */
+export function workerDeps(ctx: AppContext): WorkerDeps {
+  const { config, logger, metrics, queues, persistence, recharges, reservations, reconciliation, accounts, archive } = ctx;
+  return {
+    persistence, recharges, reservations, reconciliation, accounts, archive, queues, logger, metrics,
+    sweepAfterMs: config.persistence.sweepAfterMs,
+    evictIdleAfterMs: config.redis.evictIdleAfterMs,
+    redisUrl: config.redis.url!,
+    queue: config.queue,
+  };
+}
+
+/** What the gRPC transport takes from the context: the services it fronts, nothing else. */
+export function grpcDeps(ctx: AppContext) {
+  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints } = ctx;
+  return { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints };
 }

@@ -1,6 +1,6 @@
 import express, { Router, type RequestHandler } from 'express';
-import type { AppContext } from '../context.js';
-import type { ItemOutcome } from '../services/batch.service.js';
+import type { BatchService, ItemOutcome } from '../services/batch.service.js';
+import type { BillingService } from '../services/billing.service.js';
 import { AppError } from '../lib/errors.js';
 import { gatewaySchemas } from './gateway.schemas.js';
 import { requireBearer } from './auth.middleware.js';
@@ -45,26 +45,34 @@ function normalizeItems(body: unknown): unknown {
  * middleware (`before`: body parser, auth) so that the app can match them first, ahead of every
  * other router: they are the hot path, called on every API call the platform serves.
  */
-export function gatewayRoutes(ctx: AppContext, ...before: RequestHandler[]): Router {
+export interface GatewayRouteDeps {
+  billing: BillingService;
+  batches: BatchService;
+  maxCallsPerRequest: number;
+  maxBatchItems: number;
+  gatewayToken: string;
+}
+
+export function gatewayRoutes(d: GatewayRouteDeps, ...before: RequestHandler[]): Router {
   const router = Router();
-  const schemas = gatewaySchemas(ctx.config.maxCallsPerRequest, ctx.config.maxBatchItems);
+  const schemas = gatewaySchemas(d.maxCallsPerRequest, d.maxBatchItems);
   // A batch's body is larger than a single call's: authenticated first, then parsed with its own
   // bound (the parser given in `before` then finds the body read and skips).
   const batchBody = [
-    requireBearer(ctx.config.auth.gatewayToken),
-    express.json({ limit: ctx.config.maxBatchItems * BATCH_BYTES_PER_ITEM, strict: false }),
+    requireBearer(d.gatewayToken),
+    express.json({ limit: d.maxBatchItems * BATCH_BYTES_PER_ITEM, strict: false }),
   ];
 
   router.post(`${BASE}/check`, ...before, async (req, res) => {
     const b = validate(schemas.check, req.body);
-    res.json(ok(await ctx.batches.check({ userId: b.user_id, serviceName: b.service_name, count: b.count })));
+    res.json(ok(await d.batches.check({ userId: b.user_id, serviceName: b.service_name, count: b.count })));
   });
 
   router.post(`${BASE}/deduct`, ...before, async (req, res) => {
     const b = validate(schemas.deduct, req.body);
     res.json(
       ok(
-        await ctx.billing.deduct({
+        await d.billing.deduct({
           requestId: b.request_id,
           userId: b.user_id,
           serviceName: b.service_name,
@@ -82,13 +90,13 @@ export function gatewayRoutes(ctx: AppContext, ...before: RequestHandler[]): Rou
       serviceName: i.service_name,
       count: i.count,
     }));
-    res.json(ok(batchAnswer(await ctx.batches.deductBatch(items))));
+    res.json(ok(batchAnswer(await d.batches.deductBatch(items))));
   });
 
   router.post(`${BASE}/check/batch`, ...batchBody, ...before, async (req, res) => {
     const b = validate(schemas.checkBatch, normalizeItems(req.body));
     const items = b.items.map((i) => ({ userId: i.user_id, serviceName: i.service_name, count: i.count }));
-    res.json(ok(batchAnswer(await ctx.batches.checkBatch(items))));
+    res.json(ok(batchAnswer(await d.batches.checkBatch(items))));
   });
 
   return router;

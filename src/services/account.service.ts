@@ -26,6 +26,18 @@ export interface AccountView {
   quotas: { serviceName: string; totalQuota: number; usedQuota: number; remainingQuota: number; period: string }[];
 }
 
+/** What AccountService is built from (named, so that adding one is no positional shuffle). */
+export interface AccountServiceDeps {
+  scripts: Scripts;
+  redis: RedisClient;
+  keys: RedisKeys;
+  accounts: AccountRepository;
+  catalogue: CatalogueService;
+  calendar: BusinessCalendar;
+  clock: Clock;
+  currency: string;
+}
+
 /**
  * A user's live account lives in Redis; MySQL is loaded into Redis the first time a user is seen
  * (a new user: zero balance, the month's free quota unused).
@@ -34,16 +46,25 @@ export class AccountService {
   /** One MySQL load per user at a time in this process, however many first calls arrive together. */
   private readonly loading = new Map<string, Promise<void>>();
 
-  constructor(
-    private readonly scripts: Scripts,
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly accounts: AccountRepository,
-    private readonly catalogue: CatalogueService,
-    private readonly calendar: BusinessCalendar,
-    private readonly clock: Clock,
-    private readonly currency: string,
-  ) {}
+  private readonly scripts: Scripts;
+  private readonly redis: RedisClient;
+  private readonly keys: RedisKeys;
+  private readonly accounts: AccountRepository;
+  private readonly catalogue: CatalogueService;
+  private readonly calendar: BusinessCalendar;
+  private readonly clock: Clock;
+  private readonly currency: string;
+
+  constructor(deps: AccountServiceDeps) {
+    this.scripts = deps.scripts;
+    this.redis = deps.redis;
+    this.keys = deps.keys;
+    this.accounts = deps.accounts;
+    this.catalogue = deps.catalogue;
+    this.calendar = deps.calendar;
+    this.clock = deps.clock;
+    this.currency = deps.currency;
+  }
 
   quotaExpiry(now: Date): number {
     return this.calendar.nextPeriodStart(now).getTime() + QUOTA_KEEP_MS;

@@ -26,19 +26,42 @@ export interface AdjustInput {
   allowNegative: boolean;
 }
 
+/** What AdminService is built from (named, so that adding one is no positional shuffle). */
+export interface AdminServiceDeps {
+  redis: RedisClient;
+  keys: RedisKeys;
+  accounts: AccountService;
+  credits: CreditService;
+  persistence: PersistenceService;
+  ledger: LedgerRepository;
+  runs: ReconciliationRepository;
+  queues: JobQueues;
+  logger: Logger;
+}
+
 /** What operators do instead of hand-written SQL: adjustments through the ledger, and look-ups. */
 export class AdminService {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly accounts: AccountService,
-    private readonly credits: CreditService,
-    private readonly persistence: PersistenceService,
-    private readonly ledger: LedgerRepository,
-    private readonly runs: ReconciliationRepository,
-    private readonly queues: JobQueues,
-    private readonly logger: Logger,
-  ) {}
+  private readonly redis: RedisClient;
+  private readonly keys: RedisKeys;
+  private readonly accounts: AccountService;
+  private readonly credits: CreditService;
+  private readonly persistence: PersistenceService;
+  private readonly ledger: LedgerRepository;
+  private readonly runs: ReconciliationRepository;
+  private readonly queues: JobQueues;
+  private readonly logger: Logger;
+
+  constructor(deps: AdminServiceDeps) {
+    this.redis = deps.redis;
+    this.keys = deps.keys;
+    this.accounts = deps.accounts;
+    this.credits = deps.credits;
+    this.persistence = deps.persistence;
+    this.ledger = deps.ledger;
+    this.runs = deps.runs;
+    this.queues = deps.queues;
+    this.logger = deps.logger;
+  }
 
   deadLetters(limit: number) {
     return this.persistence.deadLetters(limit);

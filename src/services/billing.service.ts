@@ -34,17 +34,36 @@ export interface DeductResult {
   duplicate: boolean;
 }
 
+/** What BillingService is built from (named, so that adding one is no positional shuffle). */
+export interface BillingServiceDeps {
+  scripts: Scripts;
+  catalogue: CatalogueService;
+  accounts: AccountService;
+  persistence: PersistenceService;
+  calendar: BusinessCalendar;
+  clock: Clock;
+  idempotencyTtlMs: number;
+}
+
 /** The gateway's hot path: one Lua script per call, answered from Redis. */
 export class BillingService {
-  constructor(
-    private readonly scripts: Scripts,
-    private readonly catalogue: CatalogueService,
-    private readonly accounts: AccountService,
-    private readonly persistence: PersistenceService,
-    private readonly calendar: BusinessCalendar,
-    private readonly clock: Clock,
-    private readonly idempotencyTtlMs: number,
-  ) {}
+  private readonly scripts: Scripts;
+  private readonly catalogue: CatalogueService;
+  private readonly accounts: AccountService;
+  private readonly persistence: PersistenceService;
+  private readonly calendar: BusinessCalendar;
+  private readonly clock: Clock;
+  private readonly idempotencyTtlMs: number;
+
+  constructor(deps: BillingServiceDeps) {
+    this.scripts = deps.scripts;
+    this.catalogue = deps.catalogue;
+    this.accounts = deps.accounts;
+    this.persistence = deps.persistence;
+    this.calendar = deps.calendar;
+    this.clock = deps.clock;
+    this.idempotencyTtlMs = deps.idempotencyTtlMs;
+  }
 
   async check({ userId, serviceName, count }: CheckInput): Promise<CheckResult> {
     const service = this.catalogue.get(serviceName);

@@ -29,6 +29,21 @@ export interface PersistOutcome extends ApplyResult {
   lagMs: number;
 }
 
+/** What PersistenceService is built from (named, so that adding one is no positional shuffle). */
+export interface PersistenceServiceDeps {
+  scripts: Scripts;
+  redis: RedisClient;
+  keys: RedisKeys;
+  ledger: LedgerRepository;
+  queues: JobQueues;
+  opts: PersistenceOptions;
+  clock: Clock;
+  logger: Logger;
+  faults: FaultPoints;
+  /** counts each dead letter (a metric) */
+  onDeadLetter?: () => void;
+}
+
 /**
  * Moves changes recorded in Redis into MySQL.
  *
@@ -44,19 +59,30 @@ export class PersistenceService {
   private timer: NodeJS.Timeout | null = null;
   private readonly inflight = new Set<Promise<unknown>>();
 
-  constructor(
-    private readonly scripts: Scripts,
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly ledger: LedgerRepository,
-    private readonly queues: JobQueues,
-    private readonly opts: PersistenceOptions,
-    private readonly clock: Clock,
-    private readonly logger: Logger,
-    private readonly faults: FaultPoints,
-    /** counts each dead letter (a metric) */
-    private readonly onDeadLetter: () => void = () => undefined,
-  ) {}
+  private readonly scripts: Scripts;
+  private readonly redis: RedisClient;
+  private readonly keys: RedisKeys;
+  private readonly ledger: LedgerRepository;
+  private readonly queues: JobQueues;
+  private readonly opts: PersistenceOptions;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly faults: FaultPoints;
+  /** counts each dead letter (a metric) */
+  private readonly onDeadLetter: () => void;
+
+  constructor(deps: PersistenceServiceDeps) {
+    this.scripts = deps.scripts;
+    this.redis = deps.redis;
+    this.keys = deps.keys;
+    this.ledger = deps.ledger;
+    this.queues = deps.queues;
+    this.opts = deps.opts;
+    this.clock = deps.clock;
+    this.logger = deps.logger;
+    this.faults = deps.faults;
+    this.onDeadLetter = deps.onDeadLetter ?? (() => undefined);
+  }
 
   enqueue(change: LedgerChange): void {
     this.buffer.push(change);

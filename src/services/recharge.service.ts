@@ -15,7 +15,8 @@ export interface RechargeOptions {
   currency: string;
   minRecharge: Micros;
   maxRecharge: Micros;
-  notifyUrl: () => string;
+  /** where the payment service posts its result (the callback route, as callers reach it) */
+  notifyUrl: string;
 }
 
 export interface CreateRechargeInput {
@@ -40,6 +41,20 @@ export type CallbackOutcome = 'queued' | 'already_paid' | 'closed' | 'ignored';
 
 const GRPC_METHOD = { wechat: 'WECHATPAY', alipay: 'ALIPAY' } as const;
 
+/** What RechargeService is built from (named, so that adding one is no positional shuffle). */
+export interface RechargeServiceDeps {
+  orders: RechargeRepository;
+  ledger: LedgerRepository;
+  credits: CreditService;
+  persistence: PersistenceService;
+  queues: JobQueues;
+  payment: PaymentClient;
+  opts: RechargeOptions;
+  clock: Clock;
+  faults: FaultPoints;
+  logger: Logger;
+}
+
 /**
  * Recharge orders: created here, paid at the payment service, credited exactly once.
  *
@@ -48,18 +63,29 @@ const GRPC_METHOD = { wechat: 'WECHATPAY', alipay: 'ALIPAY' } as const;
  * order, moves it to paid and books the ledger entry (unique per order; payment_id unique per order).
  */
 export class RechargeService {
-  constructor(
-    private readonly orders: RechargeRepository,
-    private readonly ledger: LedgerRepository,
-    private readonly credits: CreditService,
-    private readonly persistence: PersistenceService,
-    private readonly queues: JobQueues,
-    private readonly payment: PaymentClient,
-    private readonly opts: RechargeOptions,
-    private readonly clock: Clock,
-    private readonly faults: FaultPoints,
-    private readonly logger: Logger,
-  ) {}
+  private readonly orders: RechargeRepository;
+  private readonly ledger: LedgerRepository;
+  private readonly credits: CreditService;
+  private readonly persistence: PersistenceService;
+  private readonly queues: JobQueues;
+  private readonly payment: PaymentClient;
+  private readonly opts: RechargeOptions;
+  private readonly clock: Clock;
+  private readonly faults: FaultPoints;
+  private readonly logger: Logger;
+
+  constructor(deps: RechargeServiceDeps) {
+    this.orders = deps.orders;
+    this.ledger = deps.ledger;
+    this.credits = deps.credits;
+    this.persistence = deps.persistence;
+    this.queues = deps.queues;
+    this.payment = deps.payment;
+    this.opts = deps.opts;
+    this.clock = deps.clock;
+    this.faults = deps.faults;
+    this.logger = deps.logger;
+  }
 
   view(o: OrderRow) {
     const params = o.pay_params ? (JSON.parse(o.pay_params) as Record<string, string>) : undefined;
@@ -115,7 +141,7 @@ export class RechargeService {
         method: GRPC_METHOD[input.method],
         subject: `Balance recharge ${formatMoney(input.amount)} ${input.currency}`,
         return_url: '',
-        notify_url: this.opts.notifyUrl(),
+        notify_url: this.opts.notifyUrl,
         client_ip: input.clientIp,
       });
       if (reply.status === 'FAILED' || reply.status === 'CLOSED' || !reply.payment_id) throw new AppError('PAYMENT_UNAVAILABLE', `payment service refused the payment (${reply.status})`);

@@ -42,6 +42,25 @@ export interface RunOptions {
   onStart?: (runId: number) => void;
 }
 
+/** What ReconciliationService is built from (named, so that adding one is no positional shuffle). */
+export interface ReconciliationServiceDeps {
+  scripts: Scripts;
+  redis: RedisClient;
+  keys: RedisKeys;
+  runs: ReconciliationRepository;
+  accountsRepo: AccountRepository;
+  orders: RechargeRepository;
+  catalogue: CatalogueService;
+  accounts: AccountService;
+  persistence: PersistenceService;
+  recharges: RechargeService;
+  calendar: BusinessCalendar;
+  clock: Clock;
+  opts: ReconcileOptions;
+  logger: Logger;
+  metrics: Metrics;
+}
+
 /**
  * Keeps Redis, MySQL and the payment service in agreement, and records what it found and did. A run
  * costs what changed since the last one, not what exists (SPEC 16):
@@ -57,23 +76,39 @@ export interface RunOptions {
  * A full audit (`full`) does 2 and 3 for every account, with progress in its run row.
  */
 export class ReconciliationService {
-  constructor(
-    private readonly scripts: Scripts,
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly runs: ReconciliationRepository,
-    private readonly accountsRepo: AccountRepository,
-    private readonly orders: RechargeRepository,
-    private readonly catalogue: CatalogueService,
-    private readonly accounts: AccountService,
-    private readonly persistence: PersistenceService,
-    private readonly recharges: RechargeService,
-    private readonly calendar: BusinessCalendar,
-    private readonly clock: Clock,
-    private readonly opts: ReconcileOptions,
-    private readonly logger: Logger,
-    private readonly metrics: Metrics,
-  ) {}
+  private readonly scripts: Scripts;
+  private readonly redis: RedisClient;
+  private readonly keys: RedisKeys;
+  private readonly runs: ReconciliationRepository;
+  private readonly accountsRepo: AccountRepository;
+  private readonly orders: RechargeRepository;
+  private readonly catalogue: CatalogueService;
+  private readonly accounts: AccountService;
+  private readonly persistence: PersistenceService;
+  private readonly recharges: RechargeService;
+  private readonly calendar: BusinessCalendar;
+  private readonly clock: Clock;
+  private readonly opts: ReconcileOptions;
+  private readonly logger: Logger;
+  private readonly metrics: Metrics;
+
+  constructor(deps: ReconciliationServiceDeps) {
+    this.scripts = deps.scripts;
+    this.redis = deps.redis;
+    this.keys = deps.keys;
+    this.runs = deps.runs;
+    this.accountsRepo = deps.accountsRepo;
+    this.orders = deps.orders;
+    this.catalogue = deps.catalogue;
+    this.accounts = deps.accounts;
+    this.persistence = deps.persistence;
+    this.recharges = deps.recharges;
+    this.calendar = deps.calendar;
+    this.clock = deps.clock;
+    this.opts = deps.opts;
+    this.logger = deps.logger;
+    this.metrics = deps.metrics;
+  }
 
   async run(trigger: 'schedule' | 'manual', progress: Progress = () => undefined, options: RunOptions = {}): Promise<RunSummary> {
     const started = this.clock.now();

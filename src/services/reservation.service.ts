@@ -46,6 +46,21 @@ export function parseReservationId(id: string): { userId: string; period: string
   return USER_ID.test(userId) ? { userId, period: m[2] } : null;
 }
 
+/** What ReservationService is built from (named, so that adding one is no positional shuffle). */
+export interface ReservationServiceDeps {
+  scripts: Scripts;
+  redis: RedisClient;
+  keys: RedisKeys;
+  catalogue: CatalogueService;
+  accounts: AccountService;
+  persistence: PersistenceService;
+  queues: JobQueues;
+  calendar: BusinessCalendar;
+  clock: Clock;
+  opts: ReservationOptions;
+  logger: Logger;
+}
+
 /**
  * Holds for calls whose cost is known only afterwards. A hold takes free quota and moves balance into
  * `held`; commit charges what was used and returns the rest; release returns all; an expired hold is
@@ -53,19 +68,31 @@ export function parseReservationId(id: string): { userId: string; period: string
  * from 'held', so the money comes back exactly once.
  */
 export class ReservationService {
-  constructor(
-    private readonly scripts: Scripts,
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly catalogue: CatalogueService,
-    private readonly accounts: AccountService,
-    private readonly persistence: PersistenceService,
-    private readonly queues: JobQueues,
-    private readonly calendar: BusinessCalendar,
-    private readonly clock: Clock,
-    private readonly opts: ReservationOptions,
-    private readonly logger: Logger,
-  ) {}
+  private readonly scripts: Scripts;
+  private readonly redis: RedisClient;
+  private readonly keys: RedisKeys;
+  private readonly catalogue: CatalogueService;
+  private readonly accounts: AccountService;
+  private readonly persistence: PersistenceService;
+  private readonly queues: JobQueues;
+  private readonly calendar: BusinessCalendar;
+  private readonly clock: Clock;
+  private readonly opts: ReservationOptions;
+  private readonly logger: Logger;
+
+  constructor(deps: ReservationServiceDeps) {
+    this.scripts = deps.scripts;
+    this.redis = deps.redis;
+    this.keys = deps.keys;
+    this.catalogue = deps.catalogue;
+    this.accounts = deps.accounts;
+    this.persistence = deps.persistence;
+    this.queues = deps.queues;
+    this.calendar = deps.calendar;
+    this.clock = deps.clock;
+    this.opts = deps.opts;
+    this.logger = deps.logger;
+  }
 
   async reserve(input: ReserveInput) {
     const service = this.catalogue.get(input.serviceName);

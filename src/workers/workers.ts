@@ -1,9 +1,12 @@
 import { Worker, type Job } from 'bullmq';
-import type { AppContext } from '../context.js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../lib/metrics.js';
+import type { JobQueues } from '../jobs/queues.js';
 import { createRedis } from '../redis/connection.js';
 import { QueueNames, type JobName, type JobPayloads, type QueueName } from '../jobs/jobs.js';
 import { backoffStrategy } from '../jobs/queues.js';
-import { jobHandlers, runJob } from './handlers.js';
+import { jobHandlers, runJob, type HandlerDeps } from './handlers.js';
 
 type AnyJob = Job<JobPayloads[JobName], unknown, JobName>;
 
@@ -14,33 +17,38 @@ const START_SWEEP_AFTER_MS = 3_000;
 const correlationOf = (job: AnyJob | undefined) =>
   (job?.data as { correlationId?: string } | undefined)?.correlationId ?? job?.id;
 
+/** What the workers use: the handlers' services, the queue settings, a Redis URL for their own connection. */
+export interface WorkerDeps extends HandlerDeps {
+  redisUrl: string;
+  queue: Config['queue'];
+  queues: Pick<JobQueues, 'add'>;
+  logger: Logger;
+  metrics: Pick<Metrics, 'jobDuration' | 'persistenceLag'>;
+}
+
 /** Starts one BullMQ worker per queue, dispatching each job to its handler by job name. */
 export function startWorkers(
-  ctx: AppContext,
+  d: WorkerDeps,
   queues: readonly QueueName[] = QueueNames,
 ): { workers: Worker<JobPayloads[JobName], unknown, JobName>[]; close(): Promise<void> } {
-  const handlers = jobHandlers({
-    ...ctx,
-    sweepAfterMs: ctx.config.persistence.sweepAfterMs,
-    evictIdleAfterMs: ctx.config.redis.evictIdleAfterMs,
-  });
-  const connection = createRedis(ctx.config.redis.url!, 'blocking');
+  const handlers = jobHandlers(d);
+  const connection = createRedis(d.redisUrl, 'blocking');
   const workers = queues.map((queue) => {
     const worker = new Worker<JobPayloads[JobName], unknown, JobName>(
       queue,
       async (job) => {
-        const log = ctx.logger.child({
+        const log = d.logger.child({
           job: job.name,
           jobId: job.id,
           attempt: job.attemptsMade + 1,
           correlationId: correlationOf(job),
         });
-        const stop = ctx.metrics.jobDuration.startTimer({ job: job.name });
+        const stop = d.metrics.jobDuration.startTimer({ job: job.name });
         try {
           const result = await runJob(handlers, job);
           stop({ result: 'ok' });
           const lag = (result as { lagMs?: number } | undefined)?.lagMs;
-          if (typeof lag === 'number') ctx.metrics.persistenceLag.observe(lag / 1000);
+          if (typeof lag === 'number') d.metrics.persistenceLag.observe(lag / 1000);
           log.debug('job done');
           return result;
         } catch (err) {
@@ -50,15 +58,15 @@ export function startWorkers(
       },
       {
         connection,
-        prefix: ctx.config.queue.prefix,
-        concurrency: ctx.config.queue.workerConcurrency,
-        lockDuration: ctx.config.queue.lockDurationMs,
-        stalledInterval: ctx.config.queue.stalledIntervalMs,
+        prefix: d.queue.prefix,
+        concurrency: d.queue.workerConcurrency,
+        lockDuration: d.queue.lockDurationMs,
+        stalledInterval: d.queue.stalledIntervalMs,
         settings: { backoffStrategy },
       },
     );
     worker.on('failed', (job, err) =>
-      ctx.logger.warn(
+      d.logger.warn(
         {
           job: job?.name,
           jobId: job?.id,
@@ -69,14 +77,14 @@ export function startWorkers(
         'job failed',
       ),
     );
-    worker.on('error', (err) => ctx.logger.error({ err: err.message, queue }, 'worker error'));
+    worker.on('error', (err) => d.logger.error({ err: err.message, queue }, 'worker error'));
     return worker;
   });
   // What a dead process left unpersisted (its buffer, a job it never enqueued) is recovered at once,
   // not at the sweep's usual age: entries older than a few seconds are past any live API's buffer.
-  void ctx.queues
+  void d.queues
     .add('sweep-pending', { olderThanMs: START_SWEEP_AFTER_MS }, { delay: START_SWEEP_AFTER_MS })
-    .catch((err: Error) => ctx.logger.warn({ err: err.message }, 'start-up sweep not queued; the scheduled one follows'));
+    .catch((err: Error) => d.logger.warn({ err: err.message }, 'start-up sweep not queued; the scheduled one follows'));
   return {
     workers,
     async close() {

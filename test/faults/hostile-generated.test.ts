@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { startHarness, GATEWAY_TOKEN, ADMIN_TOKEN, CALLBACK_SECRET, type Harness } from '../support/harness.js';
+import { startHarness, GATEWAY_TOKEN, ADMIN_TOKEN, CALLBACK_SECRET, type Harness, type Probe } from '../support/harness.js';
 import {
   timedRequest, answerProblem, startApiProcess, VALIDATION,
   type Allowed, type ApiProcess, type TimedRequest, type TimedAnswer,
@@ -13,7 +13,6 @@ import { signPayload } from '../../src/lib/payment-signature.js';
 import { isAppError } from '../../src/lib/errors.js';
 import { scanKeys } from '../../src/redis/scan.js';
 import { jobHandlers, runJob } from '../../src/workers/handlers.js';
-import type { AppContext } from '../../src/context.js';
 
 /**
  * The generated hostile suite (issue 10, SPEC 2, 7, 8, 10): hostile ids, ranges, pages, counts,
@@ -81,20 +80,20 @@ function report(problems: string[]): string {
 }
 
 /** Redis balance, MySQL balance and ledger sum of each user, as text, to compare before and after. */
-async function moneyOf(ctx: AppContext, users: string[]): Promise<Record<string, string>> {
+async function moneyOf(probe: Probe, users: string[]): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const u of users) {
-    const redisBal = await ctx.redis.hget(ctx.keys.account(u), 'bal');
-    const { balance, ledgerSum } = await ctx.repositories.ledger.balanceAndLedgerSum(u);
+    const redisBal = await probe.redis.hget(probe.keys.account(u), 'bal');
+    const { balance, ledgerSum } = await probe.repositories.ledger.balanceAndLedgerSum(u);
     out[u] = `${redisBal ?? '0'}/${balance}/${ledgerSum}`;
   }
   return out;
 }
 
 /** Failed jobs and jobs still waiting or running in any queue; delayed expiries not yet due are fine. */
-async function stuckJobs(ctx: AppContext): Promise<string[]> {
+async function stuckJobs(probe: Probe): Promise<string[]> {
   const problems: string[] = [];
-  for (const queue of ctx.queues.all()) {
+  for (const queue of probe.queues.all()) {
     const counts = await queue.getJobCounts('failed', 'waiting', 'active', 'prioritized', 'waiting-children');
     for (const [state, n] of Object.entries(counts)) if (n > 0) problems.push(`${queue.name}: ${n} ${state}`);
     for (const job of await queue.getFailed(0, 5)) problems.push(`${queue.name} failed ${job.name}: ${job.failedReason}`);
@@ -386,7 +385,7 @@ describe('fault injection: generated hostile suite', function () {
   });
 
   it('refuses hostile job inputs with an error no retry repeats, never a crash', async () => {
-    const ctx = h.running.ctx;
+    const probe = h.probe;
     const problems: string[] = [];
     const expectSettled = async (name: string, run: () => Promise<unknown>) => {
       try {
@@ -396,11 +395,7 @@ describe('fault injection: generated hostile suite', function () {
       }
     };
     // The workers' own dispatch: each job's handler, with its unrecoverable-error policy.
-    const handlers = jobHandlers({
-      ...ctx,
-      sweepAfterMs: ctx.config.persistence.sweepAfterMs,
-      evictIdleAfterMs: ctx.config.redis.evictIdleAfterMs,
-    });
+    const handlers = jobHandlers(probe.workers);
     const run = (job: Job) => runJob(handlers, job as never);
     const [expire, pay, persist, sweep] = [run, run, run, run];
     for (const p of hostilePathIds(rnd)) {
@@ -469,7 +464,7 @@ describe('fault injection: generated hostile suite', function () {
 
   it('after the run: drains, SPEC 7 holds for every user touched, no job failed or stuck, maintenance changes no money', async function () {
     this.timeout(60_000);
-    const ctx = h.running.ctx;
+    const probe = h.probe;
     await api.stop();
     const problems: string[] = [];
     for (const id of openHolds) await h.post(`/internal/v1/billing/reservations/${enc(id)}/release`, {});
@@ -478,25 +473,25 @@ describe('fault injection: generated hostile suite', function () {
     await h.drain(15_000).catch((err: Error) => problems.push(`drain: ${err.message}`));
     const users = [...touched];
     for (const u of users) await h.assertInvariant([u]).catch((err: Error) => problems.push(`SPEC 7 for ${show(u)}: ${err.message}`));
-    problems.push(...(await stuckJobs(ctx)));
+    problems.push(...(await stuckJobs(probe)));
     for (const [user, ids] of acceptedRequestIds) {
-      const rows: { request_id: string }[] = await ctx.db('consumption_records').where({ user_id: user }).select('request_id');
+      const rows: { request_id: string }[] = await probe.db('consumption_records').where({ user_id: user }).select('request_id');
       const stored = rows.map((r) => r.request_id).sort();
       const expected = [...ids].sort();
       if (json(stored) !== json(expected)) problems.push(`records of ${show(user)}: stored ${show(stored)}... (${stored.length}), answered ${expected.length}`);
     }
-    const before = await moneyOf(ctx, users);
+    const before = await moneyOf(probe, users);
     const maintenance: [string, () => Promise<unknown>][] = [
-      ['sweep', () => ctx.persistence.sweep(ctx.config.persistence.sweepAfterMs)],
-      ['expire reservations', () => ctx.reservations.expireDue()],
-      ['prune quota periods', () => ctx.accounts.prunePeriods()],
-      ['reconcile', () => ctx.reconciliation.run('manual')],
+      ['sweep', () => probe.persistence.sweep(probe.config.persistence.sweepAfterMs)],
+      ['expire reservations', () => probe.reservations.expireDue()],
+      ['prune quota periods', () => probe.accounts.prunePeriods()],
+      ['reconcile', () => probe.reconciliation.run('manual')],
     ];
     for (const [name, run] of maintenance) {
       try {
         const result = await run();
         if (name === 'reconcile') {
-          const repairs = await ctx.admin.reconciliationRepairs((result as { id: number }).id);
+          const repairs = await probe.admin.reconciliationRepairs((result as { id: number }).id);
           const ours = repairs.filter((r) => r.userId !== null && touched.has(r.userId));
           if (ours.length > 0) problems.push(`reconcile repaired users of this run: ${show(ours)}`);
         }
@@ -505,7 +500,7 @@ describe('fault injection: generated hostile suite', function () {
       }
     }
     await h.drain(10_000).catch((err: Error) => problems.push(`drain after maintenance: ${err.message}`));
-    const after = await moneyOf(ctx, users);
+    const after = await moneyOf(probe, users);
     for (const u of users) if (before[u] !== after[u]) problems.push(`maintenance changed money of ${show(u)}: ${before[u]} -> ${after[u]}`);
     // A replay after the prune is still a duplicate (SPEC 10.2, 10.3).
     for (const [user, ids] of acceptedRequestIds) {
@@ -521,7 +516,7 @@ describe('fault injection: generated hostile suite', function () {
 
 /** Keys of the harness's Redis prefix that never expire (PTTL -1). */
 async function lastingKeys(h: Harness): Promise<Set<string>> {
-  const { redis, config } = h.running.ctx;
+  const { redis, config } = h.probe;
   const lasting = new Set<string>();
   for await (const keys of scanKeys(redis, `${config.redis.keyPrefix}*`)) {
     const ttls = await Promise.all(keys.map((k) => redis.pttl(k)));
@@ -556,10 +551,10 @@ describe('fault injection: issue 10 findings', function () {
       expect(answers.map((a) => [a.status, a.body.data?.duplicate])).to.deep.equal(answers.map(() => [200, false]));
       // What landed is checked first: it says more than a drain that never ends.
       const drained = await h.drain(10_000).then(() => 'drained', (err: Error) => err.message);
-      const ctx = h.running.ctx;
-      const rows: { request_id: string }[] = await ctx.db('consumption_records').where({ user_id: user }).select('request_id');
+      const probe = h.probe;
+      const rows: { request_id: string }[] = await probe.db('consumption_records').where({ user_id: user }).select('request_id');
       expect(rows.map((r) => r.request_id).sort()).to.deep.equal(['r1', 'r1 ']);
-      for (const u of innocents) expect(Number((await ctx.db('consumption_records').where({ user_id: u }).count({ n: '*' }).first())!.n), u).to.equal(1);
+      for (const u of innocents) expect(Number((await probe.db('consumption_records').where({ user_id: u }).count({ n: '*' }).first())!.n), u).to.equal(1);
       expect(drained).to.equal('drained');
       await h.assertInvariant([user, ...innocents]);
     });
@@ -583,7 +578,7 @@ describe('fault injection: issue 10 findings', function () {
       expect(again.status).to.equal(200);
       expect(again.body.data.duplicate, 'after the window the id is a new call').to.equal(false);
       const drained = await h.drain(10_000).then(() => 'drained', (err: Error) => err.message);
-      const n = await h.running.ctx.db('consumption_records').where({ user_id: user, request_id: 'w1' }).count({ n: '*' }).first();
+      const n = await h.probe.db('consumption_records').where({ user_id: user, request_id: 'w1' }).count({ n: '*' }).first();
       expect(Number(n!.n), 'records of w1').to.equal(2);
       expect(drained).to.equal('drained');
       await h.assertInvariant([user]);
@@ -618,7 +613,7 @@ describe('fault injection: issue 10 findings', function () {
     });
 
     it('4: an adjustment of user X:x key k1 and one of user X key x:k1 are both applied, in Redis and in MySQL', async () => {
-      const ctx = h.running.ctx;
+      const probe = h.probe;
       const pairs = [[h.user('X:x'), 'k1'], [h.user('X'), 'x:k1']] as const;
       for (const [user, key] of pairs) {
         const a = await h.post(`/admin/v1/accounts/${enc(user)}/adjustments`, { amount: '1.00', reason: 'collision test', idempotency_key: key }, adminAuth);
@@ -626,15 +621,15 @@ describe('fault injection: issue 10 findings', function () {
       }
       await h.drain(10_000);
       for (const [user] of pairs) {
-        expect(await ctx.redis.hget(ctx.keys.account(user), 'bal'), `redis balance of ${user}`).to.equal('1000000');
-        const { balance, ledgerSum } = await ctx.repositories.ledger.balanceAndLedgerSum(user);
+        expect(await probe.redis.hget(probe.keys.account(user), 'bal'), `redis balance of ${user}`).to.equal('1000000');
+        const { balance, ledgerSum } = await probe.repositories.ledger.balanceAndLedgerSum(user);
         expect([balance, ledgerSum], `mysql balance and ledger of ${user}`).to.deep.equal([1_000_000n, 1_000_000n]);
       }
       await h.assertInvariant(pairs.map(([u]) => u));
     });
 
     it('5: request ids x}:holds and p}:q:200001 break no expiry run, and survive the prune (a replay is a duplicate)', async () => {
-      const ctx = h.running.ctx;
+      const probe = h.probe;
       const user = h.user('pattern');
       for (const r of ['x}:holds', 'p}:q:200001']) {
         const a = await h.post('/internal/v1/billing/deduct', { request_id: r, user_id: user, service_name: 'passport' });
@@ -644,13 +639,13 @@ describe('fault injection: issue 10 findings', function () {
       const hold = await h.post('/internal/v1/billing/reservations', { request_id: 'h', user_id: user, service_name: 'passport', count: 2, ttl_seconds: 1 });
       expect(hold.status).to.equal(200);
       await new Promise((r) => setTimeout(r, 1_100));
-      await ctx.reservations.expireDue();
+      await probe.reservations.expireDue();
       expect((await h.get('/api/v1/billing/account', { user_id: user })).body.data.quotas[0].usedQuota, 'the hold returned').to.equal(2);
-      await ctx.accounts.prunePeriods();
+      await probe.accounts.prunePeriods();
       const replay = await h.post('/internal/v1/billing/deduct', { request_id: 'p}:q:200001', user_id: user, service_name: 'passport' });
       expect([replay.status, replay.body.data?.duplicate], 'replay after the prune').to.deep.equal([200, true]);
       await h.drain(10_000);
-      const rows: { request_id: string }[] = await ctx.db('consumption_records').where({ user_id: user }).select('request_id');
+      const rows: { request_id: string }[] = await probe.db('consumption_records').where({ user_id: user }).select('request_id');
       expect(rows.map((r) => r.request_id).sort()).to.deep.equal(['p}:q:200001', 'x}:holds']);
       await h.assertInvariant([user]);
     });
@@ -692,7 +687,7 @@ describe('fault injection: issue 10 findings', function () {
         const a = await timedRequest(h.url, post('/api/v1/billing/recharge', json({ user_id: user, amount, payment_method: 'wechat' })));
         expect(answerProblem(a, [VALIDATION]), show(amount)).to.equal(null);
       }
-      const orders = await h.running.ctx.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first();
+      const orders = await h.probe.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first();
       expect(Number(orders!.n)).to.equal(0);
     });
 

@@ -5,7 +5,7 @@ import { originalClients, metadata, call, callFails } from '../fixtures/grpc-cli
 
 async function rechargeEntries(h: Harness, user: string): Promise<number> {
   return Number(
-    (await h.running.ctx
+    (await h.probe
       .db('ledger_entries')
       .where({ user_id: user, entry_type: 'recharge' })
       .count({ n: '*' })
@@ -34,7 +34,7 @@ describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function (
     const r = await call(old.user, 'Recharge', { userId: user, amount, paymentMethod: 'wechatpay', currency: 'CNY' });
     expect(r.rechargeOrderId).to.match(/^ord_/);
     expect(r.paymentUrl).to.match(/\/pay\/pay_/);
-    const paymentId = (await h.running.ctx.repositories.recharges.find(r.rechargeOrderId))!.payment_id!;
+    const paymentId = (await h.probe.repositories.recharges.find(r.rechargeOrderId))!.payment_id!;
     expect(h.sim!.payments.get(paymentId)).to.include({
       amountCents: String(Math.round(amount * 100)),
       method: 'WECHATPAY',
@@ -70,7 +70,7 @@ describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function (
     await h.drain();
     expect((await call(old.user, 'GetAccount', { userId: user })).balance).to.equal(0);
     expect(await rechargeEntries(h, user)).to.equal(0);
-    expect((await h.running.ctx.repositories.recharges.find(orderId))!.status).to.equal('pending');
+    expect((await h.probe.repositories.recharges.find(orderId))!.status).to.equal('pending');
     await h.assertInvariant([user]);
   });
 
@@ -111,7 +111,7 @@ describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function (
         asPaymentService(),
       ),
     ).to.deep.equal({ success: true });
-    expect((await h.running.ctx.repositories.recharges.find(orderId))!.status).to.equal('closed');
+    expect((await h.probe.repositories.recharges.find(orderId))!.status).to.equal('closed');
     expect(await rechargeEntries(h, user)).to.equal(0);
   });
 

@@ -17,10 +17,10 @@ describe('scale: maintenance indexes and idle accounts', function () {
   });
   after(() => h.stop());
 
-  const score = (key: string, user: string) => h.running.ctx.redis.zscore(key, user);
+  const score = (key: string, user: string) => h.probe.redis.zscore(key, user);
 
   it('lists a user in the journal index while a change is unpersisted, and in the holds index by its earliest hold', async () => {
-    const ctx = h.running.ctx;
+    const ctx = h.probe;
     const user = h.user('indexed');
     await seedBalance(h, user, 1_000_000n);
     await h.drain();
@@ -41,7 +41,7 @@ describe('scale: maintenance indexes and idle accounts', function () {
 
   it('sweeps through the index what a lost enqueue left in a journal', async () => {
     const api = await startHarness({ roles: ['api'] }); // no worker: the job is lost for sure
-    const ctx = api.running.ctx;
+    const ctx = api.probe;
     try {
       const user = api.user('lost');
       await api.post(DEDUCT, { request_id: 'l1', user_id: user, service_name: 'passport' });
@@ -49,7 +49,7 @@ describe('scale: maintenance indexes and idle accounts', function () {
       await ctx.queues.queueOf('persist-changes').obliterate({ force: true });
       expect(await score(ctx.keys.journalIndex(user), user)).not.to.equal(null);
       expect(await ctx.persistence.sweep(0)).to.equal(1);
-      const again = startWorkers(ctx, ['persistence']);
+      const again = startWorkers(ctx.workers, ['persistence']);
       try {
         await api.drain();
       } finally {
@@ -63,7 +63,7 @@ describe('scale: maintenance indexes and idle accounts', function () {
   });
 
   it('evicts an idle account whose state is all in MySQL, and reloads it, free quota of the month included', async () => {
-    const ctx = h.running.ctx;
+    const ctx = h.probe;
     const [idle, held, fresh] = [h.user('idle'), h.user('held'), h.user('fresh')];
     for (const user of [idle, held]) await seedBalance(h, user, 1_000_000n);
     await h.post(DEDUCT, { request_id: 'd1', user_id: idle, service_name: 'passport', count: 5 }); // 3 free + 2 paid
@@ -96,7 +96,7 @@ describe('scale: maintenance indexes and idle accounts', function () {
   it('never evicts an account with a change on its way to MySQL', async () => {
     const api = await startHarness({ roles: ['api'] }); // no worker: the change stays on its way
     try {
-      const ctx = api.running.ctx;
+      const ctx = api.probe;
       const user = api.user('in-flight');
       await api.post(DEDUCT, { request_id: 'f1', user_id: user, service_name: 'passport' });
       await ctx.persistence.drainBuffer();
@@ -104,7 +104,7 @@ describe('scale: maintenance indexes and idle accounts', function () {
       const { busy, evicted } = await ctx.accounts.evictIdle(1);
       expect([busy, evicted]).to.deep.equal([1, 0]);
       expect(await ctx.redis.exists(ctx.keys.account(user))).to.equal(1);
-      const workers = startWorkers(ctx, ['persistence']);
+      const workers = startWorkers(ctx.workers, ['persistence']);
       try {
         await api.drain();
       } finally {
@@ -117,7 +117,7 @@ describe('scale: maintenance indexes and idle accounts', function () {
   });
 
   it('archives records and verified ledger entries past the retention horizon; balances stay provable', async () => {
-    const ctx = h.running.ctx;
+    const ctx = h.probe;
     const user = h.user('archived');
     await seedBalance(h, user, 2_000_000n);
     await h.post(DEDUCT, { request_id: 'old1', user_id: user, service_name: 'passport', count: 5 });
