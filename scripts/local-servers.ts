@@ -3,7 +3,7 @@
  * `npm start` keeps it in ./.data between runs; the tests use a throw-away folder.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
@@ -59,14 +59,48 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+/** The last error lines of a server's log, so that a failed start says why without opening the file. */
+function errorTail(logFile?: string): string {
+  if (!logFile || !existsSync(logFile)) return '';
+  const lines = readFileSync(logFile, 'utf8').split('\n').filter((l) => /error|fatal|can't|cannot|denied|in use/i.test(l));
+  return lines.length ? `; ${logFile} says:\n  ${lines.slice(-3).join('\n  ')}` : `; see ${logFile}`;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, timeoutMs = 60_000, logFile?: string): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}${errorTail(logFile)}`);
     if (await check().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${what} did not start within ${timeoutMs} ms`);
+  throw new Error(`${what} did not start within ${timeoutMs} ms${errorTail(logFile)}`);
+}
+
+/** Is `pid` a live process whose working directory is `dir` (redis-server and mariadbd chdir to theirs)? */
+export function runsIn(pid: number, dir: string): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`) === resolve(dir);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A server of an earlier run still holding our data folder (its parent was killed, or it ignored
+ * the signal) would make the new one fail with a cryptic lock error: stop it first, and say so.
+ */
+export async function stopLeftover(pidFile: string, dir: string, what: string, log: (s: string) => void): Promise<boolean> {
+  if (!existsSync(pidFile)) return false;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 1 || !runsIn(pid, dir)) return false;
+  log(`${what} from an earlier run is still running on ${dir} (pid ${pid}): stopping it first`);
+  process.kill(pid, 'SIGTERM');
+  const until = Date.now() + 30_000;
+  while (runsIn(pid, dir)) {
+    if (Date.now() > until) process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
 }
 
 function stopper(child: ChildProcess): () => Promise<void> {
@@ -97,6 +131,11 @@ export interface RedisOptions {
   port?: number;
   /** append-only file, fsync every second (the production setting; SPEC 7.4) */
   aof?: boolean;
+  /**
+   * Own process group: a terminal's Ctrl-C then reaches only our Node process, which stops the
+   * server in order (MariaDB ignores SIGINT, so a server in the terminal's group would outlive us).
+   */
+  ownProcessGroup?: boolean;
 }
 
 export async function startRedis(opts: RedisOptions): Promise<LocalServer> {
@@ -107,9 +146,9 @@ export async function startRedis(opts: RedisOptions): Promise<LocalServer> {
   const port = opts.port ?? (await freePort());
   const log = openSync(join(dir, 'redis.log'), 'a');
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction',
-    '--appendonly', opts.aof === false ? 'no' : 'yes', '--appendfsync', 'everysec', '--protected-mode', 'yes', '--daemonize', 'no'];
-  const child = spawn(bin, args, { stdio: ['ignore', log, log] });
-  await waitFor('redis-server', () => redisAnswers(port, (r) => r.ping().then((p) => p === 'PONG')), child);
+    '--appendonly', opts.aof === false ? 'no' : 'yes', '--appendfsync', 'everysec', '--protected-mode', 'yes', '--daemonize', 'no', '--pidfile', join(dir, 'redis.pid')];
+  const child = spawn(bin, args, { stdio: ['ignore', log, log], detached: opts.ownProcessGroup ?? false });
+  await waitFor('redis-server', () => redisAnswers(port, (r) => r.ping().then((p) => p === 'PONG')), child, 60_000, join(dir, 'redis.log'));
   return { url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child) };
 }
 
@@ -123,6 +162,8 @@ export interface MariaDbOptions {
   fast?: boolean;
   /** InnoDB buffer pool, e.g. '4G' (default 256M) */
   bufferPool?: string;
+  /** see RedisOptions.ownProcessGroup */
+  ownProcessGroup?: boolean;
 }
 
 export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
@@ -143,12 +184,12 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
     `--pid-file=${join(dir, 'mysqld.pid')}`, `--log-error=${join(dir, 'mysqld.err')}`, '--skip-name-resolve', '--max-connections=500',
     '--character-set-server=utf8mb4', '--collation-server=utf8mb4_bin', `--innodb-buffer-pool-size=${opts.bufferPool ?? '256M'}`];
   if (opts.fast) args.push('--innodb-flush-log-at-trx-commit=2', '--skip-log-bin', '--innodb-doublewrite=0', '--sync-binlog=0');
-  const child = spawn(server, args, { stdio: 'ignore' });
+  const child = spawn(server, args, { stdio: 'ignore', detached: opts.ownProcessGroup ?? false });
   await waitFor('mariadbd', async () => {
     const c = await mysql.createConnection({ socketPath: socket, user: 'root' });
     await c.end();
     return true;
-  }, child);
+  }, child, 60_000, join(dir, 'mysqld.err'));
 
   const user = opts.user ?? 'billing';
   const password = opts.password ?? 'billing';
