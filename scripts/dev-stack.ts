@@ -116,7 +116,7 @@ async function start(): Promise<void> {
     `  Bull Board        ${running.url}/admin/queues   (${config.auth.boardUser} / ${secretOr(config, 'auth.board_password', config.auth.boardPassword, '<BULL_BOARD_PASSWORD>')})`,
     `  Metrics           ${running.url}/metrics   (Bearer ${adminToken})`,
     simulator
-      ? `  Payment simulator gRPC ${simulator.grpcAddr}, pay pages ${simulator.httpUrl}/pay/<payment id>, control API ${simulator.httpUrl}/control`
+      ? `  Payment simulator gRPC ${simulator.grpcAddr}, pay pages ${simulator.httpUrl}/pay/<payment id>, control API ${simulator.controlUrl}`
       : `  Payment service   ${config.payment.grpcAddr}`,
     `  Redis             ${env.REDIS_URL}`,
     `  MySQL             ${maskUrl(env.DATABASE_URL!)}   (password: ${dbPassword})`,
