@@ -174,15 +174,18 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
   const dataDir = join(dir, 'data');
   const socket = join(dir, 'mysqld.sock');
   const osUser = userInfo().username;
-  mkdirSync(dir, { recursive: true });
+  // A temporary folder of its own: servers installing at the same time in /tmp have collided.
+  const tmpDir = join(dir, 'tmp');
+  mkdirSync(tmpDir, { recursive: true });
   if (!existsSync(join(dataDir, 'mysql'))) {
-    const r = spawnSync(installDb, ['--no-defaults', `--datadir=${dataDir}`, `--user=${osUser}`, '--auth-root-authentication-method=normal', '--skip-test-db'], { encoding: 'utf8' });
+    const r = spawnSync(installDb, ['--no-defaults', `--datadir=${dataDir}`, `--user=${osUser}`, '--auth-root-authentication-method=normal', '--skip-test-db',
+      `--tmpdir=${tmpDir}`], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`mariadb-install-db failed: ${r.stderr || r.stdout}`);
   }
   const port = opts.port ?? (await freePort());
   const args = ['--no-defaults', `--datadir=${dataDir}`, `--socket=${socket}`, `--port=${port}`, '--bind-address=127.0.0.1', `--user=${osUser}`,
     `--pid-file=${join(dir, 'mysqld.pid')}`, `--log-error=${join(dir, 'mysqld.err')}`, '--skip-name-resolve', '--max-connections=500',
-    '--character-set-server=utf8mb4', '--collation-server=utf8mb4_bin', `--innodb-buffer-pool-size=${opts.bufferPool ?? '256M'}`];
+    '--character-set-server=utf8mb4', '--collation-server=utf8mb4_bin', `--innodb-buffer-pool-size=${opts.bufferPool ?? '256M'}`, `--tmpdir=${tmpDir}`];
   if (opts.fast) args.push('--innodb-flush-log-at-trx-commit=2', '--skip-log-bin', '--innodb-doublewrite=0', '--sync-binlog=0');
   const child = spawn(server, args, { stdio: 'ignore', detached: opts.ownProcessGroup ?? false });
   await waitFor('mariadbd', async () => {
