@@ -24,15 +24,19 @@ function reason(err: unknown): string {
   if (/ETIMEDOUT|timed out|timeout/i.test(text)) return `no answer within ${DEADLINE_MS / 1000} s`;
   if (/ER_ACCESS_DENIED|WRONGPASS|NOAUTH|invalid password/i.test(text)) return 'access denied (user or password wrong)';
   if (/ER_BAD_DB_ERROR/.test(text)) return 'the database does not exist';
-  return (e.message ?? String(err)).split('\n')[0];
+  return (e.message ?? String(err)).split('\n')[0].replace(/\.$/, '');
 }
 
 async function pingRedisNode(url: string): Promise<void> {
   const r = new Redis(url, { lazyConnect: true, connectTimeout: DEADLINE_MS, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-  r.on('error', () => undefined);
+  // The socket's own error (ECONNREFUSED, ...) says more than the "Connection is closed" connect() throws.
+  let socketError: unknown;
+  r.on('error', (err) => (socketError ??= err));
   try {
     await r.connect();
     await r.ping();
+  } catch (err) {
+    throw socketError ?? err;
   } finally {
     r.disconnect();
   }

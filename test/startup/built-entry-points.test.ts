@@ -79,4 +79,21 @@ describe('built entry points against a database migrated from source', function 
     for (const r of roles) expect(await exited(r.child, 20_000), `${r.role}: ${r.output()}`).to.equal('0');
     for (const r of roles) expect(r.output(), r.role).not.to.match(/corrupt|\n\s+at /);
   });
+
+  for (const [dependency, override, named] of [
+    ['Redis', { REDIS_URL: 'redis://:s3cret@127.0.0.1:1' }, 'Cannot reach Redis at redis://:***@127.0.0.1:1 (REDIS_URL): connection refused'],
+    ['MySQL', { DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing' }, 'Cannot reach MySQL at mysql://billing:***@127.0.0.1:1/billing (DATABASE_URL)'],
+  ] as const) {
+    it(`fails within 10 s with one paragraph naming an unreachable ${dependency}`, async () => {
+      const t0 = Date.now();
+      const api = startBuilt('dist/src/main/api.js', { ...env, ...override });
+      expect(await exited(api.child, 10_000)).to.equal('1');
+      expect(Date.now() - t0).to.be.below(10_000);
+      const output = api.output().trim();
+      expect(output).to.include(named);
+      expect(output).to.include('Check that');
+      expect(output).not.to.include('s3cret');
+      expect(output.split('\n'), output).to.have.length(1);
+    });
+  }
 });
