@@ -1,3 +1,4 @@
+import { AppError } from '../lib/errors.js';
 import { Router } from 'express';
 import type { AppContext } from '../context.js';
 import { adjustmentBody, userParams, ledgerQuery, runsQuery, runParams } from './admin.schemas.js';
@@ -31,14 +32,20 @@ export function adminRoutes(ctx: AppContext): Router {
 
   router.get('/reconciliation/runs/:id', async (req, res) => {
     const { id } = validate(runParams, req.params, 'query');
-    res.json(ok({ id, repairs: await ctx.admin.reconciliationRepairs(id) }));
+    const run = await runById(id);
+    if (!run) throw new AppError('NOT_FOUND', `no reconciliation run ${id}`);
+    res.json(ok({ ...run, repairs: await ctx.admin.reconciliationRepairs(id) }));
   });
 
-  /** Queues a run now; its result appears in the list when it finishes. */
+  /** Records a run and queues it: the answer is the run (status "running"); GET runs/:id follows it. */
   router.post('/reconciliation/runs', async (_req, res) => {
-    const job = await ctx.queues.add('reconcile', { trigger: 'manual', correlationId: res.locals.correlationId as string });
-    res.status(202).json(ok({ jobId: job.id, status: 'queued' }));
+    const runId = await ctx.reconciliation.createRun('manual');
+    await ctx.queues.add('reconcile', { trigger: 'manual', runId, correlationId: res.locals.correlationId as string });
+    res.status(202).location(`${res.req.baseUrl}/reconciliation/runs/${runId}`).json(ok(await runById(runId)));
   });
+
+  // The newest run at or below `id` is `id` itself when it exists.
+  const runById = async (id: number) => (await ctx.admin.reconciliationRuns(1, id + 1)).find((r) => r.id === id) ?? null;
 
   return router;
 }

@@ -13,6 +13,7 @@ import { reservationRoutes } from './reservation.routes.js';
 import { adminRoutes } from './admin.routes.js';
 import { boardRoutes, BOARD_PATH } from './board.routes.js';
 import { metricsRoutes } from './metrics.routes.js';
+import { requireJsonContentType } from './content-type.middleware.js';
 
 /** The HTTP API: thin routes over the services, one error handler. */
 export function createApp(ctx: AppContext): Express {
@@ -27,12 +28,13 @@ export function createApp(ctx: AppContext): Express {
     // Latency per route (the matched pattern, never the raw path: ids would explode the labels).
     const stop = ctx.metrics.httpDuration.startTimer();
     res.once('finish', () => {
-      const route = req.route ? `${req.baseUrl}${req.route.path === '/' ? '' : req.route.path}` : 'unmatched';
+      const route = routeLabel(req);
       stop({ method: req.method, route, status: res.statusCode });
       if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ correlationId: res.locals.correlationId, method: req.method, route, status: res.statusCode }, 'request');
     });
     next();
   });
+  app.use(requireJsonContentType(['/api/', '/internal/', '/admin/v1/'], ['/internal/v1/billing/callback']));
   const jsonBody = express.json({ limit: ctx.config.http.bodyLimit, strict: false });
   const gateway = requireBearer(ctx.config.auth.gatewayToken);
   app.use(gatewayRoutes(ctx, jsonBody, gateway));
@@ -50,4 +52,19 @@ export function createApp(ctx: AppContext): Express {
   app.use(notFound);
   app.use(errorHandler(ctx.logger));
   return app;
+}
+
+// Where routers are mounted: an error leaving a router resets req.baseUrl before the response, so
+// the label is rebuilt from the path. The board is one label for its pages and one for its API.
+const MOUNTS = ['/internal/v1/billing/callback', '/internal/v1/billing', '/api/v1/billing', '/admin/v1', '/metrics'];
+
+/** The metric label of a request: its matched route pattern, never the raw path (ids would explode it). */
+function routeLabel(req: express.Request): string {
+  const path = req.originalUrl.split('?')[0];
+  if (path === BOARD_PATH || path.startsWith(`${BOARD_PATH}/`)) return path.startsWith(`${BOARD_PATH}/api/`) ? `${BOARD_PATH}/api` : BOARD_PATH;
+  if (!req.route) return 'unmatched';
+  const pattern = String(req.route.path);
+  const base = req.baseUrl || MOUNTS.find((m) => path === m || path.startsWith(`${m}/`)) || '';
+  if (pattern.startsWith(base) && base !== '' && !req.baseUrl) return pattern;
+  return `${base}${pattern === '/' ? '' : pattern}` || '/';
 }

@@ -22,7 +22,7 @@ export interface JobPayloads {
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': Record<string, never>;
   /** A reconciliation run (scheduled, or on demand from the admin API). */
-  reconcile: { trigger: 'schedule' | 'manual' } & Traced;
+  reconcile: { trigger: 'schedule' | 'manual'; /** the run recorded when it was asked for */ runId?: number } & Traced;
   /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
   'sweep-pending': { olderThanMs?: number };
 }

@@ -54,10 +54,16 @@ export class ReconciliationService {
     private readonly metrics: Metrics,
   ) {}
 
-  async run(trigger: 'schedule' | 'manual', progress: Progress = () => undefined): Promise<RunSummary> {
+  /** Records a run about to be queued, so that whoever asked for it can be answered its id at once. */
+  async createRun(trigger: 'schedule' | 'manual'): Promise<number> {
+    return this.runs.startRun(trigger, this.clock.now());
+  }
+
+  /** Runs now, as the run `runId` (from createRun) or as a new one. */
+  async run(trigger: 'schedule' | 'manual', progress: Progress = () => undefined, runId?: number): Promise<RunSummary> {
     const started = this.clock.now();
     const t0 = Date.now();
-    const id = await this.runs.startRun(trigger, started);
+    const id = runId ?? (await this.runs.startRun(trigger, started));
     const c: RunCounts = { users_checked: 0, users_in_flight: 0, mismatches: 0, repairs: 0, reenqueued: 0, orders_checked: 0, orders_completed: 0, orders_closed: 0 };
     try {
       c.reenqueued = await this.persistence.sweep(this.opts.sweepAfterMs);
