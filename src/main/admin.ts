@@ -99,7 +99,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${`${name} ${c.args.join(' ')}`.padEnd(90)}\n      ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name} ${c.args.join(' ')}`.trimEnd() + `\n      ${c.summary}`);
   return `usage: npm run admin -- <command> [arguments]   (<command> --help for details)\n\n${lines.join('\n')}\n\n` +
     'Settings: REDIS_URL, DATABASE_URL (and REDIS_KEY_PREFIX, ...) as for the service; unset, those of the\n' +
     '`npm start` stack running from this folder.';
