@@ -118,7 +118,7 @@ describe('npm start', function () {
     await allStopped(dataDir);
   });
 
-  it('comes back on the remembered ports; the CLI finds it; SIGTERM to npm alone stops everything', async () => {
+  it('comes back on the remembered ports; the CLI finds it; SIGTERM to the process group stops everything', async () => {
     const stack = startStack(dataDir);
     await ready(stack);
     const env = stackEnv(dataDir);
@@ -183,8 +183,16 @@ describe('npm start', function () {
     expect(down.err).not.to.include('s3cret');
     noStackTrace(down.err);
 
+    process.kill(-stack.npm.pid!, 'SIGTERM');
+    await allStopped(dataDir);
+  });
+
+  it('stops everything on SIGTERM to npm alone', async () => {
+    const stack = startStack(dataDir);
+    await ready(stack);
     process.kill(stack.npm.pid!, 'SIGTERM');
     await allStopped(dataDir);
+    expect(stack.output()).to.include('stopped.');
   });
 
   it('after a crash that left its servers running, says so and recovers; SIGINT to npm alone stops everything', async () => {
