@@ -32,6 +32,17 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** After a crash the file stays and its pid may be reused: is that pid still a dev stack? */
+function isDevStack(pid: number): boolean {
+  const cmdline = `/proc/${pid}/cmdline`;
+  if (!existsSync('/proc/self')) return true;
+  try {
+    return readFileSync(cmdline, 'utf8').includes('dev-stack');
+  } catch {
+    return false;
+  }
+}
+
 export function writeStackFile(dir: string, env: Record<string, string | undefined>): void {
   mkdirSync(dir, { recursive: true });
   const picked = Object.fromEntries(STACK_ENV_KEYS.filter((k) => env[k]).map((k) => [k, env[k]!]));
@@ -46,7 +57,7 @@ export function readStackFile(dir: string): StackFile | null {
   if (!existsSync(path)) return null;
   try {
     const file = JSON.parse(readFileSync(path, 'utf8')) as StackFile;
-    return Number.isInteger(file.pid) && isAlive(file.pid) ? file : null;
+    return Number.isInteger(file.pid) && isAlive(file.pid) && isDevStack(file.pid) ? file : null;
   } catch {
     return null;
   }
