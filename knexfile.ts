@@ -1,4 +1,4 @@
-// Knex CLI configuration (`npx knex --knexfile knexfile.ts migrate:status`). The service itself
+// Knex CLI configuration (`node --import tsx node_modules/knex/bin/cli.js --knexfile knexfile.ts migrate:status`).
 // migrates through src/repositories/database.ts at start-up, with the same migration names (no
 // file extension, so that running from source and running built agree on one database).
 import type { Knex } from 'knex';
