@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { loadConfig, ConfigError, type Config } from '../src/config/config.js';
 import { startRoles, type Running } from '../src/main/processes.js';
 import { checkDependencies, DependencyError, maskUrl } from '../src/main/dependencies.js';
-import { dataDir, readStackFile, writeStackFile, removeStackFile, readPorts, writePorts, type Ports } from '../src/main/local-stack.js';
+import {
+  dataDir,
+  readStackFile,
+  writeStackFile,
+  removeStackFile,
+  readPorts,
+  writePorts,
+  type Ports,
+} from '../src/main/local-stack.js';
 import { createLogger } from '../src/lib/logger.js';
 import { PaymentSimulator } from '../simulator/payment-simulator.js';
 import { ensurePackages, startRedis, startMariaDb, freePort, stopLeftover, type LocalServer } from './local-servers.js';
@@ -44,8 +52,15 @@ function stopAll(code: number, why?: string): Promise<never> {
     await simulator?.stop().catch(() => undefined);
     for (const s of started.reverse()) await s.stop().catch(() => undefined);
     // A server whose start was interrupted is not in `started` yet: its pid file still names it.
-    await stopLeftover(join(DATA, 'redis', 'redis.pid'), join(DATA, 'redis'), 'redis-server', () => undefined).catch(() => false);
-    await stopLeftover(join(DATA, 'mariadb', 'mysqld.pid'), join(DATA, 'mariadb', 'data'), 'MariaDB', () => undefined).catch(() => false);
+    await stopLeftover(join(DATA, 'redis', 'redis.pid'), join(DATA, 'redis'), 'redis-server', () => undefined).catch(
+      () => false,
+    );
+    await stopLeftover(
+      join(DATA, 'mariadb', 'mysqld.pid'),
+      join(DATA, 'mariadb', 'data'),
+      'MariaDB',
+      () => undefined,
+    ).catch(() => false);
     removeStackFile(DATA);
     if (why) console.log('stopped.');
     process.exit(code);
@@ -60,7 +75,10 @@ function secretOr(config: Config, key: string, value: string, placeholder: strin
 async function start(): Promise<void> {
   const other = readStackFile(DATA);
   if (other && other.pid !== process.pid) {
-    console.error(`Another \`npm start\` (pid ${other.pid}) is running on ${DATA}. Stop it first (Ctrl-C in its terminal, or: kill ${other.pid}).`);
+    console.error(
+      `Another \`npm start\` (pid ${other.pid}) is running on ${DATA}. ` +
+        `Stop it first (Ctrl-C in its terminal, or: kill ${other.pid}).`,
+    );
     process.exit(1);
   }
   const env = { ...process.env };
@@ -92,7 +110,11 @@ async function start(): Promise<void> {
     // No payment service configured: run the bundled simulator, sharing the callback secret.
     ports.simulatorGrpc = await portOr(last.simulatorGrpc, 9101);
     ports.simulatorHttp = await portOr(last.simulatorHttp, 9102);
-    simulator = await new PaymentSimulator({ grpcPort: ports.simulatorGrpc, httpPort: ports.simulatorHttp, callbackSecret: config.payment.callbackSecret }).start();
+    simulator = await new PaymentSimulator({
+      grpcPort: ports.simulatorGrpc,
+      httpPort: ports.simulatorHttp,
+      callbackSecret: config.payment.callbackSecret,
+    }).start();
     env.PAYMENT_GRPC_ADDR = simulator.grpcAddr;
     config = loadConfig(env);
   }
@@ -104,6 +126,8 @@ async function start(): Promise<void> {
   writeStackFile(DATA, env);
 
   const adminToken = secretOr(config, 'auth.admin_token', config.auth.adminToken, '<ADMIN_TOKEN>');
+  const gatewayToken = secretOr(config, 'auth.gateway_token', config.auth.gatewayToken, '<GATEWAY_TOKEN>');
+  const boardPassword = secretOr(config, 'auth.board_password', config.auth.boardPassword, '<BULL_BOARD_PASSWORD>');
   const dbPassword = decodeURIComponent(new URL(env.DATABASE_URL!).password) || '(none)';
   const cliEnv = [`REDIS_URL=${env.REDIS_URL}`, `DATABASE_URL=${env.DATABASE_URL}`];
   if (env.REDIS_KEY_PREFIX) cliEnv.push(`REDIS_KEY_PREFIX=${env.REDIS_KEY_PREFIX}`);
@@ -111,12 +135,13 @@ async function start(): Promise<void> {
   const lines = [
     '',
     'Billing service is ready.',
-    `  API               ${running.url}   (gateway token: ${secretOr(config, 'auth.gateway_token', config.auth.gatewayToken, '<GATEWAY_TOKEN>')})`,
+    `  API               ${running.url}   (gateway token: ${gatewayToken})`,
     `  Admin API         ${running.url}/admin/v1   (admin token: ${adminToken})`,
-    `  Bull Board        ${running.url}/admin/queues   (${config.auth.boardUser} / ${secretOr(config, 'auth.board_password', config.auth.boardPassword, '<BULL_BOARD_PASSWORD>')})`,
+    `  Bull Board        ${running.url}/admin/queues   (${config.auth.boardUser} / ${boardPassword})`,
     `  Metrics           ${running.url}/metrics   (Bearer ${adminToken})`,
     simulator
-      ? `  Payment simulator gRPC ${simulator.grpcAddr}, pay pages ${simulator.httpUrl}/pay/<payment id>, control API ${simulator.controlUrl}`
+      ? `  Payment simulator gRPC ${simulator.grpcAddr}, pay pages ${simulator.httpUrl}/pay/<payment id>, ` +
+        `control API ${simulator.controlUrl}`
       : `  Payment service   ${config.payment.grpcAddr}`,
     `  Redis             ${env.REDIS_URL}`,
     `  MySQL             ${maskUrl(env.DATABASE_URL!)}   (password: ${dbPassword})`,

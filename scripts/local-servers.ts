@@ -29,15 +29,23 @@ export function findBinary(...names: string[]): string | null {
 }
 
 /** Installs Debian packages when a binary is missing and we may (root, or password-less sudo). */
-export function ensurePackages(log: (s: string) => void = console.log, extra: { binary: string; pkg: string }[] = []): void {
+export function ensurePackages(
+  log: (s: string) => void = console.log,
+  extra: { binary: string; pkg: string }[] = [],
+): void {
   const missing: string[] = [];
   if (!findBinary('redis-server')) missing.push('redis-server');
-  if (!findBinary('mariadbd', 'mysqld') || !findBinary('mariadb-install-db', 'mysql_install_db')) missing.push('mariadb-server');
+  if (!findBinary('mariadbd', 'mysqld') || !findBinary('mariadb-install-db', 'mysql_install_db'))
+    missing.push('mariadb-server');
   for (const { binary, pkg } of extra) if (!findBinary(binary)) missing.push(pkg);
   if (missing.length === 0) return;
   const isRoot = process.getuid?.() === 0;
   const sudo = isRoot ? [] : spawnSync('sudo', ['-n', 'true']).status === 0 ? ['sudo', '-n'] : null;
-  if (!sudo) throw new Error(`missing ${missing.join(', ')}: install with  sudo apt-get install -y ${missing.join(' ')}  (or set REDIS_URL / DATABASE_URL)`);
+  if (!sudo)
+    throw new Error(
+      `missing ${missing.join(', ')}: install with  sudo apt-get install -y ${missing.join(' ')}  ` +
+        '(or set REDIS_URL / DATABASE_URL)',
+    );
   log(`installing ${missing.join(', ')} from the OS packages...`);
   const run = (args: string[]) => {
     const [cmd, ...rest] = [...sudo, ...args];
@@ -62,11 +70,19 @@ export async function freePort(): Promise<number> {
 /** The last error lines of a server's log, so that a failed start says why without opening the file. */
 function errorTail(logFile?: string): string {
   if (!logFile || !existsSync(logFile)) return '';
-  const lines = readFileSync(logFile, 'utf8').split('\n').filter((l) => /error|fatal|can't|cannot|denied|in use/i.test(l));
+  const lines = readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter((l) => /error|fatal|can't|cannot|denied|in use/i.test(l));
   return lines.length ? `; ${logFile} says:\n  ${lines.slice(-3).join('\n  ')}` : `; see ${logFile}`;
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, timeoutMs = 60_000, logFile?: string): Promise<void> {
+async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  child: ChildProcess,
+  timeoutMs = 60_000,
+  logFile?: string,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}${errorTail(logFile)}`);
@@ -89,7 +105,12 @@ export function runsIn(pid: number, dir: string): boolean {
  * A server of an earlier run still holding our data folder (its parent was killed, or it ignored
  * the signal) would make the new one fail with a cryptic lock error: stop it first, and say so.
  */
-export async function stopLeftover(pidFile: string, dir: string, what: string, log: (s: string) => void): Promise<boolean> {
+export async function stopLeftover(
+  pidFile: string,
+  dir: string,
+  what: string,
+  log: (s: string) => void,
+): Promise<boolean> {
   if (!existsSync(pidFile)) return false;
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 1 || !runsIn(pid, dir)) return false;
@@ -116,7 +137,13 @@ function stopper(child: ChildProcess): () => Promise<void> {
 /** Connects once to a local Redis and asks `probe`; refused connections (still starting) are false. */
 async function redisAnswers(port: number, probe: (r: import('ioredis').Redis) => Promise<boolean>): Promise<boolean> {
   const { Redis } = await import('ioredis');
-  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const r = new Redis({
+    port,
+    host: '127.0.0.1',
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   r.on('error', () => undefined);
   try {
     await r.connect();
@@ -145,10 +172,36 @@ export async function startRedis(opts: RedisOptions): Promise<LocalServer> {
   mkdirSync(dir, { recursive: true });
   const port = opts.port ?? (await freePort());
   const log = openSync(join(dir, 'redis.log'), 'a');
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction',
-    '--appendonly', opts.aof === false ? 'no' : 'yes', '--appendfsync', 'everysec', '--protected-mode', 'yes', '--daemonize', 'no', '--pidfile', join(dir, 'redis.pid')];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--maxmemory-policy',
+    'noeviction',
+    '--appendonly',
+    opts.aof === false ? 'no' : 'yes',
+    '--appendfsync',
+    'everysec',
+    '--protected-mode',
+    'yes',
+    '--daemonize',
+    'no',
+    '--pidfile',
+    join(dir, 'redis.pid'),
+  ];
   const child = spawn(bin, args, { stdio: ['ignore', log, log], detached: opts.ownProcessGroup ?? false });
-  await waitFor('redis-server', () => redisAnswers(port, (r) => r.ping().then((p) => p === 'PONG')), child, 60_000, join(dir, 'redis.log'));
+  await waitFor(
+    'redis-server',
+    () => redisAnswers(port, (r) => r.ping().then((p) => p === 'PONG')),
+    child,
+    60_000,
+    join(dir, 'redis.log'),
+  );
   return { url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child) };
 }
 
@@ -178,21 +231,51 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
   const tmpDir = join(dir, 'tmp');
   mkdirSync(tmpDir, { recursive: true });
   if (!existsSync(join(dataDir, 'mysql'))) {
-    const r = spawnSync(installDb, ['--no-defaults', `--datadir=${dataDir}`, `--user=${osUser}`, '--auth-root-authentication-method=normal', '--skip-test-db',
-      `--tmpdir=${tmpDir}`], { encoding: 'utf8' });
+    const r = spawnSync(
+      installDb,
+      [
+        '--no-defaults',
+        `--datadir=${dataDir}`,
+        `--user=${osUser}`,
+        '--auth-root-authentication-method=normal',
+        '--skip-test-db',
+        `--tmpdir=${tmpDir}`,
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`mariadb-install-db failed: ${r.stderr || r.stdout}`);
   }
   const port = opts.port ?? (await freePort());
-  const args = ['--no-defaults', `--datadir=${dataDir}`, `--socket=${socket}`, `--port=${port}`, '--bind-address=127.0.0.1', `--user=${osUser}`,
-    `--pid-file=${join(dir, 'mysqld.pid')}`, `--log-error=${join(dir, 'mysqld.err')}`, '--skip-name-resolve', '--max-connections=500',
-    '--character-set-server=utf8mb4', '--collation-server=utf8mb4_bin', `--innodb-buffer-pool-size=${opts.bufferPool ?? '256M'}`, `--tmpdir=${tmpDir}`];
-  if (opts.fast) args.push('--innodb-flush-log-at-trx-commit=2', '--skip-log-bin', '--innodb-doublewrite=0', '--sync-binlog=0');
+  const args = [
+    '--no-defaults',
+    `--datadir=${dataDir}`,
+    `--socket=${socket}`,
+    `--port=${port}`,
+    '--bind-address=127.0.0.1',
+    `--user=${osUser}`,
+    `--pid-file=${join(dir, 'mysqld.pid')}`,
+    `--log-error=${join(dir, 'mysqld.err')}`,
+    '--skip-name-resolve',
+    '--max-connections=500',
+    '--character-set-server=utf8mb4',
+    '--collation-server=utf8mb4_bin',
+    `--innodb-buffer-pool-size=${opts.bufferPool ?? '256M'}`,
+    `--tmpdir=${tmpDir}`,
+  ];
+  if (opts.fast)
+    args.push('--innodb-flush-log-at-trx-commit=2', '--skip-log-bin', '--innodb-doublewrite=0', '--sync-binlog=0');
   const child = spawn(server, args, { stdio: 'ignore', detached: opts.ownProcessGroup ?? false });
-  await waitFor('mariadbd', async () => {
-    const c = await mysql.createConnection({ socketPath: socket, user: 'root' });
-    await c.end();
-    return true;
-  }, child, 60_000, join(dir, 'mysqld.err'));
+  await waitFor(
+    'mariadbd',
+    async () => {
+      const c = await mysql.createConnection({ socketPath: socket, user: 'root' });
+      await c.end();
+      return true;
+    },
+    child,
+    60_000,
+    join(dir, 'mysqld.err'),
+  );
 
   const user = opts.user ?? 'billing';
   const password = opts.password ?? 'billing';
@@ -213,7 +296,10 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<LocalServer> {
  * A Redis Cluster of `masters` masters (no replicas) on loopback, for testing that every script
  * touches one slot. Needs redis-cli (Debian's redis-tools, installed with redis-server).
  */
-export async function startRedisCluster(dir: string, masters = 3): Promise<{ url: string; nodes: LocalServer[]; stop(): Promise<void> }> {
+export async function startRedisCluster(
+  dir: string,
+  masters = 3,
+): Promise<{ url: string; nodes: LocalServer[]; stop(): Promise<void> }> {
   const cli = findBinary('redis-cli');
   const bin = findBinary('redis-server');
   if (!cli || !bin) throw new Error('redis-server and redis-cli are needed for a cluster');
@@ -223,16 +309,46 @@ export async function startRedisCluster(dir: string, masters = 3): Promise<{ url
     mkdirSync(nodeDir, { recursive: true });
     const port = await freePort();
     const log = openSync(join(nodeDir, 'redis.log'), 'a');
-    const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', nodeDir, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-      '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction', '--daemonize', 'no'], { stdio: ['ignore', log, log] });
+    const child = spawn(
+      bin,
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        nodeDir,
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--appendonly',
+        'yes',
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
+        '--daemonize',
+        'no',
+      ],
+      { stdio: ['ignore', log, log] },
+    );
     await waitFor('redis cluster node', () => redisAnswers(port, (r) => r.ping().then((p) => p === 'PONG')), child);
     nodes.push({ url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child) });
   }
-  const create = spawnSync(cli, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+  const create = spawnSync(
+    cli,
+    ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+    { encoding: 'utf8' },
+  );
   if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
   // Wait until every node agrees the cluster is up.
   for (const n of nodes) {
-    await waitFor('cluster state ok', () => redisAnswers(n.port, async (r) => /cluster_state:ok/.test(await r.cluster('INFO'))), n.process);
+    await waitFor(
+      'cluster state ok',
+      () => redisAnswers(n.port, async (r) => /cluster_state:ok/.test(await r.cluster('INFO'))),
+      n.process,
+    );
   }
   return {
     url: `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`,

@@ -10,5 +10,8 @@ const sim = await new PaymentSimulator({
   callbackSecret: process.env.PAYMENT_CALLBACK_SECRET ?? 'dev-callback-secret',
   publicUrl: process.env.SIMULATOR_PUBLIC_URL,
 }).start();
-console.log(`payment simulator: gRPC ${sim.grpcAddr}, pay pages ${sim.httpUrl}/pay/<payment id>, control API ${sim.controlUrl} (loopback only)`);
+console.log(
+  `payment simulator: gRPC ${sim.grpcAddr}, pay pages ${sim.httpUrl}/pay/<payment id>, ` +
+    `control API ${sim.controlUrl} (loopback only)`,
+);
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void sim.stop().then(() => process.exit(0)));

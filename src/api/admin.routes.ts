@@ -45,7 +45,8 @@ export function adminRoutes(ctx: AppContext): Router {
   });
 
   // The newest run at or below `id` is `id` itself when it exists.
-  const runById = async (id: number) => (await ctx.admin.reconciliationRuns(1, id + 1)).find((r) => r.id === id) ?? null;
+  const runById = async (id: number) =>
+    (await ctx.admin.reconciliationRuns(1, id + 1)).find((r) => r.id === id) ?? null;
 
   return router;
 }

@@ -61,7 +61,9 @@ const MOUNTS = ['/internal/v1/billing/callback', '/internal/v1/billing', '/api/v
 /** The metric label of a request: its matched route pattern, never the raw path (ids would explode it). */
 function routeLabel(req: express.Request): string {
   const path = req.originalUrl.split('?')[0];
-  if (path === BOARD_PATH || path.startsWith(`${BOARD_PATH}/`)) return path.startsWith(`${BOARD_PATH}/api/`) ? `${BOARD_PATH}/api` : BOARD_PATH;
+  if (path === BOARD_PATH || path.startsWith(`${BOARD_PATH}/`)) {
+    return path.startsWith(`${BOARD_PATH}/api/`) ? `${BOARD_PATH}/api` : BOARD_PATH;
+  }
   if (!req.route) return 'unmatched';
   const pattern = String(req.route.path);
   const base = req.baseUrl || MOUNTS.find((m) => path === m || path.startsWith(`${m}/`)) || '';

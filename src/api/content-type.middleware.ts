@@ -11,10 +11,17 @@ const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i;
 export function requireJsonContentType(prefixes: string[], except: string[]): RequestHandler {
   return (req, _res, next) => {
     const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined;
-    if (!hasBody || !prefixes.some((p) => req.path.startsWith(p)) || except.some((p) => req.path.startsWith(p))) return next();
+    if (!hasBody || !prefixes.some((p) => req.path.startsWith(p)) || except.some((p) => req.path.startsWith(p)))
+      return next();
     const type = req.get('content-type');
     if (type && JSON_TYPE.test(type)) return next();
-    next(new AppError('VALIDATION_FAILED', `request body must be JSON: send the header content-type: application/json${type ? ` (got ${type.slice(0, 64)})` : ''}`,
-      [{ field: 'content-type', message: 'must be application/json' }]));
+    next(
+      new AppError(
+        'VALIDATION_FAILED',
+        'request body must be JSON: send the header content-type: application/json' +
+          (type ? ` (got ${type.slice(0, 64)})` : ''),
+        [{ field: 'content-type', message: 'must be application/json' }],
+      ),
+    );
   };
 }

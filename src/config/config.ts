@@ -259,20 +259,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     .filter(([, isDefault]) => isDefault)
     .map(([key]) => key as string);
   if (v.env === 'production' && defaultedSecrets.length > 0) {
-    throw new ConfigError(`invalid configuration:\n${defaultedSecrets.map((k) => `  ${label(k)}: must be set in production`).join('\n')}`);
+    const lines = defaultedSecrets.map((k) => `  ${label(k)}: must be set in production`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   if (v.env === 'production' && v.fault_crash_at) {
     throw new ConfigError('invalid configuration:\n  fault_crash_at: fault injection is refused in production');
   }
   if (v.env === 'production' && (!v.redis.url || !v.database.url)) {
-    throw new ConfigError('invalid configuration:\n  REDIS_URL / redis.url, DATABASE_URL / database.url: must be set in production');
+    throw new ConfigError(
+      'invalid configuration:\n  REDIS_URL / redis.url, DATABASE_URL / database.url: must be set in production',
+    );
   }
   const paymentAddrGiven = (raw.payment_service as Raw | undefined)?.grpc_addr !== undefined;
   const paymentHost = String(v.payment_service.grpc_addr).split(':')[0];
-  if (v.env === 'production' && !v.payment_service.allow_simulator && (!paymentAddrGiven || SIMULATOR_HOSTS.includes(paymentHost))) {
+  const isSimulator = !paymentAddrGiven || SIMULATOR_HOSTS.includes(paymentHost);
+  if (v.env === 'production' && !v.payment_service.allow_simulator && isSimulator) {
     throw new ConfigError(
       'invalid configuration:\n  PAYMENT_GRPC_ADDR / payment_service.grpc_addr: ' +
-        (paymentAddrGiven ? `${v.payment_service.grpc_addr} is the bundled payment simulator, which pays any order for free` : 'must be set in production') +
+        (paymentAddrGiven
+          ? `${v.payment_service.grpc_addr} is the bundled payment simulator, which pays any order for free`
+          : 'must be set in production') +
         '; point it at the real payment service (set ALLOW_PAYMENT_SIMULATOR=true only for a demo)',
     );
   }

@@ -35,7 +35,10 @@ const print = (data: unknown) => console.log(JSON.stringify(data, null, 2));
 /** Looking an account up must not create it: refuse users neither Redis nor MySQL knows. */
 async function requireUser(ctx: AppContext, userId: string | undefined, command: string): Promise<string> {
   if (!userId) throw new UsageError(`${command} needs a <user_id>; see: npm run admin -- ${command} --help`);
-  const [inRedis, inMysql] = await Promise.all([ctx.redis.exists(ctx.keys.account(userId)), ctx.repositories.accounts.find(userId)]);
+  const [inRedis, inMysql] = await Promise.all([
+    ctx.redis.exists(ctx.keys.account(userId)),
+    ctx.repositories.accounts.find(userId),
+  ]);
   if (!inRedis && !inMysql) throw new Error(`no account for user "${userId}"`);
   return userId;
 }
@@ -44,7 +47,9 @@ const COMMANDS: Record<string, Command> = {
   account: {
     args: ['<user_id>'],
     summary: 'live balance and quotas (Redis), the MySQL balance and the ledger sum',
-    help: 'Shows one account as Redis serves it and as MySQL books it. An unknown user is an error (nothing is created).',
+    help:
+      'Shows one account as Redis serves it and as MySQL books it.\n' +
+      'An unknown user is an error (nothing is created).',
     options: {},
     async run(ctx, [userId]) {
       print(await ctx.admin.accountDetail(await requireUser(ctx, userId, 'account')));
@@ -57,7 +62,8 @@ const COMMANDS: Record<string, Command> = {
     options: { limit: { type: 'string', default: '20' } },
     async run(ctx, [userId], values) {
       const limit = Number(values.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--limit must be a whole number from 1 to 1000');
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+        throw new UsageError('--limit must be a whole number from 1 to 1000');
       print(await ctx.admin.ledgerOf(await requireUser(ctx, userId, 'ledger'), limit));
     },
   },
@@ -68,15 +74,28 @@ const COMMANDS: Record<string, Command> = {
       'Credits (5.00) or debits (-5.00) a user through the ledger. Running it again with the same --key\n' +
       'changes nothing. A debit below a zero balance is refused unless --allow-negative is given.\n' +
       'Example: npm run admin -- adjust alice -5.00 --reason "refund reversal" --key ticket-42',
-    options: { reason: { type: 'string' }, key: { type: 'string' }, 'allow-negative': { type: 'boolean', default: false } },
+    options: {
+      reason: { type: 'string' },
+      key: { type: 'string' },
+      'allow-negative': { type: 'boolean', default: false },
+    },
     async run(ctx, [userId, amountText], values) {
-      if (!userId || amountText === undefined) throw new UsageError('adjust needs <user_id> <amount>; see: npm run admin -- adjust --help');
+      if (!userId || amountText === undefined)
+        throw new UsageError('adjust needs <user_id> <amount>; see: npm run admin -- adjust --help');
       const amount = parseMoney(amountText);
-      if (amount === null || amount === 0n) throw new UsageError(`amount "${amountText}" is not a non-zero decimal amount such as 5.00 or -5.00`);
-      if (!values.reason || !values.key) throw new UsageError('adjust needs --reason "text" and --key <idempotency key>');
-      print(await ctx.admin.adjust({
-        userId, amount, reason: values.reason as string, idempotencyKey: values.key as string, allowNegative: values['allow-negative'] === true,
-      }));
+      if (amount === null || amount === 0n)
+        throw new UsageError(`amount "${amountText}" is not a non-zero decimal amount such as 5.00 or -5.00`);
+      if (!values.reason || !values.key)
+        throw new UsageError('adjust needs --reason "text" and --key <idempotency key>');
+      print(
+        await ctx.admin.adjust({
+          userId,
+          amount,
+          reason: values.reason as string,
+          idempotencyKey: values.key as string,
+          allowNegative: values['allow-negative'] === true,
+        }),
+      );
       await ctx.persistence.drainBuffer();
     },
   },
@@ -88,9 +107,14 @@ const COMMANDS: Record<string, Command> = {
     async run(ctx) {
       let users = 0;
       for await (const keys of scanKeys(ctx.redis, ctx.keys.accountPattern())) users += keys.length;
-      const bar = new cliProgress.SingleBar({ format: 'reconcile {phase} [{bar}] {value}/{total}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic);
+      const bar = new cliProgress.SingleBar(
+        { format: 'reconcile {phase} [{bar}] {value}/{total}', hideCursor: true, stream: process.stderr },
+        cliProgress.Presets.shades_classic,
+      );
       bar.start(Math.max(users, 1), 0, { phase: 'journal ' });
-      const summary = await ctx.reconciliation.run('manual', (phase, done) => bar.update(phase === 'accounts' ? done : 0, { phase: phase.padEnd(8) }));
+      const summary = await ctx.reconciliation.run('manual', (phase, done) =>
+        bar.update(phase === 'accounts' ? done : 0, { phase: phase.padEnd(8) }),
+      );
       bar.update(Math.max(users, 1), { phase: 'done    ' });
       bar.stop();
       print(summary);
@@ -99,10 +123,14 @@ const COMMANDS: Record<string, Command> = {
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name} ${c.args.join(' ')}`.trimEnd() + `\n      ${c.summary}`);
-  return `usage: npm run admin -- <command> [arguments]   (<command> --help for details)\n\n${lines.join('\n')}\n\n` +
+  const lines = Object.entries(COMMANDS).map(
+    ([name, c]) => `  ${name} ${c.args.join(' ')}`.trimEnd() + `\n      ${c.summary}`,
+  );
+  return (
+    `usage: npm run admin -- <command> [arguments]   (<command> --help for details)\n\n${lines.join('\n')}\n\n` +
     'Settings: REDIS_URL, DATABASE_URL (and REDIS_KEY_PREFIX, ...) as for the service; unset, those of the\n' +
-    '`npm start` stack running from this folder.';
+    '`npm start` stack running from this folder.'
+  );
 }
 
 /** `-5.00` is an amount, not an option: parseArgs would read it as the short option `-5`. */
@@ -131,7 +159,9 @@ async function run(argv: string[]): Promise<number> {
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command "${name}"\n\n${usage()}`);
   const { values, positionals } = parseArgs({
-    args: protectNegatives(rest), allowPositionals: true, strict: true,
+    args: protectNegatives(rest),
+    allowPositionals: true,
+    strict: true,
     options: { ...command.options, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
@@ -143,7 +173,11 @@ async function run(argv: string[]): Promise<number> {
   await checkDependencies({ redis: config.redis.url, database: config.database.url });
   const ctx = createContext(config, { logger: createLogger('fatal', 'admin') });
   try {
-    await command.run(ctx, positionals.map((p) => (p.startsWith(NEGATIVE) ? p.slice(1) : p)), values as Values);
+    await command.run(
+      ctx,
+      positionals.map((p) => (p.startsWith(NEGATIVE) ? p.slice(1) : p)),
+      values as Values,
+    );
   } finally {
     await ctx.close();
   }

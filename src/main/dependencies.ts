@@ -28,7 +28,13 @@ function reason(err: unknown): string {
 }
 
 async function pingRedisNode(url: string): Promise<void> {
-  const r = new Redis(url, { lazyConnect: true, connectTimeout: DEADLINE_MS, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  const r = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: DEADLINE_MS,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
   // The socket's own error (ECONNREFUSED, ...) says more than the "Connection is closed" connect() throws.
   let socketError: unknown;
   r.on('error', (err) => (socketError ??= err));
@@ -44,7 +50,12 @@ async function pingRedisNode(url: string): Promise<void> {
 
 export async function checkRedis(url: string): Promise<void> {
   // A cluster answers when any seed node does; the client discovers the rest.
-  const nodes = url.startsWith('redis+cluster://') ? url.slice('redis+cluster://'.length).split(',').map((hp) => `redis://${hp}`) : [url];
+  const nodes = url.startsWith('redis+cluster://')
+    ? url
+        .slice('redis+cluster://'.length)
+        .split(',')
+        .map((hp) => `redis://${hp}`)
+    : [url];
   let last: unknown;
   for (const node of nodes) {
     try {
@@ -80,6 +91,8 @@ export async function checkMysql(url: string): Promise<void> {
 export async function checkDependencies(urls: { redis: string | null; database: string | null }): Promise<void> {
   const checks = [urls.redis ? checkRedis(urls.redis) : null, urls.database ? checkMysql(urls.database) : null];
   const results = await Promise.allSettled(checks.filter((c) => c !== null));
-  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => (r.reason as Error).message);
+  const failed = results
+    .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+    .map((r) => (r.reason as Error).message);
   if (failed.length) throw new DependencyError(failed.join('\n'));
 }

@@ -19,8 +19,16 @@ export interface StackFile {
 
 /** Settings of the running stack that another process (the CLI) needs to join it. */
 export const STACK_ENV_KEYS = [
-  'REDIS_URL', 'DATABASE_URL', 'REDIS_KEY_PREFIX', 'QUEUE_PREFIX', 'BUSINESS_TZ', 'CONFIG_FILE',
-  'ADMIN_TOKEN', 'GATEWAY_TOKEN', 'PAYMENT_CALLBACK_SECRET', 'PAYMENT_GRPC_ADDR',
+  'REDIS_URL',
+  'DATABASE_URL',
+  'REDIS_KEY_PREFIX',
+  'QUEUE_PREFIX',
+  'BUSINESS_TZ',
+  'CONFIG_FILE',
+  'ADMIN_TOKEN',
+  'GATEWAY_TOKEN',
+  'PAYMENT_CALLBACK_SECRET',
+  'PAYMENT_GRPC_ADDR',
 ];
 
 export function isAlive(pid: number): boolean {

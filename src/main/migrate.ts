@@ -6,7 +6,8 @@ import { checkMysql } from './dependencies.js';
 
 try {
   const config = loadConfig();
-  if (!config.database.url) throw new ConfigError('DATABASE_URL is not set: give the MySQL to migrate (see .env.example).');
+  if (!config.database.url)
+    throw new ConfigError('DATABASE_URL is not set: give the MySQL to migrate (see .env.example).');
   await checkMysql(config.database.url);
   const db = createDatabase(config.database.url);
   try {

@@ -78,9 +78,12 @@ export async function main(roles: Role[]): Promise<void> {
   let running: Running;
   try {
     if (!config.redis.url) throw new DependencyError('REDIS_URL is not set: give the Redis to use (see .env.example).');
-    if (!config.database.url) throw new DependencyError('DATABASE_URL is not set: give the MySQL to use (see .env.example).');
+    if (!config.database.url) {
+      throw new DependencyError('DATABASE_URL is not set: give the MySQL to use (see .env.example).');
+    }
     await checkDependencies({ redis: config.redis.url, database: config.database.url });
-    running = await startRoles(config, roles, { migrate: roles.includes('api') && process.env.MIGRATE_ON_START !== 'false' });
+    const migrate = roles.includes('api') && process.env.MIGRATE_ON_START !== 'false';
+    running = await startRoles(config, roles, { migrate });
   } catch (err) {
     console.error(`billing ${roles.join('+')} did not start: ${(err as Error).message}`);
     process.exit(1);

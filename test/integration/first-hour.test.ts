@@ -18,12 +18,14 @@ describe('first hour: content-type, reconciliation runs, metric labels', functio
   });
   after(() => h.stop());
 
-  it('tells a caller whose body is not sent as JSON to send content-type: application/json, and changes nothing', async () => {
+  it('tells a caller whose body is not sent as JSON to send content-type: application/json', async () => {
     const user = h.user('ctype');
     const body = JSON.stringify({ request_id: 'c1', user_id: user, service_name: 'passport' });
     for (const type of ['text/plain', 'application/x-www-form-urlencoded', undefined]) {
       const res = await fetch(`${h.url}/internal/v1/billing/deduct`, {
-        method: 'POST', body, headers: { authorization: `Bearer ${GATEWAY_TOKEN}`, ...(type ? { 'content-type': type } : {}) },
+        method: 'POST',
+        body,
+        headers: { authorization: `Bearer ${GATEWAY_TOKEN}`, ...(type ? { 'content-type': type } : {}) },
       });
       const json = (await res.json()) as { code: number; message: string; details: { field: string }[] };
       expect(res.status, String(type)).to.equal(400);
@@ -31,10 +33,15 @@ describe('first hour: content-type, reconciliation runs, metric labels', functio
       expect(json.message).to.include('content-type: application/json');
       expect(json.details[0].field).to.equal('content-type');
     }
-    const used = async () => (await h.get('/api/v1/billing/account', { user_id: user })).body.data.quotas.find((q: { serviceName: string }) => q.serviceName === 'passport').usedQuota;
+    const used = async () =>
+      (await h.get('/api/v1/billing/account', { user_id: user })).body.data.quotas.find(
+        (q: { serviceName: string }) => q.serviceName === 'passport',
+      ).usedQuota;
     expect(await used()).to.equal(0);
     const ok = await fetch(`${h.url}/internal/v1/billing/deduct`, {
-      method: 'POST', body, headers: { authorization: `Bearer ${GATEWAY_TOKEN}`, 'content-type': 'application/json; charset=utf-8' },
+      method: 'POST',
+      body,
+      headers: { authorization: `Bearer ${GATEWAY_TOKEN}`, 'content-type': 'application/json; charset=utf-8' },
     });
     expect(ok.status).to.equal(200);
     expect(await used()).to.equal(1);
@@ -42,7 +49,7 @@ describe('first hour: content-type, reconciliation runs, metric labels', functio
     await h.assertInvariant([user]);
   });
 
-  it('POST /admin/v1/reconciliation/runs answers the run, which GET runs/:id follows; an unknown run is 404', async () => {
+  it('POST reconciliation/runs answers the run, which GET runs/:id follows; an unknown run is 404', async () => {
     const res = await fetch(`${h.url}/admin/v1/reconciliation/runs`, { method: 'POST', headers: admin });
     expect(res.status).to.equal(202);
     const run = ((await res.json()) as { data: { id: number; status: string; trigger: string } }).data;
@@ -64,17 +71,24 @@ describe('first hour: content-type, reconciliation runs, metric labels', functio
   });
 
   it('labels every request with its route pattern: refused callbacks and Bull Board included', async () => {
-    const cb = await fetch(`${h.url}/internal/v1/billing/callback`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', 'x-payment-signature': 'bad' } });
+    const cb = await fetch(`${h.url}/internal/v1/billing/callback`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json', 'x-payment-signature': 'bad' },
+    });
     expect(cb.status).to.equal(401);
     await fetch(`${h.url}/admin/queues/`);
     await fetch(`${h.url}/admin/queues/api/queues`);
     await h.get('/admin/v1/reconciliation/runs/999999998', {}, admin);
     const text = await (await fetch(`${h.url}/metrics`, { headers: admin })).text();
-    const routes = new Set([...text.matchAll(/billing_http_request_duration_seconds_count\{[^}]*route="([^"]*)"/g)].map((m) => m[1]));
+    const routes = new Set(
+      [...text.matchAll(/billing_http_request_duration_seconds_count\{[^}]*route="([^"]*)"/g)].map((m) => m[1]),
+    );
     expect(routes).not.to.include('');
     expect(text).to.match(/_count\{method="POST",route="\/internal\/v1\/billing\/callback",status="401"\}/);
     expect(text).to.match(/_count\{method="GET",route="\/admin\/v1\/reconciliation\/runs\/:id",status="404"\}/);
-    for (const r of routes) if (r.startsWith('/admin/queues')) expect(['/admin/queues', '/admin/queues/api']).to.include(r);
+    for (const r of routes)
+      if (r.startsWith('/admin/queues')) expect(['/admin/queues', '/admin/queues/api']).to.include(r);
     expect(routes).to.include('/admin/queues');
     expect(routes).to.include('/admin/queues/api');
   });

@@ -14,7 +14,10 @@ import { createDatabase, migrateLatest } from '../../src/repositories/database.j
 
 function startBuilt(entry: string, env: Record<string, string>): { child: ChildProcess; output: () => string } {
   let output = '';
-  const child = spawn(process.execPath, [entry], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [entry], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   return { child, output: () => output };
@@ -40,7 +43,10 @@ describe('built entry points against a database migrated from source', function 
     // A database of its own, migrated the way `npm start` used to record names (with `.ts`).
     const servers = await testServers();
     const name = `billing_built_${randomBytes(3).toString('hex')}`;
-    const root = await mysql.createConnection({ socketPath: join(servers.dir, 'mariadb', 'mysqld.sock'), user: 'root' });
+    const root = await mysql.createConnection({
+      socketPath: join(servers.dir, 'mariadb', 'mysqld.sock'),
+      user: 'root',
+    });
     await root.query(`CREATE DATABASE \`${name}\``);
     await root.query(`GRANT ALL ON \`${name}\`.* TO 'billing'@'127.0.0.1'`);
     await root.end();
@@ -51,10 +57,18 @@ describe('built entry points against a database migrated from source', function 
     await db.destroy();
     const tag = randomBytes(3).toString('hex');
     env = {
-      NODE_ENV: 'production', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(await freePort()),
-      REDIS_URL: servers.redisUrl, DATABASE_URL: databaseUrl, REDIS_KEY_PREFIX: `b${tag}`, QUEUE_PREFIX: `{b${tag}}`,
-      GATEWAY_TOKEN: `gateway-${tag}-0123456789abcdef0123456789`, ADMIN_TOKEN: `admin-${tag}-0123456789abcdef0123456789`,
-      BULL_BOARD_PASSWORD: `board-${tag}-0123456789abcdef0123456789`, PAYMENT_CALLBACK_SECRET: `callback-${tag}-0123456789abcdef01234`,
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'info',
+      HOST: '127.0.0.1',
+      PORT: String(await freePort()),
+      REDIS_URL: servers.redisUrl,
+      DATABASE_URL: databaseUrl,
+      REDIS_KEY_PREFIX: `b${tag}`,
+      QUEUE_PREFIX: `{b${tag}}`,
+      GATEWAY_TOKEN: `gateway-${tag}-0123456789abcdef0123456789`,
+      ADMIN_TOKEN: `admin-${tag}-0123456789abcdef0123456789`,
+      BULL_BOARD_PASSWORD: `board-${tag}-0123456789abcdef0123456789`,
+      PAYMENT_CALLBACK_SECRET: `callback-${tag}-0123456789abcdef01234`,
       PAYMENT_GRPC_ADDR: 'payments.invalid:443',
     };
   });
@@ -64,14 +78,19 @@ describe('built entry points against a database migrated from source', function 
     expect(await exited(migrate.child, 20_000), migrate.output()).to.equal('0');
     expect(migrate.output()).to.include('already up to date');
 
-    const roles = ['api', 'worker', 'scheduler'].map((role) => ({ role, ...startBuilt(`dist/src/main/${role}.js`, env) }));
+    const roles = ['api', 'worker', 'scheduler'].map((role) => ({
+      role,
+      ...startBuilt(`dist/src/main/${role}.js`, env),
+    }));
     try {
       await until('the built api to answer', async () => {
         const res = await fetch(`http://127.0.0.1:${env.PORT}/readyz`).catch(() => null);
         return res?.status === 200;
       });
       for (const r of roles) await until(`${r.role} to start`, () => r.output().includes('billing service started'));
-      const res = await fetch(`http://127.0.0.1:${env.PORT}/api/v1/billing/account?user_id=built-u1`, { headers: { authorization: `Bearer ${env.GATEWAY_TOKEN}` } });
+      const res = await fetch(`http://127.0.0.1:${env.PORT}/api/v1/billing/account?user_id=built-u1`, {
+        headers: { authorization: `Bearer ${env.GATEWAY_TOKEN}` },
+      });
       expect(res.status).to.equal(200);
     } finally {
       for (const r of roles) r.child.kill('SIGTERM');
@@ -81,8 +100,16 @@ describe('built entry points against a database migrated from source', function 
   });
 
   for (const [dependency, override, named] of [
-    ['Redis', { REDIS_URL: 'redis://:s3cret@127.0.0.1:1' }, 'Cannot reach Redis at redis://:***@127.0.0.1:1 (REDIS_URL): connection refused'],
-    ['MySQL', { DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing' }, 'Cannot reach MySQL at mysql://billing:***@127.0.0.1:1/billing (DATABASE_URL)'],
+    [
+      'Redis',
+      { REDIS_URL: 'redis://:s3cret@127.0.0.1:1' },
+      'Cannot reach Redis at redis://:***@127.0.0.1:1 (REDIS_URL): connection refused',
+    ],
+    [
+      'MySQL',
+      { DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing' },
+      'Cannot reach MySQL at mysql://billing:***@127.0.0.1:1/billing (DATABASE_URL)',
+    ],
   ] as const) {
     it(`fails within 10 s with one paragraph naming an unreachable ${dependency}`, async () => {
       const t0 = Date.now();

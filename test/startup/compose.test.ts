@@ -33,7 +33,8 @@ describe('docker-compose.yml', () => {
       for (const p of s.ports ?? []) {
         const spec = String(p);
         expect(spec, `${name} publishes ${spec}`).to.match(/^127\.0\.0\.1:/);
-        if (ROLES.includes(name)) expect(spec, `${name} replicas would collide on ${spec}`).to.match(/^127\.0\.0\.1::\d+$/);
+        if (ROLES.includes(name))
+          expect(spec, `${name} replicas would collide on ${spec}`).to.match(/^127\.0\.0\.1::\d+$/);
       }
     }
   });
@@ -54,7 +55,10 @@ describe('docker-compose.yml', () => {
       if (!js) continue;
       const source = js.replace(/^dist\//, '').replace(/\.js$/, '.ts');
       expect(existsSync(source), `${name}: ${js} is built from ${source}`).to.equal(true);
-      expect(/^(src|simulator|migrations|proto)\//.test(source), `${name}: ${source} is in tsconfig.build.json`).to.equal(true);
+      expect(
+        /^(src|simulator|migrations|proto)\//.test(source),
+        `${name}: ${source} is in tsconfig.build.json`,
+      ).to.equal(true);
     }
   });
 
@@ -69,7 +73,9 @@ describe('docker-compose.yml', () => {
   });
 
   it('keeps .env out of the image', () => {
-    const ignored = readFileSync('.dockerignore', 'utf8').split('\n').map((l) => l.trim());
+    const ignored = readFileSync('.dockerignore', 'utf8')
+      .split('\n')
+      .map((l) => l.trim());
     expect(ignored).to.include('.env');
   });
 });

@@ -19,8 +19,10 @@ describe('config errors and the payment simulator rule', () => {
   });
 
   it('refuses the bundled simulator as the payment service in production', () => {
-    expect(() => loadConfig({ ...PRODUCTION, PAYMENT_GRPC_ADDR: 'payment-simulator:9101' }))
-      .to.throw(ConfigError, /PAYMENT_GRPC_ADDR .*bundled payment simulator.*ALLOW_PAYMENT_SIMULATOR=true/);
+    expect(() => loadConfig({ ...PRODUCTION, PAYMENT_GRPC_ADDR: 'payment-simulator:9101' })).to.throw(
+      ConfigError,
+      /PAYMENT_GRPC_ADDR .*bundled payment simulator.*ALLOW_PAYMENT_SIMULATOR=true/,
+    );
   });
 
   it('refuses production without a payment address (the default is where the simulator listens)', () => {
@@ -28,12 +30,20 @@ describe('config errors and the payment simulator rule', () => {
   });
 
   it('accepts the simulator in production only when ALLOW_PAYMENT_SIMULATOR says it is a demo', () => {
-    const demo = loadConfig({ ...PRODUCTION, PAYMENT_GRPC_ADDR: 'payment-simulator:9101', ALLOW_PAYMENT_SIMULATOR: 'true' });
+    const demo = loadConfig({
+      ...PRODUCTION,
+      PAYMENT_GRPC_ADDR: 'payment-simulator:9101',
+      ALLOW_PAYMENT_SIMULATOR: 'true',
+    });
     expect(demo.payment.grpcAddr).to.equal('payment-simulator:9101');
-    expect(loadConfig({ ...PRODUCTION, PAYMENT_GRPC_ADDR: 'payments.internal:443' }).payment.grpcAddr).to.equal('payments.internal:443');
+    expect(loadConfig({ ...PRODUCTION, PAYMENT_GRPC_ADDR: 'payments.internal:443' }).payment.grpcAddr).to.equal(
+      'payments.internal:443',
+    );
   });
 
   it('leaves development alone: npm start runs the simulator on the default address', () => {
-    expect(loadConfig({ PAYMENT_GRPC_ADDR: 'payment-simulator:9101' }).payment.grpcAddr).to.equal('payment-simulator:9101');
+    expect(loadConfig({ PAYMENT_GRPC_ADDR: 'payment-simulator:9101' }).payment.grpcAddr).to.equal(
+      'payment-simulator:9101',
+    );
   });
 });

@@ -14,8 +14,21 @@ import { RedisKeys } from '../../src/redis/keys.js';
 
 const ROOT = process.cwd();
 // Settings a developer's shell might carry that would make npm start use other servers.
-const CLEARED = ['REDIS_URL', 'DATABASE_URL', 'PORT', 'HOST', 'PAYMENT_GRPC_ADDR', 'NODE_ENV', 'CONFIG_FILE', 'REDIS_KEY_PREFIX', 'QUEUE_PREFIX',
-  'GATEWAY_TOKEN', 'ADMIN_TOKEN', 'BULL_BOARD_PASSWORD', 'PAYMENT_CALLBACK_SECRET'];
+const CLEARED = [
+  'REDIS_URL',
+  'DATABASE_URL',
+  'PORT',
+  'HOST',
+  'PAYMENT_GRPC_ADDR',
+  'NODE_ENV',
+  'CONFIG_FILE',
+  'REDIS_KEY_PREFIX',
+  'QUEUE_PREFIX',
+  'GATEWAY_TOKEN',
+  'ADMIN_TOKEN',
+  'BULL_BOARD_PASSWORD',
+  'PAYMENT_CALLBACK_SECRET',
+];
 
 function envFor(dataDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, BILLING_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...extra };
@@ -31,13 +44,23 @@ interface Stack {
 function startStack(dataDir: string, extra: Record<string, string> = {}): Stack {
   let output = '';
   // Its own process group, as a terminal gives a foreground job: the group is what Ctrl-C signals.
-  const npm = spawn('npm', ['start'], { cwd: ROOT, env: envFor(dataDir, extra), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const npm = spawn('npm', ['start'], {
+    cwd: ROOT,
+    env: envFor(dataDir, extra),
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   npm.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   npm.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   return { npm, output: () => output };
 }
 
-async function until(what: string, check: () => boolean, timeoutMs: number, detail: () => string = () => ''): Promise<number> {
+async function until(
+  what: string,
+  check: () => boolean,
+  timeoutMs: number,
+  detail: () => string = () => '',
+): Promise<number> {
   const t0 = Date.now();
   while (Date.now() - t0 < timeoutMs) {
     if (check()) return Date.now() - t0;
@@ -47,7 +70,12 @@ async function until(what: string, check: () => boolean, timeoutMs: number, deta
 }
 
 async function ready(stack: Stack): Promise<void> {
-  await until('the banner', () => stack.output().includes('Billing service is ready.') || stack.npm.exitCode !== null, 90_000, stack.output);
+  await until(
+    'the banner',
+    () => stack.output().includes('Billing service is ready.') || stack.npm.exitCode !== null,
+    90_000,
+    stack.output,
+  );
   expect(stack.npm.exitCode, stack.output()).to.equal(null);
 }
 
@@ -59,7 +87,8 @@ function runningOn(dataDir: string): string[] {
       const cwd = readlinkSync(`/proc/${pid}/cwd`);
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
       const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
-      if (cwd.startsWith(dataDir) || cmdline.includes(dataDir) || environ.includes(`BILLING_DATA_DIR=${dataDir}\0`)) found.push(`${pid} ${cmdline.trim()}`);
+      if (cwd.startsWith(dataDir) || cmdline.includes(dataDir) || environ.includes(`BILLING_DATA_DIR=${dataDir}\0`))
+        found.push(`${pid} ${cmdline.trim()}`);
     } catch {
       /* gone meanwhile, or not ours to read */
     }
@@ -68,7 +97,12 @@ function runningOn(dataDir: string): string[] {
 }
 
 async function allStopped(dataDir: string): Promise<number> {
-  return until('nothing left running on the data folder', () => runningOn(dataDir).length === 0, 10_000, () => runningOn(dataDir).join('\n'));
+  return until(
+    'nothing left running on the data folder',
+    () => runningOn(dataDir).length === 0,
+    10_000,
+    () => runningOn(dataDir).join('\n'),
+  );
 }
 
 function stackEnv(dataDir: string): Record<string, string> {
@@ -76,9 +110,17 @@ function stackEnv(dataDir: string): Record<string, string> {
 }
 
 /** The admin CLI as a developer runs it from the project folder, with only BILLING_DATA_DIR set. */
-function admin(dataDir: string, args: string[], extra: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+function admin(
+  dataDir: string,
+  args: string[],
+  extra: Record<string, string> = {},
+): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main/admin.ts', ...args], { cwd: ROOT, env: envFor(dataDir, extra), timeout: 30_000 });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main/admin.ts', ...args], {
+      cwd: ROOT,
+      env: envFor(dataDir, extra),
+      timeout: 30_000,
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -118,7 +160,7 @@ describe('npm start', function () {
     await allStopped(dataDir);
   });
 
-  it('comes back on the remembered ports; the CLI finds it; SIGTERM to the process group stops everything', async () => {
+  it('comes back on the remembered ports, the CLI finds it, SIGTERM to the group stops everything', async () => {
     const stack = startStack(dataDir);
     await ready(stack);
     const env = stackEnv(dataDir);
@@ -131,13 +173,37 @@ describe('npm start', function () {
     expect(help.out).to.include('adjust <user_id> <amount>');
     expect(adjustHelp.code).to.equal(0);
     expect(adjustHelp.out).to.include('--allow-negative');
-    const credit = await admin(dataDir, ['adjust', 'alice', '10.00', '--reason', 'welcome credit', '--key', 'welcome-alice']);
+    const credit = await admin(dataDir, [
+      'adjust',
+      'alice',
+      '10.00',
+      '--reason',
+      'welcome credit',
+      '--key',
+      'welcome-alice',
+    ]);
     expect(credit.code, credit.err).to.equal(0);
     expect(JSON.parse(credit.out)).to.include({ applied: true, balance: '10.00' });
-    const debit = await admin(dataDir, ['adjust', 'alice', '-5.00', '--reason', 'refund reversal', '--key', 'ticket-42']);
+    const debit = await admin(dataDir, [
+      'adjust',
+      'alice',
+      '-5.00',
+      '--reason',
+      'refund reversal',
+      '--key',
+      'ticket-42',
+    ]);
     expect(debit.code, debit.err).to.equal(0);
     expect(JSON.parse(debit.out)).to.include({ applied: true, amount: '-5.00', balance: '5.00' });
-    const again = await admin(dataDir, ['adjust', 'alice', '-5.00', '--reason', 'refund reversal', '--key', 'ticket-42']);
+    const again = await admin(dataDir, [
+      'adjust',
+      'alice',
+      '-5.00',
+      '--reason',
+      'refund reversal',
+      '--key',
+      'ticket-42',
+    ]);
     expect(JSON.parse(again.out)).to.include({ applied: false, balance: '5.00' });
     const account = await admin(dataDir, ['account', 'alice']);
     expect(account.code, account.err).to.equal(0);
@@ -176,7 +242,10 @@ describe('npm start', function () {
       await db.end();
     }
     // Unreachable servers given explicitly: named, password masked, no stack trace.
-    const down = await admin(dataDir, ['account', 'alice'], { REDIS_URL: 'redis://127.0.0.1:1', DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing' });
+    const down = await admin(dataDir, ['account', 'alice'], {
+      REDIS_URL: 'redis://127.0.0.1:1',
+      DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing',
+    });
     expect(down.code).to.equal(1);
     expect(down.err).to.include('Cannot reach Redis at redis://127.0.0.1:1 (REDIS_URL)');
     expect(down.err).to.include('Cannot reach MySQL at mysql://billing:***@127.0.0.1:1/billing (DATABASE_URL)');
@@ -195,17 +264,23 @@ describe('npm start', function () {
     expect(stack.output()).to.include('stopped.');
   });
 
-  it('after a crash that left its servers running, says so and recovers; SIGINT to npm alone stops everything', async () => {
+  it('after a crash left its servers running, says so and recovers; SIGINT to npm alone stops all', async () => {
     const crashed = startStack(dataDir);
     await ready(crashed);
     // The Node processes die outright; the servers, in their own process groups, survive.
     process.kill(-crashed.npm.pid!, 'SIGKILL');
-    await until('the Node processes to die', () => runningOn(dataDir).every((p) => !/^\d+ (\S*\/)?(node|npm)\b/.test(p)), 10_000);
+    await until(
+      'the Node processes to die',
+      () => runningOn(dataDir).every((p) => !/^\d+ (\S*\/)?(node|npm)\b/.test(p)),
+      10_000,
+    );
     expect(runningOn(dataDir).join('\n')).to.match(/mariadbd/);
 
     const stack = startStack(dataDir);
     await ready(stack);
-    expect(stack.output()).to.match(/MariaDB from an earlier run is still running on .* \(pid \d+\): stopping it first/);
+    expect(stack.output()).to.match(
+      /MariaDB from an earlier run is still running on .* \(pid \d+\): stopping it first/,
+    );
     expect(stack.output()).to.match(/redis-server from an earlier run is still running/);
 
     process.kill(stack.npm.pid!, 'SIGINT');
@@ -213,7 +288,10 @@ describe('npm start', function () {
   });
 
   it('fails within seconds naming an unreachable Redis and MySQL given to it, without a stack trace', async () => {
-    const stack = startStack(dataDir, { REDIS_URL: 'redis://127.0.0.1:1', DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing' });
+    const stack = startStack(dataDir, {
+      REDIS_URL: 'redis://127.0.0.1:1',
+      DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing',
+    });
     await until('npm start to give up', () => stack.npm.exitCode !== null, 10_000, stack.output);
     expect(stack.npm.exitCode).to.equal(1);
     expect(stack.output()).to.include('Cannot reach Redis at redis://127.0.0.1:1 (REDIS_URL): connection refused');
