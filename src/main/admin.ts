@@ -7,15 +7,13 @@
  * Every failure is one message on stderr and exit code 1 (2 for a wrong command line).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import cliProgress from 'cli-progress';
 import { loadConfig, ConfigError } from '../config/config.js';
-import { createContext, type AppContext } from '../context.js';
-import { createLogger } from '../lib/logger.js';
+import type { AppContext } from '../context.js';
 import { parseMoney } from '../lib/money.js';
 import { isAppError } from '../lib/errors.js';
-import { scanKeys } from '../redis/scan.js';
-import { checkDependencies, DependencyError } from './dependencies.js';
 import { dataDir, readStackFile } from './local-stack.js';
+// The service's modules (context, clients, progress bar) are loaded only for a command that runs:
+// help and mistakes on the command line are answered at once.
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | undefined>;
@@ -25,16 +23,18 @@ interface Command {
   summary: string;
   help: string;
   options: Options;
+  /** Checks the command line before anything connects; throws UsageError. */
+  check?(args: string[], values: Values): void;
   run(ctx: AppContext, args: string[], values: Values): Promise<unknown>;
 }
 
 class UsageError extends Error {}
+class SettingsError extends Error {}
 
 const print = (data: unknown) => console.log(JSON.stringify(data, null, 2));
 
 /** Looking an account up must not create it: refuse users neither Redis nor MySQL knows. */
-async function requireUser(ctx: AppContext, userId: string | undefined, command: string): Promise<string> {
-  if (!userId) throw new UsageError(`${command} needs a <user_id>; see: npm run admin -- ${command} --help`);
+async function requireUser(ctx: AppContext, userId: string): Promise<string> {
   const [inRedis, inMysql] = await Promise.all([
     ctx.redis.exists(ctx.keys.account(userId)),
     ctx.repositories.accounts.find(userId),
@@ -52,7 +52,7 @@ const COMMANDS: Record<string, Command> = {
       'An unknown user is an error (nothing is created).',
     options: {},
     async run(ctx, [userId]) {
-      print(await ctx.admin.accountDetail(await requireUser(ctx, userId, 'account')));
+      print(await ctx.admin.accountDetail(await requireUser(ctx, userId)));
     },
   },
   ledger: {
@@ -60,11 +60,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 'ledger entries, newest first',
     help: 'Lists the newest ledger entries of a user (--limit, 1 to 1000, default 20).',
     options: { limit: { type: 'string', default: '20' } },
-    async run(ctx, [userId], values) {
+    check(_args, values) {
       const limit = Number(values.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
         throw new UsageError('--limit must be a whole number from 1 to 1000');
-      print(await ctx.admin.ledgerOf(await requireUser(ctx, userId, 'ledger'), limit));
+      }
+    },
+    async run(ctx, [userId], values) {
+      print(await ctx.admin.ledgerOf(await requireUser(ctx, userId), Number(values.limit)));
     },
   },
   adjust: {
@@ -79,14 +82,17 @@ const COMMANDS: Record<string, Command> = {
       key: { type: 'string' },
       'allow-negative': { type: 'boolean', default: false },
     },
-    async run(ctx, [userId, amountText], values) {
-      if (!userId || amountText === undefined)
-        throw new UsageError('adjust needs <user_id> <amount>; see: npm run admin -- adjust --help');
+    check([, amountText], values) {
       const amount = parseMoney(amountText);
-      if (amount === null || amount === 0n)
+      if (amount === null || amount === 0n) {
         throw new UsageError(`amount "${amountText}" is not a non-zero decimal amount such as 5.00 or -5.00`);
-      if (!values.reason || !values.key)
+      }
+      if (!values.reason || !values.key) {
         throw new UsageError('adjust needs --reason "text" and --key <idempotency key>');
+      }
+    },
+    async run(ctx, [userId, amountText], values) {
+      const amount = parseMoney(amountText)!;
       print(
         await ctx.admin.adjust({
           userId,
@@ -106,6 +112,8 @@ const COMMANDS: Record<string, Command> = {
     options: {},
     async run(ctx) {
       let users = 0;
+      const { scanKeys } = await import('../redis/scan.js');
+      const { default: cliProgress } = await import('cli-progress');
       for await (const keys of scanKeys(ctx.redis, ctx.keys.accountPattern())) users += keys.length;
       const bar = new cliProgress.SingleBar(
         { format: 'reconcile {phase} [{bar}] {value}/{total}', hideCursor: true, stream: process.stderr },
@@ -143,7 +151,7 @@ function settings(): NodeJS.ProcessEnv {
   if (process.env.REDIS_URL && process.env.DATABASE_URL) return process.env;
   const stack = readStackFile(dataDir());
   if (stack) return { ...stack.env, ...Object.fromEntries(Object.entries(process.env).filter(([, v]) => v)) };
-  throw new DependencyError(
+  throw new SettingsError(
     `REDIS_URL and DATABASE_URL are not set, and no running \`npm start\` stack was found under ${dataDir()}. ` +
       'Start the stack with `npm start` in this folder (the CLI then finds it), or set REDIS_URL and DATABASE_URL ' +
       'to the servers of the service (see .env.example).',
@@ -168,16 +176,21 @@ async function run(argv: string[]): Promise<number> {
     console.log(`usage: npm run admin -- ${name} ${command.args.join(' ')}\n\n${command.help}`);
     return 0;
   }
+  const args = positionals.map((p) => (p.startsWith(NEGATIVE) ? p.slice(1) : p));
+  const required = command.args.filter((a) => a.startsWith('<'));
+  if (args.length < required.length) {
+    throw new UsageError(`${name} needs ${required.join(' ')}; see: npm run admin -- ${name} --help`);
+  }
+  command.check?.(args, values as Values);
   const env = settings();
   const config = loadConfig(env);
+  const { checkDependencies } = await import('./dependencies.js');
   await checkDependencies({ redis: config.redis.url, database: config.database.url });
+  const { createContext } = await import('../context.js');
+  const { createLogger } = await import('../lib/logger.js');
   const ctx = createContext(config, { logger: createLogger('fatal', 'admin') });
   try {
-    await command.run(
-      ctx,
-      positionals.map((p) => (p.startsWith(NEGATIVE) ? p.slice(1) : p)),
-      values as Values,
-    );
+    await command.run(ctx, args, values as Values);
   } finally {
     await ctx.close();
   }
@@ -188,10 +201,12 @@ try {
   process.exitCode = await run(process.argv.slice(2));
 } catch (err) {
   const e = err as Error & { code?: string };
-  const wrongUsage = err instanceof UsageError || (typeof e.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS'));
+  const badOption = typeof e.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS');
+  const wrongUsage = err instanceof UsageError || badOption;
+  const explained = err instanceof ConfigError || err instanceof SettingsError || e.name === 'DependencyError';
   if (isAppError(err)) console.error(`error ${err.code}: ${err.message}`);
-  else if (wrongUsage) console.error(`${e.message.split('. To specify')[0]}\nsee: npm run admin -- --help`);
-  else if (err instanceof ConfigError || err instanceof DependencyError) console.error(e.message);
+  else if (badOption) console.error(`${e.message.split('. To specify')[0]}\nsee: npm run admin -- --help`);
+  else if (wrongUsage || explained) console.error(e.message);
   else console.error(`error: ${e.message}`);
   process.exitCode = wrongUsage ? 2 : 1;
 }

@@ -9,7 +9,9 @@ import mysql from 'mysql2/promise';
 
 const DEADLINE_MS = 3000;
 
-export class DependencyError extends Error {}
+export class DependencyError extends Error {
+  override name = 'DependencyError';
+}
 
 /** The URL with its password replaced by `***`, fit for logs and error messages. */
 export function maskUrl(url: string): string {

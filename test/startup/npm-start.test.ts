@@ -167,55 +167,30 @@ describe('npm start', function () {
     expect(env.REDIS_URL).to.equal(first.REDIS_URL);
     expect(env.DATABASE_URL).to.equal(first.DATABASE_URL);
 
-    // The README's CLI examples, with nothing but the project folder to go on.
-    const [help, adjustHelp] = await Promise.all([admin(dataDir, ['--help']), admin(dataDir, ['adjust', '--help'])]);
+    // The README's CLI examples, with nothing but the project folder to go on. What does not depend
+    // on an earlier step runs at the same time: each run is a Node process of its own.
+    const adjust = (amount: string, key: string) =>
+      ['adjust', 'alice', amount, '--reason', `test ${key}`, '--key', key];
+    const [help, adjustHelp, credit] = await Promise.all([
+      admin(dataDir, ['--help']),
+      admin(dataDir, ['adjust', '--help']),
+      admin(dataDir, adjust('10.00', 'welcome-alice')),
+    ]);
     expect(help.code).to.equal(0);
     expect(help.out).to.include('adjust <user_id> <amount>');
     expect(adjustHelp.code).to.equal(0);
     expect(adjustHelp.out).to.include('--allow-negative');
-    const credit = await admin(dataDir, [
-      'adjust',
-      'alice',
-      '10.00',
-      '--reason',
-      'welcome credit',
-      '--key',
-      'welcome-alice',
-    ]);
     expect(credit.code, credit.err).to.equal(0);
     expect(JSON.parse(credit.out)).to.include({ applied: true, balance: '10.00' });
-    const debit = await admin(dataDir, [
-      'adjust',
-      'alice',
-      '-5.00',
-      '--reason',
-      'refund reversal',
-      '--key',
-      'ticket-42',
-    ]);
+    const debit = await admin(dataDir, adjust('-5.00', 'ticket-42'));
     expect(debit.code, debit.err).to.equal(0);
     expect(JSON.parse(debit.out)).to.include({ applied: true, amount: '-5.00', balance: '5.00' });
-    const again = await admin(dataDir, [
-      'adjust',
-      'alice',
-      '-5.00',
-      '--reason',
-      'refund reversal',
-      '--key',
-      'ticket-42',
-    ]);
-    expect(JSON.parse(again.out)).to.include({ applied: false, balance: '5.00' });
-    const account = await admin(dataDir, ['account', 'alice']);
-    expect(account.code, account.err).to.equal(0);
-    expect(JSON.parse(account.out)).to.include({ userId: 'alice', balance: '5.00' });
-    const ledger = await admin(dataDir, ['ledger', 'alice', '--limit', '1']);
-    expect(ledger.code, ledger.err).to.equal(0);
-    expect(JSON.stringify(JSON.parse(ledger.out))).to.include('-5.00');
 
     // Mistakes: one clear line each, exit 2 for the command line, 1 otherwise, no stack trace.
     const cases: [string[], number, RegExp][] = [
-      [['account'], 2, /account needs a <user_id>/],
+      [['account'], 2, /account needs <user_id>/],
       [['adjust', 'alice', '1.00'], 2, /--reason .* --key/],
+      [['adjust', 'alice'], 2, /adjust needs <user_id> <amount>/],
       [['adjust', 'alice', 'ten', '--reason', 'x', '--key', 'k'], 2, /amount "ten"/],
       [['ledger', 'alice', '--limit', 'lots'], 2, /--limit must be/],
       [['adjust', 'alice', '1.00', '--bogus'], 2, /Unknown option '--bogus'/],
@@ -223,7 +198,28 @@ describe('npm start', function () {
       [['account', 'ghost'], 1, /no account for user "ghost"/],
       [['adjust', 'bob', '-1.00', '--reason', 'x', '--key', 'k-bob'], 1, /cannot cover/],
     ];
-    const results = await Promise.all(cases.map(([args]) => admin(dataDir, args)));
+    // Unreachable servers given explicitly: named, password masked, no stack trace.
+    const unreachable = {
+      REDIS_URL: 'redis://127.0.0.1:1',
+      DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing',
+    };
+    const [again, account, ledger, down, ...results] = await Promise.all([
+      admin(dataDir, adjust('-5.00', 'ticket-42')),
+      admin(dataDir, ['account', 'alice']),
+      admin(dataDir, ['ledger', 'alice', '--limit', '1']),
+      admin(dataDir, ['account', 'alice'], unreachable),
+      ...cases.map(([args]) => admin(dataDir, args)),
+    ]);
+    expect(JSON.parse(again.out)).to.include({ applied: false, balance: '5.00' });
+    expect(account.code, account.err).to.equal(0);
+    expect(JSON.parse(account.out)).to.include({ userId: 'alice', balance: '5.00' });
+    expect(ledger.code, ledger.err).to.equal(0);
+    expect(JSON.stringify(JSON.parse(ledger.out))).to.include('-5.00');
+    expect(down.code).to.equal(1);
+    expect(down.err).to.include('Cannot reach Redis at redis://127.0.0.1:1 (REDIS_URL)');
+    expect(down.err).to.include('Cannot reach MySQL at mysql://billing:***@127.0.0.1:1/billing (DATABASE_URL)');
+    expect(down.err).not.to.include('s3cret');
+    noStackTrace(down.err);
     for (const [i, [args, code, message]] of cases.entries()) {
       const r = results[i];
       expect(r.code, args.join(' ')).to.equal(code);
@@ -241,16 +237,6 @@ describe('npm start', function () {
       redis.disconnect();
       await db.end();
     }
-    // Unreachable servers given explicitly: named, password masked, no stack trace.
-    const down = await admin(dataDir, ['account', 'alice'], {
-      REDIS_URL: 'redis://127.0.0.1:1',
-      DATABASE_URL: 'mysql://billing:s3cret@127.0.0.1:1/billing',
-    });
-    expect(down.code).to.equal(1);
-    expect(down.err).to.include('Cannot reach Redis at redis://127.0.0.1:1 (REDIS_URL)');
-    expect(down.err).to.include('Cannot reach MySQL at mysql://billing:***@127.0.0.1:1/billing (DATABASE_URL)');
-    expect(down.err).not.to.include('s3cret');
-    noStackTrace(down.err);
 
     process.kill(-stack.npm.pid!, 'SIGTERM');
     await allStopped(dataDir);
