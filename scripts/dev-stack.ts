@@ -156,6 +156,9 @@ async function start(): Promise<void> {
   console.log(lines.join('\n'));
 }
 
+// A closed terminal or a parent gone leaves stdout / stderr broken: a failed write (EPIPE, EIO)
+// must not crash us halfway through stopping, which would leave the servers running.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stopAll(0, signal));
 // npm passes a signal on to us, but if the parent dies outright we would be orphaned: watch it.
 const parent = process.ppid;

@@ -16,6 +16,8 @@ if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
 const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'dev-stack.ts')], { cwd: root, stdio: 'inherit' });
 // npm passes SIGINT / SIGTERM to us (the start script execs node); a terminal's Ctrl-C reaches the
 // stack directly as well, and it stops once however many copies arrive.
+// A broken stdout (terminal closed) must not kill us before the stack is told to stop.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
 // If npm itself dies outright, nothing passes a signal on: stop the stack when our parent is gone.
 const parent = process.ppid;
