@@ -1,6 +1,6 @@
+import { AppError } from '../lib/errors.js';
 import { Router } from 'express';
 import type { AdminService } from '../services/admin.service.js';
-import type { JobQueues } from '../jobs/queues.js';
 import {
   adjustmentBody, userParams, ledgerQuery, runsQuery, runParams, deadLetterQuery, deadLetterRetryBody, jobParams, jobRetryBody, runBody,
 } from './admin.schemas.js';
@@ -8,11 +8,10 @@ import { validate, ok } from './validation.js';
 
 export interface AdminRouteDeps {
   admin: AdminService;
-  queues: Pick<JobQueues, 'add'>;
 }
 
 /** `/admin/v1`: adjustments, ledger and account look-ups, reconciliation runs (admin token). */
-export function adminRoutes({ admin, queues }: AdminRouteDeps): Router {
+export function adminRoutes({ admin }: AdminRouteDeps): Router {
   const router = Router();
 
   router.post('/accounts/:user_id/adjustments', async (req, res) => {
@@ -39,19 +38,19 @@ export function adminRoutes({ admin, queues }: AdminRouteDeps): Router {
 
   router.get('/reconciliation/runs/:id', async (req, res) => {
     const { id } = validate(runParams, req.params, 'query');
-    res.json(ok({ id, repairs: await admin.reconciliationRepairs(id) }));
+    const run = await admin.reconciliationRun(id);
+    if (!run) throw new AppError('NOT_FOUND', `no reconciliation run ${id}`);
+    res.json(ok({ ...run, repairs: await admin.reconciliationRepairs(id) }));
   });
 
-  /** Queues a run now; its result appears in the list when it finishes. */
+  /**
+   * Records a run and queues it: the answer is the run (status "running"); GET runs/:id follows it.
+   * One manual run of a kind at a time: asking again while one waits or runs answers that one.
+   */
   router.post('/reconciliation/runs', async (req, res) => {
     const { full } = validate(runBody, req.body ?? {});
-    // One manual run of a kind at a time: asking again while one waits or runs answers that one.
-    const job = await queues.add(
-      'reconcile',
-      { trigger: 'manual', full, correlationId: res.locals.correlationId as string },
-      { deduplication: { id: full ? 'reconcile-full' : 'reconcile-manual' } },
-    );
-    res.status(202).json(ok({ jobId: job.id, status: 'queued' }));
+    const run = await admin.requestReconciliation(full, res.locals.correlationId as string);
+    res.status(202).location(`${req.baseUrl}/reconciliation/runs/${run.id}`).json(ok(run));
   });
 
   /** Changes MySQL refused even alone (SPEC 10.4): their money is still in Redis; fix the cause, then retry. */

@@ -27,6 +27,7 @@ import { reservationRoutes } from './reservation.routes.js';
 import { adminRoutes } from './admin.routes.js';
 import { boardRoutes, BOARD_PATH } from './board.routes.js';
 import { metricsRoutes } from './metrics.routes.js';
+import { requireJsonContentType } from './content-type.middleware.js';
 
 /** What the HTTP API uses: the settings its routes read, the services they front, its probes. */
 export interface AppDeps {
@@ -61,12 +62,13 @@ export function createApp(d: AppDeps): Express {
     // Latency per route (the matched pattern, never the raw path: ids would explode the labels).
     const stop = metrics.httpDuration.startTimer();
     res.once('finish', () => {
-      const route = req.route ? `${req.baseUrl}${req.route.path === '/' ? '' : req.route.path}` : 'unmatched';
+      const route = routeLabel(req);
       stop({ method: req.method, route, status: res.statusCode });
       if (logger.isLevelEnabled('debug')) logger.debug({ correlationId: res.locals.correlationId, method: req.method, route, status: res.statusCode }, 'request');
     });
     next();
   });
+  app.use(requireJsonContentType(['/api/', '/internal/', '/admin/v1/'], ['/internal/v1/billing/callback']));
   // A body is parsed only after its caller is authenticated: an anonymous caller costs no parsing.
   const jsonBody = express.json({ limit: config.http.bodyLimit, strict: false });
   const gateway = requireBearer(config.auth.gatewayToken);
@@ -92,11 +94,28 @@ export function createApp(d: AppDeps): Express {
     usageRoutes({ usage: d.usage }),
     rechargeRoutes({ recharges: d.recharges }),
   );
-  app.use('/admin/v1', admin, jsonBody, adminRoutes({ admin: d.admin, queues: d.queues }));
+  app.use('/admin/v1', admin, jsonBody, adminRoutes({ admin: d.admin }));
   app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth }));
   app.use('/metrics', admin, metricsRoutes({ queues: d.queues, metrics }));
 
   app.use(notFound);
   app.use(errorHandler(logger));
   return app;
+}
+
+// Where routers are mounted: an error leaving a router resets req.baseUrl before the response, so
+// the label is rebuilt from the path. The board is one label for its pages and one for its API.
+const MOUNTS = ['/internal/v1/billing/callback', '/internal/v1/billing', '/api/v1/billing', '/admin/v1', '/metrics'];
+
+/** The metric label of a request: its matched route pattern, never the raw path (ids would explode it). */
+function routeLabel(req: express.Request): string {
+  const path = req.originalUrl.split('?')[0];
+  if (path === BOARD_PATH || path.startsWith(`${BOARD_PATH}/`)) {
+    return path.startsWith(`${BOARD_PATH}/api/`) ? `${BOARD_PATH}/api` : BOARD_PATH;
+  }
+  if (!req.route) return 'unmatched';
+  const pattern = String(req.route.path);
+  const base = req.baseUrl || MOUNTS.find((m) => path === m || path.startsWith(`${m}/`)) || '';
+  if (pattern.startsWith(base) && base !== '' && !req.baseUrl) return pattern;
+  return `${base}${pattern === '/' ? '' : pattern}` || '/';
 }

@@ -145,6 +145,8 @@ const schema = Joi.object({
     min_recharge: money.default('0.01'),
     max_recharge: money.default('50000.00'),
     pending_check_after: duration.default('10m'),
+    // The bundled simulator pays any order for free: production refuses it unless this says "demo".
+    allow_simulator: Joi.boolean().default(false),
   }).default(),
   persistence: Joi.object({
     batch_size: Joi.number().integer().min(1).max(5000).default(500),
@@ -195,7 +197,17 @@ const ENV_KEYS: Record<string, string[]> = {
   PAYMENT_TIMEOUT: ['payment_service', 'timeout'],
   RECONCILE_AUDIT_PERIOD: ['reconcile_audit_period'],
   RETENTION_MONTHS: ['retention_months'],
+  ALLOW_PAYMENT_SIMULATOR: ['payment_service', 'allow_simulator'],
 };
+
+/** `PORT / http.port` for a key an environment variable sets, else the key: errors name what to fix. */
+function label(key: string): string {
+  const name = Object.entries(ENV_KEYS).find(([, path]) => path.join('.') === key)?.[0];
+  return name ? `${name} / ${key}` : key;
+}
+
+/** Host names under which the bundled payment simulator runs (docker-compose's service name). */
+const SIMULATOR_HOSTS = ['payment-simulator'];
 
 export class ConfigError extends Error {}
 
@@ -272,7 +284,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
 
   const { value: v, error } = schema.validate(raw, { abortEarly: false, convert: true });
   if (error) {
-    const lines = error.details.map((d) => `  ${d.path.join('.')}: ${d.message}`);
+    const lines = error.details.map((d) => `  ${label(d.path.join('.'))}: ${d.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
 
@@ -307,14 +319,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     .filter(([, isDefault]) => isDefault)
     .map(([key]) => key as string);
   if (v.env === 'production' && defaultedSecrets.length > 0) {
-    throw new ConfigError(`invalid configuration:\n${defaultedSecrets.map((k) => `  ${k}: must be set in production`).join('\n')}`);
+    const lines = defaultedSecrets.map((k) => `  ${label(k)}: must be set in production`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   if (v.env === 'production') productionSecretRules(v.auth, v.payment_service);
   if (v.env === 'production' && v.fault_crash_at) {
     throw new ConfigError('invalid configuration:\n  fault_crash_at: fault injection is refused in production');
   }
   if (v.env === 'production' && (!v.redis.url || !v.database.url)) {
-    throw new ConfigError('invalid configuration:\n  redis.url / database.url: must be set in production');
+    throw new ConfigError(
+      'invalid configuration:\n  REDIS_URL / redis.url, DATABASE_URL / database.url: must be set in production',
+    );
+  }
+  const paymentAddrGiven = (raw.payment_service as Raw | undefined)?.grpc_addr !== undefined;
+  const paymentHost = String(v.payment_service.grpc_addr).split(':')[0];
+  const isSimulator = !paymentAddrGiven || SIMULATOR_HOSTS.includes(paymentHost);
+  if (v.env === 'production' && !v.payment_service.allow_simulator && isSimulator) {
+    throw new ConfigError(
+      'invalid configuration:\n  PAYMENT_GRPC_ADDR / payment_service.grpc_addr: ' +
+        (paymentAddrGiven
+          ? `${v.payment_service.grpc_addr} is the bundled payment simulator, which pays any order for free`
+          : 'must be set in production') +
+        '; point it at the real payment service (set ALLOW_PAYMENT_SIMULATOR=true only for a demo)',
+    );
   }
 
   const config: Config = {

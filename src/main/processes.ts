@@ -9,6 +9,7 @@ import { registerSchedules } from '../jobs/schedules.js';
 import { createDatabase, migrateLatest } from '../repositories/database.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { createGrpcServer } from '../grpc/server.js';
+import { checkDependencies, DependencyError } from './dependencies.js';
 
 export type Role = 'api' | 'worker' | 'scheduler';
 
@@ -111,7 +112,11 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
   };
 }
 
-/** Entry point of a process: loads config once, starts, and stops cleanly on SIGTERM / SIGINT. */
+/**
+ * Entry point of a process: loads config once, checks Redis and MySQL answer, starts, and stops
+ * cleanly on SIGTERM / SIGINT. A failed start is one paragraph on stderr and exit code 1 (2 for
+ * configuration), never a stream of reconnect stack traces.
+ */
 export async function main(roles: Role[]): Promise<void> {
   let config: Config;
   try {
@@ -123,14 +128,30 @@ export async function main(roles: Role[]): Promise<void> {
     }
     throw err;
   }
-  const running = await startRoles(config, roles, { migrate: roles.includes('api') && process.env.MIGRATE_ON_START !== 'false' });
+  let running: Running;
+  try {
+    if (!config.redis.url) throw new DependencyError('REDIS_URL is not set: give the Redis to use (see .env.example).');
+    if (!config.database.url) {
+      throw new DependencyError('DATABASE_URL is not set: give the MySQL to use (see .env.example).');
+    }
+    await checkDependencies({ redis: config.redis.url, database: config.database.url });
+    const migrate = roles.includes('api') && process.env.MIGRATE_ON_START !== 'false';
+    running = await startRoles(config, roles, { migrate });
+  } catch (err) {
+    console.error(`billing ${roles.join('+')} did not start: ${(err as Error).message}`);
+    process.exit(1);
+  }
   running.ctx.logger.info({ roles, url: running.url, grpc: running.grpcAddress }, 'billing service started');
+  let stopping = false;
   const shutdown = (signal: string) => {
+    // A second signal (a terminal sends Ctrl-C to the whole group, a parent may forward it) must not
+    // interrupt the first shutdown.
+    if (stopping) return;
+    stopping = true;
     running.ctx.logger.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), 30_000);
     force.unref();
     running.stop().then(() => process.exit(0), () => process.exit(1));
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 }

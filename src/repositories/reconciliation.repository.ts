@@ -45,6 +45,10 @@ export class ReconciliationRepository {
     await this.db('reconciliation_runs').where({ id }).update({ ...counts, status, finished_at: at, duration_ms: durationMs, error: error?.slice(0, 1024) ?? null });
   }
 
+  async deleteRun(id: number): Promise<void> {
+    await this.db('reconciliation_runs').where({ id, status: 'running' }).del();
+  }
+
   /** A long run's counts so far, readable while it runs (GET /admin/v1/reconciliation/runs). */
   async progress(id: number, counts: RunCounts): Promise<void> {
     await this.db('reconciliation_runs').where({ id }).update({ ...counts });

@@ -144,6 +144,12 @@ export class AccountService {
     return { evicted, busy };
   }
 
+  /** Whether Redis or MySQL knows the user (looks only: loads nothing). */
+  async exists(userId: string): Promise<boolean> {
+    const [inRedis, inMysql] = await Promise.all([this.redis.exists(this.keys.account(userId)), this.accounts.find(userId)]);
+    return inRedis === 1 || !!inMysql;
+  }
+
   /** Balance (available = total − held), held amount and this month's quotas, read live from Redis. */
   async view(userId: string): Promise<AccountView> {
     const now = this.clock.now();

@@ -122,6 +122,35 @@ export class AdminService {
     return { ...live, mysqlBalance: formatMoney(booked.balance), ledgerSum: formatMoney(booked.ledgerSum), unpersistedChanges: pending };
   }
 
+  /** About how many accounts MySQL holds (table statistics): a full audit's progress total. */
+  accountCount(): Promise<number> {
+    return this.runs.estimatedAccounts();
+  }
+
+  /** One run, or null. */
+  async reconciliationRun(id: number) {
+    // The newest run below id + 1 is `id` itself when it exists.
+    return (await this.reconciliationRuns(1, id + 1)).find((r) => r.id === id) ?? null;
+  }
+
+  /**
+   * Records a manual run and queues it, answering the run at once. One of a kind at a time: while one
+   * waits or runs, asking again answers that one (BullMQ deduplication), and the run recorded for the
+   * duplicate request is dropped.
+   */
+  async requestReconciliation(full: boolean, correlationId?: string) {
+    const runId = await this.runs.startRun(full ? 'manual-full' : 'manual', new Date());
+    const job = await this.queues.add(
+      'reconcile',
+      { trigger: 'manual', full, runId, correlationId },
+      { deduplication: { id: full ? 'reconcile-full' : 'reconcile-manual' } },
+    );
+    const queued = await this.queues.queueOf('reconcile').getJob(job.id!);
+    const runOfJob = (queued?.data as { runId?: number } | undefined)?.runId ?? runId;
+    if (runOfJob !== runId) await this.runs.deleteRun(runId);
+    return (await this.reconciliationRun(runOfJob))!;
+  }
+
   async reconciliationRuns(limit: number, beforeId?: number) {
     const rows = await this.runs.listRuns(limit, beforeId);
     return rows.map((r) => ({

@@ -38,8 +38,8 @@ const PAGE = 500;
 export interface RunOptions {
   /** every account, its whole ledger summed (on demand), instead of what changed plus an audit slice */
   full?: boolean;
-  /** called with the run's id as soon as it is recorded (the admin API answers with it) */
-  onStart?: (runId: number) => void;
+  /** the run recorded by createRun when it was asked for (else a new one is recorded) */
+  runId?: number;
 }
 
 /** What ReconciliationService is built from (named, so that adding one is no positional shuffle). */
@@ -110,11 +110,21 @@ export class ReconciliationService {
     this.metrics = deps.metrics;
   }
 
+  /** Records a run about to be queued, so that whoever asked for it can be answered its id at once. */
+  async createRun(trigger: 'schedule' | 'manual', full = false): Promise<number> {
+    return this.runs.startRun(full ? `${trigger}-full` : trigger, this.clock.now());
+  }
+
+  /** A run recorded by createRun that will not run after all (a duplicate request's). */
+  async dropRun(runId: number): Promise<void> {
+    await this.runs.deleteRun(runId);
+  }
+
+  /** Runs now, as the run `options.runId` (from createRun) or as a new one. */
   async run(trigger: 'schedule' | 'manual', progress: Progress = () => undefined, options: RunOptions = {}): Promise<RunSummary> {
     const started = this.clock.now();
     const t0 = Date.now();
-    const id = await this.runs.startRun(options.full ? `${trigger}-full` : trigger, started);
-    options.onStart?.(id);
+    const id = options.runId ?? (await this.runs.startRun(options.full ? `${trigger}-full` : trigger, started));
     const c: RunCounts = { users_checked: 0, users_in_flight: 0, mismatches: 0, repairs: 0, reenqueued: 0, orders_checked: 0, orders_completed: 0, orders_closed: 0 };
     try {
       c.reenqueued = await this.persistence.sweep(this.opts.sweepAfterMs);

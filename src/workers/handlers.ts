@@ -62,6 +62,7 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
       run: (data, job) =>
         d.reconciliation.run(data.trigger, (phase, done) => void job.updateProgress({ phase, done }), {
           full: data.full === true,
+          runId: typeof data.runId === 'number' ? data.runId : undefined,
         }),
     },
     'evict-idle-accounts': {
