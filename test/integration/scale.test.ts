@@ -152,4 +152,44 @@ describe('scale: maintenance indexes and idle accounts', function () {
     const summary = (await h.get('/api/v1/billing/stats/summary', { user_id: user })).body.data;
     expect(summary.totalCount, 'statistics come from the daily aggregates, never archived').to.equal(6);
   });
+
+  it('remembers each deduct request compactly, for its whole window and no longer', async () => {
+    const W = 3_600_000;
+    // A clock a day ahead, 59 minutes into a window (hash expiries are set from it).
+    let t = (Math.floor(Date.now() / W) + 24) * W + 59 * 60_000;
+    const clock = { now: () => new Date(t) };
+    const hc = await startHarness({ clock, overrides: { redis: { idempotency_ttl: '1h' } } });
+    try {
+      const user = hc.user('compact');
+      const deduct = (id: string, count = 1) => hc.post(DEDUCT, { request_id: id, user_id: user, service_name: 'passport', count });
+      const first = (await deduct('r1')).body.data;
+      for (let i = 0; i < 300; i++) await deduct(`bulk-${i}`);
+      t += 2 * 60_000; // the next window, 2 minutes later: still within the hour
+      const replay = (await deduct('r1')).body.data;
+      expect(replay).to.include({ duplicate: true, recordId: first.recordId, freeCount: 1 });
+      expect((await deduct('r1', 2)).status, 'another payload within the window').to.equal(409);
+      t += 58 * 60_000; // 60 minutes after the first call: a new call
+      const again = (await deduct('r1')).body.data;
+      expect(again.duplicate).to.equal(false);
+      expect(again.recordId).not.to.equal(first.recordId);
+      await hc.drain();
+      const records = await hc.probe.db('consumption_records').where({ user_id: user, request_id: 'r1' }).pluck('record_id');
+      expect(records.sort()).to.deep.equal([first.recordId, again.recordId].sort());
+
+      // 12-byte fields, 32-byte answers, hashes that stay listpacks (about 48 bytes a request).
+      const keys = await hc.probe.redis.keys(`${hc.probe.config.redis.keyPrefix}:{${user}}:idem:*`);
+      let remembered = 0;
+      for (const key of keys) {
+        expect(await hc.probe.redis.call('OBJECT', 'ENCODING', key)).to.equal('listpack');
+        const entries = await hc.probe.redis.hgetallBuffer(key);
+        for (const value of Object.values(entries)) {
+          expect(value.length).to.equal(32);
+          remembered++;
+        }
+      }
+      expect(remembered, 'r1 and 300 others in the first window, r1 again in the next').to.equal(302);
+    } finally {
+      await hc.stop();
+    }
+  });
 });
