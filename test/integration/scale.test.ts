@@ -192,4 +192,40 @@ describe('scale: maintenance indexes and idle accounts', function () {
       await hc.stop();
     }
   });
+
+  it('evicts and reloads accounts again and again while they are charged, and loses nothing', async () => {
+    const users = [0, 1, 2, 3].map((i) => h.user(`churn-${i}`));
+    for (const u of users) await seedBalance(h, u, 1_000_000n);
+    await h.drain();
+    let running = true;
+    let evicted = 0;
+    const evictor = (async () => {
+      while (running) {
+        evicted += (await h.probe.accounts.evictIdle(150)).evicted;
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    })();
+    const sent = new Map<string, number>(users.map((u) => [u, 0]));
+    const until = Date.now() + 3_000;
+    await Promise.all(
+      users.map(async (user, k) => {
+        for (let i = 0; Date.now() < until; i++) {
+          const r = await h.post(DEDUCT, { request_id: `c${i}`, user_id: user, service_name: 'passport', count: 1 + (i % 3) });
+          expect(r.status).to.equal(200);
+          sent.set(user, sent.get(user)! + 1);
+          // Each user pauses long enough, now and then, to become idle and leave Redis.
+          await new Promise((r) => setTimeout(r, i % 4 === k % 4 ? 250 : 10));
+        }
+      }),
+    );
+    running = false;
+    await evictor;
+    await h.drain();
+    expect(evicted, 'accounts left Redis during the run').to.be.greaterThan(0);
+    await h.assertInvariant(users);
+    for (const user of users) {
+      const n = await h.probe.db('consumption_records').where({ user_id: user }).count({ n: '*' }).first();
+      expect(Number(n!.n), `records of ${user}`).to.equal(sent.get(user));
+    }
+  });
 });
