@@ -53,6 +53,21 @@ export interface ModelHold {
   release?: Record<string, unknown>;
 }
 
+/** One charged call as the records show it (SPEC 5): type free, balance or mixed. */
+export interface ModelRecord {
+  requestId: string;
+  service: string;
+  type: 'free' | 'balance' | 'mixed';
+  count: number;
+  free: number;
+  paid: number;
+  amount: bigint;
+}
+
+function record(requestId: string, service: string, free: number, paid: number, amount: bigint): ModelRecord {
+  return { requestId, service, type: paid === 0 ? 'free' : free === 0 ? 'balance' : 'mixed', count: free + paid, free, paid, amount };
+}
+
 export interface ModelAccount {
   /** the balance (what MySQL and Redis `bal` hold): holds are not taken from it until committed */
   balance: bigint;
@@ -67,7 +82,7 @@ export interface ModelAccount {
   /** operator adjustments by idempotency key: the amount first applied */
   adjustments: Map<string, bigint>;
   /** consumption records: accepted deductions and commits */
-  records: number;
+  records: ModelRecord[];
   /** whether anything lasting was written for this user (SPEC 10.5: read-only calls write nothing) */
   written: boolean;
 }
@@ -130,7 +145,7 @@ export class BillingModel {
   account(userId: string): ModelAccount {
     let a = this.state.accounts.get(userId);
     if (!a) {
-      a = { balance: 0n, held: 0n, used: new Map(), requests: new Map(), holds: new Map(), adjustments: new Map(), records: 0, written: false };
+      a = { balance: 0n, held: 0n, used: new Map(), requests: new Map(), holds: new Map(), adjustments: new Map(), records: [], written: false };
       this.state.accounts.set(userId, a);
     }
     return a;
@@ -190,7 +205,7 @@ export class BillingModel {
 
   /** An account nobody has written: what a read sees, without creating it. */
   private scratch(): ModelAccount {
-    return { balance: 0n, held: 0n, used: new Map(), requests: new Map(), holds: new Map(), adjustments: new Map(), records: 0, written: false };
+    return { balance: 0n, held: 0n, used: new Map(), requests: new Map(), holds: new Map(), adjustments: new Map(), records: [], written: false };
   }
 
   /** POST /deduct (SPEC 4): atomic, idempotent by request_id, refused → nothing changes. */
@@ -204,7 +219,7 @@ export class BillingModel {
     const acct = this.account(userId);
     this.addUsed(acct, this.period(), serviceName, q.free);
     acct.balance -= q.amount;
-    acct.records++;
+    acct.records.push(record(requestId, serviceName, q.free, q.paid, q.amount));
     acct.written = true;
     const answer = { success: true, requestId, freeCount: q.free, paidCount: q.paid, amount: formatMicros(q.amount), balance: formatMicros(this.available(acct)) };
     acct.requests.set(requestId, { payload, at: this.state.now, answer });
@@ -254,7 +269,7 @@ export class BillingModel {
     a.held -= h.amount;
     a.balance -= amount;
     // A commit of 0 calls is a release by another name: no call, no record (choice).
-    if (count > 0) a.records++;
+    if (count > 0) a.records.push(record(requestId!, h.service, free, paid, amount));
     h.state = 'committed';
     const answer = {
       status: 'committed', count, freeCount: free, paidCount: paid, amount: formatMicros(amount),

@@ -381,8 +381,11 @@ async function compareState(
         if ((mysqlUsed[svc] ?? 0) !== want - held) fail(`${user}: MySQL quota used ${p}/${svc} ${mysqlUsed[svc]}, model ${want - held}`);
       }
     }
-    const records = Number((await ctx.db('consumption_records').where({ user_id: user }).count({ n: '*' }).first())!.n);
-    if (records !== a!.records) fail(`${user}: ${records} consumption records, model ${a!.records}`);
+    const rows: Record<string, unknown>[] = await ctx.db('consumption_records').where({ user_id: user })
+      .select('request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount');
+    const stored = rows.map((r) => [r.request_id, r.service_name, r.type, Number(r.count), Number(r.free_count), Number(r.paid_count), String(r.amount)].join('|')).sort();
+    const want = a!.records.map((r) => [r.requestId, r.service, r.type, r.count, r.free, r.paid, r.amount.toString()].join('|')).sort();
+    if (JSON.stringify(stored) !== JSON.stringify(want)) fail(`${user}: consumption records ${JSON.stringify(stored)}, model ${JSON.stringify(want)}`);
     const acct = (await env.h.get('/api/v1/billing/account', { user_id: user })).body.data;
     if (acct.balance !== formatMicros(a!.balance - a!.held)) fail(`${user}: GET /account balance ${acct.balance}, model ${formatMicros(a!.balance - a!.held)}`);
     for (const q of acct.quotas as { serviceName: string; usedQuota: number }[]) {
