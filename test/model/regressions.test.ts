@@ -17,6 +17,19 @@ describe('model test regressions', function () {
   });
   after(() => h.stop());
 
+  /** Waits until these users' changes are in MySQL (a drain scoped to them: a stuck change elsewhere is not theirs). */
+  async function persisted(users: string[], timeoutMs = 15_000): Promise<void> {
+    const ctx = h.running.ctx;
+    await ctx.persistence.drainBuffer();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const lengths = await Promise.all(users.map((u) => ctx.redis.hlen(ctx.keys.pending(u))));
+      if (lengths.every((n) => n === 0)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`changes of ${users.join(', ')} not persisted within ${timeoutMs} ms`);
+  }
+
   const deduct = (user: string, requestId: string) => h.post('/internal/v1/billing/deduct', { request_id: requestId, user_id: user, service_name: 'alpha', count: 1 });
 
   // SPEC 10.1: 'r1' and 'r1 ' are two request ids. Redis took both; MySQL's PAD SPACE unique key
@@ -25,7 +38,7 @@ describe('model test regressions', function () {
     const user = h.user('trailing');
     const [a, b] = await Promise.all([deduct(user, 'r1'), deduct(user, 'r1 ')]);
     expect([a.body.data?.duplicate, b.body.data?.duplicate]).to.deep.equal([false, false]);
-    await h.drain(15_000);
+    await persisted([user]);
     const rows = await h.running.ctx.db('consumption_records').where({ user_id: user }).select('request_id');
     expect(rows.map((r) => r.request_id).sort()).to.deep.equal(['r1', 'r1 ']);
     await h.assertInvariant([user]);
@@ -40,7 +53,7 @@ describe('model test regressions', function () {
       { amount, reason: 'regression', idempotency_key: key }, { authorization: `Bearer ${ADMIN_TOKEN}` });
     expect((await adjust(c, 'd:k1', '1.00')).body.data.applied).to.equal(true);
     expect((await adjust(cd, 'k1', '2.50')).body.data.applied).to.equal(true);
-    await h.drain(15_000);
+    await persisted([c, cd]);
     const { balance: cBalance } = await h.running.ctx.repositories.ledger.balanceAndLedgerSum(c);
     const { balance: cdBalance } = await h.running.ctx.repositories.ledger.balanceAndLedgerSum(cd);
     expect([cBalance, cdBalance]).to.deep.equal([1_000_000n, 2_500_000n]);
