@@ -45,7 +45,9 @@ export type Op =
   | { t: 'worker-down'; ops: (SimpleOp | { t: 'group'; ops: SimpleOp[] })[] }
   /** the API's not-yet-enqueued persistence buffer is lost (a crash): the sweep must recover it */
   | { t: 'lose-enqueue' }
-  | { t: 'redis-restart' };
+  | { t: 'redis-restart' }
+  /** MySQL is stopped, the ops run one by one (each may be 50300 and change nothing), MySQL starts again */
+  | { t: 'mysql-outage'; ops: SimpleOp[] };
 
 export interface Sequence {
   /** start instant (UTC ISO): just before a business day or month boundary, or mid-month */
@@ -63,6 +65,7 @@ export interface GenOptions {
   hostile: boolean;
   maxOps: number;
   redisRestart: boolean;
+  mysqlOutage: boolean;
 }
 
 /** Asia/Shanghai is UTC+8: 16:00Z is midnight there. */
@@ -110,6 +113,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     { weight: 10, arbitrary: fc.record({ t: fc.constant('worker-down' as const), ops: fc.array(fc.oneof({ weight: 30, arbitrary: simple }, { weight: 10, arbitrary: group }), { maxLength: 6 }) }) },
     { weight: 10, arbitrary: fc.constant({ t: 'lose-enqueue' as const }) },
     ...(o.redisRestart ? [{ weight: 2, arbitrary: fc.constant({ t: 'redis-restart' as const }) }] : []),
+    ...(o.mysqlOutage ? [{ weight: 2, arbitrary: fc.record({ t: fc.constant('mysql-outage' as const), ops: fc.array(simple, { maxLength: 6 }) }) }] : []),
   );
   return fc.record({ start: fc.constantFrom(...STARTS), ops: fc.array(op, { minLength: 1, maxLength: o.maxOps, size: 'max' }) });
 }
@@ -119,7 +123,7 @@ export function countOps(ops: Op[]): number {
   let n = 0;
   for (const op of ops) {
     if (op.t === 'group') n += op.ops.length;
-    else if (op.t === 'worker-down') n += countOps(op.ops);
+    else if (op.t === 'worker-down' || op.t === 'mysql-outage') n += countOps(op.ops);
     else if (op.t === 'callback') n += op.copies;
     else n++;
   }

@@ -5,7 +5,7 @@
  * `--without ids,lasting,cap` leaves out parts of the SPEC the service does not meet yet (ids that
  * collide under the old collation or key joins; lasting state after read-only or refused calls; SPEC
  * 11's check cap), `--lenient` all three;
- * `--no-redis-restart` leaves out Redis restarts.
+ * `--no-redis-restart` leaves out Redis restarts; `--mysql-outage` adds MySQL outages (slow: seconds each).
  */
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
@@ -25,6 +25,7 @@ const { values: args } = parseArgs({
     lenient: { type: 'boolean', default: false },
     without: { type: 'string', default: '' },
     'no-redis-restart': { type: 'boolean', default: false },
+    'mysql-outage': { type: 'boolean', default: false },
   },
 });
 
@@ -44,13 +45,13 @@ async function main(): Promise<number> {
   const started = Date.now();
   const without = new Set(args.lenient ? ['ids', 'lasting', 'cap'] : args.without!.split(',').filter(Boolean));
   const opts: RunOptions = { strict: !without.has('lasting') };
-  const flags = `${without.size ? ` --without ${[...without].join(',')}` : ''}${args['no-redis-restart'] ? ' --no-redis-restart' : ''}`;
+  const flags = `${without.size ? ` --without ${[...without].join(',')}` : ''}${args['no-redis-restart'] ? ' --no-redis-restart' : ''}${args['mysql-outage'] ? ' --mysql-outage' : ''}`;
   const env = await ModelEnv.start();
   let failed = false;
   try {
     const soak = args.runs !== undefined || args.seed !== undefined;
     const maxOps = Number(args['max-ops'] ?? (soak ? 200 : 60));
-    const arb = sequenceArb({ hostile: !without.has('ids'), overCap: !without.has('cap'), maxOps, redisRestart: !args['no-redis-restart'] });
+    const arb = sequenceArb({ hostile: !without.has('ids'), overCap: !without.has('cap'), maxOps, redisRestart: !args['no-redis-restart'], mysqlOutage: args['mysql-outage']! });
     const property = fc.asyncProperty(arb, async (seq) => {
       await runSequence(env, seq, opts);
     });

@@ -127,6 +127,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   const recordIds = new Map<string, string>();
   const orders: { key: string; orderId: string; paymentId: string; micros: bigint }[] = [];
   let lostEnqueue = false;
+  let slowSettle = false;
   const log: string[] = [];
   env.stats.sequences++;
   env.stats.ops += countOps(sequence.ops);
@@ -276,6 +277,26 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         lostEnqueue = true;
         return;
       }
+      case 'mysql-outage': {
+        env.fault('mysql-outage');
+        slowSettle = true;
+        await env.servers.stopMysql();
+        try {
+          for (const inner of op.ops) {
+            const rsv = inner.t === 'commit' || inner.t === 'release' ? reservations.get(`${inner.u}|${inner.r}`) : undefined;
+            const real = await send(inner, rsv);
+            log.push(`(MySQL down) ${JSON.stringify(inner)} -> ${show(real)}`);
+            // SPEC 7.4: answers keep flowing where Redis knows enough; where it does not, 50300 and nothing changed.
+            if ('code' in real && real.code === 50300) continue;
+            const expected = apply(model, inner, rsv !== undefined);
+            if (!sameAnswer(expected, real)) fail(`${inner.t} with MySQL down: service ${show(real)}, model ${show(expected)}`);
+            learn(inner, real);
+          }
+        } finally {
+          await env.servers.startMysql();
+        }
+        return;
+      }
       case 'redis-restart': {
         env.fault('redis-restart');
         // The worker is stopped around the restart: a worker that lived through a Redis restart did
@@ -305,11 +326,12 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
 
   // ---- after the queues drain: Redis, MySQL, the ledger and the model agree ----
   if (lostEnqueue) await ctx.persistence.sweep(0);
-  await settle(env, users, fail);
+  // After a MySQL outage persistence retries with backoff (up to 30 s between attempts).
+  await settle(env, users, fail, slowSettle ? 60_000 : SETTLE_TIMEOUT_MS);
   await compareState(env, model, users, orders, opts, fail);
 }
 
-const OP_TIMEOUT_MS = 30_000;
+const OP_TIMEOUT_MS = 90_000;
 
 /** A hang is a failure too, named by the operation that hung. */
 async function withDeadline<T>(work: Promise<T>, ms: number, what: () => string): Promise<T> {
@@ -336,9 +358,9 @@ async function waitPaid(env: ModelEnv, orderId: string): Promise<void> {
 }
 
 /** Waits until every change of these users is in MySQL (their journals are empty). */
-async function settle(env: ModelEnv, users: string[], fail: (m: string) => never): Promise<void> {
+async function settle(env: ModelEnv, users: string[], fail: (m: string) => never, timeoutMs: number): Promise<void> {
   const ctx = env.h.running.ctx;
-  const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
   await ctx.persistence.drainBuffer();
   while (Date.now() < deadline) {
     const lengths = await Promise.all(users.map((u) => ctx.redis.hlen(ctx.keys.pending(u))));
@@ -346,7 +368,7 @@ async function settle(env: ModelEnv, users: string[], fail: (m: string) => never
     await new Promise((r) => setTimeout(r, 25));
   }
   const left = await Promise.all(users.map(async (u) => `${u}: ${JSON.stringify(Object.values(await ctx.redis.hgetall(ctx.keys.pending(u)))).slice(0, 400)}`));
-  fail(`changes not persisted within ${SETTLE_TIMEOUT_MS} ms:\n    ${left.join('\n    ')}`);
+  fail(`changes not persisted within ${timeoutMs} ms:\n    ${left.join('\n    ')}`);
 }
 
 async function compareState(
