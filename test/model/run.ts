@@ -54,6 +54,9 @@ async function main(): Promise<number> {
     const arb = sequenceArb({ hostile: !without.has('ids'), overCap: !without.has('cap'), maxOps, redisRestart: !args['no-redis-restart'], mysqlOutage: args['mysql-outage']! });
     const property = fc.asyncProperty(arb, async (seq) => {
       await runSequence(env, seq, opts);
+      if (soak && env.stats.sequences % 100 === 0) {
+        console.log(`  … ${env.stats.sequences} sequences, ${env.stats.ops} operations, ${Math.round((Date.now() - started) / 1000)} s`);
+      }
     });
     const runs: { label: string; params: fc.Parameters<[Sequence]> }[] = [];
     if (soak) {
@@ -90,7 +93,7 @@ async function main(): Promise<number> {
   } finally {
     const s = env.stats;
     console.log(`model test: ${s.sequences} sequences, ${s.ops} operations, ${s.groups} concurrent groups, faults ${JSON.stringify(s.faults)}, ` +
-      `${s.droppedChanges} changes dropped and recovered, ${Math.round((Date.now() - started) / 1000)} s`);
+      `${s.droppedChanges} changes dropped and recovered, with MySQL down ${JSON.stringify(s.whileMysqlDown)}, ${Math.round((Date.now() - started) / 1000)} s`);
     await env.stop();
   }
   return failed ? 1 : 0;

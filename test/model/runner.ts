@@ -44,12 +44,14 @@ export interface Stats {
   groups: number;
   faults: Record<string, number>;
   droppedChanges: number;
+  /** operations sent while MySQL was down: answered from Redis, or 50300 */
+  whileMysqlDown: { answered: number; unavailable: number };
 }
 
 export class ModelFailure extends Error {}
 
 export class ModelEnv {
-  readonly stats: Stats = { sequences: 0, ops: 0, groups: 0, faults: {}, droppedChanges: 0 };
+  readonly stats: Stats = { sequences: 0, ops: 0, groups: 0, faults: {}, droppedChanges: 0, whileMysqlDown: { answered: 0, unavailable: 0 } };
   private seq = 0;
   private constructor(readonly h: Harness, readonly servers: OwnServers, readonly clock: FakeClock, private worker: Running | null) {}
 
@@ -287,7 +289,11 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
             const real = await send(inner, rsv);
             log.push(`(MySQL down) ${JSON.stringify(inner)} -> ${show(real)}`);
             // SPEC 7.4: answers keep flowing where Redis knows enough; where it does not, 50300 and nothing changed.
-            if ('code' in real && real.code === 50300) continue;
+            if ('code' in real && real.code === 50300) {
+              env.stats.whileMysqlDown.unavailable++;
+              continue;
+            }
+            env.stats.whileMysqlDown.answered++;
             const expected = apply(model, inner, rsv !== undefined);
             if (!sameAnswer(expected, real)) fail(`${inner.t} with MySQL down: service ${show(real)}, model ${show(expected)}`);
             learn(inner, real);
