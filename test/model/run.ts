@@ -45,12 +45,13 @@ async function main(): Promise<number> {
   const started = Date.now();
   const without = new Set(args.lenient ? ['ids', 'lasting', 'cap'] : args.without!.split(',').filter(Boolean));
   const opts: RunOptions = { strict: !without.has('lasting') };
-  const flags = `${without.size ? ` --without ${[...without].join(',')}` : ''}${args['no-redis-restart'] ? ' --no-redis-restart' : ''}${args['mysql-outage'] ? ' --mysql-outage' : ''}`;
+  let flags = `${without.size ? ` --without ${[...without].join(',')}` : ''}${args['no-redis-restart'] ? ' --no-redis-restart' : ''}${args['mysql-outage'] ? ' --mysql-outage' : ''}`;
   const env = await ModelEnv.start();
   let failed = false;
   try {
     const soak = args.runs !== undefined || args.seed !== undefined;
     const maxOps = Number(args['max-ops'] ?? (soak ? 200 : 60));
+    flags += ` --max-ops ${maxOps}`;
     const arb = sequenceArb({ hostile: !without.has('ids'), overCap: !without.has('cap'), maxOps, redisRestart: !args['no-redis-restart'], mysqlOutage: args['mysql-outage']! });
     const property = fc.asyncProperty(arb, async (seq) => {
       await runSequence(env, seq, opts);
