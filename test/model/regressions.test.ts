@@ -79,7 +79,10 @@ describe('model test regressions', function () {
     expect(r.body.data).to.include({ allowed: false, reason: 'too_many_calls' });
   });
 
-  // A worker that lived through a Redis restart must still stop (SIGTERM → close) in time.
+  // A worker that lived through a Redis restart must still stop (SIGTERM → close) in time. Found when
+  // the model runner stopped the worker role right after restarting Redis: BullMQ Worker.close() of
+  // every queue did not return while the shared blocking connection was reconnecting (main() then
+  // exits 1 after its 30 s grace; a clean stop is what a rolling deploy after a Redis blip needs).
   it('stops a worker that lived through a Redis restart', async () => {
     const servers = await new OwnServers().start();
     try {
