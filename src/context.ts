@@ -103,7 +103,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const scripts: Scripts = new Scripts(
     redis,
     keys,
-    { load: (userId, now, readOnly) => accounts.load(userId, now, readOnly) },
+    { load: (userId, now) => accounts.load(userId, now) },
     metrics,
   );
   const accounts = new AccountService({

@@ -55,7 +55,7 @@ declare module 'ioredis' {
       activity: string,
       ...args: Arg[]
     ): Result<string[], Context>;
-    initAccountScript(account: string, quota: string, activity: string, ...args: Arg[]): Result<number, Context>;
+    initAccountScript(account: string, quota: string, ...args: Arg[]): Result<number, Context>;
     reserveScript(
       account: string,
       quota: string,
@@ -130,8 +130,7 @@ export interface PricedService {
 
 /** Loads a user's account from MySQL into Redis (the scripts answer 'init' until it is there). */
 export interface AccountLoader {
-  /** `readOnly`: for a call that changes nothing, loaded with a TTL (reads leave nothing lasting) */
-  load(userId: string, now: Date, readOnly?: boolean): Promise<void>;
+  load(userId: string, now: Date): Promise<void>;
 }
 
 /** free calls used this month per service: [service name, used] */
@@ -253,9 +252,8 @@ export interface InitAccountArgs {
   balance: string;
   overdraftLimit: string;
   quotaExpiresAt: number;
-  /** TTL of the account in ms for a read-only load (0: lasting) */
-  readTtlMs: number;
-  now: Date;
+  /** TTL of the loaded account, ms: it becomes lasting with its first change */
+  ttlMs: number;
   used: QuotaUse;
 }
 
@@ -302,10 +300,10 @@ export class Scripts {
   ) {}
 
   /** Runs a script; if the account is not in Redis yet ('init'), loads it and runs the script once more. */
-  private async withAccount(userId: string, now: Date, run: () => Promise<string[]>, readOnly = false) {
+  private async withAccount(userId: string, now: Date, run: () => Promise<string[]>) {
     const r = await run();
     if (r[0] !== 'init') return r;
-    await this.accounts.load(userId, now, readOnly);
+    await this.accounts.load(userId, now);
     return run();
   }
 
@@ -355,7 +353,6 @@ export class Scripts {
         s.freeQuota,
         s.priceArg,
       ),
-      true,
     );
     const reason = str(r[2]) as CheckReply['reason'];
     this.outcome('check', reason);
@@ -556,13 +553,10 @@ export class Scripts {
     const loaded = await this.redis.initAccountScript(
       k.account(a.userId),
       k.quota(a.userId, a.period),
-      k.activityIndex(a.userId),
       a.balance,
       a.overdraftLimit,
       a.quotaExpiresAt,
-      a.readTtlMs,
-      a.userId,
-      a.now.getTime(),
+      a.ttlMs,
       ...a.used.flat(),
     );
     return loaded === 1;

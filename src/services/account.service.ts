@@ -12,11 +12,11 @@ import { dueMembers } from '../redis/indexes.js';
 const QUOTA_KEEP_MS = 35 * 86_400_000;
 
 /**
- * How long an account loaded by a read-only call (check, GET /account) stays in Redis unless a change
- * makes it lasting: reads for ids never seen before must not grow Redis (SPEC 10.5), and a user who
- * only checks is answered from Redis for this long before MySQL is read again.
+ * How long an account loaded from MySQL stays in Redis unless a change makes it lasting (PERSIST in
+ * every changing script): reads and refused calls for ids never seen leave nothing lasting (SPEC 10.5,
+ * 7.1), and a user who only checks is answered from Redis for this long before MySQL is read again.
  */
-export const READ_LOAD_TTL_MS = 5 * 60_000;
+export const LOAD_TTL_MS = 5 * 60_000;
 
 export interface AccountView {
   userId: string;
@@ -71,19 +71,19 @@ export class AccountService {
   }
 
   /**
-   * Loads the account into Redis unless it is there (race-free: see init-account-2.lua). `readOnly`:
-   * for a call that changes nothing, the account is loaded with a TTL (READ_LOAD_TTL_MS).
+   * Loads the account into Redis unless it is there (race-free: see init-account-2.lua), with a TTL
+   * (LOAD_TTL_MS) that its first change removes.
    */
-  async load(userId: string, now: Date = this.clock.now(), readOnly = false): Promise<void> {
+  async load(userId: string, now: Date = this.clock.now()): Promise<void> {
     let p = this.loading.get(userId);
     if (!p) {
-      p = this.loadFromMysql(userId, now, readOnly).finally(() => this.loading.delete(userId));
+      p = this.loadFromMysql(userId, now).finally(() => this.loading.delete(userId));
       this.loading.set(userId, p);
     }
     return p;
   }
 
-  private async loadFromMysql(userId: string, now: Date, readOnly: boolean): Promise<void> {
+  private async loadFromMysql(userId: string, now: Date): Promise<void> {
     const period = this.calendar.period(now);
     const [row, usage] = await Promise.all([this.accounts.find(userId), this.accounts.quotaUsage(userId, period)]);
     await this.scripts.initAccount({
@@ -92,8 +92,7 @@ export class AccountService {
       balance: row?.balance ?? '0',
       overdraftLimit: row?.overdraft_limit ?? '0',
       quotaExpiresAt: this.quotaExpiry(now),
-      readTtlMs: readOnly ? READ_LOAD_TTL_MS : 0,
-      now,
+      ttlMs: LOAD_TTL_MS,
       used: usage.map((u) => [u.service_name, u.used]),
     });
   }
@@ -156,7 +155,7 @@ export class AccountService {
     const period = this.calendar.period(now);
     let [acct, used] = await this.read(userId, period);
     if (acct[0] === null) {
-      await this.load(userId, now, true);
+      await this.load(userId, now);
       [acct, used] = await this.read(userId, period);
     }
     const bal = BigInt(acct[0] ?? '0');

@@ -10,6 +10,9 @@ import { jobHandlers, runJob, type HandlerDeps } from './handlers.js';
 
 type AnyJob = Job<JobPayloads[JobName], unknown, JobName>;
 
+/** How long a stopping worker lets its running jobs finish before it closes by force. */
+const CLOSE_GRACE_MS = 10_000;
+
 /** The start-up sweep runs this long after a worker starts and takes journal entries at least this old. */
 const START_SWEEP_AFTER_MS = 3_000;
 
@@ -87,8 +90,22 @@ export function startWorkers(
     .catch((err: Error) => d.logger.warn({ err: err.message }, 'start-up sweep not queued; the scheduled one follows'));
   return {
     workers,
+    /**
+     * Lets running jobs finish for CLOSE_GRACE_MS, then forces the close: after a Redis restart
+     * BullMQ's close can wait forever on the reconnecting blocking connection. A job cut short is
+     * stalled and runs again elsewhere (every job is idempotent).
+     */
     async close() {
-      await Promise.all(workers.map((w) => w.close()));
+      const closed = Promise.all(workers.map((w) => w.close())).then(() => true);
+      const inTime = await Promise.race([closed, new Promise<false>((r) => setTimeout(() => r(false), CLOSE_GRACE_MS).unref())]);
+      if (!inTime) {
+        d.logger.warn({ graceMs: CLOSE_GRACE_MS }, 'workers did not stop in time; closing them by force');
+        connection.disconnect();
+        await Promise.race([
+          Promise.all(workers.map((w) => w.close(true))),
+          new Promise((r) => setTimeout(r, 2_000).unref()),
+        ]);
+      }
       await connection.quit().catch(() => undefined);
     },
   };
