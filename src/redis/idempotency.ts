@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 
 /**
- * Remembered deduct requests (see deduct-7.lua): where one lives and the id its record gets.
+ * Remembered deduct requests (see deduct-8.lua): where one lives and the id its record gets.
  *
  * A request's digest is SHA-256(user id, NUL, request id). Its first 12 bytes are the field it is
  * remembered under (a collision of two request ids of one user within one window needs ~2^48 of them),

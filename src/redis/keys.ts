@@ -59,7 +59,7 @@ export class RedisKeys {
 
   /**
    * Hash of the deduct requests first seen in idempotency window `window`, one of several shards (see
-   * deduct-7.lua and src/redis/idempotency.ts): {<12-byte request digest>: 32 packed bytes}.
+   * deduct-8.lua and src/redis/idempotency.ts): {<12-byte request digest>: 32 packed bytes}.
    */
   requests(userId: string, window: number, shard: number): string {
     return `${this.user(userId)}:idem:${window}:${shard}`;

@@ -53,6 +53,7 @@ declare module 'ioredis' {
       pending: string,
       journalIndex: string,
       activity: string,
+      reservationRequest: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     initAccountScript(account: string, quota: string, ...args: Arg[]): Result<number, Context>;
@@ -64,6 +65,8 @@ declare module 'ioredis' {
       holds: string,
       holdsIndex: string,
       activity: string,
+      deductRequests: string,
+      previousDeductRequests: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     commitReservationScript(
@@ -375,6 +378,7 @@ export class Scripts {
         k.pending(a.userId),
         k.journalIndex(a.userId),
         k.activityIndex(a.userId),
+        k.request(a.userId, a.requestId),
         place.field,
         s.name,
         a.count,
@@ -405,6 +409,8 @@ export class Scripts {
   async reserve(a: ReserveArgs): Promise<ReserveReply> {
     const k = this.keys;
     const s = a.service;
+    // A deduct that took this request id makes it 'reused' here (one request-id space per user).
+    const place = requestPlace(requestDigest(a.userId, a.requestId), a.now.getTime(), a.idempotencyTtlMs);
     const r = await this.withAccount(a.userId, a.now, () =>
       this.redis.reserveScript(
         k.account(a.userId),
@@ -414,6 +420,8 @@ export class Scripts {
         k.holds(a.userId),
         k.holdsIndex(a.userId),
         k.activityIndex(a.userId),
+        k.requests(a.userId, place.window, place.shard),
+        k.requests(a.userId, place.window - 1, place.shard),
         `reserve|${s.name}|${a.count}|${a.ttlMs}`,
         s.name,
         a.count,
@@ -428,6 +436,8 @@ export class Scripts {
         a.keepMs,
         a.userId,
         a.now.getTime(),
+        place.field,
+        a.idempotencyTtlMs,
       ),
     );
     const reply = this.charge(r);

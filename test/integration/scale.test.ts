@@ -168,6 +168,11 @@ describe('scale: maintenance indexes and idle accounts', function () {
       const replay = (await deduct('r1')).body.data;
       expect(replay).to.include({ duplicate: true, recordId: first.recordId, freeCount: 1 });
       expect((await deduct('r1', 2)).status, 'another payload within the window').to.equal(409);
+      // Deducts and reservations share one request-id space per user, whichever came first.
+      const reserve = (id: string) => hc.post('/internal/v1/billing/reservations', { request_id: id, user_id: user, service_name: 'passport', count: 1 });
+      expect((await reserve('r1')).body.code, 'a reservation with a deduct\'s id').to.equal(10007);
+      expect((await reserve('h1')).status).to.equal(200);
+      expect((await deduct('h1')).body.code, 'a deduct with a reservation\'s id').to.equal(10007);
       t += 58 * 60_000; // 60 minutes after the first call: a new call
       const again = (await deduct('r1')).body.data;
       expect(again.duplicate).to.equal(false);

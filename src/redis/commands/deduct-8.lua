@@ -19,6 +19,7 @@
     KEYS[5] pending journal hash     {<record id>: change JSON}
     KEYS[6] journal index of the user's slot   (see includes/changed.lua)
     KEYS[7] activity index of the user's slot
+    KEYS[8] the request id's reservation request hash (a reservation took the id: 'reused')
 
     ARGV[1] the request id's 12-byte digest (field), and ARGV[12] a 32-bit fingerprint of the payload,
             to tell a replay from a reuse with another payload
@@ -42,19 +43,18 @@
 ]]
 --- @include "includes/quote"
 --- @include "includes/changed"
+--- @include "includes/remembered"
 
 local now = tonumber(ARGV[11])
-local PACK = '>I4I4I4I4dd'
 local function remembered(key, window)
-  local packed = redis.call('HGET', key, ARGV[1])
-  if not packed then return nil end
-  local fp, firstSeen, free, paid, amt, avail = struct.unpack(PACK, packed)
-  if firstSeen * 1000 + tonumber(ARGV[8]) <= now then return nil end -- past the window: a new call
+  local fp, free, paid, amt, avail = rememberedDeduct(key, ARGV[1], tonumber(ARGV[8]), now)
+  if not fp then return nil end
   if fp ~= tonumber(ARGV[12]) then return {'reused'} end
   return {'dup', window, int(free), int(paid), int(amt), int(avail)}
 end
 local first = remembered(KEYS[3], 'this') or remembered(KEYS[4], 'previous')
 if first then return first end
+if redis.call('EXISTS', KEYS[8]) == 1 then return {'reused'} end
 
 local bal, od, held = readAccount(KEYS[1])
 if not bal then return {'init'} end
@@ -77,7 +77,7 @@ redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(change))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 
 local avail = int(bal - held)
-redis.call('HSET', KEYS[3], ARGV[1], struct.pack(PACK, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
+redis.call('HSET', KEYS[3], ARGV[1], struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
   bal - held))
 redis.call('PEXPIREAT', KEYS[3], ARGV[13])
 return {'ok', ARGV[6], int(free), int(paid), int(amount), avail}

@@ -11,6 +11,8 @@
     KEYS[5] holds index hash         {<reservation id>: expiry, unix ms}
     KEYS[6] holds index of the user's slot   (see includes/changed.lua)
     KEYS[7] activity index of the user's slot
+    KEYS[8], KEYS[9] the deduct requests of this window and the previous one (the request id's shard):
+            a deduct took the id: 'reused' (see includes/remembered.lua)
 
     ARGV[1] fingerprint of the request
     ARGV[2] service name
@@ -26,17 +28,24 @@
     ARGV[12] lifetime of the reservation hash, ms (its TTL plus the time a finished one is remembered)
     ARGV[13] user id (the indexes' member)
     ARGV[14] now, unix ms
+    ARGV[15] the request id's 12-byte digest (the field in KEYS[8], KEYS[9])
+    ARGV[16] the idempotency window, ms
 
   Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt}
     status 'ok' | 'dup' | 'reused' | 'init' | 'no_quota' | 'no_balance'
 ]]
 --- @include "includes/quote"
 --- @include "includes/changed"
+--- @include "includes/remembered"
 
 local first = redis.call('HMGET', KEYS[3], 'fp', 'rsv', 'free', 'paid', 'amt', 'avail', 'exp')
 if first[1] then
   if first[1] ~= ARGV[1] then return {'reused'} end
   return {'dup', first[2], first[3], first[4], first[5], first[6], first[7]}
+end
+local now, windowMs = tonumber(ARGV[14]), tonumber(ARGV[16])
+if rememberedDeduct(KEYS[8], ARGV[15], windowMs, now) or rememberedDeduct(KEYS[9], ARGV[15], windowMs, now) then
+  return {'reused'}
 end
 
 local bal, od, held = readAccount(KEYS[1])
