@@ -24,6 +24,7 @@ import { RechargeRepository } from './repositories/recharge.repository.js';
 import { PaymentClient } from '../proto/payment/v1/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
+import { ExportService } from './services/export.service.js';
 
 /** Everything a process needs, built once from the validated config and passed in. */
 export interface AppContext {
@@ -47,6 +48,7 @@ export interface AppContext {
   readonly reconciliation: ReconciliationService;
   readonly admin: AdminService;
   readonly payment: PaymentClient;
+  readonly recordExports: ExportService;
   /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
   readonly publicUrl: { base: string };
   readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
@@ -103,7 +105,10 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
 
   const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);
 
+  const recordExports = new ExportService(repositories.usage, catalogue, calendar);
+
   return {
+    recordExports,
     config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
     async close() {
       await persistence.drainBuffer();

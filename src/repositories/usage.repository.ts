@@ -28,6 +28,11 @@ export interface RecordCursor {
   id: string;
 }
 
+/** A consumption record as an export reads it. */
+export interface ExportRow extends RecordRow {
+  unit_price: string | null;
+}
+
 export interface UsageSums {
   total_count: string;
   free_count: string;
@@ -112,4 +117,20 @@ export class UsageRepository {
     if (serviceName) q.andWhere('service_name', serviceName);
     return q.groupBy('day').orderBy('day').select(this.db.raw("DATE_FORMAT(day, '%Y-%m-%d') AS day"), ...SUMS(this.db));
   }
+
+  /**
+   * Oldest first, the page after `after` in (created_at, id) order: each page is an index range scan
+   * on (user_id[, service_name], created_at, id), so an export of any size reads in constant memory.
+   */
+  async exportPage(f: RecordFilter, after: RecordCursor | undefined, limit: number): Promise<ExportRow[]> {
+    const q = this.filtered(f);
+    if (after) {
+      q.andWhere((w) => w.where('created_at', '>', after.at).orWhere((x) => x.where('created_at', after.at).andWhere('id', '>', after.id)));
+    }
+    return q
+      .orderBy([{ column: 'created_at', order: 'asc' }, { column: 'id', order: 'asc' }])
+      .limit(limit)
+      .select('id', 'record_id', 'request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount', 'unit_price', 'created_at');
+  }
 }
+
