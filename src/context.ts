@@ -25,6 +25,8 @@ import { PaymentClient } from '../proto/payment/v1/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
 import { ExportService } from './services/export.service.js';
+import { StatementService } from './services/statement.service.js';
+import { StatementRepository } from './repositories/statement.repository.js';
 
 /** Everything a process needs, built once from the validated config and passed in. */
 export interface AppContext {
@@ -49,6 +51,7 @@ export interface AppContext {
   readonly admin: AdminService;
   readonly payment: PaymentClient;
   readonly recordExports: ExportService;
+  readonly statements: StatementService;
   /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
   readonly publicUrl: { base: string };
   readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
@@ -106,9 +109,11 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);
 
   const recordExports = new ExportService(repositories.usage, catalogue, calendar);
+  const statements = new StatementService(new StatementRepository(db), calendar, clock, config.currency);
 
   return {
     recordExports,
+    statements,
     config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
     async close() {
       await persistence.drainBuffer();

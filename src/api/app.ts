@@ -14,6 +14,7 @@ import { adminRoutes } from './admin.routes.js';
 import { boardRoutes, BOARD_PATH } from './board.routes.js';
 import { metricsRoutes } from './metrics.routes.js';
 import { exportRoutes } from './export.routes.js';
+import { statementRoutes } from './statement.routes.js';
 
 /** The HTTP API: thin routes over the services, one error handler. */
 export function createApp(ctx: AppContext): Express {
@@ -45,7 +46,7 @@ export function createApp(ctx: AppContext): Express {
 
   app.use('/internal/v1/billing', gateway, jsonBody, reservationRoutes(ctx));
   app.use('/api/v1/billing', gateway, jsonBody, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
-  app.use('/api/v1/billing', gateway, exportRoutes(ctx.recordExports, ctx.logger));
+  app.use('/api/v1/billing', gateway, exportRoutes(ctx.recordExports, ctx.logger), statementRoutes(ctx.statements));
   app.use('/admin/v1', admin, jsonBody, adminRoutes(ctx));
   app.use(BOARD_PATH, ...boardRoutes(ctx));
   app.use('/metrics', admin, metricsRoutes(ctx));
