@@ -15,6 +15,7 @@ import { boardRoutes, BOARD_PATH } from './board.routes.js';
 import { metricsRoutes } from './metrics.routes.js';
 import { exportRoutes } from './export.routes.js';
 import { statementRoutes } from './statement.routes.js';
+import { openApiRoutes } from './openapi.routes.js';
 
 /** The HTTP API: thin routes over the services, one error handler. */
 export function createApp(ctx: AppContext): Express {
@@ -41,6 +42,7 @@ export function createApp(ctx: AppContext): Express {
   const admin = requireBearer(ctx.config.auth.adminToken);
   app.use(gatewayRoutes(ctx, gateway, jsonBody));
   app.use(healthRoutes(ctx));
+  app.use(openApiRoutes({ maxCallsPerRequest: ctx.config.maxCallsPerRequest, version: '1.0' }));
   // Its own raw parser: the callback's signature covers the raw bytes.
   app.use('/internal/v1/billing/callback', callbackRoutes(ctx));
 
