@@ -27,6 +27,7 @@ import { Metrics } from './lib/metrics.js';
 import { ExportService } from './services/export.service.js';
 import { StatementService } from './services/statement.service.js';
 import { StatementRepository } from './repositories/statement.repository.js';
+import { PortalService } from './services/portal.service.js';
 
 /** Everything a process needs, built once from the validated config and passed in. */
 export interface AppContext {
@@ -52,6 +53,7 @@ export interface AppContext {
   readonly payment: PaymentClient;
   readonly recordExports: ExportService;
   readonly statements: StatementService;
+  readonly portal: PortalService;
   /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
   readonly publicUrl: { base: string };
   readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
@@ -110,10 +112,12 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
 
   const recordExports = new ExportService(repositories.usage, catalogue, calendar);
   const statements = new StatementService(new StatementRepository(db), calendar, clock, config.currency);
+  const portal = new PortalService({ secret: config.portal.sessionSecret, ttlMs: config.portal.sessionTtlMs, baseUrl: () => publicUrl.base }, usage, catalogue, clock);
 
   return {
     recordExports,
     statements,
+    portal,
     config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
     async close() {
       await persistence.drainBuffer();

@@ -16,6 +16,7 @@ import { metricsRoutes } from './metrics.routes.js';
 import { exportRoutes } from './export.routes.js';
 import { statementRoutes } from './statement.routes.js';
 import { openApiRoutes } from './openapi.routes.js';
+import { portalRoutes, portalSessionRoutes } from './portal.routes.js';
 
 /** The HTTP API: thin routes over the services, one error handler. */
 export function createApp(ctx: AppContext): Express {
@@ -49,6 +50,8 @@ export function createApp(ctx: AppContext): Express {
   app.use('/internal/v1/billing', gateway, jsonBody, reservationRoutes(ctx));
   app.use('/api/v1/billing', gateway, jsonBody, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
   app.use('/api/v1/billing', gateway, exportRoutes(ctx.recordExports, ctx.logger), statementRoutes(ctx.statements));
+  app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(ctx.portal));
+  app.use(portalRoutes({ portal: ctx.portal, accounts: ctx.accounts, usage: ctx.usage, recharges: ctx.recharges, currency: ctx.config.currency }, jsonBody));
   app.use('/admin/v1', admin, jsonBody, adminRoutes(ctx));
   app.use(BOARD_PATH, ...boardRoutes(ctx));
   app.use('/metrics', admin, metricsRoutes(ctx));

@@ -12,6 +12,7 @@ import {
 } from './admin.schemas.js';
 import { exportQuery } from './export.schemas.js';
 import { statementParams, statementQuery } from './statement.schemas.js';
+import { portalSessionBody, portalRecordsQuery, portalUsageQuery, portalRechargeBody, portalOrderParams } from './portal.schemas.js';
 
 /*
  * The OpenAPI 3.1 document of the HTTP API. Requests are converted from the very joi schemas that
@@ -176,6 +177,13 @@ function operations(maxCalls: number): Operation[] {
     { method: 'get', path: `${U}/statements/{month}`, tag: 'user', summary: 'Monthly statement from the ledger (format=csv: a CSV attachment)', auth: 'gateway', params: statementParams, query: statementQuery, answer: 'Statement', raw: { type: 'text/csv', description: 'with format=csv: line, service_name, entries, amount' }, errors: ['VALIDATION_FAILED'] },
     { method: 'post', path: `${U}/recharge`, tag: 'user', summary: 'Start a recharge: an order and its payment', auth: 'gateway', body: rechargeBody, headers: { 'Idempotency-Key': '1-128 printable ASCII characters: a repeat returns the same order' }, answer: 'RechargeOrder', errors: ['VALIDATION_FAILED', 'PAYMENT_UNAVAILABLE', 'REQUEST_ID_REUSED'] },
     { method: 'get', path: `${U}/recharge/{order_id}`, tag: 'user', summary: 'A recharge order and its status', auth: 'gateway', params: orderParams, query: orderQuery, answer: 'RechargeOrder', errors: ['VALIDATION_FAILED', 'ORDER_NOT_FOUND'] },
+    { method: 'post', path: `${U}/portal-sessions`, tag: 'portal', summary: 'A signed customer-portal link, valid one hour', auth: 'gateway', body: portalSessionBody, answer: 'PortalSession', errors: ['VALIDATION_FAILED'] },
+    { method: 'get', path: '/portal/v1/account', tag: 'portal', summary: 'The session user\'s balance and free quotas', auth: 'portal', answer: 'Account' },
+    { method: 'get', path: '/portal/v1/records', tag: 'portal', summary: 'The session user\'s records', auth: 'portal', query: portalRecordsQuery, answer: 'Records', errors: ['VALIDATION_FAILED', 'UNKNOWN_SERVICE'] },
+    { method: 'get', path: '/portal/v1/usage', tag: 'portal', summary: 'The session user\'s calls and cost per day and service', auth: 'portal', query: portalUsageQuery, answer: 'PortalUsage', errors: ['VALIDATION_FAILED'] },
+    { method: 'post', path: '/portal/v1/recharge', tag: 'portal', summary: 'Start a recharge for the session user', auth: 'portal', body: portalRechargeBody, answer: 'RechargeOrder', errors: ['VALIDATION_FAILED', 'PAYMENT_UNAVAILABLE'] },
+    { method: 'get', path: '/portal/v1/recharge/{order_id}', tag: 'portal', summary: 'One of the session user\'s orders', auth: 'portal', params: portalOrderParams, answer: 'RechargeOrder', errors: ['VALIDATION_FAILED', 'ORDER_NOT_FOUND'] },
+    { method: 'get', path: '/portal', tag: 'portal', summary: 'The customer portal page (the link\'s token is in the fragment)', auth: 'none', raw: { type: 'text/html', description: 'the portal page; its scripts and styles under /portal/assets and /portal/vendor' } },
     { method: 'post', path: '/admin/v1/accounts/{user_id}/adjustments', tag: 'admin', summary: 'Credit or debit a balance through the ledger', auth: 'admin', params: userParams, body: adjustmentBody, answer: 'Adjustment', errors: ['VALIDATION_FAILED', 'INSUFFICIENT_BALANCE', 'REQUEST_ID_REUSED'] },
     { method: 'get', path: '/admin/v1/accounts/{user_id}/ledger', tag: 'admin', summary: 'Ledger entries of a user, newest first', auth: 'admin', params: userParams, query: ledgerQuery, answer: 'Ledger', errors: ['VALIDATION_FAILED'] },
     { method: 'get', path: '/admin/v1/accounts/{user_id}', tag: 'admin', summary: 'A user\'s balances in Redis and MySQL, and the ledger sum', auth: 'admin', params: userParams, answer: 'AccountDetail', errors: ['VALIDATION_FAILED'] },

@@ -47,6 +47,8 @@ export interface Config {
   };
   readonly reconcileEveryMs: number;
   readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number; readonly sweepEveryMs: number };
+  /** Customer portal: the HMAC secret that signs portal links, and how long a link is valid. */
+  readonly portal: { readonly sessionSecret: string; readonly sessionTtlMs: number };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
 }
@@ -56,6 +58,7 @@ const DEV_SECRETS = {
   admin_token: 'dev-admin-token',
   board_password: 'dev-board-password',
   callback_secret: 'dev-callback-secret',
+  portal_session_secret: 'dev-portal-session-secret',
 };
 
 const duration = Joi.alternatives(Joi.string().pattern(/^\d+(ms|s|m|h|d)?$/), Joi.number().integer().min(0));
@@ -136,6 +139,11 @@ const schema = Joi.object({
     max_ttl: duration.default('24h'),
     sweep_every: duration.default('30s'),
   }).default(),
+  portal: Joi.object({
+    session_secret: Joi.string().min(1).default(DEV_SECRETS.portal_session_secret),
+    // SPEC 15: a portal link is valid one hour; shorter is allowed, longer is not.
+    session_ttl: duration.default('1h').custom((v, h) => (parseDuration(v)! > 3_600_000 || parseDuration(v)! < 1000 ? h.error('any.invalid') : v)),
+  }).default(),
 });
 
 /** Environment variables of SPEC section 9 (and a few more), mapped onto config keys. */
@@ -162,6 +170,7 @@ const ENV_KEYS: Record<string, string[]> = {
   PAYMENT_CALLBACK_SECRET: ['payment_service', 'callback_secret'],
   PAYMENT_GRPC_ADDR: ['payment_service', 'grpc_addr'],
   PAYMENT_TIMEOUT: ['payment_service', 'timeout'],
+  PORTAL_SESSION_SECRET: ['portal', 'session_secret'],
 };
 
 export class ConfigError extends Error {}
@@ -173,12 +182,13 @@ export const MIN_SECRET_LENGTH = 16;
  * In production every secret is long enough and each is its own: a gateway that knows its token must
  * not thereby hold the admin token, nor be able to sign payment callbacks (SPEC 1, 10.6).
  */
-function productionSecretRules(auth: Raw, payment: Raw): void {
+function productionSecretRules(auth: Raw, payment: Raw, portal: Raw): void {
   const secrets: [string, string][] = [
     ['auth.gateway_token (GATEWAY_TOKEN)', auth.gateway_token as string],
     ['auth.admin_token (ADMIN_TOKEN)', auth.admin_token as string],
     ['auth.board_password (BULL_BOARD_PASSWORD)', auth.board_password as string],
     ['payment_service.callback_secret (PAYMENT_CALLBACK_SECRET)', payment.callback_secret as string],
+    ['portal.session_secret (PORTAL_SESSION_SECRET)', portal.session_secret as string],
   ];
   const problems = secrets
     .filter(([, value]) => value.length < MIN_SECRET_LENGTH)
@@ -267,13 +277,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     ['auth.admin_token', v.auth.admin_token === DEV_SECRETS.admin_token],
     ['auth.board_password', v.auth.board_password === DEV_SECRETS.board_password],
     ['payment_service.callback_secret', v.payment_service.callback_secret === DEV_SECRETS.callback_secret],
+    ['portal.session_secret', v.portal.session_secret === DEV_SECRETS.portal_session_secret],
   ]
     .filter(([, isDefault]) => isDefault)
     .map(([key]) => key as string);
   if (v.env === 'production' && defaultedSecrets.length > 0) {
     throw new ConfigError(`invalid configuration:\n${defaultedSecrets.map((k) => `  ${k}: must be set in production`).join('\n')}`);
   }
-  if (v.env === 'production') productionSecretRules(v.auth, v.payment_service);
+  if (v.env === 'production') productionSecretRules(v.auth, v.payment_service, v.portal);
   if (v.env === 'production' && v.fault_crash_at) {
     throw new ConfigError('invalid configuration:\n  fault_crash_at: fault injection is refused in production');
   }
@@ -326,6 +337,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     },
     reconcileEveryMs: ms(v.reconcile_every),
     reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl), sweepEveryMs: ms(v.reservations.sweep_every) },
+    portal: { sessionSecret: v.portal.session_secret, sessionTtlMs: ms(v.portal.session_ttl) },
     defaultedSecrets,
   };
   return deepFreeze(config);

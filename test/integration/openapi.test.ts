@@ -78,6 +78,19 @@ describe('OpenAPI document and /docs', function () {
     await h.get('/api/v1/billing/recharge/ord_missing', { user_id: user });
     await h.post('/api/v1/billing/recharge', { user_id: user, amount: '0.001', payment_method: 'alipay' });
     await fetch(`${h.url}/internal/v1/billing/callback`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    // The customer portal: a link, the page, the page's own calls (with and without a session).
+    const link = await h.post('/api/v1/billing/portal-sessions', { user_id: user });
+    await h.post('/api/v1/billing/portal-sessions', { user_id: '' });
+    const session = { 'x-portal-session': new URL(link.body.data.url).hash.replace('#session=', '') };
+    await fetch(`${h.url}/portal`).then((r) => r.text());
+    await h.get('/portal/v1/account', {}, session);
+    await h.get('/portal/v1/account', {}, { 'x-portal-session': 'forged.x' });
+    await h.get('/portal/v1/records', { page_size: 5 }, session);
+    await h.get('/portal/v1/records', { user_id: user }, session);
+    await h.get('/portal/v1/usage', {}, session);
+    const portalOrder = await h.post('/portal/v1/recharge', { amount: '2.00', payment_method: 'wechat' }, session);
+    await h.get(`/portal/v1/recharge/${portalOrder.body.data.orderId}`, {}, session);
+    await h.get('/portal/v1/recharge/ord_missing', {}, session);
     // Operators.
     await h.post(`/admin/v1/accounts/${user}/adjustments`, { amount: '1.00', reason: 'openapi test', idempotency_key: `${h.tag}-oa` }, admin);
     await h.post(`/admin/v1/accounts/${user}/adjustments`, { amount: 'x', reason: 'openapi test', idempotency_key: `${h.tag}-oa2` }, admin);
