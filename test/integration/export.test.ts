@@ -195,6 +195,28 @@ describe('CSV export of consumption records', function () {
     // Seconds 57,600..143,999 after 2026-09-01T00:00Z, every 10th: 8,640 rows.
     expect(dayRows).to.have.length(8_640);
     expect(dayRows.every((r) => r[2] === 'asset')).to.equal(true);
+
+    // A reader that goes away: the export stops reading pages (the pages are pulled, not pushed).
+    let pageQueries = 0;
+    const countPages = (q: { sql: string }) => {
+      if (/from `consumption_records`/.test(q.sql) && /order by `created_at` asc/.test(q.sql)) pageQueries++;
+    };
+    db.on('query', countPages);
+    try {
+      const abort = new AbortController();
+      const res = await fetch(`${h.url}${EXPORT}?user_id=${encodeURIComponent(user)}`, { headers: auth, signal: abort.signal });
+      const reader = res.body!.getReader();
+      await reader.read();
+      abort.abort();
+      await new Promise((r) => setTimeout(r, 500));
+      const afterAbort = pageQueries;
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(pageQueries, 'no page read after the reader left').to.equal(afterAbort);
+      expect(afterAbort, 'far fewer pages than the whole export').to.be.below(50);
+    } finally {
+      db.removeListener('query', countPages);
+    }
+    expect((await h.get('/healthz')).status).to.equal(200);
     await db('consumption_records').where('user_id', user).delete();
   });
 });

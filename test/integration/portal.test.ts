@@ -133,6 +133,47 @@ describe('customer portal', function () {
     });
   });
 
+  describe('recharges from the portal (money)', () => {
+    const rechargeVia = (session: string, body: unknown) =>
+      fetch(`${h.url}/portal/v1/recharge`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', 'x-portal-session': session } });
+    const orderCount = async (userId: string) => Number((await h.running.ctx.db('recharge_orders').where('user_id', userId).count({ n: '*' }).first())!.n);
+
+    it('credits two concurrent recharges once each, and a repeated callback changes nothing', async () => {
+      const carol = h.user('carol');
+      const session = new URL((await newLink(carol)).url).hash.replace('#session=', '');
+      const orders = await Promise.all([rechargeVia(session, { amount: '3.00', payment_method: 'alipay' }), rechargeVia(session, { amount: '4.50', payment_method: 'wechat' })]);
+      const created = await Promise.all(orders.map(async (r) => (await r.json()).data));
+      expect(created.map((o) => o.status)).to.deep.equal(['pending', 'pending']);
+      expect(new Set(created.map((o) => o.orderId)).size).to.equal(2);
+      await Promise.all(created.map((o) => h.sim!.pay(o.paymentId)));
+      await Promise.all(created.map((o) => h.sim!.pay(o.paymentId, 'duplicate')));
+      await h.drain();
+      const account = await (await portalGet('/account', session)).json();
+      expect(account.data.balance).to.equal('7.50');
+      await h.assertInvariant([carol]);
+    });
+
+    it('refuses hostile amounts and methods, creating no order', async () => {
+      const dave = h.user('dave');
+      const session = new URL((await newLink(dave)).url).hash.replace('#session=', '');
+      const hostile: unknown[] = [
+        { amount: '-5.00', payment_method: 'alipay' }, { amount: '0', payment_method: 'alipay' }, { amount: '0.001', payment_method: 'alipay' },
+        { amount: '1e3', payment_method: 'alipay' }, { amount: ' 1.00', payment_method: 'alipay' }, { amount: '99999999999', payment_method: 'alipay' },
+        { amount: 'NaN', payment_method: 'alipay' }, { amount: '1.00', payment_method: 'paypal' }, { amount: '1.00' },
+        { amount: '1.00', payment_method: 'alipay', user_id: alice }, { amount: '1.00', payment_method: 'alipay', currency: 'USD' }, [], 'x',
+      ];
+      for (const body of hostile) {
+        const r = await rechargeVia(session, body);
+        expect(r.status, JSON.stringify(body)).to.equal(400);
+        expect((await r.json()).code, JSON.stringify(body)).to.equal(40000);
+      }
+      expect(await orderCount(dave)).to.equal(0);
+      expect(await orderCount(alice)).to.equal(0);
+      await h.drain();
+      await h.assertInvariant([dave, alice]);
+    });
+  });
+
   describe('the page in Chromium', () => {
     let browser: Browser;
     before(async () => {
