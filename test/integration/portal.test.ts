@@ -190,6 +190,10 @@ describe('customer portal', function () {
       });
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
+      // Console errors include what the Content-Security-Policy blocked.
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(m.text());
+      });
       await page.goto(link.url);
       const account = (await h.get('/api/v1/billing/account', { user_id: alice })).body.data;
       await textBecomes(page.locator('#balance'), account.balance);

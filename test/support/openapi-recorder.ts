@@ -8,8 +8,9 @@ import { buildOpenApiDocument } from '../../src/api/openapi.document.js';
  * Records every answer of the service that this test process receives through fetch (the harness's
  * calls, the payment simulator's callbacks, tests' own fetches) and checks each against the OpenAPI
  * document: status documented for the operation, content type documented, JSON body valid against
- * the documented schema. Enable it for a whole run with `OPENAPI_RECORD=1` and this file as a mocha
- * `--require` (its root hooks fail the run on any mismatch), or install it in a test (openapi.test.ts).
+ * the documented schema. For a whole run, load this file as a mocha `--require` (or list it under
+ * "require" in .mocharc): its root hooks fail the run on any mismatch (OPENAPI_RECORD=0 turns them
+ * off). A test can also install a recorder of its own (openapi.test.ts).
  */
 
 export interface RecordedAnswer {
@@ -123,13 +124,15 @@ export function testDocument(): Json {
 
 const wholeRun = new OpenApiRecorder();
 
-/** Mocha root hooks (with OPENAPI_RECORD=1): every answer of the run is checked at its end. */
+const enabled = () => process.env.OPENAPI_RECORD !== '0';
+
+/** Mocha root hooks (when this file is a --require): every answer of the run is checked at its end. */
 export const mochaHooks = {
   beforeAll() {
-    if (process.env.OPENAPI_RECORD === '1') wholeRun.install();
+    if (enabled()) wholeRun.install();
   },
   afterAll() {
-    if (process.env.OPENAPI_RECORD !== '1') return;
+    if (!enabled()) return;
     wholeRun.uninstall();
     const problems = new OpenApiChecker(testDocument()).checkAll(wholeRun.answers);
     if (problems.length > 0) throw new Error(`${problems.length} answers do not match the OpenAPI document:\n${problems.slice(0, 50).join('\n')}`);
