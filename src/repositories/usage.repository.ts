@@ -120,12 +120,20 @@ export class UsageRepository {
 
   /**
    * Oldest first, the page after `after` in (created_at, id) order: each page is an index range scan
-   * on (user_id[, service_name], created_at, id), so an export of any size reads in constant memory.
+   * on (user_id[, service_name], created_at, id), so an export of any size reads in constant memory
+   * and constant time per page.
    */
   async exportPage(f: RecordFilter, after: RecordCursor | undefined, limit: number): Promise<ExportRow[]> {
-    const q = this.filtered(f);
+    // Left to itself MariaDB reads these pages by `ref` on user_id alone, from the user's first index
+    // entry each time (a 1,000,000-record export took minutes); the forced index and the plain
+    // `created_at >= at` make each page a range scan that starts at the cursor.
+    const index = f.serviceName ? 'ix_records_user_service_time' : 'ix_records_user_time';
+    const q = this.db.from(this.db.raw('?? FORCE INDEX (??)', ['consumption_records', index])).where('user_id', f.userId);
+    if (f.serviceName) q.andWhere('service_name', f.serviceName);
+    if (f.from) q.andWhere('created_at', '>=', f.from);
+    if (f.to) q.andWhere('created_at', '<', f.to);
     if (after) {
-      q.andWhere((w) => w.where('created_at', '>', after.at).orWhere((x) => x.where('created_at', after.at).andWhere('id', '>', after.id)));
+      q.andWhere('created_at', '>=', after.at).andWhere((w) => w.where('created_at', '>', after.at).orWhere('id', '>', after.id));
     }
     return q
       .orderBy([{ column: 'created_at', order: 'asc' }, { column: 'id', order: 'asc' }])
