@@ -1,11 +1,14 @@
-// Knex CLI configuration (`npx knex --knexfile knexfile.ts migrate:latest`). The service itself
-// migrates through src/repositories/database.ts at start-up.
+// Knex CLI configuration:
+//   node --import tsx node_modules/knex/bin/cli.js --knexfile knexfile.ts migrate:status
+// The service itself migrates through src/repositories/database.ts at start-up, with the same
+// migration names (no file extension, so that running from source and running built agree).
 import type { Knex } from 'knex';
+import { migrationConfig } from './src/repositories/database.js';
 
 const config: Knex.Config = {
   client: 'mysql2',
   connection: process.env.DATABASE_URL ?? 'mysql://billing:billing@127.0.0.1:3306/billing',
-  migrations: { directory: './migrations', loadExtensions: ['.ts'], tableName: 'knex_migrations' },
+  migrations: migrationConfig,
 };
 
 export default config;

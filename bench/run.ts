@@ -7,7 +7,7 @@
  * generator's own jitter. Results: a table on stdout and JSON under bench/results/.
  *
  * Env: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_SATURATE_SECONDS (30), BENCH_RECORDS (10000000),
- * BENCH_CONNECTIONS (64).
+ * BENCH_CONNECTIONS (64), BENCH_ONLY=transports (only the HTTP / gRPC / batch comparison, minutes).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
@@ -17,12 +17,14 @@ import { Redis } from 'ioredis';
 import { startRedis, startMariaDb, freePort, ensurePackages } from '../scripts/local-servers.js';
 import { createDatabase, migrateLatest } from '../src/repositories/database.js';
 import { encodeCursor } from '../src/services/usage.service.js';
+import { loadBillingRoot } from '../proto/billing/v1/billing.grpc.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SATURATE = Number(process.env.BENCH_SATURATE_SECONDS ?? 30);
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 10_000_000);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const ONLY_TRANSPORTS = process.env.BENCH_ONLY === 'transports';
 /** Connections for the fixed-rate runs: enough that a slow answer rarely leaves a send slot unused. */
 const PACED_CONNECTIONS = 16;
 const USERS = 1000;
@@ -65,10 +67,10 @@ async function stop(child: ChildProcess): Promise<void> {
  * One wrk run against `target` (a full URL; with `pathsFile`, a base URL and GET of each listed
  * path in turn). Saturating unless `rate` is given.
  */
-function wrk(target: string, seconds: number, opts: { connections?: number; rate?: number; pathsFile?: string; server?: ChildProcess } = {}): Promise<LoadResult> {
+function wrk(target: string, seconds: number, opts: { connections?: number; rate?: number; pathsFile?: string; server?: ChildProcess; batch?: number } = {}): Promise<LoadResult> {
   const cpuBefore = opts.server ? cpuMs(opts.server) : null;
   const script = opts.rate ? 'bench/wrk/paced.lua' : 'bench/wrk/gateway.lua';
-  const scriptArgs = [`run=${process.hrtime.bigint().toString(36)}`, `token=${TOKEN}`, `users=${USERS}`, ...(opts.rate ? [`rate=${opts.rate}`] : []), ...(opts.pathsFile ? [`paths=${opts.pathsFile}`] : [])];
+  const scriptArgs = [`run=${process.hrtime.bigint().toString(36)}`, `token=${TOKEN}`, `users=${USERS}`, ...(opts.rate ? [`rate=${opts.rate}`] : []), ...(opts.pathsFile ? [`paths=${opts.pathsFile}`] : []), ...(opts.batch ? [`batch=${opts.batch}`] : [])];
   const args = ['-t', '1', '-c', String(opts.connections ?? CONNECTIONS), '-d', `${seconds}s`, '-s', script, target, '--', ...scriptArgs];
   return new Promise((resolve, reject) => {
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -82,6 +84,54 @@ function wrk(target: string, seconds: number, opts: { connections?: number; rate
         latency: { p50: r.p50, p90: r.p90, p99: r.p99, max: r.max },
         cpuUsPerRequest: opts.server && cpuBefore !== null ? Math.round(((cpuMs(opts.server) - cpuBefore) * 1000) / r.requests) : null,
       });
+    });
+  });
+}
+
+/**
+ * One gRPC load run (bench/grpc-load.ts in its own process): unary calls kept `concurrency` in flight,
+ * or `concurrency` DeductStreams. Answers per second, and the server's CPU per answer.
+ */
+type GrpcOp = 'check' | 'deduct' | 'stream';
+type GrpcResult = { requests: number; errors: number; cpuUsPerRequest: number };
+function grpcLoad(
+  address: string, op: GrpcOp, seconds: number, concurrency: number, server: ChildProcess,
+): Promise<GrpcResult> {
+  const cpuBefore = cpuMs(server);
+  const load = [address, op, String(seconds), String(concurrency), TOKEN, String(USERS)];
+  const args = ['--import', 'tsx', 'bench/grpc-load.ts', ...load];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`grpc-load exited ${code}: ${out}`));
+      const r = JSON.parse(out.trim().split('\n').pop()!) as { answers: number; errors: number; seconds: number };
+      const cpuUsPerRequest = Math.round(((cpuMs(server) - cpuBefore) * 1000) / Math.max(1, r.answers));
+      resolve({ requests: r.answers / r.seconds, errors: r.errors, cpuUsPerRequest });
+    });
+  });
+}
+
+/**
+ * gRPC unary CheckQuota driven by h2load (C, like wrk): one prebuilt request frame sent over one
+ * HTTP/2 connection with `streams` in flight. Answers per second and the server's CPU per answer.
+ */
+function h2loadCheck(address: string, seconds: number, streams: number, frameFile: string, server: ChildProcess) {
+  const cpuBefore = cpuMs(server);
+  const headers = ['content-type: application/grpc', 'te: trailers', `authorization: Bearer ${TOKEN}`].flatMap((h) => ['-H', h]);
+  const url = `http://${address}/billing.v1.BillingInternalService/CheckQuota`;
+  const args = ['-D', String(seconds), '-c', '1', '-t', '1', '-m', String(streams), '-d', frameFile, ...headers, url];
+  return new Promise<{ requests: number; cpuUsPerRequest: number }>((resolve, reject) => {
+    const child = spawn('h2load', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      const rate = /finished in [\d.]+s, ([\d.]+) req\/s/.exec(out);
+      const done = /requests: \d+ total, \d+ started, (\d+) done/.exec(out);
+      if (code !== 0 || !rate || !done) return reject(new Error(`h2load exited ${code}: ${out}`));
+      const cpuUsPerRequest = Math.round(((cpuMs(server) - cpuBefore) * 1000) / Math.max(1, Number(done[1])));
+      resolve({ requests: Number(rate[1]), cpuUsPerRequest });
     });
   });
 }
@@ -103,7 +153,7 @@ async function pending(redis: Redis): Promise<number> {
 const log = (s: string) => console.log(`[bench] ${s}`);
 
 async function main() {
-  ensurePackages(log, [{ binary: 'wrk', pkg: 'wrk' }]);
+  ensurePackages(log, [{ binary: 'wrk', pkg: 'wrk' }, { binary: 'h2load', pkg: 'nghttp2-client' }]);
   const dir = mkdtempSync(join(tmpdir(), 'billing-bench-'));
   log(`servers in ${dir}`);
   const [redisServer, mariadb] = await Promise.all([startRedis({ dir: join(dir, 'redis'), aof: true }), startMariaDb({ dir: join(dir, 'mariadb'), database: 'bench', bufferPool: '4G' })]);
@@ -124,7 +174,9 @@ async function main() {
     const bare = await start('bench/bare-server.ts', { PORT: String(barePort), GATEWAY_TOKEN: TOKEN });
     const bareUrl = `http://127.0.0.1:${barePort}`;
     const apiPort = await freePort();
-    const api = await start('src/main/api.ts', { ...env, PORT: String(apiPort) });
+    const grpcPort = await freePort();
+    const grpcAddress = `127.0.0.1:${grpcPort}`;
+    const api = await start('src/main/api.ts', { ...env, PORT: String(apiPort), GRPC_PORT: String(grpcPort) });
     await start('src/main/worker.ts', { ...env, PORT: '0' });
     const apiUrl = `http://127.0.0.1:${apiPort}`;
     // Warm-up for both (JIT; the service also loads its 1,000 users into Redis).
@@ -132,7 +184,7 @@ async function main() {
     await wrk(`${apiUrl}/internal/v1/billing/check`, 3);
     type Pair = { ours: number; bare: number; oursCpu: number | null; bareCpu: number | null };
     const ratios: Record<'check' | 'deduct', Pair[]> = { check: [], deduct: [] };
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < (ONLY_TRANSPORTS ? 0 : ROUNDS); round++) {
       for (const op of ['check', 'deduct'] as const) {
         const b = await wrk(`${bareUrl}/internal/v1/billing/${op}`, SECONDS, { server: bare });
         const o = await wrk(`${apiUrl}/internal/v1/billing/${op}`, SECONDS, { server: api });
@@ -141,7 +193,75 @@ async function main() {
       }
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+    // 2. Transports, side by side on the same API process, alternating within each round: HTTP
+    // (wrk) and gRPC unary (a Node client in its own process, 64 calls in flight on one channel),
+    // then deductions per second through HTTP batches of 100 and through DeductStream (4 streams,
+    // up to 500 unanswered deducts each). The gRPC load generator costs more CPU than wrk on the
+    // same cores, so the gRPC figures are, if anything, understated.
+    await grpcLoad(grpcAddress, 'check', 3, CONNECTIONS, api);
+    // The h2load request: one CheckQuota message in a gRPC frame (uncompressed, 4-byte length).
+    const checkMessage = loadBillingRoot().lookupType('billing.v1.CheckQuotaRequest');
+    const encoded = checkMessage.encode({ userId: 'bench1', serviceName: 'passport', count: 1 }).finish();
+    const frameFile = join(dir, 'check.grpc');
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(encoded.length, 1);
+    writeFileSync(frameFile, Buffer.concat([prefix, encoded]));
+    const h2Checks: { h2load: number; http: number; cpu: number }[] = [];
+    type Transport = { http: number; grpc: number; httpCpu: number | null; grpcCpu: number };
+    const transports: Record<'check' | 'deduct', Transport[]> = { check: [], deduct: [] };
+    const batched: { batch100: number; stream: number; batchCpu: number | null; streamCpu: number }[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const op of ['check', 'deduct'] as const) {
+        const http = await wrk(`${apiUrl}/internal/v1/billing/${op}`, SECONDS, { server: api });
+        const g = await grpcLoad(grpcAddress, op, SECONDS, CONNECTIONS, api);
+        const httpCpu = http.cpuUsPerRequest;
+        transports[op].push({ http: http.requests, grpc: g.requests, httpCpu, grpcCpu: g.cpuUsPerRequest });
+        if (op === 'check') {
+          const h2 = await h2loadCheck(grpcAddress, SECONDS, CONNECTIONS, frameFile, api);
+          h2Checks.push({ h2load: h2.requests, http: http.requests, cpu: h2.cpuUsPerRequest });
+          log(`round ${round + 1} check, gRPC driven by h2load: ${Math.round(h2.requests)} req/s; CPU ${h2.cpuUsPerRequest} µs`);
+        }
+        log(`round ${round + 1} ${op}: gRPC ${Math.round(g.requests)} vs HTTP ${Math.round(http.requests)} req/s ` +
+          `(${g.errors} gRPC errors); CPU ${g.cpuUsPerRequest} vs ${http.cpuUsPerRequest} µs`);
+      }
+      const batchUrl = `${apiUrl}/internal/v1/billing/deduct/batch`;
+      const batch = await wrk(batchUrl, SECONDS, { server: api, batch: 100, connections: 8 });
+      const stream = await grpcLoad(grpcAddress, 'stream', SECONDS, 4, api);
+      const batchCpu = batch.cpuUsPerRequest === null ? null : batch.cpuUsPerRequest / 100;
+      const streamCpu = stream.cpuUsPerRequest;
+      batched.push({ batch100: batch.requests * 100, stream: stream.requests, batchCpu, streamCpu });
+      log(`round ${round + 1} batched: HTTP batch of 100 ${Math.round(batch.requests * 100)} deductions/s ` +
+        `(${batch.non2xx} non-2xx), DeductStream ${Math.round(stream.requests)} deductions/s ` +
+        `(${stream.errors} refused)`);
+    }
     for (const op of ['check', 'deduct'] as const) {
+      const r = transports[op];
+      const pairs = r.map((x) => `${Math.round(x.grpc)}/${Math.round(x.http)}`).join(', ');
+      const cpu = `${median(r.map((x) => x.grpcCpu))} vs ${median(r.map((x) => x.httpCpu ?? NaN))} µs`;
+      const ratio = median(r.map((x) => x.grpc / x.http)).toFixed(2);
+      rows.push([`gRPC unary ${op} / HTTP ${op} (median of ${ROUNDS})`, pairs, ratio, '≥ 1.5']);
+      rows.push([`  API process CPU per ${op}, gRPC vs HTTP (median)`, cpu, '-', '-']);
+    }
+    const h2Pairs = h2Checks.map((x) => `${Math.round(x.h2load)}/${Math.round(x.http)}`).join(', ');
+    const h2Ratio = median(h2Checks.map((x) => x.h2load / x.http)).toFixed(2);
+    rows.push([`gRPC check (h2load) / HTTP check (wrk) (median, ${ROUNDS})`, h2Pairs, h2Ratio, '≥ 1.5']);
+    rows.push(['  API process CPU per gRPC check under h2load (median)', `${median(h2Checks.map((x) => x.cpu))} µs`, '-', '-']);
+    results.h2loadChecks = h2Checks;
+    const perRound = (f: (x: (typeof batched)[number]) => number) => batched.map((x) => Math.round(f(x))).join(', ');
+    const medianOf = (f: (x: (typeof batched)[number]) => number) => String(Math.round(median(batched.map(f))));
+    const batchCpu = median(batched.map((x) => x.batchCpu ?? NaN)).toFixed(1);
+    const cpuPerDeduction = `${batchCpu} vs ${median(batched.map((x) => x.streamCpu))} µs`;
+    const batch100 = (x: (typeof batched)[number]) => x.batch100;
+    const streamed = (x: (typeof batched)[number]) => x.stream;
+    const target = '≥ 20,000';
+    rows.push([`HTTP batch of 100, deductions/s (median, ${ROUNDS})`, perRound(batch100), medianOf(batch100), target]);
+    rows.push([`DeductStream x4, deductions/s (median, ${ROUNDS})`, perRound(streamed), medianOf(streamed), target]);
+    rows.push(['  API process CPU per deduction: batch vs stream (median)', cpuPerDeduction, '-', '-']);
+    results.transports = transports;
+    results.batched = batched;
+
+    for (const op of ONLY_TRANSPORTS ? [] : (['check', 'deduct'] as const)) {
       const r = ratios[op];
       const m = median(r.map((x) => x.ours / x.bare));
       rows.push([`${op} / bare Express (median of ${ROUNDS} A/B rounds)`, r.map((x) => `${Math.round(x.ours)}/${Math.round(x.bare)}`).join(', '), m.toFixed(2), op === 'check' ? '≥ 0.90' : '≥ 0.80']);
@@ -150,102 +270,104 @@ async function main() {
       rows.push([`  API process CPU per ${op}, ours vs bare (median)`, `${median(r.map((x) => x.oursCpu ?? NaN))} vs ${median(r.map((x) => x.bareCpu ?? NaN))} µs`, '-', '-']);
     }
     results.abRounds = ratios;
-    const paced = (rate: number) => ({ connections: PACED_CONNECTIONS, rate });
-    const bareLat = await wrk(`${bareUrl}/internal/v1/billing/check`, SECONDS, paced(2000));
+    if (!ONLY_TRANSPORTS) {
+      const paced = (rate: number) => ({ connections: PACED_CONNECTIONS, rate });
+      const bareLat = await wrk(`${bareUrl}/internal/v1/billing/check`, SECONDS, paced(2000));
 
-    // 3. Persistence keeps pace: a saturating run, then how long the backlog takes to drain.
-    const sat = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SATURATE);
-    const backlog = await pending(redis);
-    const t0 = Date.now();
-    while ((await pending(redis)) > 0 && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
-    const drainMs = Date.now() - t0;
-    rows.push([`backlog after ${SATURATE} s saturating deduct`, `${backlog} changes (${Math.round(sat.requests)} req/s)`, `${(drainMs / 1000).toFixed(1)} s to drain`, '≤ 5 s']);
+      // 3. Persistence keeps pace: a saturating run, then how long the backlog takes to drain.
+      const sat = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SATURATE);
+      const backlog = await pending(redis);
+      const t0 = Date.now();
+      while ((await pending(redis)) > 0 && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
+      const drainMs = Date.now() - t0;
+      rows.push([`backlog after ${SATURATE} s saturating deduct`, `${backlog} changes (${Math.round(sat.requests)} req/s)`, `${(drainMs / 1000).toFixed(1)} s to drain`, '≤ 5 s']);
 
-    // 4. Latency at a fixed 2,000 requests/s.
-    const checkLat = await wrk(`${apiUrl}/internal/v1/billing/check`, SECONDS, paced(2000));
-    const deductLat = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SECONDS, paced(2000));
-    const deductLat1k = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SECONDS, paced(1000));
-    const latRow = (what: string, r: LoadResult, target: string): [string, string, string, string] =>
-      [what, `p50 ${r.latency.p50.toFixed(1)} ms, p90 ${r.latency.p90.toFixed(1)} ms (${Math.round(r.requests)} req/s, ${r.missed} missed slots)`, `p99 ${r.latency.p99.toFixed(1)} ms`, target];
-    rows.push(latRow('control: bare Express at 2,000 req/s', bareLat, '(floor)'));
-    rows.push(latRow('check latency at 2,000 req/s', checkLat, 'p99 ≤ 5 ms'));
-    rows.push(latRow('deduct latency at 2,000 req/s', deductLat, 'p99 ≤ 5 ms'));
-    rows.push(latRow('deduct latency at 1,000 req/s (context)', deductLat1k, '-'));
+      // 4. Latency at a fixed 2,000 requests/s.
+      const checkLat = await wrk(`${apiUrl}/internal/v1/billing/check`, SECONDS, paced(2000));
+      const deductLat = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SECONDS, paced(2000));
+      const deductLat1k = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SECONDS, paced(1000));
+      const latRow = (what: string, r: LoadResult, target: string): [string, string, string, string] =>
+        [what, `p50 ${r.latency.p50.toFixed(1)} ms, p90 ${r.latency.p90.toFixed(1)} ms (${Math.round(r.requests)} req/s, ${r.missed} missed slots)`, `p99 ${r.latency.p99.toFixed(1)} ms`, target];
+      rows.push(latRow('control: bare Express at 2,000 req/s', bareLat, '(floor)'));
+      rows.push(latRow('check latency at 2,000 req/s', checkLat, 'p99 ≤ 5 ms'));
+      rows.push(latRow('deduct latency at 2,000 req/s', deductLat, 'p99 ≤ 5 ms'));
+      rows.push(latRow('deduct latency at 1,000 req/s (context)', deductLat1k, '-'));
 
-    // 5. The original design: one MySQL transaction with SELECT ... FOR UPDATE per call, A/B as above.
-    const basePort = await freePort();
-    const baseline = await start('bench/baseline-server.ts', { DATABASE_URL: mariadb.url, PORT: String(basePort), GATEWAY_TOKEN: TOKEN });
-    // Warm-up: its first calls per user find no quota row, and SELECT ... FOR UPDATE on a missing row
-    // takes gap locks that deadlock concurrent inserts; after that it runs in its steady state.
-    await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, 3);
-    const pairs: { ours: number; base: number; non2xx: number }[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      const b = await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, SECONDS);
-      const o = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SECONDS);
-      pairs.push({ ours: o.requests, base: b.requests, non2xx: b.non2xx });
-      log(`round ${round + 1} original design: ${Math.round(b.requests)} req/s of 2xx (${b.non2xx} non-2xx not counted), ours ${Math.round(o.requests)}`);
-    }
-    await stop(baseline);
-    const baseRatio = median(pairs.map((p) => p.ours / p.base));
-    rows.push([`deduct / original design (median of ${ROUNDS})`, pairs.map((p) => `${Math.round(p.ours)}/${Math.round(p.base)}`).join(', '), `${baseRatio.toFixed(1)}x`, '≥ 3x']);
-    results.baselineNon2xx = pairs.map((p) => p.non2xx);
+      // 5. The original design: one MySQL transaction with SELECT ... FOR UPDATE per call, A/B as above.
+      const basePort = await freePort();
+      const baseline = await start('bench/baseline-server.ts', { DATABASE_URL: mariadb.url, PORT: String(basePort), GATEWAY_TOKEN: TOKEN });
+      // Warm-up: its first calls per user find no quota row, and SELECT ... FOR UPDATE on a missing row
+      // takes gap locks that deadlock concurrent inserts; after that it runs in its steady state.
+      await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, 3);
+      const pairs: { ours: number; base: number; non2xx: number }[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const b = await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, SECONDS);
+        const o = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SECONDS);
+        pairs.push({ ours: o.requests, base: b.requests, non2xx: b.non2xx });
+        log(`round ${round + 1} original design: ${Math.round(b.requests)} req/s of 2xx (${b.non2xx} non-2xx not counted), ours ${Math.round(o.requests)}`);
+      }
+      await stop(baseline);
+      const baseRatio = median(pairs.map((p) => p.ours / p.base));
+      rows.push([`deduct / original design (median of ${ROUNDS})`, pairs.map((p) => `${Math.round(p.ours)}/${Math.round(p.base)}`).join(', '), `${baseRatio.toFixed(1)}x`, '≥ 3x']);
+      results.baselineNon2xx = pairs.map((p) => p.non2xx);
 
-    // 6. Statistics at scale.
-    log(`loading ${RECORDS.toLocaleString()} consumption records...`);
-    const tGen = Date.now();
-    const CHUNK = 1_000_000;
-    for (let from = 1; from <= RECORDS; from += CHUNK) {
-      const to = Math.min(RECORDS, from + CHUNK - 1);
-      await db.raw(`INSERT INTO consumption_records (record_id, user_id, request_id, service_name, type, count, free_count, paid_count, amount, unit_price, period, created_at)
-        SELECT CONCAT('s', seq), CONCAT('stat', seq MOD ${USERS}), CONCAT('r', seq), ELT(1 + seq MOD 3, 'passport', 'payment', 'asset'), 'balance', 1, 0, 1, 1000, 1000,
-          DATE_FORMAT(TIMESTAMP('2026-11-25 12:00:00') - INTERVAL (seq DIV ${USERS}) MINUTE, '%Y%m'),
-          TIMESTAMP('2026-11-25 12:00:00') - INTERVAL (seq DIV ${USERS}) MINUTE
-        FROM seq_${from}_to_${to}`);
-    }
-    await db.raw(`INSERT INTO usage_daily (user_id, day, service_name, total_count, free_count, paid_count, total_cost, records)
-      SELECT user_id, DATE(created_at + INTERVAL 8 HOUR), service_name, COUNT(*), SUM(free_count), SUM(paid_count), SUM(amount), COUNT(*)
-      FROM consumption_records WHERE user_id LIKE 'stat%' GROUP BY user_id, DATE(created_at + INTERVAL 8 HOUR), service_name`);
-    results.recordsLoadSeconds = Math.round((Date.now() - tGen) / 1000);
-    log(`loaded in ${results.recordsLoadSeconds} s`);
-    // A bulk load leaves InnoDB flushing dirty pages and purging for minutes, which a service that
-    // gathered its records over months does not have: give that up to 2 minutes to settle.
-    const tSettle = Date.now();
-    await db.raw('ANALYZE TABLE consumption_records, usage_daily');
-    const dirtyPages = async () => Number(((await db.raw("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")) as [{ Value: string }[]])[0][0].Value);
-    while ((await dirtyPages()) > 1000 && Date.now() - tSettle < 120_000) await new Promise((r) => setTimeout(r, 1000));
-    results.settleSeconds = Math.round((Date.now() - tSettle) / 1000);
-    results.dirtyPagesAfterSettle = await dirtyPages();
-    log(`waited ${results.settleSeconds} s for InnoDB to settle (${results.dirtyPagesAfterSettle} dirty pages left)`);
-    // Deep cursors: position 5,000 of 100 users' histories.
-    const deepPaths: string[] = [];
-    for (let u = 0; u < 100; u++) {
-      const row = await db('consumption_records').where('user_id', `stat${u}`).orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).offset(5000).first('id', 'created_at');
-      if (row) deepPaths.push(`/api/v1/billing/records?user_id=stat${u}&page_size=20&cursor=${encodeCursor({ at: new Date(row.created_at), id: String(row.id) })}`);
-    }
-    const users = Array.from({ length: 100 }, (_, u) => `stat${u}`);
-    const statPaths: Record<string, string[]> = {
-      'records (deep cursor)': deepPaths,
-      'stats/today': users.map((u) => `/api/v1/billing/stats/today?user_id=${u}`),
-      'stats/month': users.map((u) => `/api/v1/billing/stats/month?user_id=${u}`),
-      'stats/summary': users.map((u) => `/api/v1/billing/stats/summary?user_id=${u}`),
-      'records (page 1, with total)': users.map((u) => `/api/v1/billing/records?user_id=${u}`),
-    };
-    // Two rates: 500 req/s keeps this small box busy (queueing shows in the p99); 100 req/s, still far
-    // more than developers reading dashboards, shows the reads themselves. The control is the bare
-    // route answering a constant to the same GETs.
-    const M = `${(RECORDS / 1e6).toFixed(0)} M records`;
-    for (const rate of [500, 100]) {
-      for (const [name, paths] of Object.entries(statPaths)) {
-        if (paths.length === 0) continue;
-        const pathsFile = join(dir, `paths-${name.replace(/\W+/g, '-')}.txt`);
-        writeFileSync(pathsFile, paths.join('\n') + '\n');
-        if (name === 'stats/today') {
-          const control = await wrk(bareUrl, SECONDS, { ...paced(rate), pathsFile });
-          rows.push(latRow(`control: bare Express GET at ${rate} req/s`, control, '(floor)'));
+      // 6. Statistics at scale.
+      log(`loading ${RECORDS.toLocaleString()} consumption records...`);
+      const tGen = Date.now();
+      const CHUNK = 1_000_000;
+      for (let from = 1; from <= RECORDS; from += CHUNK) {
+        const to = Math.min(RECORDS, from + CHUNK - 1);
+        await db.raw(`INSERT INTO consumption_records (record_id, user_id, request_id, service_name, type, count, free_count, paid_count, amount, unit_price, period, created_at)
+          SELECT CONCAT('s', seq), CONCAT('stat', seq MOD ${USERS}), CONCAT('r', seq), ELT(1 + seq MOD 3, 'passport', 'payment', 'asset'), 'balance', 1, 0, 1, 1000, 1000,
+            DATE_FORMAT(TIMESTAMP('2026-11-25 12:00:00') - INTERVAL (seq DIV ${USERS}) MINUTE, '%Y%m'),
+            TIMESTAMP('2026-11-25 12:00:00') - INTERVAL (seq DIV ${USERS}) MINUTE
+          FROM seq_${from}_to_${to}`);
+      }
+      await db.raw(`INSERT INTO usage_daily (user_id, day, service_name, total_count, free_count, paid_count, total_cost, records)
+        SELECT user_id, DATE(created_at + INTERVAL 8 HOUR), service_name, COUNT(*), SUM(free_count), SUM(paid_count), SUM(amount), COUNT(*)
+        FROM consumption_records WHERE user_id LIKE 'stat%' GROUP BY user_id, DATE(created_at + INTERVAL 8 HOUR), service_name`);
+      results.recordsLoadSeconds = Math.round((Date.now() - tGen) / 1000);
+      log(`loaded in ${results.recordsLoadSeconds} s`);
+      // A bulk load leaves InnoDB flushing dirty pages and purging for minutes, which a service that
+      // gathered its records over months does not have: give that up to 2 minutes to settle.
+      const tSettle = Date.now();
+      await db.raw('ANALYZE TABLE consumption_records, usage_daily');
+      const dirtyPages = async () => Number(((await db.raw("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")) as [{ Value: string }[]])[0][0].Value);
+      while ((await dirtyPages()) > 1000 && Date.now() - tSettle < 120_000) await new Promise((r) => setTimeout(r, 1000));
+      results.settleSeconds = Math.round((Date.now() - tSettle) / 1000);
+      results.dirtyPagesAfterSettle = await dirtyPages();
+      log(`waited ${results.settleSeconds} s for InnoDB to settle (${results.dirtyPagesAfterSettle} dirty pages left)`);
+      // Deep cursors: position 5,000 of 100 users' histories.
+      const deepPaths: string[] = [];
+      for (let u = 0; u < 100; u++) {
+        const row = await db('consumption_records').where('user_id', `stat${u}`).orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).offset(5000).first('id', 'created_at');
+        if (row) deepPaths.push(`/api/v1/billing/records?user_id=stat${u}&page_size=20&cursor=${encodeCursor({ at: new Date(row.created_at), id: String(row.id) })}`);
+      }
+      const users = Array.from({ length: 100 }, (_, u) => `stat${u}`);
+      const statPaths: Record<string, string[]> = {
+        'records (deep cursor)': deepPaths,
+        'stats/today': users.map((u) => `/api/v1/billing/stats/today?user_id=${u}`),
+        'stats/month': users.map((u) => `/api/v1/billing/stats/month?user_id=${u}`),
+        'stats/summary': users.map((u) => `/api/v1/billing/stats/summary?user_id=${u}`),
+        'records (page 1, with total)': users.map((u) => `/api/v1/billing/records?user_id=${u}`),
+      };
+      // Two rates: 500 req/s keeps this small box busy (queueing shows in the p99); 100 req/s, still far
+      // more than developers reading dashboards, shows the reads themselves. The control is the bare
+      // route answering a constant to the same GETs.
+      const M = `${(RECORDS / 1e6).toFixed(0)} M records`;
+      for (const rate of [500, 100]) {
+        for (const [name, paths] of Object.entries(statPaths)) {
+          if (paths.length === 0) continue;
+          const pathsFile = join(dir, `paths-${name.replace(/\W+/g, '-')}.txt`);
+          writeFileSync(pathsFile, paths.join('\n') + '\n');
+          if (name === 'stats/today') {
+            const control = await wrk(bareUrl, SECONDS, { ...paced(rate), pathsFile });
+            rows.push(latRow(`control: bare Express GET at ${rate} req/s`, control, '(floor)'));
+          }
+          const r = await wrk(apiUrl, SECONDS, { ...paced(rate), pathsFile });
+          if (r.non2xx > 0) log(`${name}: ${r.non2xx} non-2xx answers`);
+          rows.push(latRow(`${name}, ${M}, ${rate} req/s`, r, 'p99 ≤ 20 ms'));
         }
-        const r = await wrk(apiUrl, SECONDS, { ...paced(rate), pathsFile });
-        if (r.non2xx > 0) log(`${name}: ${r.non2xx} non-2xx answers`);
-        rows.push(latRow(`${name}, ${M}, ${rate} req/s`, r, 'p99 ≤ 20 ms'));
       }
     }
     await stop(bare);

@@ -9,7 +9,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import express from 'express';
-import { loadPaymentProto, type CreatePaymentRequest, type CreatePaymentReply, type GetPaymentRequest, type GetPaymentReply, type PaymentStatus } from '../proto/payment/v1/payment.grpc.js';
+import { loadPaymentProto, type CreatePaymentRequest, type CreatePaymentReply, type GetPaymentRequest, type GetPaymentReply, type PaymentStatus } from '../src/payment/payment.grpc.js';
 import { signPayload } from '../src/lib/payment-signature.js';
 import { formatMoney, centsToMicros } from '../src/lib/money.js';
 
@@ -52,7 +52,14 @@ export interface SimulatorOptions {
   callbackSecret: string;
   /** base of pay_url when the listen address is not what a browser reaches (a container) */
   publicUrl?: string;
+  /**
+   * Port of the control API when `host` is not loopback (it then gets its own listener on
+   * 127.0.0.1; 0 picks a free port). On a loopback host it is served beside the pay pages.
+   */
+  controlPort?: number;
 }
+
+const LOOPBACK = ['127.0.0.1', '::1', 'localhost'];
 
 export class PaymentSimulator {
   readonly payments = new Map<string, SimulatedPayment>();
@@ -60,9 +67,12 @@ export class PaymentSimulator {
   behaviour: Behaviour = { ...DEFAULT_BEHAVIOUR };
   private grpcServer?: grpc.Server;
   private httpServer?: HttpServer;
+  private controlServer?: HttpServer;
   private readonly stalled = new Set<() => void>();
   grpcAddr = '';
   httpUrl = '';
+  /** base of the control API (`${controlUrl}/payments`, ...): always a loopback address */
+  controlUrl = '';
 
   constructor(private readonly opts: SimulatorOptions) {}
 
@@ -78,11 +88,25 @@ export class PaymentSimulator {
     this.grpcServer = server;
     this.grpcAddr = `${host}:${grpcPort}`;
 
-    const app = this.httpApp();
-    this.httpServer = await new Promise<HttpServer>((res) => {
-      const s = app.listen(this.opts.httpPort ?? 0, host, () => res(s));
+    const listen = (app: express.Express, port: number, on: string) => new Promise<HttpServer>((res, rej) => {
+      const s = app.listen(port, on, (err?: Error) => (err ? rej(err) : res(s)));
     });
-    this.httpUrl = this.opts.publicUrl ?? `http://${host}:${(this.httpServer.address() as AddressInfo).port}`;
+    // The control API pays any payment and signs with the real callback secret: it never leaves
+    // this machine, whatever the pay pages listen on.
+    const app = this.httpApp();
+    if (LOOPBACK.includes(host)) app.use('/control', this.controlRouter());
+    this.httpServer = await listen(app, this.opts.httpPort ?? 0, host);
+    const httpPort = (this.httpServer.address() as AddressInfo).port;
+    this.httpUrl = this.opts.publicUrl ?? `http://${host}:${httpPort}`;
+    if (LOOPBACK.includes(host)) {
+      this.controlUrl = `http://${host}:${httpPort}/control`;
+    } else {
+      const control = express();
+      control.use(express.json());
+      control.use('/control', this.controlRouter());
+      this.controlServer = await listen(control, this.opts.controlPort ?? 0, '127.0.0.1');
+      this.controlUrl = `http://127.0.0.1:${(this.controlServer.address() as AddressInfo).port}/control`;
+    }
     return this;
   }
 
@@ -90,8 +114,10 @@ export class PaymentSimulator {
     for (const release of this.stalled) release();
     await new Promise<void>((res) => (this.grpcServer ? this.grpcServer.tryShutdown(() => res()) : res()));
     this.grpcServer?.forceShutdown();
-    await new Promise<void>((res) => (this.httpServer ? this.httpServer.close(() => res()) : res()));
-    this.httpServer?.closeAllConnections();
+    for (const server of [this.httpServer, this.controlServer]) {
+      await new Promise<void>((res) => (server ? server.close(() => res()) : res()));
+      server?.closeAllConnections();
+    }
   }
 
   reset(): void {
@@ -221,24 +247,29 @@ ${p.status === 'PENDING' ? `<form method="post" action="/pay/${esc(p.paymentId)}
       }
     });
 
-    // Control API (tests and demos).
-    app.get('/control/payments', (_req, res) => res.json([...this.payments.values()]));
-    app.post('/control/behaviour', (req, res) => {
+    return app;
+  }
+
+  /** Control API (tests and demos), mounted at /control. */
+  private controlRouter(): express.Router {
+    const app = express.Router();
+    app.get('/payments', (_req, res) => res.json([...this.payments.values()]));
+    app.post('/behaviour', (req, res) => {
       this.behaviour = { ...this.behaviour, ...(req.body as Partial<Behaviour>) };
       res.json(this.behaviour);
     });
-    app.post('/control/reset', (_req, res) => {
+    app.post('/reset', (_req, res) => {
       this.reset();
       res.json(this.behaviour);
     });
-    app.post('/control/payments/:id/pay', async (req, res) => {
+    app.post('/payments/:id/pay', async (req, res) => {
       try {
         res.json(await this.pay(req.params.id, (req.body?.mode as CallbackMode) ?? this.behaviour.callback, req.body?.overrides ?? {}));
       } catch (err) {
         res.status(404).json({ error: (err as Error).message });
       }
     });
-    app.post('/control/payments/:id/close', async (req, res) => {
+    app.post('/payments/:id/close', async (req, res) => {
       try {
         res.json(await this.close(req.params.id));
       } catch (err) {

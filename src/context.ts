@@ -2,7 +2,7 @@ import type { Config } from './config/config.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { BusinessCalendar, systemClock, type Clock } from './lib/clock.js';
 import { createRedis, type RedisClient } from './redis/connection.js';
-import { defineScripts } from './redis/scripts.js';
+import { defineScripts, Scripts } from './redis/scripts.js';
 import { RedisKeys } from './redis/keys.js';
 import { createDatabase, type Db } from './repositories/database.js';
 import { AccountRepository } from './repositories/account.repository.js';
@@ -20,22 +20,31 @@ import { ReservationService } from './services/reservation.service.js';
 import { ReconciliationService } from './services/reconciliation.service.js';
 import { ReconciliationRepository } from './repositories/reconciliation.repository.js';
 import { AdminService } from './services/admin.service.js';
+import { ArchiveService } from './services/archive.service.js';
+import { ArchiveRepository } from './repositories/archive.repository.js';
 import { RechargeRepository } from './repositories/recharge.repository.js';
-import { PaymentClient } from '../proto/payment/v1/payment.client.js';
+import { PaymentClient } from './payment/payment.client.js';
 import { FaultPoints } from './lib/faults.js';
 import { Metrics } from './lib/metrics.js';
+import { BatchService } from './services/batch.service.js';
+import { PaymentHintService } from './services/payment-hint.service.js';
+import type { AppDeps } from './api/app.js';
+import type { WorkerDeps } from './workers/workers.js';
 import { ExportService } from './services/export.service.js';
 import { StatementService } from './services/statement.service.js';
 import { StatementRepository } from './repositories/statement.repository.js';
 import { PortalService } from './services/portal.service.js';
 
-/** Everything a process needs, built once from the validated config and passed in. */
+/**
+ * What the composition root builds once from the validated config: infrastructure and services. No
+ * factory takes it whole; appDeps() and workerDeps() pick what the HTTP API and the workers use.
+ * Tests build their own probe from it (test/support/harness.ts) rather than reading it.
+ */
 export interface AppContext {
   readonly config: Config;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics: Metrics;
-  readonly calendar: BusinessCalendar;
   readonly redis: RedisClient;
   readonly db: Db;
   readonly keys: RedisKeys;
@@ -50,75 +59,120 @@ export interface AppContext {
   readonly reservations: ReservationService;
   readonly reconciliation: ReconciliationService;
   readonly admin: AdminService;
-  readonly payment: PaymentClient;
+  readonly archive: ArchiveService;
+  /** the capped check and batches of checks and deducts (HTTP and gRPC) */
+  readonly batches: BatchService;
+  /** unsigned payment results (gRPC RechargeCallback), confirmed with GetPayment */
+  readonly paymentHints: PaymentHintService;
   readonly recordExports: ExportService;
   readonly statements: StatementService;
   readonly portal: PortalService;
-  /** Base URL callers reach this service at (the notify_url's base); set once the API listens. */
-  readonly publicUrl: { base: string };
-  readonly repositories: { accounts: AccountRepository; ledger: LedgerRepository; usage: UsageRepository; recharges: RechargeRepository; reconciliation: ReconciliationRepository };
   close(): Promise<void>;
 }
 
 export interface ContextOptions {
   clock?: Clock;
   logger?: Logger;
+  /** the address this process's API is bound to, if it serves one: the notify URL's base unless PUBLIC_BASE_URL says */
+  boundUrl?: string;
+}
+
+/** Fails early, and clearly, when a process has nowhere to keep its state. */
+export function requireConnections(config: Config): void {
+  if (!config.redis.url) throw new Error('REDIS_URL is not set (npm start provides a local Redis when it is unset)');
+  if (!config.database.url) {
+    throw new Error('DATABASE_URL is not set (npm start provides a local MariaDB when it is unset)');
+  }
 }
 
 export function createContext(config: Config, opts: ContextOptions = {}): AppContext {
-  if (!config.redis.url) throw new Error('REDIS_URL is not set (npm start provides a local Redis when it is unset)');
-  if (!config.database.url) throw new Error('DATABASE_URL is not set (npm start provides a local MariaDB when it is unset)');
+  requireConnections(config);
   const logger = opts.logger ?? createLogger(config.logLevel);
   const clock = opts.clock ?? systemClock;
   const calendar = new BusinessCalendar(config.businessTz);
   const metrics = new Metrics();
   const faults = new FaultPoints(config.faultCrashAt);
-  const redis = createRedis(config.redis.url, 'command');
+  const redis = createRedis(config.redis.url!, 'command');
   defineScripts(redis);
-  const db = createDatabase(config.database.url, config.database.poolMax, logger);
-  const keys = new RedisKeys(config.redis.keyPrefix);
+  const db = createDatabase(config.database.url!, config.database.poolMax, logger);
+  const keys = new RedisKeys(config.redis.keyPrefix, config.redis.url!.startsWith('redis+cluster://'));
   const queues = new JobQueues(redis, config.queue.prefix);
 
-  const repositories = { accounts: new AccountRepository(db), ledger: new LedgerRepository(db), usage: new UsageRepository(db), recharges: new RechargeRepository(db), reconciliation: new ReconciliationRepository(db) };
+  const repositories = {
+    accounts: new AccountRepository(db),
+    ledger: new LedgerRepository(db),
+    usage: new UsageRepository(db),
+    recharges: new RechargeRepository(db),
+    reconciliation: new ReconciliationRepository(db),
+  };
   const catalogue = new CatalogueService(config.services, config.currency);
-  const accounts = new AccountService(redis, keys, repositories.accounts, catalogue, calendar, clock, config.currency);
-  const persistence = new PersistenceService(redis, keys, repositories.ledger, queues, config.persistence, clock, logger, faults, () =>
-    metrics.deadLetters.inc(),
+  // The scripts load an account they do not find ('init') through the account service, built next.
+  const scripts: Scripts = new Scripts(
+    redis,
+    keys,
+    { load: (userId, now, readOnly) => accounts.load(userId, now, readOnly) },
+    metrics,
   );
-  const billing = new BillingService(redis, keys, catalogue, accounts, persistence, calendar, clock, config.redis.idempotencyTtlMs, metrics);
-  const usage = new UsageService(repositories.usage, catalogue, calendar, clock);
-  const credits = new CreditService(redis, keys, accounts, persistence, clock);
-  const reservations = new ReservationService(redis, keys, catalogue, accounts, persistence, queues, calendar, clock, {
-    defaultTtlMs: config.reservations.defaultTtlMs,
-    maxTtlMs: config.reservations.maxTtlMs,
-    idempotencyTtlMs: config.redis.idempotencyTtlMs,
-  }, logger, metrics);
-  const publicUrl = { base: config.http.publicBaseUrl ?? `http://${config.http.host}:${config.http.port}` };
+  const accounts = new AccountService({
+    scripts, redis, keys, accounts: repositories.accounts, catalogue, calendar, clock, currency: config.currency,
+  });
+  const persistence = new PersistenceService({
+    scripts, redis, keys, ledger: repositories.ledger, queues, opts: config.persistence, clock, logger, faults,
+    onDeadLetter: () => metrics.deadLetters.inc(),
+  });
+  const billing = new BillingService({
+    scripts, catalogue, accounts, persistence, calendar, clock, idempotencyTtlMs: config.redis.idempotencyTtlMs,
+  });
+  const usage = new UsageService(repositories.usage, catalogue, calendar, clock, () => archive.horizon());
+  const credits = new CreditService(scripts, persistence, clock);
+  const reservations = new ReservationService({
+    scripts, redis, keys, catalogue, accounts, persistence, queues, calendar, clock, logger,
+    opts: {
+      defaultTtlMs: config.reservations.defaultTtlMs,
+      maxTtlMs: config.reservations.maxTtlMs,
+      idempotencyTtlMs: config.redis.idempotencyTtlMs,
+    },
+  });
+  const publicBase = config.http.publicBaseUrl ?? opts.boundUrl ?? `http://${config.http.host}:${config.http.port}`;
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
-  const recharges = new RechargeService(db, repositories.recharges, repositories.ledger, credits, persistence, queues, payment, {
-    currency: config.currency,
-    minRecharge: config.payment.minRecharge,
-    maxRecharge: config.payment.maxRecharge,
-    callbackSecret: config.payment.callbackSecret,
-    callbackToleranceMs: config.payment.callbackToleranceMs,
-    notifyUrl: () => `${publicUrl.base}/internal/v1/billing/callback`,
-  }, clock, faults, logger);
-  const reconciliation = new ReconciliationService(redis, keys, repositories.reconciliation, repositories.accounts, repositories.recharges, catalogue, accounts, persistence, recharges, calendar, clock, {
-    sweepAfterMs: config.persistence.sweepAfterMs,
-    pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
-  }, logger, metrics);
+  const recharges = new RechargeService({
+    orders: repositories.recharges, ledger: repositories.ledger,
+    credits, persistence, queues, payment, clock, faults, logger,
+    opts: {
+      currency: config.currency,
+      minRecharge: config.payment.minRecharge,
+      maxRecharge: config.payment.maxRecharge,
+      notifyUrl: `${publicBase}/internal/v1/billing/callback`,
+    },
+  });
+  const reconciliation = new ReconciliationService({
+    runs: repositories.reconciliation, accountsRepo: repositories.accounts, orders: repositories.recharges,
+    scripts, redis, keys,
+    catalogue, accounts, persistence, recharges, calendar, clock, logger, metrics,
+    opts: {
+      sweepAfterMs: config.persistence.sweepAfterMs,
+      pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
+      everyMs: config.reconcileEveryMs,
+      auditPeriodMs: config.reconcileAuditPeriodMs,
+    },
+  });
 
-  const admin = new AdminService(redis, keys, accounts, credits, persistence, repositories.ledger, repositories.reconciliation, queues, logger);
+  const batches = new BatchService(billing, config.maxCallsPerRequest);
+  const paymentHints = new PaymentHintService(repositories.recharges, recharges, logger);
+  const archive = new ArchiveService(new ArchiveRepository(db), calendar, clock, config.retentionMonths, logger);
+  const admin = new AdminService({
+    ledger: repositories.ledger, runs: repositories.reconciliation,
+    redis, keys, accounts, credits, persistence, queues, logger,
+  });
 
   const recordExports = new ExportService(repositories.usage, catalogue, calendar);
   const statements = new StatementService(new StatementRepository(db), calendar, clock, config.currency);
-  const portal = new PortalService({ secret: config.portal.sessionSecret, ttlMs: config.portal.sessionTtlMs, baseUrl: () => publicUrl.base }, usage, catalogue, clock);
+  const portal = new PortalService({ secret: config.portal.sessionSecret, ttlMs: config.portal.sessionTtlMs, baseUrl: () => publicBase }, usage, catalogue, clock);
 
   return {
-    recordExports,
-    statements,
-    portal,
-    config, logger, clock, metrics, calendar, redis, db, keys, queues, catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin, payment, publicUrl, repositories,
+    config, logger, clock, metrics, redis, db, keys, queues,
+    catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin,
+    archive, batches, paymentHints, recordExports, statements, portal,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
@@ -126,4 +180,32 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
       await Promise.allSettled([redis.quit(), db.destroy()]);
     },
   };
+}
+
+/** What the HTTP API takes from the context (createApp slices it further per router). */
+export function appDeps(ctx: AppContext): AppDeps {
+  const { config, logger, metrics, clock, redis, db, queues } = ctx;
+  const { billing, batches, accounts, catalogue, usage, recharges, reservations, admin, recordExports, statements, portal } = ctx;
+  return {
+    config, logger, metrics, clock, redis, db, queues,
+    billing, batches, accounts, catalogue, usage, recharges, reservations, admin, recordExports, statements, portal,
+  };
+}
+
+/** What the workers take from the context: the services their handlers call, the queue settings. */
+export function workerDeps(ctx: AppContext): WorkerDeps {
+  const { config, logger, metrics, queues, persistence, recharges, reservations, reconciliation, accounts, archive } = ctx;
+  return {
+    persistence, recharges, reservations, reconciliation, accounts, archive, queues, logger, metrics,
+    sweepAfterMs: config.persistence.sweepAfterMs,
+    evictIdleAfterMs: config.redis.evictIdleAfterMs,
+    redisUrl: config.redis.url!,
+    queue: config.queue,
+  };
+}
+
+/** What the gRPC transport takes from the context: the services it fronts, nothing else. */
+export function grpcDeps(ctx: AppContext) {
+  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints } = ctx;
+  return { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints };
 }

@@ -29,6 +29,9 @@ export const runsQuery = Joi.object<{ limit: number; before_id?: number }>({
   before_id: Joi.number().integer().min(1),
 });
 
+/** `full`: a full audit (every account, whole ledger) instead of a run over what changed. */
+export const runBody = Joi.object<{ full: boolean }>({ full: Joi.boolean().default(false) });
+
 export const runParams = Joi.object<{ id: number }>({ id: Joi.number().integer().min(1).required() });
 
 const audit = {

@@ -1,6 +1,20 @@
 import express, { type Express } from 'express';
 import { randomUUID } from 'node:crypto';
-import type { AppContext } from '../context.js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../lib/metrics.js';
+import type { Clock } from '../lib/clock.js';
+import type { RedisClient } from '../redis/connection.js';
+import type { Db } from '../repositories/database.js';
+import type { JobQueues } from '../jobs/queues.js';
+import type { AccountService } from '../services/account.service.js';
+import type { AdminService } from '../services/admin.service.js';
+import type { BillingService } from '../services/billing.service.js';
+import type { BatchService } from '../services/batch.service.js';
+import type { CatalogueService } from '../services/catalogue.service.js';
+import type { RechargeService } from '../services/recharge.service.js';
+import type { ReservationService } from '../services/reservation.service.js';
+import type { UsageService } from '../services/usage.service.js';
 import { requireBearer } from './auth.middleware.js';
 import { errorHandler, notFound } from './error.middleware.js';
 import { gatewayRoutes } from './gateway.routes.js';
@@ -13,13 +27,40 @@ import { reservationRoutes } from './reservation.routes.js';
 import { adminRoutes } from './admin.routes.js';
 import { boardRoutes, BOARD_PATH } from './board.routes.js';
 import { metricsRoutes } from './metrics.routes.js';
+import { requireJsonContentType } from './content-type.middleware.js';
 import { exportRoutes } from './export.routes.js';
 import { statementRoutes } from './statement.routes.js';
 import { openApiRoutes } from './openapi.routes.js';
 import { portalRoutes, portalSessionRoutes } from './portal.routes.js';
+import type { ExportService } from '../services/export.service.js';
+import type { StatementService } from '../services/statement.service.js';
+import type { PortalService } from '../services/portal.service.js';
 
-/** The HTTP API: thin routes over the services, one error handler. */
-export function createApp(ctx: AppContext): Express {
+/** What the HTTP API uses: the settings its routes read, the services they front, its probes. */
+export interface AppDeps {
+  config: Pick<Config, 'http' | 'auth' | 'payment' | 'maxCallsPerRequest' | 'maxBatchItems' | 'currency'>;
+  logger: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  redis: RedisClient;
+  db: Db;
+  queues: JobQueues;
+  billing: BillingService;
+  batches: BatchService;
+  accounts: AccountService;
+  catalogue: CatalogueService;
+  usage: UsageService;
+  recharges: RechargeService;
+  reservations: ReservationService;
+  admin: AdminService;
+  recordExports: ExportService;
+  statements: StatementService;
+  portal: PortalService;
+}
+
+/** The HTTP API: thin routes over the services, one error handler. Each router gets only what it uses. */
+export function createApp(d: AppDeps): Express {
+  const { config, logger, metrics } = d;
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -29,34 +70,66 @@ export function createApp(ctx: AppContext): Express {
     res.locals.correlationId = given && /^[\x21-\x7E]{1,128}$/.test(given) ? given : randomUUID();
     res.set('X-Correlation-Id', res.locals.correlationId as string);
     // Latency per route (the matched pattern, never the raw path: ids would explode the labels).
-    const stop = ctx.metrics.httpDuration.startTimer();
+    const stop = metrics.httpDuration.startTimer();
     res.once('finish', () => {
-      const route = req.route ? `${req.baseUrl}${req.route.path === '/' ? '' : req.route.path}` : 'unmatched';
+      const route = routeLabel(req);
       stop({ method: req.method, route, status: res.statusCode });
-      if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ correlationId: res.locals.correlationId, method: req.method, route, status: res.statusCode }, 'request');
+      if (logger.isLevelEnabled('debug')) logger.debug({ correlationId: res.locals.correlationId, method: req.method, route, status: res.statusCode }, 'request');
     });
     next();
   });
+  app.use(requireJsonContentType(['/api/', '/internal/', '/admin/v1/'], ['/internal/v1/billing/callback']));
   // A body is parsed only after its caller is authenticated: an anonymous caller costs no parsing.
-  const jsonBody = express.json({ limit: ctx.config.http.bodyLimit, strict: false });
-  const gateway = requireBearer(ctx.config.auth.gatewayToken);
-  const admin = requireBearer(ctx.config.auth.adminToken);
-  app.use(gatewayRoutes(ctx, gateway, jsonBody));
-  app.use(healthRoutes(ctx));
-  app.use(openApiRoutes({ maxCallsPerRequest: ctx.config.maxCallsPerRequest, version: '1.0' }));
+  const jsonBody = express.json({ limit: config.http.bodyLimit, strict: false });
+  const gateway = requireBearer(config.auth.gatewayToken);
+  const admin = requireBearer(config.auth.adminToken);
+  const { maxCallsPerRequest } = config;
+  const { maxBatchItems } = config;
+  const gatewayToken = config.auth.gatewayToken;
+  app.use(gatewayRoutes({ billing: d.billing, batches: d.batches, maxCallsPerRequest, maxBatchItems, gatewayToken }, gateway, jsonBody));
+  app.use(healthRoutes({ redis: d.redis, db: d.db }));
+  app.use(openApiRoutes({ maxCallsPerRequest, maxBatchItems, version: '1.0' }));
   // Its own raw parser: the callback's signature covers the raw bytes.
-  app.use('/internal/v1/billing/callback', callbackRoutes(ctx));
+  const { callbackSecret, callbackToleranceMs } = config.payment;
+  const { bodyLimit } = config.http;
+  const callbackDeps = { recharges: d.recharges, clock: d.clock, bodyLimit, callbackSecret, callbackToleranceMs };
+  app.use('/internal/v1/billing/callback', callbackRoutes(callbackDeps));
 
-  app.use('/internal/v1/billing', gateway, jsonBody, reservationRoutes(ctx));
-  app.use('/api/v1/billing', gateway, jsonBody, accountRoutes(ctx), usageRoutes(ctx), rechargeRoutes(ctx));
-  app.use('/api/v1/billing', gateway, exportRoutes(ctx.recordExports, ctx.logger), statementRoutes(ctx.statements));
-  app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(ctx.portal));
-  app.use(portalRoutes({ portal: ctx.portal, accounts: ctx.accounts, usage: ctx.usage, recharges: ctx.recharges, currency: ctx.config.currency }, jsonBody));
-  app.use('/admin/v1', admin, jsonBody, adminRoutes(ctx));
-  app.use(BOARD_PATH, ...boardRoutes(ctx));
-  app.use('/metrics', admin, metricsRoutes(ctx));
+  const reservations = reservationRoutes({ reservations: d.reservations, maxCallsPerRequest });
+  app.use('/internal/v1/billing', gateway, jsonBody, reservations);
+  app.use(
+    '/api/v1/billing',
+    gateway,
+    jsonBody,
+    accountRoutes({ accounts: d.accounts, catalogue: d.catalogue }),
+    usageRoutes({ usage: d.usage }),
+    rechargeRoutes({ recharges: d.recharges }),
+  );
+  app.use('/admin/v1', admin, jsonBody, adminRoutes({ admin: d.admin }));
+  app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth }));
+  app.use('/api/v1/billing', gateway, exportRoutes(d.recordExports, logger), statementRoutes(d.statements));
+  app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(d.portal));
+  app.use(portalRoutes({ portal: d.portal, accounts: d.accounts, usage: d.usage, recharges: d.recharges, currency: config.currency }, jsonBody));
+  app.use('/metrics', admin, metricsRoutes({ queues: d.queues, metrics }));
 
   app.use(notFound);
-  app.use(errorHandler(ctx.logger));
+  app.use(errorHandler(logger));
   return app;
+}
+
+// Where routers are mounted: an error leaving a router resets req.baseUrl before the response, so
+// the label is rebuilt from the path. The board is one label for its pages and one for its API.
+const MOUNTS = ['/internal/v1/billing/callback', '/internal/v1/billing', '/api/v1/billing', '/admin/v1', '/metrics'];
+
+/** The metric label of a request: its matched route pattern, never the raw path (ids would explode it). */
+function routeLabel(req: express.Request): string {
+  const path = req.originalUrl.split('?')[0];
+  if (path === BOARD_PATH || path.startsWith(`${BOARD_PATH}/`)) {
+    return path.startsWith(`${BOARD_PATH}/api/`) ? `${BOARD_PATH}/api` : BOARD_PATH;
+  }
+  if (!req.route) return 'unmatched';
+  const pattern = String(req.route.path);
+  const base = req.baseUrl || MOUNTS.find((m) => path === m || path.startsWith(`${m}/`)) || '';
+  if (pattern.startsWith(base) && base !== '' && !req.baseUrl) return pattern;
+  return `${base}${pattern === '/' ? '' : pattern}` || '/';
 }

@@ -2,14 +2,25 @@ import type { RequestHandler, Router } from 'express';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import type { AppContext } from '../context.js';
+import type { JobQueues } from '../jobs/queues.js';
 import { secretEquals } from './auth.middleware.js';
 
 export const BOARD_PATH = '/admin/queues';
 
+/** The operator credentials the board accepts. */
+export interface BoardAuth {
+  boardUser: string;
+  boardPassword: string;
+  adminToken: string;
+}
+
+export interface BoardRouteDeps {
+  queues: Pick<JobQueues, 'all'>;
+  auth: BoardAuth;
+}
+
 /** Basic auth with the Bull Board credentials, or the admin bearer token (scripts). */
-function boardAuth(ctx: AppContext): RequestHandler {
-  const { boardUser, boardPassword, adminToken } = ctx.config.auth;
+function boardAuth({ boardUser, boardPassword, adminToken }: BoardAuth): RequestHandler {
   return (req, res, next) => {
     const header = req.get('authorization') ?? '';
     const basic = /^Basic (.+)$/.exec(header);
@@ -32,9 +43,9 @@ function boardAuth(ctx: AppContext): RequestHandler {
  * calls server-side with 405). Failed jobs are retried through POST /admin/v1/jobs/{queue}/{id}/retry,
  * which logs who and why.
  */
-export function boardRoutes(ctx: AppContext): [RequestHandler, Router] {
+export function boardRoutes({ queues, auth }: BoardRouteDeps): [RequestHandler, Router] {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(BOARD_PATH);
-  createBullBoard({ queues: ctx.queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: true })), serverAdapter, options: { uiConfig: { boardTitle: 'Billing queues' } } });
-  return [boardAuth(ctx), serverAdapter.getRouter() as Router];
+  createBullBoard({ queues: queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: true })), serverAdapter, options: { uiConfig: { boardTitle: 'Billing queues' } } });
+  return [boardAuth(auth), serverAdapter.getRouter() as Router];
 }

@@ -1,4 +1,5 @@
 import Joi from 'joi';
+import { DateTime } from 'luxon';
 import type { CallbackBody } from '../services/recharge.service.js';
 
 /** Latest paid_at accepted (2100-01-01): anything later is no payment time and no MySQL DATETIME either. */
@@ -17,9 +18,10 @@ export const callbackBody = Joi.object<CallbackBody>({
       .max(40)
       .isoDate()
       .custom((v: string, h) => {
-        const t = Date.parse(v);
-        return t >= 0 && t <= MAX_PAID_AT_SECONDS * 1000 ? v : h.error('date.max');
+        // A real instant (Luxon refuses 2026-02-30, which Date.parse rolls over to 2 March), 1970-2099.
+        const t = DateTime.fromISO(v, { setZone: true });
+        return t.isValid && t.toMillis() >= 0 && t.toMillis() <= MAX_PAID_AT_SECONDS * 1000 ? v : h.error('date.max');
       })
-      .messages({ 'date.max': 'must be a time from 1970 to 2099' }),
+      .messages({ 'date.max': 'must be a real time from 1970 to 2099' }),
   ),
 }).unknown(true);

@@ -1,27 +1,102 @@
-import { Router, type RequestHandler } from 'express';
-import type { AppContext } from '../context.js';
+import express, { Router, type RequestHandler } from 'express';
+import type { BatchService, ItemOutcome } from '../services/batch.service.js';
+import type { BillingService } from '../services/billing.service.js';
+import { AppError } from '../lib/errors.js';
 import { gatewaySchemas } from './gateway.schemas.js';
-import { validate, ok } from './validation.js';
+import { requireBearer } from './auth.middleware.js';
+import { validate, ok, normalizeKeys } from './validation.js';
 
 const BASE = '/internal/v1/billing';
+/** Body bytes allowed per batch item: a single call's body is far smaller, escapes included. */
+const BATCH_BYTES_PER_ITEM = 512;
+
+/** A batch's answers in item order: each one the single call's answer, or its refusal. */
+function batchAnswer<T extends object>(outcomes: ItemOutcome<T>[]) {
+  return {
+    results: outcomes.map((o) =>
+      o.ok
+        ? { index: o.index, ok: true, ...o.value }
+        : { index: o.index, ok: false, code: o.error.code, message: o.error.message },
+    ),
+  };
+}
+
+/**
+ * Renames each item's camelCase keys to snake_case (as `validate` does for a body): the envelope is
+ * then validated whole, before any item runs. A body that is not an object is left to `validate`.
+ */
+function normalizeItems(body: unknown): unknown {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return body;
+  const items = (body as { items?: unknown }).items;
+  if (!Array.isArray(items)) return body;
+  const details: { field: string; message: string }[] = [];
+  const normalized = items.map((item) => normalizeKeys(item, details));
+  if (details.length > 0)
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'validation failed: items',
+      details.map((d) => ({ ...d, field: `items.${d.field}` })),
+    );
+  return { ...body, items: normalized };
+}
 
 /**
  * The gateway's check and deduct, answered from Redis. Registered with full paths and their own
  * middleware (`before`: body parser, auth) so that the app can match them first, ahead of every
  * other router: they are the hot path, called on every API call the platform serves.
  */
-export function gatewayRoutes(ctx: AppContext, ...before: RequestHandler[]): Router {
+export interface GatewayRouteDeps {
+  billing: BillingService;
+  batches: BatchService;
+  maxCallsPerRequest: number;
+  maxBatchItems: number;
+  gatewayToken: string;
+}
+
+export function gatewayRoutes(d: GatewayRouteDeps, ...before: RequestHandler[]): Router {
   const router = Router();
-  const schemas = gatewaySchemas(ctx.config.maxCallsPerRequest);
+  const schemas = gatewaySchemas(d.maxCallsPerRequest, d.maxBatchItems);
+  // A batch's body is larger than a single call's: authenticated first, then parsed with its own
+  // bound (the parser given in `before` then finds the body read and skips).
+  const batchBody = [
+    requireBearer(d.gatewayToken),
+    express.json({ limit: d.maxBatchItems * BATCH_BYTES_PER_ITEM, strict: false }),
+  ];
 
   router.post(`${BASE}/check`, ...before, async (req, res) => {
     const b = validate(schemas.check, req.body);
-    res.json(ok(await ctx.billing.check({ userId: b.user_id, serviceName: b.service_name, count: b.count })));
+    res.json(ok(await d.batches.check({ userId: b.user_id, serviceName: b.service_name, count: b.count })));
   });
 
   router.post(`${BASE}/deduct`, ...before, async (req, res) => {
     const b = validate(schemas.deduct, req.body);
-    res.json(ok(await ctx.billing.deduct({ requestId: b.request_id, userId: b.user_id, serviceName: b.service_name, count: b.count })));
+    res.json(
+      ok(
+        await d.billing.deduct({
+          requestId: b.request_id,
+          userId: b.user_id,
+          serviceName: b.service_name,
+          count: b.count,
+        }),
+      ),
+    );
+  });
+
+  router.post(`${BASE}/deduct/batch`, ...batchBody, ...before, async (req, res) => {
+    const b = validate(schemas.deductBatch, normalizeItems(req.body));
+    const items = b.items.map((i) => ({
+      requestId: i.request_id,
+      userId: i.user_id,
+      serviceName: i.service_name,
+      count: i.count,
+    }));
+    res.json(ok(batchAnswer(await d.batches.deductBatch(items))));
+  });
+
+  router.post(`${BASE}/check/batch`, ...batchBody, ...before, async (req, res) => {
+    const b = validate(schemas.checkBatch, normalizeItems(req.body));
+    const items = b.items.map((i) => ({ userId: i.user_id, serviceName: i.service_name, count: i.count }));
+    res.json(ok(batchAnswer(await d.batches.checkBatch(items))));
   });
 
   return router;

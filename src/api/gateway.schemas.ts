@@ -11,10 +11,31 @@ export interface DeductBody extends CheckBody {
   request_id: string;
 }
 
-export function gatewaySchemas(maxCalls: number) {
+export interface BatchBody<T> {
+  items: T[];
+}
+
+export function gatewaySchemas(maxCalls: number, maxBatchItems = 1000) {
   const count = Joi.number().integer().min(1).max(maxCalls).default(1);
+  // A check may ask about more calls than one request may carry: it is answered "too_many_calls".
+  const checkCount = Joi.number().integer().min(1).default(1);
+  const check = Joi.object<CheckBody>({
+    user_id: userId.required(),
+    service_name: serviceName.required(),
+    count: checkCount,
+  });
+  const deduct = Joi.object<DeductBody>({
+    request_id: requestId.required(),
+    user_id: userId.required(),
+    service_name: serviceName.required(),
+    count,
+  });
+  const items = (item: Joi.ObjectSchema) => Joi.array().items(item.required()).min(1).max(maxBatchItems).required();
   return {
-    check: Joi.object<CheckBody>({ user_id: userId.required(), service_name: serviceName.required(), count }),
-    deduct: Joi.object<DeductBody>({ request_id: requestId.required(), user_id: userId.required(), service_name: serviceName.required(), count }),
+    check,
+    deduct,
+    /** The items' keys are snake_case or camelCase, as in a single call (renamed before validation). */
+    checkBatch: Joi.object<BatchBody<CheckBody>>({ items: items(check) }),
+    deductBatch: Joi.object<BatchBody<DeductBody>>({ items: items(deduct) }),
   };
 }

@@ -8,7 +8,7 @@ import { recordsQuery, statsQuery, summaryQuery, dailyQuery } from './usage.sche
 import { rechargeBody, orderParams, orderQuery } from './recharge.schemas.js';
 import { callbackBody } from './callback.schemas.js';
 import {
-  adjustmentBody, userParams, ledgerQuery, runsQuery, runParams, deadLetterQuery, deadLetterRetryBody, jobParams, jobRetryBody,
+  adjustmentBody, userParams, ledgerQuery, runsQuery, runParams, runBody, deadLetterQuery, deadLetterRetryBody, jobParams, jobRetryBody,
 } from './admin.schemas.js';
 import { exportQuery } from './export.schemas.js';
 import { statementParams, statementQuery } from './statement.schemas.js';
@@ -40,6 +40,13 @@ const arrayOf = (items: Json): Json => ({ type: 'array', items });
 const usageSums = { totalCount: int(), freeCount: int(), paidCount: int(), totalCost: money };
 const figure = obj({ entries: int({ minimum: 0 }), amount: money });
 
+const CHECK = { allowed: bool, reason: str({ enum: ['free', 'balance', 'insufficient_balance', 'insufficient_quota', 'too_many_calls'] }), freeRemaining: int(), balance: money };
+const DEDUCT = { success: bool, recordId: str(), requestId: str(), freeCount: int(), paidCount: int(), amount: money, balance: money, duplicate: bool };
+/** A batch's answers in item order: each the single call's answer (`ok: true`), or its refusal. */
+const batchOf = (answer: Record<string, Json>): Json => obj({
+  results: arrayOf({ anyOf: [obj({ index: int(), ok: { const: true }, ...answer }), obj({ index: int(), ok: { const: false }, code: int(), message: str() })] }),
+});
+
 /** Answers (the `data` of a success), each described once. */
 const ANSWERS: Record<string, Json> = {
   Money: str({ pattern: '^-?\\d+\\.\\d{2,6}$', description: 'exact decimal amount in currency units (micro-unit precision)', examples: ['100.00', '0.0015'] }),
@@ -53,8 +60,10 @@ const ANSWERS: Record<string, Json> = {
     },
     ['details', 'correlationId'],
   ),
-  CheckResult: obj({ allowed: bool, reason: str({ enum: ['free', 'balance', 'insufficient_balance', 'insufficient_quota'] }), freeRemaining: int(), balance: money }),
-  DeductResult: obj({ success: bool, recordId: str(), requestId: str(), freeCount: int(), paidCount: int(), amount: money, balance: money, duplicate: bool }),
+  CheckResult: obj(CHECK),
+  DeductResult: obj(DEDUCT),
+  CheckBatch: batchOf(CHECK),
+  DeductBatch: batchOf(DEDUCT),
   Reservation: obj(
     {
       reservationId: str(), requestId: str(), status: str({ enum: ['held'] }), expiresAt: instant, count: int(), freeCount: int(), paidCount: int(),
@@ -109,14 +118,15 @@ const ANSWERS: Record<string, Json> = {
     services: arrayOf(obj({ serviceName: str(), calls: arrayOf(int()), cost: arrayOf(money) })),
   }),
   Health: obj({ status: str({ enum: ['ok'] }) }),
+  LegacyHealth: obj({ status: str({ enum: ['UP'] }), service: str() }),
   Ready: obj({ status: str({ enum: ['ready'] }), redis: str(), mysql: str() }),
   // Operators' answers: their main fields are fixed, more may be added for diagnosis.
   Adjustment: obj({ userId: str(), idempotencyKey: str(), amount: money, applied: bool, balance: money }),
   Ledger: obj({ userId: str(), entries: arrayOf(obj({ id: str(), type: str(), ref: str(), amount: money, note: nullable(str()), createdAt: instant }, [], true)) }, [], true),
   AccountDetail: obj({ userId: str(), balance: money, mysqlBalance: money, ledgerSum: money, unpersistedChanges: int() }, [], true),
   ReconciliationRuns: obj({ runs: arrayOf({ type: 'object', properties: { id: int(), status: str() }, required: ['id', 'status'] }) }),
-  ReconciliationRun: obj({ id: int(), repairs: arrayOf(obj({ userId: nullable(str()), kind: str(), subject: str(), before: nullable(str()), after: nullable(str()), repaired: bool, note: nullable(str()) })) }),
-  ReconciliationQueued: obj({ jobId: str(), status: str({ enum: ['queued'] }) }),
+  ReconciliationRunStarted: { type: 'object', properties: { id: int(), status: str() }, required: ['id', 'status'] },
+  ReconciliationRun: obj({ id: int(), status: str(), repairs: arrayOf(obj({ userId: nullable(str()), kind: str(), subject: str(), before: nullable(str()), after: nullable(str()), repaired: bool, note: nullable(str()) }, [], true)) }, [], true),
   DeadLetters: obj({ deadLetters: arrayOf({ type: 'object' }) }),
   DeadLetterRetry: obj({ userId: str(), changeId: str(), status: str({ enum: ['queued'] }) }),
   JobRetry: obj({ queue: str(), jobId: str(), job: str(), status: str({ enum: ['retried'] }) }),
@@ -138,6 +148,8 @@ interface Operation {
   headers?: Record<string, string>;
   /** name of the answer under components.schemas, wrapped in the success envelope */
   answer?: string;
+  /** name of an answer sent as it is, without the envelope */
+  bare?: string;
   /** a non-JSON answer: its content type and description */
   raw?: { type: string; description: string };
   /** HTTP status of the success answer (default 200) */
@@ -154,14 +166,16 @@ const SECURITY: Record<Exclude<Auth, 'none'>, Json> = {
 };
 
 /** Every HTTP endpoint of the service. */
-function operations(maxCalls: number): Operation[] {
-  const gw = gatewaySchemas(maxCalls);
+function operations(maxCalls: number, maxBatchItems: number): Operation[] {
+  const gw = gatewaySchemas(maxCalls, maxBatchItems);
   const rsv = reservationSchemas(maxCalls);
   const G = '/internal/v1/billing';
   const U = '/api/v1/billing';
   return [
     { method: 'post', path: `${G}/check`, tag: 'gateway', summary: 'May this call be served? (read-only)', auth: 'gateway', body: gw.check, answer: 'CheckResult', errors: ['VALIDATION_FAILED', 'UNKNOWN_SERVICE'] },
     { method: 'post', path: `${G}/deduct`, tag: 'gateway', summary: 'Charge a call, idempotent by request_id', auth: 'gateway', body: gw.deduct, answer: 'DeductResult', errors: ['VALIDATION_FAILED', 'UNKNOWN_SERVICE', 'INSUFFICIENT_BALANCE', 'INSUFFICIENT_QUOTA', 'REQUEST_ID_REUSED'] },
+    { method: 'post', path: `${G}/check/batch`, tag: 'gateway', summary: 'Checks in one request, answered in item order', auth: 'gateway', body: gw.checkBatch, answer: 'CheckBatch', errors: ['VALIDATION_FAILED'] },
+    { method: 'post', path: `${G}/deduct/batch`, tag: 'gateway', summary: 'Deducts in one request, each atomic and idempotent on its own', auth: 'gateway', body: gw.deductBatch, answer: 'DeductBatch', errors: ['VALIDATION_FAILED'] },
     { method: 'post', path: `${G}/reservations`, tag: 'gateway', summary: 'Hold free quota and balance for a call', auth: 'gateway', body: rsv.reserve, answer: 'Reservation', errors: ['VALIDATION_FAILED', 'UNKNOWN_SERVICE', 'INSUFFICIENT_BALANCE', 'INSUFFICIENT_QUOTA', 'REQUEST_ID_REUSED'] },
     { method: 'post', path: `${G}/reservations/{id}/commit`, tag: 'gateway', summary: 'Charge what was used of a hold, return the rest', auth: 'gateway', params: rsv.params, body: rsv.commit, answer: 'ReservationCommit', errors: ['VALIDATION_FAILED', 'RESERVATION_NOT_FOUND', 'REQUEST_ID_REUSED'] },
     { method: 'post', path: `${G}/reservations/{id}/release`, tag: 'gateway', summary: 'Return a whole hold', auth: 'gateway', params: rsv.params, body: rsv.release, answer: 'ReservationRelease', errors: ['VALIDATION_FAILED', 'RESERVATION_NOT_FOUND'] },
@@ -188,13 +202,14 @@ function operations(maxCalls: number): Operation[] {
     { method: 'get', path: '/admin/v1/accounts/{user_id}/ledger', tag: 'admin', summary: 'Ledger entries of a user, newest first', auth: 'admin', params: userParams, query: ledgerQuery, answer: 'Ledger', errors: ['VALIDATION_FAILED'] },
     { method: 'get', path: '/admin/v1/accounts/{user_id}', tag: 'admin', summary: 'A user\'s balances in Redis and MySQL, and the ledger sum', auth: 'admin', params: userParams, answer: 'AccountDetail', errors: ['VALIDATION_FAILED'] },
     { method: 'get', path: '/admin/v1/reconciliation/runs', tag: 'admin', summary: 'Reconciliation runs, newest first', auth: 'admin', query: runsQuery, answer: 'ReconciliationRuns', errors: ['VALIDATION_FAILED'] },
-    { method: 'post', path: '/admin/v1/reconciliation/runs', tag: 'admin', summary: 'Queue a reconciliation run now', auth: 'admin', answer: 'ReconciliationQueued', status: 202 },
-    { method: 'get', path: '/admin/v1/reconciliation/runs/{id}', tag: 'admin', summary: 'What a run found and repaired', auth: 'admin', params: runParams, answer: 'ReconciliationRun', errors: ['VALIDATION_FAILED'] },
+    { method: 'post', path: '/admin/v1/reconciliation/runs', tag: 'admin', summary: 'Queue a reconciliation run now', auth: 'admin', body: runBody, answer: 'ReconciliationRunStarted', status: 202, errors: ['VALIDATION_FAILED'] },
+    { method: 'get', path: '/admin/v1/reconciliation/runs/{id}', tag: 'admin', summary: 'What a run found and repaired', auth: 'admin', params: runParams, answer: 'ReconciliationRun', errors: ['VALIDATION_FAILED', 'NOT_FOUND'] },
     { method: 'get', path: '/admin/v1/dead-letters', tag: 'admin', summary: 'Changes MySQL refused even alone', auth: 'admin', query: deadLetterQuery, answer: 'DeadLetters', errors: ['VALIDATION_FAILED'] },
     { method: 'post', path: '/admin/v1/dead-letters/retry', tag: 'admin', summary: 'Retry a dead letter (who and why are logged)', auth: 'admin', body: deadLetterRetryBody, answer: 'DeadLetterRetry', errors: ['VALIDATION_FAILED', 'NOT_FOUND'] },
     { method: 'post', path: '/admin/v1/jobs/{queue}/{job_id}/retry', tag: 'admin', summary: 'Retry a failed job (who and why are logged)', auth: 'admin', params: jobParams, body: jobRetryBody, answer: 'JobRetry', errors: ['VALIDATION_FAILED', 'NOT_FOUND'] },
     { method: 'get', path: '/admin/queues', tag: 'admin', summary: 'Bull Board (read-only for money queues)', auth: 'board', raw: { type: 'text/html', description: 'the Bull Board UI' } },
     { method: 'get', path: '/metrics', tag: 'admin', summary: 'Prometheus metrics', auth: 'admin', raw: { type: 'text/plain', description: 'Prometheus text exposition format' } },
+    { method: 'get', path: '/health', tag: 'health', summary: 'Liveness, in the original platform\'s form', auth: 'none', bare: 'LegacyHealth' },
     { method: 'get', path: '/healthz', tag: 'health', summary: 'Liveness', auth: 'none', answer: 'Health' },
     { method: 'get', path: '/readyz', tag: 'health', summary: 'Readiness: Redis and MySQL answer', auth: 'none', answer: 'Ready' },
     { method: 'get', path: '/openapi.json', tag: 'docs', summary: 'This document', auth: 'none', raw: { type: 'application/json', description: 'OpenAPI 3.1' } },
@@ -237,15 +252,17 @@ function errorResponses(op: Operation): Record<string, Json> {
 
 export interface OpenApiOptions {
   maxCallsPerRequest: number;
+  maxBatchItems: number;
   version: string;
 }
 
 /** The document, built once per process from the schemas the routes validate with. */
 export function buildOpenApiDocument(opts: OpenApiOptions): Json {
   const paths: Record<string, Record<string, Json>> = {};
-  for (const op of operations(opts.maxCallsPerRequest)) {
+  for (const op of operations(opts.maxCallsPerRequest, opts.maxBatchItems)) {
     const content: Json = {};
     if (op.answer) content['application/json'] = { schema: envelope(op.answer) };
+    if (op.bare) content['application/json'] = { schema: ref(op.bare) };
     if (op.raw) content[op.raw.type] = { schema: op.raw.type === 'application/json' ? { type: 'object' } : { type: 'string' } };
     const parametersOf = [
       ...(op.params ? parameters(op.params, 'path') : []),

@@ -10,6 +10,11 @@ export const amount = Joi.alternatives(Joi.string().max(32), Joi.number())
   })
   .messages({ 'amount.invalid': 'must be a decimal string or number with at most 6 fractional digits', 'alternatives.types': 'must be a decimal string or number' });
 
+/** `wechatpay` (the original platform's name, SPEC 11) is taken as `wechat`. */
+const METHODS: Record<string, 'wechat' | 'alipay'> = { wechat: 'wechat', wechatpay: 'wechat', alipay: 'alipay' };
+const paymentMethod = Joi.string().custom((value: string, helpers) =>
+  Object.hasOwn(METHODS, value) ? METHODS[value] : helpers.error('any.only', { valids: Object.keys(METHODS) }));
+
 export interface RechargeBody {
   user_id: string;
   amount: Micros;
@@ -20,7 +25,7 @@ export interface RechargeBody {
 export const rechargeBody = Joi.object<RechargeBody>({
   user_id: userId.required(),
   amount: amount.required(),
-  payment_method: Joi.string().valid('wechat', 'alipay').required(),
+  payment_method: paymentMethod.required(),
   currency: Joi.string().pattern(/^[A-Z]{3}$/).default('CNY'),
 });
 

@@ -7,7 +7,7 @@ const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}
  * Accepts camelCase and snake_case field names (the protobuf JSON mapping convention) by renaming
  * camelCase to snake_case; the same field given both ways with different values is an error.
  */
-function normalizeKeys(input: unknown, details: ErrorDetail[]): unknown {
+export function normalizeKeys(input: unknown, details: ErrorDetail[]): unknown {
   if (!input || typeof input !== 'object' || Array.isArray(input)) return input;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(input)) {

@@ -15,7 +15,17 @@ export interface Config {
   readonly logLevel: string;
   /** publicBaseUrl: set explicitly, or null for http://HOST:<the port listened on> */
   readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string; readonly publicBaseUrl: string | null };
-  readonly redis: { readonly url: string | null; readonly keyPrefix: string; readonly idempotencyTtlMs: number };
+  /** gRPC listen address of the api role; host defaults to http.host. maxMessageBytes bounds a request. */
+  readonly grpc: { readonly host: string; readonly port: number; readonly maxMessageBytes: number };
+  /** items of one batch deduct / check (HTTP and gRPC) */
+  readonly maxBatchItems: number;
+  readonly redis: {
+    readonly url: string | null;
+    readonly keyPrefix: string;
+    readonly idempotencyTtlMs: number;
+    readonly evictIdleAfterMs: number;
+    readonly evictEveryMs: number;
+  };
   readonly database: { readonly url: string | null; readonly poolMax: number };
   readonly queue: { readonly prefix: string; readonly workerConcurrency: number; readonly lockDurationMs: number; readonly stalledIntervalMs: number };
   /** fault-injection crash point (tests only; refused in production) */
@@ -46,6 +56,8 @@ export interface Config {
     readonly sweepEveryMs: number;
   };
   readonly reconcileEveryMs: number;
+  readonly reconcileAuditPeriodMs: number;
+  readonly retentionMonths: number;
   readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number; readonly sweepEveryMs: number };
   /** Customer portal: the HMAC secret that signs portal links, and how long a link is valid. */
   readonly portal: { readonly sessionSecret: string; readonly sessionTtlMs: number };
@@ -76,10 +88,20 @@ const schema = Joi.object({
     body_limit: Joi.string().default('16kb'),
     public_base_url: Joi.string().uri({ scheme: ['http', 'https'] }).allow(null).default(null),
   }).default(),
+  grpc: Joi.object({
+    host: Joi.string().allow(null).default(null),
+    port: Joi.number().integer().min(0).max(65535).default(9107),
+    max_message_bytes: Joi.number().integer().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  }).default(),
+  max_batch_items: Joi.number().integer().min(1).max(100_000).default(1000),
   redis: Joi.object({
     url: Joi.string().pattern(/^(rediss?|redis\+cluster):\/\//).allow(null).default(null),
     key_prefix: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/).default('bill'),
     idempotency_ttl: duration.default('24h'),
+    // Accounts unchanged this long leave Redis (MySQL holds them); at least 10 minutes, far longer
+    // than any account load's MySQL read, so a load can never write back what an eviction removed.
+    evict_idle_after: duration.default('24h'),
+    evict_every: duration.default('10m'),
   }).default(),
   database: Joi.object({
     url: Joi.string().pattern(/^mysql:\/\//).allow(null).default(null),
@@ -126,6 +148,8 @@ const schema = Joi.object({
     min_recharge: money.default('0.01'),
     max_recharge: money.default('50000.00'),
     pending_check_after: duration.default('10m'),
+    // The bundled simulator pays any order for free: production refuses it unless this says "demo".
+    allow_simulator: Joi.boolean().default(false),
   }).default(),
   persistence: Joi.object({
     batch_size: Joi.number().integer().min(1).max(5000).default(500),
@@ -134,6 +158,10 @@ const schema = Joi.object({
     sweep_every: duration.default('30s'),
   }).default(),
   reconcile_every: duration.default('10m'),
+  // Every account's whole ledger is audited within this period, a slice per run (SPEC 16).
+  reconcile_audit_period: duration.default('7d'),
+  // Records and ledger entries older than this many whole business months move to archive tables.
+  retention_months: Joi.number().integer().min(2).max(1200).default(13),
   reservations: Joi.object({
     default_ttl: duration.default('5m'),
     max_ttl: duration.default('24h'),
@@ -153,8 +181,13 @@ const ENV_KEYS: Record<string, string[]> = {
   PORT: ['http', 'port'],
   HOST: ['http', 'host'],
   PUBLIC_BASE_URL: ['http', 'public_base_url'],
+  GRPC_PORT: ['grpc', 'port'],
+  GRPC_HOST: ['grpc', 'host'],
+  GRPC_MAX_MESSAGE_BYTES: ['grpc', 'max_message_bytes'],
+  MAX_BATCH_ITEMS: ['max_batch_items'],
   REDIS_URL: ['redis', 'url'],
   REDIS_KEY_PREFIX: ['redis', 'key_prefix'],
+  REDIS_EVICT_IDLE_AFTER: ['redis', 'evict_idle_after'],
   DATABASE_URL: ['database', 'url'],
   DATABASE_POOL_MAX: ['database', 'pool_max'],
   QUEUE_PREFIX: ['queue', 'prefix'],
@@ -170,8 +203,20 @@ const ENV_KEYS: Record<string, string[]> = {
   PAYMENT_CALLBACK_SECRET: ['payment_service', 'callback_secret'],
   PAYMENT_GRPC_ADDR: ['payment_service', 'grpc_addr'],
   PAYMENT_TIMEOUT: ['payment_service', 'timeout'],
+  RECONCILE_AUDIT_PERIOD: ['reconcile_audit_period'],
+  RETENTION_MONTHS: ['retention_months'],
+  ALLOW_PAYMENT_SIMULATOR: ['payment_service', 'allow_simulator'],
   PORTAL_SESSION_SECRET: ['portal', 'session_secret'],
 };
+
+/** `PORT / http.port` for a key an environment variable sets, else the key: errors name what to fix. */
+function label(key: string): string {
+  const name = Object.entries(ENV_KEYS).find(([, path]) => path.join('.') === key)?.[0];
+  return name ? `${name} / ${key}` : key;
+}
+
+/** Host names under which the bundled payment simulator runs (docker-compose's service name). */
+const SIMULATOR_HOSTS = ['payment-simulator'];
 
 export class ConfigError extends Error {}
 
@@ -249,7 +294,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
 
   const { value: v, error } = schema.validate(raw, { abortEarly: false, convert: true });
   if (error) {
-    const lines = error.details.map((d) => `  ${d.path.join('.')}: ${d.message}`);
+    const lines = error.details.map((d) => `  ${label(d.path.join('.'))}: ${d.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
 
@@ -265,6 +310,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     if (s.unitPrice !== null && s.unitPrice * BigInt(maxCalls) > MAX_MICROS) {
       throw new ConfigError(`invalid configuration:\n  services.${s.name}.unit_price: too large for max_calls_per_request`);
     }
+  }
+  if (ms(v.redis.evict_idle_after) < 10 * 60_000) {
+    throw new ConfigError('invalid configuration:\n  redis.evict_idle_after (REDIS_EVICT_IDLE_AFTER): at least 10m');
   }
   const minRecharge = parseMoney(v.payment_service.min_recharge)!;
   const maxRecharge = parseMoney(v.payment_service.max_recharge)!;
@@ -282,14 +330,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     .filter(([, isDefault]) => isDefault)
     .map(([key]) => key as string);
   if (v.env === 'production' && defaultedSecrets.length > 0) {
-    throw new ConfigError(`invalid configuration:\n${defaultedSecrets.map((k) => `  ${k}: must be set in production`).join('\n')}`);
+    const lines = defaultedSecrets.map((k) => `  ${label(k)}: must be set in production`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   if (v.env === 'production') productionSecretRules(v.auth, v.payment_service, v.portal);
   if (v.env === 'production' && v.fault_crash_at) {
     throw new ConfigError('invalid configuration:\n  fault_crash_at: fault injection is refused in production');
   }
   if (v.env === 'production' && (!v.redis.url || !v.database.url)) {
-    throw new ConfigError('invalid configuration:\n  redis.url / database.url: must be set in production');
+    throw new ConfigError(
+      'invalid configuration:\n  REDIS_URL / redis.url, DATABASE_URL / database.url: must be set in production',
+    );
+  }
+  const paymentAddrGiven = (raw.payment_service as Raw | undefined)?.grpc_addr !== undefined;
+  const paymentHost = String(v.payment_service.grpc_addr).split(':')[0];
+  const isSimulator = !paymentAddrGiven || SIMULATOR_HOSTS.includes(paymentHost);
+  if (v.env === 'production' && !v.payment_service.allow_simulator && isSimulator) {
+    throw new ConfigError(
+      'invalid configuration:\n  PAYMENT_GRPC_ADDR / payment_service.grpc_addr: ' +
+        (paymentAddrGiven
+          ? `${v.payment_service.grpc_addr} is the bundled payment simulator, which pays any order for free`
+          : 'must be set in production') +
+        '; point it at the real payment service (set ALLOW_PAYMENT_SIMULATOR=true only for a demo)',
+    );
   }
 
   const config: Config = {
@@ -301,7 +364,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       bodyLimit: v.http.body_limit,
       publicBaseUrl: v.http.public_base_url ? v.http.public_base_url.replace(/\/$/, '') : null,
     },
-    redis: { url: v.redis.url, keyPrefix: v.redis.key_prefix, idempotencyTtlMs: ms(v.redis.idempotency_ttl) },
+    grpc: { host: v.grpc.host ?? v.http.host, port: v.grpc.port, maxMessageBytes: v.grpc.max_message_bytes },
+    maxBatchItems: v.max_batch_items,
+    redis: {
+      url: v.redis.url,
+      keyPrefix: v.redis.key_prefix,
+      idempotencyTtlMs: ms(v.redis.idempotency_ttl),
+      evictIdleAfterMs: ms(v.redis.evict_idle_after),
+      evictEveryMs: ms(v.redis.evict_every),
+    },
     database: { url: v.database.url, poolMax: v.database.pool_max },
     queue: {
       prefix: v.queue.prefix,
@@ -336,6 +407,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       sweepEveryMs: ms(v.persistence.sweep_every),
     },
     reconcileEveryMs: ms(v.reconcile_every),
+    reconcileAuditPeriodMs: ms(v.reconcile_audit_period),
+    retentionMonths: v.retention_months,
     reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl), sweepEveryMs: ms(v.reservations.sweep_every) },
     portal: { sessionSecret: v.portal.session_secret, sessionTtlMs: ms(v.portal.session_ttl) },
     defaultedSecrets,

@@ -1,4 +1,5 @@
-import type { LedgerChange } from '../services/ledger-change.js';
+import type { JobsOptions } from 'bullmq';
+import type { LedgerChange } from '../lib/ledger-change.js';
 
 /** Every queue of the service. Bull Board shows each of them. */
 export const QueueNames = ['persistence', 'payments', 'maintenance'] as const;
@@ -9,33 +10,49 @@ interface Traced {
   correlationId?: string;
 }
 
-/** Job names with their payloads: the one place that says what a job carries. */
-export interface JobPayloads {
-  /** Write recorded Redis changes to MySQL, many per transaction; idempotent by change id. */
-  'persist-changes': { changes: LedgerChange[] };
-  /** Credit a paid recharge order exactly once. Job id pay-<order>-<payment>: duplicate callbacks collapse. */
-  'apply-payment': { orderId: string; paymentId: string; paidAt: string } & Traced;
-  /** Return one hold if it is still held at its expiry (delayed to the hold's TTL). */
-  'expire-reservation': { userId: string; reservationId: string };
-  /** Return every hold past its time that no expire-reservation job returned (scheduled sweep). */
-  'expire-reservations': Record<string, never>;
-  /** Delete quota hashes of months before the previous one (daily; idempotent). */
-  'prune-quota-periods': Record<string, never>;
-  /** A reconciliation run (scheduled, or on demand from the admin API). */
-  reconcile: { trigger: 'schedule' | 'manual' } & Traced;
-  /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
-  'sweep-pending': { olderThanMs?: number };
+/** One job's declaration: its queue, its payload type, and retry options over the queue's defaults. */
+export interface JobSpec<Payload> {
+  readonly queue: QueueName;
+  readonly options?: JobsOptions;
+  /** type only: what the job carries */
+  readonly payload?: Payload;
 }
 
-export type JobName = keyof JobPayloads;
+function job<Payload>(queue: QueueName, options?: JobsOptions): JobSpec<Payload> {
+  return { queue, options };
+}
 
-/** Which queue each job runs on. */
-export const JobQueue: { readonly [N in JobName]: QueueName } = {
-  'persist-changes': 'persistence',
-  'apply-payment': 'payments',
-  'sweep-pending': 'maintenance',
-  'expire-reservation': 'maintenance',
-  'expire-reservations': 'maintenance',
-  reconcile: 'maintenance',
-  'prune-quota-periods': 'maintenance',
-};
+/**
+ * The job table: the one place that says what each job carries and where it runs. Adding a job is an
+ * entry here plus its handler in src/workers/handlers.ts (the compiler asks for it).
+ */
+export const Jobs = {
+  /** Write recorded Redis changes to MySQL, many per transaction; idempotent by change id. */
+  'persist-changes': job<{ changes: LedgerChange[] }>('persistence'),
+  /** Credit a paid recharge order exactly once. Job id pay-<order>-<payment>: duplicate callbacks collapse. */
+  'apply-payment': job<{ orderId: string; paymentId: string; paidAt: string } & Traced>('payments'),
+  /** Re-enqueue journal entries older than the threshold that no job has persisted yet. */
+  'sweep-pending': job<{ olderThanMs?: number }>('maintenance'),
+  /** Return one hold if it is still held at its expiry (delayed to the hold's TTL). */
+  'expire-reservation': job<{ userId: string; reservationId: string }>('maintenance'),
+  /** Return every hold past its time that no expire-reservation job returned (scheduled sweep). */
+  'expire-reservations': job<Record<string, never>>('maintenance'),
+  /**
+   * A reconciliation run (scheduled, or on demand from the admin API). `full`: every account's whole
+   * ledger (an on-demand audit) instead of what changed plus a slice.
+   */
+  reconcile: job<{ trigger: 'schedule' | 'manual'; full?: boolean; /** recorded when asked for */ runId?: number } & Traced>(
+    'maintenance',
+  ),
+  /** Remove from Redis the accounts idle longer than `redis.evict_idle_after` (MySQL holds them). */
+  'evict-idle-accounts': job<Record<string, never>>('maintenance'),
+  /** Move records and verified ledger entries past the retention horizon to the archive tables (daily). */
+  'archive-old-rows': job<Record<string, never>>('maintenance'),
+  /** Delete quota hashes of months before the previous one (daily; idempotent). */
+  'prune-quota-periods': job<Record<string, never>>('maintenance'),
+} as const;
+
+export type JobName = keyof typeof Jobs;
+
+/** Job names with their payloads. */
+export type JobPayloads = { [N in JobName]: (typeof Jobs)[N] extends JobSpec<infer P> ? P : never };

@@ -1,5 +1,5 @@
 import { Queue, type JobsOptions, type ConnectionOptions } from 'bullmq';
-import { QueueNames, JobQueue, type QueueName, type JobName, type JobPayloads } from './jobs.js';
+import { QueueNames, Jobs, type QueueName, type JobName, type JobPayloads } from './jobs.js';
 
 /** Retries for jobs that touch MySQL: exponential from 500 ms, capped at 30 s (see backoffStrategy). */
 export const DEFAULT_JOB_OPTIONS: JobsOptions = {
@@ -24,11 +24,11 @@ export class JobQueues {
   }
 
   queueOf(name: JobName): Queue {
-    return this.byName[JobQueue[name]];
+    return this.byName[Jobs[name].queue];
   }
 
   add<N extends JobName>(name: N, data: JobPayloads[N], opts?: JobsOptions) {
-    return this.queueOf(name).add(name, data, opts);
+    return this.queueOf(name).add(name, data, { ...Jobs[name].options, ...opts });
   }
 
   all(): Queue[] {

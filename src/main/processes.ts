@@ -1,11 +1,15 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, ConfigError, type Config } from '../config/config.js';
-import { createContext, type AppContext, type ContextOptions } from '../context.js';
+import { appDeps, createContext, grpcDeps, requireConnections, workerDeps } from '../context.js';
+import type { AppContext, ContextOptions } from '../context.js';
 import { createApp } from '../api/app.js';
 import { startWorkers } from '../workers/workers.js';
 import { registerSchedules } from '../jobs/schedules.js';
-import { migrateLatest } from '../repositories/database.js';
+import { createDatabase, migrateLatest } from '../repositories/database.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { createGrpcServer } from '../grpc/server.js';
+import { checkDependencies, DependencyError } from './dependencies.js';
 
 export type Role = 'api' | 'worker' | 'scheduler';
 
@@ -13,41 +17,91 @@ export interface Running {
   ctx: AppContext;
   server?: Server;
   url?: string;
+  /** host:port of the api role's gRPC server */
+  grpcAddress?: string;
   stop(): Promise<void>;
+}
+
+/** Migrates on a connection of its own, before the API binds: no request meets an old schema. */
+async function migrateOnce(config: Config, logger: Logger): Promise<void> {
+  const db = createDatabase(config.database.url!, 1, logger);
+  try {
+    await migrateLatest(db);
+  } finally {
+    await db.destroy();
+  }
 }
 
 /** Starts the given roles in this process on one context. `port` 0 picks a free port (tests). */
 export async function startRoles(config: Config, roles: Role[], opts: ContextOptions & { migrate?: boolean } = {}): Promise<Running> {
-  const ctx = createContext(config, opts);
-  for (const key of config.defaultedSecrets) ctx.logger.warn(`${key} is the development default; set it before exposing the service`);
-  if (opts.migrate) await migrateLatest(ctx.db);
+  requireConnections(config);
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  for (const key of config.defaultedSecrets) {
+    logger.warn(`${key} is the development default; set it before exposing the service`);
+  }
+  if (opts.migrate) await migrateOnce(config, logger);
 
-  const stops: (() => Promise<void>)[] = [];
+  // The API binds before the context is built: the address callers reach (the notify URL's base unless
+  // PUBLIC_BASE_URL is set) is then passed in once. Nothing is served until the app is attached below,
+  // synchronously after the bind, so no request can arrive in between.
   let server: Server | undefined;
   let url: string | undefined;
+  let grpcAddress: string | undefined;
+  if (roles.includes('api')) {
+    const s = createServer();
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(config.http.port, config.http.host, () => {
+        s.off('error', reject);
+        resolve();
+      });
+    });
+    s.keepAliveTimeout = 65_000;
+    url = `http://${config.http.host}:${(s.address() as AddressInfo).port}`;
+    server = s;
+  }
+  let ctx: AppContext;
+  try {
+    ctx = createContext(config, { ...opts, logger, boundUrl: url });
+    server?.on('request', createApp(appDeps(ctx)));
+  } catch (err) {
+    server?.close();
+    throw err;
+  }
 
+  const stops: (() => Promise<void>)[] = [];
+  if (server) {
+    const s = server;
+    // Stop accepting first; in-flight requests finish, idle keep-alive sockets are closed.
+    stops.push(() => new Promise<void>((resolve) => { s.close(() => resolve()); s.closeIdleConnections(); }));
+  }
   if (roles.includes('worker')) {
-    const w = startWorkers(ctx);
+    const w = startWorkers(workerDeps(ctx));
     stops.push(() => w.close());
   }
   if (roles.includes('scheduler')) await registerSchedules(ctx.queues, config);
-  if (roles.includes('api')) {
-    const app = createApp(ctx);
-    server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(config.http.port, config.http.host, (err?: Error) => (err ? reject(err) : resolve(s)));
-    });
-    server.keepAliveTimeout = 65_000;
-    const { port } = server.address() as AddressInfo;
-    url = `http://${config.http.host}:${port}`;
-    if (!config.http.publicBaseUrl) ctx.publicUrl.base = url;
-    const s = server;
-    // Stop accepting first; in-flight requests finish, idle keep-alive sockets are closed.
-    stops.unshift(() => new Promise<void>((resolve) => { s.close(() => resolve()); s.closeIdleConnections(); }));
+  if (server) {
+    // gRPC beside HTTP, on the same services (SPEC 11): stopped first, like the HTTP server.
+    const grpcServer = createGrpcServer(grpcDeps(ctx), {
+      gatewayToken: config.auth.gatewayToken,
+      callbackSecret: config.payment.callbackSecret,
+      maxCallsPerRequest: config.maxCallsPerRequest,
+      maxBatchItems: config.maxBatchItems,
+      maxMessageBytes: config.grpc.maxMessageBytes,
+    }, ctx.logger);
+    try {
+      grpcAddress = await grpcServer.listen(config.grpc.host, config.grpc.port);
+    } catch (err) {
+      await Promise.allSettled(stops.map((stop) => stop()));
+      await ctx.close();
+      throw err;
+    }
+    stops.unshift(() => grpcServer.stop());
   }
 
   let stopping: Promise<void> | null = null;
   return {
-    ctx, server, url,
+    ctx, server, url, grpcAddress,
     stop() {
       stopping ??= (async () => {
         for (const stop of stops) await stop();
@@ -58,7 +112,11 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
   };
 }
 
-/** Entry point of a process: loads config once, starts, and stops cleanly on SIGTERM / SIGINT. */
+/**
+ * Entry point of a process: loads config once, checks Redis and MySQL answer, starts, and stops
+ * cleanly on SIGTERM / SIGINT. A failed start is one paragraph on stderr and exit code 1 (2 for
+ * configuration), never a stream of reconnect stack traces.
+ */
 export async function main(roles: Role[]): Promise<void> {
   let config: Config;
   try {
@@ -70,14 +128,30 @@ export async function main(roles: Role[]): Promise<void> {
     }
     throw err;
   }
-  const running = await startRoles(config, roles, { migrate: roles.includes('api') && process.env.MIGRATE_ON_START !== 'false' });
-  running.ctx.logger.info({ roles, url: running.url }, 'billing service started');
+  let running: Running;
+  try {
+    if (!config.redis.url) throw new DependencyError('REDIS_URL is not set: give the Redis to use (see .env.example).');
+    if (!config.database.url) {
+      throw new DependencyError('DATABASE_URL is not set: give the MySQL to use (see .env.example).');
+    }
+    await checkDependencies({ redis: config.redis.url, database: config.database.url });
+    const migrate = roles.includes('api') && process.env.MIGRATE_ON_START !== 'false';
+    running = await startRoles(config, roles, { migrate });
+  } catch (err) {
+    console.error(`billing ${roles.join('+')} did not start: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  running.ctx.logger.info({ roles, url: running.url, grpc: running.grpcAddress }, 'billing service started');
+  let stopping = false;
   const shutdown = (signal: string) => {
+    // A second signal (a terminal sends Ctrl-C to the whole group, a parent may forward it) must not
+    // interrupt the first shutdown.
+    if (stopping) return;
+    stopping = true;
     running.ctx.logger.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), 30_000);
     force.unref();
     running.stop().then(() => process.exit(0), () => process.exit(1));
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 }

@@ -1,3 +1,5 @@
+import { slotTagOf, slotTags } from './slots.js';
+
 /**
  * A caller-controlled id as one key segment: every character outside [A-Za-z0-9_.-] becomes %XX (%uXXXX
  * past ASCII). The
@@ -19,7 +21,14 @@ export function keySegment(id: string): string {
  * every other caller-controlled part is a `keySegment`.
  */
 export class RedisKeys {
-  constructor(private readonly prefix: string) {}
+  /**
+   * `perSlot`: on a Redis Cluster each maintenance index is one key per hash slot (tagged to share the
+   * slot of the users it lists, so a script updates it with their keys); on one server, one key each.
+   */
+  constructor(
+    private readonly prefix: string,
+    private readonly perSlot = false,
+  ) {}
 
   private user(userId: string): string {
     return `${this.prefix}:{${userId}}`;
@@ -90,6 +99,43 @@ export class RedisKeys {
   /** Sorted set {<user id>: parked at (ms)} of users with dead letters: the operators' index. */
   deadLetterIndex(): string {
     return `${this.prefix}:dead-letter-users`;
+  }
+
+  /** The tag of the maintenance index keys that list this user (see includes/changed.lua). */
+  private indexTag(userId: string): string {
+    return this.perSlot ? slotTagOf(userId) : '#index';
+  }
+
+  /** Every index tag: maintenance walks these keys instead of SCANning the keyspace. */
+  indexTags(): readonly string[] {
+    return this.perSlot ? slotTags() : ['#index'];
+  }
+
+  /** Sorted set {<user id>: time of the oldest unpersisted journal entry}: what the sweep reads. */
+  journalIndex(userId: string): string {
+    return this.journalIndexOf(this.indexTag(userId));
+  }
+
+  journalIndexOf(tag: string): string {
+    return `${this.prefix}:{${tag}}:journal-index`;
+  }
+
+  /** Sorted set {<user id>: earliest expiry of an open hold}: what reservation expiry reads. */
+  holdsIndex(userId: string): string {
+    return this.holdsIndexOf(this.indexTag(userId));
+  }
+
+  holdsIndexOf(tag: string): string {
+    return `${this.prefix}:{${tag}}:holds-index`;
+  }
+
+  /** Sorted set {<user id>: time of the last change}: what idle-account eviction reads. */
+  activityIndex(userId: string): string {
+    return this.activityIndexOf(this.indexTag(userId));
+  }
+
+  activityIndexOf(tag: string): string {
+    return `${this.prefix}:{${tag}}:activity-index`;
   }
 
   /** SCAN pattern matching every user's pending journal. */

@@ -19,16 +19,20 @@ export class AccountRepository {
   }
 
   /**
-   * The balance and the sum of the user's ledger, read in one statement (one consistent snapshot):
-   * reconciliation only sets Redis to a balance that agrees with its ledger.
+   * The balance and the running balance after the user's latest ledger entry, read in one statement
+   * (one consistent snapshot, constant time): reconciliation only sets Redis to a balance that agrees
+   * with its ledger.
    */
-  async findWithLedgerSum(userId: string): Promise<{ balance: string; ledger_sum: string } | undefined> {
+  async findWithLedgerBalance(userId: string): Promise<{ balance: string; ledger_balance: string } | undefined> {
     const [rows] = (await this.db.raw(
-      `SELECT a.balance, (SELECT COALESCE(SUM(l.amount), 0) FROM ledger_entries l WHERE l.user_id = a.user_id) AS ledger_sum
+      `SELECT a.balance,
+              COALESCE((SELECT l.balance_after FROM ledger_entries l WHERE l.user_id = a.user_id ORDER BY l.id DESC LIMIT 1),
+                       a.archived_balance)
+                AS ledger_balance
          FROM accounts a WHERE a.user_id = ?`,
       [userId],
-    )) as [{ balance: string; ledger_sum: string }[]];
-    return rows[0] ? { balance: String(rows[0].balance), ledger_sum: String(rows[0].ledger_sum) } : undefined;
+    )) as [{ balance: string; ledger_balance: string }[]];
+    return rows[0] ? { balance: String(rows[0].balance), ledger_balance: String(rows[0].ledger_balance) } : undefined;
   }
 
   async quotaUsage(userId: string, period: string): Promise<QuotaUsageRow[]> {

@@ -1,6 +1,7 @@
 import knexFactory, { type Knex } from 'knex';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../lib/logger.js';
+import { ExtensionlessMigrationSource, normaliseMigrationNames } from './migration-source.js';
 
 export type Db = Knex;
 
@@ -27,13 +28,14 @@ export function createDatabase(url: string, poolMax = 10, logger?: Logger): Db {
 
 const migrationsDir = fileURLToPath(new URL('../../migrations', import.meta.url));
 
+// Names recorded without extension: the same database serves `npm start` (.ts) and the image (.js).
 export const migrationConfig: Knex.MigratorConfig = {
-  directory: migrationsDir,
-  loadExtensions: ['.ts', '.js'],
+  migrationSource: new ExtensionlessMigrationSource(migrationsDir),
   tableName: 'knex_migrations',
 };
 
 export async function migrateLatest(db: Db): Promise<string[]> {
+  await normaliseMigrationNames(db, migrationConfig.tableName!);
   const [, applied] = (await db.migrate.latest(migrationConfig)) as [number, string[]];
   return applied;
 }

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { Db } from './database.js';
-import type { LedgerChange, DeductionChange, CreditChange } from '../services/ledger-change.js';
+import { balancesWithLedgerSum } from './ledger-sum.js';
+import type { LedgerChange, DeductionChange, CreditChange } from '../lib/ledger-change.js';
 
 export interface ApplyResult {
   applied: number;
@@ -9,6 +10,8 @@ export interface ApplyResult {
 
 const recordType = (c: DeductionChange) => (c.paid === '0' ? 'free' : c.free === '0' ? 'balance' : 'mixed');
 const mysqlTime = (iso: string) => new Date(iso);
+/** Code-unit order; ids are ASCII, so this is the byte order MySQL's binary collation uses. */
+const byBytes = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Adds `delta` (a decimal integer string) into a map of bigints. */
 function addTo(map: Map<string, bigint[]>, key: string, deltas: string[]): void {
@@ -25,6 +28,11 @@ function addTo(map: Map<string, bigint[]>, key: string, deltas: string[]): void 
 export class LedgerRepository {
   constructor(private readonly db: Db) {}
 
+  /** Runs `work` in one MySQL transaction: changes are booked together with what the caller writes. */
+  transaction<T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+    return this.db.transaction(work);
+  }
+
   /** In its own transaction, or in `outer` when the caller has one (a recharge's order update). */
   async applyChanges(changes: LedgerChange[], outer?: Knex.Transaction): Promise<ApplyResult> {
     const unique = [...new Map(changes.map((c) => [JSON.stringify([c.kind, c.userId, c.id]), c])).values()];
@@ -39,6 +47,15 @@ export class LedgerRepository {
     const freshCredits = await this.withoutStoredLedger(trx, credits);
     const applied = freshDeductions.length + freshCredits.length;
     if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
+
+    // Every touched account row first, in one order: it is created if new, stamped changed (what
+    // reconciliation looks for), and locked, so the running balances below cannot interleave with
+    // another transaction's entries for the same user.
+    const touched = [...new Set([...freshDeductions, ...freshCredits].map((c) => c.userId))].sort(byBytes);
+    await trx('accounts')
+      .insert(touched.map((user_id) => ({ user_id, changed_at: trx.raw('CURRENT_TIMESTAMP(3)') })))
+      .onConflict('user_id')
+      .merge({ changed_at: trx.raw('VALUES(changed_at)') });
 
     if (freshDeductions.length > 0) {
       await trx('consumption_records').insert(
@@ -65,7 +82,20 @@ export class LedgerRepository {
         .map((d) => ({ user_id: d.userId, entry_type: 'deduction', ref_id: d.id, amount: `-${d.amount}`, note: `${d.service} x${d.paid}`, created_at: mysqlTime(d.at) })),
       ...freshCredits.map((c) => ({ user_id: c.userId, entry_type: c.kind, ref_id: c.id, amount: c.amount, note: c.note.slice(0, 255), created_at: mysqlTime(c.at) })),
     ];
-    if (ledger.length > 0) await trx('ledger_entries').insert(ledger);
+    if (ledger.length > 0) {
+      const running = new Map<string, bigint>(
+        // A locking read: the latest committed balance, not this transaction's older snapshot.
+        (await trx('accounts').whereIn('user_id', [...new Set(ledger.map((e) => e.user_id))]).forUpdate().select('user_id', 'balance'))
+          .map((r: { user_id: string; balance: string }) => [r.user_id, BigInt(r.balance)]),
+      );
+      // Entries get increasing ids in array order, so each one's balance_after follows the one before.
+      const rows = ledger.map((e) => {
+        const after = running.get(e.user_id)! + BigInt(e.amount);
+        running.set(e.user_id, after);
+        return { ...e, balance_after: after.toString() };
+      });
+      await trx('ledger_entries').insert(rows);
+    }
 
     const balances = new Map<string, bigint[]>();
     for (const e of ledger) addTo(balances, e.user_id, [e.amount]);
@@ -76,7 +106,7 @@ export class LedgerRepository {
       addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1']);
     }
     // Sorted keys: concurrent transactions lock rows in one order, which keeps deadlocks rare.
-    const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => byBytes(a, b));
 
     if (balances.size > 0) {
       await trx('accounts')
@@ -145,8 +175,7 @@ export class LedgerRepository {
 
   /** The user's MySQL balance and the sum of their ledger entries (SPEC 7.2 says they agree). */
   async balanceAndLedgerSum(userId: string): Promise<{ balance: bigint; ledgerSum: bigint }> {
-    const acct = await this.db('accounts').where({ user_id: userId }).first('balance');
-    const sum = await this.db('ledger_entries').where({ user_id: userId }).sum({ s: 'amount' }).first();
-    return { balance: BigInt(acct?.balance ?? 0), ledgerSum: BigInt((sum?.s as string | null) ?? 0) };
+    const row = await balancesWithLedgerSum(this.db).where('a.user_id', userId).first();
+    return { balance: BigInt(row?.balance ?? 0), ledgerSum: BigInt(row?.ledger_sum ?? 0) };
   }
 }

@@ -88,9 +88,10 @@ export class UsageRepository {
    * Number of records matching. Without a type or time filter it is read from the daily aggregates
    * (kept in the same transaction as the records, so it is exact) instead of counting rows.
    */
-  async countRecords(f: RecordFilter): Promise<number> {
+  /** `keptFromDay`: the first business day whose records are not archived (the aggregates count all). */
+  async countRecords(f: RecordFilter, keptFromDay: string): Promise<number> {
     if (!f.type && !f.from && !f.to) {
-      const q = this.db('usage_daily').where('user_id', f.userId);
+      const q = this.db('usage_daily').where('user_id', f.userId).andWhere('day', '>=', keptFromDay);
       if (f.serviceName) q.andWhere('service_name', f.serviceName);
       const row = await q.first(this.db.raw('COALESCE(SUM(records), 0) AS n'));
       return Number(row?.n ?? 0);

@@ -1,10 +1,12 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
+import type { Scripts } from '../redis/scripts.js';
 import type { AccountRepository } from '../repositories/account.repository.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import { formatMoney } from '../lib/money.js';
 import { scanKeys } from '../redis/scan.js';
+import { dueMembers } from '../redis/indexes.js';
 
 /** How long a month's quota hash outlives its month, for reconciliation of the month just ended. */
 const QUOTA_KEEP_MS = 35 * 86_400_000;
@@ -24,6 +26,18 @@ export interface AccountView {
   quotas: { serviceName: string; totalQuota: number; usedQuota: number; remainingQuota: number; period: string }[];
 }
 
+/** What AccountService is built from (named, so that adding one is no positional shuffle). */
+export interface AccountServiceDeps {
+  scripts: Scripts;
+  redis: RedisClient;
+  keys: RedisKeys;
+  accounts: AccountRepository;
+  catalogue: CatalogueService;
+  calendar: BusinessCalendar;
+  clock: Clock;
+  currency: string;
+}
+
 /**
  * A user's live account lives in Redis; MySQL is loaded into Redis the first time a user is seen
  * (a new user: zero balance, the month's free quota unused).
@@ -32,15 +46,25 @@ export class AccountService {
   /** One MySQL load per user at a time in this process, however many first calls arrive together. */
   private readonly loading = new Map<string, Promise<void>>();
 
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly accounts: AccountRepository,
-    private readonly catalogue: CatalogueService,
-    private readonly calendar: BusinessCalendar,
-    private readonly clock: Clock,
-    private readonly currency: string,
-  ) {}
+  private readonly scripts: Scripts;
+  private readonly redis: RedisClient;
+  private readonly keys: RedisKeys;
+  private readonly accounts: AccountRepository;
+  private readonly catalogue: CatalogueService;
+  private readonly calendar: BusinessCalendar;
+  private readonly clock: Clock;
+  private readonly currency: string;
+
+  constructor(deps: AccountServiceDeps) {
+    this.scripts = deps.scripts;
+    this.redis = deps.redis;
+    this.keys = deps.keys;
+    this.accounts = deps.accounts;
+    this.catalogue = deps.catalogue;
+    this.calendar = deps.calendar;
+    this.clock = deps.clock;
+    this.currency = deps.currency;
+  }
 
   quotaExpiry(now: Date): number {
     return this.calendar.nextPeriodStart(now).getTime() + QUOTA_KEEP_MS;
@@ -62,16 +86,16 @@ export class AccountService {
   private async loadFromMysql(userId: string, now: Date, readOnly: boolean): Promise<void> {
     const period = this.calendar.period(now);
     const [row, usage] = await Promise.all([this.accounts.find(userId), this.accounts.quotaUsage(userId, period)]);
-    const pairs = usage.flatMap((u) => [u.service_name, u.used]);
-    await this.redis.initAccountScript(
-      this.keys.account(userId),
-      this.keys.quota(userId, period),
-      row?.balance ?? '0',
-      row?.overdraft_limit ?? '0',
-      this.quotaExpiry(now),
-      readOnly ? READ_LOAD_TTL_MS : 0,
-      ...pairs,
-    );
+    await this.scripts.initAccount({
+      userId,
+      period,
+      balance: row?.balance ?? '0',
+      overdraftLimit: row?.overdraft_limit ?? '0',
+      quotaExpiresAt: this.quotaExpiry(now),
+      readTtlMs: readOnly ? READ_LOAD_TTL_MS : 0,
+      now,
+      used: usage.map((u) => [u.service_name, u.used]),
+    });
   }
 
   /**
@@ -79,8 +103,7 @@ export class AccountService {
    * expire by themselves; this catches any that lost their TTL (a restore, a manual edit). Idempotent.
    */
   async prunePeriods(now: Date = this.clock.now()): Promise<number> {
-    // The instant before this month began lies in the previous month.
-    const previous = this.calendar.period(new Date(this.calendar.startOfDay(this.calendar.monthDays(now).from).getTime() - 1));
+    const previous = this.previousPeriod(now);
     let deleted = 0;
     for await (const keys of scanKeys(this.redis, this.keys.quotaPattern())) {
       const old = keys.filter((k) => {
@@ -90,6 +113,41 @@ export class AccountService {
       if (old.length > 0) deleted += (await Promise.all(old.map((k) => this.redis.unlink(k)))).reduce((a, b) => a + b, 0);
     }
     return deleted;
+  }
+
+  /** The month before the one containing `now` (the instant before this month began lies in it). */
+  private previousPeriod(now: Date): string {
+    return this.calendar.period(new Date(this.calendar.startOfDay(this.calendar.monthDays(now).from).getTime() - 1));
+  }
+
+  /**
+   * Removes from Redis every account unchanged for `idleMs` that has nothing in flight (SPEC 16: Redis
+   * memory follows active users). Reads the activity index, kept by every changing script; each
+   * removal is one atomic script that re-checks the account (see evict-account-7.lua). Its next call
+   * loads it again from MySQL. Returns how many left.
+   */
+  async evictIdle(idleMs: number): Promise<{ evicted: number; busy: number }> {
+    const now = this.clock.now();
+    const idleBefore = now.getTime() - idleMs;
+    const period = this.calendar.period(now);
+    const previousPeriod = this.previousPeriod(now);
+    let evicted = 0;
+    let busy = 0;
+    const indexKeys = this.keys.indexTags().map((t) => this.keys.activityIndexOf(t));
+    for await (const users of dueMembers(this.redis, indexKeys, idleBefore)) {
+      const outcomes = await Promise.all(
+        users.map((userId) => this.scripts.evictAccount({ userId, idleBefore, period, previousPeriod })),
+      );
+      evicted += outcomes.filter((o) => o === 'evicted').length;
+      busy += outcomes.filter((o) => o === 'busy').length;
+    }
+    return { evicted, busy };
+  }
+
+  /** Whether Redis or MySQL knows the user (looks only: loads nothing). */
+  async exists(userId: string): Promise<boolean> {
+    const [inRedis, inMysql] = await Promise.all([this.redis.exists(this.keys.account(userId)), this.accounts.find(userId)]);
+    return inRedis === 1 || !!inMysql;
   }
 
   /** Balance (available = total − held), held amount and this month's quotas, read live from Redis. */

@@ -26,19 +26,42 @@ export interface AdjustInput {
   allowNegative: boolean;
 }
 
+/** What AdminService is built from (named, so that adding one is no positional shuffle). */
+export interface AdminServiceDeps {
+  redis: RedisClient;
+  keys: RedisKeys;
+  accounts: AccountService;
+  credits: CreditService;
+  persistence: PersistenceService;
+  ledger: LedgerRepository;
+  runs: ReconciliationRepository;
+  queues: JobQueues;
+  logger: Logger;
+}
+
 /** What operators do instead of hand-written SQL: adjustments through the ledger, and look-ups. */
 export class AdminService {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly accounts: AccountService,
-    private readonly credits: CreditService,
-    private readonly persistence: PersistenceService,
-    private readonly ledger: LedgerRepository,
-    private readonly runs: ReconciliationRepository,
-    private readonly queues: JobQueues,
-    private readonly logger: Logger,
-  ) {}
+  private readonly redis: RedisClient;
+  private readonly keys: RedisKeys;
+  private readonly accounts: AccountService;
+  private readonly credits: CreditService;
+  private readonly persistence: PersistenceService;
+  private readonly ledger: LedgerRepository;
+  private readonly runs: ReconciliationRepository;
+  private readonly queues: JobQueues;
+  private readonly logger: Logger;
+
+  constructor(deps: AdminServiceDeps) {
+    this.redis = deps.redis;
+    this.keys = deps.keys;
+    this.accounts = deps.accounts;
+    this.credits = deps.credits;
+    this.persistence = deps.persistence;
+    this.ledger = deps.ledger;
+    this.runs = deps.runs;
+    this.queues = deps.queues;
+    this.logger = deps.logger;
+  }
 
   deadLetters(limit: number) {
     return this.persistence.deadLetters(limit);
@@ -97,6 +120,35 @@ export class AdminService {
       this.redis.hlen(this.keys.pending(userId)),
     ]);
     return { ...live, mysqlBalance: formatMoney(booked.balance), ledgerSum: formatMoney(booked.ledgerSum), unpersistedChanges: pending };
+  }
+
+  /** About how many accounts MySQL holds (table statistics): a full audit's progress total. */
+  accountCount(): Promise<number> {
+    return this.runs.estimatedAccounts();
+  }
+
+  /** One run, or null. */
+  async reconciliationRun(id: number) {
+    // The newest run below id + 1 is `id` itself when it exists.
+    return (await this.reconciliationRuns(1, id + 1)).find((r) => r.id === id) ?? null;
+  }
+
+  /**
+   * Records a manual run and queues it, answering the run at once. One of a kind at a time: while one
+   * waits or runs, asking again answers that one (BullMQ deduplication), and the run recorded for the
+   * duplicate request is dropped.
+   */
+  async requestReconciliation(full: boolean, correlationId?: string) {
+    const runId = await this.runs.startRun(full ? 'manual-full' : 'manual', new Date());
+    const job = await this.queues.add(
+      'reconcile',
+      { trigger: 'manual', full, runId, correlationId },
+      { deduplication: { id: full ? 'reconcile-full' : 'reconcile-manual' } },
+    );
+    const queued = await this.queues.queueOf('reconcile').getJob(job.id!);
+    const runOfJob = (queued?.data as { runId?: number } | undefined)?.runId ?? runId;
+    if (runOfJob !== runId) await this.runs.deleteRun(runId);
+    return (await this.reconciliationRun(runOfJob))!;
   }
 
   async reconciliationRuns(limit: number, beforeId?: number) {

@@ -1,14 +1,10 @@
-import type { RedisClient } from '../redis/connection.js';
-import type { RedisKeys } from '../redis/keys.js';
+import type { Scripts } from '../redis/scripts.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import type { AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
-import type { DeductionChange } from './ledger-change.js';
-import { refusalError } from './refusals.js';
 import { formatMoney } from '../lib/money.js';
 import { newId } from '../lib/ids.js';
-import type { Metrics } from '../lib/metrics.js';
 
 export interface CheckInput {
   userId: string;
@@ -38,89 +34,81 @@ export interface DeductResult {
   duplicate: boolean;
 }
 
+/** What BillingService is built from (named, so that adding one is no positional shuffle). */
+export interface BillingServiceDeps {
+  scripts: Scripts;
+  catalogue: CatalogueService;
+  accounts: AccountService;
+  persistence: PersistenceService;
+  calendar: BusinessCalendar;
+  clock: Clock;
+  idempotencyTtlMs: number;
+}
+
 /** The gateway's hot path: one Lua script per call, answered from Redis. */
 export class BillingService {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly catalogue: CatalogueService,
-    private readonly accounts: AccountService,
-    private readonly persistence: PersistenceService,
-    private readonly calendar: BusinessCalendar,
-    private readonly clock: Clock,
-    private readonly idempotencyTtlMs: number,
-    private readonly metrics: Metrics,
-  ) {}
+  private readonly scripts: Scripts;
+  private readonly catalogue: CatalogueService;
+  private readonly accounts: AccountService;
+  private readonly persistence: PersistenceService;
+  private readonly calendar: BusinessCalendar;
+  private readonly clock: Clock;
+  private readonly idempotencyTtlMs: number;
 
-  /** Runs a script; if the account is not in Redis yet, loads it and runs the script once more. */
-  private async withAccount(userId: string, now: Date, run: () => Promise<string[]>, readOnly = false): Promise<string[]> {
-    const r = await run();
-    if (r[0] !== 'init') return r;
-    await this.accounts.load(userId, now, readOnly);
-    return run();
+  constructor(deps: BillingServiceDeps) {
+    this.scripts = deps.scripts;
+    this.catalogue = deps.catalogue;
+    this.accounts = deps.accounts;
+    this.persistence = deps.persistence;
+    this.calendar = deps.calendar;
+    this.clock = deps.clock;
+    this.idempotencyTtlMs = deps.idempotencyTtlMs;
   }
 
   async check({ userId, serviceName, count }: CheckInput): Promise<CheckResult> {
-    const svc = this.catalogue.get(serviceName);
+    const service = this.catalogue.get(serviceName);
     const now = this.clock.now();
-    const period = this.calendar.period(now);
-    const r = await this.withAccount(userId, now, () =>
-      this.redis.checkScript(this.keys.account(userId), this.keys.quota(userId, period), svc.name, count, svc.freeQuota, svc.priceArg),
-      true,
-    );
-    this.metrics.outcomes.inc({ op: 'check', outcome: r[2] });
-    return { allowed: r[1] === '1', reason: r[2] as CheckResult['reason'], freeRemaining: Number(r[3]), balance: formatMoney(BigInt(r[4])) };
+    const r = await this.scripts.check({ userId, period: this.calendar.period(now), service, count, now });
+    return { allowed: r.allowed, reason: r.reason, freeRemaining: r.freeLeft, balance: formatMoney(r.available) };
   }
 
   async deduct({ requestId, userId, serviceName, count }: DeductInput): Promise<DeductResult> {
-    const svc = this.catalogue.get(serviceName);
+    const service = this.catalogue.get(serviceName);
     const now = this.clock.now();
     const period = this.calendar.period(now);
-    const recordId = newId('rec_', now);
     const change = {
-      kind: 'deduction',
-      id: recordId,
+      kind: 'deduction' as const,
+      id: newId('rec_', now),
       userId,
       requestId,
-      service: svc.name,
+      service: service.name,
       count: String(count),
-      unitPrice: svc.priceArg,
+      unitPrice: service.priceArg,
       period,
       day: this.calendar.day(now),
       at: now.toISOString(),
     };
-    const r = await this.withAccount(userId, now, () =>
-      this.redis.deductScript(
-        this.keys.account(userId),
-        this.keys.quota(userId, period),
-        this.keys.request(userId, requestId),
-        this.keys.pending(userId),
-        `deduct|${svc.name}|${count}`,
-        svc.name,
-        count,
-        svc.freeQuota,
-        svc.priceArg,
-        recordId,
-        JSON.stringify(change),
-        this.idempotencyTtlMs,
-        this.accounts.quotaExpiry(now),
-      ),
-    );
-    const [status, rec, free, paid, amount, available] = r;
-    this.metrics.outcomes.inc({ op: 'deduct', outcome: status });
-    const refused = refusalError(status, svc.name, requestId, available, amount);
-    if (refused) throw refused;
-    if (status === 'ok') this.persistence.enqueue({ ...change, free, paid, amount } as DeductionChange);
-    else if (status !== 'dup') throw new Error(`deduct script answered ${status}`);
+    const r = await this.scripts.deduct({
+      userId,
+      period,
+      requestId,
+      service,
+      count,
+      change,
+      idempotencyTtlMs: this.idempotencyTtlMs,
+      quotaExpiresAt: this.accounts.quotaExpiry(now),
+      now,
+    });
+    if (r.journaled) this.persistence.enqueue(r.journaled);
     return {
       success: true,
-      recordId: rec,
+      recordId: r.recordId,
       requestId,
-      freeCount: Number(free),
-      paidCount: Number(paid),
-      amount: formatMoney(BigInt(amount)),
-      balance: formatMoney(BigInt(available)),
-      duplicate: status === 'dup',
+      freeCount: r.free,
+      paidCount: r.paid,
+      amount: formatMoney(r.amount),
+      balance: formatMoney(r.available),
+      duplicate: r.duplicate,
     };
   }
 }

@@ -2,10 +2,11 @@ import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
-import { scanKeys } from '../redis/scan.js';
+import { dueMembers } from '../redis/indexes.js';
 import type { JobQueues } from '../jobs/queues.js';
 import type { LedgerRepository, ApplyResult } from '../repositories/ledger.repository.js';
-import { isLedgerChange, journalId, type LedgerChange } from './ledger-change.js';
+import { isLedgerChange, journalId, type LedgerChange } from '../lib/ledger-change.js';
+import type { Scripts } from '../redis/scripts.js';
 import type { FaultPoints } from '../lib/faults.js';
 
 export interface PersistenceOptions {
@@ -28,6 +29,21 @@ export interface PersistOutcome extends ApplyResult {
   lagMs: number;
 }
 
+/** What PersistenceService is built from (named, so that adding one is no positional shuffle). */
+export interface PersistenceServiceDeps {
+  scripts: Scripts;
+  redis: RedisClient;
+  keys: RedisKeys;
+  ledger: LedgerRepository;
+  queues: JobQueues;
+  opts: PersistenceOptions;
+  clock: Clock;
+  logger: Logger;
+  faults: FaultPoints;
+  /** counts each dead letter (a metric) */
+  onDeadLetter?: () => void;
+}
+
 /**
  * Moves changes recorded in Redis into MySQL.
  *
@@ -43,18 +59,30 @@ export class PersistenceService {
   private timer: NodeJS.Timeout | null = null;
   private readonly inflight = new Set<Promise<unknown>>();
 
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly keys: RedisKeys,
-    private readonly ledger: LedgerRepository,
-    private readonly queues: JobQueues,
-    private readonly opts: PersistenceOptions,
-    private readonly clock: Clock,
-    private readonly logger: Logger,
-    private readonly faults: FaultPoints,
-    /** counts each dead letter (a metric) */
-    private readonly onDeadLetter: () => void = () => undefined,
-  ) {}
+  private readonly scripts: Scripts;
+  private readonly redis: RedisClient;
+  private readonly keys: RedisKeys;
+  private readonly ledger: LedgerRepository;
+  private readonly queues: JobQueues;
+  private readonly opts: PersistenceOptions;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly faults: FaultPoints;
+  /** counts each dead letter (a metric) */
+  private readonly onDeadLetter: () => void;
+
+  constructor(deps: PersistenceServiceDeps) {
+    this.scripts = deps.scripts;
+    this.redis = deps.redis;
+    this.keys = deps.keys;
+    this.ledger = deps.ledger;
+    this.queues = deps.queues;
+    this.opts = deps.opts;
+    this.clock = deps.clock;
+    this.logger = deps.logger;
+    this.faults = deps.faults;
+    this.onDeadLetter = deps.onDeadLetter ?? (() => undefined);
+  }
 
   enqueue(change: LedgerChange): void {
     this.buffer.push(change);
@@ -89,25 +117,25 @@ export class PersistenceService {
    * blocks the rest of its batch, nor the batches after it (SPEC 10.4).
    */
   async persist(changes: LedgerChange[]): Promise<PersistOutcome> {
+    if (!Array.isArray(changes)) throw new MalformedChangeError('persist-changes carries no list of changes');
     const good = changes.filter(isLedgerChange);
     let parked = 0;
     for (const bad of changes.filter((c) => !isLedgerChange(c))) {
       parked += await this.park(bad, new MalformedChangeError('malformed change'));
     }
-    let result: ApplyResult = { applied: 0, alreadyPersisted: 0 };
-    if (good.length > 0) {
+    const result = await this.writeThenClear(good, async () => {
+      if (good.length === 0) return { applied: 0, alreadyPersisted: 0 };
       try {
-        result = await this.ledger.applyChanges(good);
+        return await this.ledger.transaction((trx) => this.ledger.applyChanges(good, trx));
       } catch (err) {
         if (!isDataError(err)) throw err;
         this.logger.warn({ err: (err as Error).message, changes: good.length }, 'MySQL refused a batch; writing its changes one by one');
-        result = await this.persistOneByOne(good);
-        parked += good.length - result.applied - result.alreadyPersisted;
+        const alone = await this.persistOneByOne(good);
+        parked += good.length - alone.applied - alone.alreadyPersisted;
+        return alone;
       }
-    }
-    this.faults.point('after-batch-commit');
-    await this.acknowledge(good);
-    const oldest = Math.min(...changes.map((c) => Date.parse((c as Partial<LedgerChange>).at ?? '') || Date.now()));
+    }, 'after-batch-commit');
+    const oldest = Math.min(...changes.map((c) => Date.parse((c as Partial<LedgerChange> | null)?.at ?? '') || Date.now()));
     return { ...result, parked, lagMs: Math.max(0, this.clock.now().getTime() - oldest) };
   }
 
@@ -117,7 +145,7 @@ export class PersistenceService {
       // Twice: a change that a concurrent job was committing collides once on a unique key, then is found stored.
       for (let attempt = 1; ; attempt++) {
         try {
-          const r = await this.ledger.applyChanges([change]);
+          const r = await this.ledger.transaction((trx) => this.ledger.applyChanges([change], trx));
           total.applied += r.applied;
           total.alreadyPersisted += r.alreadyPersisted;
           break;
@@ -132,6 +160,23 @@ export class PersistenceService {
     return total;
   }
 
+  /**
+   * The one way changes leave the journal: `write` books them in MySQL (one transaction, or one per
+   * change when a batch was refused, with whatever else the caller writes in it), and only after that
+   * are they removed from the journals. A crash between the two leaves them journaled; booking is
+   * idempotent by id, so a rerun is harmless. (Parked changes have left the journal already.)
+   */
+  async writeThenClear<T>(
+    changes: Pick<LedgerChange, 'kind' | 'id' | 'userId'>[],
+    write: () => Promise<T>,
+    faultPoint: string,
+  ): Promise<T> {
+    const result = await write();
+    this.faults.point(faultPoint);
+    await this.acknowledge(changes);
+    return result;
+  }
+
   /** Moves one change from its user's journal to the dead letters (logged, counted). Returns 1 if parked. */
   private async park(change: unknown, err: Error): Promise<number> {
     const c = change as Partial<LedgerChange> | null;
@@ -141,9 +186,9 @@ export class PersistenceService {
     this.logger.error({ userId, change: field, err: err.message }, 'change parked as a dead letter');
     if (!userId || !field) return 0; // not from a journal: nothing in Redis to account for
     const at = this.clock.now();
-    const moved = await this.redis.parkChangeScript(this.keys.pending(userId), this.keys.deadLetters(userId), field, JSON.stringify(err.message.slice(0, 500)), at.toISOString());
-    if (moved === 1) await this.redis.zadd(this.keys.deadLetterIndex(), at.getTime(), userId);
-    return moved;
+    const moved = await this.scripts.parkChange({ userId, field, error: err.message, at });
+    if (moved) await this.redis.zadd(this.keys.deadLetterIndex(), at.getTime(), userId);
+    return moved ? 1 : 0;
   }
 
   /** Dead letters, oldest users first: what an operator sees. */
@@ -161,43 +206,42 @@ export class PersistenceService {
 
   /** Puts a dead letter back into its journal and queues it (an operator's retry). False if none. */
   async retryDeadLetter(userId: string, changeId: string): Promise<boolean> {
-    const [json, left] = await this.redis.unparkChangeScript(this.keys.pending(userId), this.keys.deadLetters(userId), changeId);
-    if (Number(left) === 0) await this.redis.zrem(this.keys.deadLetterIndex(), userId);
-    if (!json) return false;
-    await this.queues.add('persist-changes', { changes: [JSON.parse(json) as LedgerChange] });
+    const { change, left } = await this.scripts.unparkChange(userId, changeId, this.clock.now());
+    if (left === 0) await this.redis.zrem(this.keys.deadLetterIndex(), userId);
+    if (!change) return false;
+    await this.queues.add('persist-changes', { changes: [JSON.parse(change) as LedgerChange] });
     return true;
   }
 
-  /** Removes persisted changes from the users' journals. */
+  /** Removes persisted changes from the users' journals (and users with nothing left from the index). */
   async acknowledge(changes: Pick<LedgerChange, 'kind' | 'id' | 'userId'>[]): Promise<void> {
     const byUser = new Map<string, string[]>();
     for (const c of changes) byUser.set(c.userId, [...(byUser.get(c.userId) ?? []), journalId(c)]);
-    await Promise.all([...byUser].map(([userId, ids]) => this.redis.hdel(this.keys.pending(userId), ...ids)));
+    await Promise.all([...byUser].map(([userId, ids]) => this.scripts.ackChanges(userId, ids)));
   }
 
-  /** Every journal entry, in batches of user keys. */
-  async *journalEntries(): AsyncGenerator<LedgerChange[]> {
-    for await (const keys of scanKeys(this.redis, this.keys.pendingPattern())) {
-      const batch: LedgerChange[] = [];
-      for (const key of keys) {
-        for (const json of Object.values(await this.redis.hgetall(key))) {
-          try {
-            batch.push(JSON.parse(json) as LedgerChange);
-          } catch {
-            this.logger.error({ key }, 'unreadable journal entry');
-          }
-        }
-      }
-      if (batch.length > 0) yield batch;
-    }
-  }
-
-  /** Re-enqueues journal entries older than `olderThanMs`. Returns how many. */
+  /**
+   * Re-enqueues journal entries older than `olderThanMs`. Returns how many. Reads the journal index
+   * (users whose oldest entry is that old), kept by the scripts that journal: its cost is the index
+   * keys and the stale entries, not the keyspace.
+   */
   async sweep(olderThanMs: number): Promise<number> {
     const cutoff = this.clock.now().getTime() - olderThanMs;
     let count = 0;
-    for await (const batch of this.journalEntries()) {
-      const stale = batch.filter((c) => Date.parse(c.at) <= cutoff);
+    const indexKeys = this.keys.indexTags().map((t) => this.keys.journalIndexOf(t));
+    for await (const users of dueMembers(this.redis, indexKeys, cutoff)) {
+      const journals = await Promise.all(users.map((u) => this.redis.hgetall(this.keys.pending(u))));
+      const stale: LedgerChange[] = [];
+      journals.forEach((journal, i) => {
+        for (const json of Object.values(journal)) {
+          try {
+            const change = JSON.parse(json) as LedgerChange;
+            if (!(Date.parse(change.at) > cutoff)) stale.push(change);
+          } catch {
+            this.logger.error({ userId: users[i] }, 'unreadable journal entry');
+          }
+        }
+      });
       for (let i = 0; i < stale.length; i += this.opts.batchSize) {
         await this.queues.add('persist-changes', { changes: stale.slice(i, i + this.opts.batchSize) });
       }
@@ -207,15 +251,17 @@ export class PersistenceService {
     return count;
   }
 
-  /** Number of changes recorded in Redis and not yet persisted. */
+  /** Number of changes recorded in Redis and not yet persisted (journals of the users in the index). */
   async pendingCount(): Promise<number> {
     let n = 0;
-    for await (const keys of scanKeys(this.redis, this.keys.pendingPattern())) {
-      const lengths = await Promise.all(keys.map((k) => this.redis.hlen(k)));
+    const indexKeys = this.keys.indexTags().map((t) => this.keys.journalIndexOf(t));
+    for await (const users of dueMembers(this.redis, indexKeys, Number.MAX_SAFE_INTEGER)) {
+      const lengths = await Promise.all(users.map((u) => this.redis.hlen(this.keys.pending(u))));
       n += lengths.reduce((a, b) => a + b, 0);
     }
     return n;
   }
+
 }
 
 /** A change that is not a change this service writes (a job added by hand, a corrupted journal). */

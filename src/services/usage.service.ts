@@ -45,6 +45,8 @@ export class UsageService {
     private readonly catalogue: CatalogueService,
     private readonly calendar: BusinessCalendar,
     private readonly clock: Clock,
+    /** the first instant whose records are kept (older ones are archived) */
+    private readonly keptFrom: () => Date,
   ) {}
 
   /** A bound given as a business day covers the whole day; a full ISO timestamp is taken as it is. */
@@ -77,7 +79,7 @@ export class UsageService {
     const cursor = q.cursor ? decodeCursor(q.cursor) : undefined;
     const [rows, total] = await Promise.all([
       this.usage.listRecords(filter, q.pageSize + 1, (q.page - 1) * q.pageSize, cursor),
-      this.usage.countRecords(filter),
+      this.usage.countRecords(filter, this.calendar.day(this.keptFrom())),
     ]);
     const page = rows.slice(0, q.pageSize);
     const last = page[page.length - 1];

@@ -1,44 +1,54 @@
 import { Worker, type Job } from 'bullmq';
-import type { AppContext } from '../context.js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../lib/metrics.js';
+import type { JobQueues } from '../jobs/queues.js';
 import { createRedis } from '../redis/connection.js';
-import { QueueNames, type JobName, type QueueName } from '../jobs/jobs.js';
+import { QueueNames, type JobName, type JobPayloads, type QueueName } from '../jobs/jobs.js';
 import { backoffStrategy } from '../jobs/queues.js';
-import { persistChangesProcessor } from './persist-changes.processor.js';
-import { sweepPendingProcessor } from './sweep-pending.processor.js';
-import { applyPaymentProcessor } from './apply-payment.processor.js';
-import { reconcileProcessor } from './reconcile.processor.js';
-import { expireReservationProcessor, expireReservationsProcessor } from './expire-reservation.processor.js';
+import { jobHandlers, runJob, type HandlerDeps } from './handlers.js';
 
-type Processor = (job: Job) => Promise<unknown>;
+type AnyJob = Job<JobPayloads[JobName], unknown, JobName>;
 
 /** The start-up sweep runs this long after a worker starts and takes journal entries at least this old. */
 const START_SWEEP_AFTER_MS = 3_000;
 
-/** Starts one BullMQ worker per queue, dispatching each job to its processor by job name. */
-export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = QueueNames): { workers: Worker[]; close(): Promise<void> } {
-  const processors: Record<JobName, Processor> = {
-    'persist-changes': persistChangesProcessor(ctx.persistence) as Processor,
-    'apply-payment': applyPaymentProcessor(ctx.recharges) as Processor,
-    'sweep-pending': sweepPendingProcessor(ctx.persistence, ctx.config.persistence.sweepAfterMs) as Processor,
-    'expire-reservation': expireReservationProcessor(ctx.reservations) as Processor,
-    'expire-reservations': expireReservationsProcessor(ctx.reservations) as Processor,
-    reconcile: reconcileProcessor(ctx.reconciliation) as Processor,
-    'prune-quota-periods': (async () => ({ deleted: await ctx.accounts.prunePeriods() })) as Processor,
-  };
-  const connection = createRedis(ctx.config.redis.url!, 'blocking');
+/** The correlation id of the request that queued the job, else the job id. */
+const correlationOf = (job: AnyJob | undefined) =>
+  (job?.data as { correlationId?: string } | undefined)?.correlationId ?? job?.id;
+
+/** What the workers use: the handlers' services, the queue settings, a Redis URL for their own connection. */
+export interface WorkerDeps extends HandlerDeps {
+  redisUrl: string;
+  queue: Config['queue'];
+  queues: Pick<JobQueues, 'add'>;
+  logger: Logger;
+  metrics: Pick<Metrics, 'jobDuration' | 'persistenceLag'>;
+}
+
+/** Starts one BullMQ worker per queue, dispatching each job to its handler by job name. */
+export function startWorkers(
+  d: WorkerDeps,
+  queues: readonly QueueName[] = QueueNames,
+): { workers: Worker<JobPayloads[JobName], unknown, JobName>[]; close(): Promise<void> } {
+  const handlers = jobHandlers(d);
+  const connection = createRedis(d.redisUrl, 'blocking');
   const workers = queues.map((queue) => {
-    const worker = new Worker(
+    const worker = new Worker<JobPayloads[JobName], unknown, JobName>(
       queue,
       async (job) => {
-        const processor = processors[job.name as JobName];
-        if (!processor) throw new Error(`no processor for job ${job.name}`);
-        const log = ctx.logger.child({ job: job.name, jobId: job.id, attempt: job.attemptsMade + 1, correlationId: (job.data as { correlationId?: string })?.correlationId ?? job.id });
-        const stop = ctx.metrics.jobDuration.startTimer({ job: job.name });
+        const log = d.logger.child({
+          job: job.name,
+          jobId: job.id,
+          attempt: job.attemptsMade + 1,
+          correlationId: correlationOf(job),
+        });
+        const stop = d.metrics.jobDuration.startTimer({ job: job.name });
         try {
-          const result = await processor(job);
+          const result = await runJob(handlers, job);
           stop({ result: 'ok' });
           const lag = (result as { lagMs?: number } | undefined)?.lagMs;
-          if (typeof lag === 'number') ctx.metrics.persistenceLag.observe(lag / 1000);
+          if (typeof lag === 'number') d.metrics.persistenceLag.observe(lag / 1000);
           log.debug('job done');
           return result;
         } catch (err) {
@@ -48,22 +58,33 @@ export function startWorkers(ctx: AppContext, queues: readonly QueueName[] = Que
       },
       {
         connection,
-        prefix: ctx.config.queue.prefix,
-        concurrency: ctx.config.queue.workerConcurrency,
-        lockDuration: ctx.config.queue.lockDurationMs,
-        stalledInterval: ctx.config.queue.stalledIntervalMs,
+        prefix: d.queue.prefix,
+        concurrency: d.queue.workerConcurrency,
+        lockDuration: d.queue.lockDurationMs,
+        stalledInterval: d.queue.stalledIntervalMs,
         settings: { backoffStrategy },
       },
     );
-    worker.on('failed', (job, err) => ctx.logger.warn({ job: job?.name, jobId: job?.id, correlationId: job?.data?.correlationId ?? job?.id, attempts: job?.attemptsMade, err: err.message }, 'job failed'));
-    worker.on('error', (err) => ctx.logger.error({ err: err.message, queue }, 'worker error'));
+    worker.on('failed', (job, err) =>
+      d.logger.warn(
+        {
+          job: job?.name,
+          jobId: job?.id,
+          correlationId: correlationOf(job),
+          attempts: job?.attemptsMade,
+          err: err.message,
+        },
+        'job failed',
+      ),
+    );
+    worker.on('error', (err) => d.logger.error({ err: err.message, queue }, 'worker error'));
     return worker;
   });
   // What a dead process left unpersisted (its buffer, a job it never enqueued) is recovered at once,
   // not at the sweep's usual age: entries older than a few seconds are past any live API's buffer.
-  void ctx.queues
+  void d.queues
     .add('sweep-pending', { olderThanMs: START_SWEEP_AFTER_MS }, { delay: START_SWEEP_AFTER_MS })
-    .catch((err: Error) => ctx.logger.warn({ err: err.message }, 'start-up sweep not queued; the scheduled one follows'));
+    .catch((err: Error) => d.logger.warn({ err: err.message }, 'start-up sweep not queued; the scheduled one follows'));
   return {
     workers,
     async close() {

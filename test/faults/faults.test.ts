@@ -81,7 +81,7 @@ describe('fault injection', function () {
       expect(o.unknown.length + o.accepted.length + o.refused.length).to.equal(3000);
       await settle(h, o);
       // Batches whose enqueue failed while Redis was down are still in the journals: the sweep finds them.
-      await h.running.ctx.persistence.sweep(0);
+      await h.probe.persistence.sweep(0);
       await h.drain(90_000);
       await assertExactlyOnce(h, o);
     } finally {

@@ -103,17 +103,17 @@ describe('fault injection: hostile input', function () {
   after(() => h.stop());
 
   it('answers at least 500 generated hostile requests with a 4xx and a code, never a 5xx, and changes nothing', async () => {
-    const ctx = h.running.ctx;
+    const probe = h.probe;
     const user = h.user('target');
     await seedBalance(h, user, 1_000_000n);
     const rsv = (await h.post('/internal/v1/billing/reservations', { request_id: 'keep', user_id: user, service_name: 'passport', count: 1 })).body.data.reservationId;
     await h.drain();
     const snapshot = async () => ({
       account: (await h.get('/api/v1/billing/account', { user_id: user })).body.data,
-      records: Number((await ctx.db('consumption_records').count({ n: '*' }).first())!.n),
-      ledger: Number((await ctx.db('ledger_entries').count({ n: '*' }).first())!.n),
-      orders: Number((await ctx.db('recharge_orders').count({ n: '*' }).first())!.n),
-      journal: await ctx.persistence.pendingCount(),
+      records: Number((await probe.db('consumption_records').count({ n: '*' }).first())!.n),
+      ledger: Number((await probe.db('ledger_entries').count({ n: '*' }).first())!.n),
+      orders: Number((await probe.db('recharge_orders').count({ n: '*' }).first())!.n),
+      journal: await probe.persistence.pendingCount(),
     });
     const before = await snapshot();
     const cases = generate(user, encodeURIComponent(rsv));

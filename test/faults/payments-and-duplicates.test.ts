@@ -22,14 +22,14 @@ describe('fault injection: payments and duplicates', function () {
     for (const o of orders) expect(await h.sim!.pay(o.paymentId, 'lost')).to.deep.equal([]);
     // Deductions go on meanwhile (free quota).
     await Promise.all(users.map((u) => h.post('/internal/v1/billing/deduct', { request_id: 'd', user_id: u, service_name: 'passport' })));
-    const run = await h.running.ctx.reconciliation.run('manual');
+    const run = await h.probe.reconciliation.run('manual');
     expect(run.orders_completed).to.equal(10);
     await h.drain();
     // The callbacks finally arrive, twice each: nothing more is credited.
     for (const o of orders) await h.sim!.pay(o.paymentId, 'duplicate');
     await h.drain();
     for (const u of users) expect((await h.get('/api/v1/billing/account', { user_id: u })).body.data.balance).to.equal('10.00');
-    const failed = await h.running.ctx.db('recharge_orders').whereIn('user_id', users).where('status', 'failed').count({ n: '*' }).first();
+    const failed = await h.probe.db('recharge_orders').whereIn('user_id', users).where('status', 'failed').count({ n: '*' }).first();
     expect(Number(failed!.n)).to.equal(10);
     await h.assertInvariant(users);
   });
@@ -51,7 +51,7 @@ describe('fault injection: payments and duplicates', function () {
     expect(deducts.filter((r) => !r.body.data.duplicate)).to.have.length(1);
     await h.drain();
     expect((await h.get('/api/v1/billing/account', { user_id: user })).body.data.balance).to.equal('2.993');
-    const ledger = await h.running.ctx.db('ledger_entries').where({ user_id: user }).select('entry_type');
+    const ledger = await h.probe.db('ledger_entries').where({ user_id: user }).select('entry_type');
     expect(ledger.map((l) => l.entry_type).sort()).to.deep.equal(['deduction', 'recharge']);
     await h.assertInvariant([user]);
   });

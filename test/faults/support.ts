@@ -110,7 +110,7 @@ export async function settle(h: Harness, o: Outcomes): Promise<void> {
 /** SPEC 7.1: every accepted call has exactly one record; no refused call has one. */
 export async function assertExactlyOnce(h: Harness, o: Outcomes): Promise<void> {
   const users = [...new Set([...o.accepted, ...o.refused].map((c) => c.user_id))];
-  const rows: { user_id: string; request_id: string }[] = await h.running.ctx.db('consumption_records').whereIn('user_id', users).select('user_id', 'request_id');
+  const rows: { user_id: string; request_id: string }[] = await h.probe.db('consumption_records').whereIn('user_id', users).select('user_id', 'request_id');
   const stored = rows.map((r) => `${r.user_id}/${r.request_id}`).sort();
   const accepted = o.accepted.map((c) => `${c.user_id}/${c.request_id}`).sort();
   expect(stored.length, 'records vs accepted calls').to.equal(accepted.length);

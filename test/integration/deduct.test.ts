@@ -115,18 +115,18 @@ describe('gateway check and deduct', function () {
       const user = apiOnly.user('twice');
       await seedBalance(apiOnly, user, 5_000_000n);
       await apiOnly.post(DEDUCT, { request_id: 'j1', user_id: user, service_name: 'asset', count: 4 });
-      const ctx = apiOnly.running.ctx;
+      const probe = apiOnly.probe;
       const changes = await collectJournal(apiOnly, user);
       expect(changes).to.have.length(2); // the seed credit and the deduction
-      const results = await Promise.all([1, 2, 3].map(() => ctx.persistence.persist(changes).catch((e: Error) => e)));
+      const results = await Promise.all([1, 2, 3].map(() => probe.persistence.persist(changes).catch((e: Error) => e)));
       const applied = results.filter((r) => !(r instanceof Error)).map((r) => (r as { applied: number }).applied);
       // Racing transactions collide on a unique key and roll back; the retry finds the change stored.
       expect(applied.filter((n) => n > 0)).to.deep.equal([2]);
-      const again = await ctx.persistence.persist(changes);
+      const again = await probe.persistence.persist(changes);
       expect(again).to.include({ applied: 0, alreadyPersisted: 2 });
-      expect(await ctx.repositories.ledger.balanceAndLedgerSum(user)).to.deep.equal({ balance: 3_000_000n, ledgerSum: 3_000_000n });
+      expect(await probe.repositories.ledger.balanceAndLedgerSum(user)).to.deep.equal({ balance: 3_000_000n, ledgerSum: 3_000_000n });
       expect((await apiOnly.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(1);
-      expect(await ctx.persistence.pendingCount()).to.equal(0);
+      expect(await probe.persistence.pendingCount()).to.equal(0);
       await apiOnly.assertInvariant([user]);
     } finally {
       await apiOnly.stop();
@@ -155,7 +155,7 @@ describe('gateway check and deduct', function () {
 
 /** The user's journal entries as they are before the worker acknowledges them. */
 async function collectJournal(h: Harness, userId: string) {
-  const ctx = h.running.ctx;
-  const entries = await ctx.redis.hgetall(ctx.keys.pending(userId));
+  const probe = h.probe;
+  const entries = await probe.redis.hgetall(probe.keys.pending(userId));
   return Object.values(entries).map((v) => JSON.parse(v));
 }

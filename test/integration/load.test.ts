@@ -20,12 +20,12 @@ describe('20,000 deductions over 200 users', function () {
     // Interleave users so that every user's calls race with everybody else's.
     calls.sort((a, b) => Number(a.request_id.slice(1)) - Number(b.request_id.slice(1)));
 
-    const ctx = h.running.ctx;
+    const probe = h.probe;
     let maxBacklog = 0;
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        maxBacklog = Math.max(maxBacklog, await ctx.persistence.pendingCount());
+        maxBacklog = Math.max(maxBacklog, await probe.persistence.pendingCount());
         await new Promise((r) => setTimeout(r, 250));
       }
     })();
@@ -50,9 +50,9 @@ describe('20,000 deductions over 200 users', function () {
       `persistence caught up ${lagMs} ms after the last answer; largest backlog ${maxBacklog} changes`);
     expect(outcome).to.deep.equal({ ok: 16_000, refused: 4_000, other: 0 });
     await h.assertInvariant(users);
-    const perUser = await ctx.db('consumption_records').whereIn('user_id', users).groupBy('user_id').select('user_id', ctx.db.raw('COUNT(*) AS n'), ctx.db.raw('SUM(free_count) AS free'), ctx.db.raw('SUM(amount) AS amount'));
+    const perUser = await probe.db('consumption_records').whereIn('user_id', users).groupBy('user_id').select('user_id', probe.db.raw('COUNT(*) AS n'), probe.db.raw('SUM(free_count) AS free'), probe.db.raw('SUM(amount) AS amount'));
     expect(perUser).to.have.length(200);
     for (const row of perUser) expect({ n: Number(row.n), free: String(row.free), amount: String(row.amount) }).to.deep.equal({ n: 80, free: '30', amount: '50000' });
-    for (const u of users) expect(await ctx.redis.hget(ctx.keys.account(u), 'bal')).to.equal('0');
+    for (const u of users) expect(await probe.redis.hget(probe.keys.account(u), 'bal')).to.equal('0');
   });
 });

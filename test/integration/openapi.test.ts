@@ -48,6 +48,9 @@ describe('OpenAPI document and /docs', function () {
     await h.post('/internal/v1/billing/deduct', { request_id: 'oa-2', user_id: user, service_name: 'passport', count: 'x' });
     await h.post('/internal/v1/billing/deduct', { request_id: 'oa-3', user_id: h.user('poor'), service_name: 'payment', count: 10_000 });
     await h.post('/internal/v1/billing/deduct', { request_id: 'oa-4', user_id: user, service_name: 'passport' }, { authorization: 'Bearer wrong' });
+    await h.post('/internal/v1/billing/check/batch', { items: [{ user_id: user, service_name: 'passport' }, { user_id: user, service_name: 'nope' }] });
+    await h.post('/internal/v1/billing/deduct/batch', { items: [{ request_id: 'oa-b1', user_id: user, service_name: 'passport' }, { request_id: 'oa-b2', user_id: user, service_name: 'nope' }] });
+    await h.post('/internal/v1/billing/deduct/batch', { items: [] });
     const held = await h.post('/internal/v1/billing/reservations', { request_id: 'oa-r1', user_id: user, service_name: 'passport', count: 3 });
     await h.post(`/internal/v1/billing/reservations/${held.body.data.reservationId}/commit`, { count: 2 });
     const held2 = await h.post('/internal/v1/billing/reservations', { request_id: 'oa-r2', user_id: user, service_name: 'passport', count: 1 });
@@ -105,6 +108,7 @@ describe('OpenAPI document and /docs', function () {
     await h.get('/admin/v1/dead-letters', {});
     await fetch(`${h.url}/admin/queues`, { headers: admin }).then((r) => r.text());
     await fetch(`${h.url}/metrics`, { headers: admin }).then((r) => r.text());
+    await h.get('/health');
     await h.get('/healthz');
     await h.get('/readyz');
     await fetch(`${h.url}/docs`).then((r) => r.text());

@@ -16,7 +16,7 @@ async function balanceOf(h: Harness, user: string): Promise<string> {
 }
 
 async function rechargeEntries(h: Harness, user: string): Promise<number> {
-  return Number((await h.running.ctx.db('ledger_entries').where({ user_id: user, entry_type: 'recharge' }).count({ n: '*' }).first())!.n);
+  return Number((await h.probe.db('ledger_entries').where({ user_id: user, entry_type: 'recharge' }).count({ n: '*' }).first())!.n);
 }
 
 /** Sends a callback signed as the payment service would, with overridable body and timestamp. */
@@ -134,7 +134,7 @@ describe('recharge through the payment service', function () {
     const all = await Promise.all([1, 2, 3, 4, 5].map(() => recharge(h, user, 10, {}, headers)));
     const ids = new Set(all.map((r) => r.body.data.orderId));
     expect(ids.size).to.equal(1);
-    const count = await h.running.ctx.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first();
+    const count = await h.probe.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first();
     expect(Number(count!.n)).to.equal(1);
     const other = await recharge(h, user, 11, {}, headers);
     expect(other.status).to.equal(409);
@@ -151,7 +151,7 @@ describe('recharge through the payment service', function () {
       expect(r.body.details!.map((d) => d.field)).to.include(field);
     }
     expect((await h.get(`${RECHARGE}/ord_missing`, { user_id: user })).body.code).to.equal(10003);
-    expect(Number((await h.running.ctx.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first())!.n)).to.equal(0);
+    expect(Number((await h.probe.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first())!.n)).to.equal(0);
   });
 
   it('answers 503 / 10009 and marks the order failed when CreatePayment fails or stalls past the deadline', async () => {
@@ -167,7 +167,7 @@ describe('recharge through the payment service', function () {
     const took = Date.now() - started;
     expect(stalled.body.code).to.equal(10009);
     expect(took).to.be.within(1400, 4000); // PAYMENT_TIMEOUT is 1.5 s in the harness
-    const rows = await h.running.ctx.db('recharge_orders').where({ user_id: user }).orderBy('created_at').select('status', 'failure_reason');
+    const rows = await h.probe.db('recharge_orders').where({ user_id: user }).orderBy('created_at').select('status', 'failure_reason');
     expect(rows.map((r) => r.status)).to.deep.equal(['failed', 'failed']);
     expect(rows[1].failure_reason).to.match(/no answer within 1500 ms/);
   });
@@ -200,11 +200,11 @@ describe('recharge job killed mid-way', function () {
         expect(cb.status).to.equal(200);
         expect(await exited(child)).to.equal('SIGKILL');
 
-        const ctx = h.running.ctx;
-        const redisBal = await ctx.redis.hget(ctx.keys.account(user), 'bal');
+        const probe = h.probe;
+        const redisBal = await probe.redis.hget(probe.keys.account(user), 'bal');
         expect(redisBal).to.equal('20000000'); // credited in Redis once, before the crash
         // A fresh worker finds the stalled job and runs it again.
-        workers = startWorkers(ctx);
+        workers = startWorkers(probe.workers);
         await h.drain();
         expect(await balanceOf(h, user)).to.equal('20.00');
         expect(await rechargeEntries(h, user)).to.equal(1);
@@ -229,7 +229,7 @@ describe('correlation ids', function () {
       const sig = signPayload(CALLBACK_SECRET, raw, Math.floor(Date.now() / 1000));
       const res = await h.post(CALLBACK, raw, { 'x-payment-signature': sig, authorization: '', 'x-request-id': 'trace-callback-42' });
       expect(res.status).to.equal(200);
-      const job = await h.running.ctx.queues.queueOf('apply-payment').getJob(`pay-${order.orderId}-${order.paymentId}`);
+      const job = await h.probe.queues.queueOf('apply-payment').getJob(`pay-${order.orderId}-${order.paymentId}`);
       expect(job!.data.correlationId).to.equal('trace-callback-42');
     } finally {
       await h.stop();

@@ -16,17 +16,17 @@ describe('reconciliation', function () {
   });
   after(() => h.stop());
 
-  const run = () => h.running.ctx.reconciliation.run('manual');
+  const run = () => h.probe.reconciliation.run('manual');
 
   it('sets drifted Redis balance and free quota back to MySQL, and records each repair', async () => {
-    const ctx = h.running.ctx;
+    const probe = h.probe;
     const user = h.user('drift');
     await seedBalance(h, user, 1_000_000n);
     await h.post(DEDUCT, { request_id: 'd1', user_id: user, service_name: 'passport', count: 7 });
     await h.drain();
     // Drift made on purpose: Redis says 3.00 more, and 2 fewer free calls used, than MySQL.
-    await ctx.redis.hincrby(ctx.keys.account(user), 'bal', 3_000_000);
-    await ctx.redis.hset(ctx.keys.quota(user, ctx.calendar.period(ctx.clock.now())), 'passport', '3');
+    await probe.redis.hincrby(probe.keys.account(user), 'bal', 3_000_000);
+    await probe.redis.hset(probe.keys.quota(user, probe.calendar.period(probe.clock.now())), 'passport', '3');
     const summary = await run();
     expect(summary).to.include({ status: 'ok', repairs: 2, mismatches: 2 });
     const repairs = await h.get(`/admin/v1/reconciliation/runs/${summary.id}`, {}, admin);
@@ -39,12 +39,12 @@ describe('reconciliation', function () {
   });
 
   it('repairs a drift exactly once when two runs find it at the same time', async () => {
-    const ctx = h.running.ctx;
+    const probe = h.probe;
     const user = h.user('drift-twice');
     await seedBalance(h, user, 2_000_000n);
     await h.drain();
-    await ctx.redis.hincrby(ctx.keys.account(user), 'bal', 700_000);
-    await ctx.db('accounts').where({ user_id: user }).update({ balance: ctx.db.raw('balance + 300') });
+    await probe.redis.hincrby(probe.keys.account(user), 'bal', 700_000);
+    await probe.db('accounts').where({ user_id: user }).update({ balance: probe.db.raw('balance + 300') });
     const runs = await Promise.all([run(), run(), run()]);
     const repairs = (await Promise.all(runs.map((r) => h.get(`/admin/v1/reconciliation/runs/${r.id}`, {}, admin))))
       .flatMap((r) => r.body.data.repairs)
@@ -52,37 +52,76 @@ describe('reconciliation', function () {
     // One MySQL repair (to the ledger) and one Redis repair (to MySQL), whichever run made them.
     expect(repairs.map((r: any) => r.subject).sort()).to.deep.equal(['bal', 'mysql_balance']);
     await h.assertInvariant([user]);
-    expect((await ctx.repositories.ledger.balanceAndLedgerSum(user)).balance).to.equal(2_000_000n);
+    expect((await probe.repositories.ledger.balanceAndLedgerSum(user)).balance).to.equal(2_000_000n);
   });
 
   it('sets a MySQL balance that disagrees with its ledger to the ledger sum', async () => {
-    const ctx = h.running.ctx;
+    const probe = h.probe;
     const user = h.user('ledger');
     await seedBalance(h, user, 2_000_000n);
     await h.drain();
-    await ctx.db('accounts').where({ user_id: user }).update({ balance: ctx.db.raw('balance + 500') });
+    await probe.db('accounts').where({ user_id: user }).update({ balance: probe.db.raw('balance + 500') });
     const summary = await run();
     expect(summary.repairs).to.equal(1); // MySQL only: Redis was right all along and stays untouched
     const repairs = (await h.get(`/admin/v1/reconciliation/runs/${summary.id}`, {}, admin)).body.data.repairs;
     expect(repairs).to.deep.equal([{ userId: user, kind: 'ledger_vs_balance', subject: 'mysql_balance', before: '2000500', after: '2000000', repaired: true, note: 'MySQL balance set to the ledger sum' }]);
-    const { balance, ledgerSum } = await ctx.repositories.ledger.balanceAndLedgerSum(user);
+    const { balance, ledgerSum } = await probe.repositories.ledger.balanceAndLedgerSum(user);
     expect(balance).to.equal(ledgerSum);
     expect(balance).to.equal(2_000_000n);
     await h.assertInvariant([user]);
   });
 
+  it('verifies only the entries added since the last run, and a full audit sums the whole ledger', async () => {
+    const probe = h.probe;
+    const user = h.user('since-audit');
+    await seedBalance(h, user, 5_000_000n);
+    await h.post(DEDUCT, { request_id: 'a1', user_id: user, service_name: 'passport', count: 7 });
+    await h.drain();
+    await run();
+    const verified = await probe.db('accounts').where({ user_id: user }).first('audited_entry_id', 'audited_balance');
+    const latest = await probe.db('ledger_entries').where({ user_id: user }).max({ id: 'id' }).first();
+    expect(String(verified.audited_entry_id)).to.equal(String(latest!.id));
+    expect(String(verified.audited_balance)).to.equal('4980000');
+
+    // History rewritten behind the verified entry: a run over what changed does not re-sum it ...
+    const first = await probe.db('ledger_entries').where({ user_id: user }).orderBy('id').first('id');
+    await probe.db('ledger_entries').where({ id: first.id }).update({ amount: probe.db.raw('amount + 7') });
+    await h.post(DEDUCT, { request_id: 'a2', user_id: user, service_name: 'passport', count: 1 });
+    await h.drain();
+    await probe.repositories.reconciliation.setState('audit_cursor', '~'); // the rolling audit slice is elsewhere
+    const incremental = await run();
+    const mine = (id: number) => probe.db('reconciliation_repairs').where({ run_id: id, user_id: user });
+    expect(await mine(incremental.id)).to.have.length(0);
+    // ... a new entry that breaks the running balance is found at once ...
+    await probe.db('ledger_entries').insert({
+      user_id: user, entry_type: 'adjustment', ref_id: 'forged', amount: '100', balance_after: '4970100', note: 'forged', created_at: new Date(),
+    });
+    await probe.db('accounts').where({ user_id: user }).update({ changed_at: probe.db.raw('CURRENT_TIMESTAMP(3)') });
+    const caught = await run();
+    expect((await mine(caught.id)).map((r: any) => r.kind)).to.include('ledger_vs_balance');
+    // ... and the full audit, on demand, sums everything and sets MySQL to the ledger.
+    const full = await probe.reconciliation.run('manual', undefined, { full: true });
+    expect(full.users_checked).to.be.greaterThan(0);
+    const { balance, ledgerSum } = await probe.repositories.ledger.balanceAndLedgerSum(user);
+    expect(balance).to.equal(ledgerSum);
+    await probe.db('ledger_entries').where({ user_id: user }).del();
+    await probe.db('accounts').where({ user_id: user }).del();
+  });
+
   it('re-enqueues a recorded change whose job was lost', async () => {
     const apiOnly = await startHarness({ roles: ['api'], overrides: { persistence: { sweep_after: 0 } } });
     try {
-      const ctx = apiOnly.running.ctx;
+      const probe = apiOnly.probe;
       const user = apiOnly.user('orphan');
       await apiOnly.post(DEDUCT, { request_id: 'o1', user_id: user, service_name: 'passport' });
-      await ctx.persistence.drainBuffer();
-      await ctx.queues.queueOf('persist-changes').obliterate({ force: true });
-      const summary = await ctx.reconciliation.run('manual');
+      await probe.persistence.drainBuffer();
+      await probe.queues.queueOf('persist-changes').obliterate({ force: true });
+      const summary = await probe.reconciliation.run('manual');
       expect(summary.reenqueued).to.equal(1);
-      expect(summary.users_in_flight).to.be.greaterThan(0); // its journal was not empty: not compared
-      const workers = startWorkers(ctx, ['persistence']);
+      // Not yet in MySQL, so not among the accounts changed there: nothing of it is compared or repaired.
+      const repairs = await probe.db('reconciliation_repairs').where({ run_id: summary.id, user_id: user });
+      expect(repairs).to.have.length(0);
+      const workers = startWorkers(probe.workers, ['persistence']);
       try {
         await apiOnly.drain();
       } finally {

@@ -148,7 +148,7 @@ describe('reservation commit racing expiry', function () {
     const clock = new FakeClock(new Date('2026-11-10T00:00:00Z'));
     const h = await startHarness({ clock, roles: ['api'], overrides: { services: SERVICES } });
     try {
-      const ctx = h.running.ctx;
+      const probe = h.probe;
       const user = h.user('race');
       await seedBalance(h, user, 100_000_000n);
       const ids: string[] = [];
@@ -159,9 +159,9 @@ describe('reservation commit racing expiry', function () {
       let expired = 0;
       await Promise.all(ids.map(async (id, i) => {
         const [commit, expiry, sweep] = await Promise.all([
-          i % 2 ? h.post(commitPath(id), { count: 40 }) : ctx.reservations.release(id, 'expired').then(() => h.post(commitPath(id), { count: 40 })),
-          ctx.reservations.release(id, 'expired'),
-          ctx.reservations.expireDue(),
+          i % 2 ? h.post(commitPath(id), { count: 40 }) : probe.reservations.release(id, 'expired').then(() => h.post(commitPath(id), { count: 40 })),
+          probe.reservations.release(id, 'expired'),
+          probe.reservations.expireDue(),
         ]);
         void sweep;
         if (commit.status === 200) committed++;
@@ -177,12 +177,12 @@ describe('reservation commit racing expiry', function () {
 
       // Before the deadline the commit wins and the expiry finds nothing to return.
       const late = (await h.post(RESERVE, { request_id: 'w', user_id: user, service_name: 'tokens', count: 100, ttl_seconds: 60 })).body.data.reservationId;
-      const [c, e] = await Promise.all([h.post(commitPath(late), { count: 40 }), ctx.reservations.release(late, 'expired')]);
+      const [c, e] = await Promise.all([h.post(commitPath(late), { count: 40 }), probe.reservations.release(late, 'expired')]);
       expect(c.body.data.amount).to.equal('0.40');
       expect(e.outcome).to.be.oneOf(['not_due', 'committed']);
       expect(await account(h, user)).to.include({ heldAmount: '0.00', balance: '99.60' });
       const { startWorkers } = await import('../../src/workers/workers.js');
-      const workers = startWorkers(ctx, ['persistence']);
+      const workers = startWorkers(probe.workers, ['persistence']);
       try {
         await h.drain();
       } finally {

@@ -13,7 +13,7 @@ const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 async function failedJobs(h: Harness): Promise<number> {
   let n = 0;
-  for (const q of h.running.ctx.queues.all()) n += (await q.getJobCounts('failed')).failed;
+  for (const q of h.probe.queues.all()) n += (await q.getJobCounts('failed')).failed;
   return n;
 }
 
@@ -28,9 +28,9 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
     after(() => h.stop());
 
     it('is parked as a dead letter while the rest of its batch lands, and its money stays accounted', async () => {
-      const ctx = h.running.ctx;
+      const probe = h.probe;
       const [a, b, poisoned] = [h.user('dl-a'), h.user('dl-b'), h.user('dl-poison')];
-      let workers = startWorkers(ctx, ['persistence']);
+      let workers = startWorkers(probe.workers, ['persistence']);
       await seedBalance(h, poisoned, 1_000_000n);
       await h.drain();
       await workers.close();
@@ -39,16 +39,16 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
       const charged = await h.post(DEDUCT, { request_id: 'r1', user_id: poisoned, service_name: 'payment', count: 1001 });
       expect(charged.body.data).to.include({ freeCount: 1000, paidCount: 1, amount: '0.001', balance: '0.999' });
       // The job that carried them is lost, and the poisoned change is one MySQL cannot store (no such day).
-      await ctx.persistence.drainBuffer();
-      await ctx.queues.queueOf('persist-changes').obliterate({ force: true });
-      const journal = ctx.keys.pending(poisoned);
+      await probe.persistence.drainBuffer();
+      await probe.queues.queueOf('persist-changes').obliterate({ force: true });
+      const journal = probe.keys.pending(poisoned);
       const recordId = charged.body.data.recordId as string;
-      const entry = JSON.parse((await ctx.redis.hget(journal, recordId))!);
-      await ctx.redis.hset(journal, recordId, JSON.stringify({ ...entry, day: '2026-02-30' }));
+      const entry = JSON.parse((await probe.redis.hget(journal, recordId))!);
+      await probe.redis.hset(journal, recordId, JSON.stringify({ ...entry, day: '2026-02-30' }));
 
-      workers = startWorkers(ctx, ['persistence']);
+      workers = startWorkers(probe.workers, ['persistence']);
       try {
-        expect(await ctx.persistence.sweep(0)).to.equal(3); // one job: two good changes and the poisoned one
+        expect(await probe.persistence.sweep(0)).to.equal(3); // one job: two good changes and the poisoned one
         await h.drain();
         expect(await failedJobs(h)).to.equal(0);
         for (const user of [a, b]) {
@@ -65,7 +65,7 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
         expect(metrics).to.match(/^billing_dead_letters_total 1$/m);
 
         // Reconciliation sees the parked change as in flight: the money it took stays taken in Redis.
-        const run = await ctx.reconciliation.run('manual');
+        const run = await probe.reconciliation.run('manual');
         expect(run.users_in_flight).to.be.greaterThan(0);
         expect((await h.get('/api/v1/billing/account', { user_id: poisoned })).body.data.balance).to.equal('0.999');
 
@@ -95,11 +95,11 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
     });
 
     it('recovers, right after a worker starts, what a dead API left unpersisted', async () => {
-      const ctx = h.running.ctx;
+      const probe = h.probe;
       const user = h.user('restart');
       for (let i = 0; i < 5; i++) await h.post(DEDUCT, { request_id: `s${i}`, user_id: user, service_name: 'passport' });
-      await ctx.persistence.drainBuffer();
-      await ctx.queues.queueOf('persist-changes').obliterate({ force: true }); // the enqueue was lost
+      await probe.persistence.drainBuffer();
+      await probe.queues.queueOf('persist-changes').obliterate({ force: true }); // the enqueue was lost
       await new Promise((r) => setTimeout(r, 3_100)); // what a restart takes at the least
       const started = Date.now();
       // A worker of another process (its own context): the sweep at start-up, not a scheduled one.
@@ -141,14 +141,14 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
         const retry = await fetch(`${h.url}/admin/queues/api/queues/${queue}/retry/failed`, { method: 'PUT', headers: basic });
         expect(retry.status, queue).to.equal(405);
       }
-      const counts = await h.running.ctx.queues.queueOf('apply-payment').getJobCounts('waiting', 'delayed', 'active', 'completed');
+      const counts = await h.probe.queues.queueOf('apply-payment').getJobCounts('waiting', 'delayed', 'active', 'completed');
       expect(Object.values(counts).reduce((x, y) => x + y, 0)).to.equal(0);
     });
 
     it('credits no apply-payment job for a payment no signed callback or GetPayment confirmed', async () => {
       const user = h.user('mint');
       const order = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '50000.00', payment_method: 'alipay' })).body.data;
-      const job = await h.running.ctx.queues.add('apply-payment', { orderId: order.orderId, paymentId: order.paymentId, paidAt: new Date().toISOString() });
+      const job = await h.probe.queues.add('apply-payment', { orderId: order.orderId, paymentId: order.paymentId, paidAt: new Date().toISOString() });
       for (;;) {
         const state = await job.getState();
         if (state === 'failed' || state === 'completed') {
@@ -157,7 +157,7 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
         }
         await new Promise((r) => setTimeout(r, 50));
       }
-      const failed = await h.running.ctx.queues.queueOf('apply-payment').getJob(job.id!);
+      const failed = await h.probe.queues.queueOf('apply-payment').getJob(job.id!);
       expect(failed!.attemptsMade).to.equal(1); // unrecoverable: not retried
       expect(failed!.failedReason).to.match(/never confirmed/);
       expect((await h.get('/api/v1/billing/account', { user_id: user })).body.data.balance).to.equal('0.00');
@@ -171,7 +171,7 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
     });
 
     it('retries a failed job only through the admin API, with who and why', async () => {
-      const job = await h.running.ctx.queues.add('apply-payment', { orderId: 'ord_missing', paymentId: 'p', paidAt: new Date().toISOString() });
+      const job = await h.probe.queues.add('apply-payment', { orderId: 'ord_missing', paymentId: 'p', paidAt: new Date().toISOString() });
       while ((await job.getState()) !== 'failed') await new Promise((r) => setTimeout(r, 50));
       const path = `/admin/v1/jobs/payments/${job.id}/retry`;
       expect((await h.post(path, { operator: 'ops' }, admin)).status).to.equal(400); // no reason
@@ -181,11 +181,11 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
       expect(ok.body.data).to.include({ job: 'apply-payment', status: 'retried' });
       expect((await h.post('/admin/v1/jobs/nope/1/retry', { operator: 'o', reason: 'why' }, admin)).status).to.equal(404);
       while ((await job.getState()) !== 'failed') await new Promise((r) => setTimeout(r, 50));
-      await (await h.running.ctx.queues.queueOf('apply-payment').getJob(job.id!))!.remove();
+      await (await h.probe.queues.queueOf('apply-payment').getJob(job.id!))!.remove();
     });
 
     it('asks about every pending order in turn: 1,000 whose GetPayment fails do not starve a newer one', async () => {
-      const ctx = h.running.ctx;
+      const probe = h.probe;
       const user = h.user('starve');
       const old = new Date(Date.now() - 3_600_000);
       const junk = Array.from({ length: 1000 }, () => ({
@@ -197,18 +197,18 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
         status: 'pending',
         created_at: old,
       }));
-      await ctx.db('recharge_orders').insert(junk);
+      await probe.db('recharge_orders').insert(junk);
       const real = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '3.00', payment_method: 'alipay' })).body.data;
       expect(await h.sim!.pay(real.paymentId, 'lost')).to.deep.equal([]);
-      await ctx.db('recharge_orders').where({ order_id: real.orderId }).update({ created_at: new Date(old.getTime() + 1000) });
+      await probe.db('recharge_orders').where({ order_id: real.orderId }).update({ created_at: new Date(old.getTime() + 1000) });
       try {
-        await ctx.reconciliation.run('manual'); // the 1,000 oldest: the payment service knows none of them
-        await ctx.reconciliation.run('manual');
+        await probe.reconciliation.run('manual'); // the 1,000 oldest: the payment service knows none of them
+        await probe.reconciliation.run('manual');
         await h.drain();
         expect((await h.get(`/api/v1/billing/recharge/${real.orderId}`, { user_id: user })).body.data.status).to.equal('paid');
         expect((await h.get('/api/v1/billing/account', { user_id: user })).body.data.balance).to.equal('3.00');
       } finally {
-        await ctx.db('recharge_orders').whereIn('order_id', junk.map((j) => j.order_id)).update({ status: 'closed' });
+        await probe.db('recharge_orders').whereIn('order_id', junk.map((j) => j.order_id)).update({ status: 'closed' });
       }
     });
 

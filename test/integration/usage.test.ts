@@ -101,7 +101,7 @@ describe('records and statistics', function () {
     const acct = await h.get('/api/v1/billing/account', { user_id: u });
     expect(acct.body.data.quotas.find((q: any) => q.serviceName === 'passport')).to.deep.equal({ serviceName: 'passport', totalQuota: 5, usedQuota: 1, remainingQuota: 4, period: '2026-12' });
     await h.drain();
-    const rows = await h.running.ctx.db('quota_usage').where({ user_id: u }).orderBy('period').select('period', 'used');
+    const rows = await h.probe.db('quota_usage').where({ user_id: u }).orderBy('period').select('period', 'used');
     expect(rows).to.deep.equal([{ period: '202611', used: '5' }, { period: '202612', used: '1' }]);
     await h.assertInvariant([u]);
   });
@@ -113,12 +113,12 @@ describe('quota period housekeeping', function () {
     const clock = new FakeClock(new Date('2026-12-01T16:30:00Z')); // 00:30 on 2 Dec, Shanghai
     const h = await startHarness({ clock, roles: ['api'] });
     try {
-      const ctx = h.running.ctx;
+      const probe = h.probe;
       const u = h.user('prune');
-      for (const p of ['202609', '202610', '202611', '202612']) await ctx.redis.hset(ctx.keys.quota(u, p), 'passport', '1');
-      expect(await ctx.accounts.prunePeriods()).to.equal(2);
-      expect(await ctx.accounts.prunePeriods()).to.equal(0);
-      for (const [p, n] of [['202609', 0], ['202610', 0], ['202611', 1], ['202612', 1]] as const) expect(await ctx.redis.exists(ctx.keys.quota(u, p)), p).to.equal(n);
+      for (const p of ['202609', '202610', '202611', '202612']) await probe.redis.hset(probe.keys.quota(u, p), 'passport', '1');
+      expect(await probe.accounts.prunePeriods()).to.equal(2);
+      expect(await probe.accounts.prunePeriods()).to.equal(0);
+      for (const [p, n] of [['202609', 0], ['202610', 0], ['202611', 1], ['202612', 1]] as const) expect(await probe.redis.exists(probe.keys.quota(u, p)), p).to.equal(n);
     } finally {
       await h.stop();
     }
@@ -130,18 +130,18 @@ describe('persistence sweep', function () {
     this.timeout(60_000);
     const h = await startHarness({ roles: ['api'] });
     try {
-      const ctx = h.running.ctx;
+      const probe = h.probe;
       const user = h.user('lost');
       await seedBalance(h, user, 10_000_000n);
       for (let i = 0; i < 5; i++) await h.post(DEDUCT, { request_id: `l${i}`, user_id: user, service_name: 'passport', count: 3000 });
-      await ctx.persistence.drainBuffer();
+      await probe.persistence.drainBuffer();
       // The crash: every queued persistence job is gone; only the journal in Redis remains.
-      await ctx.queues.queueOf('persist-changes').obliterate({ force: true });
-      expect(await ctx.persistence.pendingCount()).to.equal(6);
-      expect(await ctx.persistence.sweep(60_000)).to.equal(0); // too young to sweep
-      expect(await ctx.persistence.sweep(0)).to.equal(6);
+      await probe.queues.queueOf('persist-changes').obliterate({ force: true });
+      expect(await probe.persistence.pendingCount()).to.equal(6);
+      expect(await probe.persistence.sweep(60_000)).to.equal(0); // too young to sweep
+      expect(await probe.persistence.sweep(0)).to.equal(6);
       const { startWorkers } = await import('../../src/workers/workers.js');
-      const workers = startWorkers(ctx);
+      const workers = startWorkers(probe.workers);
       try {
         await h.drain();
       } finally {

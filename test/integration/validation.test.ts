@@ -15,11 +15,11 @@ describe('input validation and errors', function () {
   after(() => h.stop());
 
   const snapshot = async () => {
-    const ctx = h.running.ctx;
+    const probe = h.probe;
     return {
       account: (await h.get('/api/v1/billing/account', { user_id: user })).body.data,
-      pending: await ctx.persistence.pendingCount(),
-      mysql: await ctx.repositories.ledger.balanceAndLedgerSum(user),
+      pending: await probe.persistence.pendingCount(),
+      mysql: await probe.repositories.ledger.balanceAndLedgerSum(user),
     };
   };
 

@@ -3,7 +3,24 @@ import { expect } from 'chai';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { startRoles, type Running, type Role } from '../../src/main/processes.js';
 import { createLogger } from '../../src/lib/logger.js';
-import type { Clock } from '../../src/lib/clock.js';
+import { BusinessCalendar, type Clock } from '../../src/lib/clock.js';
+import { workerDeps } from '../../src/context.js';
+import type { WorkerDeps } from '../../src/workers/workers.js';
+import type { RedisClient } from '../../src/redis/connection.js';
+import type { RedisKeys } from '../../src/redis/keys.js';
+import type { Db } from '../../src/repositories/database.js';
+import type { JobQueues } from '../../src/jobs/queues.js';
+import { AccountRepository } from '../../src/repositories/account.repository.js';
+import { LedgerRepository } from '../../src/repositories/ledger.repository.js';
+import { ReconciliationRepository } from '../../src/repositories/reconciliation.repository.js';
+import type { AccountService } from '../../src/services/account.service.js';
+import type { AdminService } from '../../src/services/admin.service.js';
+import type { CreditService } from '../../src/services/credit.service.js';
+import type { PersistenceService } from '../../src/services/persistence.service.js';
+import type { ReconciliationService } from '../../src/services/reconciliation.service.js';
+import type { ReservationService } from '../../src/services/reservation.service.js';
+import type { ArchiveService } from '../../src/services/archive.service.js';
+import { RechargeRepository } from '../../src/repositories/recharge.repository.js';
 import { testServers } from './servers.js';
 import { PaymentSimulator } from '../../simulator/payment-simulator.js';
 
@@ -16,9 +33,42 @@ export interface ApiResponse<T = any> {
   body: { success: boolean; data: T; code?: number; message?: string; details?: { field: string; message: string }[] };
 }
 
+/**
+ * What tests read and drive beside HTTP: the stores and their key layout, the queues, repositories over
+ * the same database, the services that have no route (sweeps, runs, buffers), and the workers' deps.
+ * Built here from the running process, so the service's own context carries nothing only tests need.
+ */
+export interface Probe {
+  config: Config;
+  clock: Clock;
+  calendar: BusinessCalendar;
+  redis: RedisClient;
+  db: Db;
+  keys: RedisKeys;
+  queues: JobQueues;
+  repositories: {
+    accounts: AccountRepository;
+    ledger: LedgerRepository;
+    reconciliation: ReconciliationRepository;
+    recharges: RechargeRepository;
+  };
+  accounts: AccountService;
+  admin: AdminService;
+  /** the one credit path (seedBalance) */
+  credits: CreditService;
+  persistence: PersistenceService;
+  reconciliation: ReconciliationService;
+  reservations: ReservationService;
+  archive: ArchiveService;
+  /** what startWorkers / jobHandlers take, to run a worker inside the test */
+  workers: WorkerDeps;
+}
+
 export interface Harness {
   url: string;
   running: Running;
+  /** what tests read and drive beside HTTP (never the service's context itself) */
+  probe: Probe;
   config: Config;
   /** the environment this harness's config came from: spawn a process with it to join the harness */
   env: Record<string, string>;
@@ -59,6 +109,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     REDIS_KEY_PREFIX: `t${tag}`,
     QUEUE_PREFIX: `{q${tag}}`,
     PORT: '0',
+    GRPC_PORT: '0',
     HOST: '127.0.0.1',
     GATEWAY_TOKEN,
     ADMIN_TOKEN,
@@ -92,34 +143,63 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   };
 
   const ctx = running.ctx;
+  const probe: Probe = {
+    config,
+    clock: ctx.clock,
+    calendar: new BusinessCalendar(config.businessTz),
+    redis: ctx.redis,
+    db: ctx.db,
+    keys: ctx.keys,
+    queues: ctx.queues,
+    repositories: {
+      accounts: new AccountRepository(ctx.db),
+      ledger: new LedgerRepository(ctx.db),
+      reconciliation: new ReconciliationRepository(ctx.db),
+      recharges: new RechargeRepository(ctx.db),
+    },
+    accounts: ctx.accounts,
+    admin: ctx.admin,
+    credits: ctx.credits,
+    persistence: ctx.persistence,
+    reconciliation: ctx.reconciliation,
+    reservations: ctx.reservations,
+    archive: ctx.archive,
+    workers: workerDeps(ctx),
+  };
   const harness: Harness = {
-    url, running, config, tag, env, sim,
+    url, running, probe, config, tag, env, sim,
     user: (name) => `${tag}-${name}`,
     post: (path, body, headers) => call('POST', path, body, headers),
     get: (path, query = {}, headers) => call('GET', `${path}?${new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]))}`, undefined, headers),
     async drain(timeoutMs = 60_000) {
       const started = Date.now();
       while (Date.now() - started < timeoutMs) {
-        await ctx.persistence.drainBuffer();
+        await probe.persistence.drainBuffer();
         let busy = 0;
-        for (const queue of [ctx.queues.queueOf('persist-changes'), ctx.queues.queueOf('apply-payment')]) {
+        for (const queue of [probe.queues.queueOf('persist-changes'), probe.queues.queueOf('apply-payment')]) {
           const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
           busy += Object.values(counts).reduce((a, b) => a + b, 0);
         }
-        if (busy === 0 && (await ctx.persistence.pendingCount()) === 0) return Date.now() - started;
+        if (busy === 0 && (await probe.persistence.pendingCount()) === 0) return Date.now() - started;
         await new Promise((r) => setTimeout(r, 50));
       }
       throw new Error(`queues did not drain within ${timeoutMs} ms`);
     },
     async assertInvariant(userIds) {
-      const period = ctx.calendar.period(ctx.clock.now());
+      const period = probe.calendar.period(probe.clock.now());
       for (const userId of userIds) {
-        const redisBal = await ctx.redis.hget(ctx.keys.account(userId), 'bal');
-        const { balance, ledgerSum } = await ctx.repositories.ledger.balanceAndLedgerSum(userId);
+        const redisBal = await probe.redis.hget(probe.keys.account(userId), 'bal');
+        const { balance, ledgerSum } = await probe.repositories.ledger.balanceAndLedgerSum(userId);
         expect(BigInt(redisBal ?? '0'), `redis vs mysql balance of ${userId}`).to.equal(balance);
         expect(balance, `mysql balance vs ledger sum of ${userId}`).to.equal(ledgerSum);
-        const redisUsed = await ctx.redis.hgetall(ctx.keys.quota(userId, period));
-        const mysqlUsed = await ctx.repositories.accounts.quotaUsage(userId, period);
+        // The running balance of the latest entry (what reconciliation checks in O(1)) agrees too.
+        // (with every entry archived, the archived sum is that running balance)
+        const latest = await probe.db('ledger_entries').where({ user_id: userId }).orderBy('id', 'desc').first('balance_after');
+        const archived = await probe.db('accounts').where({ user_id: userId }).first('archived_balance');
+        const running = latest?.balance_after ?? archived?.archived_balance ?? 0;
+        expect(BigInt(running), `latest running balance of ${userId}`).to.equal(balance);
+        const redisUsed = await probe.redis.hgetall(probe.keys.quota(userId, period));
+        const mysqlUsed = await probe.repositories.accounts.quotaUsage(userId, period);
         const mysqlMap = Object.fromEntries(mysqlUsed.map((r) => [r.service_name, r.used]));
         for (const service of new Set([...Object.keys(redisUsed), ...Object.keys(mysqlMap)])) {
           expect(redisUsed[service] ?? '0', `quota used of ${userId}/${service}`).to.equal(mysqlMap[service] ?? '0');
@@ -136,5 +216,6 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
 
 /** Credits a balance through the service's one credit path (an operator adjustment). */
 export async function seedBalance(h: Harness, userId: string, micros: bigint): Promise<void> {
-  await h.running.ctx.credits.credit({ kind: 'adjustment', id: `seed-${userId}-${randomBytes(6).toString('hex')}`, userId, amount: micros, note: 'test seed' });
+  const id = `seed-${userId}-${randomBytes(6).toString('hex')}`;
+  await h.probe.credits.credit({ kind: 'adjustment', id, userId, amount: micros, note: 'test seed' });
 }

@@ -119,7 +119,7 @@ export class OpenApiChecker {
 /** The document as the test harness's configuration builds it. */
 export function testDocument(): Json {
   const config = loadConfig({ NODE_ENV: 'test' });
-  return buildOpenApiDocument({ maxCallsPerRequest: config.maxCallsPerRequest, version: '1.0' });
+  return buildOpenApiDocument({ maxCallsPerRequest: config.maxCallsPerRequest, maxBatchItems: config.maxBatchItems, version: '1.0' });
 }
 
 const wholeRun = new OpenApiRecorder();

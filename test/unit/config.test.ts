@@ -29,7 +29,7 @@ describe('config', () => {
   });
 
   it('refuses to start in production on a default or empty secret', () => {
-    const env = { NODE_ENV: 'production', REDIS_URL: 'redis://r:6379', DATABASE_URL: 'mysql://u:p@h/db' };
+    const env = { NODE_ENV: 'production', REDIS_URL: 'redis://r:6379', DATABASE_URL: 'mysql://u:p@h/db', PAYMENT_GRPC_ADDR: 'payments:443' };
     expect(() => loadConfig(env)).to.throw(ConfigError, /auth\.gateway_token: must be set in production/);
     expect(() => loadConfig({ ...env, GATEWAY_TOKEN: '' })).to.throw(ConfigError);
     const full = {

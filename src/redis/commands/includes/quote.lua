@@ -1,14 +1,13 @@
 --[[
-  Included by check, deduct and reserve: the one place that prices calls.
+  Included by check, deduct, reserve and commit-reservation: the one place that prices calls.
 
   readAccount(key) -> bal, od, held (numbers), or nil if the account is not loaded.
   quote(bal, od, held, used, count, freeQuota, unitPrice)
     -> free, paid, amount, refusal ('no_quota' | 'no_balance' | nil), freeLeft
     Free quota of the month first, then the balance, which may not go below -od (the overdraft
     limit) nor spend what is held. unitPrice '' means free-only: past the quota, refused.
-  int(n) -> n as a decimal integer string (never %g: see src/lib/money.ts)
 ]]
-local function int(n) return string.format('%d', n) end
+--- @include "includes/int"
 
 local function readAccount(key)
   local a = redis.call('HMGET', key, 'bal', 'od', 'held')

@@ -1,0 +1,338 @@
+import * as grpc from '@grpc/grpc-js';
+import Joi from 'joi';
+import { HealthImplementation } from 'grpc-health-check';
+import { ReflectionService } from '@grpc/reflection';
+import type { Logger } from '../lib/logger.js';
+import type { BillingService } from '../services/billing.service.js';
+import type { BatchService } from '../services/batch.service.js';
+import type { AccountService } from '../services/account.service.js';
+import type { UsageService } from '../services/usage.service.js';
+import type { RechargeService } from '../services/recharge.service.js';
+import type { ReservationService } from '../services/reservation.service.js';
+import type { CatalogueService } from '../services/catalogue.service.js';
+import type { PaymentHintService } from '../services/payment-hint.service.js';
+import { AppError } from '../lib/errors.js';
+import { validate } from '../api/validation.js';
+import {
+  BILLING_SERVICES,
+  billingServices,
+  loadBillingDefinition,
+  loadBillingRoot,
+} from '../../proto/billing/v1/billing.grpc.js';
+import { requireBearer } from './auth.js';
+import { toServiceError } from './errors.js';
+import { serveDeductStream } from './deduct-stream.js';
+import {
+  RECORD_TYPE,
+  decoded,
+  tolerantDecoding,
+  accountRequest,
+  checkReply,
+  deductOutcome,
+  deductReply,
+  double,
+  gatewayMessages,
+  metadataValue,
+  rechargeRequest,
+  recordsRequest,
+  statsRequest,
+  summaryRequest,
+  timestamp,
+  type Msg,
+} from './messages.js';
+
+export interface GrpcServices {
+  billing: BillingService;
+  batches: BatchService;
+  accounts: AccountService;
+  usage: UsageService;
+  recharges: RechargeService;
+  reservations: ReservationService;
+  catalogue: CatalogueService;
+  paymentHints: PaymentHintService;
+}
+
+export interface GrpcOptions {
+  gatewayToken: string;
+  callbackSecret: string;
+  maxCallsPerRequest: number;
+  maxBatchItems: number;
+  /** largest request message accepted (a larger one is RESOURCE_EXHAUSTED before it is decoded) */
+  maxMessageBytes: number;
+}
+
+export interface BillingGrpcServer {
+  /** Binds host:port (0: a free port) and answers the address actually bound, as host:port. */
+  listen(host: string, port: number): Promise<string>;
+  /** Health NOT_SERVING, no new calls, running calls finish (forced after `graceMs`). */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** The callback hint's ids, with the rules of the HTTP callback's. The status is not trusted. */
+const callbackHint = Joi.object<{ order_id: string; payment_id: string }>({
+  order_id: Joi.string()
+    .pattern(/^[A-Za-z0-9_-]{1,40}$/)
+    .required(),
+  payment_id: Joi.string()
+    .pattern(/^[A-Za-z0-9_.-]{1,64}$/)
+    .required(),
+});
+
+type Unary = (request: Msg, call: grpc.ServerUnaryCall<Msg, unknown>) => Promise<unknown>;
+
+/**
+ * The billing.v1 gRPC API (SPEC 11) over the same services as HTTP. Every rpc authenticates by
+ * metadata, validates with the HTTP API's rules, and maps errors once (errors.ts).
+ */
+export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logger: Logger): BillingGrpcServer {
+  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints } = services;
+  const messages = gatewayMessages(opts.maxCallsPerRequest);
+  const definition = loadBillingDefinition();
+  const root = loadBillingRoot();
+  const { BillingService: UserApi, BillingInternalService: InternalApi } = billingServices(definition);
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': opts.maxMessageBytes,
+    'grpc.max_send_message_length': 16 * opts.maxMessageBytes,
+  });
+
+  const unary =
+    (method: string, token: string, handle: Unary): grpc.handleUnaryCall<Msg, unknown> =>
+    (call, callback) => {
+      (async () => {
+        requireBearer(call.metadata, token);
+        return handle(decoded(call.request), call);
+      })().then(
+        (reply) => callback(null, reply),
+        (err: unknown) => callback(toServiceError(err, logger, method)),
+      );
+    };
+  const gateway = (method: string, handle: Unary) => unary(method, opts.gatewayToken, handle);
+
+  const batchItems = (request: Msg): Msg[] => {
+    const items = request.items as Msg[]; // decoded: an array, maybe empty
+    if (items.length === 0 || items.length > opts.maxBatchItems) {
+      throw new AppError('VALIDATION_FAILED', 'invalid batch', [
+        { field: 'items', message: `must hold 1 to ${opts.maxBatchItems} items` },
+      ]);
+    }
+    return items;
+  };
+
+  server.addService(tolerantDecoding(UserApi.service, root.lookupService(BILLING_SERVICES[0])), {
+    GetAccount: gateway('GetAccount', async (req) => {
+      const a = await accounts.view(accountRequest(req));
+      return {
+        userId: a.userId,
+        balance: double(a.balance),
+        balanceDecimal: a.balance,
+        heldAmountDecimal: a.heldAmount,
+        currency: a.currency,
+        quotas: a.quotas.map((q) => ({
+          serviceName: q.serviceName,
+          totalQuota: q.totalQuota,
+          usedQuota: q.usedQuota,
+          remainingQuota: q.remainingQuota,
+          resetMonth: q.period,
+        })),
+      };
+    }),
+    Recharge: gateway('Recharge', async (req, call) => {
+      const peer = call
+        .getPeer()
+        .replace(/:\d+$/, '')
+        .replace(/^\[|\]$/g, '');
+      const order = await recharges.create({ ...rechargeRequest(req), clientIp: peer });
+      return {
+        rechargeOrderId: order.orderId,
+        paymentUrl: order.paymentUrl ?? '',
+        paymentId: order.paymentId ?? '',
+        status: order.status,
+        amountDecimal: order.amount,
+        payCode: order.payCode ?? '',
+      };
+    }),
+    ListRecords: gateway('ListRecords', async (req) => {
+      const page = await usage.records(recordsRequest(req));
+      return {
+        records: page.records.map((r) => ({
+          id: r.id,
+          serviceName: r.serviceName,
+          type: RECORD_TYPE[r.type as keyof typeof RECORD_TYPE] ?? 0,
+          amount: double(r.amount),
+          count: r.count,
+          createdAt: timestamp(r.createdAt),
+          amountDecimal: r.amount,
+          requestId: r.requestId,
+          freeCount: r.freeCount,
+          paidCount: r.paidCount,
+        })),
+        total: page.total,
+        nextCursor: page.nextCursor ?? '',
+        page: page.page,
+        pageSize: page.pageSize,
+      };
+    }),
+    GetStatsToday: gateway('GetStatsToday', async (req) => {
+      const q = statsRequest(req);
+      return statsReply(await usage.today(q.userId, q.serviceName));
+    }),
+    GetStatsMonth: gateway('GetStatsMonth', async (req) => {
+      const q = statsRequest(req);
+      return statsReply(await usage.month(q.userId, q.serviceName));
+    }),
+    GetStatsSummary: gateway('GetStatsSummary', async (req) => {
+      const s = await usage.summary(summaryRequest(req));
+      return {
+        userId: s.userId,
+        totalCount: s.totalCount,
+        totalCost: double(s.totalCost),
+        totalCostDecimal: s.totalCost,
+        services: s.services.map((x) => ({ ...x, totalCost: double(x.totalCost), totalCostDecimal: x.totalCost })),
+      };
+    }),
+    ListServices: gateway('ListServices', async () => ({
+      services: catalogue
+        .list()
+        .map((s) => ({
+          serviceName: s.serviceName,
+          freeQuota: String(s.freeQuota),
+          unitPrice: s.unitPrice ?? '',
+          currency: s.currency,
+        })),
+    })),
+  });
+
+  server.addService(tolerantDecoding(InternalApi.service, root.lookupService(BILLING_SERVICES[1])), {
+    CheckQuota: gateway('CheckQuota', async (req) => checkReply(await batches.check(messages.check(req)))),
+    DeductQuota: gateway('DeductQuota', async (req, call) =>
+      deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id')))),
+    ),
+    RechargeCallback: unary('RechargeCallback', opts.callbackSecret, async (req) => {
+      const hint = validate(callbackHint, { order_id: req.rechargeOrderId, payment_id: req.paymentId });
+      const outcome = await paymentHints.confirm(hint.order_id, hint.payment_id);
+      return { success: outcome !== 'not_paid', outcome };
+    }),
+    DeductBatch: gateway('DeductBatch', async (req) => {
+      // The whole envelope is validated before any item runs: one bad item refuses the batch.
+      const inputs = batchItems(req).map((item, index) => {
+        try {
+          return messages.deduct(item);
+        } catch (err) {
+          if (err instanceof AppError && err.details) {
+            throw new AppError(
+              err.kind,
+              `items[${index}]: ${err.message}`,
+              err.details.map((d) => ({ ...d, field: `items[${index}].${d.field}` })),
+            );
+          }
+          throw err;
+        }
+      });
+      const outcomes = await batches.deductBatch(inputs);
+      return { results: outcomes.map((o) => deductOutcome(o, inputs[o.index])) };
+    }),
+    DeductStream: (call: grpc.ServerDuplexStream<Msg, unknown>) => {
+      try {
+        requireBearer(call.metadata, opts.gatewayToken);
+      } catch (err) {
+        call.emit('error', toServiceError(err, logger, 'DeductStream'));
+        return;
+      }
+      serveDeductStream(call, billing, (m) => messages.deduct(m), logger);
+    },
+    Reserve: gateway('Reserve', async (req) => {
+      const r = await reservations.reserve(messages.reserve(req));
+      return {
+        reservationId: r.reservationId,
+        requestId: r.requestId,
+        status: r.status,
+        expiresAt: timestamp(r.expiresAt),
+        freeCount: r.freeCount,
+        paidCount: r.paidCount,
+        heldAmountDecimal: r.heldAmount,
+        balanceDecimal: r.balance,
+        duplicate: r.duplicate,
+      };
+    }),
+    CommitReservation: gateway('CommitReservation', async (req) => {
+      const { id, count } = messages.commit(req);
+      const r = await reservations.commit(id, count);
+      return {
+        reservationId: r.reservationId,
+        status: r.status,
+        recordId: r.recordId ?? '',
+        count: r.count,
+        freeCount: r.freeCount,
+        paidCount: r.paidCount,
+        amountDecimal: r.amount,
+        releasedAmountDecimal: r.releasedAmount,
+        balanceDecimal: r.balance,
+        duplicate: r.duplicate,
+      };
+    }),
+    ReleaseReservation: gateway('ReleaseReservation', async (req) => {
+      const r = await reservations.release(messages.release(req));
+      return {
+        reservationId: r.reservationId,
+        status: r.status,
+        releasedAmountDecimal: r.releasedAmount,
+        balanceDecimal: r.balance,
+        duplicate: r.duplicate,
+      };
+    }),
+  });
+
+  const health = new HealthImplementation(
+    Object.fromEntries(['', ...BILLING_SERVICES].map((name) => [name, 'SERVING'])),
+  );
+  health.addToServer(server);
+  new ReflectionService(definition).addToServer(server);
+
+  return {
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        server.bindAsync(
+          `${host.includes(':') ? `[${host}]` : host}:${port}`,
+          grpc.ServerCredentials.createInsecure(),
+          (err, bound) => {
+            if (err) reject(err);
+            else resolve(`${host.includes(':') ? `[${host}]` : host}:${bound}`);
+          },
+        );
+      });
+    },
+    stop(graceMs = 10_000) {
+      for (const name of ['', ...BILLING_SERVICES]) health.setStatus(name, 'NOT_SERVING');
+      return new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), graceMs);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}
+
+function statsReply(s: {
+  userId: string;
+  serviceName: string | null;
+  period: string;
+  totalCount: number;
+  freeCount: number;
+  paidCount: number;
+  totalCost: string;
+}) {
+  return {
+    userId: s.userId,
+    serviceName: s.serviceName ?? '',
+    period: s.period,
+    totalCount: s.totalCount,
+    freeCount: s.freeCount,
+    paidCount: s.paidCount,
+    totalCost: double(s.totalCost),
+    totalCostDecimal: s.totalCost,
+  };
+}

@@ -1,0 +1,82 @@
+--[[
+  Commits a hold: charges `count` calls (at most those held; free quota first, as held), returns the
+  rest of the free quota and of the held amount, and journals the charge like a deduction. Only a
+  hold in state 'held' moves; commit, release and expiry each move it at most once, so exactly one
+  of them returns the money. A hold past its expiry is expired here, and the commit refused.
+
+  Input:
+    KEYS[1] account hash
+    KEYS[2] quota hash of the reservation's month
+    KEYS[3] reservation hash
+    KEYS[4] holds index hash
+    KEYS[5] pending journal hash
+    KEYS[6] journal index of the user's slot   (see includes/changed.lua)
+    KEYS[7] holds index of the user's slot
+    KEYS[8] activity index of the user's slot
+
+    ARGV[1] reservation id
+    ARGV[2] count to charge
+    ARGV[3] record id
+    ARGV[4] the change as JSON (string values only); service, counts and amount are added here
+    ARGV[5] now, unix ms
+    ARGV[6] user id (the indexes' member)
+
+  Output: {status, recordId, freeCount, paidCount, amount, released, available, change JSON ('' if none)}
+    status 'ok' | 'dup' | 'reused' (committed before with another count) | 'missing'
+           | 'released' | 'expired' | 'too_many'
+]]
+--- @include "includes/quote"
+--- @include "includes/changed"
+
+local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'paid', 'amt', 'price', 'exp', 'count',
+  'ccount', 'rec', 'cfree', 'cpaid', 'camt', 'creleased', 'req', 'period')
+local state = r[1]
+if not state then return {'missing'} end
+local acct = redis.call('HMGET', KEYS[1], 'bal', 'held')
+local bal, held = tonumber(acct[1] or '0'), tonumber(acct[2] or '0')
+
+if state == 'committed' then
+  if r[9] ~= ARGV[2] then return {'reused'} end
+  return {'dup', r[10], r[11], r[12], r[13], r[14], int(bal - held)}
+end
+if state ~= 'held' then return {state} end
+
+local heldFree, heldAmount = tonumber(r[3]), tonumber(r[5])
+if tonumber(ARGV[5]) >= tonumber(r[7]) then
+  -- Past its time: expire it now (the expiry job will find nothing to do).
+  if heldFree > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(-heldFree)) end
+  if heldAmount > 0 then redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
+  redis.call('HSET', KEYS[3], 'state', 'expired')
+  changed(KEYS[1], KEYS[8], ARGV[6], ARGV[5])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  holdsChanged(KEYS[4], KEYS[7], ARGV[6])
+  return {'expired'}
+end
+
+local count = tonumber(ARGV[2])
+if count > tonumber(r[8]) then return {'too_many', r[8]} end
+-- Priced like any call, with the hold as the whole budget: its free calls as the quota, its amount
+-- as the balance. `count` is at most what is held, so the hold always covers it (no refusal).
+local free, paid, amount = quote(heldAmount, 0, 0, 0, count, heldFree, r[6])
+
+if heldFree - free > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(free - heldFree)) end
+if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
+if amount > 0 then bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount)) end
+local released = heldAmount - amount
+changed(KEYS[1], KEYS[8], ARGV[6], ARGV[5])
+
+local rec, json = '', ''
+if count > 0 then
+  rec = ARGV[3]
+  local change = cjson.decode(ARGV[4])
+  change.service, change.requestId, change.period, change.unitPrice = r[2], r[15], r[16], r[6]
+  change.count, change.free, change.paid, change.amount = int(count), int(free), int(paid), int(amount)
+  json = cjson.encode(change)
+  redis.call('HSET', KEYS[5], rec, json)
+  journaled(KEYS[6], ARGV[6], ARGV[5])
+end
+redis.call('HSET', KEYS[3], 'state', 'committed', 'ccount', ARGV[2], 'rec', rec, 'cfree', int(free), 'cpaid', int(paid),
+  'camt', int(amount), 'creleased', int(released))
+redis.call('HDEL', KEYS[4], ARGV[1])
+holdsChanged(KEYS[4], KEYS[7], ARGV[6])
+return {'ok', rec, int(free), int(paid), int(amount), int(released), int(bal - held), json}

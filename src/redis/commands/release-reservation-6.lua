@@ -1,0 +1,50 @@
+--[[
+  Releases a hold: returns its free quota and held amount. For the release endpoint ('released') and
+  for expiry ('expired', only once the hold is past its time). Only a hold in state 'held' moves, so
+  release, expiry and commit return the money at most once between them.
+
+  Input:
+    KEYS[1] account hash
+    KEYS[2] quota hash of the reservation's month
+    KEYS[3] reservation hash
+    KEYS[4] holds index hash
+    KEYS[5] holds index of the user's slot   (see includes/changed.lua)
+    KEYS[6] activity index of the user's slot
+
+    ARGV[1] reservation id
+    ARGV[2] 'released' | 'expired'
+    ARGV[3] now, unix ms
+    ARGV[4] user id (the indexes' member)
+
+  Output: {status, released, available}
+    status 'ok' | 'missing' | 'not_due' (expiry before its time) | the state it was already in
+           ('released', 'expired', 'committed')
+]]
+--- @include "includes/int"
+--- @include "includes/changed"
+
+local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'amt', 'exp')
+if not r[1] then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  holdsChanged(KEYS[4], KEYS[5], ARGV[4])
+  return {'missing'}
+end
+local acct = redis.call('HMGET', KEYS[1], 'bal', 'held')
+local bal, held = tonumber(acct[1] or '0'), tonumber(acct[2] or '0')
+if r[1] ~= 'held' then return {r[1], '0', int(bal - held)} end
+
+local due = tonumber(ARGV[3]) >= tonumber(r[5])
+if ARGV[2] == 'expired' and not due then return {'not_due', '0', int(bal - held)} end
+-- A release that comes after the hold's time counts as its expiry.
+local newState = ARGV[2]
+if due then newState = 'expired' end
+
+local heldFree, heldAmount = tonumber(r[3]), tonumber(r[4])
+if heldFree > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(-heldFree)) end
+if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
+redis.call('HSET', KEYS[3], 'state', newState)
+changed(KEYS[1], KEYS[6], ARGV[4], ARGV[3])
+redis.call('HDEL', KEYS[4], ARGV[1])
+holdsChanged(KEYS[4], KEYS[5], ARGV[4])
+if newState ~= ARGV[2] then return {newState, '0', int(bal - held)} end
+return {'ok', int(heldAmount), int(bal - held)}

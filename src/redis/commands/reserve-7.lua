@@ -1,0 +1,65 @@
+--[[
+  Holds an amount for a call whose cost is known only afterwards: takes the month's free quota first,
+  then moves the rest of the estimate into the account's held amount, which no deduct or other hold
+  can spend. Idempotent by request_id.
+
+  Input:
+    KEYS[1] account hash             {bal, od, held, v: bumped by every change}
+    KEYS[2] quota hash of the month  {<service>: free calls used}
+    KEYS[3] request key              the first answer to this request_id
+    KEYS[4] reservation hash         (new)
+    KEYS[5] holds index hash         {<reservation id>: expiry, unix ms}
+    KEYS[6] holds index of the user's slot   (see includes/changed.lua)
+    KEYS[7] activity index of the user's slot
+
+    ARGV[1] fingerprint of the request
+    ARGV[2] service name
+    ARGV[3] count of calls to hold
+    ARGV[4] free quota of the month
+    ARGV[5] unit price (micro-units), '' for a free-only service
+    ARGV[6] reservation id
+    ARGV[7] expiry of the hold, unix ms
+    ARGV[8] idempotency TTL of the request key, ms
+    ARGV[9] expiry of the month's quota hash, unix ms
+    ARGV[10] request id
+    ARGV[11] period (YYYYMM)
+    ARGV[12] lifetime of the reservation hash, ms (its TTL plus the time a finished one is remembered)
+    ARGV[13] user id (the indexes' member)
+    ARGV[14] now, unix ms
+
+  Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt}
+    status 'ok' | 'dup' | 'reused' | 'init' | 'no_quota' | 'no_balance'
+]]
+--- @include "includes/quote"
+--- @include "includes/changed"
+
+local first = redis.call('HMGET', KEYS[3], 'fp', 'rsv', 'free', 'paid', 'amt', 'avail', 'exp')
+if first[1] then
+  if first[1] ~= ARGV[1] then return {'reused'} end
+  return {'dup', first[2], first[3], first[4], first[5], first[6], first[7]}
+end
+
+local bal, od, held = readAccount(KEYS[1])
+if not bal then return {'init'} end
+local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local count = tonumber(ARGV[3])
+local free, paid, amount, refusal = quote(bal, od, held, used, count, tonumber(ARGV[4]), ARGV[5])
+if refusal then return {refusal, '', int(free), int(paid), int(amount), int(bal - held), ''} end
+
+if free > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
+  redis.call('PEXPIREAT', KEYS[2], ARGV[9])
+end
+if amount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(amount)) end
+
+changed(KEYS[1], KEYS[7], ARGV[13], ARGV[14])
+redis.call('HSET', KEYS[4], 'state', 'held', 'svc', ARGV[2], 'count', ARGV[3], 'free', int(free), 'paid', int(paid),
+  'amt', int(amount), 'price', ARGV[5], 'period', ARGV[11], 'req', ARGV[10], 'exp', ARGV[7])
+redis.call('PEXPIRE', KEYS[4], ARGV[12])
+redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
+redis.call('ZADD', KEYS[6], 'LT', ARGV[7], ARGV[13])
+
+local avail = int(bal - held)
+redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rsv', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount), 'avail', avail, 'exp', ARGV[7])
+redis.call('PEXPIRE', KEYS[3], ARGV[8])
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, ARGV[7]}

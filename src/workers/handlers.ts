@@ -1,0 +1,90 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { JobName, JobPayloads } from '../jobs/jobs.js';
+import type { AccountService } from '../services/account.service.js';
+import type { ArchiveService } from '../services/archive.service.js';
+import { MalformedChangeError, type PersistenceService } from '../services/persistence.service.js';
+import { UnconfirmedPaymentError, type RechargeService } from '../services/recharge.service.js';
+import type { ReconciliationService } from '../services/reconciliation.service.js';
+import type { ReservationService } from '../services/reservation.service.js';
+import { isAppError } from '../lib/errors.js';
+
+/** What a job's handler does, and which of its errors no retry can fix (the job fails for good). */
+export interface JobHandler<N extends JobName> {
+  run(data: JobPayloads[N], job: Job<JobPayloads[N]>): Promise<unknown>;
+  unrecoverable?(err: unknown): boolean;
+}
+
+export type JobHandlers = { readonly [N in JobName]: JobHandler<N> };
+
+export interface HandlerDeps {
+  persistence: PersistenceService;
+  recharges: RechargeService;
+  reservations: ReservationService;
+  reconciliation: ReconciliationService;
+  accounts: AccountService;
+  archive: ArchiveService;
+  /** sweep-pending's threshold when the job does not say */
+  sweepAfterMs: number;
+  /** how long an account stays in Redis unchanged before evict-idle-accounts removes it */
+  evictIdleAfterMs: number;
+}
+
+/** One handler per entry of the job table (src/jobs/jobs.ts): each a call into its service. */
+export function jobHandlers(d: HandlerDeps): JobHandlers {
+  return {
+    'persist-changes': {
+      // A change MySQL refuses is parked inside persist(); what is left to throw is worth a retry,
+      // but for a payload that is no list of changes at all.
+      run: (data) => d.persistence.persist(data.changes),
+      unrecoverable: (err) => err instanceof MalformedChangeError,
+    },
+    'apply-payment': {
+      run: async (data) => ({
+        outcome: await d.recharges.applyPayment(data.orderId, data.paymentId, new Date(data.paidAt)),
+      }),
+      unrecoverable: (err) =>
+        (isAppError(err) && err.kind === 'ORDER_NOT_FOUND') || err instanceof UnconfirmedPaymentError,
+    },
+    'sweep-pending': {
+      run: async (data) => {
+        const given = data.olderThanMs;
+        const olderThanMs = typeof given === 'number' && Number.isFinite(given) && given >= 0 ? given : d.sweepAfterMs;
+        return { reenqueued: await d.persistence.sweep(olderThanMs) };
+      },
+    },
+    'expire-reservation': {
+      run: async (data) => ({ outcome: (await d.reservations.release(data.reservationId, 'expired')).outcome }),
+    },
+    'expire-reservations': {
+      run: async () => ({ expired: await d.reservations.expireDue() }),
+    },
+    reconcile: {
+      run: (data, job) =>
+        d.reconciliation.run(data.trigger, (phase, done) => void job.updateProgress({ phase, done }), {
+          full: data.full === true,
+          runId: typeof data.runId === 'number' ? data.runId : undefined,
+        }),
+    },
+    'evict-idle-accounts': {
+      run: () => d.accounts.evictIdle(d.evictIdleAfterMs),
+    },
+    'archive-old-rows': {
+      run: () => d.archive.run(),
+    },
+    'prune-quota-periods': {
+      run: async () => ({ deleted: await d.accounts.prunePeriods() }),
+    },
+  };
+}
+
+/** Runs a job by its name; an error the handler calls unrecoverable becomes bullmq's UnrecoverableError. */
+export async function runJob<N extends JobName>(handlers: JobHandlers, job: Job<JobPayloads[N], unknown, N>) {
+  const handler: JobHandler<N> | undefined = handlers[job.name];
+  if (!handler) throw new Error(`no handler for job ${job.name}`);
+  try {
+    return await handler.run(job.data, job);
+  } catch (err) {
+    if (handler.unrecoverable?.(err)) throw new UnrecoverableError((err as Error).message);
+    throw err;
+  }
+}

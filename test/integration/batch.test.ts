@@ -1,0 +1,159 @@
+import { expect } from 'chai';
+import { startHarness, seedBalance, type Harness } from '../support/harness.js';
+
+const DEDUCT_BATCH = '/internal/v1/billing/deduct/batch';
+const CHECK_BATCH = '/internal/v1/billing/check/batch';
+
+describe('batch deducts and checks over HTTP (SPEC 12)', function () {
+  this.timeout(180_000);
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      overrides: {
+        max_batch_items: 50,
+        services: [
+          { name: 'passport', free_quota: 3, unit_price: '0.001' },
+          { name: 'asset', free_quota: 2, unit_price: '0.5' },
+        ],
+      },
+    });
+  });
+  after(() => h.stop());
+
+  const account = async (user: string) => (await h.get('/api/v1/billing/account', { user_id: user })).body.data;
+
+  it('answers each item in order: refused items change and stop nothing; a replay charges nothing', async () => {
+    const a = h.user('mixA');
+    const b = h.user('mixB');
+    await seedBalance(h, b, 500_000n);
+    const items = [
+      { request_id: 'r1', user_id: a, service_name: 'passport' },
+      { request_id: 'r2', user_id: a, service_name: 'passport', count: 2 },
+      { request_id: 'r3', user_id: a, service_name: 'passport' }, // free quota used up, no balance
+      { requestId: 'b1', userId: b, serviceName: 'asset', count: 3 }, // camelCase, 2 free + 1 paid
+      { request_id: 'r4', user_id: a, service_name: 'nope' },
+      { request_id: 'r1', user_id: a, service_name: 'passport' }, // the first item again
+      { request_id: 'r1', user_id: a, service_name: 'passport', count: 2 }, // r1 with another payload
+      { request_id: 'b2', user_id: b, service_name: 'asset' }, // balance used up by b1
+    ];
+    const res = await h.post(DEDUCT_BATCH, { items });
+    expect(res.status).to.equal(200);
+    const results = res.body.data.results;
+    expect(results.map((r: any) => [r.index, r.ok, r.code ?? null])).to.deep.equal([
+      [0, true, null],
+      [1, true, null],
+      [2, false, 10001],
+      [3, true, null],
+      [4, false, 10006],
+      [5, true, null],
+      [6, false, 10007],
+      [7, false, 10001],
+    ]);
+    expect(results[0]).to.include({ requestId: 'r1', freeCount: 1, duplicate: false });
+    expect(results[5]).to.include({ recordId: results[0].recordId, duplicate: true });
+    expect(results[3]).to.include({ freeCount: 2, paidCount: 1, amount: '0.50', balance: '0.00' });
+    expect(results[2].message).to.contain('insufficient balance');
+
+    const before = [await account(a), await account(b)];
+    const replay = await h.post(DEDUCT_BATCH, { items });
+    expect(replay.status).to.equal(200);
+    expect(replay.body.data.results.map((r: any) => [r.ok, r.code ?? null, r.recordId ?? null])).to.deep.equal(
+      results.map((r: any) => [r.ok, r.code ?? null, r.recordId ?? null]),
+    );
+    for (const i of [0, 1, 3, 5]) expect(replay.body.data.results[i].duplicate).to.equal(true);
+    expect([await account(a), await account(b)]).to.deep.equal(before);
+    await h.drain();
+    expect((await h.get('/api/v1/billing/records', { user_id: a })).body.data.total).to.equal(2);
+    expect((await h.get('/api/v1/billing/records', { user_id: b })).body.data.total).to.equal(1);
+    await h.assertInvariant([a, b]);
+  });
+
+  it('refuses an invalid envelope whole, before any item runs', async () => {
+    const user = h.user('envelope');
+    const good = (i: number) => ({ request_id: `g${i}`, user_id: user, service_name: 'passport' });
+    const bodies: unknown[] = [
+      {},
+      { items: 'nope' },
+      { items: [] },
+      { items: Array.from({ length: 51 }, (_, i) => good(i)) },
+      { items: [good(0), { request_id: 'x', user_id: 'bad user!', service_name: 'passport' }] },
+      { items: [good(0), { request_id: 'x', user_id: user, service_name: 'passport', count: 0 }] },
+      { items: [good(0), { request_id: 'x', user_id: user, service_name: 'passport', count: '1' }] },
+      { items: [good(0), null] },
+      { items: [good(0), { request_id: 'x', user_id: user }] },
+      { items: [good(0), { request_id: 'x', user_id: user, service_name: 'passport', count: 1e20 }] },
+      [good(0)],
+      'garbage',
+    ];
+    for (const body of bodies) {
+      const res = await h.post(DEDUCT_BATCH, body);
+      expect(res.status, JSON.stringify(body).slice(0, 80)).to.equal(400);
+      expect(res.body).to.include({ success: false, code: 40000 });
+    }
+    const malformed = await h.post(DEDUCT_BATCH, '{"items": [');
+    expect(malformed.status).to.equal(400);
+    const unauthenticated = await h.post(DEDUCT_BATCH, { items: [good(0)] }, { authorization: 'Bearer wrong' });
+    expect(unauthenticated.status).to.equal(401);
+    const huge = await h.post(DEDUCT_BATCH, JSON.stringify({ items: [good(0)], pad: 'x'.repeat(50 * 512) }));
+    expect(huge.status).to.equal(413);
+    expect((await account(user)).quotas[0].usedQuota).to.equal(0);
+    await h.drain();
+    expect((await h.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(0);
+  });
+
+  it('keeps SPEC 7 with 500 parallel batches against a balance for exactly 50 calls, replays included', async () => {
+    const user = h.user('parallel');
+    const other = h.user('parallel-other');
+    await seedBalance(h, user, 47_000n); // 3 free + 47 paid passport calls
+    const batches = Array.from({ length: 500 }, (_, b) => ({
+      items: [
+        { request_id: `p${b}`, user_id: user, service_name: 'passport' },
+        { request_id: `o${b}`, user_id: other, service_name: 'passport' },
+        { request_id: `p${(b + 1) % 500}`, user_id: user, service_name: 'passport' }, // another batch's item again
+      ],
+    }));
+    const answers = await Promise.all(batches.map((body) => h.post(DEDUCT_BATCH, body)));
+    const recordIds = new Set<string>();
+    const accepted = new Set<string>();
+    for (const res of answers) {
+      expect(res.status).to.equal(200);
+      for (const r of res.body.data.results) {
+        if (r.ok && r.requestId.startsWith('p')) {
+          recordIds.add(r.recordId);
+          accepted.add(r.requestId);
+        } else if (!r.ok) {
+          expect(r.code).to.equal(10001);
+        }
+      }
+    }
+    expect(recordIds.size).to.equal(50);
+    expect(accepted.size).to.equal(50);
+    expect((await account(user)).balance).to.equal('0.00');
+    await h.drain();
+    expect((await h.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(50);
+    await h.assertInvariant([user, other]);
+  });
+
+  it('checks in batches, answering too_many_calls for a count above the cap, and changes nothing', async () => {
+    const user = h.user('checks');
+    const res = await h.post(CHECK_BATCH, {
+      items: [
+        { user_id: user, service_name: 'passport', count: 3 },
+        { user_id: user, service_name: 'passport', count: 4 },
+        { userId: user, serviceName: 'asset', count: 1_000_000 },
+        { user_id: user, service_name: 'nope' },
+      ],
+    });
+    expect(res.status).to.equal(200);
+    expect(res.body.data.results).to.deep.equal([
+      { index: 0, ok: true, allowed: true, reason: 'free', freeRemaining: 3, balance: '0.00' },
+      { index: 1, ok: true, allowed: false, reason: 'insufficient_balance', freeRemaining: 3, balance: '0.00' },
+      { index: 2, ok: true, allowed: false, reason: 'too_many_calls', freeRemaining: 2, balance: '0.00' },
+      { index: 3, ok: false, code: 10006, message: 'unknown service: nope' },
+    ]);
+    expect(
+      (await h.post(CHECK_BATCH, { items: [{ user_id: user, service_name: 'passport', count: -1 }] })).status,
+    ).to.equal(400);
+    expect((await account(user)).quotas.map((q: any) => q.usedQuota)).to.deep.equal([0, 0]);
+  });
+});

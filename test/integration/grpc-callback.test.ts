@@ -1,0 +1,140 @@
+import { expect } from 'chai';
+import * as grpc from '@grpc/grpc-js';
+import { startHarness, CALLBACK_SECRET, GATEWAY_TOKEN, type Harness } from '../support/harness.js';
+import { originalClients, metadata, call, callFails } from '../fixtures/grpc-clients.js';
+
+async function rechargeEntries(h: Harness, user: string): Promise<number> {
+  return Number(
+    (await h.probe
+      .db('ledger_entries')
+      .where({ user_id: user, entry_type: 'recharge' })
+      .count({ n: '*' })
+      .first())!.n,
+  );
+}
+
+describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function () {
+  this.timeout(120_000);
+  let h: Harness;
+  let old: ReturnType<typeof originalClients>;
+  const asPaymentService = () => metadata({}, CALLBACK_SECRET);
+
+  before(async () => {
+    h = await startHarness({ simulator: true });
+    old = originalClients(h.running.grpcAddress!);
+  });
+  after(async () => {
+    old.user.close();
+    old.internal.close();
+    await h.stop();
+  });
+  afterEach(() => h.sim!.reset());
+
+  async function order(user: string, amount = 12.34) {
+    const r = await call(old.user, 'Recharge', { userId: user, amount, paymentMethod: 'wechatpay', currency: 'CNY' });
+    expect(r.rechargeOrderId).to.match(/^ord_/);
+    expect(r.paymentUrl).to.match(/\/pay\/pay_/);
+    const paymentId = (await h.probe.repositories.recharges.find(r.rechargeOrderId))!.payment_id!;
+    expect(h.sim!.payments.get(paymentId)).to.include({
+      amountCents: String(Math.round(amount * 100)),
+      method: 'WECHATPAY',
+    });
+    return { orderId: r.rechargeOrderId as string, paymentId };
+  }
+
+  it('credits nothing on a callback the payment service does not confirm, or one not signed by it', async () => {
+    const user = h.user('unconfirmed');
+    const { orderId, paymentId } = await order(user);
+    const hint = { rechargeOrderId: orderId, paymentId, amount: 12.34, status: 'success' };
+    expect(await callFails(old.internal, 'RechargeCallback', hint, metadata({}, GATEWAY_TOKEN))).to.include({
+      code: grpc.status.UNAUTHENTICATED,
+      billingCode: 40100,
+    });
+    expect(await callFails(old.internal, 'RechargeCallback', hint, metadata({}, null))).to.include({
+      code: grpc.status.UNAUTHENTICATED,
+      billingCode: 40100,
+    });
+    // Authenticated, but the payment is still pending at the payment service: a false hint.
+    expect(await call(old.internal, 'RechargeCallback', hint, asPaymentService())).to.deep.equal({ success: false });
+    expect(
+      await callFails(
+        old.internal,
+        'RechargeCallback',
+        { ...hint, rechargeOrderId: 'ord_unknown' },
+        asPaymentService(),
+      ),
+    ).to.include({ code: grpc.status.NOT_FOUND, billingCode: 10003 });
+    expect(
+      await callFails(old.internal, 'RechargeCallback', { ...hint, rechargeOrderId: 'bad id!' }, asPaymentService()),
+    ).to.include({ code: grpc.status.INVALID_ARGUMENT, billingCode: 40000 });
+    await h.drain();
+    expect((await call(old.user, 'GetAccount', { userId: user })).balance).to.equal(0);
+    expect(await rechargeEntries(h, user)).to.equal(0);
+    expect((await h.probe.repositories.recharges.find(orderId))!.status).to.equal('pending');
+    await h.assertInvariant([user]);
+  });
+
+  it('credits once when gRPC and HTTP callbacks race for the same order, whatever amount the hint claims', async () => {
+    const user = h.user('race');
+    const { orderId, paymentId } = await order(user);
+    await h.sim!.pay(paymentId, 'lost');
+    h.sim!.behaviour.copies = 10;
+    const hint = { rechargeOrderId: orderId, paymentId, amount: 9999, status: 'success' };
+    const [grpcAnswers, httpAnswers] = await Promise.all([
+      Promise.all(Array.from({ length: 20 }, () => call(old.internal, 'RechargeCallback', hint, asPaymentService()))),
+      h.sim!.pay(paymentId, 'concurrent'),
+    ]);
+    for (const a of grpcAnswers) expect(a).to.deep.equal({ success: true });
+    for (const a of httpAnswers) expect(a.status).to.equal(200);
+    await h.drain();
+    expect((await call(old.user, 'GetAccount', { userId: user })).balance).to.equal(12.34);
+    expect(await rechargeEntries(h, user)).to.equal(1);
+    // Replays after the credit: the same payment is acknowledged, another one is a conflict.
+    expect(await call(old.internal, 'RechargeCallback', hint, asPaymentService())).to.deep.equal({ success: true });
+    expect(
+      await callFails(old.internal, 'RechargeCallback', { ...hint, paymentId: 'pay_other' }, asPaymentService()),
+    ).to.include({ code: grpc.status.ALREADY_EXISTS, billingCode: 10004 });
+    await h.drain();
+    expect(await rechargeEntries(h, user)).to.equal(1);
+    await h.assertInvariant([user]);
+  });
+
+  it('closes the order when the payment service says the payment is closed', async () => {
+    const user = h.user('closed');
+    const { orderId, paymentId } = await order(user, 5);
+    h.sim!.payments.get(paymentId)!.status = 'CLOSED';
+    expect(
+      await call(
+        old.internal,
+        'RechargeCallback',
+        { rechargeOrderId: orderId, paymentId, amount: 5, status: 'success' },
+        asPaymentService(),
+      ),
+    ).to.deep.equal({ success: true });
+    expect((await h.probe.repositories.recharges.find(orderId))!.status).to.equal('closed');
+    expect(await rechargeEntries(h, user)).to.equal(0);
+  });
+
+  it('validates a gRPC recharge like an HTTP one, and takes wechatpay over HTTP too', async () => {
+    const user = h.user('validate');
+    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 0.001, paymentMethod: 'wechat' })).to.include({
+      billingCode: 40000,
+    });
+    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 1, paymentMethod: 'paypal' })).to.include({
+      billingCode: 40000,
+    });
+    expect(
+      await callFails(old.user, 'Recharge', { userId: user, amount: Number.NaN, paymentMethod: 'alipay' }),
+    ).to.include({ billingCode: 40000 });
+    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 1e300, paymentMethod: 'alipay' })).to.include({
+      billingCode: 40000,
+    });
+    const http = await h.post('/api/v1/billing/recharge', {
+      user_id: user,
+      amount: '1.00',
+      payment_method: 'wechatpay',
+    });
+    expect(http.status).to.equal(200);
+    expect(http.body.data.paymentMethod).to.equal('wechat');
+  });
+});

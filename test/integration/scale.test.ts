@@ -1,0 +1,155 @@
+import { expect } from 'chai';
+import { startHarness, seedBalance, type Harness } from '../support/harness.js';
+import { startWorkers } from '../../src/workers/workers.js';
+
+/*
+ * SPEC section 16: maintenance reads indexes kept by the scripts (no SCAN), and idle accounts leave
+ * Redis once MySQL holds all of their state, coming back on their next call.
+ */
+const DEDUCT = '/internal/v1/billing/deduct';
+const RESERVE = '/internal/v1/billing/reservations';
+
+describe('scale: maintenance indexes and idle accounts', function () {
+  this.timeout(90_000);
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ overrides: { services: [{ name: 'passport', free_quota: 3, unit_price: '0.01' }] } });
+  });
+  after(() => h.stop());
+
+  const score = (key: string, user: string) => h.probe.redis.zscore(key, user);
+
+  it('lists a user in the journal index while a change is unpersisted, and in the holds index by its earliest hold', async () => {
+    const ctx = h.probe;
+    const user = h.user('indexed');
+    await seedBalance(h, user, 1_000_000n);
+    await h.drain();
+    expect(await score(ctx.keys.journalIndex(user), user)).to.equal(null);
+    expect(Number(await score(ctx.keys.activityIndex(user), user))).to.be.greaterThan(0);
+
+    const late = await h.post(RESERVE, { request_id: 'late', user_id: user, service_name: 'passport', count: 5, ttl_seconds: 600 });
+    const early = await h.post(RESERVE, { request_id: 'early', user_id: user, service_name: 'passport', count: 1, ttl_seconds: 60 });
+    expect(Number(await score(ctx.keys.holdsIndex(user), user))).to.equal(Date.parse(early.body.data.expiresAt));
+    await h.post(`${RESERVE}/${early.body.data.reservationId}/release`, {});
+    expect(Number(await score(ctx.keys.holdsIndex(user), user))).to.equal(Date.parse(late.body.data.expiresAt));
+    await h.post(`${RESERVE}/${late.body.data.reservationId}/commit`, { count: 4 });
+    expect(await score(ctx.keys.holdsIndex(user), user)).to.equal(null);
+    await h.drain();
+    expect(await score(ctx.keys.journalIndex(user), user)).to.equal(null);
+    await h.assertInvariant([user]);
+  });
+
+  it('sweeps through the index what a lost enqueue left in a journal', async () => {
+    const api = await startHarness({ roles: ['api'] }); // no worker: the job is lost for sure
+    const ctx = api.probe;
+    try {
+      const user = api.user('lost');
+      await api.post(DEDUCT, { request_id: 'l1', user_id: user, service_name: 'passport' });
+      await ctx.persistence.drainBuffer();
+      await ctx.queues.queueOf('persist-changes').obliterate({ force: true });
+      expect(await score(ctx.keys.journalIndex(user), user)).not.to.equal(null);
+      expect(await ctx.persistence.sweep(0)).to.equal(1);
+      const again = startWorkers(ctx.workers, ['persistence']);
+      try {
+        await api.drain();
+      } finally {
+        await again.close();
+      }
+      expect(await score(ctx.keys.journalIndex(user), user)).to.equal(null);
+      expect((await api.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(1);
+    } finally {
+      await api.stop();
+    }
+  });
+
+  it('evicts an idle account whose state is all in MySQL, and reloads it, free quota of the month included', async () => {
+    const ctx = h.probe;
+    const [idle, held, fresh] = [h.user('idle'), h.user('held'), h.user('fresh')];
+    for (const user of [idle, held]) await seedBalance(h, user, 1_000_000n);
+    await h.post(DEDUCT, { request_id: 'd1', user_id: idle, service_name: 'passport', count: 5 }); // 3 free + 2 paid
+    await h.post(RESERVE, { request_id: 'h1', user_id: held, service_name: 'passport', count: 1, ttl_seconds: 600 });
+    await h.drain();
+    const idleBefore = Date.now();
+    await new Promise((r) => setTimeout(r, 5));
+    await h.post(DEDUCT, { request_id: 'd1', user_id: fresh, service_name: 'passport' }); // changed since
+
+    const { evicted } = await ctx.accounts.evictIdle(Date.now() - idleBefore); // "idle" = unchanged since idleBefore
+    expect(evicted).to.be.greaterThan(0);
+    expect(await ctx.redis.exists(ctx.keys.account(fresh)), 'a recent change keeps it').to.equal(1);
+    expect(await ctx.redis.exists(ctx.keys.account(idle))).to.equal(0);
+    expect(await ctx.redis.exists(ctx.keys.quota(idle, ctx.calendar.period(ctx.clock.now())))).to.equal(0);
+    expect(await score(ctx.keys.activityIndex(idle), idle)).to.equal(null);
+    expect(await ctx.redis.exists(ctx.keys.account(held)), 'an open hold keeps it').to.equal(1);
+
+    // Back on its next call, from MySQL: the balance, and the free calls already used this month.
+    const account = (await h.get('/api/v1/billing/account', { user_id: idle })).body.data;
+    expect(account.balance).to.equal('0.98');
+    expect(account.quotas[0]).to.include({ usedQuota: 3, remainingQuota: 0 });
+    const replay = await h.post(DEDUCT, { request_id: 'd1', user_id: idle, service_name: 'passport', count: 5 });
+    expect(replay.body.data.duplicate, 'a replay within the window is still a replay').to.equal(true);
+    const next = await h.post(DEDUCT, { request_id: 'd2', user_id: idle, service_name: 'passport' });
+    expect(next.body.data).to.include({ freeCount: 0, paidCount: 1, balance: '0.97' });
+    await h.drain();
+    await h.assertInvariant([idle, fresh]); // (a hold's free calls are not in MySQL until it ends)
+  });
+
+  it('never evicts an account with a change on its way to MySQL', async () => {
+    const api = await startHarness({ roles: ['api'] }); // no worker: the change stays on its way
+    try {
+      const ctx = api.probe;
+      const user = api.user('in-flight');
+      await api.post(DEDUCT, { request_id: 'f1', user_id: user, service_name: 'passport' });
+      await ctx.persistence.drainBuffer();
+      await new Promise((r) => setTimeout(r, 5));
+      const { busy, evicted } = await ctx.accounts.evictIdle(1);
+      expect([busy, evicted]).to.deep.equal([1, 0]);
+      expect(await ctx.redis.exists(ctx.keys.account(user))).to.equal(1);
+      const workers = startWorkers(ctx.workers, ['persistence']);
+      try {
+        await api.drain();
+      } finally {
+        await workers.close();
+      }
+      await api.assertInvariant([user]);
+    } finally {
+      await api.stop();
+    }
+  });
+
+  it('archives records and verified ledger entries past the retention horizon; balances stay provable', async () => {
+    const ctx = h.probe;
+    const user = h.user('archived');
+    await seedBalance(h, user, 2_000_000n);
+    await h.post(DEDUCT, { request_id: 'old1', user_id: user, service_name: 'passport', count: 5 });
+    await h.drain();
+    const longAgo = new Date(Date.now() - 800 * 86_400_000);
+    await ctx.db('consumption_records').where({ user_id: user }).update({ created_at: longAgo });
+    await ctx.db('ledger_entries').where({ user_id: user }).update({ created_at: longAgo });
+    await ctx.db('usage_daily').where({ user_id: user }).update({ day: ctx.calendar.day(longAgo) });
+    // Not yet verified by reconciliation: its ledger entries stay; the records move.
+    await ctx.db('accounts').where({ user_id: user }).update({ audited_entry_id: 0 });
+    const first = await ctx.archive.run();
+    expect(first.records).to.be.greaterThan(0);
+    expect(await ctx.db('ledger_entries').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({ n: '2' });
+    await ctx.reconciliation.run('manual'); // verifies them
+    const second = await ctx.archive.run();
+    expect(second.ledgerEntries).to.be.greaterThan(0);
+    expect(await ctx.db('ledger_entries').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({ n: '0' });
+    expect(await ctx.db('ledger_entries_archive').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({ n: '2' });
+    const acct = await ctx.db('accounts').where({ user_id: user }).first('balance', 'archived_balance');
+    expect(String(acct.archived_balance)).to.equal(String(acct.balance)).and.to.equal('1980000');
+    await h.assertInvariant([user]);
+
+    // Life goes on: a new charge books after the archived history, and every kind of check agrees.
+    await h.post(DEDUCT, { request_id: 'new1', user_id: user, service_name: 'passport' });
+    await h.drain();
+    await h.assertInvariant([user]);
+    const full = await ctx.reconciliation.run('manual', undefined, { full: true });
+    const repairs = await ctx.db('reconciliation_repairs').where({ run_id: full.id, user_id: user });
+    expect(repairs).to.have.length(0);
+    const listed = (await h.get('/api/v1/billing/records', { user_id: user })).body.data;
+    expect(listed.total, JSON.stringify(listed.records)).to.equal(1);
+    const summary = (await h.get('/api/v1/billing/stats/summary', { user_id: user })).body.data;
+    expect(summary.totalCount, 'statistics come from the daily aggregates, never archived').to.equal(6);
+  });
+});
