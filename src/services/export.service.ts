@@ -1,4 +1,4 @@
-import type { UsageRepository, RecordFilter, RecordCursor, ExportRow } from '../repositories/usage.repository.js';
+import type { UsageRepository, RecordFilter, RecordCursor, ExportRow, RecordTable } from '../repositories/usage.repository.js';
 import type { BusinessCalendar } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import { AppError } from '../lib/errors.js';
@@ -40,6 +40,12 @@ export interface CsvExport {
 
 const HEADER = ['record_id', 'request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount', 'unit_price', 'created_at'];
 
+/**
+ * Records past the retention horizon first (they are the older ones), then the live ones: each
+ * record is in exactly one of the two tables, so each is written once.
+ */
+const TABLES: RecordTable[] = ['consumption_records_archive', 'consumption_records'];
+
 /** Rows read per query: large enough for throughput, small enough that memory stays flat. */
 const PAGE_ROWS = 2_000;
 
@@ -79,7 +85,7 @@ export class ExportService {
     if (filter.from && filter.to && filter.from >= filter.to) {
       throw new AppError('VALIDATION_FAILED', 'from is after to', [{ field: 'from', message: 'must not be after to' }]);
     }
-    const first = await this.usage.exportPage(filter, undefined, this.pageRows);
+    const first = await this.usage.exportPage(filter, undefined, this.pageRows, TABLES[0]);
     const safeName = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '_');
     const range = [q.from, q.to].map((d) => (d ? safeName(d) : '')).filter(Boolean).join('_to_');
     const filename = `records-${safeName(q.userId)}${q.serviceName ? `-${safeName(q.serviceName)}` : ''}${range ? `-${range}` : ''}.csv`;
@@ -88,18 +94,20 @@ export class ExportService {
 
   private async *pages(filter: RecordFilter, first: ExportRow[]): AsyncGenerator<string> {
     yield csvRow(HEADER);
-    let page = first;
-    while (page.length > 0) {
-      const last = page[page.length - 1];
-      const after: RecordCursor = { at: new Date(last.created_at), id: String(last.id) };
-      const more = page.length === this.pageRows;
-      const text = page.map(toLine).join('');
-      // Let go of the rows before waiting for the reader: rows kept alive across a slow write would be
-      // promoted to the old generation, and the process would grow until a full collection.
-      page.length = 0;
-      yield text;
-      if (!more) return;
-      page = await this.usage.exportPage(filter, after, this.pageRows);
+    for (const [i, table] of TABLES.entries()) {
+      let page = i === 0 ? first : await this.usage.exportPage(filter, undefined, this.pageRows, table);
+      while (page.length > 0) {
+        const last = page[page.length - 1];
+        const after: RecordCursor = { at: new Date(last.created_at), id: String(last.id) };
+        const more = page.length === this.pageRows;
+        const text = page.map(toLine).join('');
+        // Let go of the rows before waiting for the reader: rows kept alive across a slow write would be
+        // promoted to the old generation, and the process would grow until a full collection.
+        page.length = 0;
+        yield text;
+        if (!more) break;
+        page = await this.usage.exportPage(filter, after, this.pageRows, table);
+      }
     }
   }
 }

@@ -147,6 +147,29 @@ describe('monthly statements', function () {
     }
   });
 
+  it('reads the same once its oldest month has moved to the archive tables', async () => {
+    const months = [M1, M2, M3, M4];
+    const before = await Promise.all(months.map(async (m) => (await statement(m)).body.data));
+    // What the archive job does (SPEC 16): month 1's entries and records move, the account keeps their sum.
+    const db = h.running.ctx.db;
+    await db.transaction(async (trx) => {
+      const cut = at(1);
+      const moved = await trx('ledger_entries').where('user_id', user).andWhere('created_at', '<', cut).sum({ s: 'amount' }).max({ last: 'id' }).first();
+      await trx.raw('INSERT INTO ledger_entries_archive SELECT l.*, NOW(3) FROM ledger_entries l WHERE user_id = ? AND created_at < ?', [user, cut]);
+      await trx('ledger_entries').where('user_id', user).andWhere('created_at', '<', cut).delete();
+      await trx.raw('INSERT INTO consumption_records_archive SELECT r.*, NOW(3) FROM consumption_records r WHERE user_id = ? AND created_at < ?', [user, cut]);
+      await trx('consumption_records').where('user_id', user).andWhere('created_at', '<', cut).delete();
+      await trx('accounts').where('user_id', user).update({
+        archived_balance: trx.raw('archived_balance + ?', [String(moved!.s)]),
+        archived_entry_id: trx.raw('GREATEST(archived_entry_id, ?)', [String(moved!.last)]),
+      });
+    });
+    expect(Number((await db('ledger_entries_archive').where('user_id', user).count({ n: '*' }).first())!.n)).to.equal(5);
+    const after = await Promise.all(months.map(async (m) => (await statement(m)).body.data));
+    expect(after).to.deep.equal(before);
+    await h.assertInvariant([user]);
+  });
+
   it('lists entry types it has no line for under their own names, in JSON and spreadsheet-safe CSV', async () => {
     const other = h.user('types');
     const booked = new Date('2026-09-10T00:00:00Z');
