@@ -24,7 +24,11 @@ export function exportRoutes(exports: ExportService, logger: Logger): Router {
       // Headers are gone: the only honest signal left is an aborted (incomplete) response.
       if (!res.destroyed) res.destroy(err as Error);
       const aborted = (err as { code?: string }).code === 'ERR_STREAM_PREMATURE_CLOSE';
-      if (!aborted) logger.warn({ err: (err as Error).message, correlationId: res.locals.correlationId }, 'export failed mid-stream');
+      if (!aborted)
+        logger.warn(
+          { err: (err as Error).message, correlationId: res.locals.correlationId },
+          'export failed mid-stream',
+        );
     }
   });
   return router;

@@ -6,7 +6,13 @@ import type { PortalService } from '../services/portal.service.js';
 import type { AccountService } from '../services/account.service.js';
 import type { UsageService } from '../services/usage.service.js';
 import type { RechargeService } from '../services/recharge.service.js';
-import { portalSessionBody, portalRecordsQuery, portalUsageQuery, portalRechargeBody, portalOrderParams } from './portal.schemas.js';
+import {
+  portalSessionBody,
+  portalRecordsQuery,
+  portalUsageQuery,
+  portalRechargeBody,
+  portalOrderParams,
+} from './portal.schemas.js';
 import { validate, ok } from './validation.js';
 
 const ASSETS = fileURLToPath(new URL('../portal', import.meta.url));
@@ -15,7 +21,8 @@ const CHART_UMD = join(dirname(createRequire(import.meta.url).resolve('chart.js'
 
 /** The page may load only its own files and talk only to this service. */
 const PAGE_HEADERS = {
-  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
   'Referrer-Policy': 'no-referrer',
   'X-Content-Type-Options': 'nosniff',
@@ -51,7 +58,10 @@ export function portalRoutes(deps: PortalDeps, jsonBody: RequestHandler): Router
   router.get('/portal', (_req, res) => {
     res.set(PAGE_HEADERS).sendFile(join(ASSETS, 'index.html'));
   });
-  router.use('/portal/assets', express.static(ASSETS, { index: false, setHeaders: (res) => res.set('X-Content-Type-Options', 'nosniff') }));
+  router.use(
+    '/portal/assets',
+    express.static(ASSETS, { index: false, setHeaders: (res) => res.set('X-Content-Type-Options', 'nosniff') }),
+  );
   router.get('/portal/vendor/chart.umd.js', (_req, res) => {
     res.set('X-Content-Type-Options', 'nosniff').sendFile(CHART_UMD);
   });
@@ -70,9 +80,20 @@ export function portalRoutes(deps: PortalDeps, jsonBody: RequestHandler): Router
   });
   api.get('/records', async (req, res) => {
     const q = validate(portalRecordsQuery, req.query, 'query');
-    res.json(ok(await deps.usage.records({
-      userId: user(res), serviceName: q.service_name, type: q.type, from: q.from, to: q.to, page: q.page, pageSize: q.page_size, cursor: q.cursor,
-    })));
+    res.json(
+      ok(
+        await deps.usage.records({
+          userId: user(res),
+          serviceName: q.service_name,
+          type: q.type,
+          from: q.from,
+          to: q.to,
+          page: q.page,
+          pageSize: q.page_size,
+          cursor: q.cursor,
+        }),
+      ),
+    );
   });
   api.get('/usage', async (req, res) => {
     const q = validate(portalUsageQuery, req.query, 'query');
@@ -80,7 +101,17 @@ export function portalRoutes(deps: PortalDeps, jsonBody: RequestHandler): Router
   });
   api.post('/recharge', async (req, res) => {
     const b = validate(portalRechargeBody, req.body);
-    res.json(ok(await deps.recharges.create({ userId: user(res), amount: b.amount, method: b.payment_method, currency: deps.currency, clientIp: req.ip ?? '' })));
+    res.json(
+      ok(
+        await deps.recharges.create({
+          userId: user(res),
+          amount: b.amount,
+          method: b.payment_method,
+          currency: deps.currency,
+          clientIp: req.ip ?? '',
+        }),
+      ),
+    );
   });
   api.get('/recharge/:order_id', async (req, res) => {
     const { order_id } = validate(portalOrderParams, req.params, 'query');

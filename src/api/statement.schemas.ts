@@ -13,5 +13,8 @@ export const statementQuery = Joi.object<StatementQuery>({
 
 /** The month as a path parameter; its range (1970-01 to the current month) is the service's to check. */
 export const statementParams = Joi.object<{ month: string }>({
-  month: Joi.string().pattern(/^\d{4}-\d{2}$/).required().messages({ 'string.pattern.base': 'must be a month YYYY-MM' }),
+  month: Joi.string()
+    .pattern(/^\d{4}-\d{2}$/)
+    .required()
+    .messages({ 'string.pattern.base': 'must be a month YYYY-MM' }),
 });

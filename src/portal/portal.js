@@ -52,7 +52,8 @@
   function describeSession() {
     try {
       const claims = JSON.parse(atob(token.split('.')[0].replace(/-/g, '+').replace(/_/g, '/')));
-      $('session-note').textContent = `Account ${claims.u} · this link is valid until ${new Date(claims.e).toLocaleString()}`;
+      $('session-note').textContent =
+        `Account ${claims.u} · this link is valid until ${new Date(claims.e).toLocaleString()}`;
     } catch {
       $('session-note').textContent = '';
     }
@@ -62,13 +63,22 @@
     const account = await api('/account');
     $('balance').textContent = account.balance;
     $('currency').textContent = account.currency;
-    $('held').textContent = account.heldAmount && account.heldAmount !== '0.00' ? `${account.heldAmount} held for calls in progress` : '';
+    $('held').textContent =
+      account.heldAmount && account.heldAmount !== '0.00' ? `${account.heldAmount} held for calls in progress` : '';
     $('quota-month').textContent = account.quotas.length ? `(${account.quotas[0].period})` : '';
-    $('quota-table').tBodies[0].replaceChildren(...account.quotas.map((q) => row([
-      cell(q.serviceName), cell(String(q.usedQuota), 'num'), cell(String(q.remainingQuota), 'num'), cell(String(q.totalQuota), 'num'),
-    ])));
+    $('quota-table').tBodies[0].replaceChildren(
+      ...account.quotas.map((q) =>
+        row([
+          cell(q.serviceName),
+          cell(String(q.usedQuota), 'num'),
+          cell(String(q.remainingQuota), 'num'),
+          cell(String(q.totalQuota), 'num'),
+        ]),
+      ),
+    );
     const select = $('filter-service');
-    if (select.options.length === 1) for (const q of account.quotas) select.add(new Option(q.serviceName, q.serviceName));
+    if (select.options.length === 1)
+      for (const q of account.quotas) select.add(new Option(q.serviceName, q.serviceName));
     return account;
   }
 
@@ -78,11 +88,16 @@
   async function loadUsage() {
     const usage = await api('/usage');
     const total = sum(usage.services.map((s) => sum(s.calls)));
-    $('usage-summary').textContent = `${total} calls from ${usage.from} to ${usage.to}` +
+    $('usage-summary').textContent =
+      `${total} calls from ${usage.from} to ${usage.to}` +
       (usage.services.length ? `: ${usage.services.map((s) => `${s.serviceName} ${sum(s.calls)}`).join(', ')}` : '');
     const data = {
       labels: usage.days.map((d) => d.slice(5)),
-      datasets: usage.services.map((s, i) => ({ label: s.serviceName, data: s.calls, backgroundColor: COLOURS[i % COLOURS.length] })),
+      datasets: usage.services.map((s, i) => ({
+        label: s.serviceName,
+        data: s.calls,
+        backgroundColor: COLOURS[i % COLOURS.length],
+      })),
     };
     if (typeof Chart === 'undefined') return;
     if (chart) {
@@ -94,7 +109,9 @@
       type: 'bar',
       data,
       options: {
-        responsive: true, maintainAspectRatio: false, animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
         scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } },
       },
     });
@@ -114,10 +131,18 @@
       return;
     }
     const tbody = $('records-table').tBodies[0];
-    tbody.replaceChildren(...result.records.map((r) => row([
-      cell(new Date(r.createdAt).toLocaleString()), cell(r.serviceName), cell(String(r.count), 'num'), cell(String(r.freeCount), 'num'),
-      cell(r.amount, 'num'), cell(r.requestId),
-    ])));
+    tbody.replaceChildren(
+      ...result.records.map((r) =>
+        row([
+          cell(new Date(r.createdAt).toLocaleString()),
+          cell(r.serviceName),
+          cell(String(r.count), 'num'),
+          cell(String(r.freeCount), 'num'),
+          cell(r.amount, 'num'),
+          cell(r.requestId),
+        ]),
+      ),
+    );
     if (result.records.length === 0) {
       const empty = cell('No records');
       empty.colSpan = 6;
@@ -182,16 +207,23 @@
     const payWindow = window.open('', '_blank');
     if (payWindow) payWindow.opener = null;
     try {
-      const order = await api('/recharge', { method: 'POST', body: JSON.stringify({ amount, payment_method: $('recharge-method').value }) });
+      const order = await api('/recharge', {
+        method: 'POST',
+        body: JSON.stringify({ amount, payment_method: $('recharge-method').value }),
+      });
       $('pay-link').href = order.paymentUrl;
       $('recharge-link').hidden = false;
       if (payWindow) payWindow.location.href = order.paymentUrl;
-      rechargeStatus(`Order ${order.orderId} for ${order.amount} ${order.currency} is waiting for your payment in the payment page.`);
+      rechargeStatus(
+        `Order ${order.orderId} for ${order.amount} ${order.currency} is waiting for your payment in the payment page.`,
+      );
       const done = await waitForOrder(order.orderId);
       if (!done) rechargeStatus('The payment is still pending. This page will show it once it is paid.');
       else if (done.status === 'paid') {
         const account = await loadAccount();
-        rechargeStatus(`Paid: ${done.amount} ${done.currency} added. Your balance is now ${account.balance} ${account.currency}.`);
+        rechargeStatus(
+          `Paid: ${done.amount} ${done.currency} added. Your balance is now ${account.balance} ${account.currency}.`,
+        );
         $('recharge-link').hidden = true;
       } else rechargeStatus(`The payment was not completed (${done.status}).`);
     } catch (err) {

@@ -1,4 +1,10 @@
-import type { UsageRepository, RecordFilter, RecordCursor, ExportRow, RecordTable } from '../repositories/usage.repository.js';
+import type {
+  UsageRepository,
+  RecordFilter,
+  RecordCursor,
+  ExportRow,
+  RecordTable,
+} from '../repositories/usage.repository.js';
 import type { BusinessCalendar } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import { AppError } from '../lib/errors.js';
@@ -38,7 +44,18 @@ export interface CsvExport {
   chunks: AsyncGenerator<string>;
 }
 
-const HEADER = ['record_id', 'request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount', 'unit_price', 'created_at'];
+const HEADER = [
+  'record_id',
+  'request_id',
+  'service_name',
+  'type',
+  'count',
+  'free_count',
+  'paid_count',
+  'amount',
+  'unit_price',
+  'created_at',
+];
 
 /**
  * Records past the retention horizon first (they are the older ones), then the live ones: each
@@ -60,9 +77,10 @@ export class ExportService {
 
   /** A business day covers the whole day (`to` inclusive); a full ISO timestamp is taken as it is. */
   private instant(value: string, field: string, endOfDay: boolean): Date {
-    const bad = () => new AppError('VALIDATION_FAILED', `invalid ${field}`, [
-      { field, message: 'must be a real date YYYY-MM-DD (1970-9999), or an ISO 8601 timestamp on one' },
-    ]);
+    const bad = () =>
+      new AppError('VALIDATION_FAILED', `invalid ${field}`, [
+        { field, message: 'must be a real date YYYY-MM-DD (1970-9999), or an ISO 8601 timestamp on one' },
+      ]);
     if (!this.calendar.isValidDay(value.slice(0, 10))) throw bad();
     if (value.length === 10) return this.calendar.startOfDay(endOfDay ? this.calendar.addDays(value, 1) : value);
     const t = Date.parse(value);
@@ -87,8 +105,12 @@ export class ExportService {
     }
     const first = await this.usage.exportPage(filter, undefined, this.pageRows, TABLES[0]);
     const safeName = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '_');
-    const range = [q.from, q.to].map((d) => (d ? safeName(d) : '')).filter(Boolean).join('_to_');
-    const filename = `records-${safeName(q.userId)}${q.serviceName ? `-${safeName(q.serviceName)}` : ''}${range ? `-${range}` : ''}.csv`;
+    const range = [q.from, q.to]
+      .map((d) => (d ? safeName(d) : ''))
+      .filter(Boolean)
+      .join('_to_');
+    const parts = [safeName(q.userId), q.serviceName ? safeName(q.serviceName) : '', range].filter(Boolean);
+    const filename = `records-${parts.join('-')}.csv`;
     return { filename, chunks: this.pages(filter, first) };
   }
 

@@ -55,7 +55,8 @@ export class PortalService {
     } catch {
       throw refuse('malformed portal session');
     }
-    if (typeof claims.u !== 'string' || !USER_ID.test(claims.u) || typeof claims.e !== 'number') throw refuse('malformed portal session');
+    if (typeof claims.u !== 'string' || !USER_ID.test(claims.u) || typeof claims.e !== 'number')
+      throw refuse('malformed portal session');
     if (this.clock.now().getTime() >= claims.e) throw refuse('portal session expired: ask for a new link');
     return claims.u;
   }

@@ -59,14 +59,20 @@ export class StatementService {
 
   /** "2026-11" must be a real month from 1970-01 to the current one (business time zone). */
   private window(month: string): { start: Date; end: Date; closed: boolean } {
-    const bad = (message: string) => new AppError('VALIDATION_FAILED', `invalid month ${month}`, [{ field: 'month', message }]);
+    const bad = (message: string) =>
+      new AppError('VALIDATION_FAILED', `invalid month ${month}`, [{ field: 'month', message }]);
     const m = /^(\d{4})-(\d{2})$/.exec(month);
     if (!m || Number(m[2]) < 1 || Number(m[2]) > 12) throw bad('must be a month YYYY-MM');
     if (Number(m[1]) < 1970) throw bad('must not be before 1970-01');
     const current = this.calendar.monthDays(this.clock.now()).from.slice(0, 7);
     if (month > current) throw bad(`must not be after the current month (${current})`);
-    const next = Number(m[2]) === 12 ? `${Number(m[1]) + 1}-01` : `${m[1]}-${String(Number(m[2]) + 1).padStart(2, '0')}`;
-    return { start: this.calendar.startOfDay(`${month}-01`), end: this.calendar.startOfDay(`${next}-01`), closed: month < current };
+    const next =
+      Number(m[2]) === 12 ? `${Number(m[1]) + 1}-01` : `${m[1]}-${String(Number(m[2]) + 1).padStart(2, '0')}`;
+    return {
+      start: this.calendar.startOfDay(`${month}-01`),
+      end: this.calendar.startOfDay(`${next}-01`),
+      closed: month < current,
+    };
   }
 
   async monthly(userId: string, month: string): Promise<Statement> {
@@ -77,7 +83,11 @@ export class StatementService {
       this.statements.chargesByService(userId, start, end),
     ]);
     const sections: Record<Section, Figure> = {
-      recharges: figure(0, 0n), refunds: figure(0, 0n), grants: figure(0, 0n), grantExpiries: figure(0, 0n), adjustments: figure(0, 0n),
+      recharges: figure(0, 0n),
+      refunds: figure(0, 0n),
+      grants: figure(0, 0n),
+      grantExpiries: figure(0, 0n),
+      adjustments: figure(0, 0n),
     };
     let charges = figure(0, 0n);
     const otherEntries: Statement['otherEntries'] = [];
@@ -100,7 +110,13 @@ export class StatementService {
       closed,
       openingBalance: formatMoney(opening),
       recharges: sections.recharges,
-      charges: { ...charges, services: byService.map((s) => ({ serviceName: s.service_name, ...figure(Number(s.entries), BigInt(s.amount)) })) },
+      charges: {
+        ...charges,
+        services: byService.map((s) => ({
+          serviceName: s.service_name,
+          ...figure(Number(s.entries), BigInt(s.amount)),
+        })),
+      },
       refunds: sections.refunds,
       grants: sections.grants,
       grantExpiries: sections.grantExpiries,

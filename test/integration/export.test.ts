@@ -60,10 +60,15 @@ for await (const chunk of res.body) {
 process.stdout.write(JSON.stringify({ status: res.status, lines, amountSum: String(amountSum), assetRows, ordered, rest }));
 `;
 
-function readInChild(url: string): Promise<{ status: number; lines: number; amountSum: string; assetRows: number; ordered: boolean; rest: string }> {
+function readInChild(
+  url: string,
+): Promise<{ status: number; lines: number; amountSum: string; assetRows: number; ordered: boolean; rest: string }> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', CHILD_READER, url, GATEWAY_TOKEN], { maxBuffer: 1 << 20 }, (err, stdout) =>
-      err ? reject(err) : resolve(JSON.parse(stdout)),
+    execFile(
+      process.execPath,
+      ['--input-type=module', '-e', CHILD_READER, url, GATEWAY_TOKEN],
+      { maxBuffer: 1 << 20 },
+      (err, stdout) => (err ? reject(err) : resolve(JSON.parse(stdout))),
     );
   });
 }
@@ -79,18 +84,40 @@ describe('CSV export of consumption records', function () {
   it('escapes formula-like ids and quotes per RFC 4180, with the download headers', async () => {
     const user = h.user('hostile');
     await seedBalance(h, user, 10_000_000n);
-    const hostile = ['=HYPERLINK("http://evil.example","x")', '+1+1', '-2+3', '@SUM(A1:A9)', 'plain, with "quotes"', '=1,2'];
+    const hostile = [
+      '=HYPERLINK("http://evil.example","x")',
+      '+1+1',
+      '-2+3',
+      '@SUM(A1:A9)',
+      'plain, with "quotes"',
+      '=1,2',
+    ];
     for (const requestId of hostile) {
-      const r = await h.post('/internal/v1/billing/deduct', { request_id: requestId, user_id: user, service_name: 'passport' });
+      const r = await h.post('/internal/v1/billing/deduct', {
+        request_id: requestId,
+        user_id: user,
+        service_name: 'passport',
+      });
       expect(r.status, requestId).to.equal(200);
     }
     await h.drain();
     // Tab and CR cannot come through the API (request ids are printable ASCII): put them in directly.
     const at = new Date();
-    await h.running.ctx.db('consumption_records').insert(['\tTAB', '\rCR'].map((requestId, i) => ({
-      record_id: `${h.tag}-ctl-${i}`, user_id: user, request_id: requestId, service_name: 'passport', type: 'free',
-      count: 1, free_count: 1, paid_count: 0, amount: 0, period: '202611', created_at: at,
-    })));
+    await h.running.ctx.db('consumption_records').insert(
+      ['\tTAB', '\rCR'].map((requestId, i) => ({
+        record_id: `${h.tag}-ctl-${i}`,
+        user_id: user,
+        request_id: requestId,
+        service_name: 'passport',
+        type: 'free',
+        count: 1,
+        free_count: 1,
+        paid_count: 0,
+        amount: 0,
+        period: '202611',
+        created_at: at,
+      })),
+    );
 
     const res = await fetch(`${h.url}${EXPORT}?user_id=${encodeURIComponent(user)}`, { headers: auth });
     expect(res.status).to.equal(200);
@@ -98,10 +125,28 @@ describe('CSV export of consumption records', function () {
     expect(res.headers.get('content-disposition')).to.equal(`attachment; filename="records-${user}.csv"`);
     const text = await res.text();
     const rows = parseCsv(text);
-    expect(rows[0]).to.deep.equal(['record_id', 'request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount', 'unit_price', 'created_at']);
+    expect(rows[0]).to.deep.equal([
+      'record_id',
+      'request_id',
+      'service_name',
+      'type',
+      'count',
+      'free_count',
+      'paid_count',
+      'amount',
+      'unit_price',
+      'created_at',
+    ]);
     const ids = rows.slice(1).map((r) => r[1]);
     expect(ids).to.have.members([
-      `'=HYPERLINK("http://evil.example","x")`, "'+1+1", "'-2+3", "'@SUM(A1:A9)", 'plain, with "quotes"', "'=1,2", "'\tTAB", "'\rCR",
+      `'=HYPERLINK("http://evil.example","x")`,
+      "'+1+1",
+      "'-2+3",
+      "'@SUM(A1:A9)",
+      'plain, with "quotes"',
+      "'=1,2",
+      "'\tTAB",
+      "'\rCR",
     ]);
     // No cell of the file starts like a formula once read back.
     for (const row of rows) for (const cell of row) expect(cell, cell).not.to.match(/^[=+\-@\t\r]/);
@@ -111,8 +156,15 @@ describe('CSV export of consumption records', function () {
 
     // Records past the retention horizon move to the archive table: the export still has each once, in order.
     const db = h.running.ctx.db;
-    const oldest = await db('consumption_records').where('user_id', user).orderBy([{ column: 'created_at' }, { column: 'id' }]).limit(3).pluck('id');
-    await db.raw(`INSERT INTO consumption_records_archive SELECT r.*, NOW(3) FROM consumption_records r WHERE id IN (${oldest.map(() => '?').join(',')})`, oldest);
+    const oldest = await db('consumption_records')
+      .where('user_id', user)
+      .orderBy([{ column: 'created_at' }, { column: 'id' }])
+      .limit(3)
+      .pluck('id');
+    await db.raw(
+      `INSERT INTO consumption_records_archive SELECT r.*, NOW(3) FROM consumption_records r WHERE id IN (${oldest.map(() => '?').join(',')})`,
+      oldest,
+    );
     await db('consumption_records').whereIn('id', oldest).delete();
     const again = await fetch(`${h.url}${EXPORT}?user_id=${encodeURIComponent(user)}`, { headers: auth });
     expect(parseCsv(await again.text())).to.deep.equal(rows);
@@ -139,7 +191,9 @@ describe('CSV export of consumption records', function () {
     // A single day is a valid range, and a user without records gets the header alone.
     const empty = await fetch(`${h.url}${EXPORT}?user_id=${user}&from=2026-11-01&to=2026-11-01`, { headers: auth });
     expect(empty.status).to.equal(200);
-    expect(empty.headers.get('content-disposition')).to.equal(`attachment; filename="records-${user}-2026-11-01_to_2026-11-01.csv"`);
+    expect(empty.headers.get('content-disposition')).to.equal(
+      `attachment; filename="records-${user}-2026-11-01_to_2026-11-01.csv"`,
+    );
     expect(parseCsv(await empty.text())).to.have.length(1);
   });
 
@@ -183,8 +237,10 @@ describe('CSV export of consumption records', function () {
     }
     const exportMs = Date.now() - exportStarted;
     const mb = (n: number) => (n / 1048576).toFixed(1);
-    console.log(`      insert ${TOTAL} rows: ${insertMs} ms; export: ${exportMs} ms; API rss ${mb(baseline.rss)} MB` +
-      ` peak +${mb(peakRss - baseline.rss)} MB, heap used ${mb(baseline.heapUsed)} MB peak +${mb(peakHeap - baseline.heapUsed)} MB`);
+    console.log(
+      `      insert ${TOTAL} rows: ${insertMs} ms; export: ${exportMs} ms; API rss ${mb(baseline.rss)} MB` +
+        ` peak +${mb(peakRss - baseline.rss)} MB, heap used ${mb(baseline.heapUsed)} MB peak +${mb(peakHeap - baseline.heapUsed)} MB`,
+    );
     const { lines, amountSum, assetRows, ordered } = result;
     expect(result.status).to.equal(200);
     expect(result.rest).to.equal('');
@@ -198,7 +254,10 @@ describe('CSV export of consumption records', function () {
     expect((peakRss - baseline.rss) / 1048576).to.be.below(100);
 
     // Filters: one service, one business day (Asia/Shanghai: 2026-09-02 is 16:00Z on the 1st to 16:00Z on the 2nd).
-    const day = await fetch(`${h.url}${EXPORT}?user_id=${encodeURIComponent(user)}&service_name=asset&from=2026-09-02&to=2026-09-02`, { headers: auth });
+    const day = await fetch(
+      `${h.url}${EXPORT}?user_id=${encodeURIComponent(user)}&service_name=asset&from=2026-09-02&to=2026-09-02`,
+      { headers: auth },
+    );
     const dayRows = parseCsv(await day.text()).slice(1);
     // Seconds 57,600..143,999 after 2026-09-01T00:00Z, every 10th: 8,640 rows.
     expect(dayRows).to.have.length(8_640);
@@ -212,7 +271,10 @@ describe('CSV export of consumption records', function () {
     db.on('query', countPages);
     try {
       const abort = new AbortController();
-      const res = await fetch(`${h.url}${EXPORT}?user_id=${encodeURIComponent(user)}`, { headers: auth, signal: abort.signal });
+      const res = await fetch(`${h.url}${EXPORT}?user_id=${encodeURIComponent(user)}`, {
+        headers: auth,
+        signal: abort.signal,
+      });
       const reader = res.body!.getReader();
       await reader.read();
       abort.abort();

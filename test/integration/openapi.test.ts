@@ -3,7 +3,16 @@ import { chromium } from 'playwright-core';
 import { startHarness, seedBalance, ADMIN_TOKEN, GATEWAY_TOKEN, type Harness } from '../support/harness.js';
 import { OpenApiRecorder, OpenApiChecker, type RecordedAnswer } from '../support/openapi-recorder.js';
 
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 describe('OpenAPI document and /docs', function () {
   this.timeout(120_000);
@@ -32,7 +41,16 @@ describe('OpenAPI document and /docs', function () {
     expect(body.properties.count).to.include({ type: 'integer', minimum: 1, maximum: h.config.maxCallsPerRequest });
     expect(Object.keys(deduct.responses)).to.include.members(['200', '400', '401', '402', '409', '500', '503']);
     const records = doc.paths['/api/v1/billing/records'].get.parameters.map((p: any) => p.name);
-    expect(records).to.include.members(['user_id', 'page', 'page_size', 'cursor', 'from', 'to', 'type', 'service_name']);
+    expect(records).to.include.members([
+      'user_id',
+      'page',
+      'page_size',
+      'cursor',
+      'from',
+      'to',
+      'type',
+      'service_name',
+    ]);
   });
 
   it('describes every answer the service gives to representative calls of every endpoint', async () => {
@@ -44,16 +62,55 @@ describe('OpenAPI document and /docs', function () {
     await h.post('/internal/v1/billing/check', { user_id: user, service_name: 'nope' });
     await h.post('/internal/v1/billing/deduct', { request_id: 'oa-1', user_id: user, service_name: 'passport' });
     await h.post('/internal/v1/billing/deduct', { request_id: 'oa-1', user_id: user, service_name: 'passport' });
-    await h.post('/internal/v1/billing/deduct', { request_id: 'oa-1', user_id: user, service_name: 'passport', count: 2 });
-    await h.post('/internal/v1/billing/deduct', { request_id: 'oa-2', user_id: user, service_name: 'passport', count: 'x' });
-    await h.post('/internal/v1/billing/deduct', { request_id: 'oa-3', user_id: h.user('poor'), service_name: 'payment', count: 10_000 });
-    await h.post('/internal/v1/billing/deduct', { request_id: 'oa-4', user_id: user, service_name: 'passport' }, { authorization: 'Bearer wrong' });
-    await h.post('/internal/v1/billing/check/batch', { items: [{ user_id: user, service_name: 'passport' }, { user_id: user, service_name: 'nope' }] });
-    await h.post('/internal/v1/billing/deduct/batch', { items: [{ request_id: 'oa-b1', user_id: user, service_name: 'passport' }, { request_id: 'oa-b2', user_id: user, service_name: 'nope' }] });
+    await h.post('/internal/v1/billing/deduct', {
+      request_id: 'oa-1',
+      user_id: user,
+      service_name: 'passport',
+      count: 2,
+    });
+    await h.post('/internal/v1/billing/deduct', {
+      request_id: 'oa-2',
+      user_id: user,
+      service_name: 'passport',
+      count: 'x',
+    });
+    await h.post('/internal/v1/billing/deduct', {
+      request_id: 'oa-3',
+      user_id: h.user('poor'),
+      service_name: 'payment',
+      count: 10_000,
+    });
+    await h.post(
+      '/internal/v1/billing/deduct',
+      { request_id: 'oa-4', user_id: user, service_name: 'passport' },
+      { authorization: 'Bearer wrong' },
+    );
+    await h.post('/internal/v1/billing/check/batch', {
+      items: [
+        { user_id: user, service_name: 'passport' },
+        { user_id: user, service_name: 'nope' },
+      ],
+    });
+    await h.post('/internal/v1/billing/deduct/batch', {
+      items: [
+        { request_id: 'oa-b1', user_id: user, service_name: 'passport' },
+        { request_id: 'oa-b2', user_id: user, service_name: 'nope' },
+      ],
+    });
     await h.post('/internal/v1/billing/deduct/batch', { items: [] });
-    const held = await h.post('/internal/v1/billing/reservations', { request_id: 'oa-r1', user_id: user, service_name: 'passport', count: 3 });
+    const held = await h.post('/internal/v1/billing/reservations', {
+      request_id: 'oa-r1',
+      user_id: user,
+      service_name: 'passport',
+      count: 3,
+    });
     await h.post(`/internal/v1/billing/reservations/${held.body.data.reservationId}/commit`, { count: 2 });
-    const held2 = await h.post('/internal/v1/billing/reservations', { request_id: 'oa-r2', user_id: user, service_name: 'passport', count: 1 });
+    const held2 = await h.post('/internal/v1/billing/reservations', {
+      request_id: 'oa-r2',
+      user_id: user,
+      service_name: 'passport',
+      count: 1,
+    });
     await h.post(`/internal/v1/billing/reservations/${held2.body.data.reservationId}/release`, {});
     await h.post('/internal/v1/billing/reservations/rsv_nope/release', {});
     // User endpoints.
@@ -67,11 +124,15 @@ describe('OpenAPI document and /docs', function () {
     await h.get('/api/v1/billing/stats/month', { user_id: user, service_name: 'passport' });
     await h.get('/api/v1/billing/stats/summary', { user_id: user });
     await h.get('/api/v1/billing/stats/daily', { user_id: user });
-    await fetch(`${h.url}/api/v1/billing/records/export${q({ user_id: user })}`, { headers: { authorization: `Bearer ${GATEWAY_TOKEN}` } }).then((r) => r.text());
+    await fetch(`${h.url}/api/v1/billing/records/export${q({ user_id: user })}`, {
+      headers: { authorization: `Bearer ${GATEWAY_TOKEN}` },
+    }).then((r) => r.text());
     await h.get('/api/v1/billing/records/export', { user_id: user, from: '2026-02-30' });
     const month = new Date().toISOString().slice(0, 7);
     await h.get(`/api/v1/billing/statements/${month}`, { user_id: user });
-    await fetch(`${h.url}/api/v1/billing/statements/${month}${q({ user_id: user, format: 'csv' })}`, { headers: { authorization: `Bearer ${GATEWAY_TOKEN}` } }).then((r) => r.text());
+    await fetch(`${h.url}/api/v1/billing/statements/${month}${q({ user_id: user, format: 'csv' })}`, {
+      headers: { authorization: `Bearer ${GATEWAY_TOKEN}` },
+    }).then((r) => r.text());
     await h.get('/api/v1/billing/statements/1969-01', { user_id: user });
     // Recharge through the simulator, its callback (recorded: the simulator posts with fetch), a lookup.
     const order = await h.post('/api/v1/billing/recharge', { user_id: user, amount: '5.00', payment_method: 'alipay' });
@@ -80,7 +141,11 @@ describe('OpenAPI document and /docs', function () {
     await h.get(`/api/v1/billing/recharge/${order.body.data.orderId}`, { user_id: user });
     await h.get('/api/v1/billing/recharge/ord_missing', { user_id: user });
     await h.post('/api/v1/billing/recharge', { user_id: user, amount: '0.001', payment_method: 'alipay' });
-    await fetch(`${h.url}/internal/v1/billing/callback`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    await fetch(`${h.url}/internal/v1/billing/callback`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+    });
     // The customer portal: a link, the page, the page's own calls (with and without a session).
     const link = await h.post('/api/v1/billing/portal-sessions', { user_id: user });
     await h.post('/api/v1/billing/portal-sessions', { user_id: '' });
@@ -95,15 +160,27 @@ describe('OpenAPI document and /docs', function () {
     await h.get(`/portal/v1/recharge/${portalOrder.body.data.orderId}`, {}, session);
     await h.get('/portal/v1/recharge/ord_missing', {}, session);
     // Operators.
-    await h.post(`/admin/v1/accounts/${user}/adjustments`, { amount: '1.00', reason: 'openapi test', idempotency_key: `${h.tag}-oa` }, admin);
-    await h.post(`/admin/v1/accounts/${user}/adjustments`, { amount: 'x', reason: 'openapi test', idempotency_key: `${h.tag}-oa2` }, admin);
+    await h.post(
+      `/admin/v1/accounts/${user}/adjustments`,
+      { amount: '1.00', reason: 'openapi test', idempotency_key: `${h.tag}-oa` },
+      admin,
+    );
+    await h.post(
+      `/admin/v1/accounts/${user}/adjustments`,
+      { amount: 'x', reason: 'openapi test', idempotency_key: `${h.tag}-oa2` },
+      admin,
+    );
     await h.get(`/admin/v1/accounts/${user}/ledger`, { page_size: 5 }, admin);
     await h.get(`/admin/v1/accounts/${user}`, {}, admin);
     await h.post('/admin/v1/reconciliation/runs', {}, admin);
     await h.get('/admin/v1/reconciliation/runs', { limit: 5 }, admin);
     await h.get('/admin/v1/reconciliation/runs/999999', {}, admin);
     await h.get('/admin/v1/dead-letters', {}, admin);
-    await h.post('/admin/v1/dead-letters/retry', { user_id: user, change_id: 'nope', operator: 'tester', reason: 'openapi test' }, admin);
+    await h.post(
+      '/admin/v1/dead-letters/retry',
+      { user_id: user, change_id: 'nope', operator: 'tester', reason: 'openapi test' },
+      admin,
+    );
     await h.post('/admin/v1/jobs/persist-changes/nope/retry', { operator: 'tester', reason: 'openapi test' }, admin);
     await h.get('/admin/v1/dead-letters', {});
     await fetch(`${h.url}/admin/queues`, { headers: admin }).then((r) => r.text());
@@ -118,9 +195,15 @@ describe('OpenAPI document and /docs', function () {
     const problems = checker.checkAll(ours);
     expect(problems, problems.join('\n')).to.deep.equal([]);
     // Every documented operation was called at least once here.
-    const called = new Set(ours.map((a) => checker.operationOf(a)).filter(Boolean).map((o) => `${o!.method} ${o!.path}`));
-    const documented = Object.entries(checker.document.paths as Record<string, object>)
-      .flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+    const called = new Set(
+      ours
+        .map((a) => checker.operationOf(a))
+        .filter(Boolean)
+        .map((o) => `${o!.method} ${o!.path}`),
+    );
+    const documented = Object.entries(checker.document.paths as Record<string, object>).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    );
     const notCalled = documented.filter((d) => !called.has(d));
     expect(notCalled, 'documented but not exercised').to.deep.equal([]);
     // Statuses seen: successes and each family of errors.
@@ -130,16 +213,33 @@ describe('OpenAPI document and /docs', function () {
   it('reports an answer that does not match the document', () => {
     const url = `${h.url}/internal/v1/billing/deduct`;
     const base: RecordedAnswer = { method: 'POST', url, status: 200, contentType: 'application/json' };
-    const good = { success: true, data: { success: true, recordId: 'r', requestId: 'q', freeCount: 1, paidCount: 0, amount: '0.00', balance: '1.00', duplicate: false } };
+    const good = {
+      success: true,
+      data: {
+        success: true,
+        recordId: 'r',
+        requestId: 'q',
+        freeCount: 1,
+        paidCount: 0,
+        amount: '0.00',
+        balance: '1.00',
+        duplicate: false,
+      },
+    };
     expect(checker.check({ ...base, json: good })).to.deep.equal([]);
     expect(checker.check({ ...base, json: { ...good, data: { ...good.data, amount: 0.5 } } })).to.have.length(1);
     expect(checker.check({ ...base, json: { ...good, data: { ...good.data, extra: 1 } } })).to.have.length(1);
     expect(checker.check({ ...base, status: 418, json: good })).to.have.length(1);
-    expect(checker.check({ ...base, status: 402, json: { success: false, code: 10007, message: 'x' } })).to.have.length(1);
+    expect(checker.check({ ...base, status: 402, json: { success: false, code: 10007, message: 'x' } })).to.have.length(
+      1,
+    );
   });
 
   it('renders /docs in a browser from local assets only', async () => {
-    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      args: CHROMIUM_FLAGS,
+    });
     try {
       const page = await browser.newPage();
       const foreign: string[] = [];

@@ -6,7 +6,16 @@ import { chromium, type Browser, type Locator } from 'playwright-core';
 import { startHarness, seedBalance, GATEWAY_TOKEN, type Harness } from '../support/harness.js';
 import type { Clock } from '../../src/lib/clock.js';
 
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const SHOTS = tmpdir();
 
 /** Real time moved by an offset the test sets: the service's days and expiries follow it. */
@@ -18,7 +27,12 @@ class OffsetClock implements Clock {
 }
 
 /** Waits until the element's text is (or contains) the expected text; fails with the last text seen. */
-async function textBecomes(locator: Locator, expected: string, how: 'is' | 'contains' = 'is', timeoutMs = 15_000): Promise<void> {
+async function textBecomes(
+  locator: Locator,
+  expected: string,
+  how: 'is' | 'contains' = 'is',
+  timeoutMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: string | null = null;
   while (Date.now() < deadline) {
@@ -26,7 +40,9 @@ async function textBecomes(locator: Locator, expected: string, how: 'is' | 'cont
     if (last !== null && (how === 'is' ? last === expected : last.includes(expected))) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`text ${how === 'is' ? 'is not' : 'does not contain'} ${JSON.stringify(expected)}: ${JSON.stringify(last)}`);
+  throw new Error(
+    `text ${how === 'is' ? 'is not' : 'does not contain'} ${JSON.stringify(expected)}: ${JSON.stringify(last)}`,
+  );
 }
 
 const HOUR = 3_600_000;
@@ -41,7 +57,9 @@ describe('customer portal', function () {
   let link: { url: string; expiresAt: string };
   let token: string;
   const portalGet = (path: string, session: string | undefined, headers: Record<string, string> = {}) =>
-    fetch(`${h.url}/portal/v1${path}`, { headers: { ...(session === undefined ? {} : { 'x-portal-session': session }), ...headers } });
+    fetch(`${h.url}/portal/v1${path}`, {
+      headers: { ...(session === undefined ? {} : { 'x-portal-session': session }), ...headers },
+    });
   const newLink = async (userId: string) => {
     const r = await h.post('/api/v1/billing/portal-sessions', { user_id: userId });
     expect(r.status).to.equal(200);
@@ -49,24 +67,44 @@ describe('customer portal', function () {
   };
 
   before(async () => {
-    h = await startHarness({ simulator: true, clock, overrides: { services: [
-      { name: 'passport', free_quota: 10, unit_price: '0.01' }, { name: 'asset', free_quota: 2, unit_price: '0.05' },
-    ] } });
+    h = await startHarness({
+      simulator: true,
+      clock,
+      overrides: {
+        services: [
+          { name: 'passport', free_quota: 10, unit_price: '0.01' },
+          { name: 'asset', free_quota: 2, unit_price: '0.05' },
+        ],
+      },
+    });
     alice = h.user('alice');
     bob = h.user('bob');
     await seedBalance(h, alice, 5_000_000n);
     await seedBalance(h, bob, 9_000_000n);
     // Alice: 25 calls over three days (15 passport, 10 asset); Bob: calls whose ids must never show.
     let n = 0;
-    for (const [daysAgo, service, count] of [[2, 'passport', 6], [1, 'asset', 10], [0, 'passport', 9]] as const) {
+    for (const [daysAgo, service, count] of [
+      [2, 'passport', 6],
+      [1, 'asset', 10],
+      [0, 'passport', 9],
+    ] as const) {
       clock.offsetMs = -daysAgo * DAY;
       for (let i = 0; i < count; i++) {
-        const r = await h.post('/internal/v1/billing/deduct', { request_id: `alice-${n++}`, user_id: alice, service_name: service });
+        const r = await h.post('/internal/v1/billing/deduct', {
+          request_id: `alice-${n++}`,
+          user_id: alice,
+          service_name: service,
+        });
         expect(r.status).to.equal(200);
       }
     }
     clock.offsetMs = 0;
-    for (let i = 0; i < 3; i++) await h.post('/internal/v1/billing/deduct', { request_id: `bob-secret-${i}`, user_id: bob, service_name: 'asset' });
+    for (let i = 0; i < 3; i++)
+      await h.post('/internal/v1/billing/deduct', {
+        request_id: `bob-secret-${i}`,
+        user_id: bob,
+        service_name: 'asset',
+      });
     await h.drain();
     link = await newLink(alice);
     token = new URL(link.url).hash.replace('#session=', '');
@@ -78,13 +116,17 @@ describe('customer portal', function () {
       expect(link.url.startsWith(`${h.url}/portal#session=`)).to.equal(true);
       const validFor = Date.parse(link.expiresAt) - Date.now();
       expect(validFor).to.be.within(HOUR - 60_000, HOUR);
-      const anon = await fetch(`${h.url}/api/v1/billing/portal-sessions`, { method: 'POST', body: JSON.stringify({ user_id: alice }), headers: { 'content-type': 'application/json' } });
+      const anon = await fetch(`${h.url}/api/v1/billing/portal-sessions`, {
+        method: 'POST',
+        body: JSON.stringify({ user_id: alice }),
+        headers: { 'content-type': 'application/json' },
+      });
       expect(anon.status).to.equal(401);
       expect((await h.post('/api/v1/billing/portal-sessions', { user_id: 'bad user' })).status).to.equal(400);
       expect((await h.post('/api/v1/billing/portal-sessions', {})).status).to.equal(400);
     });
 
-    it('answers the session\'s user only, and never takes a user from the caller', async () => {
+    it("answers the session's user only, and never takes a user from the caller", async () => {
       const account = await (await portalGet('/account', token)).json();
       expect(account.data.userId).to.equal(alice);
       const recs = await (await portalGet('/records?page_size=100', token)).json();
@@ -94,23 +136,29 @@ describe('customer portal', function () {
       expect(other.status).to.equal(400);
       expect(JSON.stringify(await other.json())).not.to.contain('bob-secret');
       // Bob's order is no order of Alice's.
-      const bobOrder = await h.post('/api/v1/billing/recharge', { user_id: bob, amount: '1.00', payment_method: 'alipay' });
+      const bobOrder = await h.post('/api/v1/billing/recharge', {
+        user_id: bob,
+        amount: '1.00',
+        payment_method: 'alipay',
+      });
       const seen = await portalGet(`/recharge/${bobOrder.body.data.orderId}`, token);
       expect(seen.status).to.equal(404);
       expect((await seen.json()).code).to.equal(10003);
     });
 
-    it('refuses a missing, forged, re-signed, other user\'s or expired session with 401 JSON, and the gateway token', async () => {
+    it("refuses a missing, forged, re-signed, other user's or expired session (401 JSON), and the gateway token", async () => {
       const [payload, signature] = token.split('.');
       const forgedPayload = Buffer.from(JSON.stringify({ u: bob, e: Date.now() + HOUR })).toString('base64url');
-      const otherSecret = createHmac('sha256', 'not-the-portal-secret').update(`portal-session.v1.${forgedPayload}`).digest('base64url');
+      const otherSecret = createHmac('sha256', 'not-the-portal-secret')
+        .update(`portal-session.v1.${forgedPayload}`)
+        .digest('base64url');
       const flipped = signature.slice(0, -1) + (signature.endsWith('A') ? 'B' : 'A');
       const cases: [string, string | undefined, Record<string, string>?][] = [
         ['none', undefined],
         ['empty', ''],
         ['garbage', 'garbage'],
         ['flipped signature', `${payload}.${flipped}`],
-        ['bob with alice\'s signature', `${forgedPayload}.${signature}`],
+        ["bob with alice's signature", `${forgedPayload}.${signature}`],
         ['signed with another secret', `${forgedPayload}.${otherSecret}`],
         ['gateway token instead', undefined, { authorization: `Bearer ${GATEWAY_TOKEN}` }],
       ];
@@ -135,13 +183,21 @@ describe('customer portal', function () {
 
   describe('recharges from the portal (money)', () => {
     const rechargeVia = (session: string, body: unknown) =>
-      fetch(`${h.url}/portal/v1/recharge`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', 'x-portal-session': session } });
-    const orderCount = async (userId: string) => Number((await h.running.ctx.db('recharge_orders').where('user_id', userId).count({ n: '*' }).first())!.n);
+      fetch(`${h.url}/portal/v1/recharge`, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', 'x-portal-session': session },
+      });
+    const orderCount = async (userId: string) =>
+      Number((await h.running.ctx.db('recharge_orders').where('user_id', userId).count({ n: '*' }).first())!.n);
 
     it('credits two concurrent recharges once each, and a repeated callback changes nothing', async () => {
       const carol = h.user('carol');
       const session = new URL((await newLink(carol)).url).hash.replace('#session=', '');
-      const orders = await Promise.all([rechargeVia(session, { amount: '3.00', payment_method: 'alipay' }), rechargeVia(session, { amount: '4.50', payment_method: 'wechat' })]);
+      const orders = await Promise.all([
+        rechargeVia(session, { amount: '3.00', payment_method: 'alipay' }),
+        rechargeVia(session, { amount: '4.50', payment_method: 'wechat' }),
+      ]);
       const created = await Promise.all(orders.map(async (r) => (await r.json()).data));
       expect(created.map((o) => o.status)).to.deep.equal(['pending', 'pending']);
       expect(new Set(created.map((o) => o.orderId)).size).to.equal(2);
@@ -157,10 +213,19 @@ describe('customer portal', function () {
       const dave = h.user('dave');
       const session = new URL((await newLink(dave)).url).hash.replace('#session=', '');
       const hostile: unknown[] = [
-        { amount: '-5.00', payment_method: 'alipay' }, { amount: '0', payment_method: 'alipay' }, { amount: '0.001', payment_method: 'alipay' },
-        { amount: '1e3', payment_method: 'alipay' }, { amount: ' 1.00', payment_method: 'alipay' }, { amount: '99999999999', payment_method: 'alipay' },
-        { amount: 'NaN', payment_method: 'alipay' }, { amount: '1.00', payment_method: 'paypal' }, { amount: '1.00' },
-        { amount: '1.00', payment_method: 'alipay', user_id: alice }, { amount: '1.00', payment_method: 'alipay', currency: 'USD' }, [], 'x',
+        { amount: '-5.00', payment_method: 'alipay' },
+        { amount: '0', payment_method: 'alipay' },
+        { amount: '0.001', payment_method: 'alipay' },
+        { amount: '1e3', payment_method: 'alipay' },
+        { amount: ' 1.00', payment_method: 'alipay' },
+        { amount: '99999999999', payment_method: 'alipay' },
+        { amount: 'NaN', payment_method: 'alipay' },
+        { amount: '1.00', payment_method: 'paypal' },
+        { amount: '1.00' },
+        { amount: '1.00', payment_method: 'alipay', user_id: alice },
+        { amount: '1.00', payment_method: 'alipay', currency: 'USD' },
+        [],
+        'x',
       ];
       for (const body of hostile) {
         const r = await rechargeVia(session, body);
@@ -177,12 +242,20 @@ describe('customer portal', function () {
   describe('the page in Chromium', () => {
     let browser: Browser;
     before(async () => {
-      browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+      browser = await chromium.launch({
+        executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+        args: CHROMIUM_FLAGS,
+      });
     });
     after(() => browser?.close());
 
     it('shows balance, quotas with their month, a usage chart and paged, filtered records on a phone', async () => {
-      const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+      const context = await browser.newContext({
+        viewport: { width: 390, height: 844 },
+        deviceScaleFactor: 2,
+        isMobile: true,
+        hasTouch: true,
+      });
       const page = await context.newPage();
       const foreign: string[] = [];
       page.on('request', (r) => {
@@ -204,8 +277,16 @@ describe('customer portal', function () {
       expect(quotaRows.some((r) => r.includes('passport') && r.includes('10'))).to.equal(true);
       // The chart: one series per service, the calls of every day.
       await page.waitForFunction(() => (window as any).Chart?.getChart('usage-chart')?.data.datasets.length === 2);
-      const series = await page.evaluate(() => (window as any).Chart.getChart('usage-chart').data.datasets.map((d: any) => [d.label, d.data.reduce((a: number, b: number) => a + b, 0)]));
-      expect(series).to.deep.equal([['passport', 15], ['asset', 10]]);
+      const series = await page.evaluate(() =>
+        (window as any).Chart.getChart('usage-chart').data.datasets.map((d: any) => [
+          d.label,
+          d.data.reduce((a: number, b: number) => a + b, 0),
+        ]),
+      );
+      expect(series).to.deep.equal([
+        ['passport', 15],
+        ['asset', 10],
+      ]);
       await textBecomes(page.locator('#usage-summary'), '25 calls', 'contains');
       // Records: 20 of 25, then the rest, with the keyboard.
       await textBecomes(page.locator('#page-info'), 'Page 1 of 2 (25 records)');
@@ -221,7 +302,11 @@ describe('customer portal', function () {
       await textBecomes(page.locator('#page-info'), 'Page 1 of 1 (10 records)');
       expect(await page.content()).not.to.contain('bob-secret');
       // Every form control has a label.
-      const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select')].filter((e) => (e as HTMLInputElement).labels?.length === 0).map((e) => e.id));
+      const unlabelled = await page.evaluate(() =>
+        [...document.querySelectorAll('input, select')]
+          .filter((e) => (e as HTMLInputElement).labels?.length === 0)
+          .map((e) => e.id),
+      );
       expect(unlabelled).to.deep.equal([]);
       // Nothing but this service: the chart library included.
       expect(foreign).to.deep.equal([]);
@@ -230,7 +315,7 @@ describe('customer portal', function () {
       await context.close();
     });
 
-    it('recharges through the payment simulator\'s pay page and shows the new balance', async () => {
+    it("recharges through the payment simulator's pay page and shows the new balance", async () => {
       const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
       const page = await context.newPage();
       await page.goto((await newLink(alice)).url);

@@ -25,7 +25,8 @@ export interface RecordedAnswer {
 type Json = Record<string, any>;
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 const DOC_ID = 'https://billing.invalid/openapi.json';
-const pointer = (...parts: string[]) => parts.map((p) => encodeURIComponent(p.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/');
+const pointer = (...parts: string[]) =>
+  parts.map((p) => encodeURIComponent(p.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/');
 
 export class OpenApiRecorder {
   readonly answers: RecordedAnswer[] = [];
@@ -105,9 +106,12 @@ export class OpenApiChecker {
     const response = responses[String(a.status)];
     if (!response) return [`${where}: status ${a.status} is not documented for ${op.method} ${op.path}`];
     const type = Object.keys(response.content ?? {}).find((t) => a.contentType.startsWith(t));
-    if (!type) return [`${where}: content type ${a.contentType} is not documented for ${op.method} ${op.path} ${a.status}`];
+    if (!type)
+      return [`${where}: content type ${a.contentType} is not documented for ${op.method} ${op.path} ${a.status}`];
     if (type !== 'application/json') return [];
-    const v = this.validator(pointer('paths', op.path, op.method.toLowerCase(), 'responses', String(a.status), 'content', type, 'schema'));
+    const v = this.validator(
+      pointer('paths', op.path, op.method.toLowerCase(), 'responses', String(a.status), 'content', type, 'schema'),
+    );
     return v(a.json) ? [] : [`${where}: ${this.ajv.errorsText(v.errors)} in ${JSON.stringify(a.json).slice(0, 300)}`];
   }
 
@@ -119,7 +123,11 @@ export class OpenApiChecker {
 /** The document as the test harness's configuration builds it. */
 export function testDocument(): Json {
   const config = loadConfig({ NODE_ENV: 'test' });
-  return buildOpenApiDocument({ maxCallsPerRequest: config.maxCallsPerRequest, maxBatchItems: config.maxBatchItems, version: '1.0' });
+  return buildOpenApiDocument({
+    maxCallsPerRequest: config.maxCallsPerRequest,
+    maxBatchItems: config.maxBatchItems,
+    version: '1.0',
+  });
 }
 
 const wholeRun = new OpenApiRecorder();
@@ -135,6 +143,9 @@ export const mochaHooks = {
     if (!enabled()) return;
     wholeRun.uninstall();
     const problems = new OpenApiChecker(testDocument()).checkAll(wholeRun.answers);
-    if (problems.length > 0) throw new Error(`${problems.length} answers do not match the OpenAPI document:\n${problems.slice(0, 50).join('\n')}`);
+    if (problems.length > 0)
+      throw new Error(
+        `${problems.length} answers do not match the OpenAPI document:\n${problems.slice(0, 50).join('\n')}`,
+      );
   },
 };
