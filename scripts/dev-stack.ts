@@ -8,6 +8,8 @@
  * stop them in order and wait for them (MariaDB ignores SIGINT). A server left running by an
  * earlier run that was killed outright is found through its pid file and stopped first.
  */
+import { availableParallelism } from 'node:os';
+import { startApiCluster, type ApiCluster } from '../src/main/api-cluster.js';
 import { join } from 'node:path';
 import { loadConfig, ConfigError, type Config } from '../src/config/config.js';
 import { startRoles, type Running } from '../src/main/processes.js';
@@ -28,6 +30,7 @@ import { ensurePackages, startRedis, startMariaDb, freePort, stopLeftover, type 
 const DATA = dataDir();
 const started: LocalServer[] = [];
 let running: Running | undefined;
+let api: ApiCluster | undefined;
 let simulator: PaymentSimulator | undefined;
 let stopping: Promise<never> | null = null;
 let startup: Promise<void> = Promise.resolve();
@@ -48,6 +51,7 @@ function stopAll(code: number, why?: string): Promise<never> {
     if (why) console.log(`\n${why}: stopping...`);
     // Let a start in progress reach a point where everything it spawned is known, then stop it all.
     await startup.catch(() => undefined);
+    await api?.stop().catch((e: Error) => console.error(`stopping the API processes: ${e.message}`));
     await running?.stop().catch((e: Error) => console.error(`stopping the service: ${e.message}`));
     await simulator?.stop().catch(() => undefined);
     for (const s of started.reverse()) await s.stop().catch(() => undefined);
@@ -105,6 +109,7 @@ async function start(): Promise<void> {
   }
   if (stopping) return;
   if (!env.PORT) env.PORT = String((ports.api = await portOr(last.api, 8107)));
+  if (!env.GRPC_PORT) env.GRPC_PORT = String((ports.grpc = await portOr(last.grpc, 9107)));
   let config = loadConfig(env);
   if (!env.PAYMENT_GRPC_ADDR) {
     // No payment service configured: run the bundled simulator, sharing the callback secret.
@@ -122,7 +127,11 @@ async function start(): Promise<void> {
   await checkDependencies({ redis: config.redis.url, database: config.database.url });
   if (stopping) return;
   const logger = createLogger(config.logLevel, 'billing', process.stdout.isTTY);
-  running = await startRoles(config, ['api', 'worker', 'scheduler'], { migrate: true, logger });
+  // Worker and scheduler here (migrating first); the API in one process per core (SPEC 16), sharing
+  // its ports through node:cluster. API_PROCESSES overrides the count.
+  running = await startRoles(config, ['worker', 'scheduler'], { migrate: true, logger });
+  if (stopping) return;
+  api = await startApiCluster(env, Number(env.API_PROCESSES) || availableParallelism());
   writeStackFile(DATA, env);
 
   const adminToken = secretOr(config, 'auth.admin_token', config.auth.adminToken, '<ADMIN_TOKEN>');
@@ -135,11 +144,11 @@ async function start(): Promise<void> {
   const lines = [
     '',
     'Billing service is ready.',
-    `  API               ${running.url}   (gateway token: ${gatewayToken})`,
-    `  gRPC              ${running.grpcAddress}   (billing.v1; the gateway token as metadata)`,
-    `  Admin API         ${running.url}/admin/v1   (admin token: ${adminToken})`,
-    `  Bull Board        ${running.url}/admin/queues   (${config.auth.boardUser} / ${boardPassword})`,
-    `  Metrics           ${running.url}/metrics   (Bearer ${adminToken})`,
+    `  API               ${api.url}   (gateway token: ${gatewayToken}; ${api.processes} processes)`,
+    `  gRPC              ${api.grpcAddress}   (billing.v1; the gateway token as metadata)`,
+    `  Admin API         ${api.url}/admin/v1   (admin token: ${adminToken})`,
+    `  Bull Board        ${api.url}/admin/queues   (${config.auth.boardUser} / ${boardPassword})`,
+    `  Metrics           ${api.url}/metrics   (Bearer ${adminToken})`,
     simulator
       ? `  Payment simulator gRPC ${simulator.grpcAddr}, pay pages ${simulator.httpUrl}/pay/<payment id>, ` +
         `control API ${simulator.controlUrl}`

@@ -183,6 +183,9 @@ export async function startRedis(opts: RedisOptions): Promise<LocalServer> {
     '',
     '--maxmemory-policy',
     'noeviction',
+    // Remembered requests: up to 512 per hash stay a listpack, about 48 bytes each (see deduct-7.lua).
+    '--hash-max-listpack-entries',
+    '512',
     '--appendonly',
     opts.aof === false ? 'no' : 'yes',
     '--appendfsync',
@@ -328,6 +331,8 @@ export async function startRedisCluster(
         '',
         '--maxmemory-policy',
         'noeviction',
+        '--hash-max-listpack-entries',
+        '512',
         '--daemonize',
         'no',
       ],

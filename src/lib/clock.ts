@@ -7,12 +7,13 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => new Date() };
 
+/** A safety net under every caller's own bound: no request lists more days than this. */
+const MAX_LISTED_DAYS = 3_660;
+
 /**
  * Calendar arithmetic in the business time zone: a free quota's month and a statistics day are the
  * zone's, not the server's.
  */
-/** A safety net under every caller's own bound: no request lists more days than this. */
-const MAX_LISTED_DAYS = 3_660;
 
 export class BusinessCalendar {
   /** The last day looked up, as [start, end) in ms: every call of a day hits it (the hot path). */

@@ -75,7 +75,7 @@ export function removeStackFile(dir: string): void {
   rmSync(join(dir, 'stack.json'), { force: true });
 }
 
-export type Ports = Partial<Record<'redis' | 'mariadb' | 'api' | 'simulatorGrpc' | 'simulatorHttp', number>>;
+export type Ports = Partial<Record<'redis' | 'mariadb' | 'api' | 'grpc' | 'simulatorGrpc' | 'simulatorHttp', number>>;
 
 export function readPorts(dir: string): Ports {
   try {

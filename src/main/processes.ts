@@ -142,6 +142,8 @@ export async function main(roles: Role[]): Promise<void> {
     process.exit(1);
   }
   running.ctx.logger.info({ roles, url: running.url, grpc: running.grpcAddress }, 'billing service started');
+  // A process started by a parent that waits for it (npm start's API processes) says it is ready.
+  process.send?.({ ready: true, url: running.url, grpcAddress: running.grpcAddress });
   let stopping = false;
   const shutdown = (signal: string) => {
     // A second signal (a terminal sends Ctrl-C to the whole group, a parent may forward it) must not

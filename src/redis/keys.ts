@@ -57,6 +57,14 @@ export class RedisKeys {
     return `${this.user(userId)}:req:${keySegment(requestId)}`;
   }
 
+  /**
+   * Hash of the deduct requests first seen in idempotency window `window`, one of several shards (see
+   * deduct-7.lua and src/redis/idempotency.ts): {<12-byte request digest>: 32 packed bytes}.
+   */
+  requests(userId: string, window: number, shard: number): string {
+    return `${this.user(userId)}:idem:${window}:${shard}`;
+  }
+
   /** Exists once the credit (recharge, adjustment) with this journal id has been applied. */
   applied(userId: string, changeId: string): string {
     return `${this.user(userId)}:applied:${keySegment(changeId)}`;

@@ -6,6 +6,7 @@ import { AppError } from '../lib/errors.js';
 import { formatMoney } from '../lib/money.js';
 import { journalId, type CreditChange, type DeductionChange } from '../lib/ledger-change.js';
 import type { Metrics } from '../lib/metrics.js';
+import { payloadPrint, recordIdOf, requestDigest, requestPlace } from './idempotency.js';
 
 /*
  * The one boundary between TypeScript and the Lua scripts in ./commands, after BullMQ's `Scripts`
@@ -38,7 +39,7 @@ export function defineScripts(redis: RedisClient): void {
   }
 }
 
-type Arg = string | number;
+type Arg = string | number | Buffer;
 
 // Positional on purpose: only the Scripts class below calls these.
 declare module 'ioredis' {
@@ -47,7 +48,8 @@ declare module 'ioredis' {
     deductScript(
       account: string,
       quota: string,
-      request: string,
+      requests: string,
+      previousRequests: string,
       pending: string,
       journalIndex: string,
       activity: string,
@@ -152,8 +154,8 @@ export interface CheckReply {
 
 export interface DeductArgs extends CheckArgs {
   requestId: string;
-  /** the change to journal; the script adds free, paid and amount */
-  change: Omit<DeductionChange, 'free' | 'paid' | 'amount'>;
+  /** the change to journal; its id (the record id) is made here, the script adds free, paid and amount */
+  change: Omit<DeductionChange, 'id' | 'free' | 'paid' | 'amount'>;
   idempotencyTtlMs: number;
   /** unix ms at which the month's quota hash expires */
   quotaExpiresAt: number;
@@ -363,33 +365,44 @@ export class Scripts {
   async deduct(a: DeductArgs): Promise<DeductReply> {
     const k = this.keys;
     const s = a.service;
+    const windowMs = a.idempotencyTtlMs;
+    const digest = requestDigest(a.userId, a.requestId);
+    const place = requestPlace(digest, a.now.getTime(), windowMs);
+    const change = { ...a.change, id: recordIdOf(digest, place.window, windowMs) };
     const r = await this.withAccount(a.userId, a.now, () =>
       this.redis.deductScript(
         k.account(a.userId),
         k.quota(a.userId, a.period),
-        k.request(a.userId, a.requestId),
+        k.requests(a.userId, place.window, place.shard),
+        k.requests(a.userId, place.window - 1, place.shard),
         k.pending(a.userId),
         k.journalIndex(a.userId),
         k.activityIndex(a.userId),
-        `deduct|${s.name}|${a.count}`,
+        place.field,
         s.name,
         a.count,
         s.freeQuota,
         s.priceArg,
-        a.change.id,
-        JSON.stringify(a.change),
-        a.idempotencyTtlMs,
+        change.id,
+        JSON.stringify(change),
+        windowMs,
         a.quotaExpiresAt,
         a.userId,
         a.now.getTime(),
+        payloadPrint(`${s.name}|${a.count}`),
+        (place.window + 2) * windowMs,
       ),
     );
     const status = str(r[0]);
     const reply = this.charge(r);
     this.outcome('deduct', status, { service: s.name, requestId: a.requestId, reply });
-    const journaled: DeductionChange | undefined =
-      status === 'ok' ? { ...a.change, free: str(r[2]), paid: str(r[3]), amount: str(r[4]) } : undefined;
-    return { ...reply, recordId: str(r[1]), journaled };
+    if (status === 'dup') {
+      // The record of the first call, made in the window the script found it in.
+      const window = r[1] === 'previous' ? place.window - 1 : place.window;
+      return { ...reply, recordId: recordIdOf(digest, window, windowMs) };
+    }
+    const journaled: DeductionChange = { ...change, free: str(r[2]), paid: str(r[3]), amount: str(r[4]) };
+    return { ...reply, recordId: change.id, journaled };
   }
 
   async reserve(a: ReserveArgs): Promise<ReserveReply> {

@@ -4,7 +4,6 @@ import type { CatalogueService } from './catalogue.service.js';
 import type { AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
 import { formatMoney } from '../lib/money.js';
-import { newId } from '../lib/ids.js';
 
 export interface CheckInput {
   userId: string;
@@ -78,7 +77,6 @@ export class BillingService {
     const period = this.calendar.period(now);
     const change = {
       kind: 'deduction' as const,
-      id: newId('rec_', now),
       userId,
       requestId,
       service: service.name,

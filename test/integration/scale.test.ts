@@ -152,4 +152,82 @@ describe('scale: maintenance indexes and idle accounts', function () {
     const summary = (await h.get('/api/v1/billing/stats/summary', { user_id: user })).body.data;
     expect(summary.totalCount, 'statistics come from the daily aggregates, never archived').to.equal(6);
   });
+
+  it('remembers each deduct request compactly, for its whole window and no longer', async () => {
+    const W = 3_600_000;
+    // A clock a day ahead, 59 minutes into a window (hash expiries are set from it).
+    let t = (Math.floor(Date.now() / W) + 24) * W + 59 * 60_000;
+    const clock = { now: () => new Date(t) };
+    const hc = await startHarness({ clock, overrides: { redis: { idempotency_ttl: '1h' } } });
+    try {
+      const user = hc.user('compact');
+      const deduct = (id: string, count = 1) => hc.post(DEDUCT, { request_id: id, user_id: user, service_name: 'passport', count });
+      const first = (await deduct('r1')).body.data;
+      for (let i = 0; i < 300; i++) await deduct(`bulk-${i}`);
+      t += 2 * 60_000; // the next window, 2 minutes later: still within the hour
+      const replay = (await deduct('r1')).body.data;
+      expect(replay).to.include({ duplicate: true, recordId: first.recordId, freeCount: 1 });
+      expect((await deduct('r1', 2)).status, 'another payload within the window').to.equal(409);
+      t += 58 * 60_000; // 60 minutes after the first call: a new call
+      const again = (await deduct('r1')).body.data;
+      expect(again.duplicate).to.equal(false);
+      expect(again.recordId).not.to.equal(first.recordId);
+      await hc.drain();
+      const records = await hc.probe.db('consumption_records').where({ user_id: user, request_id: 'r1' }).pluck('record_id');
+      expect(records.sort()).to.deep.equal([first.recordId, again.recordId].sort());
+
+      // 12-byte fields, 32-byte answers, hashes that stay listpacks (about 48 bytes a request).
+      const firstWindow = Math.floor((t - 60 * 60_000) / W);
+      const keys = [firstWindow, firstWindow + 1].flatMap((w) => [...Array(16).keys()].map((s) => hc.probe.keys.requests(user, w, s)));
+      let remembered = 0;
+      for (const key of keys) {
+        if (!(await hc.probe.redis.exists(key))) continue;
+        expect(await hc.probe.redis.call('OBJECT', 'ENCODING', key)).to.equal('listpack');
+        const entries = await hc.probe.redis.hgetallBuffer(key);
+        for (const value of Object.values(entries)) {
+          expect(value.length).to.equal(32);
+          remembered++;
+        }
+      }
+      expect(remembered, 'r1 and 300 others in the first window, r1 again in the next').to.equal(302);
+    } finally {
+      await hc.stop();
+    }
+  });
+
+  it('evicts and reloads accounts again and again while they are charged, and loses nothing', async () => {
+    const users = [0, 1, 2, 3].map((i) => h.user(`churn-${i}`));
+    for (const u of users) await seedBalance(h, u, 1_000_000n);
+    await h.drain();
+    let running = true;
+    let evicted = 0;
+    const evictor = (async () => {
+      while (running) {
+        evicted += (await h.probe.accounts.evictIdle(150)).evicted;
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    })();
+    const sent = new Map<string, number>(users.map((u) => [u, 0]));
+    const until = Date.now() + 3_000;
+    await Promise.all(
+      users.map(async (user, k) => {
+        for (let i = 0; Date.now() < until; i++) {
+          const r = await h.post(DEDUCT, { request_id: `c${i}`, user_id: user, service_name: 'passport', count: 1 + (i % 3) });
+          expect(r.status).to.equal(200);
+          sent.set(user, sent.get(user)! + 1);
+          // Each user pauses long enough, now and then, to become idle and leave Redis.
+          await new Promise((r) => setTimeout(r, i % 4 === k % 4 ? 250 : 10));
+        }
+      }),
+    );
+    running = false;
+    await evictor;
+    await h.drain();
+    expect(evicted, 'accounts left Redis during the run').to.be.greaterThan(0);
+    await h.assertInvariant(users);
+    for (const user of users) {
+      const n = await h.probe.db('consumption_records').where({ user_id: user }).count({ n: '*' }).first();
+      expect(Number(n!.n), `records of ${user}`).to.equal(sent.get(user));
+    }
+  });
 });

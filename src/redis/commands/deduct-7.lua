@@ -1,0 +1,83 @@
+--[[
+  Charges a call: the month's free quota first, then the balance, never below the overdraft limit
+  (0 unless an operator set one). In the same atomic step it writes the change to the user's pending
+  journal, so that persistence to MySQL cannot miss it, and remembers the answer under the
+  request_id, so that a replay charges nothing.
+
+  Remembered requests are compact (SPEC 16: at most 64 bytes each): per user, idempotency window
+  (of length W, numbered floor(t / W)) and shard (1 of 16, by the request id's digest), one hash
+  {<12-byte digest of the request id>: 32 packed bytes: payload fingerprint, first-seen second, free,
+  paid, amount, available}, small enough to stay a listpack, expiring whole two windows after its
+  window began. A request is remembered while first-seen + W > now: it is looked up in its shard of
+  this window and of the previous one.
+
+  Input:
+    KEYS[1] account hash             {bal, od, held, v: bumped by every change}
+    KEYS[2] quota hash of the month  {<service>: free calls used}
+    KEYS[3] requests of this window (the request id's shard)
+    KEYS[4] requests of the previous window (same shard)
+    KEYS[5] pending journal hash     {<record id>: change JSON}
+    KEYS[6] journal index of the user's slot   (see includes/changed.lua)
+    KEYS[7] activity index of the user's slot
+
+    ARGV[1] the request id's 12-byte digest (field), and ARGV[12] a 32-bit fingerprint of the payload,
+            to tell a replay from a reuse with another payload
+    ARGV[2] service name
+    ARGV[3] count of calls
+    ARGV[4] free quota of the month
+    ARGV[5] unit price (micro-units), '' for a free-only service
+    ARGV[6] record id (journal field and the id the caller is given)
+    ARGV[7] the change as JSON with string values only; free/paid/amount are added here
+    ARGV[8] the idempotency window W, ms
+    ARGV[9] expiry of the month's quota hash, unix ms
+    ARGV[10] user id (the indexes' member)
+    ARGV[11] now, unix ms
+    ARGV[12] payload fingerprint (0 .. 2^32-1)
+    ARGV[13] when this window's hash expires, unix ms (two windows after it began)
+
+  Output: {status, recordId, freeCount, paidCount, amount, available}
+    status 'ok' | 'dup' (replay: the first answer; recordId is 'this' or 'previous': the window it was
+           first seen in) | 'reused' | 'init' (account not loaded) | 'no_quota' | 'no_balance'
+           (refused: nothing changed)
+]]
+--- @include "includes/quote"
+--- @include "includes/changed"
+
+local now = tonumber(ARGV[11])
+local PACK = '>I4I4I4I4dd'
+local function remembered(key, window)
+  local packed = redis.call('HGET', key, ARGV[1])
+  if not packed then return nil end
+  local fp, firstSeen, free, paid, amt, avail = struct.unpack(PACK, packed)
+  if firstSeen * 1000 + tonumber(ARGV[8]) <= now then return nil end -- past the window: a new call
+  if fp ~= tonumber(ARGV[12]) then return {'reused'} end
+  return {'dup', window, int(free), int(paid), int(amt), int(avail)}
+end
+local first = remembered(KEYS[3], 'this') or remembered(KEYS[4], 'previous')
+if first then return first end
+
+local bal, od, held = readAccount(KEYS[1])
+if not bal then return {'init'} end
+local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local free, paid, amount, refusal = quote(bal, od, held, used, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+if refusal then return {refusal, '', int(free), int(paid), int(amount), int(bal - held)} end
+
+if free > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
+  redis.call('PEXPIREAT', KEYS[2], ARGV[9])
+end
+if amount > 0 then
+  bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount))
+end
+
+changed(KEYS[1], KEYS[7], ARGV[10], ARGV[11])
+local change = cjson.decode(ARGV[7])
+change.free, change.paid, change.amount = int(free), int(paid), int(amount)
+redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(change))
+journaled(KEYS[6], ARGV[10], ARGV[11])
+
+local avail = int(bal - held)
+redis.call('HSET', KEYS[3], ARGV[1], struct.pack(PACK, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
+  bal - held))
+redis.call('PEXPIREAT', KEYS[3], ARGV[13])
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail}

@@ -1,0 +1,45 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Remembered deduct requests (see deduct-7.lua): where one lives and the id its record gets.
+ *
+ * A request's digest is SHA-256(user id, NUL, request id). Its first 12 bytes are the field it is
+ * remembered under (a collision of two request ids of one user within one window needs ~2^48 of them),
+ * its first byte picks one of SHARDS hashes, and 10 more bytes make its record id unique.
+ */
+export const SHARDS = 16;
+
+export interface RequestPlace {
+  /** 12 bytes: the field in the window's hash */
+  field: Buffer;
+  shard: number;
+  /** this window's number: floor(now / window) */
+  window: number;
+}
+
+export function requestDigest(userId: string, requestId: string): Buffer {
+  return createHash('sha256').update(userId).update('\u0000').update(requestId).digest();
+}
+
+export function requestPlace(digest: Buffer, nowMs: number, windowMs: number): RequestPlace {
+  return { field: digest.subarray(0, 12), shard: digest[0] % SHARDS, window: Math.floor(nowMs / windowMs) };
+}
+
+/**
+ * The record id of the call this request made in `window`: `rec_`, the window's start in ms (12 hex
+ * digits: roughly time-ordered, like every other id) and 80 bits of the digest. A replay within the
+ * window gets the same id again; the same request id after the window is a new call with a new id.
+ */
+export function recordIdOf(digest: Buffer, window: number, windowMs: number): string {
+  return `rec_${(window * windowMs).toString(16).padStart(12, '0')}${digest.subarray(12, 22).toString('hex')}`;
+}
+
+/** A 32-bit FNV-1a fingerprint of what a request asks (service and count): a reuse with another payload differs. */
+export function payloadPrint(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}

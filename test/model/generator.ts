@@ -1,0 +1,131 @@
+/**
+ * Operation sequences for the model test, as plain JSON (printable and replayable as code).
+ *
+ * Concurrency: a `group` runs its operations with Promise.all. The runner accepts the answers if SOME
+ * serial order of the group, applied to the model, gives exactly those answers (groups hold at most
+ * 3 operations: at most 6 orders to try). Callbacks, clock moves and faults are never inside a group.
+ */
+import fc from 'fast-check';
+
+/** Users of a sequence, by index. 'c' and 'c:d' make "user:key" joins ambiguous on purpose. */
+export const USER_NAMES = ['a', 'b.x@y', 'c', 'c:d'] as const;
+
+/**
+ * Request ids (SPEC 2: 1–128 printable ASCII, byte-exact, SPEC 10.1). The hostile ones differ from
+ * a plain id only by a trailing space or case, or carry characters that mean something in Redis keys
+ * and SCAN patterns.
+ */
+export const PLAIN_REQUEST_IDS = ['r1', 'r2', 'r3', 'r4'];
+export const HOSTILE_REQUEST_IDS = ['r1 ', 'R1', 'r1  ', 'r:{1}', 'r*?[1]', '{a}:*', ' r2'];
+/** Hostile ids the service handled before the identity fixes (only keys and patterns, no collation). */
+export const PATTERN_REQUEST_IDS = ['r:{1}', 'r*?[1]', '{a}:*'];
+
+/** Adjustment keys: with users 'c' and 'c:d', 'd:k1' and 'k1' join to the same "c:d:k1". */
+export const ADJUST_KEYS = ['k1', 'k2', 'd:k1'];
+export const PLAIN_ADJUST_KEYS = ['k1', 'k2'];
+
+export const SERVICES = ['alpha', 'beta', 'gamma'] as const;
+
+export type SimpleOp =
+  | { t: 'check'; u: number; s: string; n: number }
+  | { t: 'deduct'; u: number; r: string; s: string; n: number }
+  | { t: 'reserve'; u: number; r: string; s: string; n: number; ttl: number }
+  | { t: 'commit'; u: number; r: string; n: number }
+  | { t: 'release'; u: number; r: string }
+  | { t: 'adjust'; u: number; k: string; micros: string };
+
+export type Op =
+  | SimpleOp
+  | { t: 'group'; ops: SimpleOp[] }
+  | { t: 'recharge'; u: number; micros: string }
+  /** order: index among the orders created so far (none: an unknown order id) */
+  | { t: 'callback'; order: number; pay: 'real' | 'other'; amount: 'right' | 'wrong'; copies: 1 | 2 }
+  | { t: 'advance'; ms: number }
+  /** the worker role stops, the ops run, the worker starts again */
+  | { t: 'worker-down'; ops: (SimpleOp | { t: 'group'; ops: SimpleOp[] })[] }
+  /** the API's not-yet-enqueued persistence buffer is lost (a crash): the sweep must recover it */
+  | { t: 'lose-enqueue' }
+  | { t: 'redis-restart' }
+  /** MySQL is stopped, the ops run one by one (each may be 50300 and change nothing), MySQL starts again */
+  | { t: 'mysql-outage'; ops: SimpleOp[] };
+
+export interface Sequence {
+  /** start instant (UTC ISO): just before a business day or month boundary, or mid-month */
+  start: string;
+  ops: Op[];
+}
+
+export interface GenOptions {
+  /** SPEC 11's cap on checks: a check over it is answered `too_many_calls` (generated when true) */
+  overCap: boolean;
+  /**
+   * SPEC as of 2026-11-29, including what the in-flight changes bring: ids that collide under a PAD or
+   * case-insensitive collation, and adjustment keys that collide when joined to their user
+   */
+  hostile: boolean;
+  maxOps: number;
+  redisRestart: boolean;
+  mysqlOutage: boolean;
+}
+
+/** Asia/Shanghai is UTC+8: 16:00Z is midnight there. */
+export const STARTS = [
+  '2026-11-30T15:40:00.000Z', // 20 minutes before December (a month boundary)
+  '2026-12-01T15:50:00.000Z', // 10 minutes before a day boundary
+  '2026-12-15T04:00:00.000Z', // mid-month
+  '2027-01-31T15:59:00.000Z', // one minute before February
+];
+
+export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
+  const requestIds = o.hostile ? [...PLAIN_REQUEST_IDS, ...HOSTILE_REQUEST_IDS] : [...PLAIN_REQUEST_IDS, ...PATTERN_REQUEST_IDS];
+  const u = fc.integer({ min: 0, max: USER_NAMES.length - 1 });
+  // Half the picks among the hostile ids, so that an id and its look-alike meet in one sequence.
+  const r = o.hostile ? fc.oneof(fc.constantFrom(...PLAIN_REQUEST_IDS), fc.constantFrom(...HOSTILE_REQUEST_IDS)) : fc.constantFrom(...requestIds);
+  const s = fc.constantFrom(...SERVICES);
+  const n = fc.integer({ min: 1, max: 4 });
+  const simple: fc.Arbitrary<SimpleOp> = fc.oneof(
+    { weight: 3, arbitrary: fc.record({ t: fc.constant('check' as const), u, s, n: o.overCap ? fc.oneof(n, n, n, fc.constant(10_001)) : n }) },
+    { weight: 8, arbitrary: fc.record({ t: fc.constant('deduct' as const), u, r, s, n }) },
+    { weight: 4, arbitrary: fc.record({ t: fc.constant('reserve' as const), u, r, s, n, ttl: fc.constantFrom(60, 600, 3600) }) },
+    { weight: 3, arbitrary: fc.record({ t: fc.constant('commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }) }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), u, r }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        t: fc.constant('adjust' as const), u, k: fc.constantFrom(...(o.hostile ? ADJUST_KEYS : PLAIN_ADJUST_KEYS)),
+        micros: fc.constantFrom('1000000', '2500000', '250000', '-500000', '-3000000'),
+      }),
+    },
+  );
+  const group = fc.record({ t: fc.constant('group' as const), ops: fc.array(simple, { minLength: 2, maxLength: 3 }) });
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 200, arbitrary: simple },
+    { weight: 50, arbitrary: group },
+    { weight: 20, arbitrary: fc.record({ t: fc.constant('recharge' as const), u, micros: fc.constantFrom('10000', '1000000', '2500000') }) },
+    {
+      weight: 30,
+      arbitrary: fc.record({
+        t: fc.constant('callback' as const), order: fc.integer({ min: 0, max: 5 }), pay: fc.constantFrom('real' as const, 'other' as const),
+        amount: fc.constantFrom('right' as const, 'right' as const, 'wrong' as const), copies: fc.constantFrom(1 as const, 2 as const),
+      }),
+    },
+    { weight: 20, arbitrary: fc.record({ t: fc.constant('advance' as const), ms: fc.constantFrom(1_000, 60_000, 600_000, 3_600_000, 6 * 3_600_000) }) },
+    { weight: 10, arbitrary: fc.record({ t: fc.constant('worker-down' as const), ops: fc.array(fc.oneof({ weight: 30, arbitrary: simple }, { weight: 10, arbitrary: group }), { maxLength: 6 }) }) },
+    { weight: 10, arbitrary: fc.constant({ t: 'lose-enqueue' as const }) },
+    ...(o.redisRestart ? [{ weight: 2, arbitrary: fc.constant({ t: 'redis-restart' as const }) }] : []),
+    ...(o.mysqlOutage ? [{ weight: 2, arbitrary: fc.record({ t: fc.constant('mysql-outage' as const), ops: fc.array(simple, { maxLength: 6 }) }) }] : []),
+  );
+  return fc.record({ start: fc.constantFrom(...STARTS), ops: fc.array(op, { minLength: 1, maxLength: o.maxOps, size: 'max' }) });
+}
+
+/** Counts the operations a sequence sends (a group's and a segment's members each count). */
+export function countOps(ops: Op[]): number {
+  let n = 0;
+  for (const op of ops) {
+    if (op.t === 'group') n += op.ops.length;
+    else if (op.t === 'worker-down' || op.t === 'mysql-outage') n += countOps(op.ops);
+    else if (op.t === 'callback') n += op.copies;
+    else n++;
+  }
+  return n;
+}

@@ -1,0 +1,119 @@
+import { expect } from 'chai';
+import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
+import { startRoles } from '../../src/main/processes.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { OwnServers } from '../faults/support.js';
+import { ModelEnv, runSequence } from './runner.js';
+
+/**
+ * Failures the model test found, each shrunk to its smallest sequence and written out by hand as a
+ * regular test (the last case replays a shrunk sequence through the model runner as printed).
+ */
+describe('model test regressions', function () {
+  this.timeout(120_000);
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ overrides: { services: [{ name: 'alpha', free_quota: 3, unit_price: '0.25' }] } });
+  });
+  after(() => h.stop());
+
+  /** Waits until these users' changes are in MySQL (a drain scoped to them: a stuck change elsewhere is not theirs). */
+  async function persisted(users: string[], timeoutMs = 15_000): Promise<void> {
+    const ctx = h.probe;
+    await ctx.persistence.drainBuffer();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const lengths = await Promise.all(users.map((u) => ctx.redis.hlen(ctx.keys.pending(u))));
+      if (lengths.every((n) => n === 0)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`changes of ${users.join(', ')} not persisted within ${timeoutMs} ms`);
+  }
+
+  const deduct = (user: string, requestId: string) => h.post('/internal/v1/billing/deduct', { request_id: requestId, user_id: user, service_name: 'alpha', count: 1 });
+
+  // SPEC 10.1: 'r1' and 'r1 ' are two request ids. Redis took both; MySQL's PAD SPACE unique key
+  // (user_id, request_id) refused the second record, and its batch never landed.
+  it('persists two deductions whose request ids differ only by a trailing space', async () => {
+    const user = h.user('trailing');
+    const [a, b] = await Promise.all([deduct(user, 'r1'), deduct(user, 'r1 ')]);
+    expect([a.body.data?.duplicate, b.body.data?.duplicate]).to.deep.equal([false, false]);
+    await persisted([user]);
+    const rows = await h.probe.db('consumption_records').where({ user_id: user }).select('request_id');
+    expect(rows.map((r) => r.request_id).sort()).to.deep.equal(['r1', 'r1 ']);
+    await h.assertInvariant([user]);
+  });
+
+  // SPEC 10.1: the adjustment of user 'c' with key 'd:k1' and of user 'c:d' with key 'k1' were both
+  // stored under the journal id "c:d:k1": MySQL kept one, and the other user's money existed in Redis only.
+  it('keeps adjustments of two users apart when "user:key" would join to the same text', async () => {
+    const c = h.user('c');
+    const cd = `${c}:d`;
+    const adjust = (user: string, key: string, amount: string) => h.post(`/admin/v1/accounts/${encodeURIComponent(user)}/adjustments`,
+      { amount, reason: 'regression', idempotency_key: key }, { authorization: `Bearer ${ADMIN_TOKEN}` });
+    expect((await adjust(c, 'd:k1', '1.00')).body.data.applied).to.equal(true);
+    expect((await adjust(cd, 'k1', '2.50')).body.data.applied).to.equal(true);
+    await persisted([c, cd]);
+    const { balance: cBalance } = await h.probe.repositories.ledger.balanceAndLedgerSum(c);
+    const { balance: cdBalance } = await h.probe.repositories.ledger.balanceAndLedgerSum(cd);
+    expect([cBalance, cdBalance]).to.deep.equal([1_000_000n, 2_500_000n]);
+    await h.assertInvariant([c, cd]);
+  });
+
+  // SPEC 10.5 and 7.1: a check, or a deduct refused for balance, of a user never seen leaves nothing
+  // lasting in Redis (a key that expires by itself is not lasting).
+  it('leaves no lasting Redis state for a read or a refused call of an unknown user', async () => {
+    const reader = h.user('reader');
+    expect((await h.post('/internal/v1/billing/check', { user_id: reader, service_name: 'alpha', count: 1 })).body.data.allowed).to.equal(true);
+    const fresh = h.user('fresh');
+    const r = await h.post('/internal/v1/billing/deduct', { request_id: 'r', user_id: fresh, service_name: 'alpha', count: 4 });
+    expect(r.body.code).to.equal(10001);
+    const ctx = h.probe;
+    for (const user of [reader, fresh]) expect(await ctx.redis.pttl(ctx.keys.account(user)), user).to.not.equal(-1);
+  });
+
+  // SPEC 11: a check for more calls than the per-request cap is a plain no, not a 400.
+  it('answers a check over the per-request cap with allowed false, reason too_many_calls', async () => {
+    const r = await h.post('/internal/v1/billing/check', { user_id: h.user('cap'), service_name: 'alpha', count: h.config.maxCallsPerRequest + 1 });
+    expect(r.status).to.equal(200);
+    expect(r.body.data).to.include({ allowed: false, reason: 'too_many_calls' });
+  });
+
+  // A worker that lived through a Redis restart must still stop (SIGTERM → close) in time. Found when
+  // the model runner stopped the worker role right after restarting Redis: BullMQ Worker.close() of
+  // every queue did not return while the shared blocking connection was reconnecting (main() then
+  // exits 1 after its 30 s grace; a clean stop is what a rolling deploy after a Redis blip needs).
+  it('stops a worker that lived through a Redis restart', async () => {
+    const servers = await new OwnServers().start();
+    try {
+      const own = await startHarness({ roles: ['api'], servers: servers.urls });
+      const worker = await startRoles(own.config, ['worker'], { logger: createLogger('silent', 'regression') });
+      const user = own.user('w');
+      await seedBalance(own, user, 1_000_000n);
+      await servers.restartRedis();
+      const stopped = await Promise.race([worker.stop().then(() => 'stopped'), new Promise((r) => setTimeout(() => r('hung'), 20_000))]);
+      expect(stopped).to.equal('stopped');
+      await own.stop();
+    } finally {
+      await servers.stop();
+    }
+  });
+});
+
+describe('model test regressions, replayed through the model', function () {
+  this.timeout(120_000);
+  let env: ModelEnv;
+  before(async () => {
+    env = await ModelEnv.start();
+  });
+  after(() => env.stop());
+
+  it('two concurrent deductions with look-alike request ids (seed 11, shrunk)', async () => {
+    await runSequence(env, {
+      start: '2026-11-30T15:40:00.000Z',
+      ops: [
+        { t: 'group', ops: [{ t: 'deduct', u: 0, r: 'r1', s: 'alpha', n: 1 }, { t: 'deduct', u: 0, r: 'r1 ', s: 'alpha', n: 1 }] },
+      ],
+    }, { strict: true });
+  });
+});

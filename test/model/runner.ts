@@ -1,0 +1,429 @@
+/**
+ * Runs generated sequences against the real service (real Redis, MariaDB, payment simulator; api and
+ * worker roles in this process, the worker on its own context so it can be stopped and started) and
+ * compares every answer with the model, then, once the sequence's changes are persisted, Redis, MySQL,
+ * the ledger and the model.
+ */
+import { createLogger } from '../../src/lib/logger.js';
+import { startRoles, type Running } from '../../src/main/processes.js';
+import { signPayload } from '../../src/lib/payment-signature.js';
+import { startHarness, CALLBACK_SECRET, ADMIN_TOKEN, type Harness } from '../support/harness.js';
+import { FakeClock } from '../support/fake-clock.js';
+import { OwnServers } from '../faults/support.js';
+import { BillingModel, formatMicros, type Answer } from './model.js';
+import { USER_NAMES, countOps, type Op, type SimpleOp, type Sequence } from './generator.js';
+
+/** The catalogue of the model runs: small quotas so that every boundary is reached in a few calls. */
+export const MODEL_SERVICES = [
+  { name: 'alpha', free_quota: 3, unit_price: '0.25' },
+  { name: 'beta', free_quota: 2, unit_price: null },
+  { name: 'gamma', free_quota: 0, unit_price: '0.001' },
+];
+const MODEL_CONFIG = {
+  services: [
+    { name: 'alpha', freeQuota: 3, unitPrice: 250_000n },
+    { name: 'beta', freeQuota: 2, unitPrice: null },
+    { name: 'gamma', freeQuota: 0, unitPrice: 1_000n },
+  ],
+  zone: 'Asia/Shanghai',
+  idempotencyWindowMs: 24 * 3_600_000,
+  maxCallsPerRequest: 10_000,
+};
+/** The fake clock of a sequence stays inside the idempotency window: Redis expires request ids in real time. */
+const MAX_SEQUENCE_SPAN_MS = 23 * 3_600_000;
+const SETTLE_TIMEOUT_MS = 10_000;
+
+export interface RunOptions {
+  /** SPEC 10 checks that need the lead's identity fixes: read-only calls leave nothing lasting */
+  strict: boolean;
+}
+
+export interface Stats {
+  sequences: number;
+  ops: number;
+  groups: number;
+  faults: Record<string, number>;
+  droppedChanges: number;
+  /** operations sent while MySQL was down: answered from Redis, or 50300 */
+  whileMysqlDown: { answered: number; unavailable: number };
+}
+
+export class ModelFailure extends Error {}
+
+export class ModelEnv {
+  readonly stats: Stats = { sequences: 0, ops: 0, groups: 0, faults: {}, droppedChanges: 0, whileMysqlDown: { answered: 0, unavailable: 0 } };
+  private seq = 0;
+  private constructor(readonly h: Harness, readonly servers: OwnServers, readonly clock: FakeClock, private worker: Running | null) {}
+
+  static async start(): Promise<ModelEnv> {
+    const servers = await new OwnServers().start();
+    const clock = new FakeClock(new Date('2026-12-01T00:00:00Z'));
+    const h = await startHarness({
+      roles: ['api'], clock, simulator: true, servers: servers.urls,
+      // A buffer that waits 200 ms holds changes long enough for a lost enqueue to lose some.
+      overrides: { services: MODEL_SERVICES, persistence: { flush_ms: 200 } },
+    });
+    const env = new ModelEnv(h, servers, clock, null);
+    await env.startWorker();
+    return env;
+  }
+
+  async startWorker(): Promise<void> {
+    this.worker = await startRoles(this.h.config, ['worker'], { clock: this.clock, logger: createLogger('silent', 'model-worker') });
+  }
+
+  async stopWorker(): Promise<void> {
+    await this.worker?.stop();
+    this.worker = null;
+  }
+
+  async stop(): Promise<void> {
+    await this.stopWorker();
+    await this.h.stop();
+    await this.servers.stop();
+  }
+
+  fault(name: string): void {
+    this.stats.faults[name] = (this.stats.faults[name] ?? 0) + 1;
+  }
+
+  /** A fresh prefix per sequence: sequences share the servers but never a user. */
+  nextPrefix(): string {
+    return `${this.h.tag}s${++this.seq}`;
+  }
+}
+
+const RESERVE = '/internal/v1/billing/reservations';
+
+/** The service's answer in the model's terms. */
+function answerOf(r: { status: number; body: any }): Answer {
+  if (r.status === 200 && r.body?.success === true) return { ok: r.body.data ?? {} };
+  return { code: typeof r.body?.code === 'number' ? r.body.code : -r.status };
+}
+
+function sameAnswer(expected: Answer, real: Answer): boolean {
+  if ('code' in expected) return 'code' in real && real.code === expected.code;
+  if (!('ok' in real)) return false;
+  return Object.entries(expected.ok).every(([k, v]) => JSON.stringify(real.ok[k]) === JSON.stringify(v));
+}
+
+function show(a: Answer): string {
+  return JSON.stringify(a, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+}
+
+function permutations<T>(xs: T[]): T[][] {
+  if (xs.length <= 1) return [xs];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest]));
+}
+
+/** One sequence against the service; throws ModelFailure naming the first difference. */
+export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOptions): Promise<void> {
+  const { h, clock } = env;
+  const ctx = h.probe;
+  const prefix = env.nextPrefix();
+  const users = USER_NAMES.map((n) => `${prefix}${n}`);
+  const start = Date.parse(sequence.start);
+  clock.set(new Date(start));
+  const model = new BillingModel(MODEL_CONFIG, start);
+  const reservations = new Map<string, string>();
+  const recordIds = new Map<string, string>();
+  const orders: { key: string; orderId: string; paymentId: string; micros: bigint }[] = [];
+  let lostEnqueue = false;
+  let slowSettle = false;
+  const log: string[] = [];
+  env.stats.sequences++;
+  env.stats.ops += countOps(sequence.ops);
+
+  const fail = (message: string): never => {
+    throw new ModelFailure(`${message}\n  after: ${log.slice(-8).join('\n         ')}`);
+  };
+
+  const bogusReservation = (u: number) =>
+    `rsv_${Buffer.from(users[u]).toString('base64url')}.${model.period()}.${'0'.repeat(32)}`;
+
+  /** Sends one simple op; `rsv` is the reservation id resolved before its group started. */
+  const send = async (op: SimpleOp, rsv: string | undefined): Promise<Answer> => {
+    const user = users[op.u];
+    switch (op.t) {
+      case 'check':
+        return answerOf(await h.post('/internal/v1/billing/check', { user_id: user, service_name: op.s, count: op.n }));
+      case 'deduct':
+        return answerOf(await h.post('/internal/v1/billing/deduct', { request_id: op.r, user_id: user, service_name: op.s, count: op.n }));
+      case 'reserve':
+        return answerOf(await h.post(RESERVE, { request_id: op.r, user_id: user, service_name: op.s, count: op.n, ttl_seconds: op.ttl }));
+      case 'commit':
+        return answerOf(await h.post(`${RESERVE}/${rsv ?? bogusReservation(op.u)}/commit`, { count: op.n }));
+      case 'release':
+        return answerOf(await h.post(`${RESERVE}/${rsv ?? bogusReservation(op.u)}/release`, {}));
+      case 'adjust':
+        return answerOf(await h.post(`/admin/v1/accounts/${encodeURIComponent(user)}/adjustments`, {
+          amount: formatMicros(BigInt(op.micros)), reason: 'model test', idempotency_key: op.k,
+        }, { authorization: `Bearer ${ADMIN_TOKEN}` }));
+    }
+  };
+
+  const apply = (m: BillingModel, op: SimpleOp, rsvKnown: boolean): Answer => {
+    const user = users[op.u];
+    switch (op.t) {
+      case 'check': return m.check(user, op.s, op.n);
+      case 'deduct': return m.deduct(user, op.r, op.s, op.n);
+      case 'reserve': return m.reserve(user, op.r, op.s, op.n, op.ttl);
+      case 'commit': return m.commit(user, rsvKnown ? op.r : null, op.n);
+      case 'release': return m.release(user, rsvKnown ? op.r : null);
+      case 'adjust': return m.adjust(user, op.k, BigInt(op.micros));
+    }
+  };
+
+  /** What the service's answers teach the runner: reservation ids, record ids of request ids. */
+  const learn = (op: SimpleOp, real: Answer) => {
+    if (!('ok' in real)) return;
+    if (op.t === 'reserve') reservations.set(`${op.u}|${op.r}`, String(real.ok.reservationId));
+    if (op.t === 'deduct') {
+      const key = `${op.u}|${op.r}`;
+      const first = recordIds.get(key);
+      if (first && first !== real.ok.recordId) fail(`request id ${JSON.stringify(op.r)} answered record ${String(real.ok.recordId)}, first ${first}`);
+      recordIds.set(key, String(real.ok.recordId));
+    }
+  };
+
+  const runGroup = async (ops: SimpleOp[]) => {
+    const rsv = ops.map((op) => (op.t === 'commit' || op.t === 'release' ? reservations.get(`${op.u}|${op.r}`) : undefined));
+    const real = await Promise.all(ops.map((op, i) => send(op, rsv[i])));
+    const indices = ops.map((_, i) => i);
+    let explained: BillingModel | null = null;
+    let firstTry: Answer[] = [];
+    for (const order of permutations(indices)) {
+      const m = model.clone();
+      const expected: Answer[] = [];
+      for (const i of order) expected[i] = apply(m, ops[i], rsv[i] !== undefined);
+      if (firstTry.length === 0) firstTry = expected;
+      if (indices.every((i) => sameAnswer(expected[i], real[i]))) {
+        explained = m;
+        break;
+      }
+    }
+    const line = ops.map((op, i) => `${JSON.stringify(op)} -> ${show(real[i])}`).join(' || ');
+    log.push(line);
+    if (!explained) {
+      fail(`no serial order explains the answers:\n${ops.map((op, i) => `    ${JSON.stringify(op)}\n      service: ${show(real[i])}\n      model:   ${show(firstTry[i])}`).join('\n')}`);
+    }
+    model.state = explained!.state;
+    ops.forEach((op, i) => learn(op, real[i]));
+  };
+
+  const runOp = async (op: Op): Promise<void> => {
+    switch (op.t) {
+      case 'group':
+        env.stats.groups++;
+        return runGroup(op.ops);
+      case 'recharge': {
+        const micros = BigInt(op.micros);
+        const r = await h.post('/api/v1/billing/recharge', { user_id: users[op.u], amount: formatMicros(micros), payment_method: 'wechat' });
+        const real = answerOf(r);
+        const key = `o${orders.length}`;
+        const expected = model.createOrder(key, users[op.u], micros);
+        log.push(`${JSON.stringify(op)} -> ${show(real)}`);
+        if (!sameAnswer(expected, real)) fail(`recharge: service ${show(real)}, model ${show(expected)}`);
+        orders.push({ key, orderId: String((real as any).ok.orderId), paymentId: String((real as any).ok.paymentId), micros });
+        return;
+      }
+      case 'callback': {
+        const order = orders.length > 0 ? orders[op.order % orders.length] : undefined;
+        const orderKey = order?.key ?? 'unknown';
+        const orderId = order?.orderId ?? `ord_${'0'.repeat(32)}`;
+        const micros = (order?.micros ?? 1_000_000n) + (op.amount === 'wrong' ? 10_000n : 0n);
+        // "Another payment" only for an order already paid: SPEC 6 says which payment of a pending
+        // order is the real one only through GetPayment, which the simulator answers for its own ids.
+        const paid = model.state.orders.get(orderKey)?.status === 'paid';
+        const paymentId = op.pay === 'other' && paid ? `pay_other_${orderKey}` : order?.paymentId ?? 'pay_unknown';
+        const raw = JSON.stringify({ order_id: orderId, payment_id: paymentId, amount: formatMicros(micros), currency: 'CNY', status: 'success' });
+        const signature = signPayload(CALLBACK_SECRET, raw, Math.floor(clock.now().getTime() / 1000));
+        const real = (await Promise.all(Array.from({ length: op.copies }, () =>
+          h.post('/internal/v1/billing/callback', raw, { 'x-payment-signature': signature, authorization: '' })))).map(answerOf);
+        const expected = Array.from({ length: op.copies }, () => model.callback(orderKey, paymentId, micros));
+        log.push(`${JSON.stringify(op)} -> ${real.map(show).join(' ')}`);
+        real.forEach((a, i) => {
+          if (!sameAnswer(expected[i], a)) fail(`callback: service ${show(a)}, model ${show(expected[i])}`);
+        });
+        if (order && model.state.orders.get(orderKey)?.status === 'paid') await waitPaid(env, order.orderId);
+        return;
+      }
+      case 'advance': {
+        if (model.state.now + op.ms - start > MAX_SEQUENCE_SPAN_MS) return;
+        clock.set(new Date(model.state.now + op.ms));
+        model.advance(op.ms);
+        // The scheduled sweep's work, done now: the expiry of holds follows the fake clock.
+        await ctx.reservations.expireDue();
+        log.push(`${JSON.stringify(op)}`);
+        return;
+      }
+      case 'worker-down': {
+        env.fault('worker-restart');
+        await env.stopWorker();
+        try {
+          for (const inner of op.ops) await runOp(inner);
+        } finally {
+          await env.startWorker();
+        }
+        log.push('worker started again');
+        return;
+      }
+      case 'lose-enqueue': {
+        env.fault('lost-enqueue');
+        const buffer = ctx.persistence as unknown as { buffer: unknown[]; timer: NodeJS.Timeout | null };
+        env.stats.droppedChanges += buffer.buffer.length;
+        log.push(`lose-enqueue (${buffer.buffer.length} changes)`);
+        buffer.buffer = [];
+        if (buffer.timer) clearTimeout(buffer.timer);
+        buffer.timer = null;
+        lostEnqueue = true;
+        return;
+      }
+      case 'mysql-outage': {
+        env.fault('mysql-outage');
+        slowSettle = true;
+        await env.servers.stopMysql();
+        try {
+          for (const inner of op.ops) {
+            const rsv = inner.t === 'commit' || inner.t === 'release' ? reservations.get(`${inner.u}|${inner.r}`) : undefined;
+            const real = await send(inner, rsv);
+            log.push(`(MySQL down) ${JSON.stringify(inner)} -> ${show(real)}`);
+            // SPEC 7.4: answers keep flowing where Redis knows enough; where it does not, 50300 and nothing changed.
+            if ('code' in real && real.code === 50300) {
+              env.stats.whileMysqlDown.unavailable++;
+              continue;
+            }
+            env.stats.whileMysqlDown.answered++;
+            const expected = apply(model, inner, rsv !== undefined);
+            if (!sameAnswer(expected, real)) fail(`${inner.t} with MySQL down: service ${show(real)}, model ${show(expected)}`);
+            learn(inner, real);
+          }
+        } finally {
+          await env.servers.startMysql();
+        }
+        return;
+      }
+      case 'redis-restart': {
+        env.fault('redis-restart');
+        // The worker is stopped around the restart: a worker that lived through a Redis restart did
+        // not finish close() in our runs (reported), and the next worker-down would hang on it.
+        await env.stopWorker();
+        await env.servers.restartRedis();
+        await env.startWorker();
+        for (let i = 0; i < 100; i++) {
+          if (await ctx.redis.ping().then(() => true, () => false)) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        log.push('redis restarted');
+        return;
+      }
+      default: {
+        const real = await send(op, op.t === 'commit' || op.t === 'release' ? reservations.get(`${op.u}|${op.r}`) : undefined);
+        const known = (op.t === 'commit' || op.t === 'release') && reservations.has(`${op.u}|${op.r}`);
+        const expected = apply(model, op, known);
+        log.push(`${JSON.stringify(op)} -> ${show(real)}`);
+        if (!sameAnswer(expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
+        learn(op, real);
+      }
+    }
+  };
+
+  for (const op of sequence.ops) await withDeadline(runOp(op), OP_TIMEOUT_MS, () => `${JSON.stringify(op)} got no answer within ${OP_TIMEOUT_MS} ms`);
+
+  // ---- after the queues drain: Redis, MySQL, the ledger and the model agree ----
+  if (lostEnqueue) await ctx.persistence.sweep(0);
+  // After a MySQL outage persistence retries with backoff (up to 30 s between attempts).
+  await settle(env, users, fail, slowSettle ? 60_000 : SETTLE_TIMEOUT_MS);
+  await compareState(env, model, users, orders, opts, fail);
+}
+
+const OP_TIMEOUT_MS = 90_000;
+
+/** A hang is a failure too, named by the operation that hung. */
+async function withDeadline<T>(work: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ModelFailure(what())), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits until MySQL says the order is paid (the apply-payment job ran). */
+async function waitPaid(env: ModelEnv, orderId: string): Promise<void> {
+  const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const row = await env.h.probe.db('recharge_orders').where({ order_id: orderId }).first('status');
+    if (row?.status === 'paid') return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new ModelFailure(`order ${orderId} not credited within ${SETTLE_TIMEOUT_MS} ms`);
+}
+
+/** Waits until every change of these users is in MySQL (their journals are empty). */
+async function settle(env: ModelEnv, users: string[], fail: (m: string) => never, timeoutMs: number): Promise<void> {
+  const ctx = env.h.probe;
+  const deadline = Date.now() + timeoutMs;
+  await ctx.persistence.drainBuffer();
+  while (Date.now() < deadline) {
+    const lengths = await Promise.all(users.map((u) => ctx.redis.hlen(ctx.keys.pending(u))));
+    if (lengths.every((n) => n === 0)) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const left = await Promise.all(users.map(async (u) => `${u}: ${JSON.stringify(Object.values(await ctx.redis.hgetall(ctx.keys.pending(u)))).slice(0, 400)}`));
+  fail(`changes not persisted within ${timeoutMs} ms:\n    ${left.join('\n    ')}`);
+}
+
+async function compareState(
+  env: ModelEnv, model: BillingModel, users: string[], orders: { key: string; orderId: string }[], opts: RunOptions, fail: (m: string) => never,
+): Promise<void> {
+  const ctx = env.h.probe;
+  const period = model.period();
+  for (const user of users) {
+    const a = model.state.accounts.get(user);
+    const written = a?.written ?? false;
+    if (!written) {
+      // SPEC 10.5: reads of a user never written leave nothing lasting (a key with a TTL is not lasting).
+      if (opts.strict && (await ctx.redis.pttl(ctx.keys.account(user))) === -1) fail(`${user}: read-only calls left a lasting account in Redis`);
+      const { balance } = await ctx.repositories.ledger.balanceAndLedgerSum(user);
+      if (balance !== 0n) fail(`${user}: never written, MySQL balance ${balance}`);
+      continue;
+    }
+    const [bal, held] = await ctx.redis.hmget(ctx.keys.account(user), 'bal', 'held');
+    if (BigInt(bal ?? '0') !== a!.balance) fail(`${user}: Redis balance ${bal}, model ${a!.balance}`);
+    if (BigInt(held ?? '0') !== a!.held) fail(`${user}: Redis held ${held}, model ${a!.held}`);
+    const { balance, ledgerSum } = await ctx.repositories.ledger.balanceAndLedgerSum(user);
+    if (balance !== a!.balance) fail(`${user}: MySQL balance ${balance}, model ${a!.balance}`);
+    if (ledgerSum !== a!.balance) fail(`${user}: ledger sum ${ledgerSum}, model ${a!.balance}`);
+    for (const p of new Set([period, ...a!.used.keys()])) {
+      const redisUsed = await ctx.redis.hgetall(ctx.keys.quota(user, p));
+      const mysqlUsed = Object.fromEntries((await ctx.repositories.accounts.quotaUsage(user, p)).map((r) => [r.service_name, Number(r.used)]));
+      for (const svc of MODEL_SERVICES.map((s) => s.name)) {
+        const want = model.usedOf(a!, p, svc);
+        if (Number(redisUsed[svc] ?? 0) !== want) fail(`${user}: Redis quota used ${p}/${svc} ${redisUsed[svc]}, model ${want}`);
+        // An open hold's free calls are taken in Redis only; MySQL learns of them at the commit.
+        const held = [...a!.holds.values()].filter((x) => x.state === 'held' && x.period === p && x.service === svc).reduce((n, x) => n + x.free, 0);
+        if ((mysqlUsed[svc] ?? 0) !== want - held) fail(`${user}: MySQL quota used ${p}/${svc} ${mysqlUsed[svc]}, model ${want - held}`);
+      }
+    }
+    const rows: Record<string, unknown>[] = await ctx.db('consumption_records').where({ user_id: user })
+      .select('request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount');
+    const stored = rows.map((r) => [r.request_id, r.service_name, r.type, Number(r.count), Number(r.free_count), Number(r.paid_count), String(r.amount)].join('|')).sort();
+    const want = a!.records.map((r) => [r.requestId, r.service, r.type, r.count, r.free, r.paid, r.amount.toString()].join('|')).sort();
+    if (JSON.stringify(stored) !== JSON.stringify(want)) fail(`${user}: consumption records ${JSON.stringify(stored)}, model ${JSON.stringify(want)}`);
+    const acct = (await env.h.get('/api/v1/billing/account', { user_id: user })).body.data;
+    if (acct.balance !== formatMicros(a!.balance - a!.held)) fail(`${user}: GET /account balance ${acct.balance}, model ${formatMicros(a!.balance - a!.held)}`);
+    for (const q of acct.quotas as { serviceName: string; usedQuota: number }[]) {
+      const want = model.usedOf(a!, period, q.serviceName);
+      if (q.usedQuota !== want) fail(`${user}: GET /account usedQuota ${q.serviceName} ${q.usedQuota}, model ${want}`);
+    }
+  }
+  for (const o of orders) {
+    const row = await ctx.db('recharge_orders').where({ order_id: o.orderId }).first('status');
+    const want = model.state.orders.get(o.key)!.status;
+    if (row?.status !== want) fail(`order ${o.orderId}: MySQL status ${row?.status}, model ${want}`);
+  }
+}
