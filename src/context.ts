@@ -30,6 +30,10 @@ import { BatchService } from './services/batch.service.js';
 import { PaymentHintService } from './services/payment-hint.service.js';
 import type { AppDeps } from './api/app.js';
 import type { WorkerDeps } from './workers/workers.js';
+import { ExportService } from './services/export.service.js';
+import { StatementService } from './services/statement.service.js';
+import { StatementRepository } from './repositories/statement.repository.js';
+import { PortalService } from './services/portal.service.js';
 
 /**
  * What the composition root builds once from the validated config: infrastructure and services. No
@@ -60,6 +64,9 @@ export interface AppContext {
   readonly batches: BatchService;
   /** unsigned payment results (gRPC RechargeCallback), confirmed with GetPayment */
   readonly paymentHints: PaymentHintService;
+  readonly recordExports: ExportService;
+  readonly statements: StatementService;
+  readonly portal: PortalService;
   close(): Promise<void>;
 }
 
@@ -158,10 +165,14 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     redis, keys, accounts, credits, persistence, queues, logger,
   });
 
+  const recordExports = new ExportService(repositories.usage, catalogue, calendar);
+  const statements = new StatementService(new StatementRepository(db), calendar, clock, config.currency);
+  const portal = new PortalService({ secret: config.portal.sessionSecret, ttlMs: config.portal.sessionTtlMs, baseUrl: () => publicBase }, usage, catalogue, clock);
+
   return {
     config, logger, clock, metrics, redis, db, keys, queues,
     catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin,
-    archive, batches, paymentHints,
+    archive, batches, paymentHints, recordExports, statements, portal,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
@@ -174,10 +185,10 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
 /** What the HTTP API takes from the context (createApp slices it further per router). */
 export function appDeps(ctx: AppContext): AppDeps {
   const { config, logger, metrics, clock, redis, db, queues } = ctx;
-  const { billing, batches, accounts, catalogue, usage, recharges, reservations, admin } = ctx;
+  const { billing, batches, accounts, catalogue, usage, recharges, reservations, admin, recordExports, statements, portal } = ctx;
   return {
     config, logger, metrics, clock, redis, db, queues,
-    billing, batches, accounts, catalogue, usage, recharges, reservations, admin,
+    billing, batches, accounts, catalogue, usage, recharges, reservations, admin, recordExports, statements, portal,
   };
 }
 

@@ -28,10 +28,17 @@ import { adminRoutes } from './admin.routes.js';
 import { boardRoutes, BOARD_PATH } from './board.routes.js';
 import { metricsRoutes } from './metrics.routes.js';
 import { requireJsonContentType } from './content-type.middleware.js';
+import { exportRoutes } from './export.routes.js';
+import { statementRoutes } from './statement.routes.js';
+import { openApiRoutes } from './openapi.routes.js';
+import { portalRoutes, portalSessionRoutes } from './portal.routes.js';
+import type { ExportService } from '../services/export.service.js';
+import type { StatementService } from '../services/statement.service.js';
+import type { PortalService } from '../services/portal.service.js';
 
 /** What the HTTP API uses: the settings its routes read, the services they front, its probes. */
 export interface AppDeps {
-  config: Pick<Config, 'http' | 'auth' | 'payment' | 'maxCallsPerRequest' | 'maxBatchItems'>;
+  config: Pick<Config, 'http' | 'auth' | 'payment' | 'maxCallsPerRequest' | 'maxBatchItems' | 'currency'>;
   logger: Logger;
   metrics: Metrics;
   clock: Clock;
@@ -46,6 +53,9 @@ export interface AppDeps {
   recharges: RechargeService;
   reservations: ReservationService;
   admin: AdminService;
+  recordExports: ExportService;
+  statements: StatementService;
+  portal: PortalService;
 }
 
 /** The HTTP API: thin routes over the services, one error handler. Each router gets only what it uses. */
@@ -78,6 +88,7 @@ export function createApp(d: AppDeps): Express {
   const gatewayToken = config.auth.gatewayToken;
   app.use(gatewayRoutes({ billing: d.billing, batches: d.batches, maxCallsPerRequest, maxBatchItems, gatewayToken }, gateway, jsonBody));
   app.use(healthRoutes({ redis: d.redis, db: d.db }));
+  app.use(openApiRoutes({ maxCallsPerRequest, maxBatchItems, version: '1.0' }));
   // Its own raw parser: the callback's signature covers the raw bytes.
   const { callbackSecret, callbackToleranceMs } = config.payment;
   const { bodyLimit } = config.http;
@@ -96,6 +107,9 @@ export function createApp(d: AppDeps): Express {
   );
   app.use('/admin/v1', admin, jsonBody, adminRoutes({ admin: d.admin }));
   app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth }));
+  app.use('/api/v1/billing', gateway, exportRoutes(d.recordExports, logger), statementRoutes(d.statements));
+  app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(d.portal));
+  app.use(portalRoutes({ portal: d.portal, accounts: d.accounts, usage: d.usage, recharges: d.recharges, currency: config.currency }, jsonBody));
   app.use('/metrics', admin, metricsRoutes({ queues: d.queues, metrics }));
 
   app.use(notFound);

@@ -59,6 +59,8 @@ export interface Config {
   readonly reconcileAuditPeriodMs: number;
   readonly retentionMonths: number;
   readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number; readonly sweepEveryMs: number };
+  /** Customer portal: the HMAC secret that signs portal links, and how long a link is valid. */
+  readonly portal: { readonly sessionSecret: string; readonly sessionTtlMs: number };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
 }
@@ -68,6 +70,7 @@ const DEV_SECRETS = {
   admin_token: 'dev-admin-token',
   board_password: 'dev-board-password',
   callback_secret: 'dev-callback-secret',
+  portal_session_secret: 'dev-portal-session-secret',
 };
 
 const duration = Joi.alternatives(Joi.string().pattern(/^\d+(ms|s|m|h|d)?$/), Joi.number().integer().min(0));
@@ -164,6 +167,11 @@ const schema = Joi.object({
     max_ttl: duration.default('24h'),
     sweep_every: duration.default('30s'),
   }).default(),
+  portal: Joi.object({
+    session_secret: Joi.string().min(1).default(DEV_SECRETS.portal_session_secret),
+    // SPEC 15: a portal link is valid one hour; shorter is allowed, longer is not.
+    session_ttl: duration.default('1h').custom((v, h) => (parseDuration(v)! > 3_600_000 || parseDuration(v)! < 1000 ? h.error('any.invalid') : v)),
+  }).default(),
 });
 
 /** Environment variables of SPEC section 9 (and a few more), mapped onto config keys. */
@@ -198,6 +206,7 @@ const ENV_KEYS: Record<string, string[]> = {
   RECONCILE_AUDIT_PERIOD: ['reconcile_audit_period'],
   RETENTION_MONTHS: ['retention_months'],
   ALLOW_PAYMENT_SIMULATOR: ['payment_service', 'allow_simulator'],
+  PORTAL_SESSION_SECRET: ['portal', 'session_secret'],
 };
 
 /** `PORT / http.port` for a key an environment variable sets, else the key: errors name what to fix. */
@@ -218,12 +227,13 @@ export const MIN_SECRET_LENGTH = 16;
  * In production every secret is long enough and each is its own: a gateway that knows its token must
  * not thereby hold the admin token, nor be able to sign payment callbacks (SPEC 1, 10.6).
  */
-function productionSecretRules(auth: Raw, payment: Raw): void {
+function productionSecretRules(auth: Raw, payment: Raw, portal: Raw): void {
   const secrets: [string, string][] = [
     ['auth.gateway_token (GATEWAY_TOKEN)', auth.gateway_token as string],
     ['auth.admin_token (ADMIN_TOKEN)', auth.admin_token as string],
     ['auth.board_password (BULL_BOARD_PASSWORD)', auth.board_password as string],
     ['payment_service.callback_secret (PAYMENT_CALLBACK_SECRET)', payment.callback_secret as string],
+    ['portal.session_secret (PORTAL_SESSION_SECRET)', portal.session_secret as string],
   ];
   const problems = secrets
     .filter(([, value]) => value.length < MIN_SECRET_LENGTH)
@@ -315,6 +325,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     ['auth.admin_token', v.auth.admin_token === DEV_SECRETS.admin_token],
     ['auth.board_password', v.auth.board_password === DEV_SECRETS.board_password],
     ['payment_service.callback_secret', v.payment_service.callback_secret === DEV_SECRETS.callback_secret],
+    ['portal.session_secret', v.portal.session_secret === DEV_SECRETS.portal_session_secret],
   ]
     .filter(([, isDefault]) => isDefault)
     .map(([key]) => key as string);
@@ -322,7 +333,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     const lines = defaultedSecrets.map((k) => `  ${label(k)}: must be set in production`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
-  if (v.env === 'production') productionSecretRules(v.auth, v.payment_service);
+  if (v.env === 'production') productionSecretRules(v.auth, v.payment_service, v.portal);
   if (v.env === 'production' && v.fault_crash_at) {
     throw new ConfigError('invalid configuration:\n  fault_crash_at: fault injection is refused in production');
   }
@@ -399,6 +410,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     reconcileAuditPeriodMs: ms(v.reconcile_audit_period),
     retentionMonths: v.retention_months,
     reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl), sweepEveryMs: ms(v.reservations.sweep_every) },
+    portal: { sessionSecret: v.portal.session_secret, sessionTtlMs: ms(v.portal.session_ttl) },
     defaultedSecrets,
   };
   return deepFreeze(config);

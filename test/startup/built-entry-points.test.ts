@@ -69,6 +69,7 @@ describe('built entry points against a database migrated from source', function 
       ADMIN_TOKEN: `admin-${tag}-0123456789abcdef0123456789`,
       BULL_BOARD_PASSWORD: `board-${tag}-0123456789abcdef0123456789`,
       PAYMENT_CALLBACK_SECRET: `callback-${tag}-0123456789abcdef01234`,
+      PORTAL_SESSION_SECRET: `portal-${tag}-0123456789abcdef0123456789`,
       PAYMENT_GRPC_ADDR: 'payments.invalid:443',
     };
   });

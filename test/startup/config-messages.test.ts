@@ -10,6 +10,7 @@ const PRODUCTION = {
   ADMIN_TOKEN: 'admin-token-0123456789abcdef0123456789ab',
   BULL_BOARD_PASSWORD: 'board-password-0123456789abcdef01234567',
   PAYMENT_CALLBACK_SECRET: 'callback-secret-0123456789abcdef0123456',
+  PORTAL_SESSION_SECRET: 'portal-session-secret-0123456789abcdef01',
 };
 
 describe('config errors and the payment simulator rule', () => {

@@ -28,6 +28,7 @@ const CLEARED = [
   'ADMIN_TOKEN',
   'BULL_BOARD_PASSWORD',
   'PAYMENT_CALLBACK_SECRET',
+  'PORTAL_SESSION_SECRET',
 ];
 
 function envFor(dataDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {

@@ -9,7 +9,7 @@ describe('config', () => {
     expect(c.services.map((s) => [s.name, s.freeQuota, s.unitPrice])).to.deep.equal([['passport', 10000, 1000n], ['payment', 1000, 1000n], ['asset', 1000, 1000n]]);
     expect(c.payment).to.include({ timeoutMs: 5000, grpcAddr: '127.0.0.1:9101' });
     expect(c.database.poolMax).to.equal(20);
-    expect(c.defaultedSecrets).to.have.length(4);
+    expect(c.defaultedSecrets).to.have.length(5);
     expect(Object.isFrozen(c) && Object.isFrozen(c.services[0])).to.equal(true);
   });
 
@@ -38,8 +38,10 @@ describe('config', () => {
       ADMIN_TOKEN: 'admin-token-0123456789',
       BULL_BOARD_PASSWORD: 'board-password-0123456789',
       PAYMENT_CALLBACK_SECRET: 'callback-secret-0123456789',
+      PORTAL_SESSION_SECRET: 'portal-session-secret-0123456789',
     };
     expect(loadConfig(full).defaultedSecrets).to.deep.equal([]);
+    expect(() => loadConfig({ ...full, PORTAL_SESSION_SECRET: '' })).to.throw(ConfigError, /portal\.session_secret: must be set in production/);
   });
 
   it('refuses short secrets and one secret used for two roles in production', () => {
@@ -51,6 +53,7 @@ describe('config', () => {
       ADMIN_TOKEN: 'admin-token-0123456789',
       BULL_BOARD_PASSWORD: 'board-password-0123456789',
       PAYMENT_CALLBACK_SECRET: 'callback-secret-0123456789',
+      PORTAL_SESSION_SECRET: 'portal-session-secret-0123456789',
     };
     expect(() => loadConfig({ ...env, GATEWAY_TOKEN: 'x' })).to.throw(ConfigError, /GATEWAY_TOKEN\): must be at least 16/);
     expect(() => loadConfig({ ...env, ADMIN_TOKEN: env.GATEWAY_TOKEN })).to.throw(
@@ -58,6 +61,8 @@ describe('config', () => {
       /auth\.admin_token \(ADMIN_TOKEN\): must differ from auth\.gateway_token/,
     );
     expect(() => loadConfig({ ...env, PAYMENT_CALLBACK_SECRET: env.ADMIN_TOKEN })).to.throw(ConfigError, /callback_secret.*must differ/);
+    expect(() => loadConfig({ ...env, PORTAL_SESSION_SECRET: env.PAYMENT_CALLBACK_SECRET })).to.throw(ConfigError, /session_secret.*must differ/);
+    expect(() => loadConfig({ ...env, PORTAL_SESSION_SECRET: 'short' })).to.throw(ConfigError, /PORTAL_SESSION_SECRET\): must be at least 16/);
     // Outside production a short development token is fine (with a warning at start-up).
     expect(() => loadConfig({ GATEWAY_TOKEN: 'x', ADMIN_TOKEN: 'x' })).not.to.throw();
   });
