@@ -32,7 +32,10 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Read configuration through src/config/config.ts.' }],
+      'no-restricted-properties': [
+        'error',
+        { object: 'process', property: 'env', message: 'Read configuration through src/config/config.ts.' },
+      ],
     },
   },
   // Layers point down: transports (api, grpc, workers, main) -> services -> repositories, redis, jobs,
@@ -54,7 +57,16 @@ export default tseslint.config(
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
   {
-    files: ['src/config/**', 'scripts/**', 'simulator/main.ts', 'test/**', 'test/support/**', 'bench/**', 'knexfile.ts', 'src/main/**'],
+    files: [
+      'src/config/**',
+      'scripts/**',
+      'simulator/main.ts',
+      'test/**',
+      'test/support/**',
+      'bench/**',
+      'knexfile.ts',
+      'src/main/**',
+    ],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

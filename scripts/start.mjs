@@ -13,7 +13,10 @@ if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
   const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
-const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'dev-stack.ts')], { cwd: root, stdio: 'inherit' });
+const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'dev-stack.ts')], {
+  cwd: root,
+  stdio: 'inherit',
+});
 // npm passes SIGINT / SIGTERM to us (the start script execs node); a terminal's Ctrl-C reaches the
 // stack directly as well, and it stops once however many copies arrive.
 // A broken stdout (terminal closed) must not kill us before the stack is told to stop.

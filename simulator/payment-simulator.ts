@@ -9,7 +9,14 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import express from 'express';
-import { loadPaymentProto, type CreatePaymentRequest, type CreatePaymentReply, type GetPaymentRequest, type GetPaymentReply, type PaymentStatus } from '../src/payment/payment.grpc.js';
+import {
+  loadPaymentProto,
+  type CreatePaymentRequest,
+  type CreatePaymentReply,
+  type GetPaymentRequest,
+  type GetPaymentReply,
+  type PaymentStatus,
+} from '../src/payment/payment.grpc.js';
 import { signPayload } from '../src/lib/payment-signature.js';
 import { formatMoney, centsToMicros } from '../src/lib/money.js';
 
@@ -81,16 +88,27 @@ export class PaymentSimulator {
     const Service = loadPaymentProto();
     const server = new grpc.Server();
     server.addService(Service.service, {
-      CreatePayment: (call: grpc.ServerUnaryCall<CreatePaymentRequest, CreatePaymentReply>, cb: grpc.sendUnaryData<CreatePaymentReply>) => this.createPayment(call.request, cb),
-      GetPayment: (call: grpc.ServerUnaryCall<GetPaymentRequest, GetPaymentReply>, cb: grpc.sendUnaryData<GetPaymentReply>) => this.getPayment(call.request, cb),
+      CreatePayment: (
+        call: grpc.ServerUnaryCall<CreatePaymentRequest, CreatePaymentReply>,
+        cb: grpc.sendUnaryData<CreatePaymentReply>,
+      ) => this.createPayment(call.request, cb),
+      GetPayment: (
+        call: grpc.ServerUnaryCall<GetPaymentRequest, GetPaymentReply>,
+        cb: grpc.sendUnaryData<GetPaymentReply>,
+      ) => this.getPayment(call.request, cb),
     });
-    const grpcPort = await new Promise<number>((res, rej) => server.bindAsync(`${host}:${this.opts.grpcPort ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))));
+    const grpcPort = await new Promise<number>((res, rej) =>
+      server.bindAsync(`${host}:${this.opts.grpcPort ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? rej(err) : res(port),
+      ),
+    );
     this.grpcServer = server;
     this.grpcAddr = `${host}:${grpcPort}`;
 
-    const listen = (app: express.Express, port: number, on: string) => new Promise<HttpServer>((res, rej) => {
-      const s = app.listen(port, on, (err?: Error) => (err ? rej(err) : res(s)));
-    });
+    const listen = (app: express.Express, port: number, on: string) =>
+      new Promise<HttpServer>((res, rej) => {
+        const s = app.listen(port, on, (err?: Error) => (err ? rej(err) : res(s)));
+      });
     // The control API pays any payment and signs with the real callback secret: it never leaves
     // this machine, whatever the pay pages listen on.
     const app = this.httpApp();
@@ -125,20 +143,29 @@ export class PaymentSimulator {
   }
 
   private createPayment(req: CreatePaymentRequest, cb: grpc.sendUnaryData<CreatePaymentReply>): void {
-    if (this.behaviour.createPayment === 'fail') return cb({ code: grpc.status.UNAVAILABLE, details: 'simulated outage' });
+    if (this.behaviour.createPayment === 'fail')
+      return cb({ code: grpc.status.UNAVAILABLE, details: 'simulated outage' });
     if (this.behaviour.createPayment === 'stall') {
       // Never answers in time; released (with an error) when the simulator stops.
       const release = () => cb({ code: grpc.status.UNAVAILABLE, details: 'stalled' });
       this.stalled.add(release);
       return;
     }
-    if (!req.order_id || !/^\d+$/.test(req.amount) || BigInt(req.amount) <= 0n) return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'order_id and a positive amount are required' });
+    if (!req.order_id || !/^\d+$/.test(req.amount) || BigInt(req.amount) <= 0n)
+      return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'order_id and a positive amount are required' });
     const existing = this.byOrder.get(req.order_id);
     const paymentId = existing ?? `pay_${randomUUID().replace(/-/g, '')}`;
     if (!existing) {
       this.payments.set(paymentId, {
-        paymentId, orderId: req.order_id, userId: req.user_id, amountCents: req.amount, currency: req.currency,
-        method: req.method, notifyUrl: req.notify_url, status: 'PENDING', paidAt: 0,
+        paymentId,
+        orderId: req.order_id,
+        userId: req.user_id,
+        amountCents: req.amount,
+        currency: req.currency,
+        method: req.method,
+        notifyUrl: req.notify_url,
+        status: 'PENDING',
+        paidAt: 0,
       });
       this.byOrder.set(req.order_id, paymentId);
     }
@@ -147,7 +174,10 @@ export class PaymentSimulator {
       payment_id: paymentId,
       status: 'PENDING',
       pay_url: payUrl,
-      pay_code: req.method === 'WECHATPAY' ? `weixin://wxpay/bizpayurl?pr=${paymentId}` : `https://qr.alipay.example/${paymentId}`,
+      pay_code:
+        req.method === 'WECHATPAY'
+          ? `weixin://wxpay/bizpayurl?pr=${paymentId}`
+          : `https://qr.alipay.example/${paymentId}`,
       pay_params: { payment_id: paymentId, method: req.method },
     });
   }
@@ -156,11 +186,22 @@ export class PaymentSimulator {
     const id = req.payment_id || (req.order_id ? this.byOrder.get(req.order_id) : undefined);
     const p = id ? this.payments.get(id) : undefined;
     if (!p) return cb({ code: grpc.status.NOT_FOUND, details: 'no such payment' });
-    cb(null, { payment_id: p.paymentId, order_id: p.orderId, status: p.status, amount: p.amountCents, currency: p.currency, paid_at: String(p.paidAt) });
+    cb(null, {
+      payment_id: p.paymentId,
+      order_id: p.orderId,
+      status: p.status,
+      amount: p.amountCents,
+      currency: p.currency,
+      paid_at: String(p.paidAt),
+    });
   }
 
   /** Marks a payment paid and delivers its callback as the behaviour (or `mode`) says. */
-  async pay(paymentId: string, mode: CallbackMode = this.behaviour.callback, overrides: Record<string, unknown> = {}): Promise<CallbackResult[]> {
+  async pay(
+    paymentId: string,
+    mode: CallbackMode = this.behaviour.callback,
+    overrides: Record<string, unknown> = {},
+  ): Promise<CallbackResult[]> {
     const p = this.payments.get(paymentId);
     if (!p) throw new Error(`no payment ${paymentId}`);
     if (p.status !== 'SUCCESS') {
@@ -177,14 +218,28 @@ export class PaymentSimulator {
     return this.deliver(p, 'closed', 'normal', {});
   }
 
-  private async deliver(p: SimulatedPayment, status: string, mode: CallbackMode, overrides: Record<string, unknown>): Promise<CallbackResult[]> {
+  private async deliver(
+    p: SimulatedPayment,
+    status: string,
+    mode: CallbackMode,
+    overrides: Record<string, unknown>,
+  ): Promise<CallbackResult[]> {
     const body = JSON.stringify({
-      order_id: p.orderId, payment_id: p.paymentId, amount: formatMoney(centsToMicros(BigInt(p.amountCents))),
-      currency: p.currency, status, paid_at: p.paidAt || undefined, ...overrides,
+      order_id: p.orderId,
+      payment_id: p.paymentId,
+      amount: formatMoney(centsToMicros(BigInt(p.amountCents))),
+      currency: p.currency,
+      status,
+      paid_at: p.paidAt || undefined,
+      ...overrides,
     });
     const now = Math.floor(Date.now() / 1000);
     const send = async (secret = this.opts.callbackSecret, t = now): Promise<CallbackResult> => {
-      const res = await fetch(p.notifyUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-payment-signature': signPayload(secret, body, t) }, body });
+      const res = await fetch(p.notifyUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-payment-signature': signPayload(secret, body, t) },
+        body,
+      });
       const text = await res.text();
       let parsed: unknown = text;
       try {
@@ -221,7 +276,10 @@ export class PaymentSimulator {
     app.use(express.json());
     app.use(express.urlencoded({ extended: false }));
     const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-    const page = (title: string, body: string) => `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title>
+    const page = (
+      title: string,
+      body: string,
+    ) => `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}button{font-size:1.2rem;padding:.6rem 2rem;cursor:pointer}
 .amount{font-size:2rem;font-weight:600}.muted{color:#666}</style></head><body>${body}</body></html>`;
 
@@ -229,19 +287,29 @@ export class PaymentSimulator {
       const p = this.payments.get(req.params.id);
       if (!p) return res.status(404).send(page('Not found', '<h1>No such payment</h1>'));
       const amount = `${formatMoney(centsToMicros(BigInt(p.amountCents)))} ${esc(p.currency)}`;
-      res.send(page('Pay', `<h1>Payment simulator</h1>
+      res.send(
+        page(
+          'Pay',
+          `<h1>Payment simulator</h1>
 <p class="muted">${p.method === 'WECHATPAY' ? 'WeChat Pay' : 'Alipay'} · order ${esc(p.orderId)}</p>
 <p class="amount" id="amount">${amount}</p>
 <p>Status: <strong id="status">${p.status}</strong></p>
-${p.status === 'PENDING' ? `<form method="post" action="/pay/${esc(p.paymentId)}/confirm"><button id="pay" type="submit">Pay</button></form>` : ''}`));
+${p.status === 'PENDING' ? `<form method="post" action="/pay/${esc(p.paymentId)}/confirm"><button id="pay" type="submit">Pay</button></form>` : ''}`,
+        ),
+      );
     });
 
     app.post('/pay/:id/confirm', async (req, res) => {
       try {
         const results = await this.pay(req.params.id);
         const r = results[0];
-        res.send(page('Paid', `<h1>Paid</h1><p>Status: <strong id="status">SUCCESS</strong></p>
-<p class="muted">Callback to billing: ${r ? `HTTP ${r.status}` : 'not sent (callback mode: ' + esc(this.behaviour.callback) + ')'}</p>`));
+        res.send(
+          page(
+            'Paid',
+            `<h1>Paid</h1><p>Status: <strong id="status">SUCCESS</strong></p>
+<p class="muted">Callback to billing: ${r ? `HTTP ${r.status}` : 'not sent (callback mode: ' + esc(this.behaviour.callback) + ')'}</p>`,
+          ),
+        );
       } catch (err) {
         res.status(404).send(page('Error', `<h1>${esc((err as Error).message)}</h1>`));
       }
@@ -264,7 +332,13 @@ ${p.status === 'PENDING' ? `<form method="post" action="/pay/${esc(p.paymentId)}
     });
     app.post('/payments/:id/pay', async (req, res) => {
       try {
-        res.json(await this.pay(req.params.id, (req.body?.mode as CallbackMode) ?? this.behaviour.callback, req.body?.overrides ?? {}));
+        res.json(
+          await this.pay(
+            req.params.id,
+            (req.body?.mode as CallbackMode) ?? this.behaviour.callback,
+            req.body?.overrides ?? {},
+          ),
+        );
       } catch (err) {
         res.status(404).json({ error: (err as Error).message });
       }

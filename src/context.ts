@@ -107,26 +107,51 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   };
   const catalogue = new CatalogueService(config.services, config.currency);
   // The scripts load an account they do not find ('init') through the account service, built next.
-  const scripts: Scripts = new Scripts(
+  const scripts: Scripts = new Scripts(redis, keys, { load: (userId, now) => accounts.load(userId, now) }, metrics);
+  const accounts = new AccountService({
+    scripts,
     redis,
     keys,
-    { load: (userId, now) => accounts.load(userId, now) },
-    metrics,
-  );
-  const accounts = new AccountService({
-    scripts, redis, keys, accounts: repositories.accounts, catalogue, calendar, clock, currency: config.currency,
+    accounts: repositories.accounts,
+    catalogue,
+    calendar,
+    clock,
+    currency: config.currency,
   });
   const persistence = new PersistenceService({
-    scripts, redis, keys, ledger: repositories.ledger, queues, opts: config.persistence, clock, logger, faults,
+    scripts,
+    redis,
+    keys,
+    ledger: repositories.ledger,
+    queues,
+    opts: config.persistence,
+    clock,
+    logger,
+    faults,
     onDeadLetter: () => metrics.deadLetters.inc(),
   });
   const billing = new BillingService({
-    scripts, catalogue, accounts, persistence, calendar, clock, idempotencyTtlMs: config.redis.idempotencyTtlMs,
+    scripts,
+    catalogue,
+    accounts,
+    persistence,
+    calendar,
+    clock,
+    idempotencyTtlMs: config.redis.idempotencyTtlMs,
   });
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock, () => archive.horizon());
   const credits = new CreditService(scripts, persistence, clock);
   const reservations = new ReservationService({
-    scripts, redis, keys, catalogue, accounts, persistence, queues, calendar, clock, logger,
+    scripts,
+    redis,
+    keys,
+    catalogue,
+    accounts,
+    persistence,
+    queues,
+    calendar,
+    clock,
+    logger,
     opts: {
       defaultTtlMs: config.reservations.defaultTtlMs,
       maxTtlMs: config.reservations.maxTtlMs,
@@ -136,8 +161,15 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const publicBase = config.http.publicBaseUrl ?? opts.boundUrl ?? `http://${config.http.host}:${config.http.port}`;
   const payment = new PaymentClient(config.payment.grpcAddr, config.payment.timeoutMs);
   const recharges = new RechargeService({
-    orders: repositories.recharges, ledger: repositories.ledger,
-    credits, persistence, queues, payment, clock, faults, logger,
+    orders: repositories.recharges,
+    ledger: repositories.ledger,
+    credits,
+    persistence,
+    queues,
+    payment,
+    clock,
+    faults,
+    logger,
     opts: {
       currency: config.currency,
       minRecharge: config.payment.minRecharge,
@@ -146,9 +178,20 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     },
   });
   const reconciliation = new ReconciliationService({
-    runs: repositories.reconciliation, accountsRepo: repositories.accounts, orders: repositories.recharges,
-    scripts, redis, keys,
-    catalogue, accounts, persistence, recharges, calendar, clock, logger, metrics,
+    runs: repositories.reconciliation,
+    accountsRepo: repositories.accounts,
+    orders: repositories.recharges,
+    scripts,
+    redis,
+    keys,
+    catalogue,
+    accounts,
+    persistence,
+    recharges,
+    calendar,
+    clock,
+    logger,
+    metrics,
     opts: {
       sweepAfterMs: config.persistence.sweepAfterMs,
       pendingCheckAfterMs: config.payment.pendingCheckAfterMs,
@@ -161,18 +204,51 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   const paymentHints = new PaymentHintService(repositories.recharges, recharges, logger);
   const archive = new ArchiveService(new ArchiveRepository(db), calendar, clock, config.retentionMonths, logger);
   const admin = new AdminService({
-    ledger: repositories.ledger, runs: repositories.reconciliation,
-    redis, keys, accounts, credits, persistence, queues, logger,
+    ledger: repositories.ledger,
+    runs: repositories.reconciliation,
+    redis,
+    keys,
+    accounts,
+    credits,
+    persistence,
+    queues,
+    logger,
   });
 
   const recordExports = new ExportService(repositories.usage, catalogue, calendar);
   const statements = new StatementService(new StatementRepository(db), calendar, clock, config.currency);
-  const portal = new PortalService({ secret: config.portal.sessionSecret, ttlMs: config.portal.sessionTtlMs, baseUrl: () => publicBase }, usage, catalogue, clock);
+  const portal = new PortalService(
+    { secret: config.portal.sessionSecret, ttlMs: config.portal.sessionTtlMs, baseUrl: () => publicBase },
+    usage,
+    catalogue,
+    clock,
+  );
 
   return {
-    config, logger, clock, metrics, redis, db, keys, queues,
-    catalogue, accounts, billing, persistence, usage, credits, recharges, reservations, reconciliation, admin,
-    archive, batches, paymentHints, recordExports, statements, portal,
+    config,
+    logger,
+    clock,
+    metrics,
+    redis,
+    db,
+    keys,
+    queues,
+    catalogue,
+    accounts,
+    billing,
+    persistence,
+    usage,
+    credits,
+    recharges,
+    reservations,
+    reconciliation,
+    admin,
+    archive,
+    batches,
+    paymentHints,
+    recordExports,
+    statements,
+    portal,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
@@ -185,18 +261,55 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
 /** What the HTTP API takes from the context (createApp slices it further per router). */
 export function appDeps(ctx: AppContext): AppDeps {
   const { config, logger, metrics, clock, redis, db, queues } = ctx;
-  const { billing, batches, accounts, catalogue, usage, recharges, reservations, admin, recordExports, statements, portal } = ctx;
+  const {
+    billing,
+    batches,
+    accounts,
+    catalogue,
+    usage,
+    recharges,
+    reservations,
+    admin,
+    recordExports,
+    statements,
+    portal,
+  } = ctx;
   return {
-    config, logger, metrics, clock, redis, db, queues,
-    billing, batches, accounts, catalogue, usage, recharges, reservations, admin, recordExports, statements, portal,
+    config,
+    logger,
+    metrics,
+    clock,
+    redis,
+    db,
+    queues,
+    billing,
+    batches,
+    accounts,
+    catalogue,
+    usage,
+    recharges,
+    reservations,
+    admin,
+    recordExports,
+    statements,
+    portal,
   };
 }
 
 /** What the workers take from the context: the services their handlers call, the queue settings. */
 export function workerDeps(ctx: AppContext): WorkerDeps {
-  const { config, logger, metrics, queues, persistence, recharges, reservations, reconciliation, accounts, archive } = ctx;
+  const { config, logger, metrics, queues, persistence, recharges, reservations, reconciliation, accounts, archive } =
+    ctx;
   return {
-    persistence, recharges, reservations, reconciliation, accounts, archive, queues, logger, metrics,
+    persistence,
+    recharges,
+    reservations,
+    reconciliation,
+    accounts,
+    archive,
+    queues,
+    logger,
+    metrics,
     sweepAfterMs: config.persistence.sweepAfterMs,
     evictIdleAfterMs: config.redis.evictIdleAfterMs,
     redisUrl: config.redis.url!,

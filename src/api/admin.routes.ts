@@ -2,7 +2,16 @@ import { AppError } from '../lib/errors.js';
 import { Router } from 'express';
 import type { AdminService } from '../services/admin.service.js';
 import {
-  adjustmentBody, userParams, ledgerQuery, runsQuery, runParams, deadLetterQuery, deadLetterRetryBody, jobParams, jobRetryBody, runBody,
+  adjustmentBody,
+  userParams,
+  ledgerQuery,
+  runsQuery,
+  runParams,
+  deadLetterQuery,
+  deadLetterRetryBody,
+  jobParams,
+  jobRetryBody,
+  runBody,
 } from './admin.schemas.js';
 import { validate, ok } from './validation.js';
 
@@ -17,7 +26,17 @@ export function adminRoutes({ admin }: AdminRouteDeps): Router {
   router.post('/accounts/:user_id/adjustments', async (req, res) => {
     const { user_id } = validate(userParams, req.params, 'query');
     const b = validate(adjustmentBody, req.body);
-    res.json(ok(await admin.adjust({ userId: user_id, amount: b.amount, reason: b.reason, idempotencyKey: b.idempotency_key, allowNegative: b.allow_negative })));
+    res.json(
+      ok(
+        await admin.adjust({
+          userId: user_id,
+          amount: b.amount,
+          reason: b.reason,
+          idempotencyKey: b.idempotency_key,
+          allowNegative: b.allow_negative,
+        }),
+      ),
+    );
   });
 
   router.get('/accounts/:user_id/ledger', async (req, res) => {
@@ -61,7 +80,16 @@ export function adminRoutes({ admin }: AdminRouteDeps): Router {
 
   router.post('/dead-letters/retry', async (req, res) => {
     const b = validate(deadLetterRetryBody, req.body);
-    res.json(ok(await admin.retryDeadLetter({ userId: b.user_id, changeId: b.change_id, operator: b.operator, reason: b.reason })));
+    res.json(
+      ok(
+        await admin.retryDeadLetter({
+          userId: b.user_id,
+          changeId: b.change_id,
+          operator: b.operator,
+          reason: b.reason,
+        }),
+      ),
+    );
   });
 
   /** The one way to retry a failed money job (the board is read-only for them); logged with who and why. */

@@ -15,7 +15,9 @@ export const userParams = Joi.object<{ user_id: string }>({ user_id: userId.requ
 export const adjustmentBody = Joi.object<AdjustmentBody>({
   amount: amount.required(),
   reason: Joi.string().min(3).max(200).required(),
-  idempotency_key: Joi.string().pattern(/^[\x21-\x7E]{1,64}$/).required(),
+  idempotency_key: Joi.string()
+    .pattern(/^[\x21-\x7E]{1,64}$/)
+    .required(),
   allow_negative: Joi.boolean().default(false),
 });
 
@@ -35,21 +37,33 @@ export const runBody = Joi.object<{ full: boolean }>({ full: Joi.boolean().defau
 export const runParams = Joi.object<{ id: number }>({ id: Joi.number().integer().min(1).required() });
 
 const audit = {
-  operator: Joi.string().pattern(/^[\x21-\x7E]{1,64}$/).required(),
+  operator: Joi.string()
+    .pattern(/^[\x21-\x7E]{1,64}$/)
+    .required(),
   reason: Joi.string().min(3).max(200).required(),
 };
 
-export const deadLetterQuery = Joi.object<{ limit: number }>({ limit: Joi.number().integer().min(1).max(100).default(50) });
-
-export const deadLetterRetryBody = Joi.object<{ user_id: string; change_id: string; operator: string; reason: string }>({
-  user_id: userId.required(),
-  change_id: Joi.string().pattern(/^[\x21-\x7E]{1,200}$/).required(),
-  ...audit,
+export const deadLetterQuery = Joi.object<{ limit: number }>({
+  limit: Joi.number().integer().min(1).max(100).default(50),
 });
 
+export const deadLetterRetryBody = Joi.object<{ user_id: string; change_id: string; operator: string; reason: string }>(
+  {
+    user_id: userId.required(),
+    change_id: Joi.string()
+      .pattern(/^[\x21-\x7E]{1,200}$/)
+      .required(),
+    ...audit,
+  },
+);
+
 export const jobParams = Joi.object<{ queue: string; job_id: string }>({
-  queue: Joi.string().pattern(/^[a-z-]{1,32}$/).required(),
-  job_id: Joi.string().pattern(/^[\x21-\x7E]{1,200}$/).required(),
+  queue: Joi.string()
+    .pattern(/^[a-z-]{1,32}$/)
+    .required(),
+  job_id: Joi.string()
+    .pattern(/^[\x21-\x7E]{1,200}$/)
+    .required(),
 });
 
 export const jobRetryBody = Joi.object<{ operator: string; reason: string }>(audit);

@@ -74,7 +74,11 @@ export function createApp(d: AppDeps): Express {
     res.once('finish', () => {
       const route = routeLabel(req);
       stop({ method: req.method, route, status: res.statusCode });
-      if (logger.isLevelEnabled('debug')) logger.debug({ correlationId: res.locals.correlationId, method: req.method, route, status: res.statusCode }, 'request');
+      if (logger.isLevelEnabled('debug'))
+        logger.debug(
+          { correlationId: res.locals.correlationId, method: req.method, route, status: res.statusCode },
+          'request',
+        );
     });
     next();
   });
@@ -86,7 +90,13 @@ export function createApp(d: AppDeps): Express {
   const { maxCallsPerRequest } = config;
   const { maxBatchItems } = config;
   const gatewayToken = config.auth.gatewayToken;
-  app.use(gatewayRoutes({ billing: d.billing, batches: d.batches, maxCallsPerRequest, maxBatchItems, gatewayToken }, gateway, jsonBody));
+  app.use(
+    gatewayRoutes(
+      { billing: d.billing, batches: d.batches, maxCallsPerRequest, maxBatchItems, gatewayToken },
+      gateway,
+      jsonBody,
+    ),
+  );
   app.use(healthRoutes({ redis: d.redis, db: d.db }));
   app.use(openApiRoutes({ maxCallsPerRequest, maxBatchItems, version: '1.0' }));
   // Its own raw parser: the callback's signature covers the raw bytes.
@@ -109,7 +119,12 @@ export function createApp(d: AppDeps): Express {
   app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth }));
   app.use('/api/v1/billing', gateway, exportRoutes(d.recordExports, logger), statementRoutes(d.statements));
   app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(d.portal));
-  app.use(portalRoutes({ portal: d.portal, accounts: d.accounts, usage: d.usage, recharges: d.recharges, currency: config.currency }, jsonBody));
+  app.use(
+    portalRoutes(
+      { portal: d.portal, accounts: d.accounts, usage: d.usage, recharges: d.recharges, currency: config.currency },
+      jsonBody,
+    ),
+  );
   app.use('/metrics', admin, metricsRoutes({ queues: d.queues, metrics }));
 
   app.use(notFound);

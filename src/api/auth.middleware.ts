@@ -13,7 +13,8 @@ export function secretEquals(given: string, expected: string): boolean {
 export function requireBearer(...tokens: string[]): RequestHandler {
   return (req, _res, next) => {
     const m = /^Bearer (.+)$/.exec(req.get('authorization') ?? '');
-    if (!m || !tokens.some((t) => secretEquals(m[1], t))) throw new AppError('UNAUTHORIZED', 'missing or bad bearer token');
+    if (!m || !tokens.some((t) => secretEquals(m[1], t)))
+      throw new AppError('UNAUTHORIZED', 'missing or bad bearer token');
     next();
   };
 }

@@ -27,7 +27,12 @@ function boardAuth({ boardUser, boardPassword, adminToken }: BoardAuth): Request
     if (basic) {
       const decoded = Buffer.from(basic[1], 'base64').toString();
       const colon = decoded.indexOf(':');
-      if (colon > 0 && secretEquals(decoded.slice(0, colon), boardUser) && secretEquals(decoded.slice(colon + 1), boardPassword)) return next();
+      if (
+        colon > 0 &&
+        secretEquals(decoded.slice(0, colon), boardUser) &&
+        secretEquals(decoded.slice(colon + 1), boardPassword)
+      )
+        return next();
     }
     const bearer = /^Bearer (.+)$/.exec(header);
     if (bearer && secretEquals(bearer[1], adminToken)) return next();
@@ -46,6 +51,10 @@ function boardAuth({ boardUser, boardPassword, adminToken }: BoardAuth): Request
 export function boardRoutes({ queues, auth }: BoardRouteDeps): [RequestHandler, Router] {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(BOARD_PATH);
-  createBullBoard({ queues: queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: true })), serverAdapter, options: { uiConfig: { boardTitle: 'Billing queues' } } });
+  createBullBoard({
+    queues: queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: true })),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'Billing queues' } },
+  });
   return [boardAuth(auth), serverAdapter.getRouter() as Router];
 }

@@ -7,10 +7,16 @@ export const MAX_PAID_AT_SECONDS = 4_102_444_800;
 
 /** The payment service's callback. Fields it may add later are let through. */
 export const callbackBody = Joi.object<CallbackBody>({
-  order_id: Joi.string().pattern(/^[A-Za-z0-9_-]{1,40}$/).required(),
-  payment_id: Joi.string().pattern(/^[A-Za-z0-9_.-]{1,64}$/).required(),
+  order_id: Joi.string()
+    .pattern(/^[A-Za-z0-9_-]{1,40}$/)
+    .required(),
+  payment_id: Joi.string()
+    .pattern(/^[A-Za-z0-9_.-]{1,64}$/)
+    .required(),
   amount: Joi.alternatives(Joi.string().max(32), Joi.number()).required(),
-  currency: Joi.string().pattern(/^[A-Z]{3}$/).required(),
+  currency: Joi.string()
+    .pattern(/^[A-Z]{3}$/)
+    .required(),
   status: Joi.string().valid('success', 'failed', 'closed').required(),
   paid_at: Joi.alternatives(
     Joi.number().integer().min(0).max(MAX_PAID_AT_SECONDS),

@@ -7,8 +7,15 @@ export function isDependencyError(err: unknown): boolean {
   const e = err as { name?: string; code?: string; message?: string };
   if (!e || typeof e !== 'object') return false;
   if (['MaxRetriesPerRequestError', 'KnexTimeoutError', 'ClusterAllFailedError'].includes(e.name ?? '')) return true;
-  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'PROTOCOL_CONNECTION_LOST', 'ER_CON_COUNT_ERROR', 'EPIPE'].includes(e.code ?? '')) return true;
-  return /Connection is closed|Stream isn't writeable|Command timed out|enableOfflineQueue|LOADING|CLUSTERDOWN|TRYAGAIN/.test(e.message ?? '');
+  if (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'PROTOCOL_CONNECTION_LOST', 'ER_CON_COUNT_ERROR', 'EPIPE'].includes(
+      e.code ?? '',
+    )
+  )
+    return true;
+  return /Connection is closed|Stream isn't writeable|Command timed out|enableOfflineQueue|LOADING|CLUSTERDOWN|TRYAGAIN/.test(
+    e.message ?? '',
+  );
 }
 
 export const notFound: RequestHandler = (req) => {
@@ -26,12 +33,19 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     } else if (bodyError.type === 'entity.too.large') {
       appErr = new AppError('PAYLOAD_TOO_LARGE', 'request body too large');
     } else if (bodyError.type === 'entity.parse.failed') {
-      appErr = new AppError('VALIDATION_FAILED', 'malformed JSON body', [{ field: 'body', message: 'is not valid JSON' }]);
+      appErr = new AppError('VALIDATION_FAILED', 'malformed JSON body', [
+        { field: 'body', message: 'is not valid JSON' },
+      ]);
     } else if (typeof bodyError.status === 'number' && bodyError.status >= 400 && bodyError.status < 500) {
-      appErr = new AppError('VALIDATION_FAILED', 'unreadable request', [{ field: 'body', message: String((err as Error).message) }]);
+      appErr = new AppError('VALIDATION_FAILED', 'unreadable request', [
+        { field: 'body', message: String((err as Error).message) },
+      ]);
     } else if (isDependencyError(err)) {
       logger.warn({ correlationId, err: (err as Error).message, path: req.path }, 'dependency unavailable');
-      appErr = new AppError('DEPENDENCY_UNAVAILABLE', `a dependency is unavailable; retry later (correlation id ${correlationId})`);
+      appErr = new AppError(
+        'DEPENDENCY_UNAVAILABLE',
+        `a dependency is unavailable; retry later (correlation id ${correlationId})`,
+      );
     } else {
       logger.error({ correlationId, err, path: req.path }, 'unhandled error');
       appErr = new AppError('INTERNAL', `internal error (correlation id ${correlationId})`);

@@ -16,9 +16,18 @@ export function rechargeRoutes({ recharges }: RechargeRouteDeps): Router {
     const b = validate(rechargeBody, req.body);
     const key = req.get('idempotency-key');
     if (key !== undefined && idempotencyKey.validate(key).error) {
-      throw new AppError('VALIDATION_FAILED', 'invalid Idempotency-Key', [{ field: 'Idempotency-Key', message: 'must be 1-128 printable ASCII characters without spaces' }]);
+      throw new AppError('VALIDATION_FAILED', 'invalid Idempotency-Key', [
+        { field: 'Idempotency-Key', message: 'must be 1-128 printable ASCII characters without spaces' },
+      ]);
     }
-    const order = await recharges.create({ userId: b.user_id, amount: b.amount, method: b.payment_method, currency: b.currency, idempotencyKey: key, clientIp: req.ip ?? '' });
+    const order = await recharges.create({
+      userId: b.user_id,
+      amount: b.amount,
+      method: b.payment_method,
+      currency: b.currency,
+      idempotencyKey: key,
+      clientIp: req.ip ?? '',
+    });
     res.json(ok(order));
   });
 

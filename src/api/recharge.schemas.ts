@@ -8,12 +8,16 @@ export const amount = Joi.alternatives(Joi.string().max(32), Joi.number())
     const micros = parseMoney(value);
     return micros === null ? helpers.error('amount.invalid') : micros;
   })
-  .messages({ 'amount.invalid': 'must be a decimal string or number with at most 6 fractional digits', 'alternatives.types': 'must be a decimal string or number' });
+  .messages({
+    'amount.invalid': 'must be a decimal string or number with at most 6 fractional digits',
+    'alternatives.types': 'must be a decimal string or number',
+  });
 
 /** `wechatpay` (the original platform's name, SPEC 11) is taken as `wechat`. */
 const METHODS: Record<string, 'wechat' | 'alipay'> = { wechat: 'wechat', wechatpay: 'wechat', alipay: 'alipay' };
 const paymentMethod = Joi.string().custom((value: string, helpers) =>
-  Object.hasOwn(METHODS, value) ? METHODS[value] : helpers.error('any.only', { valids: Object.keys(METHODS) }));
+  Object.hasOwn(METHODS, value) ? METHODS[value] : helpers.error('any.only', { valids: Object.keys(METHODS) }),
+);
 
 export interface RechargeBody {
   user_id: string;
@@ -26,10 +30,18 @@ export const rechargeBody = Joi.object<RechargeBody>({
   user_id: userId.required(),
   amount: amount.required(),
   payment_method: paymentMethod.required(),
-  currency: Joi.string().pattern(/^[A-Z]{3}$/).default('CNY'),
+  currency: Joi.string()
+    .pattern(/^[A-Z]{3}$/)
+    .default('CNY'),
 });
 
-export const idempotencyKey = Joi.string().pattern(/^[\x21-\x7E]{1,128}$/).messages({ 'string.pattern.base': 'must be 1-128 printable ASCII characters without spaces' });
+export const idempotencyKey = Joi.string()
+  .pattern(/^[\x21-\x7E]{1,128}$/)
+  .messages({ 'string.pattern.base': 'must be 1-128 printable ASCII characters without spaces' });
 
-export const orderParams = Joi.object<{ order_id: string }>({ order_id: Joi.string().pattern(/^[A-Za-z0-9_-]{1,40}$/).required() });
+export const orderParams = Joi.object<{ order_id: string }>({
+  order_id: Joi.string()
+    .pattern(/^[A-Za-z0-9_-]{1,40}$/)
+    .required(),
+});
 export const orderQuery = Joi.object<{ user_id: string }>({ user_id: userId.required() });

@@ -15,10 +15,17 @@ export function reservationRoutes({ reservations, maxCallsPerRequest }: Reservat
 
   router.post('/reservations', async (req, res) => {
     const b = validate(schemas.reserve, req.body);
-    res.json(ok(await reservations.reserve({
-      requestId: b.request_id, userId: b.user_id, serviceName: b.service_name, count: b.count,
-      ttlMs: b.ttl_seconds === undefined ? undefined : b.ttl_seconds * 1000,
-    })));
+    res.json(
+      ok(
+        await reservations.reserve({
+          requestId: b.request_id,
+          userId: b.user_id,
+          serviceName: b.service_name,
+          count: b.count,
+          ttlMs: b.ttl_seconds === undefined ? undefined : b.ttl_seconds * 1000,
+        }),
+      ),
+    );
   });
 
   router.post('/reservations/:id/commit', async (req, res) => {

@@ -16,11 +16,19 @@ export function reservationSchemas(maxCalls: number) {
       user_id: userId.required(),
       service_name: serviceName.required(),
       count: Joi.number().integer().min(1).max(maxCalls).required(),
-      ttl_seconds: Joi.number().integer().min(1).max(7 * 86_400),
+      ttl_seconds: Joi.number()
+        .integer()
+        .min(1)
+        .max(7 * 86_400),
     }),
     // Committing 0 calls is allowed: nothing was used, everything returns (like a release).
     commit: Joi.object<{ count: number }>({ count: Joi.number().integer().min(0).max(maxCalls).required() }),
     release: Joi.object({}),
-    params: Joi.object<{ id: string }>({ id: Joi.string().max(200).pattern(/^[A-Za-z0-9_.-]+$/).required() }),
+    params: Joi.object<{ id: string }>({
+      id: Joi.string()
+        .max(200)
+        .pattern(/^[A-Za-z0-9_.-]+$/)
+        .required(),
+    }),
   };
 }

@@ -13,9 +13,20 @@ export function usageRoutes({ usage }: UsageRouteDeps): Router {
 
   router.get('/records', async (req, res) => {
     const q = validate(recordsQuery, req.query, 'query');
-    res.json(ok(await usage.records({
-      userId: q.user_id, serviceName: q.service_name, type: q.type, from: q.from, to: q.to, page: q.page, pageSize: q.page_size, cursor: q.cursor,
-    })));
+    res.json(
+      ok(
+        await usage.records({
+          userId: q.user_id,
+          serviceName: q.service_name,
+          type: q.type,
+          from: q.from,
+          to: q.to,
+          page: q.page,
+          pageSize: q.page_size,
+          cursor: q.cursor,
+        }),
+      ),
+    );
   });
 
   router.get('/stats/today', async (req, res) => {

@@ -20,10 +20,15 @@ export const recordsQuery = Joi.object<RecordsQuery>({
   type: Joi.string().valid('free', 'balance', 'mixed'),
   from: dayOrInstant,
   to: dayOrInstant,
-  cursor: Joi.string().max(200).pattern(/^[A-Za-z0-9_-]+$/),
+  cursor: Joi.string()
+    .max(200)
+    .pattern(/^[A-Za-z0-9_-]+$/),
 });
 
-export const statsQuery = Joi.object<{ user_id: string; service_name?: string }>({ user_id: userId.required(), service_name: serviceName });
+export const statsQuery = Joi.object<{ user_id: string; service_name?: string }>({
+  user_id: userId.required(),
+  service_name: serviceName,
+});
 
 export const summaryQuery = Joi.object<{ user_id: string }>({ user_id: userId.required() });
 

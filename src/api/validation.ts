@@ -25,14 +25,22 @@ export function validate<T>(schema: Joi.ObjectSchema<T>, input: unknown, source:
   const details: ErrorDetail[] = [];
   const normalized = normalizeKeys(input === undefined ? {} : input, details);
   if (normalized === null || typeof normalized !== 'object' || Array.isArray(normalized)) {
-    throw new AppError('VALIDATION_FAILED', 'the request body must be a JSON object', [{ field: 'body', message: 'must be a JSON object' }]);
+    throw new AppError('VALIDATION_FAILED', 'the request body must be a JSON object', [
+      { field: 'body', message: 'must be a JSON object' },
+    ]);
   }
   // Query strings carry text, so numbers are converted there; a JSON body must send the right types.
-  const { value, error } = schema.validate(normalized, { abortEarly: false, convert: source === 'query', errors: { wrap: { label: false } } });
+  const { value, error } = schema.validate(normalized, {
+    abortEarly: false,
+    convert: source === 'query',
+    errors: { wrap: { label: false } },
+  });
   if (error) {
-    for (const d of error.details) details.push({ field: d.path.join('.') || String(d.context?.key ?? 'body'), message: d.message });
+    for (const d of error.details)
+      details.push({ field: d.path.join('.') || String(d.context?.key ?? 'body'), message: d.message });
   }
-  if (details.length > 0) throw new AppError('VALIDATION_FAILED', `validation failed: ${details.map((d) => d.field).join(', ')}`, details);
+  if (details.length > 0)
+    throw new AppError('VALIDATION_FAILED', `validation failed: ${details.map((d) => d.field).join(', ')}`, details);
   return value as T;
 }
 

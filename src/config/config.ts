@@ -14,7 +14,12 @@ export interface Config {
   readonly env: 'development' | 'production' | 'test';
   readonly logLevel: string;
   /** publicBaseUrl: set explicitly, or null for http://HOST:<the port listened on> */
-  readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string; readonly publicBaseUrl: string | null };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly bodyLimit: string;
+    readonly publicBaseUrl: string | null;
+  };
   /** gRPC listen address of the api role; host defaults to http.host. maxMessageBytes bounds a request. */
   readonly grpc: { readonly host: string; readonly port: number; readonly maxMessageBytes: number };
   /** items of one batch deduct / check (HTTP and gRPC) */
@@ -27,7 +32,12 @@ export interface Config {
     readonly evictEveryMs: number;
   };
   readonly database: { readonly url: string | null; readonly poolMax: number };
-  readonly queue: { readonly prefix: string; readonly workerConcurrency: number; readonly lockDurationMs: number; readonly stalledIntervalMs: number };
+  readonly queue: {
+    readonly prefix: string;
+    readonly workerConcurrency: number;
+    readonly lockDurationMs: number;
+    readonly stalledIntervalMs: number;
+  };
   /** fault-injection crash point (tests only; refused in production) */
   readonly faultCrashAt: string | null;
   readonly businessTz: string;
@@ -86,17 +96,29 @@ const schema = Joi.object({
     host: Joi.string().default('127.0.0.1'),
     port: Joi.number().integer().min(0).max(65535).default(8107),
     body_limit: Joi.string().default('16kb'),
-    public_base_url: Joi.string().uri({ scheme: ['http', 'https'] }).allow(null).default(null),
+    public_base_url: Joi.string()
+      .uri({ scheme: ['http', 'https'] })
+      .allow(null)
+      .default(null),
   }).default(),
   grpc: Joi.object({
     host: Joi.string().allow(null).default(null),
     port: Joi.number().integer().min(0).max(65535).default(9107),
-    max_message_bytes: Joi.number().integer().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    max_message_bytes: Joi.number()
+      .integer()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
   }).default(),
   max_batch_items: Joi.number().integer().min(1).max(100_000).default(1000),
   redis: Joi.object({
-    url: Joi.string().pattern(/^(rediss?|redis\+cluster):\/\//).allow(null).default(null),
-    key_prefix: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/).default('bill'),
+    url: Joi.string()
+      .pattern(/^(rediss?|redis\+cluster):\/\//)
+      .allow(null)
+      .default(null),
+    key_prefix: Joi.string()
+      .pattern(/^[A-Za-z0-9_.-]+$/)
+      .default('bill'),
     idempotency_ttl: duration.default('24h'),
     // Accounts unchanged this long leave Redis (MySQL holds them); at least 10 minutes, far longer
     // than any account load's MySQL read, so a load can never write back what an eviction removed.
@@ -104,25 +126,37 @@ const schema = Joi.object({
     evict_every: duration.default('10m'),
   }).default(),
   database: Joi.object({
-    url: Joi.string().pattern(/^mysql:\/\//).allow(null).default(null),
+    url: Joi.string()
+      .pattern(/^mysql:\/\//)
+      .allow(null)
+      .default(null),
     pool_max: Joi.number().integer().min(1).max(200).default(20),
   }).default(),
   queue: Joi.object({
     // The braces make every BullMQ key of the service share one Redis Cluster slot.
-    prefix: Joi.string().pattern(/^\{[A-Za-z0-9_.-]+\}$/).default('{billing}'),
+    prefix: Joi.string()
+      .pattern(/^\{[A-Za-z0-9_.-]+\}$/)
+      .default('{billing}'),
     worker_concurrency: Joi.number().integer().min(1).max(64).default(4),
     // A killed worker's job is run again once its lock lapses and the stalled check sees it.
     lock_duration: duration.default('30s'),
     stalled_interval: duration.default('30s'),
   }).default(),
-  fault_crash_at: Joi.string().pattern(/^[a-z-]+$/).allow(null).default(null),
+  fault_crash_at: Joi.string()
+    .pattern(/^[a-z-]+$/)
+    .allow(null)
+    .default(null),
   business_tz: Joi.string().default('Asia/Shanghai'),
-  currency: Joi.string().pattern(/^[A-Z]{3}$/).default('CNY'),
+  currency: Joi.string()
+    .pattern(/^[A-Z]{3}$/)
+    .default('CNY'),
   max_calls_per_request: Joi.number().integer().min(1).max(1_000_000).default(10_000),
   services: Joi.array()
     .items(
       Joi.object({
-        name: Joi.string().pattern(/^[a-z][a-z0-9_-]{0,31}$/).required(),
+        name: Joi.string()
+          .pattern(/^[a-z][a-z0-9_-]{0,31}$/)
+          .required(),
         free_quota: Joi.number().integer().min(0).max(1_000_000_000).required(),
         unit_price: money.allow(null).default(null),
       }),
@@ -141,7 +175,9 @@ const schema = Joi.object({
     board_password: Joi.string().min(1).default(DEV_SECRETS.board_password),
   }).default(),
   payment_service: Joi.object({
-    grpc_addr: Joi.string().pattern(/^[^\s:]+:\d+$/).default('127.0.0.1:9101'),
+    grpc_addr: Joi.string()
+      .pattern(/^[^\s:]+:\d+$/)
+      .default('127.0.0.1:9101'),
     timeout: duration.default('5s'),
     callback_secret: Joi.string().min(1).default(DEV_SECRETS.callback_secret),
     callback_tolerance: duration.default('5m'),
@@ -170,7 +206,9 @@ const schema = Joi.object({
   portal: Joi.object({
     session_secret: Joi.string().min(1).default(DEV_SECRETS.portal_session_secret),
     // SPEC 15: a portal link is valid one hour; shorter is allowed, longer is not.
-    session_ttl: duration.default('1h').custom((v, h) => (parseDuration(v)! > 3_600_000 || parseDuration(v)! < 1000 ? h.error('any.invalid') : v)),
+    session_ttl: duration
+      .default('1h')
+      .custom((v, h) => (parseDuration(v)! > 3_600_000 || parseDuration(v)! < 1000 ? h.error('any.invalid') : v)),
   }).default(),
 });
 
@@ -285,7 +323,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
   }
   const merge = (a: Raw, b: Raw): Raw => {
     for (const [k, v] of Object.entries(b)) {
-      if (v && typeof v === 'object' && !Array.isArray(v) && a[k] && typeof a[k] === 'object') merge(a[k] as Raw, v as Raw);
+      if (v && typeof v === 'object' && !Array.isArray(v) && a[k] && typeof a[k] === 'object')
+        merge(a[k] as Raw, v as Raw);
       else a[k] = v;
     }
     return a;
@@ -308,7 +347,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
   for (const s of services) {
     // count × price must stay inside the range Lua computes exactly (see money.ts).
     if (s.unitPrice !== null && s.unitPrice * BigInt(maxCalls) > MAX_MICROS) {
-      throw new ConfigError(`invalid configuration:\n  services.${s.name}.unit_price: too large for max_calls_per_request`);
+      throw new ConfigError(
+        `invalid configuration:\n  services.${s.name}.unit_price: too large for max_calls_per_request`,
+      );
     }
   }
   if (ms(v.redis.evict_idle_after) < 10 * 60_000) {
@@ -317,7 +358,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
   const minRecharge = parseMoney(v.payment_service.min_recharge)!;
   const maxRecharge = parseMoney(v.payment_service.max_recharge)!;
   if (minRecharge > maxRecharge || minRecharge <= 0n) {
-    throw new ConfigError('invalid configuration:\n  payment_service.min_recharge: must be positive and not above max_recharge');
+    throw new ConfigError(
+      'invalid configuration:\n  payment_service.min_recharge: must be positive and not above max_recharge',
+    );
   }
 
   const defaultedSecrets = [
@@ -409,7 +452,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     reconcileEveryMs: ms(v.reconcile_every),
     reconcileAuditPeriodMs: ms(v.reconcile_audit_period),
     retentionMonths: v.retention_months,
-    reservations: { defaultTtlMs: ms(v.reservations.default_ttl), maxTtlMs: ms(v.reservations.max_ttl), sweepEveryMs: ms(v.reservations.sweep_every) },
+    reservations: {
+      defaultTtlMs: ms(v.reservations.default_ttl),
+      maxTtlMs: ms(v.reservations.max_ttl),
+      sweepEveryMs: ms(v.reservations.sweep_every),
+    },
     portal: { sessionSecret: v.portal.session_secret, sessionTtlMs: ms(v.portal.session_ttl) },
     defaultedSecrets,
   };

@@ -192,14 +192,12 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
       };
     }),
     ListServices: gateway('ListServices', async () => ({
-      services: catalogue
-        .list()
-        .map((s) => ({
-          serviceName: s.serviceName,
-          freeQuota: String(s.freeQuota),
-          unitPrice: s.unitPrice ?? '',
-          currency: s.currency,
-        })),
+      services: catalogue.list().map((s) => ({
+        serviceName: s.serviceName,
+        freeQuota: String(s.freeQuota),
+        unitPrice: s.unitPrice ?? '',
+        currency: s.currency,
+      })),
     })),
   });
 

@@ -41,9 +41,9 @@ export const Jobs = {
    * A reconciliation run (scheduled, or on demand from the admin API). `full`: every account's whole
    * ledger (an on-demand audit) instead of what changed plus a slice.
    */
-  reconcile: job<{ trigger: 'schedule' | 'manual'; full?: boolean; /** recorded when asked for */ runId?: number } & Traced>(
-    'maintenance',
-  ),
+  reconcile: job<
+    { trigger: 'schedule' | 'manual'; full?: boolean; /** recorded when asked for */ runId?: number } & Traced
+  >('maintenance'),
   /** Remove from Redis the accounts idle longer than `redis.evict_idle_after` (MySQL holds them). */
   'evict-idle-accounts': job<Record<string, never>>('maintenance'),
   /** Move records and verified ledger entries past the retention horizon to the archive tables (daily). */

@@ -19,7 +19,10 @@ export class JobQueues {
   readonly byName: Readonly<Record<QueueName, Queue>>;
 
   constructor(connection: ConnectionOptions, prefix: string) {
-    const entries = QueueNames.map((name) => [name, new Queue(name, { connection, prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS })]);
+    const entries = QueueNames.map((name) => [
+      name,
+      new Queue(name, { connection, prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS }),
+    ]);
     this.byName = Object.fromEntries(entries);
   }
 

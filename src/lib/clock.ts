@@ -78,7 +78,8 @@ export class BusinessCalendar {
    * constant time, so a range can be bounded before any day of it is listed (SPEC 10.7).
    */
   spanDays(from: string, to: string): number {
-    const utc = (day: string) => Date.UTC(Number(day.slice(0, 4)), Number(day.slice(5, 7)) - 1, Number(day.slice(8, 10)));
+    const utc = (day: string) =>
+      Date.UTC(Number(day.slice(0, 4)), Number(day.slice(5, 7)) - 1, Number(day.slice(8, 10)));
     return Math.max(0, Math.round((utc(to) - utc(from)) / 86_400_000) + 1);
   }
 

@@ -43,9 +43,15 @@ export type LedgerChange = DeductionChange | CreditChange;
 
 export function isLedgerChange(value: unknown): value is LedgerChange {
   const c = value as Partial<LedgerChange> | null;
-  return !!c && typeof c === 'object' && typeof c.id === 'string' && typeof c.userId === 'string' &&
-    typeof c.amount === 'string' && /^-?\d+$/.test(c.amount) &&
-    (c.kind === 'deduction' || c.kind === 'recharge' || c.kind === 'adjustment');
+  return (
+    !!c &&
+    typeof c === 'object' &&
+    typeof c.id === 'string' &&
+    typeof c.userId === 'string' &&
+    typeof c.amount === 'string' &&
+    /^-?\d+$/.test(c.amount) &&
+    (c.kind === 'deduction' || c.kind === 'recharge' || c.kind === 'adjustment')
+  );
 }
 
 /** The change's field in the user's pending journal (credit ids are only unique per kind). */

@@ -117,7 +117,11 @@ const COMMANDS: Record<string, Command> = {
       const { default: cliProgress } = await import('cli-progress');
       const total = full ? Math.max(1, await d.admin.accountCount()) : 0;
       const bar = new cliProgress.SingleBar(
-        { format: `reconcile {phase} ${full ? '[{bar}] {value}/{total}' : '{value} accounts'}`, hideCursor: true, stream: process.stderr },
+        {
+          format: `reconcile {phase} ${full ? '[{bar}] {value}/{total}' : '{value} accounts'}`,
+          hideCursor: true,
+          stream: process.stderr,
+        },
         cliProgress.Presets.shades_classic,
       );
       bar.start(total, 0, { phase: 'journal ' });

@@ -35,7 +35,9 @@ export async function startApiCluster(env: NodeJS.ProcessEnv, processes: number)
       workers.push(worker);
       return new Promise<Ready>((resolve, reject) => {
         worker.on('message', (m: Ready) => m?.ready && resolve(m));
-        worker.once('exit', (code, signal) => reject(new Error(`an API process exited while starting (${signal ?? code})`)));
+        worker.once('exit', (code, signal) =>
+          reject(new Error(`an API process exited while starting (${signal ?? code})`)),
+        );
       });
     }),
   ).catch(async (err: unknown) => {

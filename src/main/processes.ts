@@ -33,7 +33,11 @@ async function migrateOnce(config: Config, logger: Logger): Promise<void> {
 }
 
 /** Starts the given roles in this process on one context. `port` 0 picks a free port (tests). */
-export async function startRoles(config: Config, roles: Role[], opts: ContextOptions & { migrate?: boolean } = {}): Promise<Running> {
+export async function startRoles(
+  config: Config,
+  roles: Role[],
+  opts: ContextOptions & { migrate?: boolean } = {},
+): Promise<Running> {
   requireConnections(config);
   const logger = opts.logger ?? createLogger(config.logLevel);
   for (const key of config.defaultedSecrets) {
@@ -73,7 +77,13 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
   if (server) {
     const s = server;
     // Stop accepting first; in-flight requests finish, idle keep-alive sockets are closed.
-    stops.push(() => new Promise<void>((resolve) => { s.close(() => resolve()); s.closeIdleConnections(); }));
+    stops.push(
+      () =>
+        new Promise<void>((resolve) => {
+          s.close(() => resolve());
+          s.closeIdleConnections();
+        }),
+    );
   }
   if (roles.includes('worker')) {
     const w = startWorkers(workerDeps(ctx));
@@ -82,13 +92,17 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
   if (roles.includes('scheduler')) await registerSchedules(ctx.queues, config);
   if (server) {
     // gRPC beside HTTP, on the same services (SPEC 11): stopped first, like the HTTP server.
-    const grpcServer = createGrpcServer(grpcDeps(ctx), {
-      gatewayToken: config.auth.gatewayToken,
-      callbackSecret: config.payment.callbackSecret,
-      maxCallsPerRequest: config.maxCallsPerRequest,
-      maxBatchItems: config.maxBatchItems,
-      maxMessageBytes: config.grpc.maxMessageBytes,
-    }, ctx.logger);
+    const grpcServer = createGrpcServer(
+      grpcDeps(ctx),
+      {
+        gatewayToken: config.auth.gatewayToken,
+        callbackSecret: config.payment.callbackSecret,
+        maxCallsPerRequest: config.maxCallsPerRequest,
+        maxBatchItems: config.maxBatchItems,
+        maxMessageBytes: config.grpc.maxMessageBytes,
+      },
+      ctx.logger,
+    );
     try {
       grpcAddress = await grpcServer.listen(config.grpc.host, config.grpc.port);
     } catch (err) {
@@ -101,7 +115,10 @@ export async function startRoles(config: Config, roles: Role[], opts: ContextOpt
 
   let stopping: Promise<void> | null = null;
   return {
-    ctx, server, url, grpcAddress,
+    ctx,
+    server,
+    url,
+    grpcAddress,
     stop() {
       stopping ??= (async () => {
         for (const stop of stops) await stop();
@@ -153,7 +170,10 @@ export async function main(roles: Role[]): Promise<void> {
     running.ctx.logger.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), 30_000);
     force.unref();
-    running.stop().then(() => process.exit(0), () => process.exit(1));
+    running.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 }

@@ -16,7 +16,13 @@ export type ConnectionRole = 'command' | 'blocking';
 function optionsFor(role: ConnectionRole): RedisOptions {
   return role === 'blocking'
     ? { maxRetriesPerRequest: null, enableReadyCheck: true }
-    : { maxRetriesPerRequest: 1, enableOfflineQueue: true, connectTimeout: 2000, commandTimeout: 5000, enableAutoPipelining: true };
+    : {
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: true,
+        connectTimeout: 2000,
+        commandTimeout: 5000,
+        enableAutoPipelining: true,
+      };
 }
 
 /**

@@ -84,7 +84,6 @@ export class RedisKeys {
     return `${this.prefix}:{*}:holds`;
   }
 
-
   /** SCAN pattern matching every user's account hash. */
   accountPattern(): string {
     return `${this.prefix}:{*}:acct`;

@@ -99,7 +99,12 @@ declare module 'ioredis' {
       ...args: Arg[]
     ): Result<string[], Context>;
     parkChangeScript(pending: string, dead: string, journalIndex: string, ...args: Arg[]): Result<number, Context>;
-    unparkChangeScript(pending: string, dead: string, journalIndex: string, ...args: Arg[]): Result<[string | null, number], Context>;
+    unparkChangeScript(
+      pending: string,
+      dead: string,
+      journalIndex: string,
+      ...args: Arg[]
+    ): Result<[string | null, number], Context>;
     ackChangesScript(pending: string, journalIndex: string, user: string, ...fields: string[]): Result<number, Context>;
     evictAccountScript(
       account: string,

@@ -55,7 +55,10 @@ export class ArchiveRepository {
         .groupBy('user_id')
         .select('user_id', trx.raw('SUM(amount) AS s'), trx.raw('MAX(id) AS last'));
       const columns = await this.columnsOf('ledger_entries');
-      await trx.raw(`INSERT INTO ledger_entries_archive (${columns}) SELECT ${columns} FROM ledger_entries WHERE id IN ${inIds}`, ids);
+      await trx.raw(
+        `INSERT INTO ledger_entries_archive (${columns}) SELECT ${columns} FROM ledger_entries WHERE id IN ${inIds}`,
+        ids,
+      );
       await trx('ledger_entries').whereIn('id', ids).del();
       for (const row of sums) {
         await trx('accounts')
@@ -76,7 +79,9 @@ export class ArchiveRepository {
     let list = this.columns.get(table);
     if (!list) {
       const info = await this.db(table).columnInfo();
-      list = Object.keys(info).map((c) => `\`${c}\``).join(', ');
+      list = Object.keys(info)
+        .map((c) => `\`${c}\``)
+        .join(', ');
       this.columns.set(table, list);
     }
     return list;

@@ -10,7 +10,12 @@ export function createDatabase(url: string, poolMax = 10, logger?: Logger): Db {
   return knexFactory({
     // Knex reports pool and connection trouble through this, not the console.
     log: logger
-      ? { warn: (m: unknown) => logger.warn({ knex: String(m) }, 'knex'), error: (m: unknown) => logger.error({ knex: String(m) }, 'knex'), debug: () => undefined, deprecate: () => undefined }
+      ? {
+          warn: (m: unknown) => logger.warn({ knex: String(m) }, 'knex'),
+          error: (m: unknown) => logger.error({ knex: String(m) }, 'knex'),
+          debug: () => undefined,
+          deprecate: () => undefined,
+        }
       : undefined,
     client: 'mysql2',
     connection: {

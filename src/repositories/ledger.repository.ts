@@ -16,7 +16,10 @@ const byBytes = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 /** Adds `delta` (a decimal integer string) into a map of bigints. */
 function addTo(map: Map<string, bigint[]>, key: string, deltas: string[]): void {
   const cur = map.get(key) ?? deltas.map(() => 0n);
-  map.set(key, cur.map((v, i) => v + BigInt(deltas[i])));
+  map.set(
+    key,
+    cur.map((v, i) => v + BigInt(deltas[i])),
+  );
 }
 
 /**
@@ -79,14 +82,32 @@ export class LedgerRepository {
     const ledger = [
       ...freshDeductions
         .filter((d) => d.amount !== '0')
-        .map((d) => ({ user_id: d.userId, entry_type: 'deduction', ref_id: d.id, amount: `-${d.amount}`, note: `${d.service} x${d.paid}`, created_at: mysqlTime(d.at) })),
-      ...freshCredits.map((c) => ({ user_id: c.userId, entry_type: c.kind, ref_id: c.id, amount: c.amount, note: c.note.slice(0, 255), created_at: mysqlTime(c.at) })),
+        .map((d) => ({
+          user_id: d.userId,
+          entry_type: 'deduction',
+          ref_id: d.id,
+          amount: `-${d.amount}`,
+          note: `${d.service} x${d.paid}`,
+          created_at: mysqlTime(d.at),
+        })),
+      ...freshCredits.map((c) => ({
+        user_id: c.userId,
+        entry_type: c.kind,
+        ref_id: c.id,
+        amount: c.amount,
+        note: c.note.slice(0, 255),
+        created_at: mysqlTime(c.at),
+      })),
     ];
     if (ledger.length > 0) {
       const running = new Map<string, bigint>(
         // A locking read: the latest committed balance, not this transaction's older snapshot.
-        (await trx('accounts').whereIn('user_id', [...new Set(ledger.map((e) => e.user_id))]).forUpdate().select('user_id', 'balance'))
-          .map((r: { user_id: string; balance: string }) => [r.user_id, BigInt(r.balance)]),
+        (
+          await trx('accounts')
+            .whereIn('user_id', [...new Set(ledger.map((e) => e.user_id))])
+            .forUpdate()
+            .select('user_id', 'balance')
+        ).map((r: { user_id: string; balance: string }) => [r.user_id, BigInt(r.balance)]),
       );
       // Entries get increasing ids in array order, so each one's balance_after follows the one before.
       const rows = ledger.map((e) => {
@@ -116,19 +137,32 @@ export class LedgerRepository {
     }
     if (quotas.size > 0) {
       await trx('quota_usage')
-        .insert(sorted(quotas).map(([k, [used]]) => {
-          const [user_id, period, service_name] = k.split('\u0000');
-          return { user_id, period, service_name, used: used.toString() };
-        }))
+        .insert(
+          sorted(quotas).map(([k, [used]]) => {
+            const [user_id, period, service_name] = k.split('\u0000');
+            return { user_id, period, service_name, used: used.toString() };
+          }),
+        )
         .onConflict(['user_id', 'period', 'service_name'])
         .merge({ used: trx.raw('used + VALUES(used)') });
     }
     if (daily.size > 0) {
       await trx('usage_daily')
-        .insert(sorted(daily).map(([k, [total, free, paid, cost, records]]) => {
-          const [user_id, day, service_name] = k.split('\u0000');
-          return { user_id, day, service_name, total_count: `${total}`, free_count: `${free}`, paid_count: `${paid}`, total_cost: `${cost}`, records: `${records}` };
-        }))
+        .insert(
+          sorted(daily).map(([k, [total, free, paid, cost, records]]) => {
+            const [user_id, day, service_name] = k.split('\u0000');
+            return {
+              user_id,
+              day,
+              service_name,
+              total_count: `${total}`,
+              free_count: `${free}`,
+              paid_count: `${paid}`,
+              total_cost: `${cost}`,
+              records: `${records}`,
+            };
+          }),
+        )
         .onConflict(['user_id', 'day', 'service_name'])
         .merge({
           total_count: trx.raw('total_count + VALUES(total_count)'),
@@ -141,9 +175,19 @@ export class LedgerRepository {
     return { applied, alreadyPersisted: unique.length - applied };
   }
 
-  private async withoutStored<T extends { id: string }>(trx: Knex.Transaction, table: string, column: string, items: T[]): Promise<T[]> {
+  private async withoutStored<T extends { id: string }>(
+    trx: Knex.Transaction,
+    table: string,
+    column: string,
+    items: T[],
+  ): Promise<T[]> {
     if (items.length === 0) return [];
-    const stored = await trx(table).whereIn(column, items.map((i) => i.id)).pluck(column);
+    const stored = await trx(table)
+      .whereIn(
+        column,
+        items.map((i) => i.id),
+      )
+      .pluck(column);
     const set = new Set<string>(stored);
     return items.filter((i) => !set.has(i.id));
   }
@@ -156,7 +200,10 @@ export class LedgerRepository {
       if (ofKind.length === 0) continue;
       const rows: { user_id: string; ref_id: string }[] = await trx('ledger_entries')
         .where('entry_type', kind)
-        .whereIn(['user_id', 'ref_id'], ofKind.map((i) => [i.userId, i.id]))
+        .whereIn(
+          ['user_id', 'ref_id'],
+          ofKind.map((i) => [i.userId, i.id]),
+        )
         .select('user_id', 'ref_id');
       const stored = new Set(rows.map((r) => JSON.stringify([r.user_id, r.ref_id])));
       out.push(...ofKind.filter((i) => !stored.has(JSON.stringify([i.userId, i.id]))));

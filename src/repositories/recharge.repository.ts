@@ -24,7 +24,11 @@ export interface OrderRow {
 export class RechargeRepository {
   constructor(private readonly db: Db) {}
 
-  async insert(order: Pick<OrderRow, 'order_id' | 'user_id' | 'amount' | 'currency' | 'method' | 'idempotency_key'> & { created_at: Date }): Promise<void> {
+  async insert(
+    order: Pick<OrderRow, 'order_id' | 'user_id' | 'amount' | 'currency' | 'method' | 'idempotency_key'> & {
+      created_at: Date;
+    },
+  ): Promise<void> {
     await this.db('recharge_orders').insert({ ...order, status: 'pending' });
   }
 
@@ -40,22 +44,32 @@ export class RechargeRepository {
     return this.db('recharge_orders').where({ user_id: userId, idempotency_key: key }).first();
   }
 
-  async recordPayment(orderId: string, p: { payment_id: string; pay_url: string; pay_code: string; pay_params: string }): Promise<void> {
+  async recordPayment(
+    orderId: string,
+    p: { payment_id: string; pay_url: string; pay_code: string; pay_params: string },
+  ): Promise<void> {
     await this.db('recharge_orders').where({ order_id: orderId }).update(p);
   }
 
   /** pending → failed (or closed); a paid order never moves back. Returns whether it moved. */
   async finish(orderId: string, status: 'failed' | 'closed', reason: string | null): Promise<boolean> {
-    const n = await this.db('recharge_orders').where({ order_id: orderId }).whereIn('status', ['pending', 'failed']).update({ status, failure_reason: reason?.slice(0, 255) ?? null });
+    const n = await this.db('recharge_orders')
+      .where({ order_id: orderId })
+      .whereIn('status', ['pending', 'failed'])
+      .update({ status, failure_reason: reason?.slice(0, 255) ?? null });
     return n > 0;
   }
 
   async flagForReview(orderId: string, reason: string): Promise<void> {
-    await this.db('recharge_orders').where({ order_id: orderId }).update({ review_reason: reason.slice(0, 255) });
+    await this.db('recharge_orders')
+      .where({ order_id: orderId })
+      .update({ review_reason: reason.slice(0, 255) });
   }
 
   async markPaid(trx: Knex.Transaction, orderId: string, paymentId: string, paidAt: Date): Promise<void> {
-    await trx('recharge_orders').where({ order_id: orderId }).update({ status: 'paid', payment_id: paymentId, paid_at: paidAt, failure_reason: null });
+    await trx('recharge_orders')
+      .where({ order_id: orderId })
+      .update({ status: 'paid', payment_id: paymentId, paid_at: paidAt, failure_reason: null });
   }
 
   /**
@@ -68,7 +82,10 @@ export class RechargeRepository {
       .where('status', 'pending')
       .andWhere('created_at', '<', before)
       .andWhere((q) => q.whereNull('next_check_at').orWhere('next_check_at', '<=', now))
-      .orderBy([{ column: 'next_check_at', order: 'asc' }, { column: 'created_at', order: 'asc' }])
+      .orderBy([
+        { column: 'next_check_at', order: 'asc' },
+        { column: 'created_at', order: 'asc' },
+      ])
       .limit(limit);
   }
 
@@ -78,10 +95,15 @@ export class RechargeRepository {
 
   /** Records that a signed callback or GetPayment confirmed this payment of this order (idempotent). */
   async confirmPayment(orderId: string, paymentId: string, source: 'callback' | 'get_payment'): Promise<void> {
-    await this.db('payment_confirmations').insert({ order_id: orderId, payment_id: paymentId, source }).onConflict(['order_id', 'payment_id']).ignore();
+    await this.db('payment_confirmations')
+      .insert({ order_id: orderId, payment_id: paymentId, source })
+      .onConflict(['order_id', 'payment_id'])
+      .ignore();
   }
 
   async isConfirmed(orderId: string, paymentId: string): Promise<boolean> {
-    return !!(await this.db('payment_confirmations').where({ order_id: orderId, payment_id: paymentId }).first('order_id'));
+    return !!(await this.db('payment_confirmations')
+      .where({ order_id: orderId, payment_id: paymentId })
+      .first('order_id'));
   }
 }

@@ -41,8 +41,17 @@ export class ReconciliationRepository {
     return Number(id);
   }
 
-  async finishRun(id: number, status: 'ok' | 'failed', counts: RunCounts, at: Date, durationMs: number, error?: string): Promise<void> {
-    await this.db('reconciliation_runs').where({ id }).update({ ...counts, status, finished_at: at, duration_ms: durationMs, error: error?.slice(0, 1024) ?? null });
+  async finishRun(
+    id: number,
+    status: 'ok' | 'failed',
+    counts: RunCounts,
+    at: Date,
+    durationMs: number,
+    error?: string,
+  ): Promise<void> {
+    await this.db('reconciliation_runs')
+      .where({ id })
+      .update({ ...counts, status, finished_at: at, duration_ms: durationMs, error: error?.slice(0, 1024) ?? null });
   }
 
   async deleteRun(id: number): Promise<void> {
@@ -51,11 +60,18 @@ export class ReconciliationRepository {
 
   /** A long run's counts so far, readable while it runs (GET /admin/v1/reconciliation/runs). */
   async progress(id: number, counts: RunCounts): Promise<void> {
-    await this.db('reconciliation_runs').where({ id }).update({ ...counts });
+    await this.db('reconciliation_runs')
+      .where({ id })
+      .update({ ...counts });
   }
 
   async addRepair(runId: number, r: RepairRow): Promise<void> {
-    await this.db('reconciliation_repairs').insert({ run_id: runId, ...r, repaired: r.repaired ? 1 : 0, note: r.note?.slice(0, 255) ?? null });
+    await this.db('reconciliation_repairs').insert({
+      run_id: runId,
+      ...r,
+      repaired: r.repaired ? 1 : 0,
+      note: r.note?.slice(0, 255) ?? null,
+    });
   }
 
   async listRuns(limit: number, beforeId?: number) {
@@ -84,10 +100,21 @@ export class ReconciliationRepository {
   }
 
   /** Accounts stamped changed at or after `since`, by (changed_at, user_id) keyset through the index. */
-  async changedSince(since: Date, after: { at: Date; userId: string } | null, limit: number): Promise<{ user_id: string; changed_at: Date }[]> {
-    const q = this.db('accounts').where('changed_at', '>=', since).orderBy([{ column: 'changed_at' }, { column: 'user_id' }]).limit(limit);
+  async changedSince(
+    since: Date,
+    after: { at: Date; userId: string } | null,
+    limit: number,
+  ): Promise<{ user_id: string; changed_at: Date }[]> {
+    const q = this.db('accounts')
+      .where('changed_at', '>=', since)
+      .orderBy([{ column: 'changed_at' }, { column: 'user_id' }])
+      .limit(limit);
     if (after) {
-      q.andWhere((w) => w.where('changed_at', '>', after.at).orWhere((e) => e.where('changed_at', after.at).andWhere('user_id', '>', after.userId)));
+      q.andWhere((w) =>
+        w
+          .where('changed_at', '>', after.at)
+          .orWhere((e) => e.where('changed_at', after.at).andWhere('user_id', '>', after.userId)),
+      );
     }
     return q.select('user_id', 'changed_at');
   }
@@ -125,7 +152,8 @@ export class ReconciliationRepository {
     return rows.map((r) => {
       const balance = BigInt(String(r.balance));
       const expected = BigInt(String(r.audited_balance)) + BigInt(String(r.new_sum));
-      const lastAfter = r.last_balance_after === null || r.last_balance_after === '' ? null : BigInt(String(r.last_balance_after));
+      const lastAfter =
+        r.last_balance_after === null || r.last_balance_after === '' ? null : BigInt(String(r.last_balance_after));
       const ok = balance === expected && (r.last_id === null || lastAfter === balance);
       return {
         userId: String(r.user_id),
@@ -171,7 +199,9 @@ export class ReconciliationRepository {
       // The ledger is the truth; the next check verifies from its latest entry on.
       const last = await trx('ledger_entries').where({ user_id: userId }).max({ id: 'id' }).first();
       const balance = trx.raw('CAST(? AS SIGNED)', [row.ledger_sum]);
-      await trx('accounts').where({ user_id: userId }).update({ balance, audited_entry_id: last?.id ?? 0, audited_balance: balance });
+      await trx('accounts')
+        .where({ user_id: userId })
+        .update({ balance, audited_entry_id: last?.id ?? 0, audited_balance: balance });
       return { before: row.balance, after: row.ledger_sum };
     });
   }

@@ -77,14 +77,32 @@ export class UsageRepository {
   async listRecords(f: RecordFilter, limit: number, offset: number, cursor?: RecordCursor): Promise<RecordRow[]> {
     const q = this.filtered(f);
     if (cursor) {
-      q.andWhere((w) => w.where('created_at', '<', cursor.at).orWhere((x) => x.where('created_at', cursor.at).andWhere('id', '<', cursor.id)));
+      q.andWhere((w) =>
+        w
+          .where('created_at', '<', cursor.at)
+          .orWhere((x) => x.where('created_at', cursor.at).andWhere('id', '<', cursor.id)),
+      );
     } else if (offset > 0) {
       q.offset(offset);
     }
     return q
-      .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])
+      .orderBy([
+        { column: 'created_at', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ])
       .limit(limit)
-      .select('id', 'record_id', 'request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount', 'created_at');
+      .select(
+        'id',
+        'record_id',
+        'request_id',
+        'service_name',
+        'type',
+        'count',
+        'free_count',
+        'paid_count',
+        'amount',
+        'created_at',
+      );
   }
 
   /**
@@ -113,13 +131,20 @@ export class UsageRepository {
   }
 
   async sumsByService(userId: string): Promise<ServiceUsageRow[]> {
-    return this.db('usage_daily').where('user_id', userId).groupBy('service_name').orderBy('service_name').select('service_name', ...SUMS(this.db));
+    return this.db('usage_daily')
+      .where('user_id', userId)
+      .groupBy('service_name')
+      .orderBy('service_name')
+      .select('service_name', ...SUMS(this.db));
   }
 
   async sumsByDay(userId: string, serviceName: string | undefined, from: string, to: string): Promise<DailyUsageRow[]> {
     const q = this.db('usage_daily').where('user_id', userId).andWhere('day', '>=', from).andWhere('day', '<=', to);
     if (serviceName) q.andWhere('service_name', serviceName);
-    return q.groupBy('day').orderBy('day').select(this.db.raw("DATE_FORMAT(day, '%Y-%m-%d') AS day"), ...SUMS(this.db));
+    return q
+      .groupBy('day')
+      .orderBy('day')
+      .select(this.db.raw("DATE_FORMAT(day, '%Y-%m-%d') AS day"), ...SUMS(this.db));
   }
 
   /**
@@ -127,7 +152,12 @@ export class UsageRepository {
    * on (user_id[, service_name], created_at, id), so an export of any size reads in constant memory
    * and constant time per page.
    */
-  async exportPage(f: RecordFilter, after: RecordCursor | undefined, limit: number, table: RecordTable = 'consumption_records'): Promise<ExportRow[]> {
+  async exportPage(
+    f: RecordFilter,
+    after: RecordCursor | undefined,
+    limit: number,
+    table: RecordTable = 'consumption_records',
+  ): Promise<ExportRow[]> {
     // Left to itself MariaDB reads these pages by `ref` on user_id alone, from the user's first index
     // entry each time (a 1,000,000-record export took minutes); the forced index and the plain
     // `created_at >= at` make each page a range scan that starts at the cursor.
@@ -137,12 +167,28 @@ export class UsageRepository {
     if (f.from) q.andWhere('created_at', '>=', f.from);
     if (f.to) q.andWhere('created_at', '<', f.to);
     if (after) {
-      q.andWhere('created_at', '>=', after.at).andWhere((w) => w.where('created_at', '>', after.at).orWhere('id', '>', after.id));
+      q.andWhere('created_at', '>=', after.at).andWhere((w) =>
+        w.where('created_at', '>', after.at).orWhere('id', '>', after.id),
+      );
     }
     return q
-      .orderBy([{ column: 'created_at', order: 'asc' }, { column: 'id', order: 'asc' }])
+      .orderBy([
+        { column: 'created_at', order: 'asc' },
+        { column: 'id', order: 'asc' },
+      ])
       .limit(limit)
-      .select('id', 'record_id', 'request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount', 'unit_price', 'created_at');
+      .select(
+        'id',
+        'record_id',
+        'request_id',
+        'service_name',
+        'type',
+        'count',
+        'free_count',
+        'paid_count',
+        'amount',
+        'unit_price',
+        'created_at',
+      );
   }
 }
-

@@ -109,7 +109,8 @@ export class AccountService {
         const period = k.slice(k.lastIndexOf(':') + 1);
         return /^\d{6}$/.test(period) && period < previous;
       });
-      if (old.length > 0) deleted += (await Promise.all(old.map((k) => this.redis.unlink(k)))).reduce((a, b) => a + b, 0);
+      if (old.length > 0)
+        deleted += (await Promise.all(old.map((k) => this.redis.unlink(k)))).reduce((a, b) => a + b, 0);
     }
     return deleted;
   }
@@ -145,7 +146,10 @@ export class AccountService {
 
   /** Whether Redis or MySQL knows the user (looks only: loads nothing). */
   async exists(userId: string): Promise<boolean> {
-    const [inRedis, inMysql] = await Promise.all([this.redis.exists(this.keys.account(userId)), this.accounts.find(userId)]);
+    const [inRedis, inMysql] = await Promise.all([
+      this.redis.exists(this.keys.account(userId)),
+      this.accounts.find(userId),
+    ]);
     return inRedis === 1 || !!inMysql;
   }
 
@@ -168,7 +172,13 @@ export class AccountService {
       currency: this.currency,
       quotas: this.catalogue.services.map((s, i) => {
         const usedQuota = Math.min(s.freeQuota, Number(used[i] ?? 0));
-        return { serviceName: s.name, totalQuota: s.freeQuota, usedQuota, remainingQuota: s.freeQuota - usedQuota, period: periodLabel };
+        return {
+          serviceName: s.name,
+          totalQuota: s.freeQuota,
+          usedQuota,
+          remainingQuota: s.freeQuota - usedQuota,
+          period: periodLabel,
+        };
       }),
     };
   }

@@ -86,28 +86,54 @@ export class AdminService {
     }
     const job = await this.queues.byName[input.queue as QueueName].getJob(input.jobId);
     if (!job) throw new AppError('NOT_FOUND', `no job ${input.jobId} in ${input.queue}`);
-    if (!(await job.isFailed())) throw new AppError('VALIDATION_FAILED', 'only a failed job can be retried', [{ field: 'job_id', message: 'is not failed' }]);
+    if (!(await job.isFailed()))
+      throw new AppError('VALIDATION_FAILED', 'only a failed job can be retried', [
+        { field: 'job_id', message: 'is not failed' },
+      ]);
     await job.retry('failed');
     this.logger.warn({ audit: 'job-retry', ...input, job: job.name }, 'operator retried a job');
     return { queue: input.queue, jobId: input.jobId, job: job.name, status: 'retried' };
   }
 
   async adjust(input: AdjustInput) {
-    if (input.amount === 0n) throw new AppError('VALIDATION_FAILED', 'amount must not be zero', [{ field: 'amount', message: 'must not be zero' }]);
+    if (input.amount === 0n)
+      throw new AppError('VALIDATION_FAILED', 'amount must not be zero', [
+        { field: 'amount', message: 'must not be zero' },
+      ]);
     const r = await this.credits.credit({
-      kind: 'adjustment', id: input.idempotencyKey, userId: input.userId, amount: input.amount,
-      note: `adjustment: ${input.reason}`, refuseOverdraw: !input.allowNegative,
+      kind: 'adjustment',
+      id: input.idempotencyKey,
+      userId: input.userId,
+      amount: input.amount,
+      note: `adjustment: ${input.reason}`,
+      refuseOverdraw: !input.allowNegative,
     });
-    return { userId: input.userId, idempotencyKey: input.idempotencyKey, amount: formatMoney(input.amount), applied: r.applied, balance: formatMoney(r.balance) };
+    return {
+      userId: input.userId,
+      idempotencyKey: input.idempotencyKey,
+      amount: formatMoney(input.amount),
+      applied: r.applied,
+      balance: formatMoney(r.balance),
+    };
   }
 
   async ledgerOf(userId: string, pageSize: number, cursor?: string) {
-    if (cursor !== undefined && !/^\d{1,20}$/.test(cursor)) throw new AppError('VALIDATION_FAILED', 'invalid cursor', [{ field: 'cursor', message: 'is not a cursor this service issued' }]);
+    if (cursor !== undefined && !/^\d{1,20}$/.test(cursor))
+      throw new AppError('VALIDATION_FAILED', 'invalid cursor', [
+        { field: 'cursor', message: 'is not a cursor this service issued' },
+      ]);
     const rows = await this.ledger.entries(userId, pageSize + 1, cursor);
     const page = rows.slice(0, pageSize);
     return {
       userId,
-      entries: page.map((e) => ({ id: String(e.id), type: e.entry_type, ref: e.ref_id, amount: formatMoney(BigInt(e.amount)), note: e.note, createdAt: new Date(e.created_at).toISOString() })),
+      entries: page.map((e) => ({
+        id: String(e.id),
+        type: e.entry_type,
+        ref: e.ref_id,
+        amount: formatMoney(BigInt(e.amount)),
+        note: e.note,
+        createdAt: new Date(e.created_at).toISOString(),
+      })),
       nextCursor: rows.length > pageSize ? String(page[page.length - 1].id) : null,
     };
   }
@@ -119,7 +145,12 @@ export class AdminService {
       this.ledger.balanceAndLedgerSum(userId),
       this.redis.hlen(this.keys.pending(userId)),
     ]);
-    return { ...live, mysqlBalance: formatMoney(booked.balance), ledgerSum: formatMoney(booked.ledgerSum), unpersistedChanges: pending };
+    return {
+      ...live,
+      mysqlBalance: formatMoney(booked.balance),
+      ledgerSum: formatMoney(booked.ledgerSum),
+      unpersistedChanges: pending,
+    };
   }
 
   /** About how many accounts MySQL holds (table statistics): a full audit's progress total. */
@@ -154,15 +185,34 @@ export class AdminService {
   async reconciliationRuns(limit: number, beforeId?: number) {
     const rows = await this.runs.listRuns(limit, beforeId);
     return rows.map((r) => ({
-      id: Number(r.id), trigger: r.trigger_kind, status: r.status,
-      startedAt: new Date(r.started_at).toISOString(), finishedAt: r.finished_at ? new Date(r.finished_at).toISOString() : null, durationMs: r.duration_ms,
-      usersChecked: r.users_checked, usersInFlight: r.users_in_flight, mismatches: r.mismatches, repairs: r.repairs, reenqueued: r.reenqueued,
-      ordersChecked: r.orders_checked, ordersCompleted: r.orders_completed, ordersClosed: r.orders_closed, error: r.error,
+      id: Number(r.id),
+      trigger: r.trigger_kind,
+      status: r.status,
+      startedAt: new Date(r.started_at).toISOString(),
+      finishedAt: r.finished_at ? new Date(r.finished_at).toISOString() : null,
+      durationMs: r.duration_ms,
+      usersChecked: r.users_checked,
+      usersInFlight: r.users_in_flight,
+      mismatches: r.mismatches,
+      repairs: r.repairs,
+      reenqueued: r.reenqueued,
+      ordersChecked: r.orders_checked,
+      ordersCompleted: r.orders_completed,
+      ordersClosed: r.orders_closed,
+      error: r.error,
     }));
   }
 
   async reconciliationRepairs(runId: number) {
     const rows = await this.runs.repairsOf(runId);
-    return rows.map((r) => ({ userId: r.user_id, kind: r.kind, subject: r.subject, before: r.before_value, after: r.after_value, repaired: !!r.repaired, note: r.note }));
+    return rows.map((r) => ({
+      userId: r.user_id,
+      kind: r.kind,
+      subject: r.subject,
+      before: r.before_value,
+      after: r.after_value,
+      repaired: !!r.repaired,
+      note: r.note,
+    }));
   }
 }

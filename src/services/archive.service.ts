@@ -23,7 +23,8 @@ export class ArchiveService {
   /** The first instant that is kept. */
   horizon(now: Date = this.clock.now()): Date {
     let month = this.calendar.monthDays(now).from;
-    for (let i = 0; i < this.retentionMonths; i++) month = this.calendar.monthDays(new Date(this.calendar.startOfDay(month).getTime() - 1)).from;
+    for (let i = 0; i < this.retentionMonths; i++)
+      month = this.calendar.monthDays(new Date(this.calendar.startOfDay(month).getTime() - 1)).from;
     return this.calendar.startOfDay(month);
   }
 
@@ -32,8 +33,10 @@ export class ArchiveService {
     let records = 0;
     let ledgerEntries = 0;
     for (let moved = CHUNK; moved === CHUNK; records += moved) moved = await this.archive.moveRecords(before, CHUNK);
-    for (let moved = CHUNK; moved === CHUNK; ledgerEntries += moved) moved = await this.archive.moveLedgerEntries(before, CHUNK);
-    if (records + ledgerEntries > 0) this.logger.info({ horizon: before.toISOString(), records, ledgerEntries }, 'archived old rows');
+    for (let moved = CHUNK; moved === CHUNK; ledgerEntries += moved)
+      moved = await this.archive.moveLedgerEntries(before, CHUNK);
+    if (records + ledgerEntries > 0)
+      this.logger.info({ horizon: before.toISOString(), records, ledgerEntries }, 'archived old rows');
     return { horizon: before.toISOString(), records, ledgerEntries };
   }
 }

@@ -21,7 +21,10 @@ export class CatalogueService {
 
   get(name: string): CatalogueEntry {
     const s = this.byName.get(name);
-    if (!s) throw new AppError('UNKNOWN_SERVICE', `unknown service: ${name}`, [{ field: 'service_name', message: `must be one of: ${[...this.byName.keys()].join(', ')}` }]);
+    if (!s)
+      throw new AppError('UNKNOWN_SERVICE', `unknown service: ${name}`, [
+        { field: 'service_name', message: `must be one of: ${[...this.byName.keys()].join(', ')}` },
+      ]);
     return s;
   }
 

@@ -99,7 +99,12 @@ export class PersistenceService {
     if (changes.length === 0) return Promise.resolve();
     const p = this.queues
       .add('persist-changes', { changes })
-      .catch((err: Error) => this.logger.warn({ err, changes: changes.length }, 'enqueue of persist-changes failed; the sweep will re-enqueue'))
+      .catch((err: Error) =>
+        this.logger.warn(
+          { err, changes: changes.length },
+          'enqueue of persist-changes failed; the sweep will re-enqueue',
+        ),
+      )
       .finally(() => this.inflight.delete(p));
     this.inflight.add(p);
     return p;
@@ -123,19 +128,28 @@ export class PersistenceService {
     for (const bad of changes.filter((c) => !isLedgerChange(c))) {
       parked += await this.park(bad, new MalformedChangeError('malformed change'));
     }
-    const result = await this.writeThenClear(good, async () => {
-      if (good.length === 0) return { applied: 0, alreadyPersisted: 0 };
-      try {
-        return await this.ledger.transaction((trx) => this.ledger.applyChanges(good, trx));
-      } catch (err) {
-        if (!isDataError(err)) throw err;
-        this.logger.warn({ err: (err as Error).message, changes: good.length }, 'MySQL refused a batch; writing its changes one by one');
-        const alone = await this.persistOneByOne(good);
-        parked += good.length - alone.applied - alone.alreadyPersisted;
-        return alone;
-      }
-    }, 'after-batch-commit');
-    const oldest = Math.min(...changes.map((c) => Date.parse((c as Partial<LedgerChange> | null)?.at ?? '') || Date.now()));
+    const result = await this.writeThenClear(
+      good,
+      async () => {
+        if (good.length === 0) return { applied: 0, alreadyPersisted: 0 };
+        try {
+          return await this.ledger.transaction((trx) => this.ledger.applyChanges(good, trx));
+        } catch (err) {
+          if (!isDataError(err)) throw err;
+          this.logger.warn(
+            { err: (err as Error).message, changes: good.length },
+            'MySQL refused a batch; writing its changes one by one',
+          );
+          const alone = await this.persistOneByOne(good);
+          parked += good.length - alone.applied - alone.alreadyPersisted;
+          return alone;
+        }
+      },
+      'after-batch-commit',
+    );
+    const oldest = Math.min(
+      ...changes.map((c) => Date.parse((c as Partial<LedgerChange> | null)?.at ?? '') || Date.now()),
+    );
     return { ...result, parked, lagMs: Math.max(0, this.clock.now().getTime() - oldest) };
   }
 
@@ -181,7 +195,8 @@ export class PersistenceService {
   private async park(change: unknown, err: Error): Promise<number> {
     const c = change as Partial<LedgerChange> | null;
     const userId = typeof c?.userId === 'string' ? c.userId : null;
-    const field = userId && typeof c?.id === 'string' && typeof c?.kind === 'string' ? journalId(c as LedgerChange) : null;
+    const field =
+      userId && typeof c?.id === 'string' && typeof c?.kind === 'string' ? journalId(c as LedgerChange) : null;
     this.onDeadLetter();
     this.logger.error({ userId, change: field, err: err.message }, 'change parked as a dead letter');
     if (!userId || !field) return 0; // not from a journal: nothing in Redis to account for
@@ -261,7 +276,6 @@ export class PersistenceService {
     }
     return n;
   }
-
 }
 
 /** A change that is not a change this service writes (a job added by hand, a corrupted journal). */

@@ -109,8 +109,12 @@ export class RechargeService {
 
   async create(input: CreateRechargeInput) {
     const cents = microsToCents(input.amount);
-    const bad = (message: string) => new AppError('VALIDATION_FAILED', `invalid amount: ${message}`, [{ field: 'amount', message }]);
-    if (input.currency !== this.opts.currency) throw new AppError('VALIDATION_FAILED', 'unsupported currency', [{ field: 'currency', message: `must be ${this.opts.currency}` }]);
+    const bad = (message: string) =>
+      new AppError('VALIDATION_FAILED', `invalid amount: ${message}`, [{ field: 'amount', message }]);
+    if (input.currency !== this.opts.currency)
+      throw new AppError('VALIDATION_FAILED', 'unsupported currency', [
+        { field: 'currency', message: `must be ${this.opts.currency}` },
+      ]);
     if (input.amount < this.opts.minRecharge || input.amount > this.opts.maxRecharge) {
       throw bad(`must be from ${formatMoney(this.opts.minRecharge)} to ${formatMoney(this.opts.maxRecharge)}`);
     }
@@ -123,7 +127,15 @@ export class RechargeService {
     const now = this.clock.now();
     const orderId = newId('ord_', now);
     try {
-      await this.orders.insert({ order_id: orderId, user_id: input.userId, amount: input.amount.toString(), currency: input.currency, method: input.method, idempotency_key: input.idempotencyKey ?? null, created_at: now });
+      await this.orders.insert({
+        order_id: orderId,
+        user_id: input.userId,
+        amount: input.amount.toString(),
+        currency: input.currency,
+        method: input.method,
+        idempotency_key: input.idempotencyKey ?? null,
+        created_at: now,
+      });
     } catch (err) {
       // Two requests with one Idempotency-Key raced; the other one's order stands.
       if ((err as { code?: string }).code === 'ER_DUP_ENTRY' && input.idempotencyKey) {
@@ -144,8 +156,14 @@ export class RechargeService {
         notify_url: this.opts.notifyUrl,
         client_ip: input.clientIp,
       });
-      if (reply.status === 'FAILED' || reply.status === 'CLOSED' || !reply.payment_id) throw new AppError('PAYMENT_UNAVAILABLE', `payment service refused the payment (${reply.status})`);
-      await this.orders.recordPayment(orderId, { payment_id: reply.payment_id, pay_url: reply.pay_url, pay_code: reply.pay_code, pay_params: JSON.stringify(reply.pay_params ?? {}) });
+      if (reply.status === 'FAILED' || reply.status === 'CLOSED' || !reply.payment_id)
+        throw new AppError('PAYMENT_UNAVAILABLE', `payment service refused the payment (${reply.status})`);
+      await this.orders.recordPayment(orderId, {
+        payment_id: reply.payment_id,
+        pay_url: reply.pay_url,
+        pay_code: reply.pay_code,
+        pay_params: JSON.stringify(reply.pay_params ?? {}),
+      });
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       await this.orders.finish(orderId, 'failed', reason);
@@ -156,15 +174,23 @@ export class RechargeService {
   }
 
   private sameRequest(existing: OrderRow, input: CreateRechargeInput) {
-    if (BigInt(existing.amount) !== input.amount || existing.method !== input.method || existing.currency !== input.currency) {
-      throw new AppError('REQUEST_ID_REUSED', 'Idempotency-Key was used before with a different amount, method or currency');
+    if (
+      BigInt(existing.amount) !== input.amount ||
+      existing.method !== input.method ||
+      existing.currency !== input.currency
+    ) {
+      throw new AppError(
+        'REQUEST_ID_REUSED',
+        'Idempotency-Key was used before with a different amount, method or currency',
+      );
     }
     return this.view(existing);
   }
 
   async get(orderId: string, userId: string) {
     const order = await this.orders.find(orderId);
-    if (!order || order.user_id !== userId) throw new AppError('ORDER_NOT_FOUND', `recharge order ${orderId} not found`);
+    if (!order || order.user_id !== userId)
+      throw new AppError('ORDER_NOT_FOUND', `recharge order ${orderId} not found`);
     return this.view(order);
   }
 
@@ -184,8 +210,14 @@ export class RechargeService {
     if (amount === null || amount !== BigInt(order.amount) || body.currency !== order.currency) {
       const reason = `callback ${body.payment_id} says ${String(body.amount)} ${body.currency}, order is ${formatMoney(BigInt(order.amount))} ${order.currency}`;
       await this.orders.flagForReview(order.order_id, reason);
-      this.logger.error({ orderId: order.order_id, paymentId: body.payment_id }, `callback mismatch flagged for review: ${reason}`);
-      throw new AppError('CALLBACK_MISMATCH', 'callback amount or currency does not match the order; flagged for review');
+      this.logger.error(
+        { orderId: order.order_id, paymentId: body.payment_id },
+        `callback mismatch flagged for review: ${reason}`,
+      );
+      throw new AppError(
+        'CALLBACK_MISMATCH',
+        'callback amount or currency does not match the order; flagged for review',
+      );
     }
 
     if (order.status === 'paid') {
@@ -193,10 +225,17 @@ export class RechargeService {
       throw new AppError('DUPLICATE_RECHARGE', `order ${order.order_id} was already paid by another payment`);
     }
     if (body.status !== 'success') {
-      await this.orders.finish(order.order_id, body.status === 'closed' ? 'closed' : 'failed', `payment ${body.status}`);
+      await this.orders.finish(
+        order.order_id,
+        body.status === 'closed' ? 'closed' : 'failed',
+        `payment ${body.status}`,
+      );
       return { orderId: order.order_id, outcome: 'closed' };
     }
-    const paidAt = body.paid_at === undefined ? this.clock.now() : new Date(typeof body.paid_at === 'number' ? body.paid_at * 1000 : body.paid_at);
+    const paidAt =
+      body.paid_at === undefined
+        ? this.clock.now()
+        : new Date(typeof body.paid_at === 'number' ? body.paid_at * 1000 : body.paid_at);
     await this.queueCredit(order.order_id, body.payment_id, 'callback', paidAt, correlationId);
     return { orderId: order.order_id, outcome: 'queued' };
   }
@@ -219,7 +258,11 @@ export class RechargeService {
   }
 
   /** The job: credits a paid order once, whatever ran before it and however often it runs. */
-  async applyPayment(orderId: string, paymentId: string, paidAt: Date): Promise<'credited' | 'already_paid' | 'conflict'> {
+  async applyPayment(
+    orderId: string,
+    paymentId: string,
+    paidAt: Date,
+  ): Promise<'credited' | 'already_paid' | 'conflict'> {
     const order = await this.orders.find(orderId);
     if (!order) throw new AppError('ORDER_NOT_FOUND', `order ${orderId} not found`);
     if (order.status === 'paid') return this.alreadyPaid(order, paymentId);
@@ -230,7 +273,12 @@ export class RechargeService {
     }
 
     const { change } = await this.credits.credit({
-      kind: 'recharge', id: order.order_id, userId: order.user_id, amount: BigInt(order.amount), at: paidAt, persistBy: 'caller',
+      kind: 'recharge',
+      id: order.order_id,
+      userId: order.user_id,
+      amount: BigInt(order.amount),
+      at: paidAt,
+      persistBy: 'caller',
       note: `recharge ${order.order_id} by ${order.method} payment ${paymentId}`,
     });
     this.faults.point('after-redis-credit');
@@ -258,7 +306,10 @@ export class RechargeService {
   private async alreadyPaid(order: OrderRow, paymentId: string): Promise<'already_paid' | 'conflict'> {
     await this.persistence.acknowledge([{ kind: 'recharge', id: order.order_id, userId: order.user_id }]);
     if (order.payment_id === paymentId) return 'already_paid';
-    await this.orders.flagForReview(order.order_id, `second payment ${paymentId} for an order paid by ${order.payment_id}`);
+    await this.orders.flagForReview(
+      order.order_id,
+      `second payment ${paymentId} for an order paid by ${order.payment_id}`,
+    );
     return 'conflict';
   }
 

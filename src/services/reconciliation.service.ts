@@ -121,11 +121,24 @@ export class ReconciliationService {
   }
 
   /** Runs now, as the run `options.runId` (from createRun) or as a new one. */
-  async run(trigger: 'schedule' | 'manual', progress: Progress = () => undefined, options: RunOptions = {}): Promise<RunSummary> {
+  async run(
+    trigger: 'schedule' | 'manual',
+    progress: Progress = () => undefined,
+    options: RunOptions = {},
+  ): Promise<RunSummary> {
     const started = this.clock.now();
     const t0 = Date.now();
     const id = options.runId ?? (await this.runs.startRun(options.full ? `${trigger}-full` : trigger, started));
-    const c: RunCounts = { users_checked: 0, users_in_flight: 0, mismatches: 0, repairs: 0, reenqueued: 0, orders_checked: 0, orders_completed: 0, orders_closed: 0 };
+    const c: RunCounts = {
+      users_checked: 0,
+      users_in_flight: 0,
+      mismatches: 0,
+      repairs: 0,
+      reenqueued: 0,
+      orders_checked: 0,
+      orders_completed: 0,
+      orders_closed: 0,
+    };
     try {
       c.reenqueued = await this.persistence.sweep(this.opts.sweepAfterMs);
       progress('journal', c.reenqueued);
@@ -158,7 +171,12 @@ export class ReconciliationService {
       if (page.length === 0) break;
       const last = page[page.length - 1];
       after = { at: new Date(last.changed_at), userId: last.user_id };
-      await this.checkAccounts(runId, c, page.map((p) => p.user_id), 'since-audit');
+      await this.checkAccounts(
+        runId,
+        c,
+        page.map((p) => p.user_id),
+        'since-audit',
+      );
       progress('accounts', c.users_checked);
       if (page.length < PAGE) break;
     }
@@ -187,7 +205,12 @@ export class ReconciliationService {
   }
 
   /** MySQL against its own ledger first, then Redis against a MySQL that is right. */
-  private async checkAccounts(runId: number, c: RunCounts, userIds: string[], ledger: 'since-audit' | 'whole-ledger'): Promise<void> {
+  private async checkAccounts(
+    runId: number,
+    c: RunCounts,
+    userIds: string[],
+    ledger: 'since-audit' | 'whole-ledger',
+  ): Promise<void> {
     const offLedger =
       ledger === 'since-audit'
         ? await this.sinceAudit(userIds)
@@ -198,7 +221,15 @@ export class ReconciliationService {
       c.mismatches++;
       c.repairs++;
       this.metrics.reconciliationMismatches.inc({ kind: 'ledger_vs_balance' });
-      await this.runs.addRepair(runId, { user_id: userId, kind: 'ledger_vs_balance', subject: 'mysql_balance', before_value: fixed.before, after_value: fixed.after, repaired: true, note: 'MySQL balance set to the ledger sum' });
+      await this.runs.addRepair(runId, {
+        user_id: userId,
+        kind: 'ledger_vs_balance',
+        subject: 'mysql_balance',
+        before_value: fixed.before,
+        after_value: fixed.after,
+        repaired: true,
+        note: 'MySQL balance set to the ledger sum',
+      });
       this.logger.warn({ userId, ...fixed }, 'reconciliation repaired a MySQL balance from its ledger');
     }
     const period = this.calendar.period(this.clock.now());
@@ -208,7 +239,11 @@ export class ReconciliationService {
   /** Incremental ledger check; marks what agrees as verified. Returns the users off their ledger. */
   private async sinceAudit(userIds: string[]): Promise<string[]> {
     const checks = await this.runs.ledgerSinceAudit(userIds);
-    await this.runs.markAudited(checks.filter((k) => k.ok && k.lastId !== null).map((k) => ({ userId: k.userId, lastId: k.lastId!, balance: k.balance })));
+    await this.runs.markAudited(
+      checks
+        .filter((k) => k.ok && k.lastId !== null)
+        .map((k) => ({ userId: k.userId, lastId: k.lastId!, balance: k.balance })),
+    );
     return checks.filter((k) => !k.ok).map((k) => k.userId);
   }
 
@@ -271,7 +306,10 @@ export class ReconciliationService {
       try {
         status = await this.recharges.syncWithPaymentService(order);
       } catch (err) {
-        this.logger.warn({ orderId: order.order_id, err: (err as Error).message }, 'GetPayment failed; next run will ask again');
+        this.logger.warn(
+          { orderId: order.order_id, err: (err as Error).message },
+          'GetPayment failed; next run will ask again',
+        );
         continue;
       }
       if (status === 'SUCCESS' || status === 'CLOSED' || status === 'FAILED' || status === 'MISMATCH') {
@@ -281,9 +319,14 @@ export class ReconciliationService {
         if (status === 'CLOSED' || status === 'FAILED') c.orders_closed++;
         c.repairs += status === 'MISMATCH' ? 0 : 1;
         await this.runs.addRepair(runId, {
-          user_id: order.user_id, kind: 'pending_order', subject: order.order_id, before_value: 'pending',
-          after_value: status === 'SUCCESS' ? 'paid (credit queued)' : status === 'MISMATCH' ? 'flagged for review' : 'closed',
-          repaired: status !== 'MISMATCH', note: `payment service says ${status}`,
+          user_id: order.user_id,
+          kind: 'pending_order',
+          subject: order.order_id,
+          before_value: 'pending',
+          after_value:
+            status === 'SUCCESS' ? 'paid (credit queued)' : status === 'MISMATCH' ? 'flagged for review' : 'closed',
+          repaired: status !== 'MISMATCH',
+          note: `payment service says ${status}`,
         });
       }
       progress('orders', c.orders_checked);

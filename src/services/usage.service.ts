@@ -34,7 +34,10 @@ export function encodeCursor(c: RecordCursor): string {
 
 export function decodeCursor(text: string): RecordCursor {
   const m = /^(\d{1,15})\.(\d{1,20})$/.exec(Buffer.from(text, 'base64url').toString());
-  if (!m) throw new AppError('VALIDATION_FAILED', 'invalid cursor', [{ field: 'cursor', message: 'is not a cursor this service issued' }]);
+  if (!m)
+    throw new AppError('VALIDATION_FAILED', 'invalid cursor', [
+      { field: 'cursor', message: 'is not a cursor this service issued' },
+    ]);
   return { at: new Date(Number(m[1])), id: m[2] };
 }
 
@@ -53,11 +56,16 @@ export class UsageService {
   private instant(value: string, field: string, endOfDay: boolean): Date {
     // The date part must be a real day (Date.parse would roll 2026-02-30 over to 2 March).
     if (!this.calendar.isValidDay(value.slice(0, 10))) {
-      throw new AppError('VALIDATION_FAILED', `invalid ${field}`, [{ field, message: 'must be a real date YYYY-MM-DD (1970-9999), or an ISO 8601 timestamp on one' }]);
+      throw new AppError('VALIDATION_FAILED', `invalid ${field}`, [
+        { field, message: 'must be a real date YYYY-MM-DD (1970-9999), or an ISO 8601 timestamp on one' },
+      ]);
     }
     if (value.length === 10) return this.calendar.startOfDay(endOfDay ? this.calendar.addDays(value, 1) : value);
     const t = Date.parse(value);
-    if (Number.isNaN(t)) throw new AppError('VALIDATION_FAILED', `invalid ${field}`, [{ field, message: 'must be a date (YYYY-MM-DD) or an ISO 8601 timestamp' }]);
+    if (Number.isNaN(t))
+      throw new AppError('VALIDATION_FAILED', `invalid ${field}`, [
+        { field, message: 'must be a date (YYYY-MM-DD) or an ISO 8601 timestamp' },
+      ]);
     return new Date(t);
   }
 
@@ -66,7 +74,10 @@ export class UsageService {
     // Offset paging reads and throws away every row before the page: bounded; deeper pages use the cursor.
     if (!q.cursor && (q.page - 1) * q.pageSize >= MAX_OFFSET_ROWS) {
       throw new AppError('VALIDATION_FAILED', 'page too deep for offset paging', [
-        { field: 'page', message: `page × page_size must stay within ${MAX_OFFSET_ROWS} records; follow nextCursor to go deeper` },
+        {
+          field: 'page',
+          message: `page × page_size must stay within ${MAX_OFFSET_ROWS} records; follow nextCursor to go deeper`,
+        },
       ]);
     }
     const filter = {
@@ -98,7 +109,8 @@ export class UsageService {
       total,
       page: q.page,
       pageSize: q.pageSize,
-      nextCursor: rows.length > q.pageSize && last ? encodeCursor({ at: new Date(last.created_at), id: String(last.id) }) : null,
+      nextCursor:
+        rows.length > q.pageSize && last ? encodeCursor({ at: new Date(last.created_at), id: String(last.id) }) : null,
     };
   }
 
@@ -131,15 +143,23 @@ export class UsageService {
   /** One row per business day from..to inclusive (default: the last 30 days), zeros included. */
   async daily(userId: string, serviceName?: string, from?: string, to?: string) {
     if (serviceName) this.catalogue.get(serviceName);
-    for (const [field, v] of [['from', from], ['to', to]] as const) {
-      if (v !== undefined && !this.calendar.isValidDay(v)) throw new AppError('VALIDATION_FAILED', `invalid ${field}`, [{ field, message: 'must be a date YYYY-MM-DD' }]);
+    for (const [field, v] of [
+      ['from', from],
+      ['to', to],
+    ] as const) {
+      if (v !== undefined && !this.calendar.isValidDay(v))
+        throw new AppError('VALIDATION_FAILED', `invalid ${field}`, [{ field, message: 'must be a date YYYY-MM-DD' }]);
     }
     const end = to ?? this.calendar.day(this.clock.now());
     const start = from ?? this.calendar.addDays(end, -29);
     // Bounded before a single day is listed: the span is arithmetic on the two labels.
     const span = this.calendar.spanDays(start, end);
-    if (span === 0) throw new AppError('VALIDATION_FAILED', 'from is after to', [{ field: 'from', message: 'must not be after to' }]);
-    if (span > MAX_DAILY_RANGE) throw new AppError('VALIDATION_FAILED', 'range too long', [{ field: 'to', message: `at most ${MAX_DAILY_RANGE} days after from` }]);
+    if (span === 0)
+      throw new AppError('VALIDATION_FAILED', 'from is after to', [{ field: 'from', message: 'must not be after to' }]);
+    if (span > MAX_DAILY_RANGE)
+      throw new AppError('VALIDATION_FAILED', 'range too long', [
+        { field: 'to', message: `at most ${MAX_DAILY_RANGE} days after from` },
+      ]);
     const days = this.calendar.daysBetween(start, end);
     const rows = new Map((await this.usage.sumsByDay(userId, serviceName, start, end)).map((r) => [r.day, r]));
     const zero: UsageSums = { total_count: '0', free_count: '0', paid_count: '0', total_cost: '0' };

@@ -97,7 +97,10 @@ export function startWorkers(
      */
     async close() {
       const closed = Promise.all(workers.map((w) => w.close())).then(() => true);
-      const inTime = await Promise.race([closed, new Promise<false>((r) => setTimeout(() => r(false), CLOSE_GRACE_MS).unref())]);
+      const inTime = await Promise.race([
+        closed,
+        new Promise<false>((r) => setTimeout(() => r(false), CLOSE_GRACE_MS).unref()),
+      ]);
       if (!inTime) {
         d.logger.warn({ graceMs: CLOSE_GRACE_MS }, 'workers did not stop in time; closing them by force');
         connection.disconnect();

@@ -103,13 +103,22 @@ describe('fault injection', function () {
       expect(check.status).to.equal(200);
       expect(during.unknown, 'deducts refused for lack of MySQL').to.have.length(0);
       expect(during.accepted.length).to.be.greaterThan(0);
-      const fresh = await h.post('/internal/v1/billing/deduct', { request_id: 'n1', user_id: h.user('never-seen'), service_name: 'passport' });
+      const fresh = await h.post('/internal/v1/billing/deduct', {
+        request_id: 'n1',
+        user_id: h.user('never-seen'),
+        service_name: 'passport',
+      });
       expect(fresh.status).to.equal(503);
       expect(fresh.body.code).to.equal(50300);
       await sleep(Math.max(0, 10_000 - (Date.now() - downAt)));
       await own.startMysql();
       const after = await runLoad(h, calls(h, 10, 30, 'ma', 'm'));
-      const all = { accepted: [...before.accepted, ...during.accepted, ...after.accepted], refused: [...before.refused, ...during.refused, ...after.refused], unknown: [...before.unknown, ...after.unknown], other: [...before.other, ...during.other, ...after.other] };
+      const all = {
+        accepted: [...before.accepted, ...during.accepted, ...after.accepted],
+        refused: [...before.refused, ...during.refused, ...after.refused],
+        unknown: [...before.unknown, ...after.unknown],
+        other: [...before.other, ...during.other, ...after.other],
+      };
       await settle(h, all);
       await h.drain(120_000);
       await assertExactlyOnce(h, all);

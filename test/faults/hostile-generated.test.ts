@@ -1,13 +1,37 @@
 import { expect } from 'chai';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { startHarness, GATEWAY_TOKEN, ADMIN_TOKEN, CALLBACK_SECRET, type Harness, type Probe } from '../support/harness.js';
 import {
-  timedRequest, answerProblem, startApiProcess, VALIDATION,
-  type Allowed, type ApiProcess, type TimedRequest, type TimedAnswer,
+  startHarness,
+  GATEWAY_TOKEN,
+  ADMIN_TOKEN,
+  CALLBACK_SECRET,
+  type Harness,
+  type Probe,
+} from '../support/harness.js';
+import {
+  timedRequest,
+  answerProblem,
+  startApiProcess,
+  VALIDATION,
+  type Allowed,
+  type ApiProcess,
+  type TimedRequest,
+  type TimedAnswer,
 } from '../support/hostile-client.js';
 import {
-  seededRandom, runSeed, hostileUserIds, hostileRequestIds, hostileAdjustmentKeys, hostilePathIds, integerTokens,
-  strictMicros, MONEY_STRINGS, MONEY_NUMBERS, USER_ID, REQUEST_ID, ADJUSTMENT_KEY,
+  seededRandom,
+  runSeed,
+  hostileUserIds,
+  hostileRequestIds,
+  hostileAdjustmentKeys,
+  hostilePathIds,
+  integerTokens,
+  strictMicros,
+  MONEY_STRINGS,
+  MONEY_NUMBERS,
+  USER_ID,
+  REQUEST_ID,
+  ADJUSTMENT_KEY,
 } from '../support/hostile-values.js';
 import { signPayload } from '../../src/lib/payment-signature.js';
 import { isAppError } from '../../src/lib/errors.js';
@@ -42,8 +66,17 @@ interface Case {
 
 const enc = encodeURIComponent;
 const json = (value: unknown) => JSON.stringify(value);
-const post = (path: string, body: string, headers: Record<string, string> = gatewayAuth): TimedRequest => ({ method: 'POST', path, body, headers });
-const get = (path: string, query: Record<string, string | undefined> = {}, headers: Record<string, string> = gatewayAuth): TimedRequest => {
+const post = (path: string, body: string, headers: Record<string, string> = gatewayAuth): TimedRequest => ({
+  method: 'POST',
+  path,
+  body,
+  headers,
+});
+const get = (
+  path: string,
+  query: Record<string, string | undefined> = {},
+  headers: Record<string, string> = gatewayAuth,
+): TimedRequest => {
   const q = new URLSearchParams(Object.entries(query).filter((e): e is [string, string] => e[1] !== undefined));
   return { method: 'GET', path: `${path}${q.size > 0 ? `?${q}` : ''}`, headers };
 };
@@ -61,16 +94,18 @@ async function runCases(base: string, cases: Case[], touched: Set<string>, paral
       problems.push(`${cases.length - i} cases not run: the API stopped answering after "${stalledBy}"`);
       break;
     }
-    await Promise.all(cases.slice(i, i + parallel).map(async (c) => {
-      const a = await timedRequest(base, c.req);
-      const problem = answerProblem(a, c.allowed) ?? (c.check && a.json?.success ? c.check(a) : null);
-      if (problem) problems.push(`${c.name}: ${problem}`);
-      if (a.json?.success && c.user) touched.add(c.user);
-      if (a.timedOut) {
-        const health = await timedRequest(base, { method: 'GET', path: '/healthz' }, 1000);
-        if (health.timedOut) stalledBy = c.name;
-      }
-    }));
+    await Promise.all(
+      cases.slice(i, i + parallel).map(async (c) => {
+        const a = await timedRequest(base, c.req);
+        const problem = answerProblem(a, c.allowed) ?? (c.check && a.json?.success ? c.check(a) : null);
+        if (problem) problems.push(`${c.name}: ${problem}`);
+        if (a.json?.success && c.user) touched.add(c.user);
+        if (a.timedOut) {
+          const health = await timedRequest(base, { method: 'GET', path: '/healthz' }, 1000);
+          if (health.timedOut) stalledBy = c.name;
+        }
+      }),
+    );
   }
   return problems;
 }
@@ -96,18 +131,29 @@ async function stuckJobs(probe: Probe): Promise<string[]> {
   for (const queue of probe.queues.all()) {
     const counts = await queue.getJobCounts('failed', 'waiting', 'active', 'prioritized', 'waiting-children');
     for (const [state, n] of Object.entries(counts)) if (n > 0) problems.push(`${queue.name}: ${n} ${state}`);
-    for (const job of await queue.getFailed(0, 5)) problems.push(`${queue.name} failed ${job.name}: ${job.failedReason}`);
+    for (const job of await queue.getFailed(0, 5))
+      problems.push(`${queue.name} failed ${job.name}: ${job.failedReason}`);
     for (const job of await queue.getDelayed(0, 1000)) {
       const due = job.timestamp + (job.delay ?? 0);
-      if (job.attemptsMade > 0) problems.push(`${queue.name}: ${job.name} retrying after ${job.attemptsMade} failed attempts: ${job.failedReason?.slice(0, 120)}`);
-      else if (job.name !== 'expire-reservation' || due < Date.now() - 10_000) problems.push(`${queue.name}: delayed ${job.name} overdue by ${Date.now() - due} ms`);
+      if (job.attemptsMade > 0)
+        problems.push(
+          `${queue.name}: ${job.name} retrying after ${job.attemptsMade} failed attempts: ${job.failedReason?.slice(0, 120)}`,
+        );
+      else if (job.name !== 'expire-reservation' || due < Date.now() - 10_000)
+        problems.push(`${queue.name}: delayed ${job.name} overdue by ${Date.now() - due} ms`);
     }
   }
   return problems;
 }
 
 function fakeJob<T>(name: string, data: T): Job<T> {
-  return { name, data, id: `hostile-${name}`, attemptsMade: 0, updateProgress: async () => undefined } as unknown as Job<T>;
+  return {
+    name,
+    data,
+    id: `hostile-${name}`,
+    attemptsMade: 0,
+    updateProgress: async () => undefined,
+  } as unknown as Job<T>;
 }
 
 /** Signed like the payment service signs, with the current time. */
@@ -125,7 +171,8 @@ describe('fault injection: generated hostile suite', function () {
   const acceptedRequestIds = new Map<string, Set<string>>();
   /** holds that stay open past the hostile cases: released before SPEC 7 is checked (a hold is not yet a charge) */
   const openHolds: string[] = [];
-  const accept = (user: string, requestId: string) => acceptedRequestIds.set(user, (acceptedRequestIds.get(user) ?? new Set()).add(requestId));
+  const accept = (user: string, requestId: string) =>
+    acceptedRequestIds.set(user, (acceptedRequestIds.get(user) ?? new Set()).add(requestId));
 
   before(async function () {
     this.timeout(90_000);
@@ -147,23 +194,66 @@ describe('fault injection: generated hostile suite', function () {
       const okPath = (): Allowed => (valid ? [200] : [VALIDATION, NOT_FOUND_ROUTE]);
       const n = `user_id=${show(u)}`;
       cases.push(
-        { name: `check ${n}`, req: post('/internal/v1/billing/check', json({ user_id: u, service_name: 'passport', count: 1 })), allowed: ok() },
         {
-          name: `deduct ${n}`, req: post('/internal/v1/billing/deduct', json({ request_id: 'gd', user_id: u, service_name: 'passport' })), allowed: ok(), user: u,
+          name: `check ${n}`,
+          req: post('/internal/v1/billing/check', json({ user_id: u, service_name: 'passport', count: 1 })),
+          allowed: ok(),
+        },
+        {
+          name: `deduct ${n}`,
+          req: post('/internal/v1/billing/deduct', json({ request_id: 'gd', user_id: u, service_name: 'passport' })),
+          allowed: ok(),
+          user: u,
           check: () => {
             accept(u, 'gd');
             return null;
           },
         },
-        { name: `reserve ${n}`, req: post('/internal/v1/billing/reservations', json({ request_id: 'gr', user_id: u, service_name: 'passport', count: 1, ttl_seconds: 1 })), allowed: ok(), user: u },
-        { name: `recharge ${n}`, req: post('/api/v1/billing/recharge', json({ user_id: u, amount: '1.00', payment_method: 'alipay' })), allowed: ok(), user: u },
-        { name: `order ${n}`, req: get('/api/v1/billing/recharge/ord_x', { user_id: u }), allowed: valid ? [[404, 10003]] : [VALIDATION] },
-        { name: `adjust ${n}`, req: post(`/admin/v1/accounts/${enc(u)}/adjustments`, json({ amount: '1.00', reason: 'hostile run', idempotency_key: 'ga' }), adminAuth), allowed: okPath(), user: u },
+        {
+          name: `reserve ${n}`,
+          req: post(
+            '/internal/v1/billing/reservations',
+            json({ request_id: 'gr', user_id: u, service_name: 'passport', count: 1, ttl_seconds: 1 }),
+          ),
+          allowed: ok(),
+          user: u,
+        },
+        {
+          name: `recharge ${n}`,
+          req: post('/api/v1/billing/recharge', json({ user_id: u, amount: '1.00', payment_method: 'alipay' })),
+          allowed: ok(),
+          user: u,
+        },
+        {
+          name: `order ${n}`,
+          req: get('/api/v1/billing/recharge/ord_x', { user_id: u }),
+          allowed: valid ? [[404, 10003]] : [VALIDATION],
+        },
+        {
+          name: `adjust ${n}`,
+          req: post(
+            `/admin/v1/accounts/${enc(u)}/adjustments`,
+            json({ amount: '1.00', reason: 'hostile run', idempotency_key: 'ga' }),
+            adminAuth,
+          ),
+          allowed: okPath(),
+          user: u,
+        },
         { name: `ledger ${n}`, req: get(`/admin/v1/accounts/${enc(u)}/ledger`, {}, adminAuth), allowed: okPath() },
-        { name: `admin account ${n}`, req: get(`/admin/v1/accounts/${enc(u)}`, {}, adminAuth), allowed: okPath(), user: u },
+        {
+          name: `admin account ${n}`,
+          req: get(`/admin/v1/accounts/${enc(u)}`, {}, adminAuth),
+          allowed: okPath(),
+          user: u,
+        },
       );
       for (const path of ['/account', '/records', '/stats/today', '/stats/month', '/stats/summary', '/stats/daily']) {
-        cases.push({ name: `GET ${path} ${n}`, req: get(`/api/v1/billing${path}`, { user_id: u }), allowed: ok(), user: u });
+        cases.push({
+          name: `GET ${path} ${n}`,
+          req: get(`/api/v1/billing${path}`, { user_id: u }),
+          allowed: ok(),
+          user: u,
+        });
       }
     }
     const deductUser = h.user('rq');
@@ -173,47 +263,99 @@ describe('fault injection: generated hostile suite', function () {
       const n = `request_id=${show(r)}`;
       cases.push(
         {
-          name: `deduct ${n}`, req: post('/internal/v1/billing/deduct', json({ request_id: r, user_id: deductUser, service_name: 'passport' })),
-          allowed: valid ? [200] : [VALIDATION], user: deductUser,
+          name: `deduct ${n}`,
+          req: post(
+            '/internal/v1/billing/deduct',
+            json({ request_id: r, user_id: deductUser, service_name: 'passport' }),
+          ),
+          allowed: valid ? [200] : [VALIDATION],
+          user: deductUser,
           check: (a) => {
             accept(deductUser, r);
-            return a.json.data.duplicate === false && a.json.data.requestId === r ? null : `not a new call for its own id: ${a.text.slice(0, 160)}`;
+            return a.json.data.duplicate === false && a.json.data.requestId === r
+              ? null
+              : `not a new call for its own id: ${a.text.slice(0, 160)}`;
           },
         },
         {
-          name: `reserve ${n}`, req: post('/internal/v1/billing/reservations', json({ request_id: r, user_id: reserveUser, service_name: 'passport', count: 1, ttl_seconds: 1 })),
-          allowed: valid ? [200] : [VALIDATION], user: reserveUser,
-          check: (a) => (a.json.data.duplicate === false ? null : `a first hold answered as a duplicate: ${a.text.slice(0, 160)}`),
+          name: `reserve ${n}`,
+          req: post(
+            '/internal/v1/billing/reservations',
+            json({ request_id: r, user_id: reserveUser, service_name: 'passport', count: 1, ttl_seconds: 1 }),
+          ),
+          allowed: valid ? [200] : [VALIDATION],
+          user: reserveUser,
+          check: (a) =>
+            a.json.data.duplicate === false ? null : `a first hold answered as a duplicate: ${a.text.slice(0, 160)}`,
         },
       );
     }
     const adjustUser = h.user('ak');
     for (const k of hostileAdjustmentKeys(rnd)) {
       cases.push({
-        name: `adjust idempotency_key=${show(k)}`, req: post(`/admin/v1/accounts/${enc(adjustUser)}/adjustments`, json({ amount: '0.01', reason: 'hostile key', idempotency_key: k }), adminAuth),
-        allowed: ADJUSTMENT_KEY.test(k) ? [200] : [VALIDATION], user: adjustUser,
+        name: `adjust idempotency_key=${show(k)}`,
+        req: post(
+          `/admin/v1/accounts/${enc(adjustUser)}/adjustments`,
+          json({ amount: '0.01', reason: 'hostile key', idempotency_key: k }),
+          adminAuth,
+        ),
+        allowed: ADJUSTMENT_KEY.test(k) ? [200] : [VALIDATION],
+        user: adjustUser,
         check: (a) => (a.json.data.applied === true ? null : `a new key not applied: ${a.text.slice(0, 160)}`),
       });
     }
     // Finding 4: the adjustment key of one user is not another user's (user X:x key k1, user X key x:k1).
-    for (const [u, k] of [[h.user('X:x'), 'k1'], [h.user('X'), 'x:k1']]) {
+    for (const [u, k] of [
+      [h.user('X:x'), 'k1'],
+      [h.user('X'), 'x:k1'],
+    ]) {
       cases.push({
-        name: `adjust ${u} key ${k}`, req: post(`/admin/v1/accounts/${enc(u)}/adjustments`, json({ amount: '1.00', reason: 'collision', idempotency_key: k }), adminAuth),
-        allowed: [200], user: u, check: (a) => (a.json.data.applied === true ? null : `not applied: ${a.text.slice(0, 160)}`),
+        name: `adjust ${u} key ${k}`,
+        req: post(
+          `/admin/v1/accounts/${enc(u)}/adjustments`,
+          json({ amount: '1.00', reason: 'collision', idempotency_key: k }),
+          adminAuth,
+        ),
+        allowed: [200],
+        user: u,
+        check: (a) => (a.json.data.applied === true ? null : `not applied: ${a.text.slice(0, 160)}`),
       });
     }
     const someone = h.user('paths');
     for (const p of hostilePathIds(rnd)) {
       const n = `id=${show(p)}`;
       cases.push(
-        { name: `commit ${n}`, req: post(`/internal/v1/billing/reservations/${enc(p)}/commit`, json({ count: 1 })), allowed: [VALIDATION, [404, 10008], NOT_FOUND_ROUTE] },
-        { name: `release ${n}`, req: post(`/internal/v1/billing/reservations/${enc(p)}/release`, json({})), allowed: [VALIDATION, [404, 10008], NOT_FOUND_ROUTE] },
-        { name: `order ${n}`, req: get(`/api/v1/billing/recharge/${enc(p)}`, { user_id: someone }), allowed: [VALIDATION, [404, 10003], NOT_FOUND_ROUTE] },
-        { name: `run ${n}`, req: get(`/admin/v1/reconciliation/runs/${enc(p)}`, {}, adminAuth), allowed: /^[1-9]\d{0,8}$/.test(p) ? [200] : [VALIDATION, NOT_FOUND_ROUTE] },
+        {
+          name: `commit ${n}`,
+          req: post(`/internal/v1/billing/reservations/${enc(p)}/commit`, json({ count: 1 })),
+          allowed: [VALIDATION, [404, 10008], NOT_FOUND_ROUTE],
+        },
+        {
+          name: `release ${n}`,
+          req: post(`/internal/v1/billing/reservations/${enc(p)}/release`, json({})),
+          allowed: [VALIDATION, [404, 10008], NOT_FOUND_ROUTE],
+        },
+        {
+          name: `order ${n}`,
+          req: get(`/api/v1/billing/recharge/${enc(p)}`, { user_id: someone }),
+          allowed: [VALIDATION, [404, 10003], NOT_FOUND_ROUTE],
+        },
+        {
+          name: `run ${n}`,
+          req: get(`/admin/v1/reconciliation/runs/${enc(p)}`, {}, adminAuth),
+          allowed: /^[1-9]\d{0,8}$/.test(p) ? [200] : [VALIDATION, NOT_FOUND_ROUTE],
+        },
         {
           name: `callback order_id=${show(p)}`,
           req: (() => {
-            const body = json({ order_id: p, payment_id: 'pay_x', amount: '1.00', currency: 'CNY', status: 'success', paid_at: Math.floor(Date.now() / 1000) });
+            const body = json({
+              order_id: p,
+              payment_id: 'pay_x',
+              amount: '1.00',
+              currency: 'CNY',
+              status: 'success',
+              paid_at: Math.floor(Date.now() / 1000),
+            });
             return post('/internal/v1/billing/callback', body, signed(body));
           })(),
           allowed: [VALIDATION, [404, 10003]],
@@ -224,11 +366,18 @@ describe('fault injection: generated hostile suite', function () {
     // refuses control characters and characters past U+00FF, so those are left to the body fields above.)
     const orderOfKey = new Map<string, string>();
     const keyUser = h.user('idem');
-    const headerKeys = hostileAdjustmentKeys(rnd).filter((k) => k.trim() === k && [...k].every((c) => (c >= ' ' && c <= '~') || (c >= '\u00a0' && c <= '\u00ff')));
+    const headerKeys = hostileAdjustmentKeys(rnd).filter(
+      (k) => k.trim() === k && [...k].every((c) => (c >= ' ' && c <= '~') || (c >= '\u00a0' && c <= '\u00ff')),
+    );
     for (const key of headerKeys) {
       cases.push({
-        name: `recharge Idempotency-Key=${show(key)}`, req: post('/api/v1/billing/recharge', json({ user_id: keyUser, amount: '2.00', payment_method: 'wechat' }), { ...gatewayAuth, 'idempotency-key': key }),
-        allowed: /^[\x21-\x7E]{1,128}$/.test(key) ? [200] : [VALIDATION], user: keyUser,
+        name: `recharge Idempotency-Key=${show(key)}`,
+        req: post('/api/v1/billing/recharge', json({ user_id: keyUser, amount: '2.00', payment_method: 'wechat' }), {
+          ...gatewayAuth,
+          'idempotency-key': key,
+        }),
+        allowed: /^[\x21-\x7E]{1,128}$/.test(key) ? [200] : [VALIDATION],
+        user: keyUser,
         check: (a) => {
           orderOfKey.set(key, a.json.data.orderId);
           return null;
@@ -237,29 +386,77 @@ describe('fault injection: generated hostile suite', function () {
     }
     // Every other endpoint, and credentials: hostile tokens are a 401 with a code, never more.
     // (fetch trims header values: a token padded with spaces reaches the server unpadded.)
-    for (const token of ['', `${GATEWAY_TOKEN}x`, `x${GATEWAY_TOKEN}`, GATEWAY_TOKEN.slice(0, -1), `${GATEWAY_TOKEN}\t1`, GATEWAY_TOKEN.toUpperCase(), `${GATEWAY_TOKEN}\u00e9`, ADMIN_TOKEN, '*', 'x'.repeat(10_000)]) {
+    for (const token of [
+      '',
+      `${GATEWAY_TOKEN}x`,
+      `x${GATEWAY_TOKEN}`,
+      GATEWAY_TOKEN.slice(0, -1),
+      `${GATEWAY_TOKEN}\t1`,
+      GATEWAY_TOKEN.toUpperCase(),
+      `${GATEWAY_TOKEN}\u00e9`,
+      ADMIN_TOKEN,
+      '*',
+      'x'.repeat(10_000),
+    ]) {
       const auth = { authorization: `Bearer ${token}` };
       const n = `token=${show(token)}`;
       cases.push(
-        { name: `deduct ${n}`, req: post('/internal/v1/billing/deduct', json({ request_id: 'auth', user_id: keyUser, service_name: 'passport' }), auth), allowed: [[401, 40100]] },
-        { name: `account ${n}`, req: get('/api/v1/billing/account', { user_id: keyUser }, auth), allowed: [[401, 40100]] },
+        {
+          name: `deduct ${n}`,
+          req: post(
+            '/internal/v1/billing/deduct',
+            json({ request_id: 'auth', user_id: keyUser, service_name: 'passport' }),
+            auth,
+          ),
+          allowed: [[401, 40100]],
+        },
+        {
+          name: `account ${n}`,
+          req: get('/api/v1/billing/account', { user_id: keyUser }, auth),
+          allowed: [[401, 40100]],
+        },
       );
-      if (token !== ADMIN_TOKEN) cases.push({ name: `admin ${n}`, req: get('/admin/v1/reconciliation/runs', {}, auth), allowed: [[401, 40100]] });
+      if (token !== ADMIN_TOKEN)
+        cases.push({
+          name: `admin ${n}`,
+          req: get('/admin/v1/reconciliation/runs', {}, auth),
+          allowed: [[401, 40100]],
+        });
     }
     cases.push(
-      { name: 'services with hostile parameters', req: get('/api/v1/billing/services', { user_id: '{*}', page: '-1' }), allowed: [200, VALIDATION] },
+      {
+        name: 'services with hostile parameters',
+        req: get('/api/v1/billing/services', { user_id: '{*}', page: '-1' }),
+        allowed: [200, VALIDATION],
+      },
       { name: 'healthz', req: get('/healthz', { x: '\u0000' }, {}), allowed: [200] },
       { name: 'readyz', req: get('/readyz', {}, {}), allowed: [200] },
-      { name: 'board without credentials', req: get('/admin/queues', {}, { authorization: 'Basic Og==' }), allowed: [[401, 40100]] },
-      { name: 'reconciliation run with a hostile body', req: post('/admin/v1/reconciliation/runs', json({ trigger: 'x}:holds', user_id: '*' }), adminAuth), allowed: [202, VALIDATION] },
+      {
+        name: 'board without credentials',
+        req: get('/admin/queues', {}, { authorization: 'Basic Og==' }),
+        allowed: [[401, 40100]],
+      },
+      {
+        name: 'reconciliation run with a hostile body',
+        req: post('/admin/v1/reconciliation/runs', json({ trigger: 'x}:holds', user_id: '*' }), adminAuth),
+        allowed: [202, VALIDATION],
+      },
     );
     const problems = await runCases(api.url, cases, touched);
     // A key seen before answers its own order again; two keys never share one.
     for (const [key, orderId] of orderOfKey) {
-      const again = await timedRequest(api.url, post('/api/v1/billing/recharge', json({ user_id: keyUser, amount: '2.00', payment_method: 'wechat' }), { ...gatewayAuth, 'idempotency-key': key }));
-      if (again.json?.data?.orderId !== orderId) problems.push(`recharge Idempotency-Key=${show(key)} again: ${again.text.slice(0, 160)}`);
+      const again = await timedRequest(
+        api.url,
+        post('/api/v1/billing/recharge', json({ user_id: keyUser, amount: '2.00', payment_method: 'wechat' }), {
+          ...gatewayAuth,
+          'idempotency-key': key,
+        }),
+      );
+      if (again.json?.data?.orderId !== orderId)
+        problems.push(`recharge Idempotency-Key=${show(key)} again: ${again.text.slice(0, 160)}`);
     }
-    if (new Set(orderOfKey.values()).size !== orderOfKey.size) problems.push(`two Idempotency-Keys share an order: ${show([...orderOfKey])}`);
+    if (new Set(orderOfKey.values()).size !== orderOfKey.size)
+      problems.push(`two Idempotency-Keys share an order: ${show([...orderOfKey])}`);
     console.log(`      ${cases.length} id cases`);
     expect(problems, report(problems)).to.deep.equal([]);
   });
@@ -269,7 +466,8 @@ describe('fault injection: generated hostile suite', function () {
     const countUser = h.user('cnt');
     const tokens = integerTokens(MAX_CALLS);
     // JSON -0 is the number 0.
-    const isCount = (v: number | undefined, min: number, max: number) => v !== undefined && Number.isInteger(v) && v >= min && v <= max;
+    const isCount = (v: number | undefined, min: number, max: number) =>
+      v !== undefined && Number.isInteger(v) && v >= min && v <= max;
     tokens.forEach(({ token, value }, i) => {
       const valid = isCount(value, 1, MAX_CALLS);
       const id = `gc${i}`;
@@ -277,24 +475,43 @@ describe('fault injection: generated hostile suite', function () {
         // SPEC 11: a check past the per-request cap is a plain no (200, too_many_calls), not a 400.
         {
           name: `check count=${token}`,
-          req: post('/internal/v1/billing/check', `{"user_id":"${countUser}","service_name":"passport","count":${token}}`),
-          allowed: valid || (value !== undefined && Number.isSafeInteger(value) && value > MAX_CALLS) ? [200] : [VALIDATION],
+          req: post(
+            '/internal/v1/billing/check',
+            `{"user_id":"${countUser}","service_name":"passport","count":${token}}`,
+          ),
+          allowed:
+            valid || (value !== undefined && Number.isSafeInteger(value) && value > MAX_CALLS) ? [200] : [VALIDATION],
         },
         {
-          name: `deduct count=${token}`, req: post('/internal/v1/billing/deduct', `{"request_id":"${id}","user_id":"${countUser}","service_name":"passport","count":${token}}`),
-          allowed: valid ? [200, [402, 10001]] : [VALIDATION], user: countUser,
+          name: `deduct count=${token}`,
+          req: post(
+            '/internal/v1/billing/deduct',
+            `{"request_id":"${id}","user_id":"${countUser}","service_name":"passport","count":${token}}`,
+          ),
+          allowed: valid ? [200, [402, 10001]] : [VALIDATION],
+          user: countUser,
           check: () => {
             accept(countUser, id);
             return null;
           },
         },
         {
-          name: `reserve count=${token}`, req: post('/internal/v1/billing/reservations', `{"request_id":"${id}r","user_id":"${h.user('cntr')}","service_name":"passport","count":${token},"ttl_seconds":1}`),
-          allowed: valid ? [200, [402, 10001]] : [VALIDATION], user: h.user('cntr'),
+          name: `reserve count=${token}`,
+          req: post(
+            '/internal/v1/billing/reservations',
+            `{"request_id":"${id}r","user_id":"${h.user('cntr')}","service_name":"passport","count":${token},"ttl_seconds":1}`,
+          ),
+          allowed: valid ? [200, [402, 10001]] : [VALIDATION],
+          user: h.user('cntr'),
         },
         {
-          name: `reserve ttl_seconds=${token}`, req: post('/internal/v1/billing/reservations', `{"request_id":"${id}t","user_id":"${h.user('ttl')}","service_name":"passport","count":1,"ttl_seconds":${token}}`),
-          allowed: isCount(value, 1, MAX_TTL_SECONDS) ? [200] : [VALIDATION], user: h.user('ttl'),
+          name: `reserve ttl_seconds=${token}`,
+          req: post(
+            '/internal/v1/billing/reservations',
+            `{"request_id":"${id}t","user_id":"${h.user('ttl')}","service_name":"passport","count":1,"ttl_seconds":${token}}`,
+          ),
+          allowed: isCount(value, 1, MAX_TTL_SECONDS) ? [200] : [VALIDATION],
+          user: h.user('ttl'),
           check: (a) => {
             openHolds.push(a.json.data.reservationId);
             return null;
@@ -303,14 +520,32 @@ describe('fault injection: generated hostile suite', function () {
       );
     });
     // Commit: each count against a hold of 5 calls of its own.
-    const holds = await Promise.all(tokens.map(async (_t, i) => {
-      const a = await timedRequest(api.url, post('/internal/v1/billing/reservations', json({ request_id: 'hold', user_id: h.user(`cm${i}`), service_name: 'passport', count: 5, ttl_seconds: 600 })));
-      touched.add(h.user(`cm${i}`));
-      if (a.json?.data?.reservationId) openHolds.push(a.json.data.reservationId);
-      return a.json?.data?.reservationId as string;
-    }));
+    const holds = await Promise.all(
+      tokens.map(async (_t, i) => {
+        const a = await timedRequest(
+          api.url,
+          post(
+            '/internal/v1/billing/reservations',
+            json({
+              request_id: 'hold',
+              user_id: h.user(`cm${i}`),
+              service_name: 'passport',
+              count: 5,
+              ttl_seconds: 600,
+            }),
+          ),
+        );
+        touched.add(h.user(`cm${i}`));
+        if (a.json?.data?.reservationId) openHolds.push(a.json.data.reservationId);
+        return a.json?.data?.reservationId as string;
+      }),
+    );
     tokens.forEach(({ token, value }, i) => {
-      cases.push({ name: `commit count=${token}`, req: post(`/internal/v1/billing/reservations/${enc(holds[i] ?? 'none')}/commit`, `{"count":${token}}`), allowed: isCount(value, 0, 5) ? [200] : [VALIDATION] });
+      cases.push({
+        name: `commit count=${token}`,
+        req: post(`/internal/v1/billing/reservations/${enc(holds[i] ?? 'none')}/commit`, `{"count":${token}}`),
+        allowed: isCount(value, 0, 5) ? [200] : [VALIDATION],
+      });
     });
     const amounts: { label: string; raw: string; value: unknown }[] = [
       ...MONEY_STRINGS.map((s) => ({ label: json(s), raw: json(s), value: s as unknown })),
@@ -318,17 +553,39 @@ describe('fault injection: generated hostile suite', function () {
     ];
     amounts.forEach(({ label, raw, value }, i) => {
       const micros = strictMicros(value);
-      const rechargeValid = micros === 'either' ? 'either' : micros !== null && micros % 10_000n === 0n && micros >= MIN_RECHARGE && micros <= MAX_RECHARGE;
+      const rechargeValid =
+        micros === 'either'
+          ? 'either'
+          : micros !== null && micros % 10_000n === 0n && micros >= MIN_RECHARGE && micros <= MAX_RECHARGE;
       cases.push({
-        name: `recharge amount=${label}`, req: post('/api/v1/billing/recharge', `{"user_id":"${h.user('amt')}","amount":${raw},"payment_method":"wechat"}`),
-        allowed: rechargeValid === 'either' ? [200, VALIDATION] : rechargeValid ? [200] : [VALIDATION], user: h.user('amt'),
+        name: `recharge amount=${label}`,
+        req: post(
+          '/api/v1/billing/recharge',
+          `{"user_id":"${h.user('amt')}","amount":${raw},"payment_method":"wechat"}`,
+        ),
+        allowed: rechargeValid === 'either' ? [200, VALIDATION] : rechargeValid ? [200] : [VALIDATION],
+        user: h.user('amt'),
       });
       // Near the largest amount, a credit may be refused because the balance would pass it.
-      const adjust: Allowed = micros === 'either' ? [200, VALIDATION, [402, 10001]] : micros === null || micros === 0n ? [VALIDATION]
-        : micros > 2n ** 52n ? [200, VALIDATION] : micros > 0n ? [200] : [200, [402, 10001]];
+      const adjust: Allowed =
+        micros === 'either'
+          ? [200, VALIDATION, [402, 10001]]
+          : micros === null || micros === 0n
+            ? [VALIDATION]
+            : micros > 2n ** 52n
+              ? [200, VALIDATION]
+              : micros > 0n
+                ? [200]
+                : [200, [402, 10001]];
       cases.push({
-        name: `adjust amount=${label}`, req: post(`/admin/v1/accounts/${enc(h.user('adj'))}/adjustments`, `{"amount":${raw},"reason":"hostile amount","idempotency_key":"amt${i}"}`, adminAuth),
-        allowed: adjust, user: h.user('adj'),
+        name: `adjust amount=${label}`,
+        req: post(
+          `/admin/v1/accounts/${enc(h.user('adj'))}/adjustments`,
+          `{"amount":${raw},"reason":"hostile amount","idempotency_key":"amt${i}"}`,
+          adminAuth,
+        ),
+        allowed: adjust,
+        user: h.user('adj'),
       });
     });
     const problems = await runCases(api.url, cases, touched);
@@ -342,24 +599,60 @@ describe('fault injection: generated hostile suite', function () {
     const now = Math.floor(Date.now() / 1000);
     // paid_at as written in the body, and the answers SPEC allows for it.
     const paidAts: [string, Allowed][] = [
-      ['9007199254740991', [VALIDATION]], ['9007199254740992', [VALIDATION]], ['1e21', [VALIDATION]], ['-1', [VALIDATION]], ['1.5', [VALIDATION]],
-      ['8640000000001', [VALIDATION]], ['"x"', [VALIDATION]], ['null', [VALIDATION]], ['"2026-02-30T00:00:00Z"', [VALIDATION]], ['[]', [VALIDATION]],
-      [String(now), [200]], ['0', [200, VALIDATION]], ['253402300799', [200, VALIDATION]], ['"9999-12-31T23:59:59Z"', [200, VALIDATION]],
-      ['"0000-01-01T00:00:00Z"', [200, VALIDATION]], ['"2026-11-29T10:00:00+08:00"', [200, VALIDATION]],
+      ['9007199254740991', [VALIDATION]],
+      ['9007199254740992', [VALIDATION]],
+      ['1e21', [VALIDATION]],
+      ['-1', [VALIDATION]],
+      ['1.5', [VALIDATION]],
+      ['8640000000001', [VALIDATION]],
+      ['"x"', [VALIDATION]],
+      ['null', [VALIDATION]],
+      ['"2026-02-30T00:00:00Z"', [VALIDATION]],
+      ['[]', [VALIDATION]],
+      [String(now), [200]],
+      ['0', [200, VALIDATION]],
+      ['253402300799', [200, VALIDATION]],
+      ['"9999-12-31T23:59:59Z"', [200, VALIDATION]],
+      ['"0000-01-01T00:00:00Z"', [200, VALIDATION]],
+      ['"2026-11-29T10:00:00+08:00"', [200, VALIDATION]],
     ];
     const amounts: [string, Allowed][] = [
-      ['"10.00"', [200]], ['"10"', [200]], ['"10.000000"', [200]], ['10', [200]], ['" 10.00"', [VALIDATION, [400, 10005]]], ['"10.00\\n"', [VALIDATION, [400, 10005]]],
-      ['"10.0000001"', [VALIDATION, [400, 10005]]], ['"1e1"', [VALIDATION, [400, 10005]]], ['"10.001"', [[400, 10005]]], ['"-10.00"', [VALIDATION, [400, 10005]]],
+      ['"10.00"', [200]],
+      ['"10"', [200]],
+      ['"10.000000"', [200]],
+      ['10', [200]],
+      ['" 10.00"', [VALIDATION, [400, 10005]]],
+      ['"10.00\\n"', [VALIDATION, [400, 10005]]],
+      ['"10.0000001"', [VALIDATION, [400, 10005]]],
+      ['"1e1"', [VALIDATION, [400, 10005]]],
+      ['"10.001"', [[400, 10005]]],
+      ['"-10.00"', [VALIDATION, [400, 10005]]],
     ];
-    const orders = await Promise.all([...paidAts, ...amounts].map(async () =>
-      (await timedRequest(api.url, post('/api/v1/billing/recharge', json({ user_id: user, amount: '10.00', payment_method: 'alipay' })))).json?.data));
-    expect(orders.every((o) => typeof o?.orderId === 'string'), 'recharge orders for the callbacks').to.equal(true);
+    const orders = await Promise.all(
+      [...paidAts, ...amounts].map(
+        async () =>
+          (
+            await timedRequest(
+              api.url,
+              post('/api/v1/billing/recharge', json({ user_id: user, amount: '10.00', payment_method: 'alipay' })),
+            )
+          ).json?.data,
+      ),
+    );
+    expect(
+      orders.every((o) => typeof o?.orderId === 'string'),
+      'recharge orders for the callbacks',
+    ).to.equal(true);
     const body = (o: { orderId: string; paymentId: string }, amount: string, paidAt: string) =>
       `{"order_id":"${o.orderId}","payment_id":"${o.paymentId}","amount":${amount},"currency":"CNY","status":"success","paid_at":${paidAt}}`;
     const cases: Case[] = [
       ...paidAts.map(([paidAt, allowed], i): Case => {
         const b = body(orders[i], '"10.00"', paidAt);
-        return { name: `callback paid_at=${paidAt}`, req: post('/internal/v1/billing/callback', b, signed(b)), allowed };
+        return {
+          name: `callback paid_at=${paidAt}`,
+          req: post('/internal/v1/billing/callback', b, signed(b)),
+          allowed,
+        };
       }),
       ...amounts.map(([amount, allowed], i): Case => {
         const b = body(orders[paidAts.length + i], amount, String(now));
@@ -372,12 +665,47 @@ describe('fault injection: generated hostile suite', function () {
 
   it('gives every accepted odd request id its own charge: r1, "r1 ", x}:holds, p}:q:200001 ... each once, replays are duplicates', async () => {
     const user = h.user('odd');
-    const ids = ['r1', 'r1 ', ' r1', 'R1', 'x}:holds', 'p}:q:200001', '{r1}', 'r1*', 'r1?', '[r1]', 'r1:', `${user}:req:r1`];
-    const first = await Promise.all(ids.map((r) => timedRequest(api.url, post('/internal/v1/billing/deduct', json({ request_id: r, user_id: user, service_name: 'passport', count: 3 })))));
-    const replays = await Promise.all(ids.map((r) => timedRequest(api.url, post('/internal/v1/billing/deduct', json({ request_id: r, user_id: user, service_name: 'passport', count: 3 })))));
+    const ids = [
+      'r1',
+      'r1 ',
+      ' r1',
+      'R1',
+      'x}:holds',
+      'p}:q:200001',
+      '{r1}',
+      'r1*',
+      'r1?',
+      '[r1]',
+      'r1:',
+      `${user}:req:r1`,
+    ];
+    const first = await Promise.all(
+      ids.map((r) =>
+        timedRequest(
+          api.url,
+          post(
+            '/internal/v1/billing/deduct',
+            json({ request_id: r, user_id: user, service_name: 'passport', count: 3 }),
+          ),
+        ),
+      ),
+    );
+    const replays = await Promise.all(
+      ids.map((r) =>
+        timedRequest(
+          api.url,
+          post(
+            '/internal/v1/billing/deduct',
+            json({ request_id: r, user_id: user, service_name: 'passport', count: 3 }),
+          ),
+        ),
+      ),
+    );
     touched.add(user);
     ids.forEach((r) => accept(user, r));
-    expect(first.map((a) => [a.status, a.json?.data?.requestId, a.json?.data?.duplicate])).to.deep.equal(ids.map((r) => [200, r, false]));
+    expect(first.map((a) => [a.status, a.json?.data?.requestId, a.json?.data?.duplicate])).to.deep.equal(
+      ids.map((r) => [200, r, false]),
+    );
     expect(replays.map((a) => [a.status, a.json?.data?.duplicate])).to.deep.equal(ids.map(() => [200, true]));
     const account = await timedRequest(api.url, get('/api/v1/billing/account', { user_id: user }));
     const passport = account.json.data.quotas.find((q: { serviceName: string }) => q.serviceName === 'passport');
@@ -391,7 +719,8 @@ describe('fault injection: generated hostile suite', function () {
       try {
         await run();
       } catch (err) {
-        if (!(err instanceof UnrecoverableError) && !isAppError(err)) problems.push(`${name}: ${(err as Error).name}: ${(err as Error).message.slice(0, 120)}`);
+        if (!(err instanceof UnrecoverableError) && !isAppError(err))
+          problems.push(`${name}: ${(err as Error).name}: ${(err as Error).message.slice(0, 120)}`);
       }
     };
     // The workers' own dispatch: each job's handler, with its unrecoverable-error policy.
@@ -399,14 +728,33 @@ describe('fault injection: generated hostile suite', function () {
     const run = (job: Job) => runJob(handlers, job as never);
     const [expire, pay, persist, sweep] = [run, run, run, run];
     for (const p of hostilePathIds(rnd)) {
-      await expectSettled(`expire-reservation ${show(p)}`, () => expire(fakeJob('expire-reservation', { userId: h.user('job'), reservationId: p })));
-      await expectSettled(`apply-payment ${show(p)}`, () => pay(fakeJob('apply-payment', { orderId: p, paymentId: p, paidAt: p })));
+      await expectSettled(`expire-reservation ${show(p)}`, () =>
+        expire(fakeJob('expire-reservation', { userId: h.user('job'), reservationId: p })),
+      );
+      await expectSettled(`apply-payment ${show(p)}`, () =>
+        pay(fakeJob('apply-payment', { orderId: p, paymentId: p, paidAt: p })),
+      );
     }
-    for (const changes of [undefined, null, 'x', 1, {}, [null], [{}], [{ kind: 'deduction', id: 'x' }], [{ kind: 'steal', id: 'x', userId: 'u', amount: '1' }], [{ kind: 'adjustment', id: 'x', userId: 'u', amount: '1e3' }]]) {
-      await expectSettled(`persist-changes ${show(changes)}`, () => persist(fakeJob('persist-changes', { changes } as never)));
+    for (const changes of [
+      undefined,
+      null,
+      'x',
+      1,
+      {},
+      [null],
+      [{}],
+      [{ kind: 'deduction', id: 'x' }],
+      [{ kind: 'steal', id: 'x', userId: 'u', amount: '1' }],
+      [{ kind: 'adjustment', id: 'x', userId: 'u', amount: '1e3' }],
+    ]) {
+      await expectSettled(`persist-changes ${show(changes)}`, () =>
+        persist(fakeJob('persist-changes', { changes } as never)),
+      );
     }
     for (const olderThanMs of [-1, 0, 1e308, Number.NaN, 'x', null]) {
-      await expectSettled(`sweep-pending olderThanMs=${show(olderThanMs)}`, () => sweep(fakeJob('sweep-pending', { olderThanMs } as never)));
+      await expectSettled(`sweep-pending olderThanMs=${show(olderThanMs)}`, () =>
+        sweep(fakeJob('sweep-pending', { olderThanMs } as never)),
+      );
     }
     expect(problems, report(problems)).to.deep.equal([]);
   });
@@ -416,48 +764,151 @@ describe('fault injection: generated hostile suite', function () {
     const cases: Case[] = [];
     const range = (from?: string, to?: string) => `from=${show(from)} to=${show(to)}`;
     const recordsRanges: [string | undefined, string | undefined, Allowed][] = [
-      ['2026-11-01', '2026-11-29', [200]], ['2026-11-29T00:00:00Z', undefined, [200]], ['0000-01-01', '9999-12-31', [200, VALIDATION]],
-      ['1900-01-01', undefined, [200, VALIDATION]], ['2026-11-29', '2026-11-01', [200, VALIDATION]], ['2026-02-30', undefined, [VALIDATION]],
-      [undefined, '2026-02-30', [VALIDATION]], ['2026-13-01', undefined, [VALIDATION]], ['2026-00-10', undefined, [VALIDATION]],
-      ['2026-11-29T25:00:00Z', undefined, [VALIDATION]], [' 2026-11-01', undefined, [VALIDATION]], ['2026-11-01 ', undefined, [VALIDATION]],
-      ['+002026-11-01', undefined, [VALIDATION]], ['99999-01-01', undefined, [VALIDATION]], ['2026-11-01\u0000', undefined, [VALIDATION]],
+      ['2026-11-01', '2026-11-29', [200]],
+      ['2026-11-29T00:00:00Z', undefined, [200]],
+      ['0000-01-01', '9999-12-31', [200, VALIDATION]],
+      ['1900-01-01', undefined, [200, VALIDATION]],
+      ['2026-11-29', '2026-11-01', [200, VALIDATION]],
+      ['2026-02-30', undefined, [VALIDATION]],
+      [undefined, '2026-02-30', [VALIDATION]],
+      ['2026-13-01', undefined, [VALIDATION]],
+      ['2026-00-10', undefined, [VALIDATION]],
+      ['2026-11-29T25:00:00Z', undefined, [VALIDATION]],
+      [' 2026-11-01', undefined, [VALIDATION]],
+      ['2026-11-01 ', undefined, [VALIDATION]],
+      ['+002026-11-01', undefined, [VALIDATION]],
+      ['99999-01-01', undefined, [VALIDATION]],
+      ['2026-11-01\u0000', undefined, [VALIDATION]],
     ];
-    for (const [from, to, allowed] of recordsRanges) cases.push({ name: `records ${range(from, to)}`, req: get('/api/v1/billing/records', { user_id: user, from, to }), allowed });
+    for (const [from, to, allowed] of recordsRanges)
+      cases.push({
+        name: `records ${range(from, to)}`,
+        req: get('/api/v1/billing/records', { user_id: user, from, to }),
+        allowed,
+      });
     const pageTokens: [string, Allowed][] = [
-      ['1', [200]], ['2', [200]], ['100', [200, VALIDATION]], ['1000', [200, VALIDATION]], ['1001', [200, VALIDATION]], ['1000000', [200, VALIDATION]], ['1000001', [VALIDATION]],
-      ['9'.repeat(30), [VALIDATION]], ['0', [VALIDATION]], ['-1', [VALIDATION]], ['1.5', [VALIDATION]], ['0x10', [VALIDATION]], ['abc', [VALIDATION]],
-      ['1e3', [200, VALIDATION]], [' 1', [200, VALIDATION]], ['1 ', [200, VALIDATION]], ['', [200, VALIDATION]],
+      ['1', [200]],
+      ['2', [200]],
+      ['100', [200, VALIDATION]],
+      ['1000', [200, VALIDATION]],
+      ['1001', [200, VALIDATION]],
+      ['1000000', [200, VALIDATION]],
+      ['1000001', [VALIDATION]],
+      ['9'.repeat(30), [VALIDATION]],
+      ['0', [VALIDATION]],
+      ['-1', [VALIDATION]],
+      ['1.5', [VALIDATION]],
+      ['0x10', [VALIDATION]],
+      ['abc', [VALIDATION]],
+      ['1e3', [200, VALIDATION]],
+      [' 1', [200, VALIDATION]],
+      ['1 ', [200, VALIDATION]],
+      ['', [200, VALIDATION]],
     ];
-    for (const [page, allowed] of pageTokens) cases.push({ name: `records page=${show(page)}`, req: get('/api/v1/billing/records', { user_id: user, page }), allowed });
+    for (const [page, allowed] of pageTokens)
+      cases.push({
+        name: `records page=${show(page)}`,
+        req: get('/api/v1/billing/records', { user_id: user, page }),
+        allowed,
+      });
     const sizeTokens: [string, Allowed][] = [
-      ['1', [200]], ['100', [200]], ['101', [VALIDATION]], ['0', [VALIDATION]], ['-1', [VALIDATION]], ['1.5', [VALIDATION]], ['1e2', [200, VALIDATION]],
-      ['100000', [VALIDATION]], ['9'.repeat(30), [VALIDATION]],
+      ['1', [200]],
+      ['100', [200]],
+      ['101', [VALIDATION]],
+      ['0', [VALIDATION]],
+      ['-1', [VALIDATION]],
+      ['1.5', [VALIDATION]],
+      ['1e2', [200, VALIDATION]],
+      ['100000', [VALIDATION]],
+      ['9'.repeat(30), [VALIDATION]],
     ];
     for (const [size, allowed] of sizeTokens) {
-      cases.push({ name: `records page_size=${show(size)}`, req: get('/api/v1/billing/records', { user_id: user, page_size: size }), allowed });
-      cases.push({ name: `ledger page_size=${show(size)}`, req: get(`/admin/v1/accounts/${user}/ledger`, { page_size: size }, adminAuth), allowed });
-      cases.push({ name: `runs limit=${show(size)}`, req: get('/admin/v1/reconciliation/runs', { limit: size }, adminAuth), allowed });
+      cases.push({
+        name: `records page_size=${show(size)}`,
+        req: get('/api/v1/billing/records', { user_id: user, page_size: size }),
+        allowed,
+      });
+      cases.push({
+        name: `ledger page_size=${show(size)}`,
+        req: get(`/admin/v1/accounts/${user}/ledger`, { page_size: size }, adminAuth),
+        allowed,
+      });
+      cases.push({
+        name: `runs limit=${show(size)}`,
+        req: get('/admin/v1/reconciliation/runs', { limit: size }, adminAuth),
+        allowed,
+      });
     }
-    for (const [cursor, allowed] of [['AAAA', [200, VALIDATION]], ['x'.repeat(200), [200, VALIDATION]], ['x'.repeat(201), [VALIDATION]], ['a b', [VALIDATION]], ['{*}', [VALIDATION]], ['\u0000', [VALIDATION]]] as [string, Allowed][]) {
-      cases.push({ name: `records cursor=${show(cursor)}`, req: get('/api/v1/billing/records', { user_id: user, cursor }), allowed });
+    for (const [cursor, allowed] of [
+      ['AAAA', [200, VALIDATION]],
+      ['x'.repeat(200), [200, VALIDATION]],
+      ['x'.repeat(201), [VALIDATION]],
+      ['a b', [VALIDATION]],
+      ['{*}', [VALIDATION]],
+      ['\u0000', [VALIDATION]],
+    ] as [string, Allowed][]) {
+      cases.push({
+        name: `records cursor=${show(cursor)}`,
+        req: get('/api/v1/billing/records', { user_id: user, cursor }),
+        allowed,
+      });
     }
-    for (const [cursor, allowed] of [['0', [200]], ['1', [200]], ['99999999999999999999', [200, VALIDATION]], ['999999999999999999999', [VALIDATION]], ['-1', [VALIDATION]], ['1.5', [VALIDATION]], [' 1', [VALIDATION, 200]]] as [string, Allowed][]) {
-      cases.push({ name: `ledger cursor=${show(cursor)}`, req: get(`/admin/v1/accounts/${user}/ledger`, { cursor }, adminAuth), allowed });
+    for (const [cursor, allowed] of [
+      ['0', [200]],
+      ['1', [200]],
+      ['99999999999999999999', [200, VALIDATION]],
+      ['999999999999999999999', [VALIDATION]],
+      ['-1', [VALIDATION]],
+      ['1.5', [VALIDATION]],
+      [' 1', [VALIDATION, 200]],
+    ] as [string, Allowed][]) {
+      cases.push({
+        name: `ledger cursor=${show(cursor)}`,
+        req: get(`/admin/v1/accounts/${user}/ledger`, { cursor }, adminAuth),
+        allowed,
+      });
     }
-    for (const [beforeId, allowed] of [['1', [200]], ['0', [VALIDATION]], ['-1', [VALIDATION]], ['9007199254740993', [200, VALIDATION]], ['1.5', [VALIDATION]], ['x', [VALIDATION]]] as [string, Allowed][]) {
-      cases.push({ name: `runs before_id=${show(beforeId)}`, req: get('/admin/v1/reconciliation/runs', { before_id: beforeId }, adminAuth), allowed });
+    for (const [beforeId, allowed] of [
+      ['1', [200]],
+      ['0', [VALIDATION]],
+      ['-1', [VALIDATION]],
+      ['9007199254740993', [200, VALIDATION]],
+      ['1.5', [VALIDATION]],
+      ['x', [VALIDATION]],
+    ] as [string, Allowed][]) {
+      cases.push({
+        name: `runs before_id=${show(beforeId)}`,
+        req: get('/admin/v1/reconciliation/runs', { before_id: beforeId }, adminAuth),
+        allowed,
+      });
     }
     // Daily statistics last, the widest range of all at the very end: a stall there stops nothing else.
     const dailyRanges: [string | undefined, string | undefined, Allowed][] = [
-      ['2026-11-01', '2026-11-29', [200]], ['2025-11-29', '2026-11-29', [200]], ['2025-11-28', '2026-11-29', [VALIDATION]],
-      ['2026-11-29', '2026-11-01', [VALIDATION]], ['2026-02-30', undefined, [VALIDATION]], [undefined, '2026-02-30', [VALIDATION]],
-      ['2026-11-01T00:00:00Z', undefined, [VALIDATION]], ['0000-01-01', '0000-01-02', [200, VALIDATION]], ['9999-12-30', '9999-12-31', [200, VALIDATION]],
-      [undefined, '0000-01-01', [200, VALIDATION]], ['2026-11-01', '9999-12-31', [VALIDATION]], ['1900-01-01', undefined, [VALIDATION]],
+      ['2026-11-01', '2026-11-29', [200]],
+      ['2025-11-29', '2026-11-29', [200]],
+      ['2025-11-28', '2026-11-29', [VALIDATION]],
+      ['2026-11-29', '2026-11-01', [VALIDATION]],
+      ['2026-02-30', undefined, [VALIDATION]],
+      [undefined, '2026-02-30', [VALIDATION]],
+      ['2026-11-01T00:00:00Z', undefined, [VALIDATION]],
+      ['0000-01-01', '0000-01-02', [200, VALIDATION]],
+      ['9999-12-30', '9999-12-31', [200, VALIDATION]],
+      [undefined, '0000-01-01', [200, VALIDATION]],
+      ['2026-11-01', '9999-12-31', [VALIDATION]],
+      ['1900-01-01', undefined, [VALIDATION]],
       ['0000-01-01', '9999-12-31', [VALIDATION]],
     ];
     const ordinary = cases.length;
-    for (const [from, to, allowed] of dailyRanges) cases.push({ name: `stats/daily ${range(from, to)}`, req: get('/api/v1/billing/stats/daily', { user_id: user, from, to }), allowed });
-    const problems = [...(await runCases(api.url, cases.slice(0, ordinary), touched)), ...(await runCases(api.url, cases.slice(ordinary), touched, 1))];
+    for (const [from, to, allowed] of dailyRanges)
+      cases.push({
+        name: `stats/daily ${range(from, to)}`,
+        req: get('/api/v1/billing/stats/daily', { user_id: user, from, to }),
+        allowed,
+      });
+    const problems = [
+      ...(await runCases(api.url, cases.slice(0, ordinary), touched)),
+      ...(await runCases(api.url, cases.slice(ordinary), touched, 1)),
+    ];
     console.log(`      ${cases.length} range and page cases`);
     expect(problems, report(problems)).to.deep.equal([]);
   });
@@ -472,13 +923,20 @@ describe('fault injection: generated hostile suite', function () {
     await new Promise((r) => setTimeout(r, 1500));
     await h.drain(15_000).catch((err: Error) => problems.push(`drain: ${err.message}`));
     const users = [...touched];
-    for (const u of users) await h.assertInvariant([u]).catch((err: Error) => problems.push(`SPEC 7 for ${show(u)}: ${err.message}`));
+    for (const u of users)
+      await h.assertInvariant([u]).catch((err: Error) => problems.push(`SPEC 7 for ${show(u)}: ${err.message}`));
     problems.push(...(await stuckJobs(probe)));
     for (const [user, ids] of acceptedRequestIds) {
-      const rows: { request_id: string }[] = await probe.db('consumption_records').where({ user_id: user }).select('request_id');
+      const rows: { request_id: string }[] = await probe
+        .db('consumption_records')
+        .where({ user_id: user })
+        .select('request_id');
       const stored = rows.map((r) => r.request_id).sort();
       const expected = [...ids].sort();
-      if (json(stored) !== json(expected)) problems.push(`records of ${show(user)}: stored ${show(stored)}... (${stored.length}), answered ${expected.length}`);
+      if (json(stored) !== json(expected))
+        problems.push(
+          `records of ${show(user)}: stored ${show(stored)}... (${stored.length}), answered ${expected.length}`,
+        );
     }
     const before = await moneyOf(probe, users);
     const maintenance: [string, () => Promise<unknown>][] = [
@@ -501,13 +959,21 @@ describe('fault injection: generated hostile suite', function () {
     }
     await h.drain(10_000).catch((err: Error) => problems.push(`drain after maintenance: ${err.message}`));
     const after = await moneyOf(probe, users);
-    for (const u of users) if (before[u] !== after[u]) problems.push(`maintenance changed money of ${show(u)}: ${before[u]} -> ${after[u]}`);
+    for (const u of users)
+      if (before[u] !== after[u]) problems.push(`maintenance changed money of ${show(u)}: ${before[u]} -> ${after[u]}`);
     // A replay after the prune is still a duplicate (SPEC 10.2, 10.3).
     for (const [user, ids] of acceptedRequestIds) {
       for (const r of ids) {
-        const a = await h.post('/internal/v1/billing/deduct', { request_id: r, user_id: user, service_name: 'passport', count: user === h.user('odd') ? 3 : undefined });
-        if (a.status !== 200 && a.body.code !== 10007) problems.push(`replay of ${show(r)} for ${show(user)}: ${a.status} ${a.body.code}`);
-        else if (a.status === 200 && a.body.data.duplicate !== true) problems.push(`replay of ${show(r)} for ${show(user)} charged again after maintenance`);
+        const a = await h.post('/internal/v1/billing/deduct', {
+          request_id: r,
+          user_id: user,
+          service_name: 'passport',
+          count: user === h.user('odd') ? 3 : undefined,
+        });
+        if (a.status !== 200 && a.body.code !== 10007)
+          problems.push(`replay of ${show(r)} for ${show(user)}: ${a.status} ${a.body.code}`);
+        else if (a.status === 200 && a.body.data.duplicate !== true)
+          problems.push(`replay of ${show(r)} for ${show(user)} charged again after maintenance`);
       }
     }
     expect(problems, report(problems)).to.deep.equal([]);
@@ -546,19 +1012,30 @@ describe('fault injection: issue 10 findings', function () {
       const answers = await Promise.all([
         h.post('/internal/v1/billing/deduct', { request_id: 'r1', user_id: user, service_name: 'passport' }),
         h.post('/internal/v1/billing/deduct', { request_id: 'r1 ', user_id: user, service_name: 'passport' }),
-        ...innocents.map((u) => h.post('/internal/v1/billing/deduct', { request_id: 'r1', user_id: u, service_name: 'passport' })),
+        ...innocents.map((u) =>
+          h.post('/internal/v1/billing/deduct', { request_id: 'r1', user_id: u, service_name: 'passport' }),
+        ),
       ]);
       expect(answers.map((a) => [a.status, a.body.data?.duplicate])).to.deep.equal(answers.map(() => [200, false]));
       // What landed is checked first: it says more than a drain that never ends.
-      const drained = await h.drain(10_000).then(() => 'drained', (err: Error) => err.message);
+      const drained = await h.drain(10_000).then(
+        () => 'drained',
+        (err: Error) => err.message,
+      );
       const probe = h.probe;
-      const rows: { request_id: string }[] = await probe.db('consumption_records').where({ user_id: user }).select('request_id');
+      const rows: { request_id: string }[] = await probe
+        .db('consumption_records')
+        .where({ user_id: user })
+        .select('request_id');
       expect(rows.map((r) => r.request_id).sort()).to.deep.equal(['r1', 'r1 ']);
-      for (const u of innocents) expect(Number((await probe.db('consumption_records').where({ user_id: u }).count({ n: '*' }).first())!.n), u).to.equal(1);
+      for (const u of innocents)
+        expect(
+          Number((await probe.db('consumption_records').where({ user_id: u }).count({ n: '*' }).first())!.n),
+          u,
+        ).to.equal(1);
       expect(drained).to.equal('drained');
       await h.assertInvariant([user, ...innocents]);
     });
-
   });
 
   describe('1: a request id reused after the idempotency window is a new call', () => {
@@ -570,15 +1047,30 @@ describe('fault injection: issue 10 findings', function () {
 
     it('persists a request id reused after the idempotency window (1 s here) as a second record', async () => {
       const user = h.user('window');
-      const first = await h.post('/internal/v1/billing/deduct', { request_id: 'w1', user_id: user, service_name: 'passport' });
+      const first = await h.post('/internal/v1/billing/deduct', {
+        request_id: 'w1',
+        user_id: user,
+        service_name: 'passport',
+      });
       expect(first.body.data.duplicate).to.equal(false);
       await h.drain(10_000);
       await new Promise((r) => setTimeout(r, 1_500));
-      const again = await h.post('/internal/v1/billing/deduct', { request_id: 'w1', user_id: user, service_name: 'passport' });
+      const again = await h.post('/internal/v1/billing/deduct', {
+        request_id: 'w1',
+        user_id: user,
+        service_name: 'passport',
+      });
       expect(again.status).to.equal(200);
       expect(again.body.data.duplicate, 'after the window the id is a new call').to.equal(false);
-      const drained = await h.drain(10_000).then(() => 'drained', (err: Error) => err.message);
-      const n = await h.probe.db('consumption_records').where({ user_id: user, request_id: 'w1' }).count({ n: '*' }).first();
+      const drained = await h.drain(10_000).then(
+        () => 'drained',
+        (err: Error) => err.message,
+      );
+      const n = await h.probe
+        .db('consumption_records')
+        .where({ user_id: user, request_id: 'w1' })
+        .count({ n: '*' })
+        .first();
       expect(Number(n!.n), 'records of w1').to.equal(2);
       expect(drained).to.equal('drained');
       await h.assertInvariant([user]);
@@ -598,14 +1090,21 @@ describe('fault injection: issue 10 findings', function () {
       const api = await startApiProcess(h.env);
       try {
         const user = h.user('daily');
-        const huge = timedRequest(api.url, get('/api/v1/billing/stats/daily', { user_id: user, from: '0000-01-01', to: '9999-12-31' }));
+        const huge = timedRequest(
+          api.url,
+          get('/api/v1/billing/stats/daily', { user_id: user, from: '0000-01-01', to: '9999-12-31' }),
+        );
         await new Promise((r) => setTimeout(r, 100));
         const health = await timedRequest(api.url, { method: 'GET', path: '/healthz' }, 500);
         const answer = await huge;
         expect(answerProblem(answer, [VALIDATION])).to.equal(null);
         expect(health.timedOut ? 'no answer' : health.status, '/healthz while the range is checked').to.equal(200);
         expect(health.ms).to.be.below(500);
-        const from1900 = await timedRequest(api.url, get('/api/v1/billing/stats/daily', { user_id: user, from: '1900-01-01', to: '2026-11-29' }), 500);
+        const from1900 = await timedRequest(
+          api.url,
+          get('/api/v1/billing/stats/daily', { user_id: user, from: '1900-01-01', to: '2026-11-29' }),
+          500,
+        );
         expect(answerProblem(from1900, [VALIDATION], 500)).to.equal(null);
       } finally {
         await api.stop(1_000);
@@ -614,10 +1113,21 @@ describe('fault injection: issue 10 findings', function () {
 
     it('4: an adjustment of user X:x key k1 and one of user X key x:k1 are both applied, in Redis and in MySQL', async () => {
       const probe = h.probe;
-      const pairs = [[h.user('X:x'), 'k1'], [h.user('X'), 'x:k1']] as const;
+      const pairs = [
+        [h.user('X:x'), 'k1'],
+        [h.user('X'), 'x:k1'],
+      ] as const;
       for (const [user, key] of pairs) {
-        const a = await h.post(`/admin/v1/accounts/${enc(user)}/adjustments`, { amount: '1.00', reason: 'collision test', idempotency_key: key }, adminAuth);
-        expect([a.status, a.body.data?.applied, a.body.data?.balance], `${user} ${key}`).to.deep.equal([200, true, '1.00']);
+        const a = await h.post(
+          `/admin/v1/accounts/${enc(user)}/adjustments`,
+          { amount: '1.00', reason: 'collision test', idempotency_key: key },
+          adminAuth,
+        );
+        expect([a.status, a.body.data?.applied, a.body.data?.balance], `${user} ${key}`).to.deep.equal([
+          200,
+          true,
+          '1.00',
+        ]);
       }
       await h.drain(10_000);
       for (const [user] of pairs) {
@@ -632,20 +1142,40 @@ describe('fault injection: issue 10 findings', function () {
       const probe = h.probe;
       const user = h.user('pattern');
       for (const r of ['x}:holds', 'p}:q:200001']) {
-        const a = await h.post('/internal/v1/billing/deduct', { request_id: r, user_id: user, service_name: 'passport' });
+        const a = await h.post('/internal/v1/billing/deduct', {
+          request_id: r,
+          user_id: user,
+          service_name: 'passport',
+        });
         expect([a.status, a.body.data?.duplicate], r).to.deep.equal([200, false]);
       }
       // A real hold past its time, which the expiry run must still return.
-      const hold = await h.post('/internal/v1/billing/reservations', { request_id: 'h', user_id: user, service_name: 'passport', count: 2, ttl_seconds: 1 });
+      const hold = await h.post('/internal/v1/billing/reservations', {
+        request_id: 'h',
+        user_id: user,
+        service_name: 'passport',
+        count: 2,
+        ttl_seconds: 1,
+      });
       expect(hold.status).to.equal(200);
       await new Promise((r) => setTimeout(r, 1_100));
       await probe.reservations.expireDue();
-      expect((await h.get('/api/v1/billing/account', { user_id: user })).body.data.quotas[0].usedQuota, 'the hold returned').to.equal(2);
+      expect(
+        (await h.get('/api/v1/billing/account', { user_id: user })).body.data.quotas[0].usedQuota,
+        'the hold returned',
+      ).to.equal(2);
       await probe.accounts.prunePeriods();
-      const replay = await h.post('/internal/v1/billing/deduct', { request_id: 'p}:q:200001', user_id: user, service_name: 'passport' });
+      const replay = await h.post('/internal/v1/billing/deduct', {
+        request_id: 'p}:q:200001',
+        user_id: user,
+        service_name: 'passport',
+      });
       expect([replay.status, replay.body.data?.duplicate], 'replay after the prune').to.deep.equal([200, true]);
       await h.drain(10_000);
-      const rows: { request_id: string }[] = await probe.db('consumption_records').where({ user_id: user }).select('request_id');
+      const rows: { request_id: string }[] = await probe
+        .db('consumption_records')
+        .where({ user_id: user })
+        .select('request_id');
       expect(rows.map((r) => r.request_id).sort()).to.deep.equal(['p}:q:200001', 'x}:holds']);
       await h.assertInvariant([user]);
     });
@@ -670,8 +1200,17 @@ describe('fault injection: issue 10 findings', function () {
 
     it('8: a correctly signed callback with paid_at 9007199254740991 is a 400, and the order is not credited', async () => {
       const user = h.user('paidat');
-      const order = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '10.00', payment_method: 'alipay' })).body.data;
-      const body = json({ order_id: order.orderId, payment_id: order.paymentId, amount: '10.00', currency: 'CNY', status: 'success', paid_at: 9007199254740991 });
+      const order = (
+        await h.post('/api/v1/billing/recharge', { user_id: user, amount: '10.00', payment_method: 'alipay' })
+      ).body.data;
+      const body = json({
+        order_id: order.orderId,
+        payment_id: order.paymentId,
+        amount: '10.00',
+        currency: 'CNY',
+        status: 'success',
+        paid_at: 9007199254740991,
+      });
       const a = await timedRequest(h.url, post('/internal/v1/billing/callback', body, signed(body)));
       expect(answerProblem(a, [VALIDATION])).to.equal(null);
       await h.drain(10_000);
@@ -684,7 +1223,10 @@ describe('fault injection: issue 10 findings', function () {
     it('8: recharge amounts " 1.00", "1.00\\n" and "1.0000001" are refused and create no order', async () => {
       const user = h.user('money');
       for (const amount of [' 1.00', '1.00\n', '1.0000001', '1.00 ', '\t1.00']) {
-        const a = await timedRequest(h.url, post('/api/v1/billing/recharge', json({ user_id: user, amount, payment_method: 'wechat' })));
+        const a = await timedRequest(
+          h.url,
+          post('/api/v1/billing/recharge', json({ user_id: user, amount, payment_method: 'wechat' })),
+        );
         expect(answerProblem(a, [VALIDATION]), show(amount)).to.equal(null);
       }
       const orders = await h.probe.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first();

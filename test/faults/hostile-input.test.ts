@@ -8,10 +8,43 @@ import { signPayload } from '../../src/lib/payment-signature.js';
  * code, never a 5xx, and nothing may change.
  */
 const HOSTILE_STRINGS = [
-  '', ' ', 'x'.repeat(10_000), "' OR 1=1 --", '"; DROP TABLE accounts; --', '<script>alert(1)</script>', '../../etc/passwd',
-  '\u0000', '用户', '😀', '${jndi:ldap://x}', '%00', '\r\nX-Injected: 1', '{}', '[]', 'NaN', 'Infinity', '-1', '1e309', '0x10',
+  '',
+  ' ',
+  'x'.repeat(10_000),
+  "' OR 1=1 --",
+  '"; DROP TABLE accounts; --',
+  '<script>alert(1)</script>',
+  '../../etc/passwd',
+  '\u0000',
+  '用户',
+  '😀',
+  '${jndi:ldap://x}',
+  '%00',
+  '\r\nX-Injected: 1',
+  '{}',
+  '[]',
+  'NaN',
+  'Infinity',
+  '-1',
+  '1e309',
+  '0x10',
 ];
-const HOSTILE_VALUES: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -1e308, [], [1, 2], {}, { $gt: '' }, { __proto__: { admin: true } }, ...HOSTILE_STRINGS];
+const HOSTILE_VALUES: unknown[] = [
+  null,
+  true,
+  false,
+  0,
+  -1,
+  1.5,
+  1e308,
+  -1e308,
+  [],
+  [1, 2],
+  {},
+  { $gt: '' },
+  { __proto__: { admin: true } },
+  ...HOSTILE_STRINGS,
+];
 
 interface Case {
   name: string;
@@ -27,14 +60,27 @@ interface Case {
 function badValuesFor(field: string, endpoint = ''): unknown[] {
   return HOSTILE_VALUES.filter((v) => {
     // Committing 0 calls is a valid commit; an adjustment may be negative.
-    if (endpoint === 'commit' && field === 'count') return !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 10_000);
-    if (endpoint === 'adjust' && field === 'amount') return !(typeof v === 'number' && v !== 0 && Math.abs(v) < 1e9) && !(typeof v === 'string' && /^-?\d+(\.\d+)?$/.test(v) && Number(v) !== 0);
+    if (endpoint === 'commit' && field === 'count')
+      return !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 10_000);
+    if (endpoint === 'adjust' && field === 'amount')
+      return (
+        !(typeof v === 'number' && v !== 0 && Math.abs(v) < 1e9) &&
+        !(typeof v === 'string' && /^-?\d+(\.\d+)?$/.test(v) && Number(v) !== 0)
+      );
     // A printable-ASCII string is a valid request_id / idempotency key; keep only what is not.
-    if (['request_id', 'idempotency_key'].includes(field)) return typeof v !== 'string' || v === '' || v.length > 128 || /[^\x20-\x7E]/.test(v) || (field === 'idempotency_key' && / /.test(v));
+    if (['request_id', 'idempotency_key'].includes(field))
+      return (
+        typeof v !== 'string' ||
+        v === '' ||
+        v.length > 128 ||
+        /[^\x20-\x7E]/.test(v) ||
+        (field === 'idempotency_key' && / /.test(v))
+      );
     if (field === 'user_id') return typeof v !== 'string' || !/^[A-Za-z0-9_.:@-]{1,64}$/.test(v);
     if (field === 'reason') return typeof v !== 'string' || v.length < 3 || v.length > 200;
     if (field === 'count') return !(typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 10_000);
-    if (field === 'amount') return !(typeof v === 'number' && v > 0) && !(typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) && v !== '0');
+    if (field === 'amount')
+      return !(typeof v === 'number' && v > 0) && !(typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) && v !== '0');
     if (field === 'ttl_seconds') return !(typeof v === 'number' && Number.isInteger(v) && v >= 1);
     return true;
   });
@@ -45,24 +91,65 @@ function generate(user: string, reservationId: string): Case[] {
   const bodies: [string, string, Record<string, unknown>, Record<string, string>?][] = [
     ['check', '/internal/v1/billing/check', { user_id: user, service_name: 'passport', count: 1 }],
     ['deduct', '/internal/v1/billing/deduct', { request_id: 'h1', user_id: user, service_name: 'passport', count: 1 }],
-    ['reserve', '/internal/v1/billing/reservations', { request_id: 'h2', user_id: user, service_name: 'passport', count: 1, ttl_seconds: 60 }],
+    [
+      'reserve',
+      '/internal/v1/billing/reservations',
+      { request_id: 'h2', user_id: user, service_name: 'passport', count: 1, ttl_seconds: 60 },
+    ],
     ['commit', `/internal/v1/billing/reservations/${reservationId}/commit`, { count: 1 }],
-    ['recharge', '/api/v1/billing/recharge', { user_id: user, amount: '1.00', payment_method: 'wechat', currency: 'CNY' }],
-    ['adjust', `/admin/v1/accounts/${user}/adjustments`, { amount: '1.00', reason: 'hostile test', idempotency_key: 'h3' }, { authorization: `Bearer ${ADMIN_TOKEN}` }],
+    [
+      'recharge',
+      '/api/v1/billing/recharge',
+      { user_id: user, amount: '1.00', payment_method: 'wechat', currency: 'CNY' },
+    ],
+    [
+      'adjust',
+      `/admin/v1/accounts/${user}/adjustments`,
+      { amount: '1.00', reason: 'hostile test', idempotency_key: 'h3' },
+      { authorization: `Bearer ${ADMIN_TOKEN}` },
+    ],
   ];
   for (const [name, path, valid, headers] of bodies) {
     for (const field of Object.keys(valid)) {
-      for (const v of badValuesFor(field, name)) cases.push({ name: `${name}.${field}=${JSON.stringify(v)?.slice(0, 30)}`, method: 'POST', path, body: { ...valid, [field]: v }, headers });
+      for (const v of badValuesFor(field, name))
+        cases.push({
+          name: `${name}.${field}=${JSON.stringify(v)?.slice(0, 30)}`,
+          method: 'POST',
+          path,
+          body: { ...valid, [field]: v },
+          headers,
+        });
       const { [field]: _dropped, ...without } = valid;
       // count, ttl_seconds and currency have defaults; a missing one is valid.
-      if (!['count', 'ttl_seconds', 'currency'].includes(field) || name === 'commit' || name === 'reserve' && field === 'count') {
+      if (
+        !['count', 'ttl_seconds', 'currency'].includes(field) ||
+        name === 'commit' ||
+        (name === 'reserve' && field === 'count')
+      ) {
         cases.push({ name: `${name}.${field} missing`, method: 'POST', path, body: without, headers });
       }
     }
-    for (const raw of ['', 'null', '[]', '"text"', '{', '{"a":', 'not json', '{"user_id":"a","user_id":"b"}'.repeat(1000), JSON.stringify({ ...valid, extra: 1 }), JSON.stringify({ ...valid, __proto__: { x: 1 } }).replace('{', '{"__proto__":{"x":1},')]) {
+    for (const raw of [
+      '',
+      'null',
+      '[]',
+      '"text"',
+      '{',
+      '{"a":',
+      'not json',
+      '{"user_id":"a","user_id":"b"}'.repeat(1000),
+      JSON.stringify({ ...valid, extra: 1 }),
+      JSON.stringify({ ...valid, __proto__: { x: 1 } }).replace('{', '{"__proto__":{"x":1},'),
+    ]) {
       cases.push({ name: `${name} raw ${raw.slice(0, 20)}`, method: 'POST', path, rawBody: raw, headers });
     }
-    cases.push({ name: `${name} oversized`, method: 'POST', path, body: { ...valid, pad: 'x'.repeat(64_000) }, headers });
+    cases.push({
+      name: `${name} oversized`,
+      method: 'POST',
+      path,
+      body: { ...valid, pad: 'x'.repeat(64_000) },
+      headers,
+    });
     cases.push({ name: `${name} nested`, method: 'POST', path, rawBody: '['.repeat(5000) + ']'.repeat(5000), headers });
   }
   const queries: [string, Record<string, string>][] = [
@@ -75,21 +162,57 @@ function generate(user: string, reservationId: string): Case[] {
   ];
   for (const [path, valid] of queries) {
     for (const field of Object.keys(valid)) {
-      for (const v of (badValuesFor(field).filter((x) => typeof x === 'string' && x.length > 0) as string[]).filter((x) => !(field === 'page' && /^\d+$/.test(x)))) {
-        cases.push({ name: `GET ${path}.${field}=${v.slice(0, 20)}`, method: 'GET', path, query: { ...valid, [field]: v } });
+      for (const v of (badValuesFor(field).filter((x) => typeof x === 'string' && x.length > 0) as string[]).filter(
+        (x) => !(field === 'page' && /^\d+$/.test(x)),
+      )) {
+        cases.push({
+          name: `GET ${path}.${field}=${v.slice(0, 20)}`,
+          method: 'GET',
+          path,
+          query: { ...valid, [field]: v },
+        });
       }
     }
     cases.push({ name: `GET ${path} unknown param`, method: 'GET', path, query: { ...valid, evil: '1' } });
   }
-  for (const raw of ['{}', 'null', JSON.stringify({ order_id: "' OR 1=1", payment_id: 'p', amount: '1', currency: 'CNY', status: 'success' }), JSON.stringify({ order_id: 'ord_x', payment_id: 'p', amount: [], currency: 'CNY', status: 'paid' })]) {
+  for (const raw of [
+    '{}',
+    'null',
+    JSON.stringify({ order_id: "' OR 1=1", payment_id: 'p', amount: '1', currency: 'CNY', status: 'success' }),
+    JSON.stringify({ order_id: 'ord_x', payment_id: 'p', amount: [], currency: 'CNY', status: 'paid' }),
+  ]) {
     const t = Math.floor(Date.now() / 1000);
-    cases.push({ name: `callback signed ${raw.slice(0, 20)}`, method: 'POST', path: '/internal/v1/billing/callback', rawBody: raw, headers: { 'x-payment-signature': signPayload(CALLBACK_SECRET, raw, t), authorization: '' } });
+    cases.push({
+      name: `callback signed ${raw.slice(0, 20)}`,
+      method: 'POST',
+      path: '/internal/v1/billing/callback',
+      rawBody: raw,
+      headers: { 'x-payment-signature': signPayload(CALLBACK_SECRET, raw, t), authorization: '' },
+    });
     for (const sig of ['', 't=1,v1=00', `t=${t},v1=${'0'.repeat(64)}`, 'garbage', `t=${t}`, `v1=${'a'.repeat(64)}`]) {
-      cases.push({ name: `callback sig ${sig.slice(0, 15)}`, method: 'POST', path: '/internal/v1/billing/callback', rawBody: raw, headers: { 'x-payment-signature': sig, authorization: '' } });
+      cases.push({
+        name: `callback sig ${sig.slice(0, 15)}`,
+        method: 'POST',
+        path: '/internal/v1/billing/callback',
+        rawBody: raw,
+        headers: { 'x-payment-signature': sig, authorization: '' },
+      });
     }
   }
-  for (const path of ['/internal/v1/billing/reservations/rsv_%00/commit', '/internal/v1/billing/reservations/..%2F..%2Fetc/release', `/api/v1/billing/recharge/${'x'.repeat(300)}`, '/admin/v1/accounts/%F0%9F%98%80/ledger']) {
-    cases.push({ name: `path ${path.slice(0, 40)}`, method: path.includes('recharge/') || path.includes('ledger') ? 'GET' : 'POST', path, body: { count: 1 }, query: { user_id: user }, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  for (const path of [
+    '/internal/v1/billing/reservations/rsv_%00/commit',
+    '/internal/v1/billing/reservations/..%2F..%2Fetc/release',
+    `/api/v1/billing/recharge/${'x'.repeat(300)}`,
+    '/admin/v1/accounts/%F0%9F%98%80/ledger',
+  ]) {
+    cases.push({
+      name: `path ${path.slice(0, 40)}`,
+      method: path.includes('recharge/') || path.includes('ledger') ? 'GET' : 'POST',
+      path,
+      body: { count: 1 },
+      query: { user_id: user },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
   }
   return cases;
 }
@@ -106,7 +229,14 @@ describe('fault injection: hostile input', function () {
     const probe = h.probe;
     const user = h.user('target');
     await seedBalance(h, user, 1_000_000n);
-    const rsv = (await h.post('/internal/v1/billing/reservations', { request_id: 'keep', user_id: user, service_name: 'passport', count: 1 })).body.data.reservationId;
+    const rsv = (
+      await h.post('/internal/v1/billing/reservations', {
+        request_id: 'keep',
+        user_id: user,
+        service_name: 'passport',
+        count: 1,
+      })
+    ).body.data.reservationId;
     await h.drain();
     const snapshot = async () => ({
       account: (await h.get('/api/v1/billing/account', { user_id: user })).body.data,
@@ -120,22 +250,25 @@ describe('fault injection: hostile input', function () {
     expect(cases.length).to.be.at.least(500);
     const failures: string[] = [];
     for (let i = 0; i < cases.length; i += 25) {
-      await Promise.all(cases.slice(i, i + 25).map(async (c) => {
-        const qs = c.query ? `?${new URLSearchParams(c.query)}` : '';
-        const res = await fetch(h.url + c.path + qs, {
-          method: c.method,
-          headers: { authorization: 'Bearer test-gateway-token', 'content-type': 'application/json', ...c.headers },
-          body: c.method === 'GET' ? undefined : c.rawBody ?? JSON.stringify(c.body),
-        });
-        const text = await res.text();
-        let code: unknown;
-        try {
-          code = JSON.parse(text).code;
-        } catch {
-          code = undefined;
-        }
-        if (res.status < 400 || res.status >= 500 || typeof code !== 'number') failures.push(`${c.name}: ${res.status} ${text.slice(0, 120)}`);
-      }));
+      await Promise.all(
+        cases.slice(i, i + 25).map(async (c) => {
+          const qs = c.query ? `?${new URLSearchParams(c.query)}` : '';
+          const res = await fetch(h.url + c.path + qs, {
+            method: c.method,
+            headers: { authorization: 'Bearer test-gateway-token', 'content-type': 'application/json', ...c.headers },
+            body: c.method === 'GET' ? undefined : (c.rawBody ?? JSON.stringify(c.body)),
+          });
+          const text = await res.text();
+          let code: unknown;
+          try {
+            code = JSON.parse(text).code;
+          } catch {
+            code = undefined;
+          }
+          if (res.status < 400 || res.status >= 500 || typeof code !== 'number')
+            failures.push(`${c.name}: ${res.status} ${text.slice(0, 120)}`);
+        }),
+      );
     }
     expect(failures, failures.slice(0, 10).join('\n')).to.deep.equal([]);
     await h.drain();

@@ -39,7 +39,12 @@ export class OwnServers {
   }
 
   async startMysql(): Promise<void> {
-    this.mariadb = await startMariaDb({ dir: join(this.dir, 'mariadb'), port: this.mariadb.port, database: 'billing_faults', fast: true });
+    this.mariadb = await startMariaDb({
+      dir: join(this.dir, 'mariadb'),
+      port: this.mariadb.port,
+      database: 'billing_faults',
+      fast: true,
+    });
   }
 
   async stop(): Promise<void> {
@@ -70,21 +75,23 @@ export interface Outcomes {
 export async function runLoad(h: Harness, calls: Call[], concurrency = 32, pauseMs = 0): Promise<Outcomes> {
   const out: Outcomes = { accepted: [], refused: [], unknown: [], other: [] };
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < calls.length) {
-      const call = calls[next++];
-      try {
-        const r = await h.post('/internal/v1/billing/deduct', call);
-        if (r.status === 200) out.accepted.push(call);
-        else if (r.status === 402 || r.status === 409) out.refused.push(call);
-        else if (r.status === 503) out.unknown.push(call);
-        else out.other.push({ call, status: r.status, body: r.body });
-      } catch {
-        out.unknown.push(call);
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < calls.length) {
+        const call = calls[next++];
+        try {
+          const r = await h.post('/internal/v1/billing/deduct', call);
+          if (r.status === 200) out.accepted.push(call);
+          else if (r.status === 402 || r.status === 409) out.refused.push(call);
+          else if (r.status === 503) out.unknown.push(call);
+          else out.other.push({ call, status: r.status, body: r.body });
+        } catch {
+          out.unknown.push(call);
+        }
+        if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
       }
-      if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
-    }
-  }));
+    }),
+  );
   return out;
 }
 
@@ -110,7 +117,10 @@ export async function settle(h: Harness, o: Outcomes): Promise<void> {
 /** SPEC 7.1: every accepted call has exactly one record; no refused call has one. */
 export async function assertExactlyOnce(h: Harness, o: Outcomes): Promise<void> {
   const users = [...new Set([...o.accepted, ...o.refused].map((c) => c.user_id))];
-  const rows: { user_id: string; request_id: string }[] = await h.probe.db('consumption_records').whereIn('user_id', users).select('user_id', 'request_id');
+  const rows: { user_id: string; request_id: string }[] = await h.probe
+    .db('consumption_records')
+    .whereIn('user_id', users)
+    .select('user_id', 'request_id');
   const stored = rows.map((r) => `${r.user_id}/${r.request_id}`).sort();
   const accepted = o.accepted.map((c) => `${c.user_id}/${c.request_id}`).sort();
   expect(stored.length, 'records vs accepted calls').to.equal(accepted.length);
@@ -119,8 +129,17 @@ export async function assertExactlyOnce(h: Harness, o: Outcomes): Promise<void> 
 }
 
 /** `perUser` calls for each of `users` users (ids `<userPrefix>u<n>`), interleaved across users. */
-export function calls(h: Harness, users: number, perUser: number, requestPrefix: string, userPrefix = requestPrefix, service = 'passport'): Call[] {
+export function calls(
+  h: Harness,
+  users: number,
+  perUser: number,
+  requestPrefix: string,
+  userPrefix = requestPrefix,
+  service = 'passport',
+): Call[] {
   const out: Call[] = [];
-  for (let i = 0; i < perUser; i++) for (let u = 0; u < users; u++) out.push({ request_id: `${requestPrefix}${i}`, user_id: h.user(`${userPrefix}u${u}`), service_name: service });
+  for (let i = 0; i < perUser; i++)
+    for (let u = 0; u < users; u++)
+      out.push({ request_id: `${requestPrefix}${i}`, user_id: h.user(`${userPrefix}u${u}`), service_name: service });
   return out;
 }

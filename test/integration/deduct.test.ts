@@ -29,7 +29,15 @@ describe('gateway check and deduct', function () {
 
     const r = await h.post(DEDUCT, { request_id: 'r1', user_id: user, service_name: 'passport' });
     expect(r.status).to.equal(200);
-    expect(r.body.data).to.include({ success: true, requestId: 'r1', freeCount: 1, paidCount: 0, amount: '0.00', balance: '0.00', duplicate: false });
+    expect(r.body.data).to.include({
+      success: true,
+      requestId: 'r1',
+      freeCount: 1,
+      paidCount: 0,
+      amount: '0.00',
+      balance: '0.00',
+      duplicate: false,
+    });
     expect(r.body.data.recordId).to.match(/^rec_/);
     await h.drain();
     await h.assertInvariant([user]);
@@ -37,13 +45,21 @@ describe('gateway check and deduct', function () {
 
   it('refuses with 10001 when the free quota is used up and there is no balance, changing nothing', async () => {
     const user = h.user('broke');
-    for (let i = 0; i < 3; i++) expect((await h.post(DEDUCT, { request_id: `f${i}`, user_id: user, service_name: 'passport' })).status).to.equal(200);
+    for (let i = 0; i < 3; i++)
+      expect((await h.post(DEDUCT, { request_id: `f${i}`, user_id: user, service_name: 'passport' })).status).to.equal(
+        200,
+      );
     const before = await h.get('/api/v1/billing/account', { user_id: user });
     const refused = await h.post(DEDUCT, { request_id: 'over', user_id: user, service_name: 'passport' });
     expect(refused.status).to.equal(402);
     expect(refused.body).to.include({ success: false, code: 10001 });
     const check = await h.post(CHECK, { user_id: user, service_name: 'passport' });
-    expect(check.body.data).to.deep.equal({ allowed: false, reason: 'insufficient_balance', freeRemaining: 0, balance: '0.00' });
+    expect(check.body.data).to.deep.equal({
+      allowed: false,
+      reason: 'insufficient_balance',
+      freeRemaining: 0,
+      balance: '0.00',
+    });
     const after = await h.get('/api/v1/billing/account', { user_id: user });
     expect(after.body.data).to.deep.equal(before.body.data);
     await h.drain();
@@ -69,7 +85,11 @@ describe('gateway check and deduct', function () {
     expect(records.body.data.records.map((x: any) => x.type)).to.deep.equal(['balance', 'mixed']);
     const acct = await h.get('/api/v1/billing/account', { user_id: user });
     expect(acct.body.data.balance).to.equal('8.00');
-    expect(acct.body.data.quotas.find((q: any) => q.serviceName === 'asset')).to.include({ totalQuota: 2, usedQuota: 2, remainingQuota: 0 });
+    expect(acct.body.data.quotas.find((q: any) => q.serviceName === 'asset')).to.include({
+      totalQuota: 2,
+      usedQuota: 2,
+      remainingQuota: 0,
+    });
     await h.assertInvariant([user]);
   });
 
@@ -110,7 +130,10 @@ describe('gateway check and deduct', function () {
 
   it('persists the same job twice, and concurrently, without changing anything after the first', async () => {
     // No worker here: the change stays in the journal until this test persists it by hand.
-    const apiOnly = await startHarness({ roles: ['api'], overrides: { services: [{ name: 'asset', free_quota: 0, unit_price: '0.5' }] } });
+    const apiOnly = await startHarness({
+      roles: ['api'],
+      overrides: { services: [{ name: 'asset', free_quota: 0, unit_price: '0.5' }] },
+    });
     try {
       const user = apiOnly.user('twice');
       await seedBalance(apiOnly, user, 5_000_000n);
@@ -124,7 +147,10 @@ describe('gateway check and deduct', function () {
       expect(applied.filter((n) => n > 0)).to.deep.equal([2]);
       const again = await probe.persistence.persist(changes);
       expect(again).to.include({ applied: 0, alreadyPersisted: 2 });
-      expect(await probe.repositories.ledger.balanceAndLedgerSum(user)).to.deep.equal({ balance: 3_000_000n, ledgerSum: 3_000_000n });
+      expect(await probe.repositories.ledger.balanceAndLedgerSum(user)).to.deep.equal({
+        balance: 3_000_000n,
+        ledgerSum: 3_000_000n,
+      });
       expect((await apiOnly.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(1);
       expect(await probe.persistence.pendingCount()).to.equal(0);
       await apiOnly.assertInvariant([user]);
@@ -139,7 +165,11 @@ describe('gateway check and deduct', function () {
     // Free quota first: use it up so that every call below is paid.
     await h.post(DEDUCT, { request_id: 'warm', user_id: user, service_name: 'passport', count: 3 });
     await seedBalance(h, user, 137n * 1000n); // 137 calls at 0.001
-    const results = await Promise.all(Array.from({ length: 500 }, (_, i) => h.post(DEDUCT, { request_id: `p${i}`, user_id: user, service_name: 'passport' })));
+    const results = await Promise.all(
+      Array.from({ length: 500 }, (_, i) =>
+        h.post(DEDUCT, { request_id: `p${i}`, user_id: user, service_name: 'passport' }),
+      ),
+    );
     const okCount = results.filter((r) => r.status === 200).length;
     const refused = results.filter((r) => r.status === 402 && r.body.code === 10001).length;
     expect(okCount).to.equal(137);
@@ -147,7 +177,11 @@ describe('gateway check and deduct', function () {
     await h.drain();
     const acct = await h.get('/api/v1/billing/account', { user_id: user });
     expect(acct.body.data.balance).to.equal('0.00');
-    const records = await h.get('/api/v1/billing/records', { user_id: user, service_name: 'passport', type: 'balance' });
+    const records = await h.get('/api/v1/billing/records', {
+      user_id: user,
+      service_name: 'passport',
+      type: 'balance',
+    });
     expect(records.body.data.total).to.equal(137);
     await h.assertInvariant([user]);
   });

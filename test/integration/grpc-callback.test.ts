@@ -5,11 +5,7 @@ import { originalClients, metadata, call, callFails } from '../fixtures/grpc-cli
 
 async function rechargeEntries(h: Harness, user: string): Promise<number> {
   return Number(
-    (await h.probe
-      .db('ledger_entries')
-      .where({ user_id: user, entry_type: 'recharge' })
-      .count({ n: '*' })
-      .first())!.n,
+    (await h.probe.db('ledger_entries').where({ user_id: user, entry_type: 'recharge' }).count({ n: '*' }).first())!.n,
   );
 }
 

@@ -2,7 +2,16 @@ import { expect } from 'chai';
 import { chromium, type Browser } from 'playwright-core';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 describe('operations: metrics and Bull Board', function () {
   this.timeout(120_000);
@@ -22,7 +31,9 @@ describe('operations: metrics and Bull Board', function () {
     const res = await fetch(`${h.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(res.status).to.equal(200);
     const text = await res.text();
-    expect(text).to.match(/billing_http_request_duration_seconds_count\{method="POST",route="\/internal\/v1\/billing\/deduct",status="200"\} 1/);
+    expect(text).to.match(
+      /billing_http_request_duration_seconds_count\{method="POST",route="\/internal\/v1\/billing\/deduct",status="200"\} 1/,
+    );
     expect(text).to.match(/billing_gateway_outcomes_total\{op="deduct",outcome="ok"\} 1/);
     expect(text).to.match(/billing_gateway_outcomes_total\{op="check",outcome="free"\} 1/);
     expect(text).to.match(/billing_queue_jobs\{queue="persistence",state="waiting"\} 0/);
@@ -34,13 +45,19 @@ describe('operations: metrics and Bull Board', function () {
   describe('Bull Board in a real browser', () => {
     let browser: Browser;
     before(async () => {
-      browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+      browser = await chromium.launch({
+        executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+        args: CHROMIUM_FLAGS,
+      });
     });
     after(() => browser?.close());
 
     it('refuses a browser without, or with wrong, operator credentials', async () => {
       const bare = await browser.newPage();
-      const failure = await bare.goto(`${h.url}/admin/queues`).then(() => null, (err: Error) => err.message);
+      const failure = await bare.goto(`${h.url}/admin/queues`).then(
+        () => null,
+        (err: Error) => err.message,
+      );
       expect(failure).to.match(/ERR_INVALID_AUTH_CREDENTIALS/);
       await bare.close();
       const wrong = await browser.newContext({ httpCredentials: { username: 'admin', password: 'wrong' } });

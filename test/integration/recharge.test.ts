@@ -7,7 +7,13 @@ import { startWorkers } from '../../src/workers/workers.js';
 const RECHARGE = '/api/v1/billing/recharge';
 const CALLBACK = '/internal/v1/billing/callback';
 
-async function recharge(h: Harness, user: string, amount: string | number, extra: Record<string, unknown> = {}, headers?: Record<string, string>) {
+async function recharge(
+  h: Harness,
+  user: string,
+  amount: string | number,
+  extra: Record<string, unknown> = {},
+  headers?: Record<string, string>,
+) {
   return h.post(RECHARGE, { user_id: user, amount, payment_method: 'wechat', ...extra }, headers);
 }
 
@@ -16,7 +22,9 @@ async function balanceOf(h: Harness, user: string): Promise<string> {
 }
 
 async function rechargeEntries(h: Harness, user: string): Promise<number> {
-  return Number((await h.probe.db('ledger_entries').where({ user_id: user, entry_type: 'recharge' }).count({ n: '*' }).first())!.n);
+  return Number(
+    (await h.probe.db('ledger_entries').where({ user_id: user, entry_type: 'recharge' }).count({ n: '*' }).first())!.n,
+  );
 }
 
 /** Sends a callback signed as the payment service would, with overridable body and timestamp. */
@@ -45,7 +53,12 @@ describe('recharge through the payment service', function () {
     expect(order.paymentUrl).to.match(/^http:\/\/127\.0\.0\.1:\d+\/pay\/pay_/);
     expect(order.payCode).to.match(/^weixin:/);
     const payment = h.sim!.payments.get(order.paymentId)!;
-    expect(payment).to.include({ amountCents: '1234', currency: 'CNY', method: 'WECHATPAY', notifyUrl: `${h.url}/internal/v1/billing/callback` });
+    expect(payment).to.include({
+      amountCents: '1234',
+      currency: 'CNY',
+      method: 'WECHATPAY',
+      notifyUrl: `${h.url}/internal/v1/billing/callback`,
+    });
 
     const pageHtml = await (await fetch(order.paymentUrl)).text();
     expect(pageHtml).to.contain('12.34 CNY').and.to.contain('id="pay"');
@@ -56,7 +69,12 @@ describe('recharge through the payment service', function () {
     expect(await balanceOf(h, user)).to.equal('12.34');
     const after = await h.get(`${RECHARGE}/${order.orderId}`, { user_id: user });
     expect(after.body.data).to.include({ status: 'paid', paymentId: order.paymentId });
-    const spent = await h.post('/internal/v1/billing/deduct', { request_id: 'd1', user_id: user, service_name: 'passport', count: 1 });
+    const spent = await h.post('/internal/v1/billing/deduct', {
+      request_id: 'd1',
+      user_id: user,
+      service_name: 'passport',
+      count: 1,
+    });
     expect(spent.body.data.freeCount).to.equal(1);
     await h.drain();
     await h.assertInvariant([user]);
@@ -74,7 +92,11 @@ describe('recharge through the payment service', function () {
     expect(await balanceOf(h, user)).to.equal('5.00');
 
     const replay = await h.sim!.pay(order.paymentId, 'duplicate');
-    for (const res of replay) expect(res).to.deep.include({ status: 200, body: { success: true, data: { orderId: order.orderId, outcome: 'already_paid' } } });
+    for (const res of replay)
+      expect(res).to.deep.include({
+        status: 200,
+        body: { success: true, data: { orderId: order.orderId, outcome: 'already_paid' } },
+      });
     await h.drain();
     expect(await balanceOf(h, user)).to.equal('5.00');
     expect(await rechargeEntries(h, user)).to.equal(1);
@@ -92,9 +114,18 @@ describe('recharge through the payment service', function () {
     const unsigned = await h.post(CALLBACK, { order_id: order.orderId }, { authorization: '' });
     expect(unsigned.status).to.equal(401);
     // A body changed after signing does not match its signature.
-    const raw = JSON.stringify({ order_id: order.orderId, payment_id: order.paymentId, amount: '3.00', currency: 'CNY', status: 'success' });
+    const raw = JSON.stringify({
+      order_id: order.orderId,
+      payment_id: order.paymentId,
+      amount: '3.00',
+      currency: 'CNY',
+      status: 'success',
+    });
     const sig = signPayload(CALLBACK_SECRET, raw, Math.floor(Date.now() / 1000));
-    const tampered = await h.post(CALLBACK, raw.replace('3.00', '300.00'), { 'x-payment-signature': sig, authorization: '' });
+    const tampered = await h.post(CALLBACK, raw.replace('3.00', '300.00'), {
+      'x-payment-signature': sig,
+      authorization: '',
+    });
     expect(tampered.status).to.equal(401);
     await h.drain();
     expect(await balanceOf(h, user)).to.equal('0.00');
@@ -107,22 +138,43 @@ describe('recharge through the payment service', function () {
     const [res] = await h.sim!.pay(order.paymentId, 'normal', { amount: '800.00' });
     expect(res.status).to.equal(400);
     expect((res.body as { code: number }).code).to.equal(10005);
-    const cur = await sendCallback(h, { order_id: order.orderId, payment_id: order.paymentId, amount: '8.00', currency: 'USD', status: 'success' });
+    const cur = await sendCallback(h, {
+      order_id: order.orderId,
+      payment_id: order.paymentId,
+      amount: '8.00',
+      currency: 'USD',
+      status: 'success',
+    });
     expect(cur.body.code).to.equal(10005);
     await h.drain();
     expect(await balanceOf(h, user)).to.equal('0.00');
-    expect((await h.get(`${RECHARGE}/${order.orderId}`, { user_id: user })).body.data).to.include({ status: 'pending', underReview: true });
+    expect((await h.get(`${RECHARGE}/${order.orderId}`, { user_id: user })).body.data).to.include({
+      status: 'pending',
+      underReview: true,
+    });
   });
 
   it('answers an unknown order with 404 / 10003 and a second payment of a paid order with 409 / 10004', async () => {
-    const unknown = await sendCallback(h, { order_id: 'ord_nope', payment_id: 'pay_x', amount: '1.00', currency: 'CNY', status: 'success' });
+    const unknown = await sendCallback(h, {
+      order_id: 'ord_nope',
+      payment_id: 'pay_x',
+      amount: '1.00',
+      currency: 'CNY',
+      status: 'success',
+    });
     expect(unknown.status).to.equal(404);
     expect(unknown.body.code).to.equal(10003);
     const user = h.user('twice-paid');
     const order = (await recharge(h, user, 1)).body.data;
     await h.sim!.pay(order.paymentId);
     await h.drain();
-    const other = await sendCallback(h, { order_id: order.orderId, payment_id: 'pay_other', amount: '1.00', currency: 'CNY', status: 'success' });
+    const other = await sendCallback(h, {
+      order_id: order.orderId,
+      payment_id: 'pay_other',
+      amount: '1.00',
+      currency: 'CNY',
+      status: 'success',
+    });
     expect(other.status).to.equal(409);
     expect(other.body.code).to.equal(10004);
     expect(await balanceOf(h, user)).to.equal('1.00');
@@ -143,15 +195,22 @@ describe('recharge through the payment service', function () {
   it('validates amount, method and currency', async () => {
     const user = h.user('bad');
     for (const [body, field] of [
-      [{ amount: '0.001' }, 'amount'], [{ amount: '0' }, 'amount'], [{ amount: '50000.01' }, 'amount'], [{ amount: 'ten' }, 'amount'],
-      [{ amount: 1.5, payment_method: 'paypal' }, 'payment_method'], [{ amount: 1, currency: 'USD' }, 'currency'], [{ amount: '1.005' }, 'amount'],
+      [{ amount: '0.001' }, 'amount'],
+      [{ amount: '0' }, 'amount'],
+      [{ amount: '50000.01' }, 'amount'],
+      [{ amount: 'ten' }, 'amount'],
+      [{ amount: 1.5, payment_method: 'paypal' }, 'payment_method'],
+      [{ amount: 1, currency: 'USD' }, 'currency'],
+      [{ amount: '1.005' }, 'amount'],
     ] as const) {
       const r = await h.post(RECHARGE, { user_id: user, payment_method: 'wechat', ...body });
       expect(r.status, JSON.stringify(body)).to.equal(400);
       expect(r.body.details!.map((d) => d.field)).to.include(field);
     }
     expect((await h.get(`${RECHARGE}/ord_missing`, { user_id: user })).body.code).to.equal(10003);
-    expect(Number((await h.probe.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first())!.n)).to.equal(0);
+    expect(
+      Number((await h.probe.db('recharge_orders').where({ user_id: user }).count({ n: '*' }).first())!.n),
+    ).to.equal(0);
   });
 
   it('answers 503 / 10009 and marks the order failed when CreatePayment fails or stalls past the deadline', async () => {
@@ -167,7 +226,11 @@ describe('recharge through the payment service', function () {
     const took = Date.now() - started;
     expect(stalled.body.code).to.equal(10009);
     expect(took).to.be.within(1400, 4000); // PAYMENT_TIMEOUT is 1.5 s in the harness
-    const rows = await h.probe.db('recharge_orders').where({ user_id: user }).orderBy('created_at').select('status', 'failure_reason');
+    const rows = await h.probe
+      .db('recharge_orders')
+      .where({ user_id: user })
+      .orderBy('created_at')
+      .select('status', 'failure_reason');
     expect(rows.map((r) => r.status)).to.deep.equal(['failed', 'failed']);
     expect(rows[1].failure_reason).to.match(/no answer within 1500 ms/);
   });
@@ -225,9 +288,19 @@ describe('correlation ids', function () {
     try {
       const user = h.user('corr');
       const order = (await recharge(h, user, '2.00')).body.data;
-      const raw = JSON.stringify({ order_id: order.orderId, payment_id: order.paymentId, amount: '2.00', currency: 'CNY', status: 'success' });
+      const raw = JSON.stringify({
+        order_id: order.orderId,
+        payment_id: order.paymentId,
+        amount: '2.00',
+        currency: 'CNY',
+        status: 'success',
+      });
       const sig = signPayload(CALLBACK_SECRET, raw, Math.floor(Date.now() / 1000));
-      const res = await h.post(CALLBACK, raw, { 'x-payment-signature': sig, authorization: '', 'x-request-id': 'trace-callback-42' });
+      const res = await h.post(CALLBACK, raw, {
+        'x-payment-signature': sig,
+        authorization: '',
+        'x-request-id': 'trace-callback-42',
+      });
       expect(res.status).to.equal(200);
       const job = await h.probe.queues.queueOf('apply-payment').getJob(`pay-${order.orderId}-${order.paymentId}`);
       expect(job!.data.correlationId).to.equal('trace-callback-42');

@@ -11,7 +11,11 @@ describe('reconciliation', function () {
   before(async () => {
     h = await startHarness({
       simulator: true,
-      overrides: { services: [{ name: 'passport', free_quota: 5, unit_price: '0.01' }], persistence: { sweep_after: 0 }, payment_service: { pending_check_after: 0 } },
+      overrides: {
+        services: [{ name: 'passport', free_quota: 5, unit_price: '0.01' }],
+        persistence: { sweep_after: 0 },
+        payment_service: { pending_check_after: 0 },
+      },
     });
   });
   after(() => h.stop());
@@ -44,7 +48,10 @@ describe('reconciliation', function () {
     await seedBalance(h, user, 2_000_000n);
     await h.drain();
     await probe.redis.hincrby(probe.keys.account(user), 'bal', 700_000);
-    await probe.db('accounts').where({ user_id: user }).update({ balance: probe.db.raw('balance + 300') });
+    await probe
+      .db('accounts')
+      .where({ user_id: user })
+      .update({ balance: probe.db.raw('balance + 300') });
     const runs = await Promise.all([run(), run(), run()]);
     const repairs = (await Promise.all(runs.map((r) => h.get(`/admin/v1/reconciliation/runs/${r.id}`, {}, admin))))
       .flatMap((r) => r.body.data.repairs)
@@ -60,11 +67,24 @@ describe('reconciliation', function () {
     const user = h.user('ledger');
     await seedBalance(h, user, 2_000_000n);
     await h.drain();
-    await probe.db('accounts').where({ user_id: user }).update({ balance: probe.db.raw('balance + 500') });
+    await probe
+      .db('accounts')
+      .where({ user_id: user })
+      .update({ balance: probe.db.raw('balance + 500') });
     const summary = await run();
     expect(summary.repairs).to.equal(1); // MySQL only: Redis was right all along and stays untouched
     const repairs = (await h.get(`/admin/v1/reconciliation/runs/${summary.id}`, {}, admin)).body.data.repairs;
-    expect(repairs).to.deep.equal([{ userId: user, kind: 'ledger_vs_balance', subject: 'mysql_balance', before: '2000500', after: '2000000', repaired: true, note: 'MySQL balance set to the ledger sum' }]);
+    expect(repairs).to.deep.equal([
+      {
+        userId: user,
+        kind: 'ledger_vs_balance',
+        subject: 'mysql_balance',
+        before: '2000500',
+        after: '2000000',
+        repaired: true,
+        note: 'MySQL balance set to the ledger sum',
+      },
+    ]);
     const { balance, ledgerSum } = await probe.repositories.ledger.balanceAndLedgerSum(user);
     expect(balance).to.equal(ledgerSum);
     expect(balance).to.equal(2_000_000n);
@@ -85,7 +105,10 @@ describe('reconciliation', function () {
 
     // History rewritten behind the verified entry: a run over what changed does not re-sum it ...
     const first = await probe.db('ledger_entries').where({ user_id: user }).orderBy('id').first('id');
-    await probe.db('ledger_entries').where({ id: first.id }).update({ amount: probe.db.raw('amount + 7') });
+    await probe
+      .db('ledger_entries')
+      .where({ id: first.id })
+      .update({ amount: probe.db.raw('amount + 7') });
     await h.post(DEDUCT, { request_id: 'a2', user_id: user, service_name: 'passport', count: 1 });
     await h.drain();
     await probe.repositories.reconciliation.setState('audit_cursor', '~'); // the rolling audit slice is elsewhere
@@ -94,9 +117,18 @@ describe('reconciliation', function () {
     expect(await mine(incremental.id)).to.have.length(0);
     // ... a new entry that breaks the running balance is found at once ...
     await probe.db('ledger_entries').insert({
-      user_id: user, entry_type: 'adjustment', ref_id: 'forged', amount: '100', balance_after: '4970100', note: 'forged', created_at: new Date(),
+      user_id: user,
+      entry_type: 'adjustment',
+      ref_id: 'forged',
+      amount: '100',
+      balance_after: '4970100',
+      note: 'forged',
+      created_at: new Date(),
     });
-    await probe.db('accounts').where({ user_id: user }).update({ changed_at: probe.db.raw('CURRENT_TIMESTAMP(3)') });
+    await probe
+      .db('accounts')
+      .where({ user_id: user })
+      .update({ changed_at: probe.db.raw('CURRENT_TIMESTAMP(3)') });
     const caught = await run();
     expect((await mine(caught.id)).map((r: any) => r.kind)).to.include('ledger_vs_balance');
     // ... and the full audit, on demand, sums everything and sets MySQL to the ledger.
@@ -136,8 +168,11 @@ describe('reconciliation', function () {
 
   it('completes an order whose callback was lost, and closes one the payment service closed', async () => {
     const user = h.user('lost-callback');
-    const paid = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '7.00', payment_method: 'alipay' })).body.data;
-    const closed = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '9.00', payment_method: 'alipay' })).body.data;
+    const paid = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '7.00', payment_method: 'alipay' }))
+      .body.data;
+    const closed = (
+      await h.post('/api/v1/billing/recharge', { user_id: user, amount: '9.00', payment_method: 'alipay' })
+    ).body.data;
     expect(await h.sim!.pay(paid.paymentId, 'lost')).to.deep.equal([]);
     h.sim!.payments.get(closed.paymentId)!.status = 'CLOSED';
     const summary = await run();
@@ -145,8 +180,12 @@ describe('reconciliation', function () {
     await h.drain();
     const acct = await h.get('/api/v1/billing/account', { user_id: user });
     expect(acct.body.data.balance).to.equal('7.00');
-    expect((await h.get(`/api/v1/billing/recharge/${paid.orderId}`, { user_id: user })).body.data.status).to.equal('paid');
-    expect((await h.get(`/api/v1/billing/recharge/${closed.orderId}`, { user_id: user })).body.data.status).to.equal('closed');
+    expect((await h.get(`/api/v1/billing/recharge/${paid.orderId}`, { user_id: user })).body.data.status).to.equal(
+      'paid',
+    );
+    expect((await h.get(`/api/v1/billing/recharge/${closed.orderId}`, { user_id: user })).body.data.status).to.equal(
+      'closed',
+    );
     // The callback arriving late after all credits nothing more.
     await h.sim!.pay(paid.paymentId, 'normal');
     await h.drain();
@@ -158,7 +197,13 @@ describe('reconciliation', function () {
     const users = Array.from({ length: 10 }, (_, i) => h.user(`live${i}`));
     await Promise.all(users.map((u) => seedBalance(h, u, 1_000_000n)));
     await h.drain();
-    const load = Promise.all(users.flatMap((u) => Array.from({ length: 50 }, (_, i) => h.post(DEDUCT, { request_id: `l${i}`, user_id: u, service_name: 'passport' }))));
+    const load = Promise.all(
+      users.flatMap((u) =>
+        Array.from({ length: 50 }, (_, i) =>
+          h.post(DEDUCT, { request_id: `l${i}`, user_id: u, service_name: 'passport' }),
+        ),
+      ),
+    );
     const runs = await Promise.all([run(), run(), run()]);
     await load;
     for (const r of runs) expect(r.repairs).to.equal(0);
@@ -171,7 +216,15 @@ describe('reconciliation', function () {
     const list = await h.get('/admin/v1/reconciliation/runs', { limit: 3 }, admin);
     expect(list.status).to.equal(200);
     expect(list.body.data.runs).to.have.length(3);
-    expect(list.body.data.runs[0]).to.include.keys('id', 'status', 'durationMs', 'usersChecked', 'mismatches', 'repairs', 'ordersCompleted');
+    expect(list.body.data.runs[0]).to.include.keys(
+      'id',
+      'status',
+      'durationMs',
+      'usersChecked',
+      'mismatches',
+      'repairs',
+      'ordersCompleted',
+    );
     const queued = await h.post('/admin/v1/reconciliation/runs', {}, admin);
     expect(queued.status).to.equal(202);
     const before = list.body.data.runs[0].id;
@@ -208,9 +261,17 @@ describe('admin adjustments', function () {
     expect(ok.body.data).to.include({ applied: true, balance: '10.00' });
     await h.drain();
     const ledger = await h.get(`/admin/v1/accounts/${user}/ledger`, { page_size: 10 }, admin);
-    expect(ledger.body.data.entries.map((e: any) => [e.type, e.amount])).to.deep.equal([['adjustment', '-5.50'], ['adjustment', '15.50']]);
+    expect(ledger.body.data.entries.map((e: any) => [e.type, e.amount])).to.deep.equal([
+      ['adjustment', '-5.50'],
+      ['adjustment', '15.50'],
+    ]);
     const detail = await h.get(`/admin/v1/accounts/${user}`, {}, admin);
-    expect(detail.body.data).to.include({ balance: '10.00', mysqlBalance: '10.00', ledgerSum: '10.00', unpersistedChanges: 0 });
+    expect(detail.body.data).to.include({
+      balance: '10.00',
+      mysqlBalance: '10.00',
+      ledgerSum: '10.00',
+      unpersistedChanges: 0,
+    });
     await h.assertInvariant([user]);
   });
 

@@ -28,7 +28,10 @@ describe('replicas: two API processes and two workers, one of each killed', func
     children.push(child);
     const url = `http://127.0.0.1:${port}`;
     for (let i = 0; ; i++) {
-      const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+      const up = await fetch(`${url}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (up) return { url, child };
       if (i > 200) throw new Error('API process did not start');
       await new Promise((r) => setTimeout(r, 100));
@@ -69,15 +72,26 @@ describe('replicas: two API processes and two workers, one of each killed', func
         const target = i % 2 === 0 && alive.has(a.url) ? a.url : b.url;
         if (i % 10 === 5) {
           const held = await send(target, '/internal/v1/billing/reservations', {
-            request_id: `h${i}`, user_id: user, service_name: 'passport', count: 3, ttl_seconds: 600,
+            request_id: `h${i}`,
+            user_id: user,
+            service_name: 'passport',
+            count: 3,
+            ttl_seconds: 600,
           });
           if (held.status !== 200) return held;
           return send(b.url, `/internal/v1/billing/reservations/${held.body.data.reservationId}/commit`, { count: 2 });
         }
-        return send(target, '/internal/v1/billing/deduct', { request_id: `d${i}`, user_id: user, service_name: 'passport' });
+        return send(target, '/internal/v1/billing/deduct', {
+          request_id: `d${i}`,
+          user_id: user,
+          service_name: 'passport',
+        });
       }),
     );
-    expect(answers.filter((r) => r.status !== 200), 'every request answered once retried').to.deep.equal([]);
+    expect(
+      answers.filter((r) => r.status !== 200),
+      'every request answered once retried',
+    ).to.deep.equal([]);
     expect(await exited(a.child)).to.equal('SIGKILL');
 
     // What the killed API had buffered is in the journals: the sweep (the scheduler's job) finds it.

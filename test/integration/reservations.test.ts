@@ -5,7 +5,10 @@ import { FakeClock } from '../support/fake-clock.js';
 const RESERVE = '/internal/v1/billing/reservations';
 const commitPath = (id: string) => `${RESERVE}/${encodeURIComponent(id)}/commit`;
 const releasePath = (id: string) => `${RESERVE}/${encodeURIComponent(id)}/release`;
-const SERVICES = [{ name: 'asset', free_quota: 2, unit_price: '0.5' }, { name: 'tokens', free_quota: 0, unit_price: '0.01' }];
+const SERVICES = [
+  { name: 'asset', free_quota: 2, unit_price: '0.5' },
+  { name: 'tokens', free_quota: 0, unit_price: '0.01' },
+];
 
 async function account(h: Harness, user: string) {
   return (await h.get('/api/v1/billing/account', { user_id: user })).body.data;
@@ -22,16 +25,37 @@ describe('reservations', function () {
   it('holds free quota then balance, and a commit of less charges that and returns the rest', async () => {
     const user = h.user('less');
     await seedBalance(h, user, 10_000_000n);
-    const hold = await h.post(RESERVE, { request_id: 'h1', user_id: user, service_name: 'asset', count: 6, ttl_seconds: 60 });
+    const hold = await h.post(RESERVE, {
+      request_id: 'h1',
+      user_id: user,
+      service_name: 'asset',
+      count: 6,
+      ttl_seconds: 60,
+    });
     expect(hold.status).to.equal(200);
-    expect(hold.body.data).to.include({ freeCount: 2, paidCount: 4, heldAmount: '2.00', balance: '8.00', status: 'held', duplicate: false });
+    expect(hold.body.data).to.include({
+      freeCount: 2,
+      paidCount: 4,
+      heldAmount: '2.00',
+      balance: '8.00',
+      status: 'held',
+      duplicate: false,
+    });
     let acct = await account(h, user);
     expect(acct).to.include({ balance: '8.00', heldAmount: '2.00' });
     expect(acct.quotas.find((q: any) => q.serviceName === 'asset')).to.include({ usedQuota: 2, remainingQuota: 0 });
 
     const id = hold.body.data.reservationId;
     const commit = await h.post(commitPath(id), { count: 3 });
-    expect(commit.body.data).to.include({ count: 3, freeCount: 2, paidCount: 1, amount: '0.50', releasedAmount: '1.50', balance: '9.50', duplicate: false });
+    expect(commit.body.data).to.include({
+      count: 3,
+      freeCount: 2,
+      paidCount: 1,
+      amount: '0.50',
+      releasedAmount: '1.50',
+      balance: '9.50',
+      duplicate: false,
+    });
     const again = await h.post(commitPath(id), { count: 3 });
     expect(again.body.data).to.include({ recordId: commit.body.data.recordId, amount: '0.50', duplicate: true });
     expect((await h.post(commitPath(id), { count: 2 })).body.code).to.equal(10007);
@@ -42,7 +66,14 @@ describe('reservations', function () {
     await h.drain();
     const records = await h.get('/api/v1/billing/records', { user_id: user });
     expect(records.body.data.records).to.have.length(1);
-    expect(records.body.data.records[0]).to.include({ requestId: 'h1', type: 'mixed', count: 3, freeCount: 2, paidCount: 1, amount: '0.50' });
+    expect(records.body.data.records[0]).to.include({
+      requestId: 'h1',
+      type: 'mixed',
+      count: 3,
+      freeCount: 2,
+      paidCount: 1,
+      amount: '0.50',
+    });
     const month = await h.get('/api/v1/billing/stats/month', { user_id: user, service_name: 'asset' });
     expect(month.body.data).to.include({ totalCount: 3, totalCost: '0.50' });
     await h.assertInvariant([user]);
@@ -51,7 +82,8 @@ describe('reservations', function () {
   it('returns everything on release, once, and refuses a commit afterwards with 10008', async () => {
     const user = h.user('release');
     await seedBalance(h, user, 3_000_000n);
-    const hold = (await h.post(RESERVE, { request_id: 'r1', user_id: user, service_name: 'asset', count: 5 })).body.data;
+    const hold = (await h.post(RESERVE, { request_id: 'r1', user_id: user, service_name: 'asset', count: 5 })).body
+      .data;
     expect(hold).to.include({ heldAmount: '1.50', balance: '1.50' });
     const releases = await Promise.all([1, 2, 3].map(() => h.post(releasePath(hold.reservationId), {})));
     expect(releases.map((r) => r.status)).to.deep.equal([200, 200, 200]);
@@ -70,10 +102,13 @@ describe('reservations', function () {
   it('lets its expiry job return a hold not committed in time', async () => {
     const user = h.user('expire');
     await seedBalance(h, user, 1_000_000n);
-    const hold = (await h.post(RESERVE, { request_id: 'e1', user_id: user, service_name: 'tokens', count: 50, ttl_seconds: 1 })).body.data;
+    const hold = (
+      await h.post(RESERVE, { request_id: 'e1', user_id: user, service_name: 'tokens', count: 50, ttl_seconds: 1 })
+    ).body.data;
     expect((await account(h, user)).heldAmount).to.equal('0.50');
     const deadline = Date.now() + 10_000;
-    while ((await account(h, user)).heldAmount !== '0.00' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((await account(h, user)).heldAmount !== '0.00' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     expect(await account(h, user)).to.include({ heldAmount: '0.00', balance: '1.00' });
     expect((await h.post(commitPath(hold.reservationId), { count: 10 })).body.code).to.equal(10008);
     expect((await h.post(releasePath(hold.reservationId), {})).body.code).to.equal(10008);
@@ -84,15 +119,29 @@ describe('reservations', function () {
   it('keeps held money from a concurrent deduct, and lets 50 of 200 concurrent holds through against a balance for 50', async () => {
     const user = h.user('crowd');
     await seedBalance(h, user, 500_000n); // 50 calls of tokens at 0.01
-    const holds = await Promise.all(Array.from({ length: 200 }, (_, i) => h.post(RESERVE, { request_id: `c${i}`, user_id: user, service_name: 'tokens', count: 1 })));
+    const holds = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        h.post(RESERVE, { request_id: `c${i}`, user_id: user, service_name: 'tokens', count: 1 }),
+      ),
+    );
     const held = holds.filter((r) => r.status === 200);
     expect(held).to.have.length(50);
     expect(holds.filter((r) => r.status === 402 && r.body.code === 10001)).to.have.length(150);
     expect(await account(h, user)).to.include({ balance: '0.00', heldAmount: '0.50' });
-    const deduct = await h.post('/internal/v1/billing/deduct', { request_id: 'd', user_id: user, service_name: 'tokens' });
+    const deduct = await h.post('/internal/v1/billing/deduct', {
+      request_id: 'd',
+      user_id: user,
+      service_name: 'tokens',
+    });
     expect(deduct.body.code).to.equal(10001);
     // Commit half, release the other half.
-    await Promise.all(held.map((r, i) => (i % 2 ? h.post(commitPath(r.body.data.reservationId), { count: 1 }) : h.post(releasePath(r.body.data.reservationId), {}))));
+    await Promise.all(
+      held.map((r, i) =>
+        i % 2
+          ? h.post(commitPath(r.body.data.reservationId), { count: 1 })
+          : h.post(releasePath(r.body.data.reservationId), {}),
+      ),
+    );
     expect(await account(h, user)).to.include({ balance: '0.25', heldAmount: '0.00' });
     await h.drain();
     expect((await h.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(25);
@@ -152,32 +201,52 @@ describe('reservation commit racing expiry', function () {
       const user = h.user('race');
       await seedBalance(h, user, 100_000_000n);
       const ids: string[] = [];
-      for (let i = 0; i < 20; i++) ids.push((await h.post(RESERVE, { request_id: `q${i}`, user_id: user, service_name: 'tokens', count: 100, ttl_seconds: 60 })).body.data.reservationId);
+      for (let i = 0; i < 20; i++)
+        ids.push(
+          (
+            await h.post(RESERVE, {
+              request_id: `q${i}`,
+              user_id: user,
+              service_name: 'tokens',
+              count: 100,
+              ttl_seconds: 60,
+            })
+          ).body.data.reservationId,
+        );
       expect((await account(h, user)).heldAmount).to.equal('20.00');
       clock.set('2026-11-10T00:01:00Z'); // every hold is now due
       let committed = 0;
       let expired = 0;
-      await Promise.all(ids.map(async (id, i) => {
-        const [commit, expiry, sweep] = await Promise.all([
-          i % 2 ? h.post(commitPath(id), { count: 40 }) : probe.reservations.release(id, 'expired').then(() => h.post(commitPath(id), { count: 40 })),
-          probe.reservations.release(id, 'expired'),
-          probe.reservations.expireDue(),
-        ]);
-        void sweep;
-        if (commit.status === 200) committed++;
-        else {
-          expect(commit.body.code).to.equal(10008);
-          expired++;
-        }
-        expect(['ok', 'expired', 'committed']).to.include(expiry.outcome);
-      }));
+      await Promise.all(
+        ids.map(async (id, i) => {
+          const [commit, expiry, sweep] = await Promise.all([
+            i % 2
+              ? h.post(commitPath(id), { count: 40 })
+              : probe.reservations.release(id, 'expired').then(() => h.post(commitPath(id), { count: 40 })),
+            probe.reservations.release(id, 'expired'),
+            probe.reservations.expireDue(),
+          ]);
+          void sweep;
+          if (commit.status === 200) committed++;
+          else {
+            expect(commit.body.code).to.equal(10008);
+            expired++;
+          }
+          expect(['ok', 'expired', 'committed']).to.include(expiry.outcome);
+        }),
+      );
       // A due hold can only expire: a commit that arrives after its time is refused.
       expect({ committed, expired }).to.deep.equal({ committed: 0, expired: 20 });
       expect(await account(h, user)).to.include({ heldAmount: '0.00', balance: '100.00' });
 
       // Before the deadline the commit wins and the expiry finds nothing to return.
-      const late = (await h.post(RESERVE, { request_id: 'w', user_id: user, service_name: 'tokens', count: 100, ttl_seconds: 60 })).body.data.reservationId;
-      const [c, e] = await Promise.all([h.post(commitPath(late), { count: 40 }), probe.reservations.release(late, 'expired')]);
+      const late = (
+        await h.post(RESERVE, { request_id: 'w', user_id: user, service_name: 'tokens', count: 100, ttl_seconds: 60 })
+      ).body.data.reservationId;
+      const [c, e] = await Promise.all([
+        h.post(commitPath(late), { count: 40 }),
+        probe.reservations.release(late, 'expired'),
+      ]);
       expect(c.body.data.amount).to.equal('0.40');
       expect(e.outcome).to.be.oneOf(['not_due', 'committed']);
       expect(await account(h, user)).to.include({ heldAmount: '0.00', balance: '99.60' });

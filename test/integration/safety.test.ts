@@ -35,8 +35,14 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
       await h.drain();
       await workers.close();
 
-      for (const user of [a, b]) expect((await h.post(DEDUCT, { request_id: 'r1', user_id: user, service_name: 'asset' })).status).to.equal(200);
-      const charged = await h.post(DEDUCT, { request_id: 'r1', user_id: poisoned, service_name: 'payment', count: 1001 });
+      for (const user of [a, b])
+        expect((await h.post(DEDUCT, { request_id: 'r1', user_id: user, service_name: 'asset' })).status).to.equal(200);
+      const charged = await h.post(DEDUCT, {
+        request_id: 'r1',
+        user_id: poisoned,
+        service_name: 'payment',
+        count: 1001,
+      });
       expect(charged.body.data).to.include({ freeCount: 1000, paidCount: 1, amount: '0.001', balance: '0.999' });
       // The job that carried them is lost, and the poisoned change is one MySQL cannot store (no such day).
       await probe.persistence.drainBuffer();
@@ -97,13 +103,18 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
     it('recovers, right after a worker starts, what a dead API left unpersisted', async () => {
       const probe = h.probe;
       const user = h.user('restart');
-      for (let i = 0; i < 5; i++) await h.post(DEDUCT, { request_id: `s${i}`, user_id: user, service_name: 'passport' });
+      for (let i = 0; i < 5; i++)
+        await h.post(DEDUCT, { request_id: `s${i}`, user_id: user, service_name: 'passport' });
       await probe.persistence.drainBuffer();
       await probe.queues.queueOf('persist-changes').obliterate({ force: true }); // the enqueue was lost
       await new Promise((r) => setTimeout(r, 3_100)); // what a restart takes at the least
       const started = Date.now();
       // A worker of another process (its own context): the sweep at start-up, not a scheduled one.
-      const worker = await startHarness({ roles: ['worker'], env: { ...h.env }, overrides: { persistence: { sweep_after: '1h' } } });
+      const worker = await startHarness({
+        roles: ['worker'],
+        env: { ...h.env },
+        overrides: { persistence: { sweep_after: '1h' } },
+      });
       try {
         for (;;) {
           const total = (await h.get('/api/v1/billing/records', { user_id: user })).body.data.total;
@@ -135,20 +146,34 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
         const res = await fetch(`${h.url}/admin/queues/api/queues/${queue}/add`, {
           method: 'POST',
           headers: { ...basic, 'content-type': 'application/json' },
-          body: JSON.stringify({ name: 'apply-payment', data: { orderId: 'ord_x', paymentId: 'p', paidAt: new Date().toISOString() } }),
+          body: JSON.stringify({
+            name: 'apply-payment',
+            data: { orderId: 'ord_x', paymentId: 'p', paidAt: new Date().toISOString() },
+          }),
         });
         expect(res.status, queue).to.equal(405);
-        const retry = await fetch(`${h.url}/admin/queues/api/queues/${queue}/retry/failed`, { method: 'PUT', headers: basic });
+        const retry = await fetch(`${h.url}/admin/queues/api/queues/${queue}/retry/failed`, {
+          method: 'PUT',
+          headers: basic,
+        });
         expect(retry.status, queue).to.equal(405);
       }
-      const counts = await h.probe.queues.queueOf('apply-payment').getJobCounts('waiting', 'delayed', 'active', 'completed');
+      const counts = await h.probe.queues
+        .queueOf('apply-payment')
+        .getJobCounts('waiting', 'delayed', 'active', 'completed');
       expect(Object.values(counts).reduce((x, y) => x + y, 0)).to.equal(0);
     });
 
     it('credits no apply-payment job for a payment no signed callback or GetPayment confirmed', async () => {
       const user = h.user('mint');
-      const order = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '50000.00', payment_method: 'alipay' })).body.data;
-      const job = await h.probe.queues.add('apply-payment', { orderId: order.orderId, paymentId: order.paymentId, paidAt: new Date().toISOString() });
+      const order = (
+        await h.post('/api/v1/billing/recharge', { user_id: user, amount: '50000.00', payment_method: 'alipay' })
+      ).body.data;
+      const job = await h.probe.queues.add('apply-payment', {
+        orderId: order.orderId,
+        paymentId: order.paymentId,
+        paidAt: new Date().toISOString(),
+      });
       for (;;) {
         const state = await job.getState();
         if (state === 'failed' || state === 'completed') {
@@ -161,7 +186,9 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
       expect(failed!.attemptsMade).to.equal(1); // unrecoverable: not retried
       expect(failed!.failedReason).to.match(/never confirmed/);
       expect((await h.get('/api/v1/billing/account', { user_id: user })).body.data.balance).to.equal('0.00');
-      expect((await h.get(`/api/v1/billing/recharge/${order.orderId}`, { user_id: user })).body.data.status).to.equal('pending');
+      expect((await h.get(`/api/v1/billing/recharge/${order.orderId}`, { user_id: user })).body.data.status).to.equal(
+        'pending',
+      );
       await failed!.remove();
       // The real payment still credits once.
       await h.sim!.pay(order.paymentId, 'normal');
@@ -171,7 +198,11 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
     });
 
     it('retries a failed job only through the admin API, with who and why', async () => {
-      const job = await h.probe.queues.add('apply-payment', { orderId: 'ord_missing', paymentId: 'p', paidAt: new Date().toISOString() });
+      const job = await h.probe.queues.add('apply-payment', {
+        orderId: 'ord_missing',
+        paymentId: 'p',
+        paidAt: new Date().toISOString(),
+      });
       while ((await job.getState()) !== 'failed') await new Promise((r) => setTimeout(r, 50));
       const path = `/admin/v1/jobs/payments/${job.id}/retry`;
       expect((await h.post(path, { operator: 'ops' }, admin)).status).to.equal(400); // no reason
@@ -179,7 +210,9 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
       const ok = await h.post(path, { operator: 'ops@example', reason: 'order restored' }, admin);
       expect(ok.status).to.equal(200);
       expect(ok.body.data).to.include({ job: 'apply-payment', status: 'retried' });
-      expect((await h.post('/admin/v1/jobs/nope/1/retry', { operator: 'o', reason: 'why' }, admin)).status).to.equal(404);
+      expect((await h.post('/admin/v1/jobs/nope/1/retry', { operator: 'o', reason: 'why' }, admin)).status).to.equal(
+        404,
+      );
       while ((await job.getState()) !== 'failed') await new Promise((r) => setTimeout(r, 50));
       await (await h.probe.queues.queueOf('apply-payment').getJob(job.id!))!.remove();
     });
@@ -198,25 +231,46 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
         created_at: old,
       }));
       await probe.db('recharge_orders').insert(junk);
-      const real = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '3.00', payment_method: 'alipay' })).body.data;
+      const real = (
+        await h.post('/api/v1/billing/recharge', { user_id: user, amount: '3.00', payment_method: 'alipay' })
+      ).body.data;
       expect(await h.sim!.pay(real.paymentId, 'lost')).to.deep.equal([]);
-      await probe.db('recharge_orders').where({ order_id: real.orderId }).update({ created_at: new Date(old.getTime() + 1000) });
+      await probe
+        .db('recharge_orders')
+        .where({ order_id: real.orderId })
+        .update({ created_at: new Date(old.getTime() + 1000) });
       try {
         await probe.reconciliation.run('manual'); // the 1,000 oldest: the payment service knows none of them
         await probe.reconciliation.run('manual');
         await h.drain();
-        expect((await h.get(`/api/v1/billing/recharge/${real.orderId}`, { user_id: user })).body.data.status).to.equal('paid');
+        expect((await h.get(`/api/v1/billing/recharge/${real.orderId}`, { user_id: user })).body.data.status).to.equal(
+          'paid',
+        );
         expect((await h.get('/api/v1/billing/account', { user_id: user })).body.data.balance).to.equal('3.00');
       } finally {
-        await probe.db('recharge_orders').whereIn('order_id', junk.map((j) => j.order_id)).update({ status: 'closed' });
+        await probe
+          .db('recharge_orders')
+          .whereIn(
+            'order_id',
+            junk.map((j) => j.order_id),
+          )
+          .update({ status: 'closed' });
       }
     });
 
     it('asks an anonymous caller for credentials before reading its body', async () => {
-      const res = await fetch(`${h.url}${DEDUCT}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' });
+      const res = await fetch(`${h.url}${DEDUCT}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{not json',
+      });
       expect(res.status).to.equal(401);
       expect((await res.json()).code).to.equal(40100);
-      const adminRes = await fetch(`${h.url}/admin/v1/dead-letters/retry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
+      const adminRes = await fetch(`${h.url}/admin/v1/dead-letters/retry`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{',
+      });
       expect(adminRes.status).to.equal(401);
     });
 

@@ -27,8 +27,20 @@ describe('scale: maintenance indexes and idle accounts', function () {
     expect(await score(ctx.keys.journalIndex(user), user)).to.equal(null);
     expect(Number(await score(ctx.keys.activityIndex(user), user))).to.be.greaterThan(0);
 
-    const late = await h.post(RESERVE, { request_id: 'late', user_id: user, service_name: 'passport', count: 5, ttl_seconds: 600 });
-    const early = await h.post(RESERVE, { request_id: 'early', user_id: user, service_name: 'passport', count: 1, ttl_seconds: 60 });
+    const late = await h.post(RESERVE, {
+      request_id: 'late',
+      user_id: user,
+      service_name: 'passport',
+      count: 5,
+      ttl_seconds: 600,
+    });
+    const early = await h.post(RESERVE, {
+      request_id: 'early',
+      user_id: user,
+      service_name: 'passport',
+      count: 1,
+      ttl_seconds: 60,
+    });
     expect(Number(await score(ctx.keys.holdsIndex(user), user))).to.equal(Date.parse(early.body.data.expiresAt));
     await h.post(`${RESERVE}/${early.body.data.reservationId}/release`, {});
     expect(Number(await score(ctx.keys.holdsIndex(user), user))).to.equal(Date.parse(late.body.data.expiresAt));
@@ -125,17 +137,26 @@ describe('scale: maintenance indexes and idle accounts', function () {
     const longAgo = new Date(Date.now() - 800 * 86_400_000);
     await ctx.db('consumption_records').where({ user_id: user }).update({ created_at: longAgo });
     await ctx.db('ledger_entries').where({ user_id: user }).update({ created_at: longAgo });
-    await ctx.db('usage_daily').where({ user_id: user }).update({ day: ctx.calendar.day(longAgo) });
+    await ctx
+      .db('usage_daily')
+      .where({ user_id: user })
+      .update({ day: ctx.calendar.day(longAgo) });
     // Not yet verified by reconciliation: its ledger entries stay; the records move.
     await ctx.db('accounts').where({ user_id: user }).update({ audited_entry_id: 0 });
     const first = await ctx.archive.run();
     expect(first.records).to.be.greaterThan(0);
-    expect(await ctx.db('ledger_entries').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({ n: '2' });
+    expect(await ctx.db('ledger_entries').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({
+      n: '2',
+    });
     await ctx.reconciliation.run('manual'); // verifies them
     const second = await ctx.archive.run();
     expect(second.ledgerEntries).to.be.greaterThan(0);
-    expect(await ctx.db('ledger_entries').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({ n: '0' });
-    expect(await ctx.db('ledger_entries_archive').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({ n: '2' });
+    expect(await ctx.db('ledger_entries').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({
+      n: '0',
+    });
+    expect(await ctx.db('ledger_entries_archive').where({ user_id: user }).count({ n: '*' }).first()).to.deep.include({
+      n: '2',
+    });
     const acct = await ctx.db('accounts').where({ user_id: user }).first('balance', 'archived_balance');
     expect(String(acct.archived_balance)).to.equal(String(acct.balance)).and.to.equal('1980000');
     await h.assertInvariant([user]);
@@ -161,7 +182,8 @@ describe('scale: maintenance indexes and idle accounts', function () {
     const hc = await startHarness({ clock, overrides: { redis: { idempotency_ttl: '1h' } } });
     try {
       const user = hc.user('compact');
-      const deduct = (id: string, count = 1) => hc.post(DEDUCT, { request_id: id, user_id: user, service_name: 'passport', count });
+      const deduct = (id: string, count = 1) =>
+        hc.post(DEDUCT, { request_id: id, user_id: user, service_name: 'passport', count });
       const first = (await deduct('r1')).body.data;
       for (let i = 0; i < 300; i++) await deduct(`bulk-${i}`);
       t += 2 * 60_000; // the next window, 2 minutes later: still within the hour
@@ -169,21 +191,32 @@ describe('scale: maintenance indexes and idle accounts', function () {
       expect(replay).to.include({ duplicate: true, recordId: first.recordId, freeCount: 1 });
       expect((await deduct('r1', 2)).status, 'another payload within the window').to.equal(409);
       // Deducts and reservations share one request-id space per user, whichever came first.
-      const reserve = (id: string) => hc.post('/internal/v1/billing/reservations', { request_id: id, user_id: user, service_name: 'passport', count: 1 });
-      expect((await reserve('r1')).body.code, 'a reservation with a deduct\'s id').to.equal(10007);
+      const reserve = (id: string) =>
+        hc.post('/internal/v1/billing/reservations', {
+          request_id: id,
+          user_id: user,
+          service_name: 'passport',
+          count: 1,
+        });
+      expect((await reserve('r1')).body.code, "a reservation with a deduct's id").to.equal(10007);
       expect((await reserve('h1')).status).to.equal(200);
-      expect((await deduct('h1')).body.code, 'a deduct with a reservation\'s id').to.equal(10007);
+      expect((await deduct('h1')).body.code, "a deduct with a reservation's id").to.equal(10007);
       t += 58 * 60_000; // 60 minutes after the first call: a new call
       const again = (await deduct('r1')).body.data;
       expect(again.duplicate).to.equal(false);
       expect(again.recordId).not.to.equal(first.recordId);
       await hc.drain();
-      const records = await hc.probe.db('consumption_records').where({ user_id: user, request_id: 'r1' }).pluck('record_id');
+      const records = await hc.probe
+        .db('consumption_records')
+        .where({ user_id: user, request_id: 'r1' })
+        .pluck('record_id');
       expect(records.sort()).to.deep.equal([first.recordId, again.recordId].sort());
 
       // 12-byte fields, 32-byte answers, hashes that stay listpacks (about 48 bytes a request).
       const firstWindow = Math.floor((t - 60 * 60_000) / W);
-      const keys = [firstWindow, firstWindow + 1].flatMap((w) => [...Array(16).keys()].map((s) => hc.probe.keys.requests(user, w, s)));
+      const keys = [firstWindow, firstWindow + 1].flatMap((w) =>
+        [...Array(16).keys()].map((s) => hc.probe.keys.requests(user, w, s)),
+      );
       let remembered = 0;
       for (const key of keys) {
         if (!(await hc.probe.redis.exists(key))) continue;
@@ -217,7 +250,12 @@ describe('scale: maintenance indexes and idle accounts', function () {
     await Promise.all(
       users.map(async (user, k) => {
         for (let i = 0; Date.now() < until; i++) {
-          const r = await h.post(DEDUCT, { request_id: `c${i}`, user_id: user, service_name: 'passport', count: 1 + (i % 3) });
+          const r = await h.post(DEDUCT, {
+            request_id: `c${i}`,
+            user_id: user,
+            service_name: 'passport',
+            count: 1 + (i % 3),
+          });
           expect(r.status).to.equal(200);
           sent.set(user, sent.get(user)! + 1);
           // Each user pauses long enough, now and then, to become idle and leave Redis.

@@ -13,13 +13,19 @@ describe('records and statistics', function () {
     this.timeout(120_000);
     h = await startHarness({
       clock,
-      overrides: { services: [{ name: 'passport', free_quota: 5, unit_price: '0.001' }, { name: 'asset', free_quota: 0, unit_price: '0.25' }] },
+      overrides: {
+        services: [
+          { name: 'passport', free_quota: 5, unit_price: '0.001' },
+          { name: 'asset', free_quota: 0, unit_price: '0.25' },
+        ],
+      },
     });
     user = h.user('stats');
     await seedBalance(h, user, 100_000_000n);
     // Day 1: 4 passport calls (free), day 2: 3 passport (1 free, 2 paid) + 2 asset, day 3: 1 asset of count 4.
     let n = 0;
-    const call = (service: string, count = 1) => h.post(DEDUCT, { request_id: `s${n++}`, user_id: user, service_name: service, count });
+    const call = (service: string, count = 1) =>
+      h.post(DEDUCT, { request_id: `s${n++}`, user_id: user, service_name: service, count });
     for (let i = 0; i < 4; i++) await call('passport');
     clock.set('2026-11-02T15:59:59.900Z'); // 23:59:59.9 on 2 Nov in Shanghai
     for (let i = 0; i < 3; i++) await call('passport');
@@ -46,7 +52,11 @@ describe('records and statistics', function () {
 
     const mixed = await h.get('/api/v1/billing/records', { user_id: user, type: 'mixed' });
     expect(mixed.body.data.total).to.equal(0);
-    const paidPassport = await h.get('/api/v1/billing/records', { user_id: user, service_name: 'passport', type: 'balance' });
+    const paidPassport = await h.get('/api/v1/billing/records', {
+      user_id: user,
+      service_name: 'passport',
+      type: 'balance',
+    });
     expect(paidPassport.body.data.total).to.equal(2);
     const day2 = await h.get('/api/v1/billing/records', { user_id: user, from: '2026-11-02', to: '2026-11-02' });
     expect(day2.body.data.total).to.equal(5);
@@ -68,11 +78,23 @@ describe('records and statistics', function () {
   it('gives today, this month, the summary and one row per day, in the business time zone', async () => {
     clock.set('2026-11-03T01:00:00Z');
     const today = await h.get('/api/v1/billing/stats/today', { user_id: user });
-    expect(today.body.data).to.include({ period: 'today', totalCount: 4, freeCount: 0, paidCount: 4, totalCost: '1.00' });
+    expect(today.body.data).to.include({
+      period: 'today',
+      totalCount: 4,
+      freeCount: 0,
+      paidCount: 4,
+      totalCost: '1.00',
+    });
     const todayPassport = await h.get('/api/v1/billing/stats/today', { user_id: user, service_name: 'passport' });
     expect(todayPassport.body.data).to.include({ totalCount: 0, totalCost: '0.00' });
     const month = await h.get('/api/v1/billing/stats/month', { user_id: user });
-    expect(month.body.data).to.include({ period: 'month', totalCount: 13, freeCount: 5, paidCount: 8, totalCost: '1.502' });
+    expect(month.body.data).to.include({
+      period: 'month',
+      totalCount: 13,
+      freeCount: 5,
+      paidCount: 8,
+      totalCost: '1.502',
+    });
     const summary = await h.get('/api/v1/billing/stats/summary', { user_id: user });
     expect(summary.body.data).to.deep.include({ totalCount: 13, totalCost: '1.502' });
     expect(summary.body.data.services).to.deep.equal([
@@ -99,10 +121,19 @@ describe('records and statistics', function () {
     const dec = await h.post(DEDUCT, { request_id: 'b2', user_id: u, service_name: 'passport' });
     expect(dec.body.data).to.include({ freeCount: 1, paidCount: 0 });
     const acct = await h.get('/api/v1/billing/account', { user_id: u });
-    expect(acct.body.data.quotas.find((q: any) => q.serviceName === 'passport')).to.deep.equal({ serviceName: 'passport', totalQuota: 5, usedQuota: 1, remainingQuota: 4, period: '2026-12' });
+    expect(acct.body.data.quotas.find((q: any) => q.serviceName === 'passport')).to.deep.equal({
+      serviceName: 'passport',
+      totalQuota: 5,
+      usedQuota: 1,
+      remainingQuota: 4,
+      period: '2026-12',
+    });
     await h.drain();
     const rows = await h.probe.db('quota_usage').where({ user_id: u }).orderBy('period').select('period', 'used');
-    expect(rows).to.deep.equal([{ period: '202611', used: '5' }, { period: '202612', used: '1' }]);
+    expect(rows).to.deep.equal([
+      { period: '202611', used: '5' },
+      { period: '202612', used: '1' },
+    ]);
     await h.assertInvariant([u]);
   });
 });
@@ -115,10 +146,17 @@ describe('quota period housekeeping', function () {
     try {
       const probe = h.probe;
       const u = h.user('prune');
-      for (const p of ['202609', '202610', '202611', '202612']) await probe.redis.hset(probe.keys.quota(u, p), 'passport', '1');
+      for (const p of ['202609', '202610', '202611', '202612'])
+        await probe.redis.hset(probe.keys.quota(u, p), 'passport', '1');
       expect(await probe.accounts.prunePeriods()).to.equal(2);
       expect(await probe.accounts.prunePeriods()).to.equal(0);
-      for (const [p, n] of [['202609', 0], ['202610', 0], ['202611', 1], ['202612', 1]] as const) expect(await probe.redis.exists(probe.keys.quota(u, p)), p).to.equal(n);
+      for (const [p, n] of [
+        ['202609', 0],
+        ['202610', 0],
+        ['202611', 1],
+        ['202612', 1],
+      ] as const)
+        expect(await probe.redis.exists(probe.keys.quota(u, p)), p).to.equal(n);
     } finally {
       await h.stop();
     }
@@ -133,7 +171,8 @@ describe('persistence sweep', function () {
       const probe = h.probe;
       const user = h.user('lost');
       await seedBalance(h, user, 10_000_000n);
-      for (let i = 0; i < 5; i++) await h.post(DEDUCT, { request_id: `l${i}`, user_id: user, service_name: 'passport', count: 3000 });
+      for (let i = 0; i < 5; i++)
+        await h.post(DEDUCT, { request_id: `l${i}`, user_id: user, service_name: 'passport', count: 3000 });
       await probe.persistence.drainBuffer();
       // The crash: every queued persistence job is gone; only the journal in Redis remains.
       await probe.queues.queueOf('persist-changes').obliterate({ force: true });

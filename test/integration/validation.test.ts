@@ -32,10 +32,30 @@ describe('input validation and errors', function () {
     ['check', '/internal/v1/billing/check', { user_id: 'u', service_name: 'passport', count: '2' }, ['count']],
     ['check', '/internal/v1/billing/check', { user_id: 42, service_name: ['passport'] }, ['user_id', 'service_name']],
     ['deduct', '/internal/v1/billing/deduct', { user_id: 'u', service_name: 'passport' }, ['request_id']],
-    ['deduct', '/internal/v1/billing/deduct', { request_id: 'é', user_id: 'u', service_name: 'passport' }, ['request_id']],
-    ['deduct', '/internal/v1/billing/deduct', { request_id: 'r'.repeat(129), user_id: 'u', service_name: 'passport' }, ['request_id']],
-    ['deduct', '/internal/v1/billing/deduct', { request_id: 'r', user_id: 'u', service_name: 'passport', count: -3, extra: 1 }, ['count', 'extra']],
-    ['deduct', '/internal/v1/billing/deduct', { request_id: 'r', user_id: 'u', userId: 'v', service_name: 'passport' }, ['user_id']],
+    [
+      'deduct',
+      '/internal/v1/billing/deduct',
+      { request_id: 'é', user_id: 'u', service_name: 'passport' },
+      ['request_id'],
+    ],
+    [
+      'deduct',
+      '/internal/v1/billing/deduct',
+      { request_id: 'r'.repeat(129), user_id: 'u', service_name: 'passport' },
+      ['request_id'],
+    ],
+    [
+      'deduct',
+      '/internal/v1/billing/deduct',
+      { request_id: 'r', user_id: 'u', service_name: 'passport', count: -3, extra: 1 },
+      ['count', 'extra'],
+    ],
+    [
+      'deduct',
+      '/internal/v1/billing/deduct',
+      { request_id: 'r', user_id: 'u', userId: 'v', service_name: 'passport' },
+      ['user_id'],
+    ],
     ['deduct', '/internal/v1/billing/deduct', [1, 2], ['body']],
     ['deduct', '/internal/v1/billing/deduct', 'null', ['body']],
   ];
@@ -59,7 +79,10 @@ describe('input validation and errors', function () {
 
   it('answers an unknown service with 400 / 10006 and changes nothing', async () => {
     const before = await snapshot();
-    for (const [path, extra] of [['/internal/v1/billing/check', {}], ['/internal/v1/billing/deduct', { request_id: 'u1' }]] as const) {
+    for (const [path, extra] of [
+      ['/internal/v1/billing/check', {}],
+      ['/internal/v1/billing/deduct', { request_id: 'u1' }],
+    ] as const) {
       const r = await h.post(path, { ...extra, user_id: user, service_name: 'teleport' });
       expect(r.status).to.equal(400);
       expect(r.body.code).to.equal(10006);
@@ -73,14 +96,23 @@ describe('input validation and errors', function () {
     const malformed = await h.post('/internal/v1/billing/deduct', '{"request_id": ');
     expect(malformed.status).to.equal(400);
     expect(malformed.body.code).to.equal(40000);
-    const huge = await h.post('/internal/v1/billing/deduct', { request_id: 'x', user_id: user, service_name: 'passport', pad: 'x'.repeat(100_000) });
+    const huge = await h.post('/internal/v1/billing/deduct', {
+      request_id: 'x',
+      user_id: user,
+      service_name: 'passport',
+      pad: 'x'.repeat(100_000),
+    });
     expect(huge.status).to.equal(413);
     expect(huge.body.success).to.equal(false);
   });
 
   it('refuses a missing or wrong gateway token with 401 / 40100', async () => {
     for (const headers of [{ authorization: '' }, { authorization: 'Bearer nope' }, { authorization: 'Basic abc' }]) {
-      const r = await h.post('/internal/v1/billing/deduct', { request_id: 'a1', user_id: user, service_name: 'passport' }, headers);
+      const r = await h.post(
+        '/internal/v1/billing/deduct',
+        { request_id: 'a1', user_id: user, service_name: 'passport' },
+        headers,
+      );
       expect(r.status).to.equal(401);
       expect(r.body.code).to.equal(40100);
       const g = await h.get('/api/v1/billing/account', { user_id: user }, headers);

@@ -77,22 +77,39 @@ export const STARTS = [
 ];
 
 export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
-  const requestIds = o.hostile ? [...PLAIN_REQUEST_IDS, ...HOSTILE_REQUEST_IDS] : [...PLAIN_REQUEST_IDS, ...PATTERN_REQUEST_IDS];
+  const requestIds = o.hostile
+    ? [...PLAIN_REQUEST_IDS, ...HOSTILE_REQUEST_IDS]
+    : [...PLAIN_REQUEST_IDS, ...PATTERN_REQUEST_IDS];
   const u = fc.integer({ min: 0, max: USER_NAMES.length - 1 });
   // Half the picks among the hostile ids, so that an id and its look-alike meet in one sequence.
-  const r = o.hostile ? fc.oneof(fc.constantFrom(...PLAIN_REQUEST_IDS), fc.constantFrom(...HOSTILE_REQUEST_IDS)) : fc.constantFrom(...requestIds);
+  const r = o.hostile
+    ? fc.oneof(fc.constantFrom(...PLAIN_REQUEST_IDS), fc.constantFrom(...HOSTILE_REQUEST_IDS))
+    : fc.constantFrom(...requestIds);
   const s = fc.constantFrom(...SERVICES);
   const n = fc.integer({ min: 1, max: 4 });
   const simple: fc.Arbitrary<SimpleOp> = fc.oneof(
-    { weight: 3, arbitrary: fc.record({ t: fc.constant('check' as const), u, s, n: o.overCap ? fc.oneof(n, n, n, fc.constant(10_001)) : n }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        t: fc.constant('check' as const),
+        u,
+        s,
+        n: o.overCap ? fc.oneof(n, n, n, fc.constant(10_001)) : n,
+      }),
+    },
     { weight: 8, arbitrary: fc.record({ t: fc.constant('deduct' as const), u, r, s, n }) },
-    { weight: 4, arbitrary: fc.record({ t: fc.constant('reserve' as const), u, r, s, n, ttl: fc.constantFrom(60, 600, 3600) }) },
+    {
+      weight: 4,
+      arbitrary: fc.record({ t: fc.constant('reserve' as const), u, r, s, n, ttl: fc.constantFrom(60, 600, 3600) }),
+    },
     { weight: 3, arbitrary: fc.record({ t: fc.constant('commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }) }) },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), u, r }) },
     {
       weight: 2,
       arbitrary: fc.record({
-        t: fc.constant('adjust' as const), u, k: fc.constantFrom(...(o.hostile ? ADJUST_KEYS : PLAIN_ADJUST_KEYS)),
+        t: fc.constant('adjust' as const),
+        u,
+        k: fc.constantFrom(...(o.hostile ? ADJUST_KEYS : PLAIN_ADJUST_KEYS)),
         micros: fc.constantFrom('1000000', '2500000', '250000', '-500000', '-3000000'),
       }),
     },
@@ -101,21 +118,53 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
   const op: fc.Arbitrary<Op> = fc.oneof(
     { weight: 200, arbitrary: simple },
     { weight: 50, arbitrary: group },
-    { weight: 20, arbitrary: fc.record({ t: fc.constant('recharge' as const), u, micros: fc.constantFrom('10000', '1000000', '2500000') }) },
+    {
+      weight: 20,
+      arbitrary: fc.record({
+        t: fc.constant('recharge' as const),
+        u,
+        micros: fc.constantFrom('10000', '1000000', '2500000'),
+      }),
+    },
     {
       weight: 30,
       arbitrary: fc.record({
-        t: fc.constant('callback' as const), order: fc.integer({ min: 0, max: 5 }), pay: fc.constantFrom('real' as const, 'other' as const),
-        amount: fc.constantFrom('right' as const, 'right' as const, 'wrong' as const), copies: fc.constantFrom(1 as const, 2 as const),
+        t: fc.constant('callback' as const),
+        order: fc.integer({ min: 0, max: 5 }),
+        pay: fc.constantFrom('real' as const, 'other' as const),
+        amount: fc.constantFrom('right' as const, 'right' as const, 'wrong' as const),
+        copies: fc.constantFrom(1 as const, 2 as const),
       }),
     },
-    { weight: 20, arbitrary: fc.record({ t: fc.constant('advance' as const), ms: fc.constantFrom(1_000, 60_000, 600_000, 3_600_000, 6 * 3_600_000) }) },
-    { weight: 10, arbitrary: fc.record({ t: fc.constant('worker-down' as const), ops: fc.array(fc.oneof({ weight: 30, arbitrary: simple }, { weight: 10, arbitrary: group }), { maxLength: 6 }) }) },
+    {
+      weight: 20,
+      arbitrary: fc.record({
+        t: fc.constant('advance' as const),
+        ms: fc.constantFrom(1_000, 60_000, 600_000, 3_600_000, 6 * 3_600_000),
+      }),
+    },
+    {
+      weight: 10,
+      arbitrary: fc.record({
+        t: fc.constant('worker-down' as const),
+        ops: fc.array(fc.oneof({ weight: 30, arbitrary: simple }, { weight: 10, arbitrary: group }), { maxLength: 6 }),
+      }),
+    },
     { weight: 10, arbitrary: fc.constant({ t: 'lose-enqueue' as const }) },
     ...(o.redisRestart ? [{ weight: 2, arbitrary: fc.constant({ t: 'redis-restart' as const }) }] : []),
-    ...(o.mysqlOutage ? [{ weight: 2, arbitrary: fc.record({ t: fc.constant('mysql-outage' as const), ops: fc.array(simple, { maxLength: 6 }) }) }] : []),
+    ...(o.mysqlOutage
+      ? [
+          {
+            weight: 2,
+            arbitrary: fc.record({ t: fc.constant('mysql-outage' as const), ops: fc.array(simple, { maxLength: 6 }) }),
+          },
+        ]
+      : []),
   );
-  return fc.record({ start: fc.constantFrom(...STARTS), ops: fc.array(op, { minLength: 1, maxLength: o.maxOps, size: 'max' }) });
+  return fc.record({
+    start: fc.constantFrom(...STARTS),
+    ops: fc.array(op, { minLength: 1, maxLength: o.maxOps, size: 'max' }),
+  });
 }
 
 /** Counts the operations a sequence sends (a group's and a segment's members each count). */

@@ -65,7 +65,15 @@ export interface ModelRecord {
 }
 
 function record(requestId: string, service: string, free: number, paid: number, amount: bigint): ModelRecord {
-  return { requestId, service, type: paid === 0 ? 'free' : free === 0 ? 'balance' : 'mixed', count: free + paid, free, paid, amount };
+  return {
+    requestId,
+    service,
+    type: paid === 0 ? 'free' : free === 0 ? 'balance' : 'mixed',
+    count: free + paid,
+    free,
+    paid,
+    amount,
+  };
 }
 
 export interface ModelAccount {
@@ -113,7 +121,10 @@ export function formatMicros(micros: bigint): string {
 export class BillingModel {
   state: ModelState;
 
-  constructor(readonly config: ModelConfig, now: number) {
+  constructor(
+    readonly config: ModelConfig,
+    now: number,
+  ) {
     this.state = { now, accounts: new Map(), orders: new Map() };
   }
 
@@ -145,7 +156,16 @@ export class BillingModel {
   account(userId: string): ModelAccount {
     let a = this.state.accounts.get(userId);
     if (!a) {
-      a = { balance: 0n, held: 0n, used: new Map(), requests: new Map(), holds: new Map(), adjustments: new Map(), records: [], written: false };
+      a = {
+        balance: 0n,
+        held: 0n,
+        used: new Map(),
+        requests: new Map(),
+        holds: new Map(),
+        adjustments: new Map(),
+        records: [],
+        written: false,
+      };
       this.state.accounts.set(userId, a);
     }
     return a;
@@ -199,13 +219,31 @@ export class BillingModel {
     const a = this.state.accounts.get(userId) ?? this.scratch();
     if (count > this.config.maxCallsPerRequest) return { ok: { allowed: false, reason: 'too_many_calls' } };
     const q = this.quote(a, serviceName, count);
-    const reason = q.refusal === 10002 ? 'insufficient_quota' : q.refusal === 10001 ? 'insufficient_balance' : q.paid > 0 ? 'balance' : 'free';
-    return { ok: { allowed: q.refusal === 0, reason, freeRemaining: q.freeLeft, balance: formatMicros(this.available(a)) } };
+    const reason =
+      q.refusal === 10002
+        ? 'insufficient_quota'
+        : q.refusal === 10001
+          ? 'insufficient_balance'
+          : q.paid > 0
+            ? 'balance'
+            : 'free';
+    return {
+      ok: { allowed: q.refusal === 0, reason, freeRemaining: q.freeLeft, balance: formatMicros(this.available(a)) },
+    };
   }
 
   /** An account nobody has written: what a read sees, without creating it. */
   private scratch(): ModelAccount {
-    return { balance: 0n, held: 0n, used: new Map(), requests: new Map(), holds: new Map(), adjustments: new Map(), records: [], written: false };
+    return {
+      balance: 0n,
+      held: 0n,
+      used: new Map(),
+      requests: new Map(),
+      holds: new Map(),
+      adjustments: new Map(),
+      records: [],
+      written: false,
+    };
   }
 
   /** POST /deduct (SPEC 4): atomic, idempotent by request_id, refused → nothing changes. */
@@ -221,7 +259,14 @@ export class BillingModel {
     acct.balance -= q.amount;
     acct.records.push(record(requestId, serviceName, q.free, q.paid, q.amount));
     acct.written = true;
-    const answer = { success: true, requestId, freeCount: q.free, paidCount: q.paid, amount: formatMicros(q.amount), balance: formatMicros(this.available(acct)) };
+    const answer = {
+      success: true,
+      requestId,
+      freeCount: q.free,
+      paidCount: q.paid,
+      amount: formatMicros(q.amount),
+      balance: formatMicros(this.available(acct)),
+    };
     acct.requests.set(requestId, { payload, at: this.state.now, answer });
     return { ok: { ...answer, duplicate: false } };
   }
@@ -240,10 +285,25 @@ export class BillingModel {
     acct.held += q.amount;
     acct.written = true;
     const expiresAt = this.state.now + ttlSeconds * 1000;
-    acct.holds.set(requestId, { service: serviceName, count, free: q.free, paid: q.paid, amount: q.amount, unitPrice: q.unitPrice, period, expiresAt, state: 'held' });
+    acct.holds.set(requestId, {
+      service: serviceName,
+      count,
+      free: q.free,
+      paid: q.paid,
+      amount: q.amount,
+      unitPrice: q.unitPrice,
+      period,
+      expiresAt,
+      state: 'held',
+    });
     const answer = {
-      requestId, status: 'held', expiresAt: new Date(expiresAt).toISOString(), freeCount: q.free, paidCount: q.paid,
-      heldAmount: formatMicros(q.amount), balance: formatMicros(this.available(acct)),
+      requestId,
+      status: 'held',
+      expiresAt: new Date(expiresAt).toISOString(),
+      freeCount: q.free,
+      paidCount: q.paid,
+      heldAmount: formatMicros(q.amount),
+      balance: formatMicros(this.available(acct)),
     };
     acct.requests.set(requestId, { payload, at: this.state.now, answer });
     return { ok: { ...answer, duplicate: false } };
@@ -278,8 +338,13 @@ export class BillingModel {
     if (count > 0) a.records.push(record(requestId!, h.service, free, paid, amount));
     h.state = 'committed';
     const answer = {
-      status: 'committed', count, freeCount: free, paidCount: paid, amount: formatMicros(amount),
-      releasedAmount: formatMicros(h.amount - amount), balance: formatMicros(this.available(a)),
+      status: 'committed',
+      count,
+      freeCount: free,
+      paidCount: paid,
+      amount: formatMicros(amount),
+      releasedAmount: formatMicros(h.amount - amount),
+      balance: formatMicros(this.available(a)),
     };
     h.commit = { count, answer };
     return { ok: { ...answer, duplicate: false } };
@@ -294,7 +359,14 @@ export class BillingModel {
     if (h.state !== 'held' || this.state.now >= h.expiresAt) return { code: 10008 };
     this.returnHold(a, h);
     h.state = 'released';
-    return { ok: { status: 'released', releasedAmount: formatMicros(h.amount), balance: formatMicros(this.available(a)), duplicate: false } };
+    return {
+      ok: {
+        status: 'released',
+        releasedAmount: formatMicros(h.amount),
+        balance: formatMicros(this.available(a)),
+        duplicate: false,
+      },
+    };
   }
 
   private returnHold(a: ModelAccount, h: ModelHold): void {
@@ -355,7 +427,8 @@ export class BillingModel {
   adjust(userId: string, key: string, amount: bigint): Answer {
     const a = this.state.accounts.get(userId) ?? this.scratch();
     const first = a.adjustments.get(key);
-    if (first !== undefined) return first === amount ? { ok: { applied: false, amount: formatMicros(amount) } } : { code: 10007 };
+    if (first !== undefined)
+      return first === amount ? { ok: { applied: false, amount: formatMicros(amount) } } : { code: 10007 };
     if (amount < 0n && this.available(a) + amount < 0n) return { code: 10001 };
     const acct = this.account(userId);
     acct.balance += amount;

@@ -30,7 +30,8 @@ describe('model test regressions', function () {
     throw new Error(`changes of ${users.join(', ')} not persisted within ${timeoutMs} ms`);
   }
 
-  const deduct = (user: string, requestId: string) => h.post('/internal/v1/billing/deduct', { request_id: requestId, user_id: user, service_name: 'alpha', count: 1 });
+  const deduct = (user: string, requestId: string) =>
+    h.post('/internal/v1/billing/deduct', { request_id: requestId, user_id: user, service_name: 'alpha', count: 1 });
 
   // SPEC 10.1: 'r1' and 'r1 ' are two request ids. Redis took both; MySQL's PAD SPACE unique key
   // (user_id, request_id) refused the second record, and its batch never landed.
@@ -49,8 +50,12 @@ describe('model test regressions', function () {
   it('keeps adjustments of two users apart when "user:key" would join to the same text', async () => {
     const c = h.user('c');
     const cd = `${c}:d`;
-    const adjust = (user: string, key: string, amount: string) => h.post(`/admin/v1/accounts/${encodeURIComponent(user)}/adjustments`,
-      { amount, reason: 'regression', idempotency_key: key }, { authorization: `Bearer ${ADMIN_TOKEN}` });
+    const adjust = (user: string, key: string, amount: string) =>
+      h.post(
+        `/admin/v1/accounts/${encodeURIComponent(user)}/adjustments`,
+        { amount, reason: 'regression', idempotency_key: key },
+        { authorization: `Bearer ${ADMIN_TOKEN}` },
+      );
     expect((await adjust(c, 'd:k1', '1.00')).body.data.applied).to.equal(true);
     expect((await adjust(cd, 'k1', '2.50')).body.data.applied).to.equal(true);
     await persisted([c, cd]);
@@ -64,9 +69,17 @@ describe('model test regressions', function () {
   // lasting in Redis (a key that expires by itself is not lasting).
   it('leaves no lasting Redis state for a read or a refused call of an unknown user', async () => {
     const reader = h.user('reader');
-    expect((await h.post('/internal/v1/billing/check', { user_id: reader, service_name: 'alpha', count: 1 })).body.data.allowed).to.equal(true);
+    expect(
+      (await h.post('/internal/v1/billing/check', { user_id: reader, service_name: 'alpha', count: 1 })).body.data
+        .allowed,
+    ).to.equal(true);
     const fresh = h.user('fresh');
-    const r = await h.post('/internal/v1/billing/deduct', { request_id: 'r', user_id: fresh, service_name: 'alpha', count: 4 });
+    const r = await h.post('/internal/v1/billing/deduct', {
+      request_id: 'r',
+      user_id: fresh,
+      service_name: 'alpha',
+      count: 4,
+    });
     expect(r.body.code).to.equal(10001);
     const ctx = h.probe;
     for (const user of [reader, fresh]) expect(await ctx.redis.pttl(ctx.keys.account(user)), user).to.not.equal(-1);
@@ -74,7 +87,11 @@ describe('model test regressions', function () {
 
   // SPEC 11: a check for more calls than the per-request cap is a plain no, not a 400.
   it('answers a check over the per-request cap with allowed false, reason too_many_calls', async () => {
-    const r = await h.post('/internal/v1/billing/check', { user_id: h.user('cap'), service_name: 'alpha', count: h.config.maxCallsPerRequest + 1 });
+    const r = await h.post('/internal/v1/billing/check', {
+      user_id: h.user('cap'),
+      service_name: 'alpha',
+      count: h.config.maxCallsPerRequest + 1,
+    });
     expect(r.status).to.equal(200);
     expect(r.body.data).to.include({ allowed: false, reason: 'too_many_calls' });
   });
@@ -91,7 +108,10 @@ describe('model test regressions', function () {
       const user = own.user('w');
       await seedBalance(own, user, 1_000_000n);
       await servers.restartRedis();
-      const stopped = await Promise.race([worker.stop().then(() => 'stopped'), new Promise((r) => setTimeout(() => r('hung'), 20_000))]);
+      const stopped = await Promise.race([
+        worker.stop().then(() => 'stopped'),
+        new Promise((r) => setTimeout(() => r('hung'), 20_000)),
+      ]);
       expect(stopped).to.equal('stopped');
       await own.stop();
     } finally {
@@ -109,11 +129,21 @@ describe('model test regressions, replayed through the model', function () {
   after(() => env.stop());
 
   it('two concurrent deductions with look-alike request ids (seed 11, shrunk)', async () => {
-    await runSequence(env, {
-      start: '2026-11-30T15:40:00.000Z',
-      ops: [
-        { t: 'group', ops: [{ t: 'deduct', u: 0, r: 'r1', s: 'alpha', n: 1 }, { t: 'deduct', u: 0, r: 'r1 ', s: 'alpha', n: 1 }] },
-      ],
-    }, { strict: true });
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          {
+            t: 'group',
+            ops: [
+              { t: 'deduct', u: 0, r: 'r1', s: 'alpha', n: 1 },
+              { t: 'deduct', u: 0, r: 'r1 ', s: 'alpha', n: 1 },
+            ],
+          },
+        ],
+      },
+      { strict: true },
+    );
   });
 });

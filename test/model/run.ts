@@ -29,16 +29,26 @@ const { values: args } = parseArgs({
   },
 });
 
-function printFailure(details: fc.RunDetails<[Sequence]>, label: string, numRuns: number, flags: string, strict: boolean): void {
+function printFailure(
+  details: fc.RunDetails<[Sequence]>,
+  label: string,
+  numRuns: number,
+  flags: string,
+  strict: boolean,
+): void {
   const seq = details.counterexample?.[0];
   const error = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
   console.error(`\n✗ ${label}: failed after ${details.numRuns} sequences, shrunk ${details.numShrinks} times`);
   console.error(`  ${error.replace(/\n/g, '\n  ')}`);
   if (!seq) return;
-  console.error(`\n  replay: npm run test:model -- --seed ${details.seed} --path '${details.counterexamplePath}' --runs ${numRuns}${flags}`);
+  console.error(
+    `\n  replay: npm run test:model -- --seed ${details.seed} --path '${details.counterexamplePath}' --runs ${numRuns}${flags}`,
+  );
   console.error(`  smallest failing sequence (${countOps(seq.ops)} operations), as a regression test case:\n`);
   const ops = seq.ops.map((op) => `      ${JSON.stringify(op)},`).join('\n');
-  console.error(`    await runSequence(env, {\n      start: '${seq.start}',\n      ops: [\n${ops.replace(/^ {6}/gm, '        ')}\n      ],\n    }, { strict: ${strict} });\n`);
+  console.error(
+    `    await runSequence(env, {\n      start: '${seq.start}',\n      ops: [\n${ops.replace(/^ {6}/gm, '        ')}\n      ],\n    }, { strict: ${strict} });\n`,
+  );
 }
 
 async function main(): Promise<number> {
@@ -52,11 +62,19 @@ async function main(): Promise<number> {
     const soak = args.runs !== undefined || args.seed !== undefined;
     const maxOps = Number(args['max-ops'] ?? (soak ? 200 : 60));
     flags += ` --max-ops ${maxOps}`;
-    const arb = sequenceArb({ hostile: !without.has('ids'), overCap: !without.has('cap'), maxOps, redisRestart: !args['no-redis-restart'], mysqlOutage: args['mysql-outage']! });
+    const arb = sequenceArb({
+      hostile: !without.has('ids'),
+      overCap: !without.has('cap'),
+      maxOps,
+      redisRestart: !args['no-redis-restart'],
+      mysqlOutage: args['mysql-outage']!,
+    });
     const property = fc.asyncProperty(arb, async (seq) => {
       await runSequence(env, seq, opts);
       if (soak && env.stats.sequences % 100 === 0) {
-        console.log(`  … ${env.stats.sequences} sequences, ${env.stats.ops} operations, ${Math.round((Date.now() - started) / 1000)} s`);
+        console.log(
+          `  … ${env.stats.sequences} sequences, ${env.stats.ops} operations, ${Math.round((Date.now() - started) / 1000)} s`,
+        );
       }
     });
     const runs: { label: string; params: fc.Parameters<[Sequence]> }[] = [];
@@ -65,8 +83,11 @@ async function main(): Promise<number> {
       runs.push({
         label: `soak seed ${args.seed ?? 'random'}`,
         params: {
-          numRuns, seed: args.seed === undefined ? undefined : Number(args.seed), path: args.path,
-          interruptAfterTimeLimit: args.time ? Number(args.time) * 1000 : undefined, markInterruptAsFailure: false,
+          numRuns,
+          seed: args.seed === undefined ? undefined : Number(args.seed),
+          path: args.path,
+          interruptAfterTimeLimit: args.time ? Number(args.time) * 1000 : undefined,
+          markInterruptAsFailure: false,
         },
       });
     } else {
@@ -78,12 +99,17 @@ async function main(): Promise<number> {
         // Every run of the CI set, shrinking included, fits in what is left of the budget.
         const left = CI_BUDGET_MS - (Date.now() - started);
         if (left < 5_000) break;
-        run.params = { ...run.params, interruptAfterTimeLimit: Math.min(Number(args.time ?? Infinity) * 1000, left - 5_000) };
+        run.params = {
+          ...run.params,
+          interruptAfterTimeLimit: Math.min(Number(args.time ?? Infinity) * 1000, left - 5_000),
+        };
       }
       const before = { ...env.stats };
       const details = await fc.check(property, run.params);
       const ran = env.stats.sequences - before.sequences;
-      console.log(`${details.failed ? '✗' : '✓'} ${run.label} (seed ${details.seed}): ${details.numRuns} sequences passed, ${ran} run in all`);
+      console.log(
+        `${details.failed ? '✗' : '✓'} ${run.label} (seed ${details.seed}): ${details.numRuns} sequences passed, ${ran} run in all`,
+      );
       if (details.failed) {
         failed = true;
         printFailure(details, run.label, Number(run.params.numRuns), flags, opts.strict);
@@ -93,14 +119,19 @@ async function main(): Promise<number> {
     }
   } finally {
     const s = env.stats;
-    console.log(`model test: ${s.sequences} sequences, ${s.ops} operations, ${s.groups} concurrent groups, faults ${JSON.stringify(s.faults)}, ` +
-      `${s.droppedChanges} changes dropped and recovered, with MySQL down ${JSON.stringify(s.whileMysqlDown)}, ${Math.round((Date.now() - started) / 1000)} s`);
+    console.log(
+      `model test: ${s.sequences} sequences, ${s.ops} operations, ${s.groups} concurrent groups, faults ${JSON.stringify(s.faults)}, ` +
+        `${s.droppedChanges} changes dropped and recovered, with MySQL down ${JSON.stringify(s.whileMysqlDown)}, ${Math.round((Date.now() - started) / 1000)} s`,
+    );
     await env.stop();
   }
   return failed ? 1 : 0;
 }
 
-main().then((code) => process.exit(code), (err) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -51,15 +51,30 @@ export interface Stats {
 export class ModelFailure extends Error {}
 
 export class ModelEnv {
-  readonly stats: Stats = { sequences: 0, ops: 0, groups: 0, faults: {}, droppedChanges: 0, whileMysqlDown: { answered: 0, unavailable: 0 } };
+  readonly stats: Stats = {
+    sequences: 0,
+    ops: 0,
+    groups: 0,
+    faults: {},
+    droppedChanges: 0,
+    whileMysqlDown: { answered: 0, unavailable: 0 },
+  };
   private seq = 0;
-  private constructor(readonly h: Harness, readonly servers: OwnServers, readonly clock: FakeClock, private worker: Running | null) {}
+  private constructor(
+    readonly h: Harness,
+    readonly servers: OwnServers,
+    readonly clock: FakeClock,
+    private worker: Running | null,
+  ) {}
 
   static async start(): Promise<ModelEnv> {
     const servers = await new OwnServers().start();
     const clock = new FakeClock(new Date('2026-12-01T00:00:00Z'));
     const h = await startHarness({
-      roles: ['api'], clock, simulator: true, servers: servers.urls,
+      roles: ['api'],
+      clock,
+      simulator: true,
+      servers: servers.urls,
       // A buffer that waits 200 ms holds changes long enough for a lost enqueue to lose some.
       overrides: { services: MODEL_SERVICES, persistence: { flush_ms: 200 } },
     });
@@ -69,7 +84,10 @@ export class ModelEnv {
   }
 
   async startWorker(): Promise<void> {
-    this.worker = await startRoles(this.h.config, ['worker'], { clock: this.clock, logger: createLogger('silent', 'model-worker') });
+    this.worker = await startRoles(this.h.config, ['worker'], {
+      clock: this.clock,
+      logger: createLogger('silent', 'model-worker'),
+    });
   }
 
   async stopWorker(): Promise<void> {
@@ -148,29 +166,58 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       case 'check':
         return answerOf(await h.post('/internal/v1/billing/check', { user_id: user, service_name: op.s, count: op.n }));
       case 'deduct':
-        return answerOf(await h.post('/internal/v1/billing/deduct', { request_id: op.r, user_id: user, service_name: op.s, count: op.n }));
+        return answerOf(
+          await h.post('/internal/v1/billing/deduct', {
+            request_id: op.r,
+            user_id: user,
+            service_name: op.s,
+            count: op.n,
+          }),
+        );
       case 'reserve':
-        return answerOf(await h.post(RESERVE, { request_id: op.r, user_id: user, service_name: op.s, count: op.n, ttl_seconds: op.ttl }));
+        return answerOf(
+          await h.post(RESERVE, {
+            request_id: op.r,
+            user_id: user,
+            service_name: op.s,
+            count: op.n,
+            ttl_seconds: op.ttl,
+          }),
+        );
       case 'commit':
         return answerOf(await h.post(`${RESERVE}/${rsv ?? bogusReservation(op.u)}/commit`, { count: op.n }));
       case 'release':
         return answerOf(await h.post(`${RESERVE}/${rsv ?? bogusReservation(op.u)}/release`, {}));
       case 'adjust':
-        return answerOf(await h.post(`/admin/v1/accounts/${encodeURIComponent(user)}/adjustments`, {
-          amount: formatMicros(BigInt(op.micros)), reason: 'model test', idempotency_key: op.k,
-        }, { authorization: `Bearer ${ADMIN_TOKEN}` }));
+        return answerOf(
+          await h.post(
+            `/admin/v1/accounts/${encodeURIComponent(user)}/adjustments`,
+            {
+              amount: formatMicros(BigInt(op.micros)),
+              reason: 'model test',
+              idempotency_key: op.k,
+            },
+            { authorization: `Bearer ${ADMIN_TOKEN}` },
+          ),
+        );
     }
   };
 
   const apply = (m: BillingModel, op: SimpleOp, rsvKnown: boolean): Answer => {
     const user = users[op.u];
     switch (op.t) {
-      case 'check': return m.check(user, op.s, op.n);
-      case 'deduct': return m.deduct(user, op.r, op.s, op.n);
-      case 'reserve': return m.reserve(user, op.r, op.s, op.n, op.ttl);
-      case 'commit': return m.commit(user, rsvKnown ? op.r : null, op.n);
-      case 'release': return m.release(user, rsvKnown ? op.r : null);
-      case 'adjust': return m.adjust(user, op.k, BigInt(op.micros));
+      case 'check':
+        return m.check(user, op.s, op.n);
+      case 'deduct':
+        return m.deduct(user, op.r, op.s, op.n);
+      case 'reserve':
+        return m.reserve(user, op.r, op.s, op.n, op.ttl);
+      case 'commit':
+        return m.commit(user, rsvKnown ? op.r : null, op.n);
+      case 'release':
+        return m.release(user, rsvKnown ? op.r : null);
+      case 'adjust':
+        return m.adjust(user, op.k, BigInt(op.micros));
     }
   };
 
@@ -181,13 +228,16 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     if (op.t === 'deduct') {
       const key = `${op.u}|${op.r}`;
       const first = recordIds.get(key);
-      if (first && first !== real.ok.recordId) fail(`request id ${JSON.stringify(op.r)} answered record ${String(real.ok.recordId)}, first ${first}`);
+      if (first && first !== real.ok.recordId)
+        fail(`request id ${JSON.stringify(op.r)} answered record ${String(real.ok.recordId)}, first ${first}`);
       recordIds.set(key, String(real.ok.recordId));
     }
   };
 
   const runGroup = async (ops: SimpleOp[]) => {
-    const rsv = ops.map((op) => (op.t === 'commit' || op.t === 'release' ? reservations.get(`${op.u}|${op.r}`) : undefined));
+    const rsv = ops.map((op) =>
+      op.t === 'commit' || op.t === 'release' ? reservations.get(`${op.u}|${op.r}`) : undefined,
+    );
     const real = await Promise.all(ops.map((op, i) => send(op, rsv[i])));
     const indices = ops.map((_, i) => i);
     let explained: BillingModel | null = null;
@@ -205,7 +255,9 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     const line = ops.map((op, i) => `${JSON.stringify(op)} -> ${show(real[i])}`).join(' || ');
     log.push(line);
     if (!explained) {
-      fail(`no serial order explains the answers:\n${ops.map((op, i) => `    ${JSON.stringify(op)}\n      service: ${show(real[i])}\n      model:   ${show(firstTry[i])}`).join('\n')}`);
+      fail(
+        `no serial order explains the answers:\n${ops.map((op, i) => `    ${JSON.stringify(op)}\n      service: ${show(real[i])}\n      model:   ${show(firstTry[i])}`).join('\n')}`,
+      );
     }
     model.state = explained!.state;
     ops.forEach((op, i) => learn(op, real[i]));
@@ -218,13 +270,22 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         return runGroup(op.ops);
       case 'recharge': {
         const micros = BigInt(op.micros);
-        const r = await h.post('/api/v1/billing/recharge', { user_id: users[op.u], amount: formatMicros(micros), payment_method: 'wechat' });
+        const r = await h.post('/api/v1/billing/recharge', {
+          user_id: users[op.u],
+          amount: formatMicros(micros),
+          payment_method: 'wechat',
+        });
         const real = answerOf(r);
         const key = `o${orders.length}`;
         const expected = model.createOrder(key, users[op.u], micros);
         log.push(`${JSON.stringify(op)} -> ${show(real)}`);
         if (!sameAnswer(expected, real)) fail(`recharge: service ${show(real)}, model ${show(expected)}`);
-        orders.push({ key, orderId: String((real as any).ok.orderId), paymentId: String((real as any).ok.paymentId), micros });
+        orders.push({
+          key,
+          orderId: String((real as any).ok.orderId),
+          paymentId: String((real as any).ok.paymentId),
+          micros,
+        });
         return;
       }
       case 'callback': {
@@ -235,11 +296,22 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         // "Another payment" only for an order already paid: SPEC 6 says which payment of a pending
         // order is the real one only through GetPayment, which the simulator answers for its own ids.
         const paid = model.state.orders.get(orderKey)?.status === 'paid';
-        const paymentId = op.pay === 'other' && paid ? `pay_other_${orderKey}` : order?.paymentId ?? 'pay_unknown';
-        const raw = JSON.stringify({ order_id: orderId, payment_id: paymentId, amount: formatMicros(micros), currency: 'CNY', status: 'success' });
+        const paymentId = op.pay === 'other' && paid ? `pay_other_${orderKey}` : (order?.paymentId ?? 'pay_unknown');
+        const raw = JSON.stringify({
+          order_id: orderId,
+          payment_id: paymentId,
+          amount: formatMicros(micros),
+          currency: 'CNY',
+          status: 'success',
+        });
         const signature = signPayload(CALLBACK_SECRET, raw, Math.floor(clock.now().getTime() / 1000));
-        const real = (await Promise.all(Array.from({ length: op.copies }, () =>
-          h.post('/internal/v1/billing/callback', raw, { 'x-payment-signature': signature, authorization: '' })))).map(answerOf);
+        const real = (
+          await Promise.all(
+            Array.from({ length: op.copies }, () =>
+              h.post('/internal/v1/billing/callback', raw, { 'x-payment-signature': signature, authorization: '' }),
+            ),
+          )
+        ).map(answerOf);
         const expected = Array.from({ length: op.copies }, () => model.callback(orderKey, paymentId, micros));
         log.push(`${JSON.stringify(op)} -> ${real.map(show).join(' ')}`);
         real.forEach((a, i) => {
@@ -285,7 +357,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         await env.servers.stopMysql();
         try {
           for (const inner of op.ops) {
-            const rsv = inner.t === 'commit' || inner.t === 'release' ? reservations.get(`${inner.u}|${inner.r}`) : undefined;
+            const rsv =
+              inner.t === 'commit' || inner.t === 'release' ? reservations.get(`${inner.u}|${inner.r}`) : undefined;
             const real = await send(inner, rsv);
             log.push(`(MySQL down) ${JSON.stringify(inner)} -> ${show(real)}`);
             // SPEC 7.4: answers keep flowing where Redis knows enough; where it does not, 50300 and nothing changed.
@@ -295,7 +368,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
             }
             env.stats.whileMysqlDown.answered++;
             const expected = apply(model, inner, rsv !== undefined);
-            if (!sameAnswer(expected, real)) fail(`${inner.t} with MySQL down: service ${show(real)}, model ${show(expected)}`);
+            if (!sameAnswer(expected, real))
+              fail(`${inner.t} with MySQL down: service ${show(real)}, model ${show(expected)}`);
             learn(inner, real);
           }
         } finally {
@@ -311,14 +385,23 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         await env.servers.restartRedis();
         await env.startWorker();
         for (let i = 0; i < 100; i++) {
-          if (await ctx.redis.ping().then(() => true, () => false)) break;
+          if (
+            await ctx.redis.ping().then(
+              () => true,
+              () => false,
+            )
+          )
+            break;
           await new Promise((r) => setTimeout(r, 50));
         }
         log.push('redis restarted');
         return;
       }
       default: {
-        const real = await send(op, op.t === 'commit' || op.t === 'release' ? reservations.get(`${op.u}|${op.r}`) : undefined);
+        const real = await send(
+          op,
+          op.t === 'commit' || op.t === 'release' ? reservations.get(`${op.u}|${op.r}`) : undefined,
+        );
         const known = (op.t === 'commit' || op.t === 'release') && reservations.has(`${op.u}|${op.r}`);
         const expected = apply(model, op, known);
         log.push(`${JSON.stringify(op)} -> ${show(real)}`);
@@ -328,7 +411,12 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     }
   };
 
-  for (const op of sequence.ops) await withDeadline(runOp(op), OP_TIMEOUT_MS, () => `${JSON.stringify(op)} got no answer within ${OP_TIMEOUT_MS} ms`);
+  for (const op of sequence.ops)
+    await withDeadline(
+      runOp(op),
+      OP_TIMEOUT_MS,
+      () => `${JSON.stringify(op)} got no answer within ${OP_TIMEOUT_MS} ms`,
+    );
 
   // ---- after the queues drain: Redis, MySQL, the ledger and the model agree ----
   if (lostEnqueue) await ctx.persistence.sweep(0);
@@ -373,12 +461,21 @@ async function settle(env: ModelEnv, users: string[], fail: (m: string) => never
     if (lengths.every((n) => n === 0)) return;
     await new Promise((r) => setTimeout(r, 25));
   }
-  const left = await Promise.all(users.map(async (u) => `${u}: ${JSON.stringify(Object.values(await ctx.redis.hgetall(ctx.keys.pending(u)))).slice(0, 400)}`));
+  const left = await Promise.all(
+    users.map(
+      async (u) => `${u}: ${JSON.stringify(Object.values(await ctx.redis.hgetall(ctx.keys.pending(u)))).slice(0, 400)}`,
+    ),
+  );
   fail(`changes not persisted within ${timeoutMs} ms:\n    ${left.join('\n    ')}`);
 }
 
 async function compareState(
-  env: ModelEnv, model: BillingModel, users: string[], orders: { key: string; orderId: string }[], opts: RunOptions, fail: (m: string) => never,
+  env: ModelEnv,
+  model: BillingModel,
+  users: string[],
+  orders: { key: string; orderId: string }[],
+  opts: RunOptions,
+  fail: (m: string) => never,
 ): Promise<void> {
   const ctx = env.h.probe;
   const period = model.period();
@@ -387,7 +484,8 @@ async function compareState(
     const written = a?.written ?? false;
     if (!written) {
       // SPEC 10.5: reads of a user never written leave nothing lasting (a key with a TTL is not lasting).
-      if (opts.strict && (await ctx.redis.pttl(ctx.keys.account(user))) === -1) fail(`${user}: read-only calls left a lasting account in Redis`);
+      if (opts.strict && (await ctx.redis.pttl(ctx.keys.account(user))) === -1)
+        fail(`${user}: read-only calls left a lasting account in Redis`);
       const { balance } = await ctx.repositories.ledger.balanceAndLedgerSum(user);
       if (balance !== 0n) fail(`${user}: never written, MySQL balance ${balance}`);
       continue;
@@ -400,22 +498,46 @@ async function compareState(
     if (ledgerSum !== a!.balance) fail(`${user}: ledger sum ${ledgerSum}, model ${a!.balance}`);
     for (const p of new Set([period, ...a!.used.keys()])) {
       const redisUsed = await ctx.redis.hgetall(ctx.keys.quota(user, p));
-      const mysqlUsed = Object.fromEntries((await ctx.repositories.accounts.quotaUsage(user, p)).map((r) => [r.service_name, Number(r.used)]));
+      const mysqlUsed = Object.fromEntries(
+        (await ctx.repositories.accounts.quotaUsage(user, p)).map((r) => [r.service_name, Number(r.used)]),
+      );
       for (const svc of MODEL_SERVICES.map((s) => s.name)) {
         const want = model.usedOf(a!, p, svc);
-        if (Number(redisUsed[svc] ?? 0) !== want) fail(`${user}: Redis quota used ${p}/${svc} ${redisUsed[svc]}, model ${want}`);
+        if (Number(redisUsed[svc] ?? 0) !== want)
+          fail(`${user}: Redis quota used ${p}/${svc} ${redisUsed[svc]}, model ${want}`);
         // An open hold's free calls are taken in Redis only; MySQL learns of them at the commit.
-        const held = [...a!.holds.values()].filter((x) => x.state === 'held' && x.period === p && x.service === svc).reduce((n, x) => n + x.free, 0);
-        if ((mysqlUsed[svc] ?? 0) !== want - held) fail(`${user}: MySQL quota used ${p}/${svc} ${mysqlUsed[svc]}, model ${want - held}`);
+        const held = [...a!.holds.values()]
+          .filter((x) => x.state === 'held' && x.period === p && x.service === svc)
+          .reduce((n, x) => n + x.free, 0);
+        if ((mysqlUsed[svc] ?? 0) !== want - held)
+          fail(`${user}: MySQL quota used ${p}/${svc} ${mysqlUsed[svc]}, model ${want - held}`);
       }
     }
-    const rows: Record<string, unknown>[] = await ctx.db('consumption_records').where({ user_id: user })
+    const rows: Record<string, unknown>[] = await ctx
+      .db('consumption_records')
+      .where({ user_id: user })
       .select('request_id', 'service_name', 'type', 'count', 'free_count', 'paid_count', 'amount');
-    const stored = rows.map((r) => [r.request_id, r.service_name, r.type, Number(r.count), Number(r.free_count), Number(r.paid_count), String(r.amount)].join('|')).sort();
-    const want = a!.records.map((r) => [r.requestId, r.service, r.type, r.count, r.free, r.paid, r.amount.toString()].join('|')).sort();
-    if (JSON.stringify(stored) !== JSON.stringify(want)) fail(`${user}: consumption records ${JSON.stringify(stored)}, model ${JSON.stringify(want)}`);
+    const stored = rows
+      .map((r) =>
+        [
+          r.request_id,
+          r.service_name,
+          r.type,
+          Number(r.count),
+          Number(r.free_count),
+          Number(r.paid_count),
+          String(r.amount),
+        ].join('|'),
+      )
+      .sort();
+    const want = a!.records
+      .map((r) => [r.requestId, r.service, r.type, r.count, r.free, r.paid, r.amount.toString()].join('|'))
+      .sort();
+    if (JSON.stringify(stored) !== JSON.stringify(want))
+      fail(`${user}: consumption records ${JSON.stringify(stored)}, model ${JSON.stringify(want)}`);
     const acct = (await env.h.get('/api/v1/billing/account', { user_id: user })).body.data;
-    if (acct.balance !== formatMicros(a!.balance - a!.held)) fail(`${user}: GET /account balance ${acct.balance}, model ${formatMicros(a!.balance - a!.held)}`);
+    if (acct.balance !== formatMicros(a!.balance - a!.held))
+      fail(`${user}: GET /account balance ${acct.balance}, model ${formatMicros(a!.balance - a!.held)}`);
     for (const q of acct.quotas as { serviceName: string; usedQuota: number }[]) {
       const want = model.usedOf(a!, period, q.serviceName);
       if (q.usedQuota !== want) fail(`${user}: GET /account usedQuota ${q.serviceName} ${q.usedQuota}, model ${want}`);

@@ -181,8 +181,15 @@ describe('npm start', function () {
 
     // The README's CLI examples, with nothing but the project folder to go on. What does not depend
     // on an earlier step runs at the same time: each run is a Node process of its own.
-    const adjust = (amount: string, key: string) =>
-      ['adjust', 'alice', amount, '--reason', `test ${key}`, '--key', key];
+    const adjust = (amount: string, key: string) => [
+      'adjust',
+      'alice',
+      amount,
+      '--reason',
+      `test ${key}`,
+      '--key',
+      key,
+    ];
     const [help, adjustHelp, credit] = await Promise.all([
       admin(dataDir, ['--help']),
       admin(dataDir, ['adjust', '--help']),

@@ -78,7 +78,11 @@ export interface Harness {
   tag: string;
   user(name: string): string;
   post<T = any>(path: string, body: unknown, headers?: Record<string, string>): Promise<ApiResponse<T>>;
-  get<T = any>(path: string, query?: Record<string, string | number>, headers?: Record<string, string>): Promise<ApiResponse<T>>;
+  get<T = any>(
+    path: string,
+    query?: Record<string, string | number>,
+    headers?: Record<string, string>,
+  ): Promise<ApiResponse<T>>;
   /** Waits until every accepted change is in MySQL: buffer flushed, queue empty, journals empty. */
   drain(timeoutMs?: number): Promise<number>;
   /** SPEC 7.2 for each user: Redis balance = MySQL balance = ledger sum; free quota used agrees. */
@@ -122,7 +126,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     ...opts.env,
   };
   const config = loadConfig(env, opts.overrides ?? {});
-  const running = await startRoles(config, opts.roles ?? ['api', 'worker'], { clock: opts.clock, logger: createLogger(config.logLevel, 'test') });
+  const running = await startRoles(config, opts.roles ?? ['api', 'worker'], {
+    clock: opts.clock,
+    logger: createLogger(config.logLevel, 'test'),
+  });
   const url = running.url ?? '';
   const auth = { authorization: `Bearer ${GATEWAY_TOKEN}` };
 
@@ -167,10 +174,22 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     workers: workerDeps(ctx),
   };
   const harness: Harness = {
-    url, running, probe, config, tag, env, sim,
+    url,
+    running,
+    probe,
+    config,
+    tag,
+    env,
+    sim,
     user: (name) => `${tag}-${name}`,
     post: (path, body, headers) => call('POST', path, body, headers),
-    get: (path, query = {}, headers) => call('GET', `${path}?${new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]))}`, undefined, headers),
+    get: (path, query = {}, headers) =>
+      call(
+        'GET',
+        `${path}?${new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]))}`,
+        undefined,
+        headers,
+      ),
     async drain(timeoutMs = 60_000) {
       const started = Date.now();
       while (Date.now() - started < timeoutMs) {
@@ -197,7 +216,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         expect(balance, `mysql balance vs ledger sum of ${userId}`).to.equal(ledgerSum);
         // The running balance of the latest entry (what reconciliation checks in O(1)) agrees too.
         // (with every entry archived, the archived sum is that running balance)
-        const latest = await probe.db('ledger_entries').where({ user_id: userId }).orderBy('id', 'desc').first('balance_after');
+        const latest = await probe
+          .db('ledger_entries')
+          .where({ user_id: userId })
+          .orderBy('id', 'desc')
+          .first('balance_after');
         const archived = await probe.db('accounts').where({ user_id: userId }).first('archived_balance');
         const running = latest?.balance_after ?? archived?.archived_balance ?? 0;
         expect(BigInt(running), `latest running balance of ${userId}`).to.equal(balance);

@@ -42,7 +42,14 @@ export async function timedRequest(base: string, req: TimedRequest, limitMs = AN
     } catch {
       json = undefined;
     }
-    return { status: res.status, ms: performance.now() - started, text, json, contentType: res.headers.get('content-type') ?? '', timedOut: false };
+    return {
+      status: res.status,
+      ms: performance.now() - started,
+      text,
+      json,
+      contentType: res.headers.get('content-type') ?? '',
+      timedOut: false,
+    };
   } catch (err) {
     const name = (err as Error).name;
     if (name === 'TimeoutError' || name === 'AbortError') {
@@ -61,7 +68,8 @@ export type Allowed = (number | [number, number])[];
 export const VALIDATION: [number, number] = [400, 40000];
 
 const STATUS_OF_CODE = new Map<number, number[]>();
-for (const { code, status } of Object.values(ErrorCodes)) STATUS_OF_CODE.set(code, [...(STATUS_OF_CODE.get(code) ?? []), status]);
+for (const { code, status } of Object.values(ErrorCodes))
+  STATUS_OF_CODE.set(code, [...(STATUS_OF_CODE.get(code) ?? []), status]);
 
 /**
  * Why an answer breaks SPEC 2/8 or the case's expectation; null when it is right. Checked: an answer
@@ -73,18 +81,24 @@ export function answerProblem(a: TimedAnswer, allowed: Allowed, limitMs = ANSWER
   const shown = `${a.status} ${a.text.slice(0, 160).replace(/\s+/g, ' ')}`;
   if (a.ms > limitMs) return `answered after ${Math.round(a.ms)} ms (> ${limitMs}): ${shown}`;
   if (/<html|<!doctype/i.test(a.text)) return `an HTML page: ${shown}`;
-  if (/\n\s+at .+\(.*:\d+:\d+\)|node_modules\/|\/src\/[a-z]/i.test(a.text)) return `a stack trace or a source path: ${shown}`;
+  if (/\n\s+at .+\(.*:\d+:\d+\)|node_modules\/|\/src\/[a-z]/i.test(a.text))
+    return `a stack trace or a source path: ${shown}`;
   if (!/^application\/json/.test(a.contentType)) return `content-type ${a.contentType}: ${shown}`;
-  if (!a.json || typeof a.json !== 'object' || typeof a.json.success !== 'boolean') return `not the SPEC envelope: ${shown}`;
+  if (!a.json || typeof a.json !== 'object' || typeof a.json.success !== 'boolean')
+    return `not the SPEC envelope: ${shown}`;
   if (a.status >= 500) return `a ${a.status}: ${shown}`;
   if (a.json.success) {
-    if (a.status < 200 || a.status > 299 || a.json.data === undefined) return `success with status ${a.status} or no data: ${shown}`;
+    if (a.status < 200 || a.status > 299 || a.json.data === undefined)
+      return `success with status ${a.status} or no data: ${shown}`;
     return allowed.includes(a.status) ? null : `success, expected ${describeAllowed(allowed)}: ${shown}`;
   }
   const { code, message } = a.json;
-  if (typeof code !== 'number' || typeof message !== 'string') return `error without a numeric code and a message: ${shown}`;
-  if (!(STATUS_OF_CODE.get(code) ?? []).includes(a.status)) return `code ${code} with HTTP ${a.status}, not SPEC 8's: ${shown}`;
-  if (code === 40000 && a.status === 400 && !Array.isArray(a.json.details)) return `validation error without details: ${shown}`;
+  if (typeof code !== 'number' || typeof message !== 'string')
+    return `error without a numeric code and a message: ${shown}`;
+  if (!(STATUS_OF_CODE.get(code) ?? []).includes(a.status))
+    return `code ${code} with HTTP ${a.status}, not SPEC 8's: ${shown}`;
+  if (code === 40000 && a.status === 400 && !Array.isArray(a.json.details))
+    return `validation error without details: ${shown}`;
   const ok = allowed.some((x) => Array.isArray(x) && x[0] === a.status && x[1] === code);
   return ok ? null : `expected ${describeAllowed(allowed)}: ${shown}`;
 }
@@ -122,7 +136,10 @@ export async function startApiProcess(env: Record<string, string>): Promise<ApiP
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`api process exited with ${child.exitCode}`);
-    const up = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
+    const up = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (up) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');

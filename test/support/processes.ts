@@ -11,7 +11,8 @@ export function spawnRole(role: 'worker' | 'api' | 'scheduler', env: Record<stri
 /** Waits for a process to exit; resolves with its signal or code. */
 export function exited(child: ChildProcess, timeoutMs = 60_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve(String(child.signalCode ?? child.exitCode));
+    if (child.exitCode !== null || child.signalCode !== null)
+      return resolve(String(child.signalCode ?? child.exitCode));
     const timer = setTimeout(() => reject(new Error('process did not exit in time')), timeoutMs);
     child.once('exit', (code, signal) => {
       clearTimeout(timer);

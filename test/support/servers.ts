@@ -23,7 +23,9 @@ export function testServers(): Promise<TestServers> {
   servers ??= (async () => {
     const dir = mkdtempSync(join(tmpdir(), 'billing-test-'));
     const [redis, mariadb] = await Promise.all([
-      process.env.TEST_REDIS_CLUSTER === '1' ? startRedisCluster(join(dir, 'redis-cluster')) : startRedis({ dir: join(dir, 'redis'), aof: true }),
+      process.env.TEST_REDIS_CLUSTER === '1'
+        ? startRedisCluster(join(dir, 'redis-cluster'))
+        : startRedis({ dir: join(dir, 'redis'), aof: true }),
       startMariaDb({ dir: join(dir, 'mariadb'), database: 'billing_test', fast: true }),
     ]);
     const db = createDatabase(mariadb.url);

@@ -17,7 +17,12 @@ describe('business calendar', () => {
     expect(cal.monthDays(new Date('2026-02-10T00:00:00Z'))).to.deep.equal({ from: '2026-02-01', to: '2026-02-28' });
     expect(cal.startOfDay('2026-11-25').toISOString()).to.equal('2026-11-24T16:00:00.000Z');
     expect(cal.nextPeriodStart(new Date('2026-12-31T17:00:00Z')).toISOString()).to.equal('2027-01-31T16:00:00.000Z');
-    expect(cal.daysBetween('2026-12-30', '2027-01-02')).to.deep.equal(['2026-12-30', '2026-12-31', '2027-01-01', '2027-01-02']);
+    expect(cal.daysBetween('2026-12-30', '2027-01-02')).to.deep.equal([
+      '2026-12-30',
+      '2026-12-31',
+      '2027-01-01',
+      '2027-01-02',
+    ]);
     expect(cal.isValidDay('2026-02-30')).to.equal(false);
   });
 
@@ -30,7 +35,15 @@ describe('redis keys', () => {
   const keys = new RedisKeys('bill');
   it('gives every key of a user one hash tag, and finds the user in a journal key', () => {
     const u = 'dev@corp.example:42';
-    for (const k of [keys.account(u), keys.quota(u, '202611'), keys.request(u, 'r{1}'), keys.pending(u), keys.applied(u, 'x'), keys.reservation(u, 'r'), keys.holds(u)]) {
+    for (const k of [
+      keys.account(u),
+      keys.quota(u, '202611'),
+      keys.request(u, 'r{1}'),
+      keys.pending(u),
+      keys.applied(u, 'x'),
+      keys.reservation(u, 'r'),
+      keys.holds(u),
+    ]) {
       expect(k.indexOf(`{${u}}`)).to.equal(5);
     }
     expect(keys.userOf(keys.pending(u))).to.equal(u);
@@ -38,13 +51,32 @@ describe('redis keys', () => {
   });
 
   it('keeps byte-different ids apart, and no id can make a key match a maintenance pattern', () => {
-    const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+    const glob = (pattern: string) =>
+      new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
     const patterns = [keys.holdsPattern(), keys.quotaPattern(), keys.pendingPattern(), keys.accountPattern()].map(glob);
-    const hostile = ['x}:holds', 'p}:q:200001', 'a}:pending', 'b}:acct', '*', '?', '[a]', '{x}', 'r1', 'r1 ', ' r1', 'R1', 'A', '%41'];
+    const hostile = [
+      'x}:holds',
+      'p}:q:200001',
+      'a}:pending',
+      'b}:acct',
+      '*',
+      '?',
+      '[a]',
+      '{x}',
+      'r1',
+      'r1 ',
+      ' r1',
+      'R1',
+      'A',
+      '%41',
+    ];
     const made = new Set<string>();
     for (const id of hostile) {
       for (const key of [keys.request('u', id), keys.reservation('u', id), keys.applied('u', id)]) {
-        expect(patterns.some((p) => p.test(key)), key).to.equal(false);
+        expect(
+          patterns.some((p) => p.test(key)),
+          key,
+        ).to.equal(false);
         expect(key.slice(key.indexOf('}') + 1)).not.to.match(/[{}*?[\]]/);
         made.add(key);
       }

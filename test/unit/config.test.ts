@@ -6,7 +6,11 @@ describe('config', () => {
     const c = loadConfig({});
     expect(c.http).to.include({ port: 8107, host: '127.0.0.1', publicBaseUrl: null });
     expect(c.businessTz).to.equal('Asia/Shanghai');
-    expect(c.services.map((s) => [s.name, s.freeQuota, s.unitPrice])).to.deep.equal([['passport', 10000, 1000n], ['payment', 1000, 1000n], ['asset', 1000, 1000n]]);
+    expect(c.services.map((s) => [s.name, s.freeQuota, s.unitPrice])).to.deep.equal([
+      ['passport', 10000, 1000n],
+      ['payment', 1000, 1000n],
+      ['asset', 1000, 1000n],
+    ]);
     expect(c.payment).to.include({ timeoutMs: 5000, grpcAddr: '127.0.0.1:9101' });
     expect(c.database.poolMax).to.equal(20);
     expect(c.defaultedSecrets).to.have.length(5);
@@ -14,7 +18,14 @@ describe('config', () => {
   });
 
   it('takes environment variables over the defaults', () => {
-    const c = loadConfig({ PORT: '9000', BUSINESS_TZ: 'UTC', PAYMENT_TIMEOUT: '750ms', GATEWAY_TOKEN: 'g', PUBLIC_BASE_URL: 'https://billing.example.com/', DATABASE_POOL_MAX: '40' });
+    const c = loadConfig({
+      PORT: '9000',
+      BUSINESS_TZ: 'UTC',
+      PAYMENT_TIMEOUT: '750ms',
+      GATEWAY_TOKEN: 'g',
+      PUBLIC_BASE_URL: 'https://billing.example.com/',
+      DATABASE_POOL_MAX: '40',
+    });
     expect(c.http.port).to.equal(9000);
     expect(c.database.poolMax).to.equal(40);
     expect(c.businessTz).to.equal('UTC');
@@ -24,12 +35,23 @@ describe('config', () => {
   });
 
   it('stops on a bad value with a message naming each key', () => {
-    const attempt = () => loadConfig({ PORT: 'eighty', REDIS_URL: 'http://x' }, { services: [{ name: 'x', free_quota: -1 }] });
-    expect(attempt).to.throw(ConfigError).with.property('message').that.matches(/http\.port/).and.matches(/redis\.url/).and.matches(/services\.0\.free_quota/);
+    const attempt = () =>
+      loadConfig({ PORT: 'eighty', REDIS_URL: 'http://x' }, { services: [{ name: 'x', free_quota: -1 }] });
+    expect(attempt)
+      .to.throw(ConfigError)
+      .with.property('message')
+      .that.matches(/http\.port/)
+      .and.matches(/redis\.url/)
+      .and.matches(/services\.0\.free_quota/);
   });
 
   it('refuses to start in production on a default or empty secret', () => {
-    const env = { NODE_ENV: 'production', REDIS_URL: 'redis://r:6379', DATABASE_URL: 'mysql://u:p@h/db', PAYMENT_GRPC_ADDR: 'payments:443' };
+    const env = {
+      NODE_ENV: 'production',
+      REDIS_URL: 'redis://r:6379',
+      DATABASE_URL: 'mysql://u:p@h/db',
+      PAYMENT_GRPC_ADDR: 'payments:443',
+    };
     expect(() => loadConfig(env)).to.throw(ConfigError, /auth\.gateway_token: must be set in production/);
     expect(() => loadConfig({ ...env, GATEWAY_TOKEN: '' })).to.throw(ConfigError);
     const full = {
@@ -41,7 +63,10 @@ describe('config', () => {
       PORTAL_SESSION_SECRET: 'portal-session-secret-0123456789',
     };
     expect(loadConfig(full).defaultedSecrets).to.deep.equal([]);
-    expect(() => loadConfig({ ...full, PORTAL_SESSION_SECRET: '' })).to.throw(ConfigError, /portal\.session_secret: must be set in production/);
+    expect(() => loadConfig({ ...full, PORTAL_SESSION_SECRET: '' })).to.throw(
+      ConfigError,
+      /portal\.session_secret: must be set in production/,
+    );
   });
 
   it('refuses short secrets and one secret used for two roles in production', () => {
@@ -55,19 +80,34 @@ describe('config', () => {
       PAYMENT_CALLBACK_SECRET: 'callback-secret-0123456789',
       PORTAL_SESSION_SECRET: 'portal-session-secret-0123456789',
     };
-    expect(() => loadConfig({ ...env, GATEWAY_TOKEN: 'x' })).to.throw(ConfigError, /GATEWAY_TOKEN\): must be at least 16/);
+    expect(() => loadConfig({ ...env, GATEWAY_TOKEN: 'x' })).to.throw(
+      ConfigError,
+      /GATEWAY_TOKEN\): must be at least 16/,
+    );
     expect(() => loadConfig({ ...env, ADMIN_TOKEN: env.GATEWAY_TOKEN })).to.throw(
       ConfigError,
       /auth\.admin_token \(ADMIN_TOKEN\): must differ from auth\.gateway_token/,
     );
-    expect(() => loadConfig({ ...env, PAYMENT_CALLBACK_SECRET: env.ADMIN_TOKEN })).to.throw(ConfigError, /callback_secret.*must differ/);
-    expect(() => loadConfig({ ...env, PORTAL_SESSION_SECRET: env.PAYMENT_CALLBACK_SECRET })).to.throw(ConfigError, /session_secret.*must differ/);
-    expect(() => loadConfig({ ...env, PORTAL_SESSION_SECRET: 'short' })).to.throw(ConfigError, /PORTAL_SESSION_SECRET\): must be at least 16/);
+    expect(() => loadConfig({ ...env, PAYMENT_CALLBACK_SECRET: env.ADMIN_TOKEN })).to.throw(
+      ConfigError,
+      /callback_secret.*must differ/,
+    );
+    expect(() => loadConfig({ ...env, PORTAL_SESSION_SECRET: env.PAYMENT_CALLBACK_SECRET })).to.throw(
+      ConfigError,
+      /session_secret.*must differ/,
+    );
+    expect(() => loadConfig({ ...env, PORTAL_SESSION_SECRET: 'short' })).to.throw(
+      ConfigError,
+      /PORTAL_SESSION_SECRET\): must be at least 16/,
+    );
     // Outside production a short development token is fine (with a warning at start-up).
     expect(() => loadConfig({ GATEWAY_TOKEN: 'x', ADMIN_TOKEN: 'x' })).not.to.throw();
   });
 
   it('refuses a price that count × price would push past exact integer range', () => {
-    expect(() => loadConfig({}, { services: [{ name: 'big', free_quota: 0, unit_price: '9000000000' }] })).to.throw(ConfigError, /unit_price/);
+    expect(() => loadConfig({}, { services: [{ name: 'big', free_quota: 0, unit_price: '9000000000' }] })).to.throw(
+      ConfigError,
+      /unit_price/,
+    );
   });
 });

@@ -13,7 +13,28 @@ describe('money', () => {
   });
 
   it('refuses more than 6 fractional digits, exponents, junk and amounts past 2^53 micro-units', () => {
-    for (const bad of ['1.0000001', '1e3', 1e21, '', ' ', 'abc', '1,5', '.5', '5.', NaN, Infinity, null, {}, '9007199254.740992', '0x10', ' 1.00', '1.00\n', '1.00 ', '\t1', '+1.00']) {
+    for (const bad of [
+      '1.0000001',
+      '1e3',
+      1e21,
+      '',
+      ' ',
+      'abc',
+      '1,5',
+      '.5',
+      '5.',
+      NaN,
+      Infinity,
+      null,
+      {},
+      '9007199254.740992',
+      '0x10',
+      ' 1.00',
+      '1.00\n',
+      '1.00 ',
+      '\t1',
+      '+1.00',
+    ]) {
       expect(parseMoney(bad), String(bad)).to.equal(null);
     }
     expect(parseMoney('9007199254.740991')).to.equal(MAX_MICROS);
