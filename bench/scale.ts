@@ -22,7 +22,7 @@
  * BENCH_SETTLE_SECONDS (120), BENCH_KEEP=1 keeps the servers' folder.
  */
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { startRedis, startMariaDb, ensurePackages } from '../scripts/local-servers.js';
@@ -609,12 +609,21 @@ async function main(): Promise<void> {
     const config = loadConfig(env);
     ctx = createContext(config, { logger: createLogger('warn') });
 
-    await reconciliationRuns(ctx, conn, accounts);
-    await fullAudit(ctx, accounts);
-    await accountMemory(ctx, accounts);
-    await sweepAndExpiry(ctx, accounts);
-    await requestMemory(ctx, accounts);
-    await reads(ctx, accounts);
+    // The machine may be shared: its load average (1 min) at each step's start and end goes with the figures.
+    const steps: Record<string, { seconds: number; loadavg: [number, number] }> = {};
+    const step = async (name: string, fn: () => Promise<void>) => {
+      const [t, before] = [Date.now(), round(loadavg()[0], 2)];
+      await fn();
+      steps[name] = { seconds: round((Date.now() - t) / 1000), loadavg: [before, round(loadavg()[0], 2)] };
+    };
+    results.steps = steps;
+    const c = ctx;
+    await step('reconciliation', () => reconciliationRuns(c, conn, accounts));
+    await step('full audit', () => fullAudit(c, accounts));
+    await step('account memory', () => accountMemory(c, accounts));
+    await step('sweep and expiry', () => sweepAndExpiry(c, accounts));
+    await step('request memory', () => requestMemory(c, accounts));
+    await step('reads', () => reads(c, accounts));
   } finally {
     await ctx?.close().catch(() => undefined);
     await Promise.all(conns.map((c) => c.end().catch(() => undefined)));
