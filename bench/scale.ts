@@ -446,8 +446,20 @@ async function persistQueued(ctx: AppContext): Promise<number> {
  * through BillingService.deduct, their changes persisted and jobs removed, used_memory after minus
  * before, divided by the requests. Re-runnable whatever the idempotency layout.
  */
+/**
+ * Part of MEMORY STATS: keys, and the main keyspace table (it doubles as the key count passes a power of
+ * two, a step that lands on whatever measurement crosses it).
+ */
+async function keyspaceStats(ctx: AppContext): Promise<{ keys: number; mainTable: number }> {
+  const flat = (await ctx.redis.call('MEMORY', 'STATS')) as unknown[];
+  const stat = (list: unknown[], name: string) => list[list.indexOf(name) + 1];
+  const db0 = (stat(flat, 'db.0') ?? []) as unknown[];
+  return { keys: Number(stat(flat, 'keys.count')), mainTable: Number(stat(db0, 'overhead.hashtable.main') ?? 0) };
+}
+
 async function idempotencyMemory(ctx: AppContext, deducts: number, users: number, tag = 'idem') {
   await persistQueued(ctx);
+  const statsBefore = await keyspaceStats(ctx);
   const before = await usedMemory(ctx);
   const t = Date.now();
   const ids = range(0, deducts - 1);
@@ -464,12 +476,17 @@ async function idempotencyMemory(ctx: AppContext, deducts: number, users: number
   const jobs = await persistQueued(ctx);
   const persistMs = Date.now() - t2;
   const after = await usedMemory(ctx);
+  const statsAfter = await keyspaceStats(ctx);
+  const mainTableGrowth = statsAfter.mainTable - statsBefore.mainTable;
   return {
     deducts,
     users,
     before,
     after,
     bytesPerRequest: (after - before) / deducts,
+    keysAdded: statsAfter.keys - statsBefore.keys,
+    mainTableGrowth,
+    bytesPerRequestWithoutTableGrowth: (after - before - mainTableGrowth) / deducts,
     deductMs,
     persistJobs: jobs,
     persistMs,
@@ -479,11 +496,15 @@ async function idempotencyMemory(ctx: AppContext, deducts: number, users: number
 async function requestMemory(ctx: AppContext, accounts: number): Promise<void> {
   const r = await idempotencyMemory(ctx, DEDUCTS, Math.min(1000, accounts));
   results.idempotencyMemory = r;
-  log(`idempotency: ${round(r.bytesPerRequest)} B per request (${r.deducts} deducts in ${r.deductMs} ms)`);
+  log(
+    `idempotency: ${round(r.bytesPerRequest)} B per request (${r.deducts} deducts in ${r.deductMs} ms; ` +
+      `${r.keysAdded} keys added, main table +${r.mainTableGrowth} B)`,
+  );
   rows.push([
     `Redis per remembered request (${r.deducts.toLocaleString()} deducts, ${r.users} users)`,
-    `+${r.after - r.before} B used_memory; ${Math.round((r.deducts * 1000) / r.deductMs)} deducts/s in-process`,
-    `${round(r.bytesPerRequest)} B`,
+    `+${r.after - r.before} B used_memory, of which main key table +${r.mainTableGrowth} B; ` +
+      `${Math.round((r.deducts * 1000) / r.deductMs)} deducts/s`,
+    `${round(r.bytesPerRequest)} B (${round(r.bytesPerRequestWithoutTableGrowth)} B without)`,
     '≤ 64 B',
   ]);
 }
