@@ -21,6 +21,8 @@
  * BENCH_DEDUCTS (200000), BENCH_READ_SECONDS (20), BENCH_READ_RATE (100), BENCH_BUFFER_POOL (4G),
  * BENCH_SETTLE_SECONDS (120), BENCH_KEEP=1 keeps the servers' folder.
  */
+import { ReconciliationRepository } from '../src/repositories/reconciliation.repository.js';
+import { BusinessCalendar } from '../src/lib/clock.js';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -195,7 +197,7 @@ async function changeOnePercent(ctx: AppContext, conn: mysql.Connection, account
 }
 
 async function reconciliationRuns(ctx: AppContext, conn: mysql.Connection, accounts: number): Promise<void> {
-  const state = ctx.repositories.reconciliation;
+  const state = new ReconciliationRepository(ctx.db);
   // The previous run began 10 minutes ago: every account was verified then (the audited markers).
   await state.setState('changes_since', new Date(Date.now() - 10 * 60_000).toISOString());
   await state.setState('audit_cursor', '');
@@ -235,7 +237,8 @@ async function fullAudit(ctx: AppContext, accounts: number): Promise<void> {
   const t0 = Date.now();
   const samples: { ms: number; done: number }[] = [];
   let finished = true;
-  let runId = 0;
+  // Recorded first, as the admin API does, so that a run stopped early is still found by its id.
+  const runId = await ctx.reconciliation.createRun('manual', true);
   try {
     await ctx.reconciliation.run(
       'manual',
@@ -244,7 +247,7 @@ async function fullAudit(ctx: AppContext, accounts: number): Promise<void> {
         samples.push({ ms: Date.now() - t0, done });
         if (Date.now() - t0 > AUDIT_SECONDS * 1000) throw new AuditStopped(`bench: stopped after ${AUDIT_SECONDS} s`);
       },
-      { full: true, onStart: (id) => (runId = id) },
+      { full: true, runId },
     );
   } catch (err) {
     if (!(err instanceof AuditStopped)) throw err;
@@ -330,7 +333,7 @@ async function loadAllIntoRedis(ctx: AppContext, accounts: number): Promise<numb
   const n = Math.min(accounts, num('BENCH_REDIS_ACCOUNTS', accounts));
   const now = new Date();
   const quotaExpiresAt = ctx.accounts.quotaExpiry(now);
-  const period = ctx.calendar.period(now);
+  const period = new BusinessCalendar(ctx.config.businessTz).period(now);
   const t = Date.now();
   for (let from = 1; from <= n; from += 10_000) {
     const p = ctx.redis.pipeline();
@@ -547,8 +550,8 @@ async function paced(seconds: number, rate: number, call: (i: number) => Promise
 async function reads(ctx: AppContext, accounts: number): Promise<void> {
   // A fixed pseudo-random walk over all accounts (Knuth's multiplicative hash), the same every run.
   const user = (i: number) => userId(1 + (((i * 2654435761) % 2 ** 32) % accounts));
-  const today = ctx.calendar.day(new Date());
-  const from = ctx.calendar.addDays(today, -29);
+  const today = new BusinessCalendar(ctx.config.businessTz).day(new Date());
+  const from = new BusinessCalendar(ctx.config.businessTz).addDays(today, -29);
   const calls: Record<string, (i: number) => Promise<unknown>> = {
     'control: SELECT 1 through the same pool': () => ctx.db.raw('SELECT 1'),
     'records (page 1 of 20, with total)': (i) => ctx.usage.records({ userId: user(i), page: 1, pageSize: 20 }),
