@@ -5,20 +5,25 @@ const CHUNK = 512;
 
 /**
  * Walks maintenance index keys (sorted sets of user ids, one per hash slot on a Cluster, see
- * includes/changed.lua) and yields, per key, the members scored at most `maxScore` (up to `limit` per
- * key a walk). Costs the number of index keys plus what is due, never the number of users.
+ * includes/changed.lua) and yields, per key, the members scored at most `maxScore` (the first `limit` of
+ * each key; a caller that removes members as it goes may ask for the next page, see `nextDue`). Costs the number of index keys plus what is due, never the number of users.
  */
 export async function* dueMembers(
   redis: RedisClient,
   indexKeys: readonly string[],
   maxScore: number,
   limit = 10_000,
-): AsyncGenerator<string[]> {
+): AsyncGenerator<{ key: string; members: string[] }> {
   for (let i = 0; i < indexKeys.length; i += CHUNK) {
     const chunk = indexKeys.slice(i, i + CHUNK);
     const pages = await Promise.all(chunk.map((key) => redis.zrangebyscore(key, '-inf', maxScore, 'LIMIT', 0, limit)));
-    for (const page of pages) if (page.length > 0) yield page;
+    for (let j = 0; j < chunk.length; j++) if (pages[j].length > 0) yield { key: chunk[j], members: pages[j] };
   }
+}
+
+/** The members of `key` scored at most `maxScore`, from position `offset` on (up to `limit`). */
+export function nextDue(redis: RedisClient, key: string, maxScore: number, offset: number, limit: number) {
+  return redis.zrangebyscore(key, '-inf', maxScore, 'LIMIT', offset, limit);
 }
 
 /** How many users the index keys list in all (ZCARD of each). */

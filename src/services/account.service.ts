@@ -6,7 +6,10 @@ import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import { formatMoney } from '../lib/money.js';
 import { scanKeys } from '../redis/scan.js';
-import { dueMembers } from '../redis/indexes.js';
+import { dueMembers, nextDue } from '../redis/indexes.js';
+
+/** Accounts an eviction run asks of an index key at a time (each one script). */
+const EVICT_PAGE = 1_000;
 
 /** How long a month's quota hash outlives its month, for reconciliation of the month just ended. */
 const QUOTA_KEEP_MS = 35 * 86_400_000;
@@ -134,12 +137,19 @@ export class AccountService {
     let evicted = 0;
     let busy = 0;
     const indexKeys = this.keys.indexTags().map((t) => this.keys.activityIndexOf(t));
-    for await (const users of dueMembers(this.redis, indexKeys, idleBefore)) {
-      const outcomes = await Promise.all(
-        users.map((userId) => this.scripts.evictAccount({ userId, idleBefore, period, previousPeriod })),
-      );
-      evicted += outcomes.filter((o) => o === 'evicted').length;
-      busy += outcomes.filter((o) => o === 'busy').length;
+    for await (const first of dueMembers(this.redis, indexKeys, idleBefore, EVICT_PAGE)) {
+      // Every idle account of the key, a page at a time: the evicted leave the index, the rest stay.
+      for (let users = first.members, offset = 0; users.length > 0;) {
+        const outcomes = await Promise.all(
+          users.map((userId) => this.scripts.evictAccount({ userId, idleBefore, period, previousPeriod })),
+        );
+        const gone = outcomes.filter((o) => o === 'evicted').length;
+        evicted += gone;
+        busy += outcomes.filter((o) => o === 'busy').length;
+        if (users.length < EVICT_PAGE) break;
+        offset += users.length - gone;
+        users = await nextDue(this.redis, first.key, idleBefore, offset, EVICT_PAGE);
+      }
     }
     return { evicted, busy };
   }

@@ -244,7 +244,7 @@ export class PersistenceService {
     const cutoff = this.clock.now().getTime() - olderThanMs;
     let count = 0;
     const indexKeys = this.keys.indexTags().map((t) => this.keys.journalIndexOf(t));
-    for await (const users of dueMembers(this.redis, indexKeys, cutoff)) {
+    for await (const { members: users } of dueMembers(this.redis, indexKeys, cutoff)) {
       const journals = await Promise.all(users.map((u) => this.redis.hgetall(this.keys.pending(u))));
       const stale: LedgerChange[] = [];
       journals.forEach((journal, i) => {
@@ -270,7 +270,12 @@ export class PersistenceService {
   async pendingCount(): Promise<number> {
     let n = 0;
     const indexKeys = this.keys.indexTags().map((t) => this.keys.journalIndexOf(t));
-    for await (const users of dueMembers(this.redis, indexKeys, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)) {
+    for await (const { members: users } of dueMembers(
+      this.redis,
+      indexKeys,
+      Number.MAX_SAFE_INTEGER,
+      Number.MAX_SAFE_INTEGER,
+    )) {
       const lengths = await Promise.all(users.map((u) => this.redis.hlen(this.keys.pending(u))));
       n += lengths.reduce((a, b) => a + b, 0);
     }

@@ -32,6 +32,8 @@ export interface RunSummary extends RunCounts {
 
 /** Changes stamped this long before the previous run began are looked at again (late commits). */
 const CHANGE_MARGIN_MS = 2 * 60_000;
+/** Accounts whose Redis state is compared with MySQL at once. */
+const REDIS_CHECKS_AT_ONCE = 16;
 /** Accounts handled per MySQL round trip. */
 const PAGE = 500;
 
@@ -233,7 +235,13 @@ export class ReconciliationService {
       this.logger.warn({ userId, ...fixed }, 'reconciliation repaired a MySQL balance from its ledger');
     }
     const period = this.calendar.period(this.clock.now());
-    for (const userId of userIds) await this.redisAgainstMysql(runId, c, userId, period);
+    // A few accounts at a time: each is a snapshot, two MySQL reads and a repair script, round trips
+    // that overlap well (each account's check is atomic on its own; see repair-account-5.lua).
+    let next = 0;
+    const lane = async () => {
+      while (next < userIds.length) await this.redisAgainstMysql(runId, c, userIds[next++], period);
+    };
+    await Promise.all(Array.from({ length: Math.min(REDIS_CHECKS_AT_ONCE, userIds.length) }, lane));
   }
 
   /** Incremental ledger check; marks what agrees as verified. Returns the users off their ledger. */

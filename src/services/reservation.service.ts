@@ -197,7 +197,7 @@ export class ReservationService {
     const now = this.clock.now().getTime();
     let expired = 0;
     const indexKeys = this.keys.indexTags().map((t) => this.keys.holdsIndexOf(t));
-    for await (const users of dueMembers(this.redis, indexKeys, now)) {
+    for await (const { members: users } of dueMembers(this.redis, indexKeys, now)) {
       for (const userId of users) {
         for (const [id, exp] of Object.entries(await this.redis.hgetall(this.keys.holds(userId)))) {
           if (Number(exp) > now) continue;
