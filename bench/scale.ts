@@ -292,14 +292,22 @@ async function evictAllIdle(ctx: AppContext): Promise<{ evicted: number; busy: n
   }
 }
 
-/** Bytes of Redis per account loaded through AccountService.load, and per account after evictIdle. */
+/**
+ * Bytes of Redis per active account (loaded through AccountService.load, then made lasting and listed
+ * in the activity index as a persisted change leaves it), and per account after evictIdle.
+ */
 async function accountMemory(ctx: AppContext, accounts: number): Promise<void> {
   await sleep(5);
   await evictAllIdle(ctx); // start from no account in Redis
   const users = range(1, Math.min(MEMORY_ACCOUNTS, accounts)).map(userId);
   const before = await usedMemory(ctx);
   const t = Date.now();
-  await pool(users, 64, (u) => ctx.accounts.load(u));
+  await pool(users, 64, async (u) => {
+    await ctx.accounts.load(u);
+    // As after a change that was persisted: lasting, and listed by its last change (what eviction reads).
+    await ctx.redis.persist(ctx.keys.account(u));
+    await ctx.redis.zadd(ctx.keys.activityIndex(u), Date.now() - 1_000, u);
+  });
   const loadMs = Date.now() - t;
   const loaded = await usedMemory(ctx);
   await sleep(5);
