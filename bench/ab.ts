@@ -4,7 +4,8 @@
  * one run on this machine. Each side runs `src/main/all.ts` (API, worker and scheduler in one process)
  * on its own redis-server and MariaDB; wrk (bench/wrk/gateway.lua) saturates one side, then the other,
  * for BENCH_ROUNDS rounds of BENCH_SECONDS each; the medians and their ratio are printed, with the
- * API process's CPU per request (what the ratio follows on a shared machine).
+ * API process's CPU per request (what the ratio follows on a shared machine). BENCH_AB_THIS=npm-start
+ * runs this side as `npm start` does (bench/npm-start-side.ts: the API on every core, the worker apart).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -54,7 +55,11 @@ async function side(name: string, dir: string): Promise<Side> {
     PAYMENT_GRPC_ADDR: '127.0.0.1:1',
     MIGRATE_ON_START: 'true',
   };
-  const server = spawn(process.execPath, ['--import', 'tsx', 'src/main/all.ts'], { cwd: dir, env, stdio: 'inherit' });
+  // BENCH_AB_THIS=npm-start: this checkout as npm start runs it (the API in a process per core, the
+  // worker apart); the API processes' CPU is then not in the per-request CPU figure.
+  const entry =
+    name === 'this' && process.env.BENCH_AB_THIS === 'npm-start' ? 'bench/npm-start-side.ts' : 'src/main/all.ts';
+  const server = spawn(process.execPath, ['--import', 'tsx', entry], { cwd: dir, env, stdio: 'inherit' });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     if (
