@@ -58,6 +58,20 @@ const SUMS = (db: Knex) => [
   db.raw('COALESCE(SUM(total_cost), 0) AS total_cost'),
 ];
 
+/** The columns a record is listed and exported with. */
+const RECORD_COLUMNS = [
+  'id',
+  'record_id',
+  'request_id',
+  'service_name',
+  'type',
+  'count',
+  'free_count',
+  'paid_count',
+  'amount',
+  'created_at',
+];
+
 export class UsageRepository {
   constructor(private readonly db: Db) {}
 
@@ -91,25 +105,14 @@ export class UsageRepository {
         { column: 'id', order: 'desc' },
       ])
       .limit(limit)
-      .select(
-        'id',
-        'record_id',
-        'request_id',
-        'service_name',
-        'type',
-        'count',
-        'free_count',
-        'paid_count',
-        'amount',
-        'created_at',
-      );
+      .select(...RECORD_COLUMNS);
   }
 
   /**
    * Number of records matching. Without a type or time filter it is read from the daily aggregates
-   * (kept in the same transaction as the records, so it is exact) instead of counting rows.
+   * (kept in the same transaction as the records, so it is exact) instead of counting rows, from
+   * `keptFromDay` on: the first business day whose records are not archived (the aggregates count all).
    */
-  /** `keptFromDay`: the first business day whose records are not archived (the aggregates count all). */
   async countRecords(f: RecordFilter, keptFromDay: string): Promise<number> {
     if (!f.type && !f.from && !f.to) {
       const q = this.db('usage_daily').where('user_id', f.userId).andWhere('day', '>=', keptFromDay);
@@ -177,18 +180,6 @@ export class UsageRepository {
         { column: 'id', order: 'asc' },
       ])
       .limit(limit)
-      .select(
-        'id',
-        'record_id',
-        'request_id',
-        'service_name',
-        'type',
-        'count',
-        'free_count',
-        'paid_count',
-        'amount',
-        'unit_price',
-        'created_at',
-      );
+      .select(...RECORD_COLUMNS, 'unit_price');
   }
 }
