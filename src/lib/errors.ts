@@ -9,6 +9,7 @@ export const ErrorCodes = {
   REQUEST_ID_REUSED: { code: 10007, status: 409 },
   RESERVATION_NOT_FOUND: { code: 10008, status: 404 },
   PAYMENT_UNAVAILABLE: { code: 10009, status: 503 },
+  SPENDING_LIMIT_REACHED: { code: 10011, status: 402 },
   VALIDATION_FAILED: { code: 40000, status: 400 },
   UNAUTHORIZED: { code: 40100, status: 401 },
   NOT_FOUND: { code: 40400, status: 404 },

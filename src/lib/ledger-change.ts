@@ -25,6 +25,8 @@ export interface DeductionChange {
   day: string;
   /** ISO instant the change was accepted */
   at: string;
+  /** the parts of `amount` credit grants paid, in the order taken: [grant id, amount]; the rest the balance */
+  grants?: [grantId: string, amount: string][];
 }
 
 /** A balance change that is not a call: a paid recharge order, an operator adjustment. */
@@ -39,7 +41,40 @@ export interface CreditChange {
   at: string;
 }
 
-export type LedgerChange = DeductionChange | CreditChange;
+/** A credit grant given to a user (SPEC 14): booked as the grant's first `grant_entries` row. */
+export interface GrantChange {
+  kind: 'grant';
+  /** grant id (unique per user) */
+  id: string;
+  userId: string;
+  amount: string;
+  category: 'promotional' | 'paid';
+  /** decimal string of an integer; lower is spent first */
+  priority: string;
+  /** ISO instant, or '' for never */
+  expiresAt: string;
+  note: string;
+  at: string;
+}
+
+/** What was left of a grant leaving it, past its expiry or voided: one `grant_entries` row. */
+export interface GrantEndChange {
+  kind: 'grant_end';
+  /** grant id */
+  id: string;
+  userId: string;
+  /** what was left (micro-units, >= 0) */
+  amount: string;
+  how: 'expired' | 'voided';
+  at: string;
+}
+
+export type LedgerChange = DeductionChange | CreditChange | GrantChange | GrantEndChange;
+
+/** The amount of a deduction that the balance paid (the rest was paid by grants). */
+export function balancePart(d: DeductionChange): bigint {
+  return BigInt(d.amount) - (d.grants ?? []).reduce((sum, [, part]) => sum + BigInt(part), 0n);
+}
 
 export function isLedgerChange(value: unknown): value is LedgerChange {
   const c = value as Partial<LedgerChange> | null;
@@ -50,7 +85,19 @@ export function isLedgerChange(value: unknown): value is LedgerChange {
     typeof c.userId === 'string' &&
     typeof c.amount === 'string' &&
     /^-?\d+$/.test(c.amount) &&
-    (c.kind === 'deduction' || c.kind === 'recharge' || c.kind === 'adjustment')
+    (c.kind === 'deduction' ||
+      c.kind === 'recharge' ||
+      c.kind === 'adjustment' ||
+      c.kind === 'grant' ||
+      c.kind === 'grant_end') &&
+    (c.kind !== 'deduction' || c.grants === undefined || validGrantParts(c.grants))
+  );
+}
+
+function validGrantParts(parts: unknown): boolean {
+  return (
+    Array.isArray(parts) &&
+    parts.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && /^\d+$/.test(String(p[1])))
   );
 }
 

@@ -4,7 +4,13 @@ import type { RedisClient } from './connection.js';
 import type { RedisKeys } from './keys.js';
 import { AppError } from '../lib/errors.js';
 import { formatMoney } from '../lib/money.js';
-import { journalId, type CreditChange, type DeductionChange } from '../lib/ledger-change.js';
+import {
+  journalId,
+  type CreditChange,
+  type DeductionChange,
+  type GrantChange,
+  type GrantEndChange,
+} from '../lib/ledger-change.js';
 import type { Metrics } from '../lib/metrics.js';
 import { payloadPrint, recordIdOf, requestDigest, requestPlace } from './idempotency.js';
 
@@ -117,6 +123,22 @@ declare module 'ioredis' {
       user: string,
       idleBefore: number,
     ): Result<string, Context>;
+    createGrantScript(
+      account: string,
+      marker: string,
+      pending: string,
+      journalIndex: string,
+      activity: string,
+      ...args: Arg[]
+    ): Result<string[], Context>;
+    endGrantsScript(
+      account: string,
+      pending: string,
+      journalIndex: string,
+      activity: string,
+      ...args: Arg[]
+    ): Result<string[], Context>;
+    setAccountFieldsScript(account: string, activity: string, ...args: Arg[]): Result<number, Context>;
     creditScript(
       account: string,
       marker: string,
@@ -147,6 +169,8 @@ export type QuotaUse = [service: string, used: string][];
 export interface CheckArgs {
   userId: string;
   period: string;
+  /** the business day of the month (DD): whose spending the daily limit counts */
+  day: string;
   service: PricedService;
   count: number;
   now: Date;
@@ -154,7 +178,7 @@ export interface CheckArgs {
 
 export interface CheckReply {
   allowed: boolean;
-  reason: 'free' | 'balance' | 'insufficient_balance' | 'insufficient_quota';
+  reason: 'free' | 'balance' | 'insufficient_balance' | 'insufficient_quota' | 'limit_reached';
   freeLeft: number;
   available: bigint;
 }
@@ -263,6 +287,37 @@ export interface InitAccountArgs {
   /** TTL of the loaded account, ms: it becomes lasting with its first change */
   ttlMs: number;
   used: QuotaUse;
+  /** account-hash fields beside the balance: grants, price overrides, limits (see includes/quote.lua) */
+  accountFields: [field: string, value: string][];
+  /** spent this month ('$m') and today ('$d:<DD>'), for the spending limits */
+  spent: [field: string, amount: string][];
+}
+
+export interface CreateGrantArgs {
+  change: GrantChange;
+  markerTtlMs: number;
+  /** of the payload: the same grant id with another payload is refused */
+  fingerprint: number;
+  maxGrants: number;
+  now: Date;
+}
+
+export interface CreateGrantReply {
+  duplicate: boolean;
+  available: bigint;
+  journaled?: GrantChange;
+}
+
+export interface EndGrantsArgs {
+  userId: string;
+  mode: 'expire' | 'void';
+  grantId?: string;
+  now: Date;
+}
+
+export interface EndGrantsReply {
+  status: 'ok' | 'missing' | 'held';
+  ended: GrantEndChange[];
 }
 
 export interface AccountSnapshot {
@@ -336,6 +391,11 @@ export class Scripts {
           'INSUFFICIENT_BALANCE',
           `insufficient balance: ${formatMoney(reply.available)} available, ${formatMoney(reply.amount)} needed`,
         );
+      case 'limit':
+        throw new AppError(
+          'SPENDING_LIMIT_REACHED',
+          `spending limit reached: ${formatMoney(reply.amount)} would exceed what is left of the limit`,
+        );
       default:
         throw new Error(`${op} script answered ${status}`);
     }
@@ -360,6 +420,8 @@ export class Scripts {
         a.count,
         s.freeQuota,
         s.priceArg,
+        a.now.getTime(),
+        a.day,
       ),
     );
     const reason = str(r[2]) as CheckReply['reason'];
@@ -397,6 +459,7 @@ export class Scripts {
         a.now.getTime(),
         payloadPrint(`${s.name}|${a.count}`),
         (place.window + 2) * windowMs,
+        a.day,
       ),
     );
     const status = str(r[0]);
@@ -443,6 +506,7 @@ export class Scripts {
         a.now.getTime(),
         place.field,
         a.idempotencyTtlMs,
+        a.day,
       ),
     );
     const reply = this.charge(r);
@@ -562,6 +626,93 @@ export class Scripts {
     }
   }
 
+  /** Adds a credit grant to a loaded account (loading it first), idempotent by grant id. */
+  async createGrant(a: CreateGrantArgs): Promise<CreateGrantReply> {
+    const k = this.keys;
+    const { change } = a;
+    const field = journalId(change);
+    const r = await this.withAccount(change.userId, a.now, () =>
+      this.redis.createGrantScript(
+        k.account(change.userId),
+        k.applied(change.userId, field),
+        k.pending(change.userId),
+        k.journalIndex(change.userId),
+        k.activityIndex(change.userId),
+        change.id,
+        change.amount,
+        change.priority,
+        change.expiresAt === '' ? '' : Date.parse(change.expiresAt),
+        change.category,
+        JSON.stringify(change),
+        field,
+        a.markerTtlMs,
+        a.fingerprint,
+        change.userId,
+        a.now.getTime(),
+        a.maxGrants,
+      ),
+    );
+    switch (r[0]) {
+      case 'ok':
+      case 'dup':
+        return { duplicate: r[0] === 'dup', available: big(r[1]), journaled: r[0] === 'ok' ? change : undefined };
+      case 'reused':
+        throw new AppError('REQUEST_ID_REUSED', `grant_id ${change.id} was used before with a different payload`);
+      case 'too_many':
+        throw new AppError('VALIDATION_FAILED', `a user holds at most ${a.maxGrants} grants`, [
+          { field: 'grant_id', message: 'too many grants for this user' },
+        ]);
+      default:
+        throw new Error(`create-grant script answered ${r[0]}`);
+    }
+  }
+
+  /**
+   * Ends the user's grants past their expiry ('expire'), or voids one ('void'). Returns what ended now
+   * (each one journaled change) and the status: 'held' when a voided grant waits for its holds.
+   */
+  async endGrants(a: EndGrantsArgs): Promise<EndGrantsReply> {
+    const k = this.keys;
+    const r = await this.withAccount(a.userId, a.now, () =>
+      this.redis.endGrantsScript(
+        k.account(a.userId),
+        k.pending(a.userId),
+        k.journalIndex(a.userId),
+        k.activityIndex(a.userId),
+        a.mode,
+        a.grantId ?? '',
+        a.now.getTime(),
+        a.now.toISOString(),
+        a.userId,
+      ),
+    );
+    const ended: GrantEndChange[] = [];
+    for (let i = 1; i + 2 < r.length; i += 3) {
+      ended.push({
+        kind: 'grant_end',
+        id: str(r[i]),
+        userId: a.userId,
+        amount: str(r[i + 1]),
+        how: str(r[i + 2]) as GrantEndChange['how'],
+        at: a.now.toISOString(),
+      });
+    }
+    return { status: str(r[0]) as EndGrantsReply['status'], ended };
+  }
+
+  /** Sets account settings (price overrides, limits; '' removes). false: not in Redis (loads read MySQL). */
+  async setAccountFields(userId: string, fields: [field: string, value: string][], now: Date): Promise<boolean> {
+    const k = this.keys;
+    const set = await this.redis.setAccountFieldsScript(
+      k.account(userId),
+      k.activityIndex(userId),
+      userId,
+      now.getTime(),
+      ...fields.flat(),
+    );
+    return set === 1;
+  }
+
   /** true if this call loaded the account, false if it was already there. */
   async initAccount(a: InitAccountArgs): Promise<boolean> {
     const k = this.keys;
@@ -572,7 +723,10 @@ export class Scripts {
       a.overdraftLimit,
       a.quotaExpiresAt,
       a.ttlMs,
+      a.accountFields.length,
+      ...a.accountFields.flat(),
       ...a.used.flat(),
+      ...a.spent.flat(),
     );
     return loaded === 1;
   }

@@ -1,7 +1,14 @@
 import type { Knex } from 'knex';
 import type { Db } from './database.js';
 import { balancesWithLedgerSum } from './ledger-sum.js';
-import type { LedgerChange, DeductionChange, CreditChange } from '../lib/ledger-change.js';
+import {
+  balancePart,
+  type LedgerChange,
+  type DeductionChange,
+  type CreditChange,
+  type GrantChange,
+  type GrantEndChange,
+} from '../lib/ledger-change.js';
 
 export interface ApplyResult {
   applied: number;
@@ -44,17 +51,21 @@ export class LedgerRepository {
 
   private async applyIn(trx: Knex.Transaction, unique: LedgerChange[]): Promise<ApplyResult> {
     const deductions = unique.filter((c): c is DeductionChange => c.kind === 'deduction');
-    const credits = unique.filter((c): c is CreditChange => c.kind !== 'deduction');
+    const credits = unique.filter((c): c is CreditChange => c.kind === 'recharge' || c.kind === 'adjustment');
+    const grantChanges = unique.filter((c): c is GrantChange | GrantEndChange => c.kind.startsWith('grant'));
 
     const freshDeductions = await this.withoutStored(trx, 'consumption_records', 'record_id', deductions);
     const freshCredits = await this.withoutStoredLedger(trx, credits);
-    const applied = freshDeductions.length + freshCredits.length;
+    const freshGrants = await this.withoutStoredGrantEntries(trx, grantChanges);
+    const applied = freshDeductions.length + freshCredits.length + freshGrants.length;
     if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
 
     // Every touched account row first, in one order: it is created if new, stamped changed (what
     // reconciliation looks for), and locked, so the running balances below cannot interleave with
     // another transaction's entries for the same user.
-    const touched = [...new Set([...freshDeductions, ...freshCredits].map((c) => c.userId))].sort(byBytes);
+    const touched = [...new Set([...freshDeductions, ...freshCredits, ...freshGrants].map((c) => c.userId))].sort(
+      byBytes,
+    );
     await trx('accounts')
       .insert(touched.map((user_id) => ({ user_id, changed_at: trx.raw('CURRENT_TIMESTAMP(3)') })))
       .onConflict('user_id')
@@ -81,12 +92,12 @@ export class LedgerRepository {
 
     const ledger = [
       ...freshDeductions
-        .filter((d) => d.amount !== '0')
+        .filter((d) => balancePart(d) !== 0n)
         .map((d) => ({
           user_id: d.userId,
           entry_type: 'deduction',
           ref_id: d.id,
-          amount: `-${d.amount}`,
+          amount: `${-balancePart(d)}`,
           note: `${d.service} x${d.paid}`,
           created_at: mysqlTime(d.at),
         })),
@@ -117,6 +128,8 @@ export class LedgerRepository {
       });
       await trx('ledger_entries').insert(rows);
     }
+
+    await this.bookGrants(trx, freshDeductions, freshGrants);
 
     const balances = new Map<string, bigint[]>();
     for (const e of ledger) addTo(balances, e.user_id, [e.amount]);
@@ -209,6 +222,143 @@ export class LedgerRepository {
       out.push(...ofKind.filter((i) => !stored.has(JSON.stringify([i.userId, i.id]))));
     }
     return out;
+  }
+
+  /** Grant changes not booked yet: each is one grant_entries row, unique per (user, grant, type, ref). */
+  private async withoutStoredGrantEntries(
+    trx: Knex.Transaction,
+    items: (GrantChange | GrantEndChange)[],
+  ): Promise<(GrantChange | GrantEndChange)[]> {
+    if (items.length === 0) return [];
+    const rows: { user_id: string; grant_id: string; entry_type: string }[] = await trx('grant_entries')
+      .whereIn('entry_type', ['grant', 'grant_expired', 'grant_voided'])
+      .whereIn(
+        ['user_id', 'grant_id'],
+        items.map((i) => [i.userId, i.id]),
+      )
+      .select('user_id', 'grant_id', 'entry_type');
+    const stored = new Set(rows.map((r) => JSON.stringify([r.user_id, r.grant_id, r.entry_type === 'grant'])));
+    return items.filter((i) => !stored.has(JSON.stringify([i.userId, i.id, i.kind === 'grant'])));
+  }
+
+  /**
+   * The grants' side of a batch: one grant_entries row per grant a deduction touched, per grant given
+   * and per grant ended, and each grant's remaining in credit_grants. Rows are upserted by delta, so
+   * the order in which two jobs persist a grant and its spending does not matter.
+   */
+  private async bookGrants(
+    trx: Knex.Transaction,
+    deductions: DeductionChange[],
+    grants: (GrantChange | GrantEndChange)[],
+  ): Promise<void> {
+    const entries: {
+      user_id: string;
+      grant_id: string;
+      entry_type: string;
+      ref_id: string;
+      amount: bigint;
+      created_at: Date;
+    }[] = [];
+    for (const d of deductions) {
+      for (const [grantId, part] of d.grants ?? []) {
+        entries.push({
+          user_id: d.userId,
+          grant_id: grantId,
+          entry_type: 'grant_spend',
+          ref_id: d.id,
+          amount: -BigInt(part),
+          created_at: mysqlTime(d.at),
+        });
+      }
+    }
+    for (const g of grants) {
+      entries.push({
+        user_id: g.userId,
+        grant_id: g.id,
+        entry_type: g.kind === 'grant' ? 'grant' : `grant_${g.how}`,
+        ref_id: g.id,
+        amount: g.kind === 'grant' ? BigInt(g.amount) : -BigInt(g.amount),
+        created_at: mysqlTime(g.at),
+      });
+    }
+    if (entries.length === 0) return;
+
+    const given = grants.filter((g): g is GrantChange => g.kind === 'grant');
+    if (given.length > 0) {
+      await trx('credit_grants')
+        .insert(
+          [...given]
+            .sort((a, b) => byBytes(`${a.userId}\u0000${a.id}`, `${b.userId}\u0000${b.id}`))
+            .map((g) => ({
+              user_id: g.userId,
+              grant_id: g.id,
+              category: g.category,
+              priority: g.priority,
+              amount: g.amount,
+              remaining: 0,
+              expires_at: g.expiresAt === '' ? null : mysqlTime(g.expiresAt),
+              note: g.note.slice(0, 255) || null,
+              created_at: mysqlTime(g.at),
+            })),
+        )
+        .onConflict(['user_id', 'grant_id'])
+        .merge(['category', 'priority', 'amount', 'expires_at', 'note', 'created_at']);
+    }
+    const deltas = new Map<string, bigint[]>();
+    for (const e of entries) addTo(deltas, `${e.user_id}\u0000${e.grant_id}`, [e.amount.toString()]);
+    const sortedDeltas = [...deltas.entries()].sort(([a], [b]) => byBytes(a, b));
+    // Rows not given yet (their grant is in a later job) start as placeholders the grant fills in.
+    await trx('credit_grants')
+      .insert(
+        sortedDeltas.map(([k, [delta]]) => {
+          const [user_id, grant_id] = k.split('\u0000');
+          return {
+            user_id,
+            grant_id,
+            category: '',
+            priority: 0,
+            amount: 0,
+            remaining: delta.toString(),
+            created_at: new Date(),
+          };
+        }),
+      )
+      .onConflict(['user_id', 'grant_id'])
+      .merge({ remaining: trx.raw('remaining + VALUES(remaining)') });
+    for (const g of grants) {
+      if (g.kind === 'grant_end') {
+        await trx('credit_grants')
+          .where({ user_id: g.userId, grant_id: g.id })
+          .update({ status: g.how, ended_at: mysqlTime(g.at) });
+      }
+    }
+    // Each row's remaining_after: the grant's remaining now, less the rows booked after it in this batch.
+    const now = new Map<string, bigint>(
+      (
+        await trx('credit_grants')
+          .whereIn(
+            ['user_id', 'grant_id'],
+            sortedDeltas.map(([k]) => k.split('\u0000')),
+          )
+          .forUpdate()
+          .select('user_id', 'grant_id', 'remaining')
+      ).map((r: { user_id: string; grant_id: string; remaining: string }) => [
+        `${r.user_id}\u0000${r.grant_id}`,
+        BigInt(r.remaining),
+      ]),
+    );
+    const after = new Map(now);
+    const rows = entries
+      .slice()
+      .reverse()
+      .map((e) => {
+        const key = `${e.user_id}\u0000${e.grant_id}`;
+        const remaining = after.get(key) ?? 0n;
+        after.set(key, remaining - e.amount);
+        return { ...e, amount: e.amount.toString(), remaining_after: remaining.toString() };
+      })
+      .reverse();
+    await trx('grant_entries').insert(rows);
   }
 
   /** Ledger entries of a user, newest first, before entry `beforeId` when given. */

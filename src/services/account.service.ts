@@ -1,7 +1,7 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
 import type { Scripts } from '../redis/scripts.js';
-import type { AccountRepository } from '../repositories/account.repository.js';
+import type { AccountRepository, AccountSettings } from '../repositories/account.repository.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import { formatMoney } from '../lib/money.js';
@@ -27,6 +27,46 @@ export interface AccountView {
   heldAmount: string;
   currency: string;
   quotas: { serviceName: string; totalQuota: number; usedQuota: number; remainingQuota: number; period: string }[];
+}
+
+/** The account-hash fields of a user's grants, prices and limits (see src/redis/commands/includes/quote.lua). */
+export function accountFields(s: AccountSettings): [string, string][] {
+  const fields: [string, string][] = [];
+  const grants = s.grants
+    .map((g) => ({
+      id: g.grant_id,
+      rem: String(g.remaining),
+      held: '0',
+      prio: String(g.priority),
+      exp: g.expires_at ? String(new Date(g.expires_at).getTime()) : '',
+      at: String(new Date(g.created_at).getTime()),
+      cat: g.category,
+      ...(g.status === 'voiding' ? { void: '1' } : {}),
+    }))
+    .sort(grantOrder);
+  if (grants.length > 0) fields.push(['g', JSON.stringify(grants)]);
+  for (const p of s.pricing) fields.push([`p:${p.service_name}`, `${p.free_quota ?? ''}|${p.unit_price ?? ''}`]);
+  if (s.limits?.daily != null) fields.push(['lim_d', String(s.limits.daily)]);
+  if (s.limits?.monthly != null) fields.push(['lim_m', String(s.limits.monthly)]);
+  return fields;
+}
+
+/** The spending order of grants, as includes/grants.lua keeps it: priority, expiry (none last), age, id. */
+function grantOrder(a: GrantOrderKey, b: GrantOrderKey): number {
+  const exp = (g: GrantOrderKey) => (g.exp === '' ? Infinity : Number(g.exp));
+  return (
+    Number(a.prio) - Number(b.prio) ||
+    exp(a) - exp(b) ||
+    Number(a.at) - Number(b.at) ||
+    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  );
+}
+
+interface GrantOrderKey {
+  id: string;
+  prio: string;
+  exp: string;
+  at: string;
 }
 
 /** What AccountService is built from (named, so that adding one is no positional shuffle). */
@@ -88,7 +128,12 @@ export class AccountService {
 
   private async loadFromMysql(userId: string, now: Date): Promise<void> {
     const period = this.calendar.period(now);
-    const [row, usage] = await Promise.all([this.accounts.find(userId), this.accounts.quotaUsage(userId, period)]);
+    const day = this.calendar.day(now);
+    const [row, usage, settings] = await Promise.all([
+      this.accounts.find(userId),
+      this.accounts.quotaUsage(userId, period),
+      this.accounts.settings(userId, period, day),
+    ]);
     await this.scripts.initAccount({
       userId,
       period,
@@ -97,6 +142,11 @@ export class AccountService {
       quotaExpiresAt: this.quotaExpiry(now),
       ttlMs: LOAD_TTL_MS,
       used: usage.map((u) => [u.service_name, u.used]),
+      accountFields: accountFields(settings),
+      spent: [
+        ['$m', settings.spentMonth],
+        [`$d:${day.slice(8)}`, settings.spentToday],
+      ],
     });
   }
 

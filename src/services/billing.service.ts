@@ -17,7 +17,7 @@ export interface DeductInput extends CheckInput {
 
 export interface CheckResult {
   allowed: boolean;
-  reason: 'free' | 'balance' | 'insufficient_balance' | 'insufficient_quota';
+  reason: 'free' | 'balance' | 'insufficient_balance' | 'insufficient_quota' | 'limit_reached';
   freeRemaining: number;
   balance: string;
 }
@@ -67,7 +67,8 @@ export class BillingService {
   async check({ userId, serviceName, count }: CheckInput): Promise<CheckResult> {
     const service = this.catalogue.get(serviceName);
     const now = this.clock.now();
-    const r = await this.scripts.check({ userId, period: this.calendar.period(now), service, count, now });
+    const day = this.calendar.day(now).slice(8);
+    const r = await this.scripts.check({ userId, period: this.calendar.period(now), day, service, count, now });
     return { allowed: r.allowed, reason: r.reason, freeRemaining: r.freeLeft, balance: formatMoney(r.available) };
   }
 
@@ -89,6 +90,7 @@ export class BillingService {
     const r = await this.scripts.deduct({
       userId,
       period,
+      day: change.day.slice(8),
       requestId,
       service,
       count,

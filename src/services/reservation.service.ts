@@ -108,6 +108,7 @@ export class ReservationService {
     const r = await this.scripts.reserve({
       userId,
       period,
+      day: this.calendar.day(now).slice(8),
       requestId,
       service,
       count,

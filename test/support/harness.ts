@@ -224,11 +224,47 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         const archived = await probe.db('accounts').where({ user_id: userId }).first('archived_balance');
         const running = latest?.balance_after ?? archived?.archived_balance ?? 0;
         expect(BigInt(running), `latest running balance of ${userId}`).to.equal(balance);
+        // Grants included (SPEC 14): each grant's remaining in Redis = credit_grants = the sum of its entries.
+        const grantRows: { grant_id: string; remaining: string; status: string; entries: string }[] = await probe
+          .db('credit_grants as g')
+          .where('g.user_id', userId)
+          .select(
+            'g.grant_id',
+            'g.remaining',
+            'g.status',
+            probe.db.raw(
+              '(SELECT COALESCE(SUM(e.amount), 0) FROM grant_entries e WHERE e.user_id = g.user_id AND e.grant_id = g.grant_id) AS entries',
+            ),
+          );
+        const redisGrants = JSON.parse((await probe.redis.hget(probe.keys.account(userId), 'g')) ?? '[]') as {
+          id: string;
+          rem: string;
+        }[];
+        for (const row of grantRows) {
+          expect(String(row.entries), `grant ${row.grant_id} of ${userId}: entries vs remaining`).to.equal(
+            String(row.remaining),
+          );
+          const live = redisGrants.find((g) => g.id === row.grant_id);
+          if (live)
+            expect(live.rem, `grant ${row.grant_id} of ${userId}: redis vs mysql`).to.equal(String(row.remaining));
+          else if (redisBal !== null && row.status === 'active' && String(row.remaining) !== '0')
+            expect.fail(`grant ${row.grant_id} of ${userId} is active in MySQL but not in Redis`);
+        }
+        for (const g of redisGrants) {
+          expect(
+            grantRows.some((r) => r.grant_id === g.id),
+            `grant ${g.id} of ${userId} is in Redis but not in MySQL`,
+          ).to.equal(true);
+        }
         const redisUsed = await probe.redis.hgetall(probe.keys.quota(userId, period));
         const mysqlUsed = await probe.repositories.accounts.quotaUsage(userId, period);
         const mysqlMap = Object.fromEntries(mysqlUsed.map((r) => [r.service_name, r.used]));
         const redisServices = redisBal === null && Object.keys(redisUsed).length === 0 ? [] : Object.keys(mysqlMap);
-        for (const service of new Set([...Object.keys(redisUsed), ...redisServices])) {
+        // Fields starting with $ are the month's and days' spending (limits), not services.
+        for (const service of new Set([
+          ...Object.keys(redisUsed).filter((f) => !f.startsWith('$')),
+          ...redisServices,
+        ])) {
           expect(redisUsed[service] ?? '0', `quota used of ${userId}/${service}`).to.equal(mysqlMap[service] ?? '0');
         }
       }

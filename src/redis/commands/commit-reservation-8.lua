@@ -21,31 +21,40 @@
     ARGV[5] now, unix ms
     ARGV[6] user id (the indexes' member)
 
+  What was held comes back from where it was held: each grant's part ('gh', see reserve-9.lua) and the
+  balance's ('bh'); the charge is taken from those parts in the order they were held. The journaled
+  change gets `grants` {{grant id, amount}...} when grants paid. Spending counted by the hold on its
+  day is given back by the part not charged.
+
   Output: {status, recordId, freeCount, paidCount, amount, released, available, change JSON ('' if none)}
     status 'ok' | 'dup' | 'reused' (committed before with another count) | 'missing'
            | 'released' | 'expired' | 'too_many'
 ]]
 --- @include "includes/quote"
 --- @include "includes/changed"
+--- @include "includes/holds"
 
 local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'paid', 'amt', 'price', 'exp', 'count',
-  'ccount', 'rec', 'cfree', 'cpaid', 'camt', 'creleased', 'req', 'period')
+  'ccount', 'rec', 'cfree', 'cpaid', 'camt', 'creleased', 'req', 'period', 'gh', 'bh', 'day')
 local state = r[1]
 if not state then return {'missing'} end
-local acct = redis.call('HMGET', KEYS[1], 'bal', 'held')
-local bal, held = tonumber(acct[1] or '0'), tonumber(acct[2] or '0')
+local now = tonumber(ARGV[5])
+local a = redis.call('HMGET', KEYS[1], 'bal', 'held', 'g')
+local bal, held, grants = tonumber(a[1] or '0'), tonumber(a[2] or '0'), decodeGrants(a[3])
 
 if state == 'committed' then
   if r[9] ~= ARGV[2] then return {'reused'} end
-  return {'dup', r[10], r[11], r[12], r[13], r[14], int(bal - held)}
+  return {'dup', r[10], r[11], r[12], r[13], r[14], int(bal - held + grantsAvailable(grants, now))}
 end
 if state ~= 'held' then return {state} end
 
 local heldFree, heldAmount = tonumber(r[3]), tonumber(r[5])
-if tonumber(ARGV[5]) >= tonumber(r[7]) then
+local hold = heldParts(r[17], r[18], heldAmount)
+if now >= tonumber(r[7]) then
   -- Past its time: expire it now (the expiry job will find nothing to do).
   if heldFree > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(-heldFree)) end
-  if heldAmount > 0 then redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
+  unhold(KEYS[1], grants, hold, 0)
+  if r[19] then addSpent(KEYS[2], r[19], -heldAmount, nil) end
   redis.call('HSET', KEYS[3], 'state', 'expired')
   changed(KEYS[1], KEYS[8], ARGV[6], ARGV[5])
   redis.call('HDEL', KEYS[4], ARGV[1])
@@ -57,12 +66,13 @@ local count = tonumber(ARGV[2])
 if count > tonumber(r[8]) then return {'too_many', r[8]} end
 -- Priced like any call, with the hold as the whole budget: its free calls as the quota, its amount
 -- as the balance. `count` is at most what is held, so the hold always covers it (no refusal).
-local free, paid, amount = quote(heldAmount, 0, 0, 0, count, heldFree, r[6])
+local free, paid, amount = quote({ bal = heldAmount, od = 0, held = 0 }, 0, count, heldFree, r[6], 0, nil)
 
 if heldFree - free > 0 then redis.call('HINCRBY', KEYS[2], r[2], int(free - heldFree)) end
-if heldAmount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(-heldAmount)) end
-if amount > 0 then bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount)) end
+local parts
+bal, held, parts = unhold(KEYS[1], grants, hold, amount)
 local released = heldAmount - amount
+if r[19] then addSpent(KEYS[2], r[19], -released, nil) end
 changed(KEYS[1], KEYS[8], ARGV[6], ARGV[5])
 
 local rec, json = '', ''
@@ -71,6 +81,7 @@ if count > 0 then
   local change = cjson.decode(ARGV[4])
   change.service, change.requestId, change.period, change.unitPrice = r[2], r[15], r[16], r[6]
   change.count, change.free, change.paid, change.amount = int(count), int(free), int(paid), int(amount)
+  if #parts > 0 then change.grants = parts end
   json = cjson.encode(change)
   redis.call('HSET', KEYS[5], rec, json)
   journaled(KEYS[6], ARGV[6], ARGV[5])
@@ -79,4 +90,4 @@ redis.call('HSET', KEYS[3], 'state', 'committed', 'ccount', ARGV[2], 'rec', rec,
   'camt', int(amount), 'creleased', int(released))
 redis.call('HDEL', KEYS[4], ARGV[1])
 holdsChanged(KEYS[4], KEYS[7], ARGV[6])
-return {'ok', rec, int(free), int(paid), int(amount), int(released), int(bal - held), json}
+return {'ok', rec, int(free), int(paid), int(amount), int(released), int(bal - held + grantsAvailable(grants, now)), json}

@@ -35,11 +35,17 @@
     ARGV[11] now, unix ms
     ARGV[12] payload fingerprint (0 .. 2^32-1)
     ARGV[13] when this window's hash expires, unix ms (two windows after it began)
+    ARGV[14] the business day of the month (DD), for the daily spending limit
+
+  The user's own price overrides ARGV[4] and ARGV[5] (see includes/quote.lua), credit grants pay
+  before the balance (includes/grants.lua), and spending limits may refuse ('limit'). The journaled
+  change gets the unit price charged and, when grants paid, `grants`: {{grant id, amount}...}.
 
   Output: {status, recordId, freeCount, paidCount, amount, available}
     status 'ok' | 'dup' (replay: the first answer; recordId is 'this' or 'previous': the window it was
            first seen in) | 'reused' | 'init' (account not loaded) | 'no_quota' | 'no_balance'
-           (refused: nothing changed)
+           | 'limit' (refused: nothing changed)
+    available = balance - held + the grants spendable now
 ]]
 --- @include "includes/quote"
 --- @include "includes/changed"
@@ -56,28 +62,41 @@ local first = remembered(KEYS[3], 'this') or remembered(KEYS[4], 'previous')
 if first then return first end
 if redis.call('EXISTS', KEYS[8]) == 1 then return {'reused'} end
 
-local bal, od, held = readAccount(KEYS[1])
-if not bal then return {'init'} end
+local acct = readAccount(KEYS[1], ARGV[2])
+if not acct then return {'init'} end
+local freeQuota, unitPrice = priced(acct, ARGV[4], ARGV[5])
 local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
-local free, paid, amount, refusal = quote(bal, od, held, used, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
-if refusal then return {refusal, '', int(free), int(paid), int(amount), int(bal - held)} end
+local fromGrants = grantsAvailable(acct.grants, now)
+local left = limitLeft(acct, KEYS[2], ARGV[14])
+local free, paid, amount, refusal = quote(acct, used, tonumber(ARGV[3]), freeQuota, unitPrice, fromGrants, left)
+if refusal then return {refusal, '', int(free), int(paid), int(amount), int(acct.bal - acct.held + fromGrants)} end
 
 if free > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
   redis.call('PEXPIREAT', KEYS[2], ARGV[9])
 end
+local bal, parts = acct.bal, {}
 if amount > 0 then
-  bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-amount))
+  local fromBalance = amount
+  if fromGrants > 0 then
+    parts, fromBalance = takeFromGrants(acct.grants, amount, now, false)
+    saveGrants(KEYS[1], acct.grants)
+    fromGrants = fromGrants - (amount - fromBalance)
+  end
+  if fromBalance > 0 then bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-fromBalance)) end
+  addSpent(KEYS[2], ARGV[14], amount, ARGV[9])
 end
 
 changed(KEYS[1], KEYS[7], ARGV[10], ARGV[11])
 local change = cjson.decode(ARGV[7])
-change.free, change.paid, change.amount = int(free), int(paid), int(amount)
+change.free, change.paid, change.amount, change.unitPrice = int(free), int(paid), int(amount), unitPrice
+if #parts > 0 then change.grants = parts end
 redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(change))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 
-local avail = int(bal - held)
+local available = bal - acct.held + fromGrants
+local avail = int(available)
 redis.call('HSET', KEYS[3], ARGV[1], struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
-  bal - held))
+  available))
 redis.call('PEXPIREAT', KEYS[3], ARGV[13])
 return {'ok', ARGV[6], int(free), int(paid), int(amount), avail}

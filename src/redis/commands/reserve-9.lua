@@ -30,9 +30,16 @@
     ARGV[14] now, unix ms
     ARGV[15] the request id's 12-byte digest (the field in KEYS[8], KEYS[9])
     ARGV[16] the idempotency window, ms
+    ARGV[17] the business day of the month (DD), for the daily spending limit
+
+  Priced as deduct prices (the user's own price, grants, spending limits: see includes/quote.lua).
+  The hold takes from the grants still spendable at its expiry, in spending order, then from the
+  balance: so a commit, which comes before the hold's expiry, never spends a grant past its own. The
+  reservation hash keeps what each held: 'gh' {{grant id, amount}...} JSON, 'bh' the balance's part,
+  and the business day ('day') whose spending the hold counts in.
 
   Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt}
-    status 'ok' | 'dup' | 'reused' | 'init' | 'no_quota' | 'no_balance'
+    status 'ok' | 'dup' | 'reused' | 'init' | 'no_quota' | 'no_balance' | 'limit'
 ]]
 --- @include "includes/quote"
 --- @include "includes/changed"
@@ -48,27 +55,40 @@ if rememberedDeduct(KEYS[8], ARGV[15], windowMs, now) or rememberedDeduct(KEYS[9
   return {'reused'}
 end
 
-local bal, od, held = readAccount(KEYS[1])
-if not bal then return {'init'} end
+local acct = readAccount(KEYS[1], ARGV[2])
+if not acct then return {'init'} end
+local freeQuota, unitPrice = priced(acct, ARGV[4], ARGV[5])
 local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
 local count = tonumber(ARGV[3])
-local free, paid, amount, refusal = quote(bal, od, held, used, count, tonumber(ARGV[4]), ARGV[5])
-if refusal then return {refusal, '', int(free), int(paid), int(amount), int(bal - held), ''} end
+local holdable = grantsAvailable(acct.grants, tonumber(ARGV[7]))
+local left = limitLeft(acct, KEYS[2], ARGV[17])
+local free, paid, amount, refusal = quote(acct, used, count, freeQuota, unitPrice, holdable, left)
+local function available() return int(acct.bal - acct.held + grantsAvailable(acct.grants, now)) end
+if refusal then return {refusal, '', int(free), int(paid), int(amount), available(), ''} end
 
 if free > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
   redis.call('PEXPIREAT', KEYS[2], ARGV[9])
 end
-if amount > 0 then held = redis.call('HINCRBY', KEYS[1], 'held', int(amount)) end
-
+local parts, fromBalance = {}, amount
+if amount > 0 then
+  if holdable > 0 then
+    parts, fromBalance = takeFromGrants(acct.grants, amount, tonumber(ARGV[7]), true)
+    saveGrants(KEYS[1], acct.grants)
+  end
+  if fromBalance > 0 then acct.held = redis.call('HINCRBY', KEYS[1], 'held', int(fromBalance)) end
+  addSpent(KEYS[2], ARGV[17], amount, ARGV[9])
+end
 changed(KEYS[1], KEYS[7], ARGV[13], ARGV[14])
 redis.call('HSET', KEYS[4], 'state', 'held', 'svc', ARGV[2], 'count', ARGV[3], 'free', int(free), 'paid', int(paid),
-  'amt', int(amount), 'price', ARGV[5], 'period', ARGV[11], 'req', ARGV[10], 'exp', ARGV[7])
+  'amt', int(amount), 'price', unitPrice, 'period', ARGV[11], 'req', ARGV[10], 'exp', ARGV[7], 'bh', int(fromBalance),
+  'day', ARGV[17])
+if #parts > 0 then redis.call('HSET', KEYS[4], 'gh', cjson.encode(parts)) end
 redis.call('PEXPIRE', KEYS[4], ARGV[12])
 redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
 redis.call('ZADD', KEYS[6], 'LT', ARGV[7], ARGV[13])
-
-local avail = int(bal - held)
-redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rsv', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount), 'avail', avail, 'exp', ARGV[7])
+local avail = available()
+redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rsv', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount),
+  'avail', avail, 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ARGV[8])
 return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, ARGV[7]}

@@ -1,0 +1,62 @@
+--[[
+  Ends credit grants: those past their expiry ('expire', the expiry job) or one grant ('void', an
+  operator). What is left of each leaves by a journaled change (kind 'grant_end', how 'expired' or
+  'voided'): one ledger entry per grant. A grant part of which an open reservation holds is not
+  ended yet (that hold may still be committed, before the grant's expiry: see reserve-9.lua); a voided
+  one is marked so that nothing new spends it, and the expiry job ends it once its holds are gone.
+
+  Input:
+    KEYS[1] account hash             (field 'g': the grants, see includes/grants.lua)
+    KEYS[2] pending journal hash
+    KEYS[3] journal index of the user's slot   (see includes/changed.lua)
+    KEYS[4] activity index of the user's slot
+
+    ARGV[1] 'expire' | 'void'
+    ARGV[2] grant id to void ('' for 'expire')
+    ARGV[3] now, unix ms
+    ARGV[4] now, ISO instant (the changes' `at`)
+    ARGV[5] user id (the indexes' member)
+
+  Output: {status, grant id, amount, how, ...} one triple per grant ended now
+    status 'ok' | 'init' (account not loaded) | 'missing' (no such grant to void)
+           | 'held' (voided, but ended only once its holds are gone)
+]]
+--- @include "includes/int"
+--- @include "includes/changed"
+--- @include "includes/grants"
+
+local now = tonumber(ARGV[3])
+local json = redis.call('HGET', KEYS[1], 'g')
+if not json then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {'init'} end
+  if ARGV[1] == 'void' then return {'missing'} end
+  return {'ok'}
+end
+local grants = decodeGrants(json)
+local status = 'ok'
+if ARGV[1] == 'void' then
+  local g = findGrant(grants, ARGV[2])
+  if not g then return {'missing'} end
+  g.void = '1'
+  if tonumber(g.held) > 0 then status = 'held' end
+end
+
+local out, kept = {status}, {}
+for _, g in ipairs(grants) do
+  local due = g.void == '1' or (g.exp ~= '' and tonumber(g.exp) <= now)
+  if due and tonumber(g.held) == 0 then
+    local how = 'expired'
+    if g.void == '1' then how = 'voided' end
+    local change = { kind = 'grant_end', id = g.id, userId = ARGV[5], amount = g.rem, how = how, at = ARGV[4] }
+    redis.call('HSET', KEYS[2], 'grant_end:' .. g.id, cjson.encode(change))
+    out[#out + 1], out[#out + 2], out[#out + 3] = g.id, g.rem, how
+  else
+    kept[#kept + 1] = g
+  end
+end
+if #out > 1 or status == 'held' then
+  saveGrants(KEYS[1], kept)
+  changed(KEYS[1], KEYS[4], ARGV[5], ARGV[3])
+  if #out > 1 then journaled(KEYS[3], ARGV[5], ARGV[3]) end
+end
+return out
