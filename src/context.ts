@@ -6,6 +6,8 @@ import { defineScripts, Scripts } from './redis/scripts.js';
 import { RedisKeys } from './redis/keys.js';
 import { createDatabase, type Db } from './repositories/database.js';
 import { AccountRepository } from './repositories/account.repository.js';
+import { GrantService } from './services/grant.service.js';
+import { AccountSettingsService } from './services/account-settings.service.js';
 import { LedgerRepository } from './repositories/ledger.repository.js';
 import { UsageRepository } from './repositories/usage.repository.js';
 import { JobQueues } from './jobs/queues.js';
@@ -67,6 +69,10 @@ export interface AppContext {
   readonly recordExports: ExportService;
   readonly statements: StatementService;
   readonly portal: PortalService;
+  /** credit grants: given, voided, expired (SPEC 14) */
+  readonly grants: GrantService;
+  /** spending limits and per-user prices (SPEC 14) */
+  readonly settings: AccountSettingsService;
   close(): Promise<void>;
 }
 
@@ -224,6 +230,19 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     clock,
   );
 
+  const grants = new GrantService({ db, redis, keys, scripts, persistence, clock, logger });
+  const settings = new AccountSettingsService({
+    db,
+    redis,
+    keys,
+    scripts,
+    accounts,
+    catalogue,
+    calendar,
+    clock,
+    maxCallsPerRequest: config.maxCallsPerRequest,
+  });
+
   return {
     config,
     logger,
@@ -234,6 +253,8 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     keys,
     queues,
     catalogue,
+    grants,
+    settings,
     accounts,
     billing,
     persistence,
@@ -273,8 +294,12 @@ export function appDeps(ctx: AppContext): AppDeps {
     recordExports,
     statements,
     portal,
+    grants,
+    settings,
   } = ctx;
   return {
+    grants,
+    settings,
     config,
     logger,
     metrics,
@@ -301,6 +326,7 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
   const { config, logger, metrics, queues, persistence, recharges, reservations, reconciliation, accounts, archive } =
     ctx;
   return {
+    grants: ctx.grants,
     persistence,
     recharges,
     reservations,

@@ -35,6 +35,9 @@ import { portalRoutes, portalSessionRoutes } from './portal.routes.js';
 import type { ExportService } from '../services/export.service.js';
 import type { StatementService } from '../services/statement.service.js';
 import type { PortalService } from '../services/portal.service.js';
+import type { GrantService } from '../services/grant.service.js';
+import type { AccountSettingsService } from '../services/account-settings.service.js';
+import { grantAndPricingRoutes, limitsRoutes } from './money-features.routes.js';
 
 /** What the HTTP API uses: the settings its routes read, the services they front, its probes. */
 export interface AppDeps {
@@ -56,6 +59,8 @@ export interface AppDeps {
   recordExports: ExportService;
   statements: StatementService;
   portal: PortalService;
+  grants: GrantService;
+  settings: AccountSettingsService;
 }
 
 /** The HTTP API: thin routes over the services, one error handler. Each router gets only what it uses. */
@@ -114,8 +119,10 @@ export function createApp(d: AppDeps): Express {
     accountRoutes({ accounts: d.accounts, catalogue: d.catalogue }),
     usageRoutes({ usage: d.usage }),
     rechargeRoutes({ recharges: d.recharges }),
+    limitsRoutes({ settings: d.settings }),
   );
   app.use('/admin/v1', admin, jsonBody, adminRoutes({ admin: d.admin }));
+  app.use('/admin/v1', admin, jsonBody, grantAndPricingRoutes({ grants: d.grants, settings: d.settings }));
   app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth }));
   app.use('/api/v1/billing', gateway, exportRoutes(d.recordExports, logger), statementRoutes(d.statements));
   app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(d.portal));

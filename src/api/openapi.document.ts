@@ -20,6 +20,15 @@ import {
   jobRetryBody,
 } from './admin.schemas.js';
 import { exportQuery } from './export.schemas.js';
+import {
+  grantBody,
+  grantParams,
+  voidBody,
+  limitsBody,
+  limitsQuery,
+  pricingParams,
+  pricingBody,
+} from './money-features.schemas.js';
 import { statementParams, statementQuery } from './statement.schemas.js';
 import {
   portalSessionBody,
@@ -62,7 +71,9 @@ const figure = obj({ entries: int({ minimum: 0 }), amount: money });
 
 const CHECK = {
   allowed: bool,
-  reason: str({ enum: ['free', 'balance', 'insufficient_balance', 'insufficient_quota', 'too_many_calls'] }),
+  reason: str({
+    enum: ['free', 'balance', 'insufficient_balance', 'insufficient_quota', 'limit_reached', 'too_many_calls'],
+  }),
   freeRemaining: int(),
   balance: money,
 };
@@ -150,6 +161,7 @@ const ANSWERS: Record<string, Json> = {
     balance: money,
     heldAmount: money,
     currency: str(),
+    grants: arrayOf(obj({ grantId: str(), category: str(), remaining: money, expiresAt: nullable(instant) })),
     quotas: arrayOf(
       obj({ serviceName: str(), totalQuota: int(), usedQuota: int(), remainingQuota: int(), period: str() }),
     ),
@@ -256,6 +268,38 @@ const ANSWERS: Record<string, Json> = {
   LegacyHealth: obj({ status: str({ enum: ['UP'] }), service: str() }),
   Ready: obj({ status: str({ enum: ['ready'] }), redis: str(), mysql: str() }),
   // Operators' answers: their main fields are fixed, more may be added for diagnosis.
+  Grant: obj(
+    {
+      grantId: str(),
+      userId: str(),
+      category: str({ enum: ['promotional', 'paid'] }),
+      priority: int(),
+      amount: money,
+      remaining: money,
+      expiresAt: nullable(instant),
+      createdAt: instant,
+      status: str({ enum: ['active', 'expired', 'voided'] }),
+      duplicate: bool,
+    },
+    ['duplicate'],
+  ),
+  Grants: obj({ grants: arrayOf(ref('Grant')) }),
+  GrantVoid: obj({ grantId: str(), voided: money, pending: bool }),
+  PricingList: obj({ pricing: arrayOf(ref('Pricing')) }),
+  Limits: obj({
+    userId: str(),
+    daily: nullable(money),
+    monthly: nullable(money),
+    spentToday: money,
+    spentThisMonth: money,
+  }),
+  Pricing: obj({
+    userId: str(),
+    serviceName: str(),
+    freeQuota: int(),
+    unitPrice: nullable(money),
+    overridden: bool,
+  }),
   Adjustment: obj({ userId: str(), idempotencyKey: str(), amount: money, applied: bool, balance: money }),
   Ledger: obj(
     {
@@ -307,7 +351,7 @@ const ANSWERS: Record<string, Json> = {
 type Auth = 'gateway' | 'admin' | 'signature' | 'board' | 'portal' | 'none';
 
 interface Operation {
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'put';
   /** OpenAPI path, parameters in braces */
   path: string;
   tag: string;
@@ -639,6 +683,79 @@ function operations(maxCalls: number, maxBatchItems: number): Operation[] {
       body: adjustmentBody,
       answer: 'Adjustment',
       errors: ['VALIDATION_FAILED', 'INSUFFICIENT_BALANCE', 'REQUEST_ID_REUSED'],
+    },
+    {
+      method: 'post',
+      path: '/admin/v1/accounts/{user_id}/grants',
+      tag: 'admin',
+      summary: 'Give a credit grant (promotional or paid, priority, optional expiry); idempotent by grant_id',
+      auth: 'admin',
+      params: userParams,
+      body: grantBody,
+      answer: 'Grant',
+      errors: ['VALIDATION_FAILED', 'REQUEST_ID_REUSED'],
+    },
+    {
+      method: 'get',
+      path: '/admin/v1/accounts/{user_id}/grants',
+      tag: 'admin',
+      summary: "A user's credit grants, newest first",
+      auth: 'admin',
+      params: userParams,
+      answer: 'Grants',
+      errors: ['VALIDATION_FAILED'],
+    },
+    {
+      method: 'post',
+      path: '/admin/v1/accounts/{user_id}/grants/{grant_id}/void',
+      tag: 'admin',
+      summary: 'Void a grant: what is left of it leaves by the ledger',
+      auth: 'admin',
+      params: grantParams,
+      body: voidBody,
+      answer: 'GrantVoid',
+      errors: ['VALIDATION_FAILED', 'NOT_FOUND'],
+    },
+    {
+      method: 'put',
+      path: '/admin/v1/accounts/{user_id}/pricing/{service_name}',
+      tag: 'admin',
+      summary: "Override a service's free quota and unit price for one user (null: the catalogue's)",
+      auth: 'admin',
+      params: pricingParams,
+      body: pricingBody,
+      answer: 'Pricing',
+      errors: ['VALIDATION_FAILED', 'UNKNOWN_SERVICE'],
+    },
+    {
+      method: 'get',
+      path: '/admin/v1/accounts/{user_id}/pricing',
+      tag: 'admin',
+      summary: 'The free quota and unit price a user is charged, per service',
+      auth: 'admin',
+      params: userParams,
+      answer: 'PricingList',
+      errors: ['VALIDATION_FAILED'],
+    },
+    {
+      method: 'put',
+      path: '/api/v1/billing/limits',
+      tag: 'user',
+      summary: 'Set spending limits per business day and month (null removes one)',
+      auth: 'gateway',
+      body: limitsBody,
+      answer: 'Limits',
+      errors: ['VALIDATION_FAILED'],
+    },
+    {
+      method: 'get',
+      path: '/api/v1/billing/limits',
+      tag: 'user',
+      summary: "A user's spending limits and what was spent today and this month",
+      auth: 'gateway',
+      query: limitsQuery,
+      answer: 'Limits',
+      errors: ['VALIDATION_FAILED'],
     },
     {
       method: 'get',

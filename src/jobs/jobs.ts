@@ -48,6 +48,8 @@ export const Jobs = {
   'evict-idle-accounts': job<Record<string, never>>('maintenance'),
   /** Move records and verified ledger entries past the retention horizon to the archive tables (daily). */
   'archive-old-rows': job<Record<string, never>>('maintenance'),
+  /** End the credit grants past their expiry (their remainder leaves by the ledger); idempotent. */
+  'expire-grants': job<Record<string, never>>('maintenance'),
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': job<Record<string, never>>('maintenance'),
 } as const;

@@ -40,6 +40,10 @@ export async function registerSchedules(queues: JobQueues, config: Config): Prom
       { pattern: '20 0 * * *', tz: config.businessTz },
       { name: 'archive-old-rows', data: {} },
     );
+  // A grant is never spent past its expiry whatever this job's delay; it books the remainder leaving.
+  await queues
+    .queueOf('expire-grants')
+    .upsertJobScheduler('expire-grants', { every: 60_000 }, { name: 'expire-grants', data: {} });
   await queues
     .queueOf('expire-reservations')
     .upsertJobScheduler(

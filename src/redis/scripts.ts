@@ -470,7 +470,14 @@ export class Scripts {
       const window = r[1] === 'previous' ? place.window - 1 : place.window;
       return { ...reply, recordId: recordIdOf(digest, window, windowMs) };
     }
-    const journaled: DeductionChange = { ...change, free: str(r[2]), paid: str(r[3]), amount: str(r[4]) };
+    const journaled: DeductionChange = {
+      ...change,
+      free: str(r[2]),
+      paid: str(r[3]),
+      amount: str(r[4]),
+      unitPrice: str(r[6]),
+      ...(r[7] ? { grants: JSON.parse(r[7]) as DeductionChange['grants'] } : {}),
+    };
     return { ...reply, recordId: change.id, journaled };
   }
 

@@ -26,7 +26,19 @@ export interface AccountView {
   balance: string;
   heldAmount: string;
   currency: string;
+  /** spendable grants, in spending order: what is left of each and not held */
+  grants: { grantId: string; category: string; remaining: string; expiresAt: string | null }[];
   quotas: { serviceName: string; totalQuota: number; usedQuota: number; remainingQuota: number; period: string }[];
+}
+
+/** A grant as the account hash holds it (see src/redis/commands/includes/grants.lua). */
+interface LiveGrantField {
+  id: string;
+  rem: string;
+  held: string;
+  exp: string;
+  cat: string;
+  void?: string;
 }
 
 /** The account-hash fields of a user's grants, prices and limits (see src/redis/commands/includes/quote.lua). */
@@ -213,7 +225,10 @@ export class AccountService {
     return inRedis === 1 || !!inMysql;
   }
 
-  /** Balance (available = total − held), held amount and this month's quotas, read live from Redis. */
+  /**
+   * Balance (available: the balance less what is held, plus the grants spendable now), held amount,
+   * grants and this month's quotas (the user's own free quotas where set), read live from Redis.
+   */
   async view(userId: string): Promise<AccountView> {
     const now = this.clock.now();
     const period = this.calendar.period(now);
@@ -224,19 +239,32 @@ export class AccountService {
     }
     const bal = BigInt(acct[0] ?? '0');
     const held = BigInt(acct[1] ?? '0');
+    const grants = (acct[2] ? (JSON.parse(acct[2]) as LiveGrantField[]) : []).filter(
+      (g) => g.void !== '1' && (g.exp === '' || Number(g.exp) > now.getTime()),
+    );
+    const fromGrants = grants.reduce((sum, g) => sum + BigInt(g.rem) - BigInt(g.held), 0n);
+    const grantHeld = grants.reduce((sum, g) => sum + BigInt(g.held), 0n);
     const periodLabel = `${period.slice(0, 4)}-${period.slice(4)}`;
     return {
       userId,
-      balance: formatMoney(bal - held),
-      heldAmount: formatMoney(held),
+      balance: formatMoney(bal - held + fromGrants),
+      heldAmount: formatMoney(held + grantHeld),
       currency: this.currency,
+      grants: grants.map((g) => ({
+        grantId: g.id,
+        category: g.cat,
+        remaining: formatMoney(BigInt(g.rem) - BigInt(g.held)),
+        expiresAt: g.exp === '' ? null : new Date(Number(g.exp)).toISOString(),
+      })),
       quotas: this.catalogue.services.map((s, i) => {
-        const usedQuota = Math.min(s.freeQuota, Number(used[i] ?? 0));
+        const own = /^(\d*)\|/.exec(acct[3 + i] ?? '')?.[1];
+        const total = own ? Number(own) : s.freeQuota;
+        const usedQuota = Math.min(total, Number(used[i] ?? 0));
         return {
           serviceName: s.name,
-          totalQuota: s.freeQuota,
+          totalQuota: total,
           usedQuota,
-          remainingQuota: s.freeQuota - usedQuota,
+          remainingQuota: total - usedQuota,
           period: periodLabel,
         };
       }),
@@ -246,7 +274,7 @@ export class AccountService {
   private async read(userId: string, period: string): Promise<[(string | null)[], (string | null)[]]> {
     const names = this.catalogue.services.map((s) => s.name);
     return Promise.all([
-      this.redis.hmget(this.keys.account(userId), 'bal', 'held'),
+      this.redis.hmget(this.keys.account(userId), 'bal', 'held', 'g', ...names.map((n) => `p:${n}`)),
       this.redis.hmget(this.keys.quota(userId, period), ...names),
     ]);
   }

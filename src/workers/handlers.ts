@@ -6,6 +6,7 @@ import { MalformedChangeError, type PersistenceService } from '../services/persi
 import { UnconfirmedPaymentError, type RechargeService } from '../services/recharge.service.js';
 import type { ReconciliationService } from '../services/reconciliation.service.js';
 import type { ReservationService } from '../services/reservation.service.js';
+import type { GrantService } from '../services/grant.service.js';
 import { isAppError } from '../lib/errors.js';
 
 /** What a job's handler does, and which of its errors no retry can fix (the job fails for good). */
@@ -23,6 +24,7 @@ export interface HandlerDeps {
   reconciliation: ReconciliationService;
   accounts: AccountService;
   archive: ArchiveService;
+  grants: GrantService;
   /** sweep-pending's threshold when the job does not say */
   sweepAfterMs: number;
   /** how long an account stays in Redis unchanged before evict-idle-accounts removes it */
@@ -70,6 +72,9 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
     },
     'archive-old-rows': {
       run: () => d.archive.run(),
+    },
+    'expire-grants': {
+      run: () => d.grants.expireDue(),
     },
     'prune-quota-periods': {
       run: async () => ({ deleted: await d.accounts.prunePeriods() }),

@@ -20,6 +20,7 @@ import type { PersistenceService } from '../../src/services/persistence.service.
 import type { ReconciliationService } from '../../src/services/reconciliation.service.js';
 import type { ReservationService } from '../../src/services/reservation.service.js';
 import type { ArchiveService } from '../../src/services/archive.service.js';
+import type { GrantService } from '../../src/services/grant.service.js';
 import { RechargeRepository } from '../../src/repositories/recharge.repository.js';
 import { testServers } from './servers.js';
 import { PaymentSimulator } from '../../simulator/payment-simulator.js';
@@ -60,6 +61,8 @@ export interface Probe {
   reconciliation: ReconciliationService;
   reservations: ReservationService;
   archive: ArchiveService;
+  /** credit grants: `expireDue()` is the expiry job's run */
+  grants: GrantService;
   /** what startWorkers / jobHandlers take, to run a worker inside the test */
   workers: WorkerDeps;
 }
@@ -171,6 +174,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     reconciliation: ctx.reconciliation,
     reservations: ctx.reservations,
     archive: ctx.archive,
+    grants: ctx.grants,
     workers: workerDeps(ctx),
   };
   const harness: Harness = {

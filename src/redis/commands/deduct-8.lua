@@ -41,7 +41,8 @@
   before the balance (includes/grants.lua), and spending limits may refuse ('limit'). The journaled
   change gets the unit price charged and, when grants paid, `grants`: {{grant id, amount}...}.
 
-  Output: {status, recordId, freeCount, paidCount, amount, available}
+  Output: {status, recordId, freeCount, paidCount, amount, available, unitPrice, grants JSON ('' if none)}
+    (the last two only for 'ok': what the journaled change got here)
     status 'ok' | 'dup' (replay: the first answer; recordId is 'this' or 'previous': the window it was
            first seen in) | 'reused' | 'init' (account not loaded) | 'no_quota' | 'no_balance'
            | 'limit' (refused: nothing changed)
@@ -90,7 +91,11 @@ end
 changed(KEYS[1], KEYS[7], ARGV[10], ARGV[11])
 local change = cjson.decode(ARGV[7])
 change.free, change.paid, change.amount, change.unitPrice = int(free), int(paid), int(amount), unitPrice
-if #parts > 0 then change.grants = parts end
+local grantParts = ''
+if #parts > 0 then
+  change.grants = parts
+  grantParts = cjson.encode(parts)
+end
 redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(change))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 
@@ -99,4 +104,4 @@ local avail = int(available)
 redis.call('HSET', KEYS[3], ARGV[1], struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
   available))
 redis.call('PEXPIREAT', KEYS[3], ARGV[13])
-return {'ok', ARGV[6], int(free), int(paid), int(amount), avail}
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, unitPrice, grantParts}
