@@ -227,12 +227,12 @@ describe('credit grants', function () {
     for (const v of voids) expect([200, 404, 409], JSON.stringify(v.body)).to.include(v.status);
     const acct = await account(h, user);
     expect(acct.balance).to.equal('0.10');
-    expect(grantOf(await listGrants(h, user), 'v')).to.include({ status: 'voided', remaining: '0.00' });
     const d2 = await h.post(DEDUCT, { request_id: 'd2', user_id: user, service_name: 'tokens', count: 11 });
     expect([d2.status, d2.body.code]).to.deep.equal([402, 10001]);
     const unknown = await h.post(voidPath(user, 'nope'), {}, admin);
     expect([unknown.status, unknown.body.code]).to.deep.equal([404, 40400]);
     await h.drain();
+    expect(grantOf(await listGrants(h, user), 'v')).to.include({ status: 'voided', remaining: '0.00' });
     const voided = (await grantEntries(h, user)).filter((e) => e.entry_type === 'grant_voided');
     expect(voided.map((e) => e.amount)).to.deep.equal([-750_000n]);
     await assertGrantsAgree(h, [user]);

@@ -16,7 +16,12 @@ const SERVICES = [
 const pricingOf = async (h: Harness, user: string): Promise<any[]> => {
   const r = await h.get(pricingPath(user), {}, admin);
   expect(r.status, JSON.stringify(r.body)).to.equal(200);
-  return r.body.data.pricing;
+  return r.body.data.pricing.map((p: Record<string, unknown>) => ({
+    serviceName: p.serviceName,
+    freeQuota: p.freeQuota,
+    unitPrice: p.unitPrice,
+    overridden: p.overridden,
+  }));
 };
 const override = async (h: Harness, user: string, service: string, body: Record<string, unknown>) => {
   const r = await put(h, pricingPath(user, service), body, admin);
