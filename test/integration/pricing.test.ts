@@ -52,7 +52,7 @@ describe('per-user pricing', function () {
     const before = await h.post(DEDUCT, { request_id: 'b', user_id: user, service_name: 'tokens', count: 3 });
     expect(before.body.data).to.include({ amount: '0.03' });
     const set = await override(h, user, 'tokens', { unit_price: '0.025' });
-    expect(set).to.deep.equal({ userId: user, serviceName: 'tokens', freeQuota: 0, unitPrice: '0.025' });
+    expect(set).to.include({ userId: user, serviceName: 'tokens', freeQuota: 0, unitPrice: '0.025' });
     // Twice and concurrently: the same answer.
     const again = await Promise.all(
       [1, 2, 3].map(() => put(h, pricingPath(user, 'tokens'), { unitPrice: '0.025' }, admin)),
