@@ -177,6 +177,8 @@ function generate(user: string, reservationId: string): Case[] {
       JSON.stringify({ ...valid, extra: 1 }),
       JSON.stringify({ ...valid, __proto__: { x: 1 } }).replace('{', '{"__proto__":{"x":1},'),
     ]) {
+      // Every field of a price is optional: no body at all changes nothing, and is no error.
+      if (name === 'pricing' && raw === '') continue;
       cases.push({ name: `${name} raw ${raw.slice(0, 20)}`, method, path, rawBody: raw, headers });
     }
     cases.push({
