@@ -5,11 +5,12 @@
  * redis-server and MariaDB, with `passport` priced from the first call (no free quota), so every
  * deduct is paid: from the grants for the one population, from the balance for the other. wrk
  * (bench/wrk/gateway.lua, prefix=) saturates the service with one population's deducts, then the
- * other's, alternating first, for BENCH_ROUNDS rounds of BENCH_SECONDS each; the medians, their
- * ratio and the CPU the service spent per request are printed and written to bench/results/.
+ * other's, alternating first, after a warm-up run of each, for BENCH_ROUNDS rounds of BENCH_SECONDS
+ * each; the medians and their ratio are printed and written to bench/results/, with the CPU the
+ * service and redis-server spent per request: on a machine shared with other work, CPU per request
+ * moves less than throughput does.
  *
- * The ratio of CPU per request is printed too: on a machine shared with other work, it moves less
- * than throughput does. Env: BENCH_SECONDS (8), BENCH_ROUNDS (5), BENCH_USERS (500 per population), BENCH_CONNECTIONS (32).
+ * Env: BENCH_SECONDS (8), BENCH_ROUNDS (5), BENCH_USERS (500 per population), BENCH_CONNECTIONS (32).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,6 +57,7 @@ async function each(n: number, parallel: number, work: (i: number) => Promise<un
 
 async function load(url: string, server: ChildProcess, who: Population, run: string) {
   const cpu = cpuMs(server);
+  const redisCpu = cpuMs(redis.process);
   const args = [`-t1`, `-c${CONNECTIONS}`, `-d${SECONDS}s`, '-s', 'bench/wrk/gateway.lua'];
   args.push(`${url}/internal/v1/billing/deduct`, '--', `token=${TOKEN}`, `users=${USERS}`);
   args.push(`prefix=${POPULATIONS[who]}`, `run=${run}`);
@@ -76,6 +78,7 @@ async function load(url: string, server: ChildProcess, who: Population, run: str
   return {
     rps: r.requests / (r.duration_us / 1e6),
     cpuUs: ((cpuMs(server) - cpu) * 1000) / r.requests,
+    redisUs: ((cpuMs(redis.process) - redisCpu) * 1000) / r.requests,
     p50: r.p50,
     p99: r.p99,
   };
@@ -146,17 +149,21 @@ try {
   await new Promise((r) => setTimeout(r, 5_000));
   for (const who of Object.keys(POPULATIONS) as Population[]) await load(url, server, who, `${who}-warm`);
 
-  const results: Record<Population, { rps: number[]; cpuUs: number[]; p50: number[]; p99: number[] }> = {
-    grants: { rps: [], cpuUs: [], p50: [], p99: [] },
-    none: { rps: [], cpuUs: [], p50: [], p99: [] },
+  const results: Record<
+    Population,
+    { rps: number[]; cpuUs: number[]; redisUs: number[]; p50: number[]; p99: number[] }
+  > = {
+    grants: { rps: [], cpuUs: [], redisUs: [], p50: [], p99: [] },
+    none: { rps: [], cpuUs: [], redisUs: [], p50: [], p99: [] },
   };
   for (let round = 1; round <= ROUNDS; round++) {
     const order: Population[] = round % 2 ? ['grants', 'none'] : ['none', 'grants'];
     for (const who of order) {
       const r = await load(url, server, who, `${who}-${round}`);
-      for (const k of ['rps', 'cpuUs', 'p50', 'p99'] as const) results[who][k].push(r[k]);
+      for (const k of ['rps', 'cpuUs', 'redisUs', 'p50', 'p99'] as const) results[who][k].push(r[k]);
       console.log(
-        `round ${round} ${who}: ${r.rps.toFixed(0)} deducts/s, ${r.cpuUs.toFixed(0)} us CPU/request, ` +
+        `round ${round} ${who}: ${r.rps.toFixed(0)} deducts/s, ${r.cpuUs.toFixed(0)} us CPU/request ` +
+          `(+ Redis ${r.redisUs.toFixed(0)} us), ` +
           `p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
       );
     }
@@ -174,16 +181,21 @@ try {
       {
         rps: median(results[who].rps),
         cpuUsPerRequest: median(results[who].cpuUs),
+        redisUsPerRequest: median(results[who].redisUs),
         p50: median(results[who].p50),
         p99: median(results[who].p99),
       },
     ]),
-  ) as Record<Population, { rps: number; cpuUsPerRequest: number; p50: number; p99: number }>;
+  ) as Record<
+    Population,
+    { rps: number; cpuUsPerRequest: number; redisUsPerRequest: number; p50: number; p99: number }
+  >;
   const ratio = summary.grants.rps / summary.none.rps;
   const cpuRatio = summary.none.cpuUsPerRequest / summary.grants.cpuUsPerRequest;
   console.log(
     `deduct with 3 grants: ${summary.grants.rps.toFixed(0)} req/s (${summary.grants.cpuUsPerRequest.toFixed(0)} us CPU), ` +
       `without: ${summary.none.rps.toFixed(0)} req/s (${summary.none.cpuUsPerRequest.toFixed(0)} us CPU): ` +
+      `Redis ${summary.grants.redisUsPerRequest.toFixed(0)} vs ${summary.none.redisUsPerRequest.toFixed(0)} us; ` +
       `ratio ${ratio.toFixed(2)} (target >= 0.90); by CPU per request ${cpuRatio.toFixed(2)}`,
   );
   mkdirSync('bench/results', { recursive: true });
