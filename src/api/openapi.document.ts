@@ -178,6 +178,7 @@ const ANSWERS: Record<string, Json> = {
         freeCount: int(),
         paidCount: int(),
         amount: money,
+        unitPrice: nullable(money),
         createdAt: instant,
       }),
     ),
