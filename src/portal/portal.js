@@ -76,6 +76,19 @@
         ]),
       ),
     );
+    const grants = account.grants || [];
+    $('grants-empty').hidden = grants.length > 0;
+    $('grants-table').hidden = grants.length === 0;
+    $('grants-table').tBodies[0].replaceChildren(
+      ...grants.map((g) =>
+        row([
+          cell(g.grantId),
+          cell(g.category === 'paid' ? 'Paid' : 'Promotional'),
+          cell(g.remaining, 'num'),
+          cell(g.expiresAt ? new Date(g.expiresAt).toLocaleString() : 'Never'),
+        ]),
+      ),
+    );
     const select = $('filter-service');
     if (select.options.length === 1)
       for (const q of account.quotas) select.add(new Option(q.serviceName, q.serviceName));

@@ -336,6 +336,8 @@ export interface RepairArgs {
   version: string;
   balance: string;
   quotaExpiresAt: number;
+  /** MySQL's grants in the account hash's encoding ('' for none): see includes/grants.lua */
+  grants: string;
   used: QuotaUse;
 }
 
@@ -760,6 +762,7 @@ export class Scripts {
       a.version,
       a.balance,
       a.quotaExpiresAt,
+      a.grants,
       ...a.used.flat(),
     );
     if (r[0] === 'changed') return null;

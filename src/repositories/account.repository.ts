@@ -75,11 +75,7 @@ export class AccountRepository {
   async settings(userId: string, period: string, day: string): Promise<AccountSettings> {
     const monthStart = `${period.slice(0, 4)}-${period.slice(4)}-01`;
     const [grants, pricing, limits, spent] = await Promise.all([
-      this.db('credit_grants')
-        .where({ user_id: userId })
-        .whereIn('status', ['active', 'voiding'])
-        .andWhere('category', '<>', '')
-        .select('grant_id', 'category', 'priority', 'remaining', 'expires_at', 'created_at', 'status'),
+      this.liveGrants(userId),
       this.db('user_pricing').where({ user_id: userId }).select('service_name', 'free_quota', 'unit_price'),
       this.db('spending_limits').where({ user_id: userId }).first('daily', 'monthly'),
       this.db('usage_daily')
@@ -93,12 +89,21 @@ export class AccountRepository {
         .first(),
     ]);
     return {
-      grants: grants as LiveGrantRow[],
+      grants,
       pricing: pricing as PricingRow[],
       limits: limits as LimitsRow | undefined,
       spentMonth: String((spent as { month: string } | undefined)?.month ?? '0'),
       spentToday: String((spent as { today: string } | undefined)?.today ?? '0'),
     };
+  }
+
+  /** Grants still to spend or to end: active, or voided while a reservation held part of them. */
+  async liveGrants(userId: string): Promise<LiveGrantRow[]> {
+    return this.db('credit_grants')
+      .where({ user_id: userId })
+      .whereIn('status', ['active', 'voiding'])
+      .andWhere('category', '<>', '')
+      .select('grant_id', 'category', 'priority', 'remaining', 'expires_at', 'created_at', 'status');
   }
 
   async quotaUsage(userId: string, period: string): Promise<QuotaUsageRow[]> {

@@ -52,6 +52,29 @@ export class StatementRepository {
     return sums.reduce((acc, row) => acc + BigInt((row?.s as string | null) ?? 0), 0n);
   }
 
+  /** What the user's credit grants held at `before`: the sum of every grant entry booked earlier. */
+  async grantBalanceBefore(userId: string, before: Date): Promise<bigint> {
+    const row = await this.db('grant_entries')
+      .where('user_id', userId)
+      .andWhere('created_at', '<', before)
+      .sum({ s: 'amount' })
+      .first();
+    return BigInt((row?.s as string | null) ?? 0);
+  }
+
+  /** Count and signed sum per entry type of the grant entries booked in [from, to). */
+  async grantSumsByType(userId: string, from: Date, to: Date): Promise<EntryTypeSum[]> {
+    return this.db('grant_entries')
+      .where('user_id', userId)
+      .andWhere('created_at', '>=', from)
+      .andWhere('created_at', '<', to)
+      .groupBy('entry_type')
+      .orderBy('entry_type')
+      .select('entry_type', this.db.raw('COUNT(*) AS entries'), this.db.raw('SUM(amount) AS amount')) as Promise<
+      EntryTypeSum[]
+    >;
+  }
+
   /** Count and signed sum per entry type of the entries booked in [from, to). */
   async sumsByType(userId: string, from: Date, to: Date): Promise<EntryTypeSum[]> {
     const parts = await Promise.all(

@@ -11,6 +11,8 @@ export interface RecordRow {
   free_count: number;
   paid_count: number;
   amount: string;
+  /** the unit price the call was charged at (the user's own where set); null for a free-only service */
+  unit_price: string | null;
   created_at: Date;
 }
 
@@ -32,9 +34,7 @@ export interface RecordCursor {
 export type RecordTable = 'consumption_records' | 'consumption_records_archive';
 
 /** A consumption record as an export reads it. */
-export interface ExportRow extends RecordRow {
-  unit_price: string | null;
-}
+export type ExportRow = RecordRow;
 
 export interface UsageSums {
   total_count: string;
@@ -69,6 +69,7 @@ const RECORD_COLUMNS = [
   'free_count',
   'paid_count',
   'amount',
+  'unit_price',
   'created_at',
 ];
 
@@ -180,6 +181,6 @@ export class UsageRepository {
         { column: 'id', order: 'asc' },
       ])
       .limit(limit)
-      .select(...RECORD_COLUMNS, 'unit_price');
+      .select(...RECORD_COLUMNS);
   }
 }

@@ -1,7 +1,7 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { RedisKeys } from '../redis/keys.js';
 import type { Scripts } from '../redis/scripts.js';
-import type { AccountRepository, AccountSettings } from '../repositories/account.repository.js';
+import type { AccountRepository, AccountSettings, LiveGrantRow } from '../repositories/account.repository.js';
 import type { BusinessCalendar, Clock } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
 import { formatMoney } from '../lib/money.js';
@@ -44,7 +44,17 @@ interface LiveGrantField {
 /** The account-hash fields of a user's grants, prices and limits (see src/redis/commands/includes/quote.lua). */
 export function accountFields(s: AccountSettings): [string, string][] {
   const fields: [string, string][] = [];
-  const grants = s.grants
+  const grants = grantsField(s.grants);
+  if (grants !== '') fields.push(['g', grants]);
+  for (const p of s.pricing) fields.push([`p:${p.service_name}`, `${p.free_quota ?? ''}|${p.unit_price ?? ''}`]);
+  if (s.limits?.daily != null) fields.push(['lim_d', String(s.limits.daily)]);
+  if (s.limits?.monthly != null) fields.push(['lim_m', String(s.limits.monthly)]);
+  return fields;
+}
+
+/** MySQL's grants as the account hash's field 'g' holds them, in spending order ('' for none). */
+export function grantsField(rows: LiveGrantRow[]): string {
+  const grants = rows
     .map((g) => ({
       id: g.grant_id,
       rem: String(g.remaining),
@@ -56,11 +66,7 @@ export function accountFields(s: AccountSettings): [string, string][] {
       ...(g.status === 'voiding' ? { void: '1' } : {}),
     }))
     .sort(grantOrder);
-  if (grants.length > 0) fields.push(['g', JSON.stringify(grants)]);
-  for (const p of s.pricing) fields.push([`p:${p.service_name}`, `${p.free_quota ?? ''}|${p.unit_price ?? ''}`]);
-  if (s.limits?.daily != null) fields.push(['lim_d', String(s.limits.daily)]);
-  if (s.limits?.monthly != null) fields.push(['lim_m', String(s.limits.monthly)]);
-  return fields;
+  return grants.length > 0 ? JSON.stringify(grants) : '';
 }
 
 /** The spending order of grants, as includes/grants.lua keeps it: priority, expiry (none last), age, id. */

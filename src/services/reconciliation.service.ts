@@ -7,7 +7,7 @@ import type { AccountRepository } from '../repositories/account.repository.js';
 import type { RechargeRepository } from '../repositories/recharge.repository.js';
 import type { ReconciliationRepository, RunCounts } from '../repositories/reconciliation.repository.js';
 import type { CatalogueService } from './catalogue.service.js';
-import type { AccountService } from './account.service.js';
+import { grantsField, type AccountService } from './account.service.js';
 import type { PersistenceService } from './persistence.service.js';
 import type { RechargeService } from './recharge.service.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -264,9 +264,10 @@ export class ReconciliationService {
       c.users_in_flight++;
       return;
     }
-    const [row, usage] = await Promise.all([
+    const [row, usage, grants] = await Promise.all([
       this.accountsRepo.findWithLedgerBalance(userId),
       this.accountsRepo.quotaUsage(userId, period),
+      this.accountsRepo.liveGrants(userId),
     ]);
     if (row && BigInt(row.balance) !== BigInt(row.ledger_balance)) {
       // MySQL itself is off its ledger (another run may be repairing it): never copy that into Redis.
@@ -279,6 +280,7 @@ export class ReconciliationService {
       period,
       version: snapshot.version,
       balance: row?.balance ?? '0',
+      grants: grantsField(grants),
       quotaExpiresAt: this.accounts.quotaExpiry(now),
       used: this.catalogue.services.map((s) => [s.name, used.get(s.name) ?? '0']),
     });

@@ -8,12 +8,21 @@ import { csvRow } from './export.service.js';
 const SECTIONS = {
   recharge: 'recharges',
   refund: 'refunds',
-  grant: 'grants',
-  grant_expired: 'grantExpiries',
   adjustment: 'adjustments',
 } as const;
 
 type Section = (typeof SECTIONS)[keyof typeof SECTIONS];
+
+/** Grant entry types (grant_entries) and the line each is added into. */
+const GRANT_SECTIONS: Record<string, GrantSection> = {
+  grant: 'grants',
+  grant_spend: 'grantSpending',
+  grant_refund: 'grantRefunds',
+  grant_expired: 'grantExpiries',
+  grant_voided: 'grantExpiries',
+};
+
+type GrantSection = 'grants' | 'grantSpending' | 'grantRefunds' | 'grantExpiries';
 
 export interface Figure {
   entries: number;
@@ -34,12 +43,20 @@ export interface Statement {
   recharges: Figure;
   charges: Figure & { services: (Figure & { serviceName: string })[] };
   refunds: Figure;
-  grants: Figure;
-  grantExpiries: Figure;
   adjustments: Figure;
   /** entry types this statement has no line for, each under its own name */
   otherEntries: (Figure & { entryType: string })[];
   closingBalance: string;
+  /**
+   * Credit grants, from their own ledger (grant_entries): closingGrantBalance = openingGrantBalance +
+   * grants + grantSpending + grantRefunds + grantExpiries (expired and voided remainders).
+   */
+  openingGrantBalance: string;
+  grants: Figure;
+  grantSpending: Figure;
+  grantRefunds: Figure;
+  grantExpiries: Figure;
+  closingGrantBalance: string;
 }
 
 const figure = (entries: number, amount: bigint): Figure => ({ entries, amount: formatMoney(amount) });
@@ -77,18 +94,28 @@ export class StatementService {
 
   async monthly(userId: string, month: string): Promise<Statement> {
     const { start, end, closed } = this.window(month);
-    const [opening, byType, byService] = await Promise.all([
+    const [opening, byType, byService, grantOpening, grantsByType] = await Promise.all([
       this.statements.balanceBefore(userId, start),
       this.statements.sumsByType(userId, start, end),
       this.statements.chargesByService(userId, start, end),
+      this.statements.grantBalanceBefore(userId, start),
+      this.statements.grantSumsByType(userId, start, end),
     ]);
     const sections: Record<Section, Figure> = {
       recharges: figure(0, 0n),
       refunds: figure(0, 0n),
-      grants: figure(0, 0n),
-      grantExpiries: figure(0, 0n),
       adjustments: figure(0, 0n),
     };
+    const grantLines = new Map<GrantSection, { entries: number; amount: bigint }>();
+    let grantClosing = grantOpening;
+    for (const row of grantsByType) {
+      const line = GRANT_SECTIONS[row.entry_type] ?? 'grantSpending';
+      const seen = grantLines.get(line) ?? { entries: 0, amount: 0n };
+      grantLines.set(line, { entries: seen.entries + Number(row.entries), amount: seen.amount + BigInt(row.amount) });
+      grantClosing += BigInt(row.amount);
+    }
+    const grantFigure = (line: GrantSection) =>
+      figure(grantLines.get(line)?.entries ?? 0, grantLines.get(line)?.amount ?? 0n);
     let charges = figure(0, 0n);
     const otherEntries: Statement['otherEntries'] = [];
     let closing = opening;
@@ -118,11 +145,15 @@ export class StatementService {
         })),
       },
       refunds: sections.refunds,
-      grants: sections.grants,
-      grantExpiries: sections.grantExpiries,
       adjustments: sections.adjustments,
       otherEntries,
       closingBalance: formatMoney(closing),
+      openingGrantBalance: formatMoney(grantOpening),
+      grants: grantFigure('grants'),
+      grantSpending: grantFigure('grantSpending'),
+      grantRefunds: grantFigure('grantRefunds'),
+      grantExpiries: grantFigure('grantExpiries'),
+      closingGrantBalance: formatMoney(grantClosing),
     };
   }
 
@@ -135,11 +166,15 @@ export class StatementService {
       ...s.charges.services.map((c) => csvRow(['charges', c.serviceName, c.entries, c.amount])),
       csvRow(['charges_total', '', s.charges.entries, s.charges.amount]),
       csvRow(['refunds', '', s.refunds.entries, s.refunds.amount]),
-      csvRow(['grants', '', s.grants.entries, s.grants.amount]),
-      csvRow(['grant_expiries', '', s.grantExpiries.entries, s.grantExpiries.amount]),
       csvRow(['adjustments', '', s.adjustments.entries, s.adjustments.amount]),
       ...s.otherEntries.map((o) => csvRow([o.entryType, '', o.entries, o.amount])),
       csvRow(['closing_balance', '', '', s.closingBalance]),
+      csvRow(['opening_grant_balance', '', '', s.openingGrantBalance]),
+      csvRow(['grants', '', s.grants.entries, s.grants.amount]),
+      csvRow(['grant_spending', '', s.grantSpending.entries, s.grantSpending.amount]),
+      csvRow(['grant_refunds', '', s.grantRefunds.entries, s.grantRefunds.amount]),
+      csvRow(['grant_expiries', '', s.grantExpiries.entries, s.grantExpiries.amount]),
+      csvRow(['closing_grant_balance', '', '', s.closingGrantBalance]),
     ];
     return lines.join('');
   }

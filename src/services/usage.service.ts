@@ -104,6 +104,7 @@ export class UsageService {
         freeCount: Number(r.free_count),
         paidCount: Number(r.paid_count),
         amount: formatMoney(BigInt(r.amount)),
+        unitPrice: r.unit_price === null ? null : formatMoney(BigInt(r.unit_price)),
         createdAt: new Date(r.created_at).toISOString(),
       })),
       total,

@@ -170,6 +170,25 @@ describe('OpenAPI document and /docs', function () {
       { amount: 'x', reason: 'openapi test', idempotency_key: `${h.tag}-oa2` },
       admin,
     );
+    const grant = { grant_id: 'oa-g', amount: '0.50', category: 'promotional', priority: 10 };
+    await h.post(`/admin/v1/accounts/${user}/grants`, grant, admin);
+    await h.post(`/admin/v1/accounts/${user}/grants`, { ...grant, amount: '0.60' }, admin);
+    await h.get(`/admin/v1/accounts/${user}/grants`, {}, admin);
+    await h.post(`/admin/v1/accounts/${user}/grants/oa-g/void`, {}, admin);
+    await h.post(`/admin/v1/accounts/${user}/grants/none/void`, {}, admin);
+    const put = (path: string, body: unknown, headers: Record<string, string>) =>
+      fetch(h.url + path, {
+        method: 'PUT',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    await put(`/admin/v1/accounts/${user}/pricing/passport`, { unit_price: '0.01' }, admin);
+    await put(`/admin/v1/accounts/${user}/pricing/nope`, { unit_price: '0.01' }, admin);
+    await h.get(`/admin/v1/accounts/${user}/pricing`, {}, admin);
+    const gateway = { authorization: `Bearer ${GATEWAY_TOKEN}` };
+    await put('/api/v1/billing/limits', { user_id: user, daily: '100' }, gateway);
+    await put('/api/v1/billing/limits', { user_id: user, daily: '-1' }, gateway);
+    await h.get('/api/v1/billing/limits', { user_id: user });
     await h.get(`/admin/v1/accounts/${user}/ledger`, { page_size: 5 }, admin);
     await h.get(`/admin/v1/accounts/${user}`, {}, admin);
     await h.post('/admin/v1/reconciliation/runs', {}, admin);

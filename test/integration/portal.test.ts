@@ -3,7 +3,7 @@ import { createHmac } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Locator } from 'playwright-core';
-import { startHarness, seedBalance, GATEWAY_TOKEN, type Harness } from '../support/harness.js';
+import { startHarness, seedBalance, ADMIN_TOKEN, GATEWAY_TOKEN, type Harness } from '../support/harness.js';
 import type { Clock } from '../../src/lib/clock.js';
 
 const CHROMIUM_FLAGS = [
@@ -335,6 +335,30 @@ describe('customer portal', function () {
       await h.drain();
       await h.assertInvariant([alice, bob]);
       await context.close();
+    });
+
+    it('shows the credit grants in spending order with what is left, within the balance', async () => {
+      const erin = h.user('erin');
+      await seedBalance(h, erin, 1_000_000n);
+      const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+      const expires = new Date(Date.now() + 86_400_000).toISOString();
+      const given = [
+        { grant_id: 'welcome', amount: '2.00', category: 'promotional', priority: 10, expires_at: expires },
+        { grant_id: 'prepaid-plan', amount: '3.00', category: 'paid' },
+      ];
+      for (const g of given) expect((await h.post(`/admin/v1/accounts/${erin}/grants`, g, admin)).status).to.equal(200);
+      const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+      const page = await context.newPage();
+      await page.goto((await newLink(erin)).url);
+      await textBecomes(page.locator('#balance'), '6.00');
+      const rows = await page.locator('#grants-table tbody tr').allTextContents();
+      expect(rows).to.have.length(2);
+      expect(rows[0]).to.contain('welcome').and.contain('Promotional').and.contain('2.00');
+      expect(rows[1]).to.contain('prepaid-plan').and.contain('Paid').and.contain('3.00').and.contain('Never');
+      expect(await page.locator('#grants-empty').isHidden()).to.equal(true);
+      await context.close();
+      await h.drain();
+      await h.assertInvariant([erin]);
     });
 
     it('shows an expired or forged link as such, and no data', async () => {

@@ -155,7 +155,8 @@ describe('monthly statements', function () {
         { serviceName: 'passport', entries: 1, amount: '-0.001' },
       ],
     });
-    for (const k of ['refunds', 'grants', 'grantExpiries']) expect(a[k]).to.deep.equal({ entries: 0, amount: '0.00' });
+    for (const k of ['refunds', 'grants', 'grantSpending', 'grantRefunds', 'grantExpiries'])
+      expect(a[k]).to.deep.equal({ entries: 0, amount: '0.00' });
     expect(a.otherEntries).to.deep.equal([]);
 
     const s = sep.body.data;
@@ -202,8 +203,6 @@ describe('monthly statements', function () {
         ['recharge', st.recharges],
         ['adjustment', st.adjustments],
         ['refund', st.refunds],
-        ['grant', st.grants],
-        ['grant_expired', st.grantExpiries],
       ];
       let sum = micros(st.openingBalance);
       for (const [type, f] of figures) {
@@ -258,11 +257,25 @@ describe('monthly statements', function () {
   it('lists entry types it has no line for under their own names, in JSON and spreadsheet-safe CSV', async () => {
     const other = h.user('types');
     const booked = new Date('2026-09-10T00:00:00Z');
+    // Grants have their own ledger, with their own lines and balance.
+    await h.running.ctx.db('grant_entries').insert(
+      [
+        ['grant', 3_000_000, 3_000_000],
+        ['grant_spend', -500_000, 2_500_000],
+        ['grant_expired', -1_000_000, 1_500_000],
+      ].map(([entry_type, amount, remaining_after], i) => ({
+        user_id: other,
+        grant_id: 'g',
+        entry_type,
+        ref_id: `g${i}`,
+        amount,
+        remaining_after,
+        created_at: booked,
+      })),
+    );
     await h.running.ctx.db('ledger_entries').insert(
       [
         ['refund', 2_000_000],
-        ['grant', 3_000_000],
-        ['grant_expired', -1_000_000],
         ['promo_bonus', 500_000],
         ['=HYPERLINK("x")', 1],
       ].map(([entry_type, amount], i) => ({
@@ -277,10 +290,14 @@ describe('monthly statements', function () {
     const r = await h.get('/api/v1/billing/statements/2026-09', { user_id: other });
     expect(r.body.data).to.deep.include({
       openingBalance: '0.00',
-      closingBalance: '4.500001',
+      closingBalance: '2.500001',
       refunds: { entries: 1, amount: '2.00' },
+      openingGrantBalance: '0.00',
       grants: { entries: 1, amount: '3.00' },
+      grantSpending: { entries: 1, amount: '-0.50' },
+      grantRefunds: { entries: 0, amount: '0.00' },
       grantExpiries: { entries: 1, amount: '-1.00' },
+      closingGrantBalance: '1.50',
     });
     expect(r.body.data.otherEntries).to.have.deep.members([
       { entryType: 'promo_bonus', entries: 1, amount: '0.50' },
@@ -299,7 +316,9 @@ describe('monthly statements', function () {
       ['grant_expiries', '', '1', '-1.00'],
       ['promo_bonus', '', '1', '0.50'],
       [`'=HYPERLINK("x")`, '', '1', '0.000001'],
-      ['closing_balance', '', '', '4.500001'],
+      ['closing_balance', '', '', '2.500001'],
+      ['grants', '', '1', '3.00'],
+      ['closing_grant_balance', '', '', '1.50'],
     ]);
   });
 
@@ -317,10 +336,14 @@ describe('monthly statements', function () {
       ['charges', 'passport', '1', '-0.001'],
       ['charges_total', '', '3', '-0.751'],
       ['refunds', '', '0', '0.00'],
-      ['grants', '', '0', '0.00'],
-      ['grant_expiries', '', '0', '0.00'],
       ['adjustments', '', '1', '100.00'],
       ['closing_balance', '', '', '149.249'],
+      ['opening_grant_balance', '', '', '0.00'],
+      ['grants', '', '0', '0.00'],
+      ['grant_spending', '', '0', '0.00'],
+      ['grant_refunds', '', '0', '0.00'],
+      ['grant_expiries', '', '0', '0.00'],
+      ['closing_grant_balance', '', '', '0.00'],
     ]);
   });
 
