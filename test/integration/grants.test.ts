@@ -382,6 +382,78 @@ describe('credit grant expiry', function () {
     await assertGrantsAgree(h, [user]);
   });
 
+  it('never lets a hold committed after the grant’s expiry spend the grant', async () => {
+    const user = h.user('hold-late');
+    await seedBalance(h, user, 1_000_000n);
+    const expiresAt = new Date(clock.now().getTime() + 30_000);
+    await createGrant(h, user, {
+      grant_id: 'soon',
+      amount: '0.50',
+      category: 'promotional',
+      expires_at: expiresAt.toISOString(),
+    });
+    const hold = await h.post(RESERVE, {
+      request_id: 'h',
+      user_id: user,
+      service_name: 'tokens',
+      count: 20,
+      ttl_seconds: 60,
+    });
+    expect(hold.status, JSON.stringify(hold.body)).to.equal(200);
+    clock.set(new Date(expiresAt.getTime() + 10_000));
+    const commit = await h.post(commitPath(hold.body.data.reservationId), { count: 20 });
+    expect(commit.body.data, JSON.stringify(commit.body)).to.include({ amount: '0.20', balance: '0.80' });
+    // The job finds due grants in MySQL: the grant is persisted first.
+    await h.drain();
+    await runMaintenance(h, 'expire-grants');
+    await h.drain();
+    const entries = await grantEntries(h, user);
+    expect(
+      entries.filter((e) => e.ref_id === commit.body.data.recordId),
+      'grant spent after its expiry',
+    ).to.deep.equal([]);
+    expect(entries.filter((e) => e.entry_type === 'grant_expired').map((e) => e.amount)).to.deep.equal([-500_000n]);
+    const { balance } = await h.probe.repositories.ledger.balanceAndLedgerSum(user);
+    expect(balance).to.equal(800_000n);
+    await assertGrantsAgree(h, [user]);
+  });
+
+  const voidHeld = (persistedFirst: boolean) => async () => {
+    const user = h.user(`void-held-${persistedFirst}`);
+    await seedBalance(h, user, 1_000_000n);
+    await createGrant(h, user, { grant_id: 'v', amount: '1.00', category: 'promotional', priority: 1 });
+    if (persistedFirst) await h.drain();
+    const held = await h.post(RESERVE, { request_id: 'a', user_id: user, service_name: 'tokens', count: 30 });
+    const committed = await h.post(RESERVE, { request_id: 'b', user_id: user, service_name: 'tokens', count: 20 });
+    expect([held.status, committed.status]).to.deep.equal([200, 200]);
+    const voided = await h.post(voidPath(user, 'v'), { note: 'revoked' }, admin);
+    expect(voided.status, JSON.stringify(voided.body)).to.equal(200);
+    // Nothing new spends it: the balance alone is left.
+    expect((await account(h, user)).balance).to.equal('1.00');
+    const d = await h.post(DEDUCT, { request_id: 'd', user_id: user, service_name: 'tokens', count: 101 });
+    expect(d.body.code).to.equal(10001);
+    await h.post(releasePath(held.body.data.reservationId), {});
+    const commit = await h.post(commitPath(committed.body.data.reservationId), { count: 20 });
+    expect(commit.status, JSON.stringify(commit.body)).to.equal(200);
+    expect((await account(h, user)).balance, 'the released part does not come back to be spent').to.equal('1.00');
+    await h.drain();
+    await Promise.all([1, 2].map(() => runMaintenance(h, 'expire-grants')));
+    await h.drain();
+    const entries = await grantEntries(h, user);
+    const ended = entries.filter((e) => e.entry_type === 'grant_voided').reduce((sum, e) => sum - e.amount, 0n);
+    const spent = entries.filter((e) => e.entry_type === 'grant_spend').reduce((sum, e) => sum - e.amount, 0n);
+    expect({ spent, ended }).to.deep.equal({ spent: 200_000n, ended: 800_000n });
+    expect(grantOf(await listGrants(h, user), 'v')).to.include({ status: 'voided', remaining: '0.00' });
+    const { balance } = await h.probe.repositories.ledger.balanceAndLedgerSum(user);
+    expect(balance).to.equal(1_000_000n);
+    await assertGrantsAgree(h, [user]);
+  };
+  it(
+    'voids a grant a hold is holding part of: the hold still settles, and the whole grant leaves once',
+    voidHeld(true),
+  );
+  it('does the same when the grant is voided before it is persisted', voidHeld(false));
+
   it('is never overspent while it expires under 200 concurrent deducts, and its remainder leaves once', async () => {
     const user = h.user('race');
     await seedBalance(h, user, 5_000_000n);
