@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { startWorkers } from '../../src/workers/workers.js';
 import {
   account,
   assertGrantsAgree,
@@ -266,6 +267,59 @@ describe('spending limits by business day and month', function () {
       const check = await h.post(CHECK, { user_id: user, service_name: 'tokens' });
       expect(check.body.data).to.include({ allowed: false, reason: 'limit_reached' });
       await h.drain();
+      await h.assertInvariant([user]);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('gives a hold back to the day and month it was counted in, also when it ends the next day or by expiry', async () => {
+    // 23:50 on 30 November in Asia/Shanghai.
+    const clock = new FakeClock(new Date('2026-11-30T15:50:00Z'));
+    const h = await startHarness({ clock, roles: ['api'], overrides: { services: SERVICES } });
+    try {
+      const user = h.user('hold-days');
+      await seedBalance(h, user, 10_000_000n);
+      await put(h, LIMITS, { user_id: user, daily: '0.10', monthly: '1.00' });
+      const hold = await h.post(RESERVE, {
+        request_id: 'h',
+        user_id: user,
+        service_name: 'tokens',
+        count: 10,
+        ttl_seconds: 3600,
+      });
+      expect(hold.status, JSON.stringify(hold.body)).to.equal(200);
+      expect(await limitsOf(h, user)).to.include({ spentToday: '0.10', spentThisMonth: '0.10' });
+      // 00:10 on 1 December: released now, it gives back to 30 November, not to today.
+      clock.set('2026-11-30T16:10:00Z');
+      await h.post(releasePath(hold.body.data.reservationId), {});
+      expect(await limitsOf(h, user)).to.include({ spentToday: '0.00', spentThisMonth: '0.00' });
+      const over = await h.post(DEDUCT, { request_id: 'o', user_id: user, service_name: 'tokens', count: 11 });
+      expect([over.status, over.body.code], 'the day allows 0.10, no more').to.deep.equal([402, 10011]);
+      // A hold that expires gives its amount back as a release does.
+      const short = await h.post(RESERVE, {
+        request_id: 's',
+        user_id: user,
+        service_name: 'tokens',
+        count: 10,
+        ttl_seconds: 60,
+      });
+      expect(short.status).to.equal(200);
+      expect((await h.post(DEDUCT, { request_id: 'x', user_id: user, service_name: 'tokens' })).body.code).to.equal(
+        10011,
+      );
+      clock.set('2026-11-30T16:12:00Z');
+      await h.probe.reservations.expireDue();
+      expect(await limitsOf(h, user)).to.include({ spentToday: '0.00' });
+      const ok = await h.post(DEDUCT, { request_id: 'y', user_id: user, service_name: 'tokens', count: 10 });
+      expect(ok.status, JSON.stringify(ok.body)).to.equal(200);
+      expect(await limitsOf(h, user)).to.include({ spentToday: '0.10', spentThisMonth: '0.10' });
+      const workers = startWorkers(h.probe.workers, ['persistence']);
+      try {
+        await h.drain();
+      } finally {
+        await workers.close();
+      }
       await h.assertInvariant([user]);
     } finally {
       await h.stop();
