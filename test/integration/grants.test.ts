@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { startWorkers } from '../../src/workers/workers.js';
 import {
   admin,
   account,
@@ -418,41 +419,8 @@ describe('credit grant expiry', function () {
     await assertGrantsAgree(h, [user]);
   });
 
-  const voidHeld = (persistedFirst: boolean) => async () => {
-    const user = h.user(`void-held-${persistedFirst}`);
-    await seedBalance(h, user, 1_000_000n);
-    await createGrant(h, user, { grant_id: 'v', amount: '1.00', category: 'promotional', priority: 1 });
-    if (persistedFirst) await h.drain();
-    const held = await h.post(RESERVE, { request_id: 'a', user_id: user, service_name: 'tokens', count: 30 });
-    const committed = await h.post(RESERVE, { request_id: 'b', user_id: user, service_name: 'tokens', count: 20 });
-    expect([held.status, committed.status]).to.deep.equal([200, 200]);
-    const voided = await h.post(voidPath(user, 'v'), { note: 'revoked' }, admin);
-    expect(voided.status, JSON.stringify(voided.body)).to.equal(200);
-    // Nothing new spends it: the balance alone is left.
-    expect((await account(h, user)).balance).to.equal('1.00');
-    const d = await h.post(DEDUCT, { request_id: 'd', user_id: user, service_name: 'tokens', count: 101 });
-    expect(d.body.code).to.equal(10001);
-    await h.post(releasePath(held.body.data.reservationId), {});
-    const commit = await h.post(commitPath(committed.body.data.reservationId), { count: 20 });
-    expect(commit.status, JSON.stringify(commit.body)).to.equal(200);
-    expect((await account(h, user)).balance, 'the released part does not come back to be spent').to.equal('1.00');
-    await h.drain();
-    await Promise.all([1, 2].map(() => runMaintenance(h, 'expire-grants')));
-    await h.drain();
-    const entries = await grantEntries(h, user);
-    const ended = entries.filter((e) => e.entry_type === 'grant_voided').reduce((sum, e) => sum - e.amount, 0n);
-    const spent = entries.filter((e) => e.entry_type === 'grant_spend').reduce((sum, e) => sum - e.amount, 0n);
-    expect({ spent, ended }).to.deep.equal({ spent: 200_000n, ended: 800_000n });
-    expect(grantOf(await listGrants(h, user), 'v')).to.include({ status: 'voided', remaining: '0.00' });
-    const { balance } = await h.probe.repositories.ledger.balanceAndLedgerSum(user);
-    expect(balance).to.equal(1_000_000n);
-    await assertGrantsAgree(h, [user]);
-  };
-  it(
-    'voids a grant a hold is holding part of: the hold still settles, and the whole grant leaves once',
-    voidHeld(true),
-  );
-  it('does the same when the grant is voided before it is persisted', voidHeld(false));
+  it('voids a grant a hold is holding part of: the hold still settles, and the whole grant leaves once', () =>
+    voidHeld(h, true));
 
   it('is never overspent while it expires under 200 concurrent deducts, and its remainder leaves once', async () => {
     const user = h.user('race');
@@ -494,3 +462,57 @@ describe('credit grant expiry', function () {
     await assertGrantsAgree(h, [user]);
   });
 });
+
+describe('credit grant voided before it is persisted', function () {
+  this.timeout(120_000);
+  it('still leaves whole once its holds are gone', async () => {
+    // No worker at first: the grant's creation is still in the journal when it is voided.
+    const h = await startHarness({ roles: ['api'], overrides: { services: SERVICES } });
+    let workers: { close(): Promise<void> } | undefined;
+    try {
+      await voidHeld(h, false, async () => {
+        workers = startWorkers(h.probe.workers, ['persistence']);
+      });
+    } finally {
+      await workers?.close();
+      await h.stop();
+    }
+  });
+});
+
+/**
+ * Voids a grant two holds hold part of, then releases one and commits the other: the committed part
+ * is spent, the rest leaves by grant_voided once the holds are gone. `startPersisting`: the harness
+ * has no worker until then, so that the grant is voided before it is persisted.
+ */
+async function voidHeld(h: Harness, persistedFirst: boolean, startPersisting?: () => Promise<void>) {
+  const user = h.user(`void-held-${persistedFirst}`);
+  await seedBalance(h, user, 1_000_000n);
+  await createGrant(h, user, { grant_id: 'v', amount: '1.00', category: 'promotional', priority: 1 });
+  if (persistedFirst) await h.drain();
+  const held = await h.post(RESERVE, { request_id: 'a', user_id: user, service_name: 'tokens', count: 30 });
+  const committed = await h.post(RESERVE, { request_id: 'b', user_id: user, service_name: 'tokens', count: 20 });
+  expect([held.status, committed.status]).to.deep.equal([200, 200]);
+  const voided = await h.post(voidPath(user, 'v'), { note: 'revoked' }, admin);
+  expect(voided.status, JSON.stringify(voided.body)).to.equal(200);
+  // Nothing new spends it: the balance alone is left.
+  expect((await account(h, user)).balance).to.equal('1.00');
+  const d = await h.post(DEDUCT, { request_id: 'd', user_id: user, service_name: 'tokens', count: 101 });
+  expect(d.body.code).to.equal(10001);
+  await h.post(releasePath(held.body.data.reservationId), {});
+  const commit = await h.post(commitPath(committed.body.data.reservationId), { count: 20 });
+  expect(commit.status, JSON.stringify(commit.body)).to.equal(200);
+  expect((await account(h, user)).balance, 'the released part does not come back to be spent').to.equal('1.00');
+  await startPersisting?.();
+  await h.drain();
+  await Promise.all([1, 2].map(() => runMaintenance(h, 'expire-grants')));
+  await h.drain();
+  const entries = await grantEntries(h, user);
+  const ended = entries.filter((e) => e.entry_type === 'grant_voided').reduce((sum, e) => sum - e.amount, 0n);
+  const spent = entries.filter((e) => e.entry_type === 'grant_spend').reduce((sum, e) => sum - e.amount, 0n);
+  expect({ spent, ended }).to.deep.equal({ spent: 200_000n, ended: 800_000n });
+  expect(grantOf(await listGrants(h, user), 'v')).to.include({ status: 'voided', remaining: '0.00' });
+  const { balance } = await h.probe.repositories.ledger.balanceAndLedgerSum(user);
+  expect(balance).to.equal(1_000_000n);
+  await assertGrantsAgree(h, [user]);
+}

@@ -86,6 +86,12 @@ describe('per-user pricing', function () {
     ]);
     const stored = await h.probe.db('consumption_records').where({ user_id: user }).orderBy('id');
     expect(stored.map((r: { unit_price: string | number }) => BigInt(r.unit_price))).to.deep.equal([10_000n, 25_000n]);
+    // null takes the override away: the catalogue's price again, from the next call on.
+    expect(await override(h, user, 'tokens', { unit_price: null })).to.include({ unitPrice: '0.01', freeQuota: 0 });
+    expect((await pricingOf(h, user)).find((p) => p.serviceName === 'tokens')).to.include({ overridden: false });
+    const back = await h.post(DEDUCT, { request_id: 'c', user_id: user, service_name: 'tokens', count: 4 });
+    expect(back.body.data).to.include({ amount: '0.04', balance: '0.83' });
+    await h.drain();
     await h.assertInvariant([user, other]);
   });
 
