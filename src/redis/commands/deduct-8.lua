@@ -9,7 +9,8 @@
   {<12-byte digest of the request id>: 32 packed bytes: payload fingerprint, first-seen second, free,
   paid, amount, available}, small enough to stay a listpack, expiring whole two windows after its
   window began. A request is remembered while first-seen + W > now: it is looked up in its shard of
-  this window and of the previous one.
+  this window and of the previous one. A call credit grants paid also leaves, under the digest
+  followed by 'g', which grants paid how much (what a refund gives back to them).
 
   Input:
     KEYS[1] account hash             {bal, od, held, v: bumped by every change}
@@ -95,6 +96,11 @@ local grantParts = ''
 if #parts > 0 then
   change.grants = parts
   grantParts = cjson.encode(parts)
+  -- Which grants paid, for a refund within the window (see refund-*.lua): beside the request's answer,
+  -- as "<grant id>=<amount>,..." (grant ids hold no '=' nor ','), only for calls grants paid.
+  local paidBy = {}
+  for i, p in ipairs(parts) do paidBy[i] = p[1] .. '=' .. p[2] end
+  redis.call('HSET', KEYS[3], ARGV[1] .. 'g', table.concat(paidBy, ','))
 end
 redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(change))
 journaled(KEYS[6], ARGV[10], ARGV[11])
