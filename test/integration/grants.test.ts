@@ -12,8 +12,11 @@ import {
   DEDUCT,
   grantEntries,
   grantsPath,
+  LIMITS,
   listGrants,
   micros,
+  pricingPath,
+  put,
   releasePath,
   RESERVE,
   runMaintenance,
@@ -460,6 +463,44 @@ describe('credit grant expiry', function () {
     expect(balance, 'the balance paid what the grant did not').to.equal(5_000_000n - (2_000_000n - spent));
     expect(micros((await account(h, user)).balance)).to.equal(balance);
     await assertGrantsAgree(h, [user]);
+  });
+});
+
+describe('credit grants, limits and prices of an account that left Redis', function () {
+  this.timeout(120_000);
+  it('come back with the account on its next call, and the call is priced, limited and paid as before', async () => {
+    const h = await startHarness({ overrides: { services: SERVICES } });
+    try {
+      const user = h.user('evicted');
+      await seedBalance(h, user, 1_000_000n);
+      await createGrant(h, user, { grant_id: 'first', amount: '0.10', category: 'promotional', priority: 1 });
+      await createGrant(h, user, { grant_id: 'second', amount: '0.30', category: 'paid' });
+      const price = await put(h, pricingPath(user, 'tokens'), { unit_price: '0.02' }, admin);
+      const limit = await put(h, LIMITS, { user_id: user, daily: '0.50' });
+      expect([price.status, limit.status]).to.deep.equal([200, 200]);
+      const before = await h.post(DEDUCT, { request_id: 'a', user_id: user, service_name: 'tokens', count: 10 });
+      expect(before.body.data).to.include({ amount: '0.20', balance: '1.20' });
+      await h.drain();
+      await new Promise((r) => setTimeout(r, 300));
+      await h.probe.accounts.evictIdle(200);
+      expect(await h.probe.redis.exists(h.probe.keys.account(user)), 'the account left Redis').to.equal(0);
+
+      expect(await account(h, user)).to.include({ balance: '1.20' });
+      // 0.20 of grant 'second' left, then the balance; 0.20 of the day's 0.50 used: 15 calls at 0.02 fit.
+      const over = await h.post(DEDUCT, { request_id: 'b', user_id: user, service_name: 'tokens', count: 16 });
+      expect([over.status, over.body.code], 'the limit came back').to.deep.equal([402, 10011]);
+      const after = await h.post(DEDUCT, { request_id: 'c', user_id: user, service_name: 'tokens', count: 15 });
+      expect(after.body.data, 'the price came back').to.include({ amount: '0.30', balance: '0.90' });
+      await h.drain();
+      const spends = (await grantEntries(h, user)).filter((e) => e.ref_id === after.body.data.recordId);
+      expect(
+        spends.map((e) => [e.grant_id, e.amount]),
+        'the grants came back',
+      ).to.deep.equal([['second', -200_000n]]);
+      await assertGrantsAgree(h, [user]);
+    } finally {
+      await h.stop();
+    }
   });
 });
 
