@@ -386,6 +386,36 @@ describe('credit grant expiry', function () {
     await assertGrantsAgree(h, [user]);
   });
 
+  it('ends a grant that expires while its account is out of Redis, once', async () => {
+    const user = h.user('evicted');
+    await seedBalance(h, user, 1_000_000n);
+    const expiresAt = new Date(clock.now().getTime() + 60_000);
+    await createGrant(h, user, {
+      grant_id: 'x',
+      amount: '0.50',
+      category: 'promotional',
+      expires_at: expiresAt.toISOString(),
+    });
+    const d = await h.post(DEDUCT, { request_id: 'd', user_id: user, service_name: 'tokens', count: 10 });
+    expect(d.body.data).to.include({ amount: '0.10', balance: '1.40' });
+    await h.drain();
+    clock.set(new Date(expiresAt.getTime() + 1_000));
+    await h.probe.accounts.evictIdle(1_000);
+    expect(await h.probe.redis.exists(h.probe.keys.account(user)), 'the account left Redis').to.equal(0);
+    await Promise.all([1, 2].map(() => runMaintenance(h, 'expire-grants')));
+    await h.drain();
+    await runMaintenance(h, 'expire-grants');
+    await h.drain();
+    const expired = (await grantEntries(h, user)).filter((e) => e.entry_type === 'grant_expired');
+    expect(expired.map((e) => [e.grant_id, e.amount])).to.deep.equal([['x', -400_000n]]);
+    expect(grantOf(await listGrants(h, user), 'x')).to.include({ status: 'expired', remaining: '0.00' });
+    expect((await account(h, user)).balance).to.equal('1.00');
+    const after = await h.post(DEDUCT, { request_id: 'e', user_id: user, service_name: 'tokens', count: 101 });
+    expect(after.body.code).to.equal(10001);
+    await h.drain();
+    await assertGrantsAgree(h, [user]);
+  });
+
   it('never lets a hold committed after the grant’s expiry spend the grant', async () => {
     const user = h.user('hold-late');
     await seedBalance(h, user, 1_000_000n);
