@@ -39,7 +39,36 @@ export interface CreditChange {
   at: string;
 }
 
-export type LedgerChange = DeductionChange | CreditChange;
+/**
+ * Calls of one deduct given back (refund-9.lua): the paid part's amount to the balance, the free part
+ * (`freeReturned` of `free`) to the quota of `period`, the month the calls were taken from.
+ */
+export interface RefundChange {
+  kind: 'refund';
+  /** refund key (rfd_...): unique key of the refund row and of its ledger entry */
+  id: string;
+  /** the caller's refund id */
+  refundId: string;
+  userId: string;
+  recordId: string;
+  requestId: string;
+  /** the record's service; '' when it is no longer in the catalogue */
+  service: string;
+  /** YYYYMM the record's free calls were taken from */
+  period: string;
+  /** business day of the refund, for the daily aggregates */
+  day: string;
+  count: string;
+  free: string;
+  paid: string;
+  /** micro-units returned (positive) */
+  amount: string;
+  /** free calls given back to the quota: `free`, or 0 when the record's month is over */
+  freeReturned: string;
+  at: string;
+}
+
+export type LedgerChange = DeductionChange | CreditChange | RefundChange;
 
 export function isLedgerChange(value: unknown): value is LedgerChange {
   const c = value as Partial<LedgerChange> | null;
@@ -50,7 +79,17 @@ export function isLedgerChange(value: unknown): value is LedgerChange {
     typeof c.userId === 'string' &&
     typeof c.amount === 'string' &&
     /^-?\d+$/.test(c.amount) &&
-    (c.kind === 'deduction' || c.kind === 'recharge' || c.kind === 'adjustment')
+    (c.kind === 'deduction' || c.kind === 'recharge' || c.kind === 'adjustment' || isRefundChange(c))
+  );
+}
+
+function isRefundChange(c: Partial<LedgerChange>): boolean {
+  if (c.kind !== 'refund') return false;
+  const r = c as Partial<RefundChange>;
+  const counts = [r.count, r.free, r.paid, r.freeReturned];
+  return (
+    counts.every((n) => typeof n === 'string' && /^\d+$/.test(n)) &&
+    [r.refundId, r.recordId, r.requestId, r.service, r.period, r.day, r.at].every((v) => typeof v === 'string')
   );
 }
 
