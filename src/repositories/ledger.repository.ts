@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { Db } from './database.js';
 import { balancesWithLedgerSum } from './ledger-sum.js';
-import type { LedgerChange, DeductionChange, CreditChange } from '../lib/ledger-change.js';
+import type { LedgerChange, DeductionChange, CreditChange, RefundChange } from '../lib/ledger-change.js';
 
 export interface ApplyResult {
   applied: number;
@@ -44,17 +44,21 @@ export class LedgerRepository {
 
   private async applyIn(trx: Knex.Transaction, unique: LedgerChange[]): Promise<ApplyResult> {
     const deductions = unique.filter((c): c is DeductionChange => c.kind === 'deduction');
-    const credits = unique.filter((c): c is CreditChange => c.kind !== 'deduction');
+    const credits = unique.filter((c): c is CreditChange => c.kind === 'recharge' || c.kind === 'adjustment');
+    const refunds = unique.filter((c): c is RefundChange => c.kind === 'refund');
 
     const freshDeductions = await this.withoutStored(trx, 'consumption_records', 'record_id', deductions);
     const freshCredits = await this.withoutStoredLedger(trx, credits);
-    const applied = freshDeductions.length + freshCredits.length;
+    const freshRefunds = await this.withoutStored(trx, 'refunds', 'refund_key', refunds);
+    const applied = freshDeductions.length + freshCredits.length + freshRefunds.length;
     if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
 
     // Every touched account row first, in one order: it is created if new, stamped changed (what
     // reconciliation looks for), and locked, so the running balances below cannot interleave with
     // another transaction's entries for the same user.
-    const touched = [...new Set([...freshDeductions, ...freshCredits].map((c) => c.userId))].sort(byBytes);
+    const touched = [...new Set([...freshDeductions, ...freshCredits, ...freshRefunds].map((c) => c.userId))].sort(
+      byBytes,
+    );
     await trx('accounts')
       .insert(touched.map((user_id) => ({ user_id, changed_at: trx.raw('CURRENT_TIMESTAMP(3)') })))
       .onConflict('user_id')
@@ -79,6 +83,27 @@ export class LedgerRepository {
       );
     }
 
+    // A refund may land before its deduction (two jobs in flight): nothing here reads the record row.
+    if (freshRefunds.length > 0) {
+      await trx('refunds').insert(
+        freshRefunds.map((r) => ({
+          refund_key: r.id,
+          refund_id: r.refundId,
+          user_id: r.userId,
+          record_id: r.recordId,
+          request_id: r.requestId,
+          service_name: r.service,
+          count: r.count,
+          free_count: r.free,
+          paid_count: r.paid,
+          free_returned: r.freeReturned,
+          amount: r.amount,
+          period: r.period,
+          created_at: mysqlTime(r.at),
+        })),
+      );
+    }
+
     const ledger = [
       ...freshDeductions
         .filter((d) => d.amount !== '0')
@@ -89,6 +114,16 @@ export class LedgerRepository {
           amount: `-${d.amount}`,
           note: `${d.service} x${d.paid}`,
           created_at: mysqlTime(d.at),
+        })),
+      ...freshRefunds
+        .filter((r) => r.amount !== '0')
+        .map((r) => ({
+          user_id: r.userId,
+          entry_type: 'refund',
+          ref_id: r.id,
+          amount: r.amount,
+          note: `refund ${r.refundId} of ${r.recordId}`.slice(0, 255),
+          created_at: mysqlTime(r.at),
         })),
       ...freshCredits.map((c) => ({
         user_id: c.userId,
@@ -124,7 +159,13 @@ export class LedgerRepository {
     const daily = new Map<string, bigint[]>();
     for (const d of freshDeductions) {
       if (d.free !== '0') addTo(quotas, `${d.userId}\u0000${d.period}\u0000${d.service}`, [d.free]);
-      addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1']);
+      addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1', '0', '0']);
+    }
+    for (const r of freshRefunds) {
+      // Free calls given back reduce the month's quota used (below zero for a while if the deduction lands later).
+      if (r.freeReturned !== '0')
+        addTo(quotas, `${r.userId}\u0000${r.period}\u0000${r.service}`, [`-${r.freeReturned}`]);
+      addTo(daily, `${r.userId}\u0000${r.day}\u0000${r.service}`, ['0', '0', '0', '0', '0', r.count, r.amount]);
     }
     // Sorted keys: concurrent transactions lock rows in one order, which keeps deadlocks rare.
     const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => byBytes(a, b));
@@ -149,7 +190,7 @@ export class LedgerRepository {
     if (daily.size > 0) {
       await trx('usage_daily')
         .insert(
-          sorted(daily).map(([k, [total, free, paid, cost, records]]) => {
+          sorted(daily).map(([k, [total, free, paid, cost, records, refundedCount, refundedCost]]) => {
             const [user_id, day, service_name] = k.split('\u0000');
             return {
               user_id,
@@ -160,6 +201,8 @@ export class LedgerRepository {
               paid_count: `${paid}`,
               total_cost: `${cost}`,
               records: `${records}`,
+              refunded_count: `${refundedCount}`,
+              refunded_cost: `${refundedCost}`,
             };
           }),
         )
@@ -170,6 +213,8 @@ export class LedgerRepository {
           paid_count: trx.raw('paid_count + VALUES(paid_count)'),
           total_cost: trx.raw('total_cost + VALUES(total_cost)'),
           records: trx.raw('records + VALUES(records)'),
+          refunded_count: trx.raw('refunded_count + VALUES(refunded_count)'),
+          refunded_cost: trx.raw('refunded_cost + VALUES(refunded_cost)'),
         });
     }
     return { applied, alreadyPersisted: unique.length - applied };
