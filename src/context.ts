@@ -34,6 +34,7 @@ import { ExportService } from './services/export.service.js';
 import { StatementService } from './services/statement.service.js';
 import { StatementRepository } from './repositories/statement.repository.js';
 import { PortalService } from './services/portal.service.js';
+import { RefundService } from './services/refund.service.js';
 
 /**
  * What the composition root builds once from the validated config: infrastructure and services. No
@@ -67,6 +68,7 @@ export interface AppContext {
   readonly recordExports: ExportService;
   readonly statements: StatementService;
   readonly portal: PortalService;
+  readonly refunds: RefundService;
   close(): Promise<void>;
 }
 
@@ -138,6 +140,15 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     calendar,
     clock,
     idempotencyTtlMs: config.redis.idempotencyTtlMs,
+  });
+  const refunds = new RefundService({
+    scripts,
+    catalogue,
+    persistence,
+    calendar,
+    clock,
+    idempotencyTtlMs: config.redis.idempotencyTtlMs,
+    refundWindowMs: config.refundWindowMs,
   });
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock, () => archive.horizon());
   const credits = new CreditService(scripts, persistence, clock);
@@ -249,6 +260,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     recordExports,
     statements,
     portal,
+    refunds,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
@@ -273,6 +285,7 @@ export function appDeps(ctx: AppContext): AppDeps {
     recordExports,
     statements,
     portal,
+    refunds,
   } = ctx;
   return {
     config,
@@ -293,6 +306,7 @@ export function appDeps(ctx: AppContext): AppDeps {
     recordExports,
     statements,
     portal,
+    refunds,
   };
 }
 

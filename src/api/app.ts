@@ -35,6 +35,8 @@ import { portalRoutes, portalSessionRoutes } from './portal.routes.js';
 import type { ExportService } from '../services/export.service.js';
 import type { StatementService } from '../services/statement.service.js';
 import type { PortalService } from '../services/portal.service.js';
+import type { RefundService } from '../services/refund.service.js';
+import { refundRoutes } from './refund.routes.js';
 
 /** What the HTTP API uses: the settings its routes read, the services they front, its probes. */
 export interface AppDeps {
@@ -56,6 +58,7 @@ export interface AppDeps {
   recordExports: ExportService;
   statements: StatementService;
   portal: PortalService;
+  refunds: RefundService;
 }
 
 /** The HTTP API: thin routes over the services, one error handler. Each router gets only what it uses. */
@@ -105,6 +108,7 @@ export function createApp(d: AppDeps): Express {
   const callbackDeps = { recharges: d.recharges, clock: d.clock, bodyLimit, callbackSecret, callbackToleranceMs };
   app.use('/internal/v1/billing/callback', callbackRoutes(callbackDeps));
 
+  app.use(refundRoutes({ refunds: d.refunds, maxCallsPerRequest }, gateway, jsonBody));
   const reservations = reservationRoutes({ reservations: d.reservations, maxCallsPerRequest });
   app.use('/internal/v1/billing', gateway, jsonBody, reservations);
   app.use(

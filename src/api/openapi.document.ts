@@ -20,6 +20,7 @@ import {
   jobRetryBody,
 } from './admin.schemas.js';
 import { exportQuery } from './export.schemas.js';
+import { refundSchemas } from './refund.schemas.js';
 import { statementParams, statementQuery } from './statement.schemas.js';
 import {
   portalSessionBody,
@@ -138,6 +139,16 @@ const ANSWERS: Record<string, Json> = {
     },
     ['recordId'],
   ),
+  Refund: obj({
+    refundId: str(),
+    recordId: str(),
+    count: int(),
+    freeCount: int(),
+    paidCount: int(),
+    amount: money,
+    balance: money,
+    duplicate: bool,
+  }),
   ReservationRelease: obj({
     reservationId: str(),
     status: str({ enum: ['released'] }),
@@ -166,6 +177,8 @@ const ANSWERS: Record<string, Json> = {
         freeCount: int(),
         paidCount: int(),
         amount: money,
+        refundedCount: int({ minimum: 0 }),
+        refundedAmount: money,
         createdAt: instant,
       }),
     ),
@@ -437,6 +450,16 @@ function operations(maxCalls: number, maxBatchItems: number): Operation[] {
       body: rsv.release,
       answer: 'ReservationRelease',
       errors: ['VALIDATION_FAILED', 'RESERVATION_NOT_FOUND'],
+    },
+    {
+      method: 'post',
+      path: `${G}/refunds`,
+      tag: 'gateway',
+      summary: 'Refund calls of a deduct (paid first, then free), idempotent by refund_id',
+      auth: 'gateway',
+      body: refundSchemas(maxCalls).refund,
+      answer: 'Refund',
+      errors: ['VALIDATION_FAILED', 'REFUND_NOT_POSSIBLE', 'REFUND_NOT_FOUND'],
     },
     {
       method: 'post',
