@@ -333,6 +333,6 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
 
 /** What the gRPC transport takes from the context: the services it fronts, nothing else. */
 export function grpcDeps(ctx: AppContext) {
-  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints } = ctx;
-  return { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints };
+  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints, refunds } = ctx;
+  return { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints, refunds };
 }

@@ -3,6 +3,8 @@ import { startHarness, seedBalance, type Harness } from '../support/harness.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { startWorkers } from '../../src/workers/workers.js';
 import type { LedgerChange } from '../../src/lib/ledger-change.js';
+import * as grpc from '@grpc/grpc-js';
+import { fullClients, call, callFails } from '../fixtures/grpc-clients.js';
 
 const DEDUCT = '/internal/v1/billing/deduct';
 const REFUND = '/internal/v1/billing/refunds';
@@ -205,6 +207,49 @@ describe('refunds', function () {
     expect(camel.status).to.equal(200);
     await h.drain();
     await h.assertInvariant([user, other]);
+  });
+});
+
+describe('refunds over gRPC', function () {
+  this.timeout(120_000);
+  it('refunds with Refund as over HTTP, refusals as FAILED_PRECONDITION / NOT_FOUND with billing-code 10010', async () => {
+    const h = await startHarness({ overrides: { services: SERVICES } });
+    const full = fullClients(h.running.grpcAddress!);
+    try {
+      const user = h.user('grpc');
+      await seedBalance(h, user, 10_000_000n);
+      const d = await deduct(h, user, 'g1', 'asset', 3); // 2 free, 1 paid
+      const first = await call(full.internal, 'Refund', { refundId: 'gf1', userId: user, requestId: 'g1', count: 2 });
+      expect(first).to.deep.equal({
+        refundId: 'gf1',
+        recordId: d.recordId,
+        count: 2,
+        freeCount: 1,
+        paidCount: 1,
+        amountDecimal: '0.50',
+        balanceDecimal: '10.00',
+        duplicate: false,
+      });
+      const again = await call(full.internal, 'Refund', { refundId: 'gf1', userId: user, requestId: 'g1', count: 2 });
+      expect(again).to.deep.equal({ ...first, duplicate: true });
+      const tooMany = await callFails(full.internal, 'Refund', {
+        refundId: 'gf2',
+        userId: user,
+        requestId: 'g1',
+        count: 2,
+      });
+      expect(tooMany).to.include({ code: grpc.status.FAILED_PRECONDITION, billingCode: 10010 });
+      const unknown = await callFails(full.internal, 'Refund', { refundId: 'gf3', userId: user, requestId: 'none' });
+      expect(unknown).to.include({ code: grpc.status.NOT_FOUND, billingCode: 10010 });
+      const bad = await callFails(full.internal, 'Refund', { refundId: '', userId: user, requestId: 'g1' });
+      expect(bad).to.include({ code: grpc.status.INVALID_ARGUMENT, billingCode: 40000 });
+      await h.drain();
+      await h.assertInvariant([user]);
+    } finally {
+      full.user.close();
+      full.internal.close();
+      await h.stop();
+    }
   });
 });
 
