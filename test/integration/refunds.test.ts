@@ -71,6 +71,10 @@ describe('refunds', function () {
     expect(await recordOf(h, user, d.recordId)).to.include({ count: 5, refundedCount: 5, refundedAmount: '1.50' });
     const entries = await refundEntries(h, user);
     expect(entries.map((e) => String(e.amount))).to.deep.equal(['1500000']);
+    const month = h.probe.calendar.monthDays(new Date()).from.slice(0, 7);
+    const statement = (await h.get(`/api/v1/billing/statements/${month}`, { user_id: user })).body.data;
+    expect(statement.refunds).to.deep.equal({ entries: 1, amount: '1.50' });
+    expect(statement.closingBalance).to.equal('10.00');
     const csv = await (
       await fetch(`${h.url}/api/v1/billing/records/export?user_id=${user}`, {
         headers: { authorization: 'Bearer test-gateway-token' },
