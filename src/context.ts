@@ -36,6 +36,7 @@ import { ExportService } from './services/export.service.js';
 import { StatementService } from './services/statement.service.js';
 import { StatementRepository } from './repositories/statement.repository.js';
 import { PortalService } from './services/portal.service.js';
+import { RefundService } from './services/refund.service.js';
 
 /**
  * What the composition root builds once from the validated config: infrastructure and services. No
@@ -73,6 +74,7 @@ export interface AppContext {
   readonly grants: GrantService;
   /** spending limits and per-user prices (SPEC 14) */
   readonly settings: AccountSettingsService;
+  readonly refunds: RefundService;
   close(): Promise<void>;
 }
 
@@ -144,6 +146,15 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     calendar,
     clock,
     idempotencyTtlMs: config.redis.idempotencyTtlMs,
+  });
+  const refunds = new RefundService({
+    scripts,
+    catalogue,
+    persistence,
+    calendar,
+    clock,
+    idempotencyTtlMs: config.redis.idempotencyTtlMs,
+    refundWindowMs: config.refundWindowMs,
   });
   const usage = new UsageService(repositories.usage, catalogue, calendar, clock, () => archive.horizon());
   const credits = new CreditService(scripts, persistence, clock);
@@ -270,6 +281,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     recordExports,
     statements,
     portal,
+    refunds,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
@@ -296,6 +308,7 @@ export function appDeps(ctx: AppContext): AppDeps {
     portal,
     grants,
     settings,
+    refunds,
   } = ctx;
   return {
     grants,
@@ -318,6 +331,7 @@ export function appDeps(ctx: AppContext): AppDeps {
     recordExports,
     statements,
     portal,
+    refunds,
   };
 }
 
@@ -345,6 +359,6 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
 
 /** What the gRPC transport takes from the context: the services it fronts, nothing else. */
 export function grpcDeps(ctx: AppContext) {
-  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints } = ctx;
-  return { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints };
+  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints, refunds } = ctx;
+  return { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints, refunds };
 }

@@ -38,6 +38,8 @@ import type { PortalService } from '../services/portal.service.js';
 import type { GrantService } from '../services/grant.service.js';
 import type { AccountSettingsService } from '../services/account-settings.service.js';
 import { grantAndPricingRoutes, limitsRoutes } from './money-features.routes.js';
+import type { RefundService } from '../services/refund.service.js';
+import { refundRoutes } from './refund.routes.js';
 
 /** What the HTTP API uses: the settings its routes read, the services they front, its probes. */
 export interface AppDeps {
@@ -61,6 +63,7 @@ export interface AppDeps {
   portal: PortalService;
   grants: GrantService;
   settings: AccountSettingsService;
+  refunds: RefundService;
 }
 
 /** The HTTP API: thin routes over the services, one error handler. Each router gets only what it uses. */
@@ -110,6 +113,7 @@ export function createApp(d: AppDeps): Express {
   const callbackDeps = { recharges: d.recharges, clock: d.clock, bodyLimit, callbackSecret, callbackToleranceMs };
   app.use('/internal/v1/billing/callback', callbackRoutes(callbackDeps));
 
+  app.use(refundRoutes({ refunds: d.refunds, maxCallsPerRequest }, gateway, jsonBody));
   const reservations = reservationRoutes({ reservations: d.reservations, maxCallsPerRequest });
   app.use('/internal/v1/billing', gateway, jsonBody, reservations);
   app.use(

@@ -29,6 +29,7 @@ import {
   pricingParams,
   pricingBody,
 } from './money-features.schemas.js';
+import { refundSchemas } from './refund.schemas.js';
 import { statementParams, statementQuery } from './statement.schemas.js';
 import {
   portalSessionBody,
@@ -149,6 +150,16 @@ const ANSWERS: Record<string, Json> = {
     },
     ['recordId'],
   ),
+  Refund: obj({
+    refundId: str(),
+    recordId: str(),
+    count: int(),
+    freeCount: int(),
+    paidCount: int(),
+    amount: money,
+    balance: money,
+    duplicate: bool,
+  }),
   ReservationRelease: obj({
     reservationId: str(),
     status: str({ enum: ['released'] }),
@@ -179,6 +190,8 @@ const ANSWERS: Record<string, Json> = {
         paidCount: int(),
         amount: money,
         unitPrice: nullable(money),
+        refundedCount: int({ minimum: 0 }),
+        refundedAmount: money,
         createdAt: instant,
       }),
     ),
@@ -486,6 +499,16 @@ function operations(maxCalls: number, maxBatchItems: number): Operation[] {
       body: rsv.release,
       answer: 'ReservationRelease',
       errors: ['VALIDATION_FAILED', 'RESERVATION_NOT_FOUND'],
+    },
+    {
+      method: 'post',
+      path: `${G}/refunds`,
+      tag: 'gateway',
+      summary: 'Refund calls of a deduct (paid first, then free), idempotent by refund_id',
+      auth: 'gateway',
+      body: refundSchemas(maxCalls).refund,
+      answer: 'Refund',
+      errors: ['VALIDATION_FAILED', 'REFUND_NOT_POSSIBLE', 'REFUND_NOT_FOUND'],
     },
     {
       method: 'post',

@@ -43,6 +43,8 @@ export interface Config {
   readonly businessTz: string;
   readonly currency: string;
   readonly maxCallsPerRequest: number;
+  /** a deduct can be refunded this long after it was first seen; at most the idempotency window */
+  readonly refundWindowMs: number;
   readonly services: readonly ServiceConfig[];
   readonly auth: {
     readonly gatewayToken: string;
@@ -151,6 +153,8 @@ const schema = Joi.object({
     .pattern(/^[A-Z]{3}$/)
     .default('CNY'),
   max_calls_per_request: Joi.number().integer().min(1).max(1_000_000).default(10_000),
+  // SPEC 14: null means the idempotency window (redis.idempotency_ttl), the longest Redis remembers a deduct.
+  refund_window: duration.allow(null).default(null),
   services: Joi.array()
     .items(
       Joi.object({
@@ -243,6 +247,7 @@ const ENV_KEYS: Record<string, string[]> = {
   PAYMENT_TIMEOUT: ['payment_service', 'timeout'],
   RECONCILE_AUDIT_PERIOD: ['reconcile_audit_period'],
   RETENTION_MONTHS: ['retention_months'],
+  REFUND_WINDOW: ['refund_window'],
   ALLOW_PAYMENT_SIMULATOR: ['payment_service', 'allow_simulator'],
   PORTAL_SESSION_SECRET: ['portal', 'session_secret'],
 };
@@ -257,6 +262,18 @@ function label(key: string): string {
 const SIMULATOR_HOSTS = ['payment-simulator'];
 
 export class ConfigError extends Error {}
+
+/** A deduct is refundable only while Redis remembers it: the refund window cannot outlast the idempotency one. */
+function refundWindowMs(value: string | number | null, idempotencyTtlMs: number): number {
+  if (value === null) return idempotencyTtlMs;
+  const windowMs = parseDuration(value)!;
+  if (windowMs > idempotencyTtlMs) {
+    throw new ConfigError(
+      `invalid configuration:\n  ${label('refund_window')}: must not be longer than redis.idempotency_ttl`,
+    );
+  }
+  return windowMs;
+}
 
 /** Shortest secret accepted in production: 16 characters leave no token to guess by brute force. */
 export const MIN_SECRET_LENGTH = 16;
@@ -427,6 +444,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
     businessTz: v.business_tz,
     currency: v.currency,
     maxCallsPerRequest: maxCalls,
+    refundWindowMs: refundWindowMs(v.refund_window, ms(v.redis.idempotency_ttl)),
     services,
     auth: {
       gatewayToken: v.auth.gateway_token,

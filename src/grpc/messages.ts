@@ -9,12 +9,14 @@ import { wireTypesMatch } from './wire-types.js';
 import { validate } from '../api/validation.js';
 import { gatewaySchemas } from '../api/gateway.schemas.js';
 import { reservationSchemas } from '../api/reservation.schemas.js';
+import { refundSchemas } from '../api/refund.schemas.js';
 import { rechargeBody, idempotencyKey } from '../api/recharge.schemas.js';
 import { recordsQuery, statsQuery, summaryQuery } from '../api/usage.schemas.js';
 import { accountQuery } from '../api/account.schemas.js';
 import { AppError } from '../lib/errors.js';
 import type { CheckInput, DeductInput, DeductResult } from '../services/billing.service.js';
 import type { CheckAnswer, ItemOutcome } from '../services/batch.service.js';
+import type { RefundInput } from '../services/refund.service.js';
 
 /** Absent in proto3 terms: the default value. */
 const given = <T>(v: T): T | undefined => (v === '' || v === 0 ? undefined : v);
@@ -74,6 +76,7 @@ export function decoded(m: Msg): Msg {
 export function gatewayMessages(maxCallsPerRequest: number) {
   const schemas = gatewaySchemas(maxCallsPerRequest);
   const reservations = reservationSchemas(maxCallsPerRequest);
+  const refunds = refundSchemas(maxCallsPerRequest);
 
   return {
     check(m: Msg): CheckInput {
@@ -126,6 +129,16 @@ export function gatewayMessages(maxCallsPerRequest: number) {
 
     release(m: Msg) {
       return validate(reservations.params, { id: m.reservationId }).id;
+    },
+
+    refund(m: Msg): RefundInput {
+      const b = validate(refunds.refund, {
+        refund_id: m.refundId,
+        user_id: m.userId,
+        request_id: m.requestId,
+        count: given(m.count),
+      });
+      return { refundId: b.refund_id, userId: b.user_id, requestId: b.request_id, count: b.count };
     },
   };
 }

@@ -11,6 +11,7 @@ import type { RechargeService } from '../services/recharge.service.js';
 import type { ReservationService } from '../services/reservation.service.js';
 import type { CatalogueService } from '../services/catalogue.service.js';
 import type { PaymentHintService } from '../services/payment-hint.service.js';
+import type { RefundService } from '../services/refund.service.js';
 import { AppError } from '../lib/errors.js';
 import { validate } from '../api/validation.js';
 import {
@@ -50,6 +51,7 @@ export interface GrpcServices {
   reservations: ReservationService;
   catalogue: CatalogueService;
   paymentHints: PaymentHintService;
+  refunds: RefundService;
 }
 
 export interface GrpcOptions {
@@ -85,7 +87,7 @@ type Unary = (request: Msg, call: grpc.ServerUnaryCall<Msg, unknown>) => Promise
  * metadata, validates with the HTTP API's rules, and maps errors once (errors.ts).
  */
 export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logger: Logger): BillingGrpcServer {
-  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints } = services;
+  const { billing, batches, accounts, usage, recharges, reservations, catalogue, paymentHints, refunds } = services;
   const messages = gatewayMessages(opts.maxCallsPerRequest);
   const definition = loadBillingDefinition();
   const root = loadBillingRoot();
@@ -278,6 +280,11 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         balanceDecimal: r.balance,
         duplicate: r.duplicate,
       };
+    }),
+    Refund: gateway('Refund', async (req) => {
+      const r = await refunds.refund(messages.refund(req));
+      const { amount, balance, ...rest } = r;
+      return { ...rest, amountDecimal: amount, balanceDecimal: balance };
     }),
   });
 

@@ -10,6 +10,10 @@ export const ErrorCodes = {
   RESERVATION_NOT_FOUND: { code: 10008, status: 404 },
   PAYMENT_UNAVAILABLE: { code: 10009, status: 503 },
   SPENDING_LIMIT_REACHED: { code: 10011, status: 402 },
+  /** a refund asks for more calls than are left to refund, or reuses a refund_id with another payload */
+  REFUND_NOT_POSSIBLE: { code: 10010, status: 409 },
+  /** the call to refund is unknown or past the refund window */
+  REFUND_NOT_FOUND: { code: 10010, status: 404 },
   VALIDATION_FAILED: { code: 40000, status: 400 },
   UNAUTHORIZED: { code: 40100, status: 401 },
   NOT_FOUND: { code: 40400, status: 404 },

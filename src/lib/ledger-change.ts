@@ -69,12 +69,45 @@ export interface GrantEndChange {
   at: string;
 }
 
-export type LedgerChange = DeductionChange | CreditChange | GrantChange | GrantEndChange;
-
-/** The amount of a deduction that the balance paid (the rest was paid by grants). */
-export function balancePart(d: DeductionChange): bigint {
+/** The amount of a deduction the balance paid, or of a refund it got back (the rest: grants). */
+export function balancePart(d: DeductionChange | RefundChange): bigint {
   return BigInt(d.amount) - (d.grants ?? []).reduce((sum, [, part]) => sum + BigInt(part), 0n);
 }
+/**
+ * Calls of one deduct given back (refund-9.lua): the paid part's amount to the balance, the free part
+ * (`freeReturned` of `free`) to the quota of `period`, the month the calls were taken from.
+ */
+export interface RefundChange {
+  kind: 'refund';
+  /** refund key (rfd_...): unique key of the refund row and of its ledger entry */
+  id: string;
+  /** the caller's refund id */
+  refundId: string;
+  userId: string;
+  recordId: string;
+  requestId: string;
+  /** the record's service; '' when it is no longer in the catalogue */
+  service: string;
+  /** YYYYMM the record's free calls were taken from */
+  period: string;
+  /** business day of the refund, for the daily aggregates */
+  day: string;
+  count: string;
+  free: string;
+  paid: string;
+  /** micro-units returned (positive) */
+  amount: string;
+  /** free calls given back to the quota: `free`, or 0 when the record's month is over */
+  freeReturned: string;
+  at: string;
+  /**
+   * the parts of `amount` given back to the credit grants that paid the call: [grant id, amount]; the
+   * rest went to the balance
+   */
+  grants?: [grantId: string, amount: string][];
+}
+
+export type LedgerChange = DeductionChange | CreditChange | GrantChange | GrantEndChange | RefundChange;
 
 export function isLedgerChange(value: unknown): value is LedgerChange {
   const c = value as Partial<LedgerChange> | null;
@@ -89,8 +122,9 @@ export function isLedgerChange(value: unknown): value is LedgerChange {
       c.kind === 'recharge' ||
       c.kind === 'adjustment' ||
       c.kind === 'grant' ||
-      c.kind === 'grant_end') &&
-    (c.kind !== 'deduction' || c.grants === undefined || validGrantParts(c.grants))
+      c.kind === 'grant_end' ||
+      isRefundChange(c)) &&
+    ((c.kind !== 'deduction' && c.kind !== 'refund') || c.grants === undefined || validGrantParts(c.grants))
   );
 }
 
@@ -98,6 +132,16 @@ function validGrantParts(parts: unknown): boolean {
   return (
     Array.isArray(parts) &&
     parts.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && /^\d+$/.test(String(p[1])))
+  );
+}
+
+function isRefundChange(c: Partial<LedgerChange>): boolean {
+  if (c.kind !== 'refund') return false;
+  const r = c as Partial<RefundChange>;
+  const counts = [r.count, r.free, r.paid, r.freeReturned];
+  return (
+    counts.every((n) => typeof n === 'string' && /^\d+$/.test(n)) &&
+    [r.refundId, r.recordId, r.requestId, r.service, r.period, r.day, r.at].every((v) => typeof v === 'string')
   );
 }
 

@@ -34,6 +34,25 @@ export function recordIdOf(digest: Buffer, window: number, windowMs: number): st
   return `rec_${(window * windowMs).toString(16).padStart(12, '0')}${digest.subarray(12, 22).toString('hex')}`;
 }
 
+/** The fingerprint a deduct of `count` calls of `service` is remembered with (refunds find the service by it). */
+export function deductPrint(service: string, count: number): number {
+  return payloadPrint(`${service}|${count}`);
+}
+
+/** A refund id's digest: a domain of its own, so that no refund id shares a request id's digest. */
+export function refundDigest(userId: string, refundId: string): Buffer {
+  return createHash('sha256').update('refund\u0000').update(userId).update('\u0000').update(refundId).digest();
+}
+
+/**
+ * The key a refund is stored under in MySQL (journal, ledger, refunds table): `rfd_`, its window's
+ * start and 80 bits of its digest. A refund id is idempotent within the window; the same id after it
+ * is a new refund with a new key, so nothing downstream refuses it (as request ids, SPEC 10.2).
+ */
+export function refundKeyOf(digest: Buffer, window: number, windowMs: number): string {
+  return `rfd_${(window * windowMs).toString(16).padStart(12, '0')}${digest.subarray(12, 22).toString('hex')}`;
+}
+
 /** A 32-bit FNV-1a fingerprint of what a request asks (service and count): a reuse with another payload differs. */
 export function payloadPrint(text: string): number {
   let h = 0x811c9dc5;

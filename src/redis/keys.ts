@@ -65,6 +65,19 @@ export class RedisKeys {
     return `${this.user(userId)}:idem:${window}:${shard}`;
   }
 
+  /**
+   * Hash of the calls refunded so far per deduct record first seen in window `window` (see refund-9.lua):
+   * {<12-byte request digest>: packed free, paid, amount}. Expires with that window's request hashes.
+   */
+  refunded(userId: string, window: number): string {
+    return `${this.user(userId)}:refunded:${window}`;
+  }
+
+  /** Hash of the refund ids first seen in idempotency window `window`: {<12-byte digest>: packed answer}. */
+  refunds(userId: string, window: number): string {
+    return `${this.user(userId)}:refunds:${window}`;
+  }
+
   /** Exists once the credit (recharge, adjustment) with this journal id has been applied. */
   applied(userId: string, changeId: string): string {
     return `${this.user(userId)}:applied:${keySegment(changeId)}`;

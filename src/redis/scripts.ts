@@ -10,9 +10,19 @@ import {
   type DeductionChange,
   type GrantChange,
   type GrantEndChange,
+  type RefundChange,
 } from '../lib/ledger-change.js';
 import type { Metrics } from '../lib/metrics.js';
-import { payloadPrint, recordIdOf, requestDigest, requestPlace } from './idempotency.js';
+import {
+  deductPrint,
+  payloadPrint,
+  recordIdOf,
+  refundDigest,
+  refundKeyOf,
+  requestDigest,
+  requestPlace,
+  SHARDS,
+} from './idempotency.js';
 
 /*
  * The one boundary between TypeScript and the Lua scripts in ./commands, after BullMQ's `Scripts`
@@ -131,6 +141,18 @@ declare module 'ioredis' {
       activity: string,
       ...args: Arg[]
     ): Result<string[], Context>;
+    refundScript(
+      account: string,
+      quota: string,
+      recordRequests: string,
+      refunded: string,
+      refunds: string,
+      previousRefunds: string,
+      pending: string,
+      journalIndex: string,
+      activity: string,
+      ...args: Arg[]
+    ): Result<string[], Context>;
     endGrantsScript(
       account: string,
       pending: string,
@@ -156,6 +178,51 @@ export interface PricedService {
   freeQuota: number;
   /** unit price in micro-units as a decimal string; '' for a free-only service */
   priceArg: string;
+}
+
+/** A deduct as Redis remembers it (deduct-8.lua): what a refund works from. */
+export interface RememberedDeduct {
+  recordId: string;
+  /** the idempotency window the deduct was first seen in */
+  window: number;
+  /** when it was first seen (whole seconds) */
+  firstSeen: Date;
+  /** its payload fingerprint (see deductPrint) */
+  fingerprint: number;
+  free: number;
+  paid: number;
+  amount: bigint;
+}
+
+export interface RefundArgs {
+  userId: string;
+  /** the current month: the quota hash the free part goes back to */
+  period: string;
+  refundId: string;
+  requestId: string;
+  /** the record, as rememberedDeduct found it; null when none was found (a replay is still answered) */
+  record: RememberedDeduct | null;
+  /** calls to refund; null for the whole call */
+  count: number | null;
+  /** the service whose free quota gets the free part back, null when the record's month is over */
+  returnFreeTo: string | null;
+  /** the change to journal; the script adds the counts and the amount */
+  change: Omit<RefundChange, 'id' | 'count' | 'free' | 'paid' | 'amount' | 'freeReturned'>;
+  refundWindowMs: number;
+  idempotencyTtlMs: number;
+  now: Date;
+}
+
+export interface RefundReply {
+  duplicate: boolean;
+  recordId: string;
+  count: number;
+  free: number;
+  paid: number;
+  amount: bigint;
+  available: bigint;
+  /** the change journaled now, to be persisted; absent for a duplicate */
+  journaled?: RefundChange;
 }
 
 /** Loads a user's account from MySQL into Redis (the scripts answer 'init' until it is there). */
@@ -350,7 +417,7 @@ export interface Repair {
 /** null: the account changed since the snapshot or has changes in flight, so nothing was set. */
 export type RepairReply = Repair[] | null;
 
-type Op = 'check' | 'deduct' | 'reserve' | 'commit' | 'release' | 'expire';
+type Op = 'check' | 'deduct' | 'reserve' | 'commit' | 'release' | 'expire' | 'refund';
 
 const str = (v: string | undefined) => v ?? '';
 const num = (v: string | undefined) => Number(v ?? 0);
@@ -459,7 +526,7 @@ export class Scripts {
         a.quotaExpiresAt,
         a.userId,
         a.now.getTime(),
-        payloadPrint(`${s.name}|${a.count}`),
+        deductPrint(s.name, a.count),
         (place.window + 2) * windowMs,
         a.day,
       ),
@@ -585,6 +652,123 @@ export class Scripts {
     if (a.as === 'released' && status !== 'ok' && status !== 'released')
       throw this.reservationGone(a.reservationId, status);
     return { outcome: status, released: big(r[1]), available: big(r[2]) };
+  }
+
+  /**
+   * The deduct this request id made within the last idempotency window (this window's hash, else the
+   * previous one's), as Redis remembers it; null when there is none. Read only: the refund script
+   * checks it again atomically.
+   */
+  async rememberedDeduct(
+    userId: string,
+    requestId: string,
+    now: Date,
+    windowMs: number,
+  ): Promise<RememberedDeduct | null> {
+    const digest = requestDigest(userId, requestId);
+    const place = requestPlace(digest, now.getTime(), windowMs);
+    for (const window of [place.window, place.window - 1]) {
+      const packed = await this.redis.hgetBuffer(this.keys.requests(userId, window, place.shard), place.field);
+      // PACKED_ANSWER of includes/remembered.lua: fingerprint, first-seen second, free, paid, amount, available
+      if (!packed || packed.length < 32) continue;
+      const firstSeenS = packed.readUInt32BE(4);
+      if (firstSeenS * 1000 + windowMs <= now.getTime()) continue;
+      return {
+        recordId: recordIdOf(digest, window, windowMs),
+        window,
+        firstSeen: new Date(firstSeenS * 1000),
+        fingerprint: packed.readUInt32BE(0),
+        free: packed.readUInt32BE(8),
+        paid: packed.readUInt32BE(12),
+        amount: BigInt(packed.readDoubleBE(16)),
+      };
+    }
+    return null;
+  }
+
+  /** Refunds calls of a remembered deduct (refund-9.lua); throws the refusals as AppErrors (10010). */
+  async refund(a: RefundArgs): Promise<RefundReply> {
+    const k = this.keys;
+    const W = a.idempotencyTtlMs;
+    const nowMs = a.now.getTime();
+    const requestDigestOf = requestDigest(a.userId, a.requestId);
+    const place = requestPlace(requestDigestOf, nowMs, W);
+    const refundWindow = Math.floor(nowMs / W);
+    const digest = refundDigest(a.userId, a.refundId);
+    const id = refundKeyOf(digest, refundWindow, W);
+    // Without a record, the refund-id memory may still hold a replay; the record keys are then this window's.
+    const recordWindow = a.record?.window ?? place.window;
+    const shard = requestDigestOf[0] % SHARDS;
+    const change = { ...a.change, id };
+    const r = await this.withAccount(a.userId, a.now, () =>
+      this.redis.refundScript(
+        k.account(a.userId),
+        k.quota(a.userId, a.period),
+        k.requests(a.userId, recordWindow, shard),
+        k.refunded(a.userId, recordWindow),
+        k.refunds(a.userId, refundWindow),
+        k.refunds(a.userId, refundWindow - 1),
+        k.pending(a.userId),
+        k.journalIndex(a.userId),
+        k.activityIndex(a.userId),
+        place.field,
+        digest.subarray(0, 12),
+        payloadPrint(`${a.requestId}|${a.count ?? '*'}`),
+        a.count === null ? '' : a.count,
+        a.returnFreeTo ?? '',
+        a.refundWindowMs,
+        W,
+        nowMs,
+        JSON.stringify(change),
+        journalId(change as RefundChange),
+        a.userId,
+        (recordWindow + 2) * W,
+        (refundWindow + 2) * W,
+        recordWindow,
+      ),
+    );
+    const status = str(r[0]);
+    this.outcome('refund', status);
+    switch (status) {
+      case 'ok':
+      case 'dup':
+        break;
+      case 'reused':
+        throw new AppError('REFUND_NOT_POSSIBLE', `refund_id ${a.refundId} was used before with a different payload`);
+      case 'gone':
+        throw new AppError(
+          'REFUND_NOT_FOUND',
+          `no call with request_id ${a.requestId} to refund (unknown, or past the refund window)`,
+        );
+      case 'too_many':
+        throw new AppError(
+          'REFUND_NOT_POSSIBLE',
+          `only ${num(r[2])} calls of request_id ${a.requestId} are left to refund`,
+        );
+      default:
+        throw new Error(`refund script answered ${status}`);
+    }
+    const reply: RefundReply = {
+      duplicate: status === 'dup',
+      recordId: recordIdOf(requestDigestOf, num(r[1]), W),
+      count: num(r[2]),
+      free: num(r[3]),
+      paid: num(r[4]),
+      amount: big(r[5]),
+      available: big(r[6]),
+    };
+    if (status === 'ok') {
+      reply.journaled = {
+        ...change,
+        count: str(r[2]),
+        free: str(r[3]),
+        paid: str(r[4]),
+        amount: str(r[5]),
+        freeReturned: str(r[7]),
+        ...(r[8] ? { grants: JSON.parse(r[8]) as RefundChange['grants'] } : {}),
+      };
+    }
+    return reply;
   }
 
   async credit(a: CreditArgs): Promise<CreditReply> {

@@ -8,6 +8,7 @@ import {
   type CreditChange,
   type GrantChange,
   type GrantEndChange,
+  type RefundChange,
 } from '../lib/ledger-change.js';
 
 export interface ApplyResult {
@@ -57,15 +58,17 @@ export class LedgerRepository {
     const freshDeductions = await this.withoutStored(trx, 'consumption_records', 'record_id', deductions);
     const freshCredits = await this.withoutStoredLedger(trx, credits);
     const freshGrants = await this.withoutStoredGrantEntries(trx, grantChanges);
-    const applied = freshDeductions.length + freshCredits.length + freshGrants.length;
+    const refunds = unique.filter((c): c is RefundChange => c.kind === 'refund');
+    const freshRefunds = await this.withoutStored(trx, 'refunds', 'refund_key', refunds);
+    const applied = freshDeductions.length + freshCredits.length + freshGrants.length + freshRefunds.length;
     if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
 
     // Every touched account row first, in one order: it is created if new, stamped changed (what
     // reconciliation looks for), and locked, so the running balances below cannot interleave with
     // another transaction's entries for the same user.
-    const touched = [...new Set([...freshDeductions, ...freshCredits, ...freshGrants].map((c) => c.userId))].sort(
-      byBytes,
-    );
+    const touched = [
+      ...new Set([...freshDeductions, ...freshCredits, ...freshGrants, ...freshRefunds].map((c) => c.userId)),
+    ].sort(byBytes);
     await trx('accounts')
       .insert(touched.map((user_id) => ({ user_id, changed_at: trx.raw('CURRENT_TIMESTAMP(3)') })))
       .onConflict('user_id')
@@ -90,6 +93,27 @@ export class LedgerRepository {
       );
     }
 
+    // A refund may land before its deduction (two jobs in flight): nothing here reads the record row.
+    if (freshRefunds.length > 0) {
+      await trx('refunds').insert(
+        freshRefunds.map((r) => ({
+          refund_key: r.id,
+          refund_id: r.refundId,
+          user_id: r.userId,
+          record_id: r.recordId,
+          request_id: r.requestId,
+          service_name: r.service,
+          count: r.count,
+          free_count: r.free,
+          paid_count: r.paid,
+          free_returned: r.freeReturned,
+          amount: r.amount,
+          period: r.period,
+          created_at: mysqlTime(r.at),
+        })),
+      );
+    }
+
     const ledger = [
       ...freshDeductions
         .filter((d) => balancePart(d) !== 0n)
@@ -100,6 +124,16 @@ export class LedgerRepository {
           amount: `${-balancePart(d)}`,
           note: `${d.service} x${d.paid}`,
           created_at: mysqlTime(d.at),
+        })),
+      ...freshRefunds
+        .filter((r) => balancePart(r) !== 0n)
+        .map((r) => ({
+          user_id: r.userId,
+          entry_type: 'refund',
+          ref_id: r.id,
+          amount: `${balancePart(r)}`,
+          note: `refund ${r.refundId} of ${r.recordId}`.slice(0, 255),
+          created_at: mysqlTime(r.at),
         })),
       ...freshCredits.map((c) => ({
         user_id: c.userId,
@@ -129,7 +163,7 @@ export class LedgerRepository {
       await trx('ledger_entries').insert(rows);
     }
 
-    await this.bookGrants(trx, freshDeductions, freshGrants);
+    await this.bookGrants(trx, freshDeductions, freshRefunds, freshGrants);
 
     const balances = new Map<string, bigint[]>();
     for (const e of ledger) addTo(balances, e.user_id, [e.amount]);
@@ -137,7 +171,13 @@ export class LedgerRepository {
     const daily = new Map<string, bigint[]>();
     for (const d of freshDeductions) {
       if (d.free !== '0') addTo(quotas, `${d.userId}\u0000${d.period}\u0000${d.service}`, [d.free]);
-      addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1']);
+      addTo(daily, `${d.userId}\u0000${d.day}\u0000${d.service}`, [d.count, d.free, d.paid, d.amount, '1', '0', '0']);
+    }
+    for (const r of freshRefunds) {
+      // Free calls given back reduce the month's quota used (below zero for a while if the deduction lands later).
+      if (r.freeReturned !== '0')
+        addTo(quotas, `${r.userId}\u0000${r.period}\u0000${r.service}`, [`-${r.freeReturned}`]);
+      addTo(daily, `${r.userId}\u0000${r.day}\u0000${r.service}`, ['0', '0', '0', '0', '0', r.count, r.amount]);
     }
     // Sorted keys: concurrent transactions lock rows in one order, which keeps deadlocks rare.
     const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => byBytes(a, b));
@@ -162,7 +202,7 @@ export class LedgerRepository {
     if (daily.size > 0) {
       await trx('usage_daily')
         .insert(
-          sorted(daily).map(([k, [total, free, paid, cost, records]]) => {
+          sorted(daily).map(([k, [total, free, paid, cost, records, refundedCount, refundedCost]]) => {
             const [user_id, day, service_name] = k.split('\u0000');
             return {
               user_id,
@@ -173,6 +213,8 @@ export class LedgerRepository {
               paid_count: `${paid}`,
               total_cost: `${cost}`,
               records: `${records}`,
+              refunded_count: `${refundedCount}`,
+              refunded_cost: `${refundedCost}`,
             };
           }),
         )
@@ -183,6 +225,8 @@ export class LedgerRepository {
           paid_count: trx.raw('paid_count + VALUES(paid_count)'),
           total_cost: trx.raw('total_cost + VALUES(total_cost)'),
           records: trx.raw('records + VALUES(records)'),
+          refunded_count: trx.raw('refunded_count + VALUES(refunded_count)'),
+          refunded_cost: trx.raw('refunded_cost + VALUES(refunded_cost)'),
         });
     }
     return { applied, alreadyPersisted: unique.length - applied };
@@ -242,13 +286,14 @@ export class LedgerRepository {
   }
 
   /**
-   * The grants' side of a batch: one grant_entries row per grant a deduction touched, per grant given
-   * and per grant ended, and each grant's remaining in credit_grants. Rows are upserted by delta, so
+   * The grants' side of a batch: one grant_entries row per grant a deduction or a refund touched, per
+   * grant given and per grant ended, and each grant's remaining in credit_grants. Rows are upserted by delta, so
    * the order in which two jobs persist a grant and its spending does not matter.
    */
   private async bookGrants(
     trx: Knex.Transaction,
     deductions: DeductionChange[],
+    refunds: RefundChange[],
     grants: (GrantChange | GrantEndChange)[],
   ): Promise<void> {
     const entries: {
@@ -268,6 +313,18 @@ export class LedgerRepository {
           ref_id: d.id,
           amount: -BigInt(part),
           created_at: mysqlTime(d.at),
+        });
+      }
+    }
+    for (const r of refunds) {
+      for (const [grantId, part] of r.grants ?? []) {
+        entries.push({
+          user_id: r.userId,
+          grant_id: grantId,
+          entry_type: 'grant_refund',
+          ref_id: r.id,
+          amount: BigInt(part),
+          created_at: mysqlTime(r.at),
         });
       }
     }

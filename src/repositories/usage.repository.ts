@@ -73,8 +73,28 @@ const RECORD_COLUMNS = [
   'created_at',
 ];
 
+/** Calls refunded and money returned so far, per record. */
+export interface RefundedSums {
+  count: number;
+  amount: bigint;
+}
+
 export class UsageRepository {
   constructor(private readonly db: Db) {}
+
+  /**
+   * What persisted refunds gave back of each of these records (records are never updated by a refund:
+   * a refund may be persisted before its record). Records without refunds are absent from the map.
+   */
+  async refundedOf(userId: string, recordIds: string[]): Promise<Map<string, RefundedSums>> {
+    if (recordIds.length === 0) return new Map();
+    const rows: { record_id: string; n: string; amount: string }[] = await this.db('refunds')
+      .where('user_id', userId)
+      .whereIn('record_id', [...new Set(recordIds)])
+      .groupBy('record_id')
+      .select('record_id', this.db.raw('SUM(count) AS n'), this.db.raw('SUM(amount) AS amount'));
+    return new Map(rows.map((r) => [r.record_id, { count: Number(r.n), amount: BigInt(r.amount) }]));
+  }
 
   private filtered(f: RecordFilter): Knex.QueryBuilder {
     const q = this.db('consumption_records').where('user_id', f.userId);

@@ -4,6 +4,7 @@ import type {
   RecordCursor,
   ExportRow,
   RecordTable,
+  RefundedSums,
 } from '../repositories/usage.repository.js';
 import type { BusinessCalendar } from '../lib/clock.js';
 import type { CatalogueService } from './catalogue.service.js';
@@ -54,6 +55,8 @@ const HEADER = [
   'paid_count',
   'amount',
   'unit_price',
+  'refunded_count',
+  'refunded_amount',
   'created_at',
 ];
 
@@ -122,7 +125,11 @@ export class ExportService {
         const last = page[page.length - 1];
         const after: RecordCursor = { at: new Date(last.created_at), id: String(last.id) };
         const more = page.length === this.pageRows;
-        const text = page.map(toLine).join('');
+        const refunded = await this.usage.refundedOf(
+          filter.userId,
+          page.map((r) => r.record_id),
+        );
+        const text = page.map((r) => toLine(r, refunded.get(r.record_id))).join('');
         // Let go of the rows before waiting for the reader: rows kept alive across a slow write would be
         // promoted to the old generation, and the process would grow until a full collection.
         page.length = 0;
@@ -134,7 +141,7 @@ export class ExportService {
   }
 }
 
-function toLine(r: ExportRow): string {
+function toLine(r: ExportRow, refunded: RefundedSums | undefined): string {
   return csvRow([
     r.record_id,
     r.request_id,
@@ -145,6 +152,8 @@ function toLine(r: ExportRow): string {
     r.paid_count,
     formatMoney(BigInt(r.amount)),
     r.unit_price === null ? '' : formatMoney(BigInt(r.unit_price)),
+    refunded?.count ?? 0,
+    formatMoney(refunded?.amount ?? 0n),
     new Date(r.created_at).toISOString(),
   ]);
 }

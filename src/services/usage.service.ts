@@ -94,6 +94,10 @@ export class UsageService {
     ]);
     const page = rows.slice(0, q.pageSize);
     const last = page[page.length - 1];
+    const refunded = await this.usage.refundedOf(
+      q.userId,
+      page.map((r) => r.record_id),
+    );
     return {
       records: page.map((r) => ({
         id: r.record_id,
@@ -105,6 +109,8 @@ export class UsageService {
         paidCount: Number(r.paid_count),
         amount: formatMoney(BigInt(r.amount)),
         unitPrice: r.unit_price === null ? null : formatMoney(BigInt(r.unit_price)),
+        refundedCount: refunded.get(r.record_id)?.count ?? 0,
+        refundedAmount: formatMoney(refunded.get(r.record_id)?.amount ?? 0n),
         createdAt: new Date(r.created_at).toISOString(),
       })),
       total,

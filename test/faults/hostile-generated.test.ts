@@ -299,10 +299,16 @@ describe('fault injection: generated hostile suite', function () {
     }
     const deductUser = h.user('rq');
     const reserveUser = h.user('rr');
+    const refundUser = h.user('rf');
     for (const r of hostileRequestIds(rnd)) {
       const valid = REQUEST_ID.test(r);
       const n = `request_id=${show(r)}`;
       cases.push(
+        {
+          name: `refund of nothing ${n}`,
+          req: post('/internal/v1/billing/refunds', json({ refund_id: r, user_id: refundUser, request_id: r })),
+          allowed: valid ? [[404, 10010]] : [VALIDATION],
+        },
         {
           name: `deduct ${n}`,
           req: post(
@@ -506,6 +512,22 @@ describe('fault injection: generated hostile suite', function () {
       },
     );
     const problems = await runCases(api.url, cases, touched);
+    // Each call made with a hostile request id is refunded with that id as its refund id, then again:
+    // the second is the first answer, nothing refunded twice.
+    const refunds = [...(acceptedRequestIds.get(deductUser) ?? [])].map((r): Case => ({
+      name: `refund request_id=refund_id=${show(r)}`,
+      req: post('/internal/v1/billing/refunds', json({ refund_id: r, user_id: deductUser, request_id: r })),
+      allowed: [200],
+      user: deductUser,
+      check: (a) =>
+        a.json.data.count === 1 && a.json.data.duplicate === false ? null : `not refunded: ${a.text.slice(0, 160)}`,
+    }));
+    problems.push(...(await runCases(api.url, refunds, touched)));
+    const replays = refunds.map((c): Case => ({
+      ...c,
+      check: (a) => (a.json.data.duplicate === true ? null : `a replay refunded again: ${a.text.slice(0, 160)}`),
+    }));
+    problems.push(...(await runCases(api.url, replays, touched)));
     // A key seen before answers its own order again; two keys never share one.
     for (const [key, orderId] of orderOfKey) {
       const again = await timedRequest(
@@ -632,6 +654,29 @@ describe('fault injection: generated hostile suite', function () {
         return a.json?.data?.reservationId as string;
       }),
     );
+    // Refund: each count against a deduct of 5 calls of its own.
+    await Promise.all(
+      tokens.map(async (_t, i) => {
+        await timedRequest(
+          api.url,
+          post(
+            '/internal/v1/billing/deduct',
+            json({ request_id: 'five', user_id: h.user(`rc${i}`), count: 5, service_name: 'passport' }),
+          ),
+        );
+        touched.add(h.user(`rc${i}`));
+      }),
+    );
+    tokens.forEach(({ token, value }, i) => {
+      cases.push({
+        name: `refund count=${token}`,
+        req: post(
+          '/internal/v1/billing/refunds',
+          `{"refund_id":"rc","user_id":"${h.user(`rc${i}`)}","request_id":"five","count":${token}}`,
+        ),
+        allowed: isCount(value, 1, 5) ? [200] : isCount(value, 1, MAX_CALLS) ? [[409, 10010]] : [VALIDATION],
+      });
+    });
     tokens.forEach(({ token, value }, i) => {
       cases.push({
         name: `commit count=${token}`,

@@ -68,7 +68,7 @@ function badValuesFor(field: string, endpoint = ''): unknown[] {
         !(typeof v === 'string' && /^-?\d+(\.\d+)?$/.test(v) && Number(v) !== 0)
       );
     // A printable-ASCII string is a valid request_id / idempotency key; keep only what is not.
-    if (['request_id', 'idempotency_key'].includes(field))
+    if (['request_id', 'idempotency_key', 'refund_id'].includes(field))
       return (
         typeof v !== 'string' ||
         v === '' ||
@@ -106,6 +106,7 @@ function generate(user: string, reservationId: string): Case[] {
       { request_id: 'h2', user_id: user, service_name: 'passport', count: 1, ttl_seconds: 60 },
     ],
     ['commit', `/internal/v1/billing/reservations/${reservationId}/commit`, { count: 1 }],
+    ['refund', '/internal/v1/billing/refunds', { refund_id: 'h4', user_id: user, request_id: 'keep', count: 1 }],
     [
       'recharge',
       '/api/v1/billing/recharge',
@@ -295,6 +296,7 @@ describe('fault injection: hostile input', function () {
       account: (await h.get('/api/v1/billing/account', { user_id: user })).body.data,
       records: Number((await probe.db('consumption_records').count({ n: '*' }).first())!.n),
       ledger: Number((await probe.db('ledger_entries').count({ n: '*' }).first())!.n),
+      refunds: Number((await probe.db('refunds').count({ n: '*' }).first())!.n),
       orders: Number((await probe.db('recharge_orders').count({ n: '*' }).first())!.n),
       grants: await probe.db('credit_grants').where({ user_id: user }).select('grant_id', 'remaining', 'status'),
       grantEntries: Number((await probe.db('grant_entries').count({ n: '*' }).first())!.n),

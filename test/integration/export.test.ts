@@ -135,6 +135,8 @@ describe('CSV export of consumption records', function () {
       'paid_count',
       'amount',
       'unit_price',
+      'refunded_count',
+      'refunded_amount',
       'created_at',
     ]);
     const ids = rows.slice(1).map((r) => r[1]);

@@ -113,6 +113,12 @@ describe('OpenAPI document and /docs', function () {
     });
     await h.post(`/internal/v1/billing/reservations/${held2.body.data.reservationId}/release`, {});
     await h.post('/internal/v1/billing/reservations/rsv_nope/release', {});
+    const refund = { refund_id: 'oa-f1', user_id: user, request_id: 'oa-1' };
+    await h.post('/internal/v1/billing/refunds', refund);
+    await h.post('/internal/v1/billing/refunds', refund);
+    await h.post('/internal/v1/billing/refunds', { ...refund, refund_id: 'oa-f2' });
+    await h.post('/internal/v1/billing/refunds', { ...refund, refund_id: 'oa-f3', request_id: 'oa-none' });
+    await h.post('/internal/v1/billing/refunds', { ...refund, count: 0 });
     // User endpoints.
     await h.get('/api/v1/billing/account', { user_id: user });
     await h.get('/api/v1/billing/account', {});

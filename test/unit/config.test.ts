@@ -17,6 +17,13 @@ describe('config', () => {
     expect(Object.isFrozen(c) && Object.isFrozen(c.services[0])).to.equal(true);
   });
 
+  it('refunds within the idempotency window by default; REFUND_WINDOW may shorten it, never outlast it', () => {
+    expect(loadConfig({}).refundWindowMs).to.equal(86_400_000);
+    expect(loadConfig({}, { redis: { idempotency_ttl: '2h' } }).refundWindowMs).to.equal(7_200_000);
+    expect(loadConfig({ REFUND_WINDOW: '1h' }).refundWindowMs).to.equal(3_600_000);
+    expect(() => loadConfig({ REFUND_WINDOW: '25h' })).to.throw(ConfigError, /REFUND_WINDOW \/ refund_window/);
+  });
+
   it('takes environment variables over the defaults', () => {
     const c = loadConfig({
       PORT: '9000',
