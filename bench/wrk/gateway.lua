@@ -2,6 +2,7 @@
 -- request_id per request: thread id + counter, so threads never collide), or GET a list of paths
 -- in turn. Arguments after `--` are key=value:
 --   run=<id> token=<bearer> users=<n> paths=<file with one path per line, for GET mode>
+--   prefix=<user id prefix> (default bench: users bench0 .. bench<n-1>)
 --   batch=<n>: POST /deduct/batch bodies of n items (distinct request ids, users spread)
 -- done() prints one JSON line: requests, duration_us, non2xx (wrk's status errors), errors,
 -- p50/p90/p99 in ms, and `missed` (send slots a paced run could not keep; see paced.lua).
@@ -27,6 +28,7 @@ function init(args)
   missed = 0
   run = (o.run or "run") .. "-" .. tostring(tid)
   users = tonumber(o.users or "1000")
+  prefix = o.prefix or "bench"
   rate = tonumber(o.rate or "0")
   batch = tonumber(o.batch or "0")
   wrk.headers["Authorization"] = "Bearer " .. (o.token or "bench")
@@ -51,13 +53,13 @@ function request()
   if batch > 0 then
     local items = {}
     for i = 1, batch do
-      items[i] = string.format('{"request_id":"%s-%d-%d","user_id":"bench%d","service_name":"passport"}', run, n, i, (n * batch + i) % users)
+      items[i] = string.format('{"request_id":"%s-%d-%d","user_id":"%s%d","service_name":"passport"}', run, n, i, prefix, (n * batch + i) % users)
     end
     body = '{"items":[' .. table.concat(items, ",") .. ']}'
   elseif deduct then
-    body = string.format('{"request_id":"%s-%d","user_id":"bench%d","service_name":"passport"}', run, n, n % users)
+    body = string.format('{"request_id":"%s-%d","user_id":"%s%d","service_name":"passport"}', run, n, prefix, n % users)
   else
-    body = string.format('{"user_id":"bench%d","service_name":"passport"}', n % users)
+    body = string.format('{"user_id":"%s%d","service_name":"passport"}', prefix, n % users)
   end
   return wrk.format("POST", nil, nil, body)
 end

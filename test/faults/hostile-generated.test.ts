@@ -72,6 +72,12 @@ const post = (path: string, body: string, headers: Record<string, string> = gate
   body,
   headers,
 });
+const put = (path: string, body: string, headers: Record<string, string> = gatewayAuth): TimedRequest => ({
+  method: 'PUT',
+  path,
+  body,
+  headers,
+});
 const get = (
   path: string,
   query: Record<string, string | undefined> = {},
@@ -246,6 +252,41 @@ describe('fault injection: generated hostile suite', function () {
           allowed: okPath(),
           user: u,
         },
+        // SPEC 14: credit grants, spending limits, per-user prices.
+        {
+          name: `grant ${n}`,
+          req: post(
+            `/admin/v1/accounts/${enc(u)}/grants`,
+            json({ grant_id: 'gg', amount: '0.01', category: 'promotional' }),
+            adminAuth,
+          ),
+          allowed: okPath(),
+          user: u,
+        },
+        { name: `grants ${n}`, req: get(`/admin/v1/accounts/${enc(u)}/grants`, {}, adminAuth), allowed: okPath() },
+        {
+          name: `void ${n}`,
+          req: post(`/admin/v1/accounts/${enc(u)}/grants/nope/void`, json({}), adminAuth),
+          allowed: valid ? [[404, 40400]] : [VALIDATION, NOT_FOUND_ROUTE],
+        },
+        {
+          name: `limits ${n}`,
+          req: put('/api/v1/billing/limits', json({ user_id: u, daily: '100.00' })),
+          allowed: ok(),
+          user: u,
+        },
+        { name: `GET limits ${n}`, req: get('/api/v1/billing/limits', { user_id: u }), allowed: ok() },
+        {
+          name: `pricing ${n}`,
+          req: put(`/admin/v1/accounts/${enc(u)}/pricing/passport`, json({ unit_price: '0.002' }), adminAuth),
+          allowed: okPath(),
+          user: u,
+        },
+        {
+          name: `GET pricing ${n}`,
+          req: get(`/admin/v1/accounts/${enc(u)}/pricing`, {}, adminAuth),
+          allowed: okPath(),
+        },
       );
       for (const path of ['/account', '/records', '/stats/today', '/stats/month', '/stats/summary', '/stats/daily']) {
         cases.push({
@@ -328,6 +369,8 @@ describe('fault injection: generated hostile suite', function () {
       });
     }
     const someone = h.user('paths');
+    /** gets a grant of each valid path id (someone has none: voiding one is a 404) */
+    const grantee = h.user('grantee');
     for (const p of hostilePathIds(rnd)) {
       const n = `id=${show(p)}`;
       cases.push(
@@ -345,6 +388,26 @@ describe('fault injection: generated hostile suite', function () {
           name: `order ${n}`,
           req: get(`/api/v1/billing/recharge/${enc(p)}`, { user_id: someone }),
           allowed: [VALIDATION, [404, 10003], NOT_FOUND_ROUTE],
+        },
+        {
+          name: `void grant ${n}`,
+          req: post(`/admin/v1/accounts/${enc(someone)}/grants/${enc(p)}/void`, json({}), adminAuth),
+          allowed: [VALIDATION, NOT_FOUND_ROUTE],
+        },
+        {
+          name: `pricing service ${n}`,
+          req: put(`/admin/v1/accounts/${enc(someone)}/pricing/${enc(p)}`, json({ unit_price: '0.01' }), adminAuth),
+          allowed: [VALIDATION, [400, 10006], NOT_FOUND_ROUTE],
+        },
+        {
+          name: `grant_id ${n}`,
+          req: post(
+            `/admin/v1/accounts/${enc(grantee)}/grants`,
+            json({ grant_id: p, amount: '0.01', category: 'paid' }),
+            adminAuth,
+          ),
+          allowed: USER_ID.test(p) ? [200] : [VALIDATION],
+          user: grantee,
         },
         {
           name: `run ${n}`,
@@ -541,6 +604,35 @@ describe('fault injection: generated hostile suite', function () {
         },
       );
     });
+    // SPEC 14: a grant's priority (0..1000) and a per-user free quota (null: the catalogue's).
+    tokens.forEach(({ token, value }, i) => {
+      cases.push(
+        {
+          name: `grant priority=${token}`,
+          req: post(
+            `/admin/v1/accounts/${enc(h.user('prio'))}/grants`,
+            `{"grant_id":"p${i}","amount":"0.01","category":"paid","priority":${token}}`,
+            adminAuth,
+          ),
+          allowed: isCount(value, 0, 1000) ? [200] : [VALIDATION],
+          user: h.user('prio'),
+        },
+        {
+          name: `pricing free_quota=${token}`,
+          req: put(
+            `/admin/v1/accounts/${enc(h.user(`fq${i}`))}/pricing/passport`,
+            `{"free_quota":${token}}`,
+            adminAuth,
+          ),
+          allowed:
+            token === 'null' || isCount(value, 0, 1_000_000)
+              ? [200]
+              : value !== undefined && Number.isSafeInteger(value) && value > 0
+                ? [200, VALIDATION]
+                : [VALIDATION],
+        },
+      );
+    });
     // Commit: each count against a hold of 5 calls of its own.
     const holds = await Promise.all(
       tokens.map(async (_t, i) => {
@@ -632,6 +724,43 @@ describe('fault injection: generated hostile suite', function () {
         allowed: adjust,
         user: h.user('adj'),
       });
+    });
+    // SPEC 14: a grant's amount (> 0), a spending limit and a per-user price (>= 0); far past any real
+    // figure, a bound may refuse them.
+    amounts.forEach(({ label, raw, value }, i) => {
+      const micros = strictMicros(value);
+      const atLeast = (min: bigint): Allowed =>
+        micros === 'either'
+          ? [200, VALIDATION]
+          : micros === null || micros < min
+            ? [VALIDATION]
+            : micros > MAX_RECHARGE
+              ? [200, VALIDATION]
+              : min === 0n && micros === 0n
+                ? [200, VALIDATION]
+                : [200];
+      cases.push(
+        {
+          name: `grant amount=${label}`,
+          req: post(
+            `/admin/v1/accounts/${enc(h.user('gamt'))}/grants`,
+            `{"grant_id":"a${i}","amount":${raw},"category":"promotional"}`,
+            adminAuth,
+          ),
+          allowed: atLeast(1n),
+          user: h.user('gamt'),
+        },
+        {
+          name: `limits daily=${label}`,
+          req: put('/api/v1/billing/limits', `{"user_id":"${h.user(`lim${i}`)}","daily":${raw}}`),
+          allowed: atLeast(0n),
+        },
+        {
+          name: `pricing unit_price=${label}`,
+          req: put(`/admin/v1/accounts/${enc(h.user(`up${i}`))}/pricing/passport`, `{"unit_price":${raw}}`, adminAuth),
+          allowed: atLeast(0n),
+        },
+      );
     });
     const problems = await runCases(api.url, cases, touched);
     console.log(`      ${cases.length} number cases`);

@@ -48,7 +48,7 @@ const HOSTILE_VALUES: unknown[] = [
 
 interface Case {
   name: string;
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PUT';
   path: string;
   body?: unknown;
   rawBody?: string;
@@ -82,6 +82,15 @@ function badValuesFor(field: string, endpoint = ''): unknown[] {
     if (field === 'amount')
       return !(typeof v === 'number' && v > 0) && !(typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) && v !== '0');
     if (field === 'ttl_seconds') return !(typeof v === 'number' && Number.isInteger(v) && v >= 1);
+    // Credit grants, spending limits, per-user prices (SPEC 14).
+    if (field === 'grant_id') return typeof v !== 'string' || !/^[A-Za-z0-9_.:@-]{1,64}$/.test(v);
+    // null may mean "never" (the field is optional); every other value here is no future instant.
+    if (field === 'expires_at') return v !== null;
+    if (field === 'priority') return !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 1000);
+    if (field === 'free_quota') return v !== null && !(typeof v === 'number' && Number.isInteger(v) && v >= 0);
+    // A limit or a price may be null (none / the catalogue's), and 0 may be one.
+    if (['daily', 'monthly', 'unit_price'].includes(field))
+      return v !== null && !(typeof v === 'number' && v >= 0) && !(typeof v === 'string' && /^\d+(\.\d+)?$/.test(v));
     return true;
   });
 }
@@ -109,25 +118,52 @@ function generate(user: string, reservationId: string): Case[] {
       { amount: '1.00', reason: 'hostile test', idempotency_key: 'h3' },
       { authorization: `Bearer ${ADMIN_TOKEN}` },
     ],
+    [
+      'grant',
+      `/admin/v1/accounts/${user}/grants`,
+      {
+        grant_id: 'hg',
+        amount: '1.00',
+        category: 'promotional',
+        priority: 5,
+        expires_at: new Date(Date.now() + 86_400_000).toISOString(),
+      },
+      { authorization: `Bearer ${ADMIN_TOKEN}` },
+    ],
+    ['limits', '/api/v1/billing/limits', { user_id: user, daily: '1.00', monthly: '10.00' }],
+    [
+      'pricing',
+      `/admin/v1/accounts/${user}/pricing/passport`,
+      { free_quota: 5, unit_price: '0.02' },
+      { authorization: `Bearer ${ADMIN_TOKEN}` },
+    ],
+  ];
+  /** fields a valid request may leave out */
+  const optional = [
+    'ttl_seconds',
+    'currency',
+    'priority',
+    'expires_at',
+    'daily',
+    'monthly',
+    'free_quota',
+    'unit_price',
   ];
   for (const [name, path, valid, headers] of bodies) {
+    const method = name === 'limits' || name === 'pricing' ? 'PUT' : 'POST';
     for (const field of Object.keys(valid)) {
       for (const v of badValuesFor(field, name))
         cases.push({
           name: `${name}.${field}=${JSON.stringify(v)?.slice(0, 30)}`,
-          method: 'POST',
+          method,
           path,
           body: { ...valid, [field]: v },
           headers,
         });
       const { [field]: _dropped, ...without } = valid;
-      // count, ttl_seconds and currency have defaults; a missing one is valid.
-      if (
-        !['count', 'ttl_seconds', 'currency'].includes(field) ||
-        name === 'commit' ||
-        (name === 'reserve' && field === 'count')
-      ) {
-        cases.push({ name: `${name}.${field} missing`, method: 'POST', path, body: without, headers });
+      // count, ttl_seconds and currency have defaults, some fields are optional; a missing one is valid.
+      if (!['count', ...optional].includes(field) || name === 'commit' || (name === 'reserve' && field === 'count')) {
+        cases.push({ name: `${name}.${field} missing`, method, path, body: without, headers });
       }
     }
     for (const raw of [
@@ -142,16 +178,18 @@ function generate(user: string, reservationId: string): Case[] {
       JSON.stringify({ ...valid, extra: 1 }),
       JSON.stringify({ ...valid, __proto__: { x: 1 } }).replace('{', '{"__proto__":{"x":1},'),
     ]) {
-      cases.push({ name: `${name} raw ${raw.slice(0, 20)}`, method: 'POST', path, rawBody: raw, headers });
+      // Every field of a price is optional: no body at all changes nothing, and is no error.
+      if (name === 'pricing' && raw === '') continue;
+      cases.push({ name: `${name} raw ${raw.slice(0, 20)}`, method, path, rawBody: raw, headers });
     }
     cases.push({
       name: `${name} oversized`,
-      method: 'POST',
+      method,
       path,
       body: { ...valid, pad: 'x'.repeat(64_000) },
       headers,
     });
-    cases.push({ name: `${name} nested`, method: 'POST', path, rawBody: '['.repeat(5000) + ']'.repeat(5000), headers });
+    cases.push({ name: `${name} nested`, method, path, rawBody: '['.repeat(5000) + ']'.repeat(5000), headers });
   }
   const queries: [string, Record<string, string>][] = [
     ['/api/v1/billing/account', { user_id: user }],
@@ -160,6 +198,7 @@ function generate(user: string, reservationId: string): Case[] {
     ['/api/v1/billing/stats/month', { user_id: user }],
     ['/api/v1/billing/stats/summary', { user_id: user }],
     ['/api/v1/billing/stats/daily', { user_id: user, from: '2026-11-01', to: '2026-11-02' }],
+    ['/api/v1/billing/limits', { user_id: user }],
   ];
   for (const [path, valid] of queries) {
     for (const field of Object.keys(valid)) {
@@ -205,13 +244,27 @@ function generate(user: string, reservationId: string): Case[] {
     '/internal/v1/billing/reservations/..%2F..%2Fetc/release',
     `/api/v1/billing/recharge/${'x'.repeat(300)}`,
     '/admin/v1/accounts/%F0%9F%98%80/ledger',
+    '/admin/v1/accounts/%F0%9F%98%80/grants',
+    `/admin/v1/accounts/${user}/grants/%00/void`,
+    `/admin/v1/accounts/${user}/grants/${'x'.repeat(65)}/void`,
+    `/admin/v1/accounts/${user}/grants/no-such-grant/void`,
+    '/admin/v1/accounts/a%20b/pricing',
   ]) {
     cases.push({
       name: `path ${path.slice(0, 40)}`,
-      method: path.includes('recharge/') || path.includes('ledger') ? 'GET' : 'POST',
+      method: /recharge\/|ledger|grants$|pricing$/.test(path) ? 'GET' : 'POST',
       path,
       body: { count: 1 },
       query: { user_id: user },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+  }
+  for (const service of ['nope', 'PASSPORT', '%00', 'x'.repeat(100), '..%2Fpassport']) {
+    cases.push({
+      name: `pricing of service ${service.slice(0, 20)}`,
+      method: 'PUT',
+      path: `/admin/v1/accounts/${user}/pricing/${service}`,
+      body: { unit_price: '0.01' },
       headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
     });
   }
@@ -245,6 +298,11 @@ describe('fault injection: hostile input', function () {
       ledger: Number((await probe.db('ledger_entries').count({ n: '*' }).first())!.n),
       refunds: Number((await probe.db('refunds').count({ n: '*' }).first())!.n),
       orders: Number((await probe.db('recharge_orders').count({ n: '*' }).first())!.n),
+      grants: await probe.db('credit_grants').where({ user_id: user }).select('grant_id', 'remaining', 'status'),
+      grantEntries: Number((await probe.db('grant_entries').count({ n: '*' }).first())!.n),
+      limits: (await h.get('/api/v1/billing/limits', { user_id: user })).body.data,
+      pricing: (await h.get(`/admin/v1/accounts/${user}/pricing`, {}, { authorization: `Bearer ${ADMIN_TOKEN}` })).body
+        .data,
       journal: await probe.persistence.pendingCount(),
     });
     const before = await snapshot();

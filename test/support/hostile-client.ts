@@ -15,7 +15,7 @@ export interface TimedAnswer {
 }
 
 export interface TimedRequest {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PUT';
   path: string;
   /** raw request body (sent as is, with content-type application/json unless headers say otherwise) */
   body?: string;
