@@ -3,7 +3,7 @@ import type { Result } from 'ioredis';
 import type { RedisClient } from './connection.js';
 import type { RedisKeys } from './keys.js';
 import { AppError } from '../lib/errors.js';
-import { formatMoney } from '../lib/money.js';
+import { formatMoney, MAX_MICROS } from '../lib/money.js';
 import {
   journalId,
   type CreditChange,
@@ -843,6 +843,7 @@ export class Scripts {
         change.userId,
         a.now.getTime(),
         a.maxGrants,
+        MAX_MICROS.toString(),
       ),
     );
     switch (r[0]) {
@@ -854,6 +855,10 @@ export class Scripts {
       case 'too_many':
         throw new AppError('VALIDATION_FAILED', `a user holds at most ${a.maxGrants} grants`, [
           { field: 'grant_id', message: 'too many grants for this user' },
+        ]);
+      case 'too_large':
+        throw new AppError('VALIDATION_FAILED', 'balance and grants together would exceed the largest amount held', [
+          { field: 'amount', message: 'too large' },
         ]);
       default:
         throw new Error(`create-grant script answered ${r[0]}`);

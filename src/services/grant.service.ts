@@ -94,7 +94,7 @@ export class GrantService {
       if (!same) {
         throw new AppError('REQUEST_ID_REUSED', `grant_id ${input.grantId} was used before with a different payload`);
       }
-      return { ...(await this.view(input.userId, stored)), duplicate: true };
+      return this.firstAnswer(input, new Date(stored.created_at), true);
     }
     const change: GrantChange = {
       kind: 'grant',
@@ -114,18 +114,28 @@ export class GrantService {
       maxGrants: MAX_GRANTS_PER_USER,
       now,
     });
-    if (r.journaled) this.d.persistence.enqueue(r.journaled);
+    if (r.journaled) {
+      this.d.persistence.enqueue(r.journaled);
+      return this.firstAnswer(input, now, false);
+    }
+    // A replay while the grant is not in MySQL yet: its creation time is the live grant's.
+    const live = (await this.live(input.userId)).get(input.grantId);
+    return this.firstAnswer(input, live ? new Date(Number(live.at)) : now, true);
+  }
+
+  /** A grant's answer as first given (a replay answers the same, with duplicate: true). */
+  private firstAnswer(input: GrantInput, createdAt: Date, duplicate: boolean): GrantView & { duplicate: boolean } {
     return {
       grantId: input.grantId,
       userId: input.userId,
       category: input.category,
       priority: input.priority,
       amount: formatMoney(input.amount),
-      remaining: await this.liveRemaining(input.userId, input.grantId, input.amount),
+      remaining: formatMoney(input.amount),
       expiresAt: input.expiresAt?.toISOString() ?? null,
-      createdAt: r.duplicate ? now.toISOString() : change.at,
+      createdAt: createdAt.toISOString(),
       status: 'active',
-      duplicate: r.duplicate,
+      duplicate,
     };
   }
 
@@ -172,7 +182,21 @@ export class GrantService {
     for (const change of r.ended) this.d.persistence.enqueue(change);
     if (r.status === 'held') {
       // The expiry job ends it once its holds are gone, also after the account left Redis and came back.
-      await this.d.db('credit_grants').where({ user_id: userId, grant_id: grantId }).update({ status: 'voiding' });
+      // Upserted: the grant may not be in MySQL yet (its row then starts as the placeholder it fills in).
+      await this.d
+        .db('credit_grants')
+        .insert({
+          user_id: userId,
+          grant_id: grantId,
+          category: '',
+          priority: 0,
+          amount: 0,
+          remaining: 0,
+          status: 'voiding',
+          created_at: now,
+        })
+        .onConflict(['user_id', 'grant_id'])
+        .merge({ status: 'voiding' });
     }
     const ended = r.ended.find((c) => c.id === grantId);
     const voided = ended ? BigInt(ended.amount) : BigInt(before?.rem ?? '0') - BigInt(before?.held ?? '0');
@@ -209,11 +233,6 @@ export class GrantService {
     const json = await this.d.redis.hget(this.d.keys.account(userId), 'g');
     const list = json ? (JSON.parse(json) as LiveGrant[]) : [];
     return new Map(list.map((g) => [g.id, g]));
-  }
-
-  private async liveRemaining(userId: string, grantId: string, fallback: Micros): Promise<string> {
-    const g = (await this.live(userId)).get(grantId);
-    return formatMoney(g ? BigInt(g.rem) : fallback);
   }
 
   private async row(userId: string, grantId: string): Promise<GrantRow | undefined> {

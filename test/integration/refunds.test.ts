@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
+import { admin, grantsPath, voidPath, listGrants, grantEntries } from '../support/money.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { startWorkers } from '../../src/workers/workers.js';
 import type { LedgerChange } from '../../src/lib/ledger-change.js';
@@ -44,6 +45,49 @@ describe('refunds', function () {
     h = await startHarness({ overrides: { services: SERVICES } });
   });
   after(() => h.stop());
+
+  it('gives the paid part back in reverse: the balance first, then the grants, last one first; an ended grant forfeits', async () => {
+    const user = h.user('grants');
+    await seedBalance(h, user, 1_000_000n);
+    const give = (grant_id: string, amount: string, priority: number) =>
+      h.post(grantsPath(user), { grant_id, amount, category: 'promotional', priority }, admin);
+    expect((await give('first', '1.00', 10)).status).to.equal(200);
+    expect((await give('second', '0.50', 20)).status).to.equal(200);
+    // 4 paid calls of asset (0.50 each, 2 free first): 1.00 from 'first', 0.50 from 'second', 0.50 from the balance.
+    const d = await deduct(h, user, 'g1', 'asset', 6);
+    expect(d).to.include({ freeCount: 2, paidCount: 4, amount: '2.00', balance: '0.50' });
+    const left = async () => {
+      const grants = (await listGrants(h, user)).map((g: any) => [g.grantId, g.remaining]);
+      return { balance: (await h.get('/api/v1/billing/account', { user_id: user })).body.data.balance, grants };
+    };
+    // 2 calls (1.00): the balance's 0.50, then 'second''s 0.50.
+    const r1 = await h.post(REFUND, { refund_id: 'f1', user_id: user, request_id: 'g1', count: 2 });
+    expect(r1.body.data).to.include({ paidCount: 2, amount: '1.00' });
+    expect(await left()).to.deep.equal({
+      balance: '1.50',
+      grants: [
+        ['second', '0.50'],
+        ['first', '0.00'],
+      ],
+    });
+    // 'first' ends before the next refund: its part is forfeited, never turned into balance.
+    expect((await h.post(voidPath(user, 'first'), {}, admin)).status).to.equal(200);
+    const r2 = await h.post(REFUND, { refund_id: 'f2', user_id: user, request_id: 'g1', count: 2 });
+    expect(r2.body.data).to.include({ paidCount: 2, amount: '0.00', balance: '1.50' });
+    await h.drain();
+    const entries = (await grantEntries(h, user)).map((e) => [e.grant_id, e.entry_type, e.amount]);
+    expect(entries).to.have.deep.members([
+      ['first', 'grant', 1_000_000n],
+      ['second', 'grant', 500_000n],
+      ['first', 'grant_spend', -1_000_000n],
+      ['second', 'grant_spend', -500_000n],
+      ['second', 'grant_refund', 500_000n],
+      ['first', 'grant_voided', 0n],
+    ]);
+    const ledger = await h.probe.db('ledger_entries').where({ user_id: user }).orderBy('id').pluck('amount');
+    expect(ledger.map(String)).to.have.members(['1000000', '-500000', '500000']);
+    await h.assertInvariant([user]);
+  });
 
   it('refunds a whole mixed call: money to the balance, free calls to this month’s quota', async () => {
     const user = h.user('whole');

@@ -22,9 +22,11 @@
     ARGV[10] user id (the indexes' member)
     ARGV[11] now, unix ms
     ARGV[12] the most grants a user may hold at once
+    ARGV[13] the most balance and grants together may hold (micro-units)
 
   Output: {status, available}
-    status 'ok' | 'dup' | 'reused' | 'init' (account not loaded) | 'too_many' (refused: nothing changed)
+    status 'ok' | 'dup' | 'reused' | 'init' (account not loaded) | 'too_many' | 'too_large'
+           (refused: nothing changed)
     available = balance - held + the grants spendable now
 ]]
 --- @include "includes/int"
@@ -45,6 +47,10 @@ if not a[1] then return {'init'} end
 local grants = decodeGrants(a[3])
 if findGrant(grants, ARGV[1]) then return {'reused'} end
 if #grants >= tonumber(ARGV[12]) then return {'too_many'} end
+-- Balance and grants together stay below 2^53 micro-units, where Lua's numbers are exact integers.
+local total = tonumber(a[1]) + tonumber(ARGV[2])
+for _, g in ipairs(grants) do total = total + tonumber(g.rem) end
+if total > tonumber(ARGV[13]) then return {'too_large'} end
 
 insertGrant(grants, { id = ARGV[1], rem = ARGV[2], held = '0', prio = ARGV[3], exp = ARGV[4], at = ARGV[11],
   cat = ARGV[5] })
