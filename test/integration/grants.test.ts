@@ -169,6 +169,34 @@ describe('credit grants', function () {
     await assertGrantsAgree(h, [user]);
   });
 
+  it('refunds a call three grants and the balance paid: the balance first, then the grants, last one first, once', async () => {
+    const user = h.user('refund');
+    await seedBalance(h, user, 1_000_000n);
+    await createGrant(h, user, { grant_id: 'g1', amount: '0.10', category: 'promotional', priority: 1 });
+    await createGrant(h, user, { grant_id: 'g2', amount: '0.20', category: 'promotional', priority: 2 });
+    await createGrant(h, user, { grant_id: 'g3', amount: '0.30', category: 'paid', priority: 3 });
+    const d = await h.post(DEDUCT, { request_id: 'big', user_id: user, service_name: 'tokens', count: 70 });
+    expect(d.body.data).to.include({ amount: '0.70', balance: '0.90' });
+    const body = { refund_id: 'f1', user_id: user, request_id: 'big', count: 45 };
+    const refunds = await Promise.all(Array.from({ length: 10 }, () => h.post('/internal/v1/billing/refunds', body)));
+    expect(refunds.map((r) => r.status)).to.deep.equal(refunds.map(() => 200));
+    expect(refunds.filter((r) => !r.body.data.duplicate)).to.have.length(1);
+    expect(refunds[0].body.data).to.include({ amount: '0.45', paidCount: 45 });
+    expect((await account(h, user)).balance).to.equal('1.35');
+    const remaining = Object.fromEntries((await listGrants(h, user)).map((g) => [g.grantId, g.remaining]));
+    // 0.10 back to the balance, 0.30 to g3, 0.05 to g2.
+    expect(remaining).to.deep.equal({ g1: '0.00', g2: '0.05', g3: '0.30' });
+    await h.drain();
+    const back = (await grantEntries(h, user)).filter((e) => e.entry_type === 'grant_refund');
+    expect(back.map((e) => [e.grant_id, e.amount])).to.have.deep.members([
+      ['g3', 300_000n],
+      ['g2', 50_000n],
+    ]);
+    const { balance } = await h.probe.repositories.ledger.balanceAndLedgerSum(user);
+    expect(balance).to.equal(1_000_000n);
+    await assertGrantsAgree(h, [user]);
+  });
+
   it('charges 20 concurrent identical deducts once, and creates a grant once for 10 concurrent identical posts', async () => {
     const user = h.user('twice');
     await seedBalance(h, user, 100_000n);
