@@ -35,7 +35,13 @@ export type SimpleOp =
   | { t: 'adjust'; u: number; k: string; micros: string }
   /** billing.v1 BillingInternalService CheckQuota and DeductQuota over gRPC (the same model operations) */
   | { t: 'grpc-check'; u: number; s: string; n: number }
-  | { t: 'grpc-deduct'; u: number; r: string; s: string; n: number };
+  | { t: 'grpc-deduct'; u: number; r: string; s: string; n: number }
+  /** BillingInternalService Reserve, CommitReservation, ReleaseReservation */
+  | { t: 'grpc-reserve'; u: number; r: string; s: string; n: number; ttl: number }
+  | { t: 'grpc-commit'; u: number; r: string; n: number }
+  | { t: 'grpc-release'; u: number; r: string }
+  /** the account view: `GET /api/v1/billing/account` or BillingService GetAccount */
+  | { t: 'account'; u: number; via: 'http' | 'grpc' };
 
 /** One item of a batch of deducts. */
 export interface BatchItem {
@@ -51,7 +57,8 @@ export interface BatchItem {
  * outage fails the whole batch after some items went through: the answer cannot say which).
  */
 export type BatchOp =
-  | { t: 'deduct-batch'; via: 'http' | 'grpc'; items: BatchItem[] }
+  /** grpc: DeductBatch; stream: the items written to one DeductStream */
+  | { t: 'deduct-batch'; via: 'http' | 'grpc' | 'stream'; items: BatchItem[] }
   | { t: 'check-batch'; items: { u: number; s: string; n: number }[] };
 
 /** What a worker fault's segment may send while the worker is down or dying. */
@@ -119,6 +126,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     : fc.constantFrom(...requestIds);
   const s = fc.constantFrom(...SERVICES);
   const n = fc.integer({ min: 1, max: 4 });
+  const ttl = fc.constantFrom(60, 600, 3600);
   const checkCount = o.overCap ? fc.oneof(n, n, n, fc.constant(10_001)) : n;
   const simple: fc.Arbitrary<SimpleOp> = fc.oneof(
     {
@@ -133,12 +141,26 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     { weight: 8, arbitrary: fc.record({ t: fc.constant('deduct' as const), u, r, s, n }) },
     {
       weight: 4,
-      arbitrary: fc.record({ t: fc.constant('reserve' as const), u, r, s, n, ttl: fc.constantFrom(60, 600, 3600) }),
+      arbitrary: fc.record({ t: fc.constant('reserve' as const), u, r, s, n, ttl }),
     },
     { weight: 3, arbitrary: fc.record({ t: fc.constant('commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }) }) },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), u, r }) },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('grpc-check' as const), u, s, n: checkCount }) },
     { weight: 4, arbitrary: fc.record({ t: fc.constant('grpc-deduct' as const), u, r, s, n }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('grpc-reserve' as const), u, r, s, n, ttl }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({ t: fc.constant('grpc-commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }) }),
+    },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('grpc-release' as const), u, r }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        t: fc.constant('account' as const),
+        u,
+        via: fc.constantFrom('http' as const, 'grpc' as const),
+      }),
+    },
     {
       weight: 2,
       arbitrary: fc.record({
@@ -156,7 +178,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
       weight: 3,
       arbitrary: fc.record({
         t: fc.constant('deduct-batch' as const),
-        via: fc.constantFrom('http' as const, 'grpc' as const),
+        via: fc.constantFrom('http' as const, 'grpc' as const, 'stream' as const),
         items: fc.array(fc.record({ u, r, s, n }), { minLength: 1, maxLength: 6 }),
       }),
     },
@@ -240,4 +262,20 @@ export function countOps(ops: Op[]): number {
     else n++;
   }
   return n;
+}
+
+/** Counts the operations a sequence sends by kind (a batch's items under its own kind and transport). */
+export function countKinds(ops: Op[], into: Record<string, number>): Record<string, number> {
+  const add = (kind: string, n = 1) => (into[kind] = (into[kind] ?? 0) + n);
+  for (const op of ops) {
+    if (op.t === 'group' || op.t === 'worker-down' || op.t === 'worker-kill' || op.t === 'mysql-outage')
+      countKinds(op.ops, into);
+    else if (op.t === 'deduct-batch') add(`deduct-batch-${op.via}`, op.items.length);
+    else if (op.t === 'check-batch') add('check-batch', op.items.length);
+    else if (op.t === 'account') add(`account-${op.via}`);
+    else if (op.t === 'callback') add('callback', op.copies);
+    else if (op.t === 'advance' || op.t === 'lose-enqueue' || op.t === 'redis-restart') continue;
+    else add(op.t);
+  }
+  return into;
 }

@@ -126,6 +126,7 @@ async function main(): Promise<number> {
       `model test: ${s.sequences} sequences, ${s.ops} operations, ${s.groups} concurrent groups, ${s.batches} batches, faults ${JSON.stringify(s.faults)}, ` +
         `${s.droppedChanges} changes dropped and recovered, with MySQL down ${JSON.stringify(s.whileMysqlDown)}, ${Math.round((Date.now() - started) / 1000)} s`,
     );
+    console.log(`operations by kind: ${JSON.stringify(s.kinds)}`);
     await env.stop();
   }
   return failed ? 1 : 0;

@@ -13,9 +13,9 @@ import { startHarness, CALLBACK_SECRET, ADMIN_TOKEN, type Harness } from '../sup
 import { FakeClock } from '../support/fake-clock.js';
 import { spawnRole, exited } from '../support/processes.js';
 import { OwnServers } from '../faults/support.js';
-import { fullClients, call as grpcCall, callError } from '../fixtures/grpc-clients.js';
+import { fullClients, call as grpcCall, callError, metadata } from '../fixtures/grpc-clients.js';
 import { BillingModel, formatMicros, type Answer } from './model.js';
-import { USER_NAMES, countOps, type BatchOp, type Op, type SimpleOp, type Sequence } from './generator.js';
+import { USER_NAMES, countOps, countKinds, type BatchOp, type Op, type SimpleOp, type Sequence } from './generator.js';
 
 /** The catalogue of the model runs: small quotas so that every boundary is reached in a few calls. */
 export const MODEL_SERVICES = [
@@ -48,6 +48,8 @@ export interface Stats {
   groups: number;
   /** batches of deducts or checks (HTTP and gRPC) */
   batches: number;
+  /** operations sent, by kind (and transport where there are two) */
+  kinds: Record<string, number>;
   faults: Record<string, number>;
   droppedChanges: number;
   /** operations sent while MySQL was down: answered from Redis, or 50300 */
@@ -62,6 +64,7 @@ export class ModelEnv {
     ops: 0,
     groups: 0,
     batches: 0,
+    kinds: {},
     faults: {},
     droppedChanges: 0,
     whileMysqlDown: { answered: 0, unavailable: 0 },
@@ -76,8 +79,8 @@ export class ModelEnv {
     readonly servers: OwnServers,
     readonly clock: FakeClock,
     private worker: Running | null,
-    /** billing.v1 BillingInternalService over real gRPC */
-    readonly grpc: grpc.Client,
+    /** billing.v1 BillingService (user) and BillingInternalService over real gRPC */
+    readonly grpc: { user: grpc.Client; internal: grpc.Client },
   ) {}
 
   static async start(): Promise<ModelEnv> {
@@ -91,7 +94,7 @@ export class ModelEnv {
       // A buffer that waits 200 ms holds changes long enough for a lost enqueue to lose some.
       overrides: { services: MODEL_SERVICES, persistence: { flush_ms: 200 } },
     });
-    const env = new ModelEnv(h, servers, clock, null, fullClients(h.running.grpcAddress!).internal);
+    const env = new ModelEnv(h, servers, clock, null, fullClients(h.running.grpcAddress!));
     await env.startWorker();
     return env;
   }
@@ -121,7 +124,8 @@ export class ModelEnv {
 
   async stop(): Promise<void> {
     for (const child of this.children) child.kill('SIGKILL');
-    this.grpc.close();
+    this.grpc.user.close();
+    this.grpc.internal.close();
     await this.stopWorker();
     await this.h.stop();
     await this.servers.stop();
@@ -162,6 +166,21 @@ const grpcDeductFields = (r: Record<string, any>) => ({
   balance: r.balanceDecimal,
   duplicate: r.duplicate,
 });
+
+const timestampIso = (t: { seconds: string; nanos: number }) =>
+  new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6)).toISOString();
+
+/** The account view in the model's terms: this month's free calls used as "service:n,…" in catalogue order. */
+const accountFields = (balance: string, heldAmount: string, quotas: { serviceName: string; usedQuota: number }[]) => {
+  const used = new Map(quotas.map((q) => [q.serviceName, q.usedQuota]));
+  return { balance, heldAmount, used: MODEL_SERVICES.map((s) => `${s.name}:${used.get(s.name) ?? 'none'}`).join(',') };
+};
+
+/** Commit and release name the reservation by the id the service gave when it was made. */
+const namesReservation = (
+  op: SimpleOp,
+): op is Extract<SimpleOp, { t: 'commit' | 'release' | 'grpc-commit' | 'grpc-release' }> =>
+  op.t === 'commit' || op.t === 'release' || op.t === 'grpc-commit' || op.t === 'grpc-release';
 
 const grpcCheckFields = (r: Record<string, any>) => ({
   allowed: r.allowed,
@@ -209,6 +228,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   const log: string[] = [];
   env.stats.sequences++;
   env.stats.ops += countOps(sequence.ops);
+  countKinds(sequence.ops, env.stats.kinds);
 
   const fail = (message: string): never => {
     throw new ModelFailure(`${message}\n  after: ${log.slice(-8).join('\n         ')}`);
@@ -248,14 +268,72 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         return answerOf(await h.post(`${RESERVE}/${rsv ?? bogusReservation(op.u)}/release`, {}));
       case 'grpc-check':
         return grpcAnswer(
-          grpcCall(env.grpc, 'CheckQuota', { userId: user, serviceName: op.s, count: op.n }),
+          grpcCall(env.grpc.internal, 'CheckQuota', { userId: user, serviceName: op.s, count: op.n }),
           grpcCheckFields,
         );
       case 'grpc-deduct':
         return grpcAnswer(
-          grpcCall(env.grpc, 'DeductQuota', { userId: user, serviceName: op.s, count: op.n, requestId: op.r }),
+          grpcCall(env.grpc.internal, 'DeductQuota', { userId: user, serviceName: op.s, count: op.n, requestId: op.r }),
           grpcDeductFields,
         );
+      case 'grpc-reserve':
+        return grpcAnswer(
+          grpcCall(env.grpc.internal, 'Reserve', {
+            userId: user,
+            serviceName: op.s,
+            count: op.n,
+            requestId: op.r,
+            ttlSeconds: op.ttl,
+          }),
+          (r) => ({
+            reservationId: r.reservationId,
+            requestId: r.requestId,
+            status: r.status,
+            expiresAt: timestampIso(r.expiresAt),
+            freeCount: r.freeCount,
+            paidCount: r.paidCount,
+            heldAmount: r.heldAmountDecimal,
+            balance: r.balanceDecimal,
+            duplicate: r.duplicate,
+          }),
+        );
+      case 'grpc-commit':
+        return grpcAnswer(
+          grpcCall(env.grpc.internal, 'CommitReservation', {
+            reservationId: rsv ?? bogusReservation(op.u),
+            count: op.n,
+          }),
+          (r) => ({
+            status: r.status,
+            count: r.count,
+            freeCount: r.freeCount,
+            paidCount: r.paidCount,
+            amount: r.amountDecimal,
+            releasedAmount: r.releasedAmountDecimal,
+            balance: r.balanceDecimal,
+            duplicate: r.duplicate,
+          }),
+        );
+      case 'grpc-release':
+        return grpcAnswer(
+          grpcCall(env.grpc.internal, 'ReleaseReservation', { reservationId: rsv ?? bogusReservation(op.u) }),
+          (r) => ({
+            status: r.status,
+            releasedAmount: r.releasedAmountDecimal,
+            balance: r.balanceDecimal,
+            duplicate: r.duplicate,
+          }),
+        );
+      case 'account': {
+        if (op.via === 'grpc')
+          return grpcAnswer(grpcCall(env.grpc.user, 'GetAccount', { userId: user }), (r) =>
+            accountFields(r.balanceDecimal, r.heldAmountDecimal, r.quotas),
+          );
+        const a = answerOf(await h.get('/api/v1/billing/account', { user_id: user }));
+        return 'ok' in a
+          ? { ok: accountFields(String(a.ok.balance), String(a.ok.heldAmount), a.ok.quotas as any[]) }
+          : a;
+      }
       case 'adjust':
         return answerOf(
           await h.post(
@@ -277,14 +355,19 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       case 'check':
       case 'grpc-check':
         return m.check(user, op.s, op.n);
+      case 'account':
+        return m.viewAccount(user);
       case 'deduct':
       case 'grpc-deduct':
         return m.deduct(user, op.r, op.s, op.n);
       case 'reserve':
+      case 'grpc-reserve':
         return m.reserve(user, op.r, op.s, op.n, op.ttl);
       case 'commit':
+      case 'grpc-commit':
         return m.commit(user, rsvKnown ? op.r : null, op.n);
       case 'release':
+      case 'grpc-release':
         return m.release(user, rsvKnown ? op.r : null);
       case 'adjust':
         return m.adjust(user, op.k, BigInt(op.micros));
@@ -294,7 +377,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   /** What the service's answers teach the runner: reservation ids, record ids of request ids. */
   const learn = (op: SimpleOp, real: Answer) => {
     if (!('ok' in real)) return;
-    if (op.t === 'reserve') reservations.set(`${op.u}|${op.r}`, String(real.ok.reservationId));
+    if (op.t === 'reserve' || op.t === 'grpc-reserve')
+      reservations.set(`${op.u}|${op.r}`, String(real.ok.reservationId));
     if (op.t === 'deduct' || op.t === 'grpc-deduct') {
       const key = `${op.u}|${op.r}`;
       const first = recordIds.get(key);
@@ -303,6 +387,9 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       recordIds.set(key, String(real.ok.recordId));
     }
   };
+
+  /** The id the service gave the reservation a commit or release names (none: it made none). */
+  const reservationOf = (op: SimpleOp) => (namesReservation(op) ? reservations.get(`${op.u}|${op.r}`) : undefined);
 
   /** Each item's answer, in item order; the whole batch refused is a failure (every item is valid). */
   const sendBatch = async (op: BatchOp): Promise<Answer[]> => {
@@ -320,11 +407,18 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       return (r.body.data.results as any[]).map(item);
     }
     const items = op.items.map((i) => ({ userId: users[i.u], serviceName: i.s, count: i.n, requestId: i.r }));
-    const whole = await grpcAnswer(grpcCall(env.grpc, 'DeductBatch', { items }), (reply) => reply);
+    const outcome = (o: any): Answer => (o.ok ? { ok: grpcDeductFields(o.reply) } : { code: o.code as number });
+    if (op.via === 'stream') {
+      const outcomes = await deductStream(env.grpc.internal, items).catch((err: grpc.ServiceError) =>
+        fail(`DeductStream failed: ${err.code} ${err.details}`),
+      );
+      const byIndex = new Map(outcomes.map((o) => [Number(o.index), o]));
+      if (byIndex.size !== items.length) fail(`DeductStream: ${outcomes.length} answers for ${items.length} items`);
+      return items.map((_, i) => outcome(byIndex.get(i)));
+    }
+    const whole = await grpcAnswer(grpcCall(env.grpc.internal, 'DeductBatch', { items }), (reply) => reply);
     if (!('ok' in whole)) return fail(`gRPC DeductBatch refused whole: code ${whole.code}`);
-    return (whole.ok.results as any[]).map((o) =>
-      o.ok ? { ok: grpcDeductFields(o.reply) } : { code: o.code as number },
-    );
+    return (whole.ok.results as any[]).map(outcome);
   };
 
   /** A batch: its items applied to the model one after the other (one user's items run in item order). */
@@ -346,9 +440,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   };
 
   const runGroup = async (ops: SimpleOp[]) => {
-    const rsv = ops.map((op) =>
-      op.t === 'commit' || op.t === 'release' ? reservations.get(`${op.u}|${op.r}`) : undefined,
-    );
+    const rsv = ops.map(reservationOf);
     const real = await Promise.all(ops.map((op, i) => send(op, rsv[i])));
     const indices = ops.map((_, i) => i);
     let explained: BillingModel | null = null;
@@ -496,8 +588,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         await env.servers.stopMysql();
         try {
           for (const inner of op.ops) {
-            const rsv =
-              inner.t === 'commit' || inner.t === 'release' ? reservations.get(`${inner.u}|${inner.r}`) : undefined;
+            const rsv = reservationOf(inner);
             const real = await send(inner, rsv);
             log.push(`(MySQL down) ${JSON.stringify(inner)} -> ${show(real)}`);
             // SPEC 7.4: answers keep flowing where Redis knows enough; where it does not, 50300 and nothing changed.
@@ -537,12 +628,9 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         return;
       }
       default: {
-        const real = await send(
-          op,
-          op.t === 'commit' || op.t === 'release' ? reservations.get(`${op.u}|${op.r}`) : undefined,
-        );
-        const known = (op.t === 'commit' || op.t === 'release') && reservations.has(`${op.u}|${op.r}`);
-        const expected = apply(model, op, known);
+        const rsv = reservationOf(op);
+        const real = await send(op, rsv);
+        const expected = apply(model, op, rsv !== undefined);
         log.push(`${JSON.stringify(op)} -> ${show(real)}`);
         if (!sameAnswer(expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
         learn(op, real);
@@ -567,6 +655,21 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
 }
 
 const OP_TIMEOUT_MS = 90_000;
+
+/** Writes the items to one DeductStream, ends it, and collects every outcome the server streams back. */
+function deductStream(client: grpc.Client, items: Record<string, unknown>[]): Promise<any[]> {
+  return new Promise((resolve, reject) => {
+    const stream = (client as any).DeductStream(metadata(), {
+      deadline: Date.now() + 30_000,
+    }) as grpc.ClientDuplexStream<unknown, any>;
+    const outcomes: any[] = [];
+    stream.on('data', (o) => outcomes.push(o));
+    stream.on('error', reject);
+    stream.on('end', () => resolve(outcomes));
+    for (const item of items) stream.write(item);
+    stream.end();
+  });
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
