@@ -1,8 +1,8 @@
 /**
  * Runs generated sequences against the real service (real Redis, MariaDB, payment simulator; api and
- * worker roles in this process, the worker on its own context so it can be stopped and started) and
- * compares every answer with the model, then, once the sequence's changes are persisted, Redis, MySQL,
- * the ledger and the model.
+ * worker roles in this process, the worker on its own context so it can be stopped and started; for
+ * a SIGKILL fault, a worker process of its own; calls over HTTP and gRPC) and compares every answer
+ * with the model, then, once the sequence's changes are persisted, Redis, MySQL, the ledger and the model.
  */
 import type { ChildProcess } from 'node:child_process';
 import type * as grpc from '@grpc/grpc-js';
