@@ -32,17 +32,54 @@ export type SimpleOp =
   | { t: 'reserve'; u: number; r: string; s: string; n: number; ttl: number }
   | { t: 'commit'; u: number; r: string; n: number }
   | { t: 'release'; u: number; r: string }
-  | { t: 'adjust'; u: number; k: string; micros: string };
+  | { t: 'adjust'; u: number; k: string; micros: string }
+  /** billing.v1 BillingInternalService CheckQuota and DeductQuota over gRPC (the same model operations) */
+  | { t: 'grpc-check'; u: number; s: string; n: number }
+  | { t: 'grpc-deduct'; u: number; r: string; s: string; n: number }
+  /** BillingInternalService Reserve, CommitReservation, ReleaseReservation */
+  | { t: 'grpc-reserve'; u: number; r: string; s: string; n: number; ttl: number }
+  | { t: 'grpc-commit'; u: number; r: string; n: number }
+  | { t: 'grpc-release'; u: number; r: string }
+  /** the account view: `GET /api/v1/billing/account` or BillingService GetAccount */
+  | { t: 'account'; u: number; via: 'http' | 'grpc' };
+
+/** One item of a batch of deducts. */
+export interface BatchItem {
+  u: number;
+  r: string;
+  s: string;
+  n: number;
+}
+
+/**
+ * Batches: each item is one deduct (or check), items of one user in item order. Never inside a group
+ * (a batch is not atomic: another call may land between two of its items) nor a MySQL outage (an
+ * outage fails the whole batch after some items went through: the answer cannot say which).
+ */
+export type BatchOp =
+  /** grpc: DeductBatch; stream: the items written to one DeductStream */
+  | { t: 'deduct-batch'; via: 'http' | 'grpc' | 'stream'; items: BatchItem[] }
+  | { t: 'check-batch'; items: { u: number; s: string; n: number }[] };
+
+/** What a worker fault's segment may send while the worker is down or dying. */
+export type SegmentOp = SimpleOp | BatchOp | { t: 'group'; ops: SimpleOp[] };
 
 export type Op =
   | SimpleOp
+  | BatchOp
   | { t: 'group'; ops: SimpleOp[] }
   | { t: 'recharge'; u: number; micros: string }
   /** order: index among the orders created so far (none: an unknown order id) */
   | { t: 'callback'; order: number; pay: 'real' | 'other'; amount: 'right' | 'wrong'; copies: 1 | 2 }
   | { t: 'advance'; ms: number }
   /** the worker role stops, the ops run, the worker starts again */
-  | { t: 'worker-down'; ops: (SimpleOp | { t: 'group'; ops: SimpleOp[] })[] }
+  | { t: 'worker-down'; ops: SegmentOp[] }
+  /**
+   * The worker runs as a process of its own that SIGKILLs itself inside its first persistence batch,
+   * after the MySQL commit and before the journals are cleared (`after-batch-commit`); the ops run
+   * meanwhile; then a new worker starts and must run the stalled batch again without booking it twice
+   */
+  | { t: 'worker-kill'; ops: SegmentOp[] }
   /** the API's not-yet-enqueued persistence buffer is lost (a crash): the sweep must recover it */
   | { t: 'lose-enqueue' }
   | { t: 'redis-restart' }
@@ -66,6 +103,8 @@ export interface GenOptions {
   maxOps: number;
   redisRestart: boolean;
   mysqlOutage: boolean;
+  /** worker SIGKILL mid-batch (slow: a process start and a lapsed job lock, seconds each) */
+  workerKill: boolean;
 }
 
 /** Asia/Shanghai is UTC+8: 16:00Z is midnight there. */
@@ -87,6 +126,8 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     : fc.constantFrom(...requestIds);
   const s = fc.constantFrom(...SERVICES);
   const n = fc.integer({ min: 1, max: 4 });
+  const ttl = fc.constantFrom(60, 600, 3600);
+  const checkCount = o.overCap ? fc.oneof(n, n, n, fc.constant(10_001)) : n;
   const simple: fc.Arbitrary<SimpleOp> = fc.oneof(
     {
       weight: 3,
@@ -94,16 +135,32 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
         t: fc.constant('check' as const),
         u,
         s,
-        n: o.overCap ? fc.oneof(n, n, n, fc.constant(10_001)) : n,
+        n: checkCount,
       }),
     },
     { weight: 8, arbitrary: fc.record({ t: fc.constant('deduct' as const), u, r, s, n }) },
     {
       weight: 4,
-      arbitrary: fc.record({ t: fc.constant('reserve' as const), u, r, s, n, ttl: fc.constantFrom(60, 600, 3600) }),
+      arbitrary: fc.record({ t: fc.constant('reserve' as const), u, r, s, n, ttl }),
     },
     { weight: 3, arbitrary: fc.record({ t: fc.constant('commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }) }) },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), u, r }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('grpc-check' as const), u, s, n: checkCount }) },
+    { weight: 4, arbitrary: fc.record({ t: fc.constant('grpc-deduct' as const), u, r, s, n }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('grpc-reserve' as const), u, r, s, n, ttl }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({ t: fc.constant('grpc-commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }) }),
+    },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('grpc-release' as const), u, r }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        t: fc.constant('account' as const),
+        u,
+        via: fc.constantFrom('http' as const, 'grpc' as const),
+      }),
+    },
     {
       weight: 2,
       arbitrary: fc.record({
@@ -115,9 +172,32 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     },
   );
   const group = fc.record({ t: fc.constant('group' as const), ops: fc.array(simple, { minLength: 2, maxLength: 3 }) });
+  // Batches of 1-6 items over the sequence's users, often one user's items in a row (replays included).
+  const batch: fc.Arbitrary<BatchOp> = fc.oneof(
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        t: fc.constant('deduct-batch' as const),
+        via: fc.constantFrom('http' as const, 'grpc' as const, 'stream' as const),
+        items: fc.array(fc.record({ u, r, s, n }), { minLength: 1, maxLength: 6 }),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        t: fc.constant('check-batch' as const),
+        items: fc.array(fc.record({ u, s, n: checkCount }), { minLength: 1, maxLength: 4 }),
+      }),
+    },
+  );
+  const segment = fc.array(
+    fc.oneof({ weight: 30, arbitrary: simple }, { weight: 10, arbitrary: group }, { weight: 5, arbitrary: batch }),
+    { maxLength: 6 },
+  );
   const op: fc.Arbitrary<Op> = fc.oneof(
     { weight: 200, arbitrary: simple },
     { weight: 50, arbitrary: group },
+    { weight: 25, arbitrary: batch },
     {
       weight: 20,
       arbitrary: fc.record({
@@ -147,9 +227,13 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
       weight: 10,
       arbitrary: fc.record({
         t: fc.constant('worker-down' as const),
-        ops: fc.array(fc.oneof({ weight: 30, arbitrary: simple }, { weight: 10, arbitrary: group }), { maxLength: 6 }),
+        ops: segment,
       }),
     },
+    // Rare: about one sequence in 8 of CI length has one (each costs seconds).
+    ...(o.workerKill
+      ? [{ weight: 1, arbitrary: fc.record({ t: fc.constant('worker-kill' as const), ops: segment }) }]
+      : []),
     { weight: 10, arbitrary: fc.constant({ t: 'lose-enqueue' as const }) },
     ...(o.redisRestart ? [{ weight: 2, arbitrary: fc.constant({ t: 'redis-restart' as const }) }] : []),
     ...(o.mysqlOutage
@@ -172,9 +256,26 @@ export function countOps(ops: Op[]): number {
   let n = 0;
   for (const op of ops) {
     if (op.t === 'group') n += op.ops.length;
-    else if (op.t === 'worker-down' || op.t === 'mysql-outage') n += countOps(op.ops);
+    else if (op.t === 'deduct-batch' || op.t === 'check-batch') n += op.items.length;
+    else if (op.t === 'worker-down' || op.t === 'worker-kill' || op.t === 'mysql-outage') n += countOps(op.ops);
     else if (op.t === 'callback') n += op.copies;
     else n++;
   }
   return n;
+}
+
+/** Counts the operations a sequence sends by kind (a batch's items under its own kind and transport). */
+export function countKinds(ops: Op[], into: Record<string, number>): Record<string, number> {
+  const add = (kind: string, n = 1) => (into[kind] = (into[kind] ?? 0) + n);
+  for (const op of ops) {
+    if (op.t === 'group' || op.t === 'worker-down' || op.t === 'worker-kill' || op.t === 'mysql-outage')
+      countKinds(op.ops, into);
+    else if (op.t === 'deduct-batch') add(`deduct-batch-${op.via}`, op.items.length);
+    else if (op.t === 'check-batch') add('check-batch', op.items.length);
+    else if (op.t === 'account') add(`account-${op.via}`);
+    else if (op.t === 'callback') add('callback', op.copies);
+    else if (op.t === 'advance' || op.t === 'lose-enqueue' || op.t === 'redis-restart') continue;
+    else add(op.t);
+  }
+  return into;
 }

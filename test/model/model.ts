@@ -246,6 +246,13 @@ export class BillingModel {
     };
   }
 
+  /** GET /account (SPEC 4): the available balance, the amount held, this month's free calls used. */
+  viewAccount(userId: string): Answer {
+    const a = this.state.accounts.get(userId) ?? this.scratch();
+    const used = this.config.services.map((s) => `${s.name}:${this.usedOf(a, this.period(), s.name)}`).join(',');
+    return { ok: { balance: formatMicros(this.available(a)), heldAmount: formatMicros(a.held), used } };
+  }
+
   /** POST /deduct (SPEC 4): atomic, idempotent by request_id, refused → nothing changes. */
   deduct(userId: string, requestId: string, serviceName: string, count: number): Answer {
     const a = this.state.accounts.get(userId) ?? this.scratch();

@@ -146,4 +146,74 @@ describe('model test regressions, replayed through the model', function () {
       { strict: true },
     );
   });
+
+  // The generated SIGKILL fault on its own: a worker process dies inside its first persistence batch
+  // after the MySQL commit; the stalled batch runs again on a new worker and books nothing twice.
+  it('a worker SIGKILLed mid-batch while deducts, a batch and a stream go on', async () => {
+    const before = env.stats.faults['worker-sigkill-mid-batch'] ?? 0;
+    await runSequence(
+      env,
+      {
+        start: '2026-12-15T04:00:00.000Z',
+        ops: [
+          { t: 'adjust', u: 1, k: 'k1', micros: '2500000' },
+          {
+            t: 'worker-kill',
+            ops: [
+              { t: 'deduct', u: 1, r: 'r1', s: 'alpha', n: 4 },
+              { t: 'grpc-deduct', u: 1, r: 'r2', s: 'gamma', n: 3 },
+              {
+                t: 'deduct-batch',
+                via: 'grpc',
+                items: [
+                  { u: 0, r: 'r1', s: 'alpha', n: 2 },
+                  { u: 1, r: 'r1', s: 'alpha', n: 4 },
+                  { u: 0, r: 'r3', s: 'alpha', n: 2 },
+                ],
+              },
+            ],
+          },
+          {
+            t: 'deduct-batch',
+            via: 'stream',
+            items: [
+              { u: 1, r: 'r3', s: 'alpha', n: 1 },
+              { u: 1, r: 'r3', s: 'alpha', n: 1 },
+            ],
+          },
+          { t: 'account', u: 1, via: 'grpc' },
+        ],
+      },
+      { strict: true },
+    );
+    expect(env.stats.faults['worker-sigkill-mid-batch']).to.equal(before + 1);
+  });
+
+  // Reservations over gRPC share ids, holds and answers with HTTP; the account view shows the hold.
+  it('a reservation made over HTTP and committed over gRPC, then viewed both ways', async () => {
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          { t: 'adjust', u: 2, k: 'k2', micros: '1000000' },
+          { t: 'reserve', u: 2, r: 'r1', s: 'alpha', n: 4, ttl: 600 },
+          { t: 'grpc-reserve', u: 2, r: 'r1', s: 'alpha', n: 4, ttl: 600 },
+          { t: 'account', u: 2, via: 'http' },
+          { t: 'grpc-commit', u: 2, r: 'r1', n: 4 },
+          { t: 'commit', u: 2, r: 'r1', n: 4 },
+          { t: 'grpc-release', u: 2, r: 'r1' },
+          {
+            t: 'check-batch',
+            items: [
+              { u: 2, s: 'alpha', n: 1 },
+              { u: 3, s: 'beta', n: 10_001 },
+            ],
+          },
+          { t: 'account', u: 2, via: 'grpc' },
+        ],
+      },
+      { strict: true },
+    );
+  });
 });

@@ -5,7 +5,8 @@
  * `--without ids,lasting,cap` leaves out parts of the SPEC the service does not meet yet (ids that
  * collide under the old collation or key joins; lasting state after read-only or refused calls; SPEC
  * 11's check cap), `--lenient` all three;
- * `--no-redis-restart` leaves out Redis restarts; `--mysql-outage` adds MySQL outages (slow: seconds each).
+ * `--no-redis-restart` leaves out Redis restarts; `--no-worker-kill` leaves out the worker SIGKILLed mid-batch;
+ * `--mysql-outage` adds MySQL outages (slow: seconds each).
  */
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
@@ -25,6 +26,7 @@ const { values: args } = parseArgs({
     lenient: { type: 'boolean', default: false },
     without: { type: 'string', default: '' },
     'no-redis-restart': { type: 'boolean', default: false },
+    'no-worker-kill': { type: 'boolean', default: false },
     'mysql-outage': { type: 'boolean', default: false },
   },
 });
@@ -55,7 +57,7 @@ async function main(): Promise<number> {
   const started = Date.now();
   const without = new Set(args.lenient ? ['ids', 'lasting', 'cap'] : args.without!.split(',').filter(Boolean));
   const opts: RunOptions = { strict: !without.has('lasting') };
-  let flags = `${without.size ? ` --without ${[...without].join(',')}` : ''}${args['no-redis-restart'] ? ' --no-redis-restart' : ''}${args['mysql-outage'] ? ' --mysql-outage' : ''}`;
+  let flags = `${without.size ? ` --without ${[...without].join(',')}` : ''}${args['no-redis-restart'] ? ' --no-redis-restart' : ''}${args['no-worker-kill'] ? ' --no-worker-kill' : ''}${args['mysql-outage'] ? ' --mysql-outage' : ''}`;
   const env = await ModelEnv.start();
   let failed = false;
   try {
@@ -68,6 +70,7 @@ async function main(): Promise<number> {
       maxOps,
       redisRestart: !args['no-redis-restart'],
       mysqlOutage: args['mysql-outage']!,
+      workerKill: !args['no-worker-kill'],
     });
     const property = fc.asyncProperty(arb, async (seq) => {
       await runSequence(env, seq, opts);
@@ -120,9 +123,10 @@ async function main(): Promise<number> {
   } finally {
     const s = env.stats;
     console.log(
-      `model test: ${s.sequences} sequences, ${s.ops} operations, ${s.groups} concurrent groups, faults ${JSON.stringify(s.faults)}, ` +
+      `model test: ${s.sequences} sequences, ${s.ops} operations, ${s.groups} concurrent groups, ${s.batches} batches, faults ${JSON.stringify(s.faults)}, ` +
         `${s.droppedChanges} changes dropped and recovered, with MySQL down ${JSON.stringify(s.whileMysqlDown)}, ${Math.round((Date.now() - started) / 1000)} s`,
     );
+    console.log(`operations by kind: ${JSON.stringify(s.kinds)}`);
     await env.stop();
   }
   return failed ? 1 : 0;
