@@ -34,6 +34,10 @@ import { ExportService } from './services/export.service.js';
 import { StatementService } from './services/statement.service.js';
 import { StatementRepository } from './repositories/statement.repository.js';
 import { PortalService } from './services/portal.service.js';
+import { EventService } from './services/event.service.js';
+import { WebhookService } from './services/webhook.service.js';
+import { EventRepository } from './repositories/event.repository.js';
+import { WebhookRepository } from './repositories/webhook.repository.js';
 
 /**
  * What the composition root builds once from the validated config: infrastructure and services. No
@@ -67,6 +71,9 @@ export interface AppContext {
   readonly recordExports: ExportService;
   readonly statements: StatementService;
   readonly portal: PortalService;
+  /** SPEC 13: alert settings, stored events and their dispatch; webhook endpoints and deliveries */
+  readonly events: EventService;
+  readonly webhooks: WebhookService;
   close(): Promise<void>;
 }
 
@@ -117,6 +124,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     calendar,
     clock,
     currency: config.currency,
+    alertFields: (userId, balance, used) => events.loadFields(userId, balance, used),
   });
   const persistence = new PersistenceService({
     scripts,
@@ -129,6 +137,27 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     logger,
     faults,
     onDeadLetter: () => metrics.deadLetters.inc(),
+  });
+  // Events of a step that journals no change of its own (a refusal, a release) are persisted like one.
+  scripts.onEventsJournaled = (change) => persistence.enqueue(change);
+  const eventRepository = new EventRepository(db);
+  const webhooks = new WebhookService({
+    endpoints: new WebhookRepository(db),
+    events: eventRepository,
+    connection: redis,
+    queuePrefix: config.queue.prefix,
+    opts: config.webhooks,
+    clock,
+    logger,
+  });
+  const events = new EventService({
+    events: eventRepository,
+    scripts,
+    catalogue,
+    webhooks,
+    defaults: config.alerts,
+    clock,
+    logger,
   });
   const billing = new BillingService({
     scripts,
@@ -170,6 +199,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     clock,
     faults,
     logger,
+    events,
     opts: {
       currency: config.currency,
       minRecharge: config.payment.minRecharge,
@@ -249,9 +279,12 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     recordExports,
     statements,
     portal,
+    events,
+    webhooks,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
+      await webhooks.close();
       payment.close();
       await Promise.allSettled([redis.quit(), db.destroy()]);
     },
@@ -293,6 +326,8 @@ export function appDeps(ctx: AppContext): AppDeps {
     recordExports,
     statements,
     portal,
+    events: ctx.events,
+    webhooks: ctx.webhooks,
   };
 }
 
@@ -301,6 +336,8 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
   const { config, logger, metrics, queues, persistence, recharges, reservations, reconciliation, accounts, archive } =
     ctx;
   return {
+    events: ctx.events,
+    webhooks: ctx.webhooks,
     persistence,
     recharges,
     reservations,

@@ -35,6 +35,11 @@ import { portalRoutes, portalSessionRoutes } from './portal.routes.js';
 import type { ExportService } from '../services/export.service.js';
 import type { StatementService } from '../services/statement.service.js';
 import type { PortalService } from '../services/portal.service.js';
+import type { EventService } from '../services/event.service.js';
+import type { WebhookService } from '../services/webhook.service.js';
+import { alertsRoutes } from './alerts.routes.js';
+import { eventRoutes } from './event.routes.js';
+import { webhookRoutes } from './webhook.routes.js';
 
 /** What the HTTP API uses: the settings its routes read, the services they front, its probes. */
 export interface AppDeps {
@@ -56,6 +61,8 @@ export interface AppDeps {
   recordExports: ExportService;
   statements: StatementService;
   portal: PortalService;
+  events: EventService;
+  webhooks: WebhookService;
 }
 
 /** The HTTP API: thin routes over the services, one error handler. Each router gets only what it uses. */
@@ -116,7 +123,10 @@ export function createApp(d: AppDeps): Express {
     rechargeRoutes({ recharges: d.recharges }),
   );
   app.use('/admin/v1', admin, jsonBody, adminRoutes({ admin: d.admin }));
-  app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth }));
+  app.use('/api/v1/billing', gateway, jsonBody, alertsRoutes({ events: d.events }));
+  app.use('/admin/v1', admin, jsonBody, eventRoutes({ events: d.events }), webhookRoutes({ webhooks: d.webhooks }));
+  const webhookQueues = () => d.webhooks.activeQueues();
+  app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth, extraQueues: webhookQueues }));
   app.use('/api/v1/billing', gateway, exportRoutes(d.recordExports, logger), statementRoutes(d.statements));
   app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(d.portal));
   app.use(

@@ -41,6 +41,13 @@ export async function registerSchedules(queues: JobQueues, config: Config): Prom
       { name: 'archive-old-rows', data: {} },
     );
   await queues
+    .queueOf('dispatch-events')
+    .upsertJobScheduler(
+      'dispatch-events',
+      { every: config.webhooks.dispatchEveryMs },
+      { name: 'dispatch-events', data: {} },
+    );
+  await queues
     .queueOf('expire-reservations')
     .upsertJobScheduler(
       'expire-reservations',

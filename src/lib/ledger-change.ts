@@ -1,3 +1,5 @@
+import type { ChangeEvent } from './events.js';
+
 /**
  * A change made in Redis and waiting to be written to MySQL. The Lua script that makes the change
  * writes this JSON into the user's pending journal in the same atomic step; the persistence job
@@ -25,6 +27,8 @@ export interface DeductionChange {
   day: string;
   /** ISO instant the change was accepted */
   at: string;
+  /** events decided by the script in the same step (SPEC 13; src/redis/commands/includes/alerts.lua) */
+  events?: ChangeEvent[];
 }
 
 /** A balance change that is not a call: a paid recharge order, an operator adjustment. */
@@ -37,12 +41,29 @@ export interface CreditChange {
   amount: string;
   note: string;
   at: string;
+  events?: ChangeEvent[];
 }
 
-export type LedgerChange = DeductionChange | CreditChange;
+/**
+ * Events of a step that changed no money of its own: a call refused for balance (balance.depleted), a
+ * released or expired hold. Journaled and persisted like any change; it books nothing but the events.
+ */
+export interface EventsChange {
+  kind: 'events';
+  id: string;
+  userId: string;
+  at: string;
+  events: ChangeEvent[];
+}
+
+export type LedgerChange = DeductionChange | CreditChange | EventsChange;
 
 export function isLedgerChange(value: unknown): value is LedgerChange {
-  const c = value as Partial<LedgerChange> | null;
+  const c = value as Partial<DeductionChange | CreditChange> | null;
+  const e = value as Partial<EventsChange> | null;
+  if (e && typeof e === 'object' && e.kind === 'events') {
+    return typeof e.id === 'string' && typeof e.userId === 'string' && Array.isArray(e.events);
+  }
   return (
     !!c &&
     typeof c === 'object' &&

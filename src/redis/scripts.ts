@@ -4,7 +4,8 @@ import type { RedisClient } from './connection.js';
 import type { RedisKeys } from './keys.js';
 import { AppError } from '../lib/errors.js';
 import { formatMoney } from '../lib/money.js';
-import { journalId, type CreditChange, type DeductionChange } from '../lib/ledger-change.js';
+import { journalId, type CreditChange, type DeductionChange, type LedgerChange } from '../lib/ledger-change.js';
+import type { ChangeEvent } from '../lib/events.js';
 import type { Metrics } from '../lib/metrics.js';
 import { payloadPrint, recordIdOf, requestDigest, requestPlace } from './idempotency.js';
 
@@ -57,6 +58,7 @@ declare module 'ioredis' {
       ...args: Arg[]
     ): Result<string[], Context>;
     initAccountScript(account: string, quota: string, ...args: Arg[]): Result<number, Context>;
+    setAlertsScript(account: string, balanceLow: string, quotaLowPercent: number): Result<number, Context>;
     reserveScript(
       account: string,
       quota: string,
@@ -87,6 +89,8 @@ declare module 'ioredis' {
       holds: string,
       holdsIndex: string,
       activity: string,
+      pending: string,
+      journalIndex: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     accountSnapshotScript(account: string, pending: string, holds: string, dead: string): Result<string[], Context>;
@@ -219,7 +223,7 @@ export interface CommitReply {
   amount: bigint;
   released: bigint;
   available: bigint;
-  journaled?: DeductionChange;
+  journaled?: LedgerChange;
 }
 
 export interface ReleaseArgs {
@@ -252,6 +256,8 @@ export interface CreditReply {
   /** false when this credit had been applied before (nothing changed now) */
   applied: boolean;
   balance: bigint;
+  /** the events the credit's change carries (includes/alerts.lua) */
+  events?: ChangeEvent[];
 }
 
 export interface InitAccountArgs {
@@ -262,6 +268,9 @@ export interface InitAccountArgs {
   quotaExpiresAt: number;
   /** TTL of the loaded account, ms: it becomes lasting with its first change */
   ttlMs: number;
+  /** alert thresholds and alarms derived from the loaded state (includes/alerts.lua) */
+  accountFields: [string, string][];
+  /** free calls used per service, and the quota alarms ('!al:<service>') */
   used: QuotaUse;
 }
 
@@ -349,6 +358,17 @@ export class Scripts {
     return new AppError('RESERVATION_NOT_FOUND', `reservation ${id} is ${status === 'missing' ? 'unknown' : status}`);
   }
 
+  /**
+   * Where the events of a step that journals no change of its own go (a refusal, a release: see
+   * src/redis/commands/includes/alerts.lua): the persistence buffer, wired by the composition root.
+   * Unset, they are still journaled, and the persistence sweep books them.
+   */
+  onEventsJournaled: (change: LedgerChange) => void = () => undefined;
+
+  private journaledEvents(json: string | undefined): void {
+    if (json) this.onEventsJournaled(JSON.parse(json) as LedgerChange);
+  }
+
   async check(a: CheckArgs): Promise<CheckReply> {
     const k = this.keys;
     const s = a.service;
@@ -401,6 +421,7 @@ export class Scripts {
     );
     const status = str(r[0]);
     const reply = this.charge(r);
+    if (status === 'no_balance') this.journaledEvents(r[6]);
     this.outcome('deduct', status, { service: s.name, requestId: a.requestId, reply });
     if (status === 'dup') {
       // The record of the first call, made in the window the script found it in.
@@ -408,6 +429,7 @@ export class Scripts {
       return { ...reply, recordId: recordIdOf(digest, window, windowMs) };
     }
     const journaled: DeductionChange = { ...change, free: str(r[2]), paid: str(r[3]), amount: str(r[4]) };
+    if (r[6]) journaled.events = JSON.parse(r[6]) as ChangeEvent[];
     return { ...reply, recordId: change.id, journaled };
   }
 
@@ -470,6 +492,7 @@ export class Scripts {
     );
     const status = str(r[0]);
     this.outcome('commit', status);
+    if (status === 'expired') this.journaledEvents(r[7]);
     if (status === 'too_many') {
       throw new AppError('VALIDATION_FAILED', 'count exceeds what is held', [
         { field: 'count', message: `must be at most ${str(r[1])}` },
@@ -488,7 +511,7 @@ export class Scripts {
       amount: big(r[4]),
       released: big(r[5]),
       available: big(r[6]),
-      journaled: status === 'ok' && json ? (JSON.parse(json) as DeductionChange) : undefined,
+      journaled: status === 'ok' && json ? (JSON.parse(json) as LedgerChange) : undefined,
     };
   }
 
@@ -502,6 +525,8 @@ export class Scripts {
       k.holds(a.userId),
       k.holdsIndex(a.userId),
       k.activityIndex(a.userId),
+      k.pending(a.userId),
+      k.journalIndex(a.userId),
       a.reservationId,
       a.as,
       a.now.getTime(),
@@ -509,6 +534,7 @@ export class Scripts {
     );
     const status = str(r[0]);
     this.outcome(a.as === 'released' ? 'release' : 'expire', status);
+    this.journaledEvents(r[3]);
     if (a.as === 'released' && status !== 'ok' && status !== 'released')
       throw this.reservationGone(a.reservationId, status);
     return { outcome: status, released: big(r[1]), available: big(r[2]) };
@@ -538,7 +564,7 @@ export class Scripts {
     const balance = big(r[1]);
     switch (r[0]) {
       case 'ok':
-        return { applied: true, balance };
+        return { applied: true, balance, events: r[3] ? (JSON.parse(r[3]) as ChangeEvent[]) : undefined };
       case 'dup':
         if (r[2] !== a.amount.toString()) {
           const first = formatMoney(big(r[2]));
@@ -547,7 +573,7 @@ export class Scripts {
             `${change.kind} ${change.id} was applied before with amount ${first}`,
           );
         }
-        return { applied: false, balance };
+        return { applied: false, balance, events: r[3] ? (JSON.parse(r[3]) as ChangeEvent[]) : undefined };
       case 'no_balance':
         throw new AppError(
           'INSUFFICIENT_BALANCE',
@@ -562,6 +588,11 @@ export class Scripts {
     }
   }
 
+  /** Sets the alert thresholds of a loaded account; false if it is not in Redis (its load reads them). */
+  async setAlerts(userId: string, balanceLow: bigint, quotaLowPercent: number): Promise<boolean> {
+    return (await this.redis.setAlertsScript(this.keys.account(userId), balanceLow.toString(), quotaLowPercent)) === 1;
+  }
+
   /** true if this call loaded the account, false if it was already there. */
   async initAccount(a: InitAccountArgs): Promise<boolean> {
     const k = this.keys;
@@ -572,6 +603,8 @@ export class Scripts {
       a.overdraftLimit,
       a.quotaExpiresAt,
       a.ttlMs,
+      a.accountFields.length,
+      ...a.accountFields.flat(),
       ...a.used.flat(),
     );
     return loaded === 1;

@@ -39,6 +39,15 @@ export interface AccountServiceDeps {
   calendar: BusinessCalendar;
   clock: Clock;
   currency: string;
+  /**
+   * The alert fields an account loads with: thresholds and alarms derived from what is loaded
+   * (EventService.loadFields); none when absent.
+   */
+  alertFields?: (
+    userId: string,
+    balance: bigint,
+    used: [string, string][],
+  ) => Promise<{ account: [string, string][]; quota: [string, string][] }>;
 }
 
 /**
@@ -57,8 +66,10 @@ export class AccountService {
   private readonly calendar: BusinessCalendar;
   private readonly clock: Clock;
   private readonly currency: string;
+  private readonly alertFields: NonNullable<AccountServiceDeps['alertFields']>;
 
   constructor(deps: AccountServiceDeps) {
+    this.alertFields = deps.alertFields ?? (async () => ({ account: [], quota: [] }));
     this.scripts = deps.scripts;
     this.redis = deps.redis;
     this.keys = deps.keys;
@@ -89,6 +100,8 @@ export class AccountService {
   private async loadFromMysql(userId: string, now: Date): Promise<void> {
     const period = this.calendar.period(now);
     const [row, usage] = await Promise.all([this.accounts.find(userId), this.accounts.quotaUsage(userId, period)]);
+    const used = usage.map((u): [string, string] => [u.service_name, String(u.used)]);
+    const alerts = await this.alertFields(userId, BigInt(row?.balance ?? '0'), used);
     await this.scripts.initAccount({
       userId,
       period,
@@ -96,7 +109,8 @@ export class AccountService {
       overdraftLimit: row?.overdraft_limit ?? '0',
       quotaExpiresAt: this.quotaExpiry(now),
       ttlMs: LOAD_TTL_MS,
-      used: usage.map((u) => [u.service_name, u.used]),
+      accountFields: alerts.account,
+      used: [...used, ...alerts.quota],
     });
   }
 

@@ -224,7 +224,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         const archived = await probe.db('accounts').where({ user_id: userId }).first('archived_balance');
         const running = latest?.balance_after ?? archived?.archived_balance ?? 0;
         expect(BigInt(running), `latest running balance of ${userId}`).to.equal(balance);
-        const redisUsed = await probe.redis.hgetall(probe.keys.quota(userId, period));
+        // Fields starting with '!' are the month's quota alarms (src/redis/commands/includes/alerts.lua).
+        const redisUsed = Object.fromEntries(
+          Object.entries(await probe.redis.hgetall(probe.keys.quota(userId, period))).filter(
+            ([f]) => !f.startsWith('!'),
+          ),
+        );
         const mysqlUsed = await probe.repositories.accounts.quotaUsage(userId, period);
         const mysqlMap = Object.fromEntries(mysqlUsed.map((r) => [r.service_name, r.used]));
         const redisServices = redisBal === null && Object.keys(redisUsed).length === 0 ? [] : Object.keys(mysqlMap);

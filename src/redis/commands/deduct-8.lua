@@ -36,7 +36,9 @@
     ARGV[12] payload fingerprint (0 .. 2^32-1)
     ARGV[13] when this window's hash expires, unix ms (two windows after it began)
 
-  Output: {status, recordId, freeCount, paidCount, amount, available}
+  Output: {status, recordId, freeCount, paidCount, amount, available, events}
+    events: 'ok': the change's events as a JSON list, 'no_balance': the event-only change JSON (see
+    includes/alerts.lua), else ''
     status 'ok' | 'dup' (replay: the first answer; recordId is 'this' or 'previous': the window it was
            first seen in) | 'reused' | 'init' (account not loaded) | 'no_quota' | 'no_balance'
            (refused: nothing changed)
@@ -44,6 +46,7 @@
 --- @include "includes/quote"
 --- @include "includes/changed"
 --- @include "includes/remembered"
+--- @include "includes/alerts"
 
 local now = tonumber(ARGV[11])
 local function remembered(key, window)
@@ -60,7 +63,14 @@ local bal, od, held = readAccount(KEYS[1])
 if not bal then return {'init'} end
 local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
 local free, paid, amount, refusal = quote(bal, od, held, used, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
-if refusal then return {refusal, '', int(free), int(paid), int(amount), int(bal - held)} end
+if refusal then
+  local journal = ''
+  if refusal == 'no_balance' then
+    local events = depletedEvent({}, KEYS[1], ARGV[2], amount, bal - held)
+    journal = journalEvents({KEYS[1], KEYS[7], KEYS[5], KEYS[6]}, ARGV[6], ARGV[10], ARGV[11], events)
+  end
+  return {refusal, '', int(free), int(paid), int(amount), int(bal - held), journal}
+end
 
 if free > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
@@ -73,11 +83,13 @@ end
 changed(KEYS[1], KEYS[7], ARGV[10], ARGV[11])
 local change = cjson.decode(ARGV[7])
 change.free, change.paid, change.amount = int(free), int(paid), int(amount)
-redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(change))
+local events = balanceEvents({}, KEYS[1], bal - held)
+quotaEvents(events, KEYS[1], KEYS[2], ARGV[2], used + free, tonumber(ARGV[4]))
+redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(withEvents(change, events)))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 
 local avail = int(bal - held)
 redis.call('HSET', KEYS[3], ARGV[1], struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
   bal - held))
 redis.call('PEXPIREAT', KEYS[3], ARGV[13])
-return {'ok', ARGV[6], int(free), int(paid), int(amount), avail}
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, #events > 0 and cjson.encode(events) or ''}

@@ -15,15 +15,23 @@
     ARGV[2] overdraft limit (micro-units)
     ARGV[3] expiry of the quota hash, unix ms
     ARGV[4] TTL of the account hash, ms
-    ARGV[5..] pairs of service name, free calls used this month
+    ARGV[5] n: how many pairs of alert fields follow (thresholds and the alarms derived from the loaded
+            state, so that a reload re-fires no event: see includes/alerts.lua)
+    ARGV[6 .. 5 + 2n] pairs of account hash field, value
+    ARGV[6 + 2n ..] pairs of quota hash field, value: service name and free calls used this month, or
+            a quota alarm ('!al:<service>')
 
   Output: 1 if loaded, 0 if it already was.
 ]]
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'bal', ARGV[1], 'od', ARGV[2], 'held', '0')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-for i = 5, #ARGV, 2 do
+local quotaFrom = 6 + 2 * tonumber(ARGV[5])
+for i = 6, quotaFrom - 1, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+for i = quotaFrom, #ARGV, 2 do
   redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
 end
-if #ARGV >= 5 then redis.call('PEXPIREAT', KEYS[2], ARGV[3]) end
+if #ARGV >= quotaFrom then redis.call('PEXPIREAT', KEYS[2], ARGV[3]) end
 return 1
