@@ -20,6 +20,18 @@ import {
   jobRetryBody,
 } from './admin.schemas.js';
 import { exportQuery } from './export.schemas.js';
+import {
+  alertsBody,
+  alertsQuery,
+  eventsQuery,
+  eventParams,
+  webhookBody,
+  webhookParams,
+  deliveriesQuery,
+  resendBody,
+  emptyBody,
+} from './event.schemas.js';
+import { EVENT_TYPES } from '../lib/events.js';
 import { statementParams, statementQuery } from './statement.schemas.js';
 import {
   portalSessionBody,
@@ -302,12 +314,57 @@ const ANSWERS: Record<string, Json> = {
   DeadLetters: obj({ deadLetters: arrayOf({ type: 'object' }) }),
   DeadLetterRetry: obj({ userId: str(), changeId: str(), status: str({ enum: ['queued'] }) }),
   JobRetry: obj({ queue: str(), jobId: str(), job: str(), status: str({ enum: ['retried'] }) }),
+  AlertSettings: obj({
+    userId: str(),
+    balanceLow: money,
+    quotaLowPercent: int({ minimum: 1, maximum: 100 }),
+    defaults: obj({ balanceLow: bool, quotaLowPercent: bool }),
+  }),
+  Event: obj({
+    id: str(),
+    type: str({ enum: [...EVENT_TYPES] }),
+    userId: str(),
+    createdAt: instant,
+    data: { type: 'object', additionalProperties: str() },
+  }),
+  Events: obj({ events: arrayOf(ref('Event')), nextCursor: nullable(str()) }),
+  WebhookEndpoint: obj(
+    {
+      id: str(),
+      url: str(),
+      events: arrayOf(str()),
+      description: str(),
+      createdAt: instant,
+      previousSecretUntil: nullable(instant),
+      secret: str({ description: 'only when created or rotated' }),
+    },
+    ['secret'],
+  ),
+  WebhookEndpoints: obj({ endpoints: arrayOf(ref('WebhookEndpoint')) }),
+  WebhookDeleted: obj({ id: str(), deleted: { const: true } }),
+  WebhookDeliveries: obj({
+    deliveries: arrayOf(
+      obj({
+        id: str(),
+        eventId: str(),
+        attempt: int(),
+        statusCode: nullable(int()),
+        latencyMs: int(),
+        responseExcerpt: nullable(str({ maxLength: 1024 })),
+        error: nullable(str()),
+        delivered: bool,
+        at: instant,
+      }),
+    ),
+    nextCursor: nullable(str()),
+  }),
+  WebhookResend: obj({ endpointId: str(), eventId: str(), jobId: str() }),
 };
 
 type Auth = 'gateway' | 'admin' | 'signature' | 'board' | 'portal' | 'none';
 
 interface Operation {
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'put' | 'delete';
   /** OpenAPI path, parameters in braces */
   path: string;
   tag: string;
@@ -628,6 +685,117 @@ function operations(maxCalls: number, maxBatchItems: number): Operation[] {
         type: 'text/html',
         description: 'the portal page; its scripts and styles under /portal/assets and /portal/vendor',
       },
+    },
+    {
+      method: 'get',
+      path: `${U}/alerts`,
+      tag: 'user',
+      summary: "A user's alert thresholds (balance.low, quota.low)",
+      auth: 'gateway',
+      query: alertsQuery,
+      answer: 'AlertSettings',
+      errors: ['VALIDATION_FAILED'],
+    },
+    {
+      method: 'put',
+      path: `${U}/alerts`,
+      tag: 'user',
+      summary: 'Set alert thresholds (null: back to the default); used from the next change',
+      auth: 'gateway',
+      body: alertsBody,
+      answer: 'AlertSettings',
+    },
+    {
+      method: 'get',
+      path: '/admin/v1/events',
+      tag: 'admin',
+      summary: 'Stored events, newest first, by cursor',
+      auth: 'admin',
+      query: eventsQuery,
+      answer: 'Events',
+      errors: ['VALIDATION_FAILED'],
+    },
+    {
+      method: 'get',
+      path: '/admin/v1/events/{id}',
+      tag: 'admin',
+      summary: 'One stored event',
+      auth: 'admin',
+      params: eventParams,
+      answer: 'Event',
+      errors: ['VALIDATION_FAILED', 'NOT_FOUND'],
+    },
+    {
+      method: 'post',
+      path: '/admin/v1/webhooks',
+      tag: 'admin',
+      summary: 'Create a webhook endpoint; its signing secret is shown once',
+      auth: 'admin',
+      body: webhookBody,
+      answer: 'WebhookEndpoint',
+      status: 201,
+    },
+    {
+      method: 'get',
+      path: '/admin/v1/webhooks',
+      tag: 'admin',
+      summary: 'Webhook endpoints',
+      auth: 'admin',
+      answer: 'WebhookEndpoints',
+    },
+    {
+      method: 'get',
+      path: '/admin/v1/webhooks/{id}',
+      tag: 'admin',
+      summary: 'One webhook endpoint',
+      auth: 'admin',
+      params: webhookParams,
+      answer: 'WebhookEndpoint',
+      errors: ['VALIDATION_FAILED', 'NOT_FOUND'],
+    },
+    {
+      method: 'delete',
+      path: '/admin/v1/webhooks/{id}',
+      tag: 'admin',
+      summary: 'Delete a webhook endpoint (its queued deliveries stop)',
+      auth: 'admin',
+      params: webhookParams,
+      answer: 'WebhookDeleted',
+      errors: ['VALIDATION_FAILED', 'NOT_FOUND'],
+    },
+    {
+      method: 'post',
+      path: '/admin/v1/webhooks/{id}/rotate-secret',
+      tag: 'admin',
+      summary: 'A new signing secret; the old one keeps signing beside it for webhooks.secret_overlap',
+      auth: 'admin',
+      params: webhookParams,
+      body: emptyBody,
+      answer: 'WebhookEndpoint',
+      errors: ['NOT_FOUND'],
+    },
+    {
+      method: 'get',
+      path: '/admin/v1/webhooks/{id}/deliveries',
+      tag: 'admin',
+      summary: 'Every delivery attempt to an endpoint, newest first',
+      auth: 'admin',
+      params: webhookParams,
+      query: deliveriesQuery,
+      answer: 'WebhookDeliveries',
+      errors: ['VALIDATION_FAILED', 'NOT_FOUND'],
+    },
+    {
+      method: 'post',
+      path: '/admin/v1/webhooks/{id}/resend',
+      tag: 'admin',
+      summary: 'Send an event to an endpoint again (a new delivery job)',
+      auth: 'admin',
+      params: webhookParams,
+      body: resendBody,
+      answer: 'WebhookResend',
+      status: 202,
+      errors: ['NOT_FOUND'],
     },
     {
       method: 'post',

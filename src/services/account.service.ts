@@ -45,7 +45,8 @@ export interface AccountServiceDeps {
    */
   alertFields?: (
     userId: string,
-    balance: bigint,
+    /** null: no account row (a new user) */
+    balance: bigint | null,
     used: [string, string][],
   ) => Promise<{ account: [string, string][]; quota: [string, string][] }>;
 }
@@ -101,7 +102,7 @@ export class AccountService {
     const period = this.calendar.period(now);
     const [row, usage] = await Promise.all([this.accounts.find(userId), this.accounts.quotaUsage(userId, period)]);
     const used = usage.map((u): [string, string] => [u.service_name, String(u.used)]);
-    const alerts = await this.alertFields(userId, BigInt(row?.balance ?? '0'), used);
+    const alerts = await this.alertFields(userId, row ? BigInt(row.balance) : null, used);
     await this.scripts.initAccount({
       userId,
       period,

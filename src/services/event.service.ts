@@ -71,17 +71,18 @@ export class EventService {
   /**
    * The alert fields an account is loaded with (see src/redis/commands/includes/alerts.lua): its
    * thresholds, and the alarms derived from the loaded balance and quota use, so that a reload (after
-   * eviction) re-fires nothing: an alarm is raised if its condition holds. A user whose balance never
-   * was above the threshold therefore gets no balance.low (nothing fell); balance.depleted counts as
-   * fired while the balance is zero or less.
+   * eviction) re-fires nothing: an alarm is raised if its condition holds. A new user (no account row:
+   * `balance` null) is not armed until its balance first reaches the threshold, so a first recharge
+   * fires neither balance.recovered nor balance.low. A reloaded account below its threshold counts as
+   * alarmed, and balance.depleted as fired while its balance is zero or less.
    */
-  async loadFields(userId: string, balance: Micros, used: [string, string][]) {
+  async loadFields(userId: string, balance: Micros | null, used: [string, string][]) {
     const t = await this.thresholds(userId);
-    const low = balance < t.balanceLow;
+    const low = balance !== null && balance < t.balanceLow;
     const account: [string, string][] = [
       ['thr_bal', t.balanceLow.toString()],
       ['thr_q', String(t.quotaLowPercent)],
-      ['al_bal', low ? '1' : '0'],
+      ['al_bal', balance === null ? 'n' : low ? '1' : '0'],
       ['al_dep', low && balance <= 0n ? '1' : '0'],
     ];
     const quota: [string, string][] = [];

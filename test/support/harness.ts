@@ -78,6 +78,8 @@ export interface Harness {
   tag: string;
   user(name: string): string;
   post<T = any>(path: string, body: unknown, headers?: Record<string, string>): Promise<ApiResponse<T>>;
+  put<T = any>(path: string, body: unknown, headers?: Record<string, string>): Promise<ApiResponse<T>>;
+  del<T = any>(path: string, headers?: Record<string, string>): Promise<ApiResponse<T>>;
   get<T = any>(
     path: string,
     query?: Record<string, string | number>,
@@ -183,6 +185,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     sim,
     user: (name) => `${tag}-${name}`,
     post: (path, body, headers) => call('POST', path, body, headers),
+    put: (path, body, headers) => call('PUT', path, body, headers),
+    del: (path, headers) => call('DELETE', path, undefined, headers),
     get: (path, query = {}, headers) =>
       call(
         'GET',

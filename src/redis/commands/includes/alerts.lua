@@ -7,7 +7,9 @@
   Alarm state, so that each event fires once per crossing (alarm -> recovered -> alarm again):
     account hash  thr_bal  balance.low threshold, micro-units (absent: no balance alarms)
                   thr_q    quota.low percent (absent: no quota.low)
-                  al_bal   '1' while balance.low is raised; balance.recovered clears it
+                  al_bal   '0' armed (the balance is at or above the threshold), '1' while balance.low
+                           is raised (balance.recovered clears it), 'n' not armed yet: a new account
+                           whose balance has never reached the threshold (nothing fell below it)
                   al_dep   '1' once balance.depleted fired; re-armed with balance.recovered
     quota hash    '!al:<service>'  '1' after quota.low, '2' after quota.exhausted; the hash expires with
                   the month, so quota alarms re-arm monthly ('!' is no service name's character)
@@ -34,12 +36,16 @@ local function balanceEvents(events, account, available)
   local a = redis.call('HMGET', account, 'thr_bal', 'al_bal')
   if not a[1] then return events end
   local threshold = tonumber(a[1])
-  if available < threshold and a[2] ~= '1' then
-    redis.call('HSET', account, 'al_bal', '1')
-    events[#events + 1] = {type = 'balance.low', data = {available = int(available), threshold = a[1]}}
-  elseif available >= threshold and a[2] == '1' then
+  if available < threshold then
+    if a[2] == '0' then
+      redis.call('HSET', account, 'al_bal', '1')
+      events[#events + 1] = {type = 'balance.low', data = {available = int(available), threshold = a[1]}}
+    end
+  elseif a[2] == '1' then
     redis.call('HSET', account, 'al_bal', '0', 'al_dep', '0')
     events[#events + 1] = {type = 'balance.recovered', data = {available = int(available), threshold = a[1]}}
+  elseif a[2] ~= '0' then
+    redis.call('HSET', account, 'al_bal', '0')
   end
   return events
 end
