@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
 
@@ -14,6 +15,24 @@ const M = 1_000_000n;
 interface Endpoint {
   id: string;
   secret: string;
+}
+
+/** The admin CLI, run as an operator would, against the harness's servers. */
+function adminCli(
+  env: Record<string, string>,
+  args: string[],
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main/admin.ts', ...args], {
+      env: { ...process.env, ...env },
+      timeout: 30_000,
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
 }
 
 describe('webhooks (SPEC 13)', function () {
@@ -99,7 +118,7 @@ describe('webhooks (SPEC 13)', function () {
     expect(stalled[stalled.length - 1].error).to.match(/timed out/);
   });
 
-  it('re-sends an event on request (the receiver dedupes by the same id), from the admin API', async () => {
+  it('re-sends an event on request (the receiver dedupes by the same id), from the admin API and the CLI', async () => {
     const ep = await endpoint('/twice', 'ok');
     const id = await lowEvent('twice');
     await rx.waitFor(() => rx.at('/twice', id).length === 1);
@@ -111,6 +130,15 @@ describe('webhooks (SPEC 13)', function () {
     expect(signatureValid(second.signature, second.body, ep.secret)).to.equal(true);
     const missing = await h.post(`/admin/v1/webhooks/${ep.id}/resend`, { event_id: 'evt_nope' }, admin);
     expect(missing.status).to.equal(404);
+    const cli = await adminCli(h.env, ['webhook-resend', ep.id, id]);
+    expect(cli.code, cli.err).to.equal(0);
+    expect(JSON.parse(cli.out)).to.include({ endpointId: ep.id, eventId: id });
+    await rx.waitFor(() => rx.at('/twice', id).length === 3);
+    expect(JSON.parse(rx.at('/twice', id)[2].body).id).to.equal(id);
+    const unknown = await adminCli(h.env, ['webhook-resend', ep.id, 'evt_nope']);
+    expect(unknown.code).to.equal(1);
+    expect(unknown.err).to.match(/event evt_nope not found/);
+    expect(unknown.err).to.not.match(/\n\s+at /);
   });
 
   it('a rotated secret keeps signing beside the new one for the overlap window', async () => {
