@@ -105,6 +105,8 @@ export class WebhookService {
     let q = this.queues.get(endpointId);
     if (!q) {
       q = new Queue(queueName(endpointId), { connection: this.d.connection, prefix: this.d.queuePrefix });
+      // Connection errors (a Redis restart) are logged; unheard, BullMQ prints them to stderr.
+      q.on('error', (err) => this.d.logger.warn({ err: err.message, queue: queueName(endpointId) }, 'queue error'));
       this.queues.set(endpointId, q);
     }
     return q;
