@@ -74,7 +74,8 @@ export class EventService {
    * eviction) re-fires nothing: an alarm is raised if its condition holds. A new user (no account row:
    * `balance` null) is not armed until its balance first reaches the threshold, so a first recharge
    * fires neither balance.recovered nor balance.low. A reloaded account below its threshold counts as
-   * alarmed, and balance.depleted as fired while its balance is zero or less.
+   * alarmed; an empty one (new or not) as depleted, so that refusals of ids never funded record
+   * nothing, until money comes in.
    */
   async loadFields(userId: string, balance: Micros | null, used: [string, string][]) {
     const t = await this.thresholds(userId);
@@ -83,7 +84,8 @@ export class EventService {
       ['thr_bal', t.balanceLow.toString()],
       ['thr_q', String(t.quotaLowPercent)],
       ['al_bal', balance === null ? 'n' : low ? '1' : '0'],
-      ['al_dep', low && balance <= 0n ? '1' : '0'],
+      // An empty account has nothing to deplete: its refusals fire nothing until money comes in.
+      ['al_dep', balance === null || balance <= 0n ? '0' : ''],
     ];
     const quota: [string, string][] = [];
     for (const [service, usedText] of used) {

@@ -104,6 +104,21 @@ describe('events (SPEC 13)', function () {
     expect(depleted[0].data).to.deep.equal({ service: 'tokens', needed: '0.10', available: '0.05' });
     const acct = (await h.get('/api/v1/billing/account', { user_id: user })).body.data;
     expect(acct.balance).to.equal('0.05');
+
+    // Money coming in re-arms it: the next refusal is a new crossing.
+    await seedBalance(h, user, 20_000n);
+    await deducts(h, user, 'tokens', 5, 'd3');
+    await h.drain();
+    await h.assertInvariant([user]);
+    expect(await eventsOf(h, user, 'balance.depleted')).to.have.length(2);
+
+    // An id nobody ever funded: its refusals record nothing and leave nothing lasting (SPEC 7.1, 10.5).
+    const stranger = h.user('never-funded');
+    const strangers = await deducts(h, stranger, 'tokens', 3, 's');
+    expect(strangers.every((a) => a.status === 402)).to.equal(true);
+    await h.drain();
+    expect(await eventsOf(h, stranger)).to.have.length(0);
+    expect(await h.probe.redis.pttl(h.probe.keys.account(stranger))).to.not.equal(-1);
   });
 
   it('quota at 80 % and at 100 % each fire once per month and service', async () => {

@@ -10,7 +10,9 @@
                   al_bal   '0' armed (the balance is at or above the threshold), '1' while balance.low
                            is raised (balance.recovered clears it), 'n' not armed yet: a new account
                            whose balance has never reached the threshold (nothing fell below it)
-                  al_dep   '1' once balance.depleted fired; re-armed with balance.recovered
+                  al_dep   the available balance at which balance.depleted fired (or '0' for an
+                           account loaded empty: nothing to deplete); absent or '' when armed. Any
+                           change that leaves more available than that re-arms it
     quota hash    '!al:<service>'  '1' after quota.low, '2' after quota.exhausted; the hash expires with
                   the month, so quota alarms re-arm monthly ('!' is no service name's character)
   init-account loads the thresholds and derives the alarms from what it loads (eviction re-fires none).
@@ -33,7 +35,8 @@
 --- @include "includes/changed"
 
 local function balanceEvents(events, account, available)
-  local a = redis.call('HMGET', account, 'thr_bal', 'al_bal')
+  local a = redis.call('HMGET', account, 'thr_bal', 'al_bal', 'al_dep')
+  if a[3] and a[3] ~= '' and available > tonumber(a[3]) then redis.call('HSET', account, 'al_dep', '') end
   if not a[1] then return events end
   local threshold = tonumber(a[1])
   if available < threshold then
@@ -42,7 +45,7 @@ local function balanceEvents(events, account, available)
       events[#events + 1] = {type = 'balance.low', data = {available = int(available), threshold = a[1]}}
     end
   elseif a[2] == '1' then
-    redis.call('HSET', account, 'al_bal', '0', 'al_dep', '0')
+    redis.call('HSET', account, 'al_bal', '0')
     events[#events + 1] = {type = 'balance.recovered', data = {available = int(available), threshold = a[1]}}
   elseif a[2] ~= '0' then
     redis.call('HSET', account, 'al_bal', '0')
@@ -70,8 +73,9 @@ local function quotaEvents(events, account, quota, service, used, freeQuota)
 end
 
 local function depletedEvent(events, account, service, needed, available)
-  if redis.call('HGET', account, 'al_dep') == '1' then return events end
-  redis.call('HSET', account, 'al_dep', '1')
+  local fired = redis.call('HGET', account, 'al_dep')
+  if fired and fired ~= '' then return events end
+  redis.call('HSET', account, 'al_dep', int(available))
   events[#events + 1] = {type = 'balance.depleted',
     data = {service = service, needed = int(needed), available = int(available)}}
   return events
