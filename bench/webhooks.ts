@@ -5,7 +5,8 @@
  *   A. no webhook endpoints: BENCH_EVENT_USERS users (10,000) each cross their balance.low threshold
  *      with one deduct, then steady deducts for BENCH_SECONDS;
  *   B. the same with 10 endpoints, one of them dead (never answers, so each of its attempts waits the
- *      10 s timeout): another 10,000 users cross, and 9 x 10,000 deliveries run beside the deducts.
+ *      10 s timeout): another 10,000 users cross, and 9 x 10,000 deliveries run beside the deducts
+ *      (at most webhooks.max_per_second_per_endpoint each: set WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT).
  *
  * The api and worker are processes of their own (as `npm start` runs them), and so are the receivers
  * (bench/webhook-receiver.ts); this process only sends deducts, BENCH_CONCURRENCY (16) at a time, and
@@ -164,7 +165,7 @@ async function main() {
       >;
     let c = await counts();
     const live = () => Object.entries(c).filter(([p]) => p !== '/dead');
-    while (Date.now() - startedAt < 600_000 && live().reduce((a, [, s]) => a + s.events, 0) < USERS * (ENDPOINTS - 1)) {
+    while (Date.now() - startedAt < 900_000 && live().reduce((a, [, s]) => a + s.events, 0) < USERS * (ENDPOINTS - 1)) {
       await new Promise((r) => setTimeout(r, 2000));
       c = await counts();
     }
@@ -179,6 +180,7 @@ async function main() {
         eventsPerLiveEndpoint: live().map(([p, s]) => [p, s.events]),
         dead: c['/dead'] ?? { deliveries: 0, events: 0 },
         allLiveDeliveredAfterMs: live().every(([, s]) => s.events >= USERS) ? Date.now() - startedAt : null,
+        perEndpointRate: process.env.WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT ?? '25 (default)',
       },
     };
     console.table(result.phases);

@@ -338,6 +338,7 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
   return {
     events: ctx.events,
     webhooks: ctx.webhooks,
+    webhookRate: config.webhooks.maxPerSecondPerEndpoint,
     persistence,
     recharges,
     reservations,

@@ -131,7 +131,14 @@ export function createApp(d: AppDeps): Express {
   app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(d.portal));
   app.use(
     portalRoutes(
-      { portal: d.portal, accounts: d.accounts, usage: d.usage, recharges: d.recharges, currency: config.currency },
+      {
+        portal: d.portal,
+        accounts: d.accounts,
+        usage: d.usage,
+        recharges: d.recharges,
+        currency: config.currency,
+        events: d.events,
+      },
       jsonBody,
     ),
   );

@@ -13,6 +13,15 @@ export interface AlertsBody {
   quota_low_percent?: number | null;
 }
 
+/** The portal's own call: the session names the user, so the body never does. */
+export const portalAlertsBody = Joi.object<Omit<AlertsBody, 'user_id'>>({
+  balance_low: amount
+    .custom((v: Micros, h) => (v < 0n ? h.error('amount.negative') : v))
+    .messages({ 'amount.negative': 'must not be negative' })
+    .allow(null),
+  quota_low_percent: Joi.number().integer().min(1).max(100).allow(null),
+});
+
 export const alertsQuery = Joi.object<{ user_id: string }>({ user_id: userId.required() });
 
 export const alertsBody = Joi.object<AlertsBody>({

@@ -30,6 +30,7 @@ import {
   deliveriesQuery,
   resendBody,
   emptyBody,
+  portalAlertsBody,
 } from './event.schemas.js';
 import { EVENT_TYPES } from '../lib/events.js';
 import { statementParams, statementQuery } from './statement.schemas.js';
@@ -703,6 +704,23 @@ function operations(maxCalls: number, maxBatchItems: number): Operation[] {
       summary: 'Set alert thresholds (null: back to the default); used from the next change',
       auth: 'gateway',
       body: alertsBody,
+      answer: 'AlertSettings',
+    },
+    {
+      method: 'get',
+      path: '/portal/v1/alerts',
+      tag: 'portal',
+      summary: "The session user's alert thresholds",
+      auth: 'portal',
+      answer: 'AlertSettings',
+    },
+    {
+      method: 'put',
+      path: '/portal/v1/alerts',
+      tag: 'portal',
+      summary: "Set the session user's alert thresholds",
+      auth: 'portal',
+      body: portalAlertsBody,
       answer: 'AlertSettings',
     },
     {

@@ -80,6 +80,7 @@ export interface Config {
     readonly secretOverlapMs: number;
     readonly backoffBaseMs: number;
     readonly dispatchEveryMs: number;
+    readonly maxPerSecondPerEndpoint: number;
   };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
@@ -233,6 +234,9 @@ const schema = Joi.object({
     backoff_base: duration.default('10s'),
     // how often events a crash left undispatched are queued
     dispatch_every: duration.default('30s'),
+    // deliveries started per second and endpoint: a burst of events is spread out, not fought over
+    // with the gateway path for CPU, Redis and MySQL
+    max_per_second_per_endpoint: Joi.number().integer().min(1).max(10_000).default(25),
   }).default(),
 });
 
@@ -264,6 +268,7 @@ const ENV_KEYS: Record<string, string[]> = {
   WEBHOOKS_TIMEOUT: ['webhooks', 'timeout'],
   WEBHOOKS_SECRET_OVERLAP: ['webhooks', 'secret_overlap'],
   WEBHOOKS_BACKOFF_BASE: ['webhooks', 'backoff_base'],
+  WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT: ['webhooks', 'max_per_second_per_endpoint'],
   GATEWAY_TOKEN: ['auth', 'gateway_token'],
   ADMIN_TOKEN: ['auth', 'admin_token'],
   BULL_BOARD_USER: ['auth', 'board_user'],
@@ -498,6 +503,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       secretOverlapMs: ms(v.webhooks.secret_overlap),
       backoffBaseMs: ms(v.webhooks.backoff_base),
       dispatchEveryMs: ms(v.webhooks.dispatch_every),
+      maxPerSecondPerEndpoint: v.webhooks.max_per_second_per_endpoint,
     },
     defaultedSecrets,
   };

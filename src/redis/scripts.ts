@@ -69,6 +69,8 @@ declare module 'ioredis' {
       activity: string,
       deductRequests: string,
       previousDeductRequests: string,
+      pending: string,
+      journalIndex: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     commitReservationScript(
@@ -449,6 +451,8 @@ export class Scripts {
         k.activityIndex(a.userId),
         k.requests(a.userId, place.window, place.shard),
         k.requests(a.userId, place.window - 1, place.shard),
+        k.pending(a.userId),
+        k.journalIndex(a.userId),
         `reserve|${s.name}|${a.count}|${a.ttlMs}`,
         s.name,
         a.count,
@@ -468,6 +472,7 @@ export class Scripts {
       ),
     );
     const reply = this.charge(r);
+    this.journaledEvents(r[7]);
     this.outcome('reserve', str(r[0]), { service: s.name, requestId: a.requestId, reply });
     return { ...reply, reservationId: str(r[1]), expiresAt: num(r[6]) };
   }

@@ -29,6 +29,8 @@ const correlationOf = (job: AnyJob | undefined) =>
 
 /** What the workers use: the handlers' services, the queue settings, a Redis URL for their own connection. */
 export interface WorkerDeps extends HandlerDeps {
+  /** deliveries started per second and webhook endpoint (webhooks.max_per_second_per_endpoint) */
+  webhookRate: number;
   redisUrl: string;
   queue: Config['queue'];
   queues: Pick<JobQueues, 'add'>;
@@ -140,6 +142,7 @@ function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
         connection,
         prefix: d.queue.prefix,
         concurrency: DELIVERIES_PER_ENDPOINT,
+        limiter: { max: d.webhookRate, duration: 1000 },
         lockDuration: d.queue.lockDurationMs,
         stalledInterval: d.queue.stalledIntervalMs,
         settings: { backoffStrategy },

@@ -156,6 +156,9 @@ describe('OpenAPI document and /docs', function () {
     await h.get('/portal/v1/records', { page_size: 5 }, session);
     await h.get('/portal/v1/records', { user_id: user }, session);
     await h.get('/portal/v1/usage', {}, session);
+    await h.get('/portal/v1/alerts', {}, session);
+    await h.put('/portal/v1/alerts', { balance_low: '5.00' }, session);
+    await h.put('/portal/v1/alerts', { user_id: user, balance_low: '5.00' }, session);
     const portalOrder = await h.post('/portal/v1/recharge', { amount: '2.00', payment_method: 'wechat' }, session);
     await h.get(`/portal/v1/recharge/${portalOrder.body.data.orderId}`, {}, session);
     await h.get('/portal/v1/recharge/ord_missing', {}, session);

@@ -13,6 +13,8 @@
     KEYS[7] activity index of the user's slot
     KEYS[8], KEYS[9] the deduct requests of this window and the previous one (the request id's shard):
             a deduct took the id: 'reused' (see includes/remembered.lua)
+    KEYS[10] pending journal hash      (events only: see includes/alerts.lua)
+    KEYS[11] journal index of the user's slot
 
     ARGV[1] fingerprint of the request
     ARGV[2] service name
@@ -31,12 +33,14 @@
     ARGV[15] the request id's 12-byte digest (the field in KEYS[8], KEYS[9])
     ARGV[16] the idempotency window, ms
 
-  Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt}
+  Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt, event-only change
+          JSON of the hold or of a refusal for balance ('' if none)}
     status 'ok' | 'dup' | 'reused' | 'init' | 'no_quota' | 'no_balance'
 ]]
 --- @include "includes/quote"
 --- @include "includes/changed"
 --- @include "includes/remembered"
+--- @include "includes/alerts"
 
 local first = redis.call('HMGET', KEYS[3], 'fp', 'rsv', 'free', 'paid', 'amt', 'avail', 'exp')
 if first[1] then
@@ -53,7 +57,14 @@ if not bal then return {'init'} end
 local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
 local count = tonumber(ARGV[3])
 local free, paid, amount, refusal = quote(bal, od, held, used, count, tonumber(ARGV[4]), ARGV[5])
-if refusal then return {refusal, '', int(free), int(paid), int(amount), int(bal - held), ''} end
+if refusal then
+  local journal = ''
+  if refusal == 'no_balance' then
+    journal = journalEvents({KEYS[1], KEYS[7], KEYS[10], KEYS[11]}, 'reserve-' .. ARGV[6], ARGV[13], ARGV[14],
+      depletedEvent({}, KEYS[1], ARGV[2], amount, bal - held))
+  end
+  return {refusal, '', int(free), int(paid), int(amount), int(bal - held), '', journal}
+end
 
 if free > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
@@ -71,4 +82,7 @@ redis.call('ZADD', KEYS[6], 'LT', ARGV[7], ARGV[13])
 local avail = int(bal - held)
 redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rsv', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount), 'avail', avail, 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ARGV[8])
-return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, ARGV[7]}
+local events = balanceEvents({}, KEYS[1], bal - held)
+quotaEvents(events, KEYS[1], KEYS[2], ARGV[2], used + free, tonumber(ARGV[4]))
+local journal = journalEvents({KEYS[1], KEYS[7], KEYS[10], KEYS[11]}, 'reserve-' .. ARGV[6], ARGV[13], ARGV[14], events)
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, ARGV[7], journal}
