@@ -168,6 +168,16 @@ export class EventService {
     return rows.length;
   }
 
+  /**
+   * After a persistence job's commit: dispatches the events its changes carried. A failure is logged and
+   * left to dispatchLeftovers (the events are stored; only their enqueue is late).
+   */
+  async dispatchPersisted(changes: LedgerChange[]): Promise<void> {
+    await this.dispatch(this.eventIdsOf(changes)).catch((err: Error) =>
+      this.d.logger.warn({ err: err.message }, 'events not dispatched yet; dispatch-events will'),
+    );
+  }
+
   /** Dispatches what a crash left between the outbox commit and the enqueue (scheduled). */
   async dispatchLeftovers(): Promise<number> {
     const before = new Date(this.d.clock.now().getTime() - DISPATCH_GRACE_MS);

@@ -55,7 +55,7 @@ export interface RechargeServiceDeps {
   faults: FaultPoints;
   logger: Logger;
   /** records recharge.failed (SPEC 13) */
-  events?: Pick<EventService, 'rechargeFailed'>;
+  events?: Pick<EventService, 'rechargeFailed' | 'dispatchPersisted'>;
 }
 
 /**
@@ -76,7 +76,7 @@ export class RechargeService {
   private readonly clock: Clock;
   private readonly faults: FaultPoints;
   private readonly logger: Logger;
-  private readonly events?: Pick<EventService, 'rechargeFailed'>;
+  private readonly events?: Pick<EventService, 'rechargeFailed' | 'dispatchPersisted'>;
 
   constructor(deps: RechargeServiceDeps) {
     this.events = deps.events;
@@ -313,6 +313,8 @@ export class RechargeService {
         }),
       'after-mysql-commit',
     );
+    // recharge.paid (and a balance.recovered) were stored with the credit: deliver them now.
+    await this.events?.dispatchPersisted([change]);
     return paidBefore ? this.alreadyPaid(paidBefore, paymentId) : 'credited';
   }
 

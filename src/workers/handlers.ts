@@ -27,7 +27,7 @@ export interface HandlerDeps {
   accounts: AccountService;
   archive: ArchiveService;
   /** stored events: their dispatch to webhook endpoints once persisted (SPEC 13) */
-  events: Pick<EventService, 'dispatch' | 'dispatchLeftovers' | 'eventIdsOf'>;
+  events: Pick<EventService, 'dispatchPersisted' | 'dispatchLeftovers'>;
   webhooks: Pick<WebhookService, 'deliver' | 'activeEndpointIds'>;
   /** sweep-pending's threshold when the job does not say */
   sweepAfterMs: number;
@@ -45,9 +45,7 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
         const outcome = await d.persistence.persist(data.changes);
         // The events are stored (outbox) with the changes; queue their deliveries now. A failure here
         // is dispatch-events' to recover, not a reason to persist again.
-        if (Array.isArray(data.changes)) {
-          await d.events.dispatch(d.events.eventIdsOf(data.changes)).catch(() => undefined);
-        }
+        if (Array.isArray(data.changes)) await d.events.dispatchPersisted(data.changes);
         return outcome;
       },
       unrecoverable: (err) => err instanceof MalformedChangeError,

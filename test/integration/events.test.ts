@@ -257,3 +257,56 @@ describe('events (SPEC 13)', function () {
     expect(types).to.deep.equal(['balance.low', 'balance.recovered', 'reservation.expired']);
   });
 });
+
+describe('recharge events (SPEC 13)', function () {
+  this.timeout(120_000);
+  let h: Harness;
+  let rx: WebhookReceiver;
+  before(async () => {
+    rx = await new WebhookReceiver().start();
+    h = await startHarness({ simulator: true, overrides: { webhooks: { timeout: '1s', backoff_base: '200ms' } } });
+    const hook = await h.post(
+      '/admin/v1/webhooks',
+      { url: rx.on('/pay', 'ok'), events: ['recharge.paid', 'recharge.failed'] },
+      admin,
+    );
+    expect(hook.status).to.equal(201);
+  });
+  after(async () => {
+    await h.stop();
+    await rx.stop();
+  });
+
+  it('a paid order fires recharge.paid once however often its callback comes; a failed one recharge.failed', async () => {
+    const user = h.user('payer');
+    const order = await h.post('/api/v1/billing/recharge', { user_id: user, amount: '5.00', payment_method: 'alipay' });
+    expect(order.status).to.equal(200);
+    await h.sim!.pay(order.body.data.paymentId);
+    await h.sim!.pay(order.body.data.paymentId, 'duplicate');
+    await h.drain();
+    await h.assertInvariant([user]);
+    const paid = await eventsOf(h, user, 'recharge.paid');
+    expect(paid).to.have.length(1);
+    expect(paid[0].data).to.deep.equal({ orderId: order.body.data.orderId, amount: '5.00' });
+    await rx.waitFor(() => rx.at('/pay', paid[0].id).length > 0);
+
+    h.sim!.behaviour = { ...h.sim!.behaviour, createPayment: 'fail' };
+    const failed = await h.post('/api/v1/billing/recharge', {
+      user_id: user,
+      amount: '7.00',
+      payment_method: 'alipay',
+    });
+    expect(failed.status).to.equal(503);
+    h.sim!.reset();
+    const failures = await eventsOf(h, user, 'recharge.failed');
+    expect(failures).to.have.length(1);
+    expect(failures[0].data).to.include({ amount: '7.00' });
+    await rx.waitFor(() => rx.at('/pay', failures[0].id).length > 0);
+    expect(
+      rx
+        .at('/pay')
+        .map((r) => r.eventType)
+        .sort(),
+    ).to.deep.equal(['recharge.failed', 'recharge.paid']);
+  });
+});
