@@ -45,7 +45,7 @@ export class LedgerRepository {
 
   private async applyIn(trx: Knex.Transaction, unique: LedgerChange[]): Promise<ApplyResult> {
     const deductions = unique.filter((c): c is DeductionChange => c.kind === 'deduction');
-    const credits = unique.filter((c): c is CreditChange => c.kind === 'recharge' || c.kind === 'adjustment');
+    const credits = unique.filter((c): c is CreditChange => c.kind !== 'deduction' && c.kind !== 'events');
     await this.insertEvents(trx, unique);
 
     const freshDeductions = await this.withoutStored(trx, 'consumption_records', 'record_id', deductions);
