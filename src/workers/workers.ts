@@ -42,6 +42,8 @@ export interface WorkerDeps extends HandlerDeps {
 export function startWorkers(
   d: WorkerDeps,
   queues: readonly QueueName[] = QueueNames,
+  /** the webhook endpoints' delivery workers too (default: when every queue is worked) */
+  withWebhooks = queues === QueueNames,
 ): { workers: Worker<JobPayloads[JobName], unknown, JobName>[]; close(): Promise<void> } {
   const handlers = jobHandlers(d);
   const connection = createRedis(d.redisUrl, 'blocking');
@@ -92,7 +94,7 @@ export function startWorkers(
     worker.on('error', (err) => d.logger.error({ err: err.message, queue }, 'worker error'));
     return worker;
   });
-  const webhooks = startWebhookWorkers(d);
+  const webhooks = withWebhooks ? startWebhookWorkers(d) : { close: async () => undefined };
   // What a dead process left unpersisted (its buffer, a job it never enqueued) is recovered at once,
   // not at the sweep's usual age: entries older than a few seconds are past any live API's buffer.
   void d.queues
