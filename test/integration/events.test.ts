@@ -33,6 +33,7 @@ describe('events (SPEC 13)', function () {
   let h: Harness;
   let rx: WebhookReceiver;
   let secret: string;
+  let endpointId: string;
   before(async () => {
     rx = await new WebhookReceiver().start();
     h = await startHarness({
@@ -41,8 +42,11 @@ describe('events (SPEC 13)', function () {
     const created = await h.post('/admin/v1/webhooks', { url: rx.on('/all', 'ok'), events: ['*'] }, admin);
     expect(created.status, JSON.stringify(created.body)).to.equal(201);
     secret = created.body.data.secret;
+    endpointId = created.body.data.id;
   });
   after(async () => {
+    // Endpoints live in MySQL, which later test files share: leave none behind.
+    await h.del(`/admin/v1/webhooks/${endpointId}`, admin);
     await h.stop();
     await rx.stop();
   });
@@ -262,6 +266,7 @@ describe('recharge events (SPEC 13)', function () {
   this.timeout(120_000);
   let h: Harness;
   let rx: WebhookReceiver;
+  let hookId: string;
   before(async () => {
     rx = await new WebhookReceiver().start();
     h = await startHarness({ simulator: true, overrides: { webhooks: { timeout: '1s', backoff_base: '200ms' } } });
@@ -271,8 +276,10 @@ describe('recharge events (SPEC 13)', function () {
       admin,
     );
     expect(hook.status).to.equal(201);
+    hookId = hook.body.data.id;
   });
   after(async () => {
+    await h.del(`/admin/v1/webhooks/${hookId}`, admin);
     await h.stop();
     await rx.stop();
   });
