@@ -37,6 +37,10 @@ import { StatementService } from './services/statement.service.js';
 import { StatementRepository } from './repositories/statement.repository.js';
 import { PortalService } from './services/portal.service.js';
 import { RefundService } from './services/refund.service.js';
+import { EventService } from './services/event.service.js';
+import { WebhookService } from './services/webhook.service.js';
+import { EventRepository } from './repositories/event.repository.js';
+import { WebhookRepository } from './repositories/webhook.repository.js';
 
 /**
  * What the composition root builds once from the validated config: infrastructure and services. No
@@ -75,6 +79,9 @@ export interface AppContext {
   /** spending limits and per-user prices (SPEC 14) */
   readonly settings: AccountSettingsService;
   readonly refunds: RefundService;
+  /** SPEC 13: alert settings, stored events and their dispatch; webhook endpoints and deliveries */
+  readonly events: EventService;
+  readonly webhooks: WebhookService;
   close(): Promise<void>;
 }
 
@@ -125,6 +132,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     calendar,
     clock,
     currency: config.currency,
+    alertFields: (userId, balance, used, ownFree) => events.loadFields(userId, balance, used, ownFree),
   });
   const persistence = new PersistenceService({
     scripts,
@@ -137,6 +145,27 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     logger,
     faults,
     onDeadLetter: () => metrics.deadLetters.inc(),
+  });
+  // Events of a step that journals no change of its own (a refusal, a release) are persisted like one.
+  scripts.onEventsJournaled = (change) => persistence.enqueue(change);
+  const eventRepository = new EventRepository(db);
+  const webhooks = new WebhookService({
+    endpoints: new WebhookRepository(db),
+    events: eventRepository,
+    connection: redis,
+    queuePrefix: config.queue.prefix,
+    opts: config.webhooks,
+    clock,
+    logger,
+  });
+  const events = new EventService({
+    events: eventRepository,
+    scripts,
+    catalogue,
+    webhooks,
+    defaults: config.alerts,
+    clock,
+    logger,
   });
   const billing = new BillingService({
     scripts,
@@ -187,6 +216,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     clock,
     faults,
     logger,
+    events,
     opts: {
       currency: config.currency,
       minRecharge: config.payment.minRecharge,
@@ -282,9 +312,12 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     statements,
     portal,
     refunds,
+    events,
+    webhooks,
     async close() {
       await persistence.drainBuffer();
       await queues.close();
+      await webhooks.close();
       payment.close();
       await Promise.allSettled([redis.quit(), db.destroy()]);
     },
@@ -332,6 +365,8 @@ export function appDeps(ctx: AppContext): AppDeps {
     statements,
     portal,
     refunds,
+    events: ctx.events,
+    webhooks: ctx.webhooks,
   };
 }
 
@@ -341,6 +376,9 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
     ctx;
   return {
     grants: ctx.grants,
+    events: ctx.events,
+    webhooks: ctx.webhooks,
+    webhookRate: config.webhooks.maxPerSecondPerEndpoint,
     persistence,
     recharges,
     reservations,

@@ -40,6 +40,11 @@ import type { AccountSettingsService } from '../services/account-settings.servic
 import { grantAndPricingRoutes, limitsRoutes } from './money-features.routes.js';
 import type { RefundService } from '../services/refund.service.js';
 import { refundRoutes } from './refund.routes.js';
+import type { EventService } from '../services/event.service.js';
+import type { WebhookService } from '../services/webhook.service.js';
+import { alertsRoutes } from './alerts.routes.js';
+import { eventRoutes } from './event.routes.js';
+import { webhookRoutes } from './webhook.routes.js';
 
 /** What the HTTP API uses: the settings its routes read, the services they front, its probes. */
 export interface AppDeps {
@@ -64,6 +69,8 @@ export interface AppDeps {
   grants: GrantService;
   settings: AccountSettingsService;
   refunds: RefundService;
+  events: EventService;
+  webhooks: WebhookService;
 }
 
 /** The HTTP API: thin routes over the services, one error handler. Each router gets only what it uses. */
@@ -128,11 +135,22 @@ export function createApp(d: AppDeps): Express {
   app.use('/admin/v1', admin, jsonBody, adminRoutes({ admin: d.admin }));
   app.use('/admin/v1', admin, jsonBody, grantAndPricingRoutes({ grants: d.grants, settings: d.settings }));
   app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth }));
+  app.use('/api/v1/billing', gateway, jsonBody, alertsRoutes({ events: d.events }));
+  app.use('/admin/v1', admin, jsonBody, eventRoutes({ events: d.events }), webhookRoutes({ webhooks: d.webhooks }));
+  const webhookQueues = () => d.webhooks.activeQueues();
+  app.use(BOARD_PATH, ...boardRoutes({ queues: d.queues, auth: config.auth, extraQueues: webhookQueues }));
   app.use('/api/v1/billing', gateway, exportRoutes(d.recordExports, logger), statementRoutes(d.statements));
   app.use('/api/v1/billing', gateway, jsonBody, portalSessionRoutes(d.portal));
   app.use(
     portalRoutes(
-      { portal: d.portal, accounts: d.accounts, usage: d.usage, recharges: d.recharges, currency: config.currency },
+      {
+        portal: d.portal,
+        accounts: d.accounts,
+        usage: d.usage,
+        recharges: d.recharges,
+        currency: config.currency,
+        events: d.events,
+      },
       jsonBody,
     ),
   );

@@ -3,6 +3,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { JobQueues } from '../jobs/queues.js';
+import type { Queue } from 'bullmq';
 import { secretEquals } from './auth.middleware.js';
 
 export const BOARD_PATH = '/admin/queues';
@@ -17,6 +18,8 @@ export interface BoardAuth {
 export interface BoardRouteDeps {
   queues: Pick<JobQueues, 'all'>;
   auth: BoardAuth;
+  /** queues that come and go (one per webhook endpoint), listed again on each board request */
+  extraQueues?: () => Promise<Queue[]>;
 }
 
 /** Basic auth with the Bull Board credentials, or the admin bearer token (scripts). */
@@ -48,13 +51,31 @@ function boardAuth({ boardUser, boardPassword, adminToken }: BoardAuth): Request
  * calls server-side with 405). Failed jobs are retried through POST /admin/v1/jobs/{queue}/{id}/retry,
  * which logs who and why.
  */
-export function boardRoutes({ queues, auth }: BoardRouteDeps): [RequestHandler, Router] {
+export function boardRoutes({ queues, auth, extraQueues }: BoardRouteDeps): [RequestHandler, RequestHandler, Router] {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(BOARD_PATH);
-  createBullBoard({
+  const board = createBullBoard({
     queues: queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: true })),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'Billing queues' } },
   });
-  return [boardAuth(auth), serverAdapter.getRouter() as Router];
+  // Webhook delivery queues (read-only too) are added as endpoints appear and leave with them.
+  const shown = new Set<string>();
+  const refresh: RequestHandler = (_req, _res, next) => {
+    if (!extraQueues) return next();
+    extraQueues()
+      .then((list) => {
+        const names = new Set(list.map((q) => q.name));
+        for (const q of list) {
+          if (!shown.has(q.name)) board.addQueue(new BullMQAdapter(q, { readOnlyMode: true }));
+          shown.add(q.name);
+        }
+        for (const name of [...shown].filter((n) => !names.has(n))) {
+          board.removeQueue(name);
+          shown.delete(name);
+        }
+      })
+      .then(() => next(), next);
+  };
+  return [boardAuth(auth), refresh, serverAdapter.getRouter() as Router];
 }

@@ -14,6 +14,8 @@ import {
   portalOrderParams,
 } from './portal.schemas.js';
 import { validate, ok } from './validation.js';
+import type { EventService } from '../services/event.service.js';
+import { portalAlertsBody } from './event.schemas.js';
 
 const ASSETS = fileURLToPath(new URL('../portal', import.meta.url));
 // chart.js exports no package.json; its main entry sits in dist/, beside the browser (UMD) build.
@@ -46,6 +48,8 @@ export interface PortalDeps {
   usage: UsageService;
   recharges: RechargeService;
   currency: string;
+  /** alert thresholds (SPEC 13); the section stays hidden without it */
+  events?: Pick<EventService, 'getAlerts' | 'putAlerts'>;
 }
 
 /**
@@ -117,6 +121,16 @@ export function portalRoutes(deps: PortalDeps, jsonBody: RequestHandler): Router
     const { order_id } = validate(portalOrderParams, req.params, 'query');
     res.json(ok(await deps.recharges.get(order_id, user(res))));
   });
+  const events = deps.events;
+  if (events) {
+    api.get('/alerts', async (_req, res) => {
+      res.json(ok(await events.getAlerts(user(res))));
+    });
+    api.put('/alerts', async (req, res) => {
+      const b = validate(portalAlertsBody, req.body);
+      res.json(ok(await events.putAlerts(user(res), b.balance_low, b.quota_low_percent)));
+    });
+  }
   router.use('/portal/v1', api);
   return router;
 }

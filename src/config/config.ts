@@ -73,6 +73,17 @@ export interface Config {
   readonly reservations: { readonly defaultTtlMs: number; readonly maxTtlMs: number; readonly sweepEveryMs: number };
   /** Customer portal: the HMAC secret that signs portal links, and how long a link is valid. */
   readonly portal: { readonly sessionSecret: string; readonly sessionTtlMs: number };
+  /** SPEC 13: default thresholds of balance.low (micro-units) and quota.low (percent used). */
+  readonly alerts: { readonly balanceLowThreshold: Micros; readonly quotaLowPercent: number };
+  /** SPEC 13: webhook deliveries retry for this long; each attempt waits at most timeoutMs. */
+  readonly webhooks: {
+    readonly retryForMs: number;
+    readonly timeoutMs: number;
+    readonly secretOverlapMs: number;
+    readonly backoffBaseMs: number;
+    readonly dispatchEveryMs: number;
+    readonly maxPerSecondPerEndpoint: number;
+  };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
 }
@@ -214,6 +225,23 @@ const schema = Joi.object({
       .default('1h')
       .custom((v, h) => (parseDuration(v)! > 3_600_000 || parseDuration(v)! < 1000 ? h.error('any.invalid') : v)),
   }).default(),
+  alerts: Joi.object({
+    balance_low_threshold: money.default('10.00'),
+    quota_low_percent: Joi.number().integer().min(1).max(100).default(80),
+  }).default(),
+  webhooks: Joi.object({
+    retry_for: duration.default('3d'),
+    timeout: duration.default('10s'),
+    // how long a rotated secret still signs deliveries beside the new one
+    secret_overlap: duration.default('24h'),
+    // the first retry's delay; each next one doubles, up to an hour
+    backoff_base: duration.default('10s'),
+    // how often events a crash left undispatched are queued
+    dispatch_every: duration.default('30s'),
+    // deliveries started per second and endpoint: a burst of events is spread out, not fought over
+    // with the gateway path for CPU, Redis and MySQL
+    max_per_second_per_endpoint: Joi.number().integer().min(1).max(10_000).default(25),
+  }).default(),
 });
 
 /** Environment variables of SPEC section 9 (and a few more), mapped onto config keys. */
@@ -238,6 +266,13 @@ const ENV_KEYS: Record<string, string[]> = {
   QUEUE_STALLED_INTERVAL: ['queue', 'stalled_interval'],
   BILLING_FAULT_CRASH_AT: ['fault_crash_at'],
   BUSINESS_TZ: ['business_tz'],
+  ALERTS_BALANCE_LOW_THRESHOLD: ['alerts', 'balance_low_threshold'],
+  ALERTS_QUOTA_LOW_PERCENT: ['alerts', 'quota_low_percent'],
+  WEBHOOKS_RETRY_FOR: ['webhooks', 'retry_for'],
+  WEBHOOKS_TIMEOUT: ['webhooks', 'timeout'],
+  WEBHOOKS_SECRET_OVERLAP: ['webhooks', 'secret_overlap'],
+  WEBHOOKS_BACKOFF_BASE: ['webhooks', 'backoff_base'],
+  WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT: ['webhooks', 'max_per_second_per_endpoint'],
   GATEWAY_TOKEN: ['auth', 'gateway_token'],
   ADMIN_TOKEN: ['auth', 'admin_token'],
   BULL_BOARD_USER: ['auth', 'board_user'],
@@ -476,6 +511,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       sweepEveryMs: ms(v.reservations.sweep_every),
     },
     portal: { sessionSecret: v.portal.session_secret, sessionTtlMs: ms(v.portal.session_ttl) },
+    alerts: {
+      balanceLowThreshold: parseMoney(v.alerts.balance_low_threshold)!,
+      quotaLowPercent: v.alerts.quota_low_percent,
+    },
+    webhooks: {
+      retryForMs: ms(v.webhooks.retry_for),
+      timeoutMs: ms(v.webhooks.timeout),
+      secretOverlapMs: ms(v.webhooks.secret_overlap),
+      backoffBaseMs: ms(v.webhooks.backoff_base),
+      dispatchEveryMs: ms(v.webhooks.dispatch_every),
+      maxPerSecondPerEndpoint: v.webhooks.max_per_second_per_endpoint,
+    },
     defaultedSecrets,
   };
   return deepFreeze(config);

@@ -52,9 +52,21 @@ export const Jobs = {
   'expire-grants': job<Record<string, never>>('maintenance'),
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': job<Record<string, never>>('maintenance'),
+  /** Queue the webhook deliveries of stored events a crash left undispatched (scheduled; idempotent). */
+  'dispatch-events': job<Record<string, never>>('maintenance'),
 } as const;
 
 export type JobName = keyof typeof Jobs;
+
+/**
+ * A webhook delivery (SPEC 13): job 'deliver-webhook' in the endpoint's own queue `webhook-<endpoint
+ * id>` (src/services/webhook.service.ts), not in the table above: its queues come and go with
+ * endpoints. Job id <event id>.<endpoint id>, so an event is queued once per endpoint.
+ */
+export interface WebhookDeliveryJob {
+  endpointId: string;
+  eventId: string;
+}
 
 /** Job names with their payloads. */
 export type JobPayloads = { [N in JobName]: (typeof Jobs)[N] extends JobSpec<infer P> ? P : never };

@@ -1,4 +1,4 @@
-import { Queue, type JobsOptions, type ConnectionOptions } from 'bullmq';
+import { Queue, type MinimalJob, type JobsOptions, type ConnectionOptions } from 'bullmq';
 import { QueueNames, Jobs, type QueueName, type JobName, type JobPayloads } from './jobs.js';
 
 /** Retries for jobs that touch MySQL: exponential from 500 ms, capped at 30 s (see backoffStrategy). */
@@ -9,7 +9,20 @@ export const DEFAULT_JOB_OPTIONS: JobsOptions = {
   removeOnFail: { count: 5000 },
 };
 
-export function backoffStrategy(attemptsMade: number, type?: string): number {
+/** Webhook retries never wait longer than this between attempts. */
+const MAX_WEBHOOK_BACKOFF_MS = 3_600_000;
+
+/** The delay before webhook retry `attemptsMade` (1: the first retry): doubling from `baseMs`, at most an hour. */
+export function webhookBackoff(attemptsMade: number, baseMs: number): number {
+  return Math.min(MAX_WEBHOOK_BACKOFF_MS, baseMs * 2 ** Math.max(0, attemptsMade - 1));
+}
+
+export function backoffStrategy(attemptsMade: number, type?: string, _err?: Error, job?: MinimalJob): number {
+  // Webhook deliveries: doubling from the job's own base delay (webhooks.backoff_base), at most 1 h.
+  if (type === 'webhook') {
+    const backoff = job?.opts.backoff;
+    return webhookBackoff(attemptsMade, (typeof backoff === 'object' ? backoff.delay : undefined) || 10_000);
+  }
   if (type !== 'capped-exponential') return 1000;
   return Math.min(30_000, 500 * 2 ** Math.max(0, attemptsMade - 1));
 }

@@ -45,6 +45,13 @@ export async function registerSchedules(queues: JobQueues, config: Config): Prom
     .queueOf('expire-grants')
     .upsertJobScheduler('expire-grants', { every: 60_000 }, { name: 'expire-grants', data: {} });
   await queues
+    .queueOf('dispatch-events')
+    .upsertJobScheduler(
+      'dispatch-events',
+      { every: config.webhooks.dispatchEveryMs },
+      { name: 'dispatch-events', data: {} },
+    );
+  await queues
     .queueOf('expire-reservations')
     .upsertJobScheduler(
       'expire-reservations',

@@ -1,3 +1,5 @@
+import type { ChangeEvent } from './events.js';
+
 /**
  * A change made in Redis and waiting to be written to MySQL. The Lua script that makes the change
  * writes this JSON into the user's pending journal in the same atomic step; the persistence job
@@ -27,6 +29,8 @@ export interface DeductionChange {
   at: string;
   /** the parts of `amount` credit grants paid, in the order taken: [grant id, amount]; the rest the balance */
   grants?: [grantId: string, amount: string][];
+  /** events decided by the script in the same step (SPEC 13; src/redis/commands/includes/alerts.lua) */
+  events?: ChangeEvent[];
 }
 
 /** A balance change that is not a call: a paid recharge order, an operator adjustment. */
@@ -39,6 +43,7 @@ export interface CreditChange {
   amount: string;
   note: string;
   at: string;
+  events?: ChangeEvent[];
 }
 
 /** A credit grant given to a user (SPEC 14): booked as the grant's first `grant_entries` row. */
@@ -55,6 +60,8 @@ export interface GrantChange {
   expiresAt: string;
   note: string;
   at: string;
+  /** events decided by the script in the same step (SPEC 13; src/redis/commands/includes/alerts.lua) */
+  events?: ChangeEvent[];
 }
 
 /** What was left of a grant leaving it, past its expiry or voided: one `grant_entries` row. */
@@ -67,6 +74,8 @@ export interface GrantEndChange {
   amount: string;
   how: 'expired' | 'voided';
   at: string;
+  /** events decided by the script in the same step (SPEC 13; src/redis/commands/includes/alerts.lua) */
+  events?: ChangeEvent[];
 }
 
 /** The amount of a deduction the balance paid, or of a refund it got back (the rest: grants). */
@@ -105,12 +114,30 @@ export interface RefundChange {
    * rest went to the balance
    */
   grants?: [grantId: string, amount: string][];
+  /** events decided by the script in the same step (SPEC 13; src/redis/commands/includes/alerts.lua) */
+  events?: ChangeEvent[];
 }
 
-export type LedgerChange = DeductionChange | CreditChange | GrantChange | GrantEndChange | RefundChange;
+/**
+ * Events of a step that changed no money of its own: a call refused for balance (balance.depleted), a
+ * released or expired hold. Journaled and persisted like any change; it books nothing but the events.
+ */
+export interface EventsChange {
+  kind: 'events';
+  id: string;
+  userId: string;
+  at: string;
+  events: ChangeEvent[];
+}
+
+export type LedgerChange = DeductionChange | CreditChange | GrantChange | GrantEndChange | RefundChange | EventsChange;
 
 export function isLedgerChange(value: unknown): value is LedgerChange {
-  const c = value as Partial<LedgerChange> | null;
+  const c = value as Partial<DeductionChange | CreditChange | GrantChange | GrantEndChange | RefundChange> | null;
+  const e = value as Partial<EventsChange> | null;
+  if (e && typeof e === 'object' && e.kind === 'events') {
+    return typeof e.id === 'string' && typeof e.userId === 'string' && Array.isArray(e.events);
+  }
   return (
     !!c &&
     typeof c === 'object' &&
@@ -135,7 +162,9 @@ function validGrantParts(parts: unknown): boolean {
   );
 }
 
-function isRefundChange(c: Partial<LedgerChange>): boolean {
+function isRefundChange(
+  c: Partial<DeductionChange | CreditChange | GrantChange | GrantEndChange | RefundChange>,
+): boolean {
   if (c.kind !== 'refund') return false;
   const r = c as Partial<RefundChange>;
   const counts = [r.count, r.free, r.paid, r.freeReturned];

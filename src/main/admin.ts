@@ -34,7 +34,7 @@ class SettingsError extends Error {}
 const print = (data: unknown) => console.log(JSON.stringify(data, null, 2));
 
 /** What the commands use (never the whole context). */
-type CliDeps = Pick<AppContext, 'admin' | 'accounts' | 'persistence' | 'reconciliation'>;
+type CliDeps = Pick<AppContext, 'admin' | 'accounts' | 'persistence' | 'reconciliation' | 'webhooks'>;
 
 /** Looking an account up must not create it: refuse users neither Redis nor MySQL knows. */
 async function requireUser(d: CliDeps, userId: string): Promise<string> {
@@ -102,6 +102,24 @@ const COMMANDS: Record<string, Command> = {
         }),
       );
       await d.persistence.drainBuffer();
+    },
+  },
+  'webhook-resend': {
+    args: ['<endpoint_id>', '<event_id>'],
+    summary: 'send a stored event to a webhook endpoint again (a new delivery job)',
+    help:
+      'Queues one more delivery of an event to an endpoint, whatever became of the earlier ones (the\n' +
+      'receiver dedupes by the event id). The worker sends it; its attempts are listed by\n' +
+      'GET /admin/v1/webhooks/<endpoint_id>/deliveries.\n' +
+      'Example: npm run admin -- webhook-resend we_0193... evt_5f2c...',
+    options: {},
+    check([endpointId, eventId]) {
+      if (!/^[A-Za-z0-9_]{1,40}$/.test(endpointId) || !/^[A-Za-z0-9_]{1,40}$/.test(eventId)) {
+        throw new UsageError('endpoint and event ids are 1-40 characters of A-Z a-z 0-9 _');
+      }
+    },
+    async run(d, [endpointId, eventId]) {
+      print({ endpointId, eventId, ...(await d.webhooks.resend(endpointId, eventId)) });
     },
   },
   reconcile: {

@@ -247,10 +247,47 @@
     }
   });
 
+  async function loadAlerts() {
+    const alerts = await api('/alerts');
+    $('alert-balance').value = alerts.balanceLow;
+    $('alert-quota').value = String(alerts.quotaLowPercent);
+    return alerts;
+  }
+
+  $('alerts-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const balance = $('alert-balance');
+    const percent = $('alert-quota');
+    const balanceOk = /^\d{1,12}(\.\d{1,6})?$/.test(balance.value.trim());
+    const percentOk = /^\d{1,3}$/.test(percent.value) && +percent.value >= 1 && +percent.value <= 100;
+    balance.toggleAttribute('aria-invalid', !balanceOk);
+    percent.toggleAttribute('aria-invalid', !percentOk);
+    if (!balanceOk || !percentOk) {
+      $('alerts-status').textContent = !balanceOk
+        ? 'Enter the threshold as an amount, e.g. 10.00.'
+        : 'Enter a percentage from 1 to 100.';
+      (balanceOk ? percent : balance).focus();
+      return;
+    }
+    $('alerts-button').disabled = true;
+    try {
+      const saved = await api('/alerts', {
+        method: 'PUT',
+        body: JSON.stringify({ balance_low: balance.value.trim(), quota_low_percent: +percent.value }),
+      });
+      $('alerts-status').textContent =
+        `Saved: alert below ${saved.balanceLow}, and at ${saved.quotaLowPercent} % of a free quota.`;
+    } catch (err) {
+      $('alerts-status').textContent = `Not saved: ${err.message}`;
+    } finally {
+      $('alerts-button').disabled = false;
+    }
+  });
+
   if (!token) {
     fatal('This page needs a portal link. Please ask for a new link.');
     return;
   }
   describeSession();
-  Promise.all([loadAccount(), loadUsage(), loadRecords()]).catch(() => undefined);
+  Promise.all([loadAccount(), loadUsage(), loadRecords(), loadAlerts()]).catch(() => undefined);
 })();

@@ -11,7 +11,9 @@ import {
   type GrantChange,
   type GrantEndChange,
   type RefundChange,
+  type LedgerChange,
 } from '../lib/ledger-change.js';
+import type { ChangeEvent } from '../lib/events.js';
 import type { Metrics } from '../lib/metrics.js';
 import {
   deductPrint,
@@ -73,6 +75,7 @@ declare module 'ioredis' {
       ...args: Arg[]
     ): Result<string[], Context>;
     initAccountScript(account: string, quota: string, ...args: Arg[]): Result<number, Context>;
+    setAlertsScript(account: string, balanceLow: string, quotaLowPercent: number): Result<number, Context>;
     reserveScript(
       account: string,
       quota: string,
@@ -83,6 +86,8 @@ declare module 'ioredis' {
       activity: string,
       deductRequests: string,
       previousDeductRequests: string,
+      pending: string,
+      journalIndex: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     commitReservationScript(
@@ -103,6 +108,8 @@ declare module 'ioredis' {
       holds: string,
       holdsIndex: string,
       activity: string,
+      pending: string,
+      journalIndex: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     accountSnapshotScript(account: string, pending: string, holds: string, dead: string): Result<string[], Context>;
@@ -310,7 +317,7 @@ export interface CommitReply {
   amount: bigint;
   released: bigint;
   available: bigint;
-  journaled?: DeductionChange;
+  journaled?: LedgerChange;
 }
 
 export interface ReleaseArgs {
@@ -343,6 +350,8 @@ export interface CreditReply {
   /** false when this credit had been applied before (nothing changed now) */
   applied: boolean;
   balance: bigint;
+  /** the events the credit's change carries (includes/alerts.lua) */
+  events?: ChangeEvent[];
 }
 
 export interface InitAccountArgs {
@@ -353,8 +362,12 @@ export interface InitAccountArgs {
   quotaExpiresAt: number;
   /** TTL of the loaded account, ms: it becomes lasting with its first change */
   ttlMs: number;
+  /** free calls used per service, and the quota alarms ('!al:<service>') */
   used: QuotaUse;
-  /** account-hash fields beside the balance: grants, price overrides, limits (see includes/quote.lua) */
+  /**
+   * account-hash fields beside the balance: grants, price overrides, limits (see includes/quote.lua),
+   * alert thresholds and the alarms derived from the loaded state (includes/alerts.lua)
+   */
   accountFields: [field: string, value: string][];
   /** spent this month ('$m') and today ('$d:<DD>'), for the spending limits */
   spent: [field: string, amount: string][];
@@ -478,6 +491,17 @@ export class Scripts {
     return new AppError('RESERVATION_NOT_FOUND', `reservation ${id} is ${status === 'missing' ? 'unknown' : status}`);
   }
 
+  /**
+   * Where the events of a step that journals no change of its own go (a refusal, a release: see
+   * src/redis/commands/includes/alerts.lua): the persistence buffer, wired by the composition root.
+   * Unset, they are still journaled, and the persistence sweep books them.
+   */
+  onEventsJournaled: (change: LedgerChange) => void = () => undefined;
+
+  private journaledEvents(json: string | undefined): void {
+    if (json) this.onEventsJournaled(JSON.parse(json) as LedgerChange);
+  }
+
   async check(a: CheckArgs): Promise<CheckReply> {
     const k = this.keys;
     const s = a.service;
@@ -533,6 +557,7 @@ export class Scripts {
     );
     const status = str(r[0]);
     const reply = this.charge(r);
+    if (status === 'no_balance') this.journaledEvents(r[6]);
     this.outcome('deduct', status, { service: s.name, requestId: a.requestId, reply });
     if (status === 'dup') {
       // The record of the first call, made in the window the script found it in.
@@ -546,6 +571,7 @@ export class Scripts {
       amount: str(r[4]),
       unitPrice: str(r[6]),
       ...(r[7] ? { grants: JSON.parse(r[7]) as DeductionChange['grants'] } : {}),
+      ...(r[8] ? { events: JSON.parse(r[8]) as ChangeEvent[] } : {}),
     };
     return { ...reply, recordId: change.id, journaled };
   }
@@ -566,6 +592,8 @@ export class Scripts {
         k.activityIndex(a.userId),
         k.requests(a.userId, place.window, place.shard),
         k.requests(a.userId, place.window - 1, place.shard),
+        k.pending(a.userId),
+        k.journalIndex(a.userId),
         `reserve|${s.name}|${a.count}|${a.ttlMs}`,
         s.name,
         a.count,
@@ -586,6 +614,7 @@ export class Scripts {
       ),
     );
     const reply = this.charge(r);
+    this.journaledEvents(r[7]);
     this.outcome('reserve', str(r[0]), { service: s.name, requestId: a.requestId, reply });
     return { ...reply, reservationId: str(r[1]), expiresAt: num(r[6]) };
   }
@@ -610,6 +639,7 @@ export class Scripts {
     );
     const status = str(r[0]);
     this.outcome('commit', status);
+    if (status === 'expired') this.journaledEvents(r[7]);
     if (status === 'too_many') {
       throw new AppError('VALIDATION_FAILED', 'count exceeds what is held', [
         { field: 'count', message: `must be at most ${str(r[1])}` },
@@ -628,7 +658,7 @@ export class Scripts {
       amount: big(r[4]),
       released: big(r[5]),
       available: big(r[6]),
-      journaled: status === 'ok' && json ? (JSON.parse(json) as DeductionChange) : undefined,
+      journaled: status === 'ok' && json ? (JSON.parse(json) as LedgerChange) : undefined,
     };
   }
 
@@ -642,6 +672,8 @@ export class Scripts {
       k.holds(a.userId),
       k.holdsIndex(a.userId),
       k.activityIndex(a.userId),
+      k.pending(a.userId),
+      k.journalIndex(a.userId),
       a.reservationId,
       a.as,
       a.now.getTime(),
@@ -649,6 +681,7 @@ export class Scripts {
     );
     const status = str(r[0]);
     this.outcome(a.as === 'released' ? 'release' : 'expire', status);
+    this.journaledEvents(r[3]);
     if (a.as === 'released' && status !== 'ok' && status !== 'released')
       throw this.reservationGone(a.reservationId, status);
     return { outcome: status, released: big(r[1]), available: big(r[2]) };
@@ -766,6 +799,7 @@ export class Scripts {
         amount: str(r[5]),
         freeReturned: str(r[7]),
         ...(r[8] ? { grants: JSON.parse(r[8]) as RefundChange['grants'] } : {}),
+        ...(r[9] && r[9] !== '[]' && r[9] !== '{}' ? { events: JSON.parse(r[9]) as ChangeEvent[] } : {}),
       };
     }
     return reply;
@@ -795,7 +829,7 @@ export class Scripts {
     const balance = big(r[1]);
     switch (r[0]) {
       case 'ok':
-        return { applied: true, balance };
+        return { applied: true, balance, events: r[3] ? (JSON.parse(r[3]) as ChangeEvent[]) : undefined };
       case 'dup':
         if (r[2] !== a.amount.toString()) {
           const first = formatMoney(big(r[2]));
@@ -804,7 +838,7 @@ export class Scripts {
             `${change.kind} ${change.id} was applied before with amount ${first}`,
           );
         }
-        return { applied: false, balance };
+        return { applied: false, balance, events: r[3] ? (JSON.parse(r[3]) as ChangeEvent[]) : undefined };
       case 'no_balance':
         throw new AppError(
           'INSUFFICIENT_BALANCE',
@@ -849,7 +883,12 @@ export class Scripts {
     switch (r[0]) {
       case 'ok':
       case 'dup':
-        return { duplicate: r[0] === 'dup', available: big(r[1]), journaled: r[0] === 'ok' ? change : undefined };
+        return {
+          duplicate: r[0] === 'dup',
+          available: big(r[1]),
+          journaled:
+            r[0] === 'ok' ? { ...change, ...(r[2] ? { events: JSON.parse(r[2]) as ChangeEvent[] } : {}) } : undefined,
+        };
       case 'reused':
         throw new AppError('REQUEST_ID_REUSED', `grant_id ${change.id} was used before with a different payload`);
       case 'too_many':
@@ -884,17 +923,7 @@ export class Scripts {
         a.userId,
       ),
     );
-    const ended: GrantEndChange[] = [];
-    for (let i = 1; i + 2 < r.length; i += 3) {
-      ended.push({
-        kind: 'grant_end',
-        id: str(r[i]),
-        userId: a.userId,
-        amount: str(r[i + 1]),
-        how: str(r[i + 2]) as GrantEndChange['how'],
-        at: a.now.toISOString(),
-      });
-    }
+    const ended = r.slice(1).map((json) => JSON.parse(json) as GrantEndChange);
     return { status: str(r[0]) as EndGrantsReply['status'], ended };
   }
 
@@ -909,6 +938,11 @@ export class Scripts {
       ...fields.flat(),
     );
     return set === 1;
+  }
+
+  /** Sets the alert thresholds of a loaded account; false if it is not in Redis (its load reads them). */
+  async setAlerts(userId: string, balanceLow: bigint, quotaLowPercent: number): Promise<boolean> {
+    return (await this.redis.setAlertsScript(this.keys.account(userId), balanceLow.toString(), quotaLowPercent)) === 1;
   }
 
   /** true if this call loaded the account, false if it was already there. */

@@ -3,6 +3,7 @@ import type { Db } from './database.js';
 import { balancesWithLedgerSum } from './ledger-sum.js';
 import {
   balancePart,
+  journalId,
   type LedgerChange,
   type DeductionChange,
   type CreditChange,
@@ -10,6 +11,7 @@ import {
   type GrantEndChange,
   type RefundChange,
 } from '../lib/ledger-change.js';
+import { eventOf } from '../lib/events.js';
 
 export interface ApplyResult {
   applied: number;
@@ -54,6 +56,7 @@ export class LedgerRepository {
     const deductions = unique.filter((c): c is DeductionChange => c.kind === 'deduction');
     const credits = unique.filter((c): c is CreditChange => c.kind === 'recharge' || c.kind === 'adjustment');
     const grantChanges = unique.filter((c): c is GrantChange | GrantEndChange => c.kind.startsWith('grant'));
+    await this.insertEvents(trx, unique);
 
     const freshDeductions = await this.withoutStored(trx, 'consumption_records', 'record_id', deductions);
     const freshCredits = await this.withoutStoredLedger(trx, credits);
@@ -230,6 +233,26 @@ export class LedgerRepository {
         });
     }
     return { applied, alreadyPersisted: unique.length - applied };
+  }
+
+  /**
+   * The events the changes carry, in the changes' transaction (a transactional outbox: SPEC 13). An id
+   * already stored (the change persisted before) is skipped, so a retried job never doubles an event.
+   */
+  private async insertEvents(trx: Knex.Transaction, changes: LedgerChange[]): Promise<void> {
+    const rows = changes.flatMap((c) =>
+      (c.events ?? []).map((e) => {
+        const ev = eventOf(journalId(c), c.userId, c.at, e);
+        return {
+          id: ev.id,
+          user_id: ev.userId,
+          type: ev.type,
+          data: JSON.stringify(ev.data),
+          created_at: mysqlTime(ev.createdAt),
+        };
+      }),
+    );
+    if (rows.length > 0) await trx('events').insert(rows).onConflict('id').ignore();
   }
 
   private async withoutStored<T extends { id: string }>(

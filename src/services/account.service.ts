@@ -97,6 +97,18 @@ export interface AccountServiceDeps {
   calendar: BusinessCalendar;
   clock: Clock;
   currency: string;
+  /**
+   * The alert fields an account loads with: thresholds and alarms derived from what is loaded
+   * (EventService.loadFields); none when absent.
+   */
+  alertFields?: (
+    userId: string,
+    /** null: no account row (a new user) */
+    balance: bigint | null,
+    used: [string, string][],
+    /** the user's own free quotas, where set (per-user pricing) */
+    ownFree: Map<string, number>,
+  ) => Promise<{ account: [string, string][]; quota: [string, string][] }>;
 }
 
 /**
@@ -115,8 +127,10 @@ export class AccountService {
   private readonly calendar: BusinessCalendar;
   private readonly clock: Clock;
   private readonly currency: string;
+  private readonly alertFields: NonNullable<AccountServiceDeps['alertFields']>;
 
   constructor(deps: AccountServiceDeps) {
+    this.alertFields = deps.alertFields ?? (async () => ({ account: [], quota: [] }));
     this.scripts = deps.scripts;
     this.redis = deps.redis;
     this.keys = deps.keys;
@@ -152,6 +166,13 @@ export class AccountService {
       this.accounts.quotaUsage(userId, period),
       this.accounts.settings(userId, period, day),
     ]);
+    const used = usage.map((u): [string, string] => [u.service_name, String(u.used)]);
+    // Alarms are derived from what the account can spend: its balance and its grants.
+    const grants = settings.grants.reduce((sum, g) => sum + BigInt(g.remaining), 0n);
+    const ownFree = new Map(
+      settings.pricing.filter((p) => p.free_quota !== null).map((p) => [p.service_name, Number(p.free_quota)]),
+    );
+    const alerts = await this.alertFields(userId, row ? BigInt(row.balance) + grants : null, used, ownFree);
     await this.scripts.initAccount({
       userId,
       period,
@@ -159,8 +180,8 @@ export class AccountService {
       overdraftLimit: row?.overdraft_limit ?? '0',
       quotaExpiresAt: this.quotaExpiry(now),
       ttlMs: LOAD_TTL_MS,
-      used: usage.map((u) => [u.service_name, u.used]),
-      accountFields: accountFields(settings),
+      used: [...used, ...alerts.quota],
+      accountFields: [...accountFields(settings), ...alerts.account],
       spent: [
         ['$m', settings.spentMonth],
         [`$d:${day.slice(8)}`, settings.spentToday],

@@ -58,6 +58,7 @@ export class CreditService {
       refuseOverdraw: input.refuseOverdraw ?? false,
       now,
     });
+    if (r.events) change.events = r.events;
     if (r.applied && input.persistBy !== 'caller') this.persistence.enqueue(change);
     return { applied: r.applied, balance: r.balance, change };
   }

@@ -1,3 +1,4 @@
+import type { EventService } from './event.service.js';
 import type { Logger } from '../lib/logger.js';
 import type { Clock } from '../lib/clock.js';
 import type { RechargeRepository, OrderRow } from '../repositories/recharge.repository.js';
@@ -53,6 +54,8 @@ export interface RechargeServiceDeps {
   clock: Clock;
   faults: FaultPoints;
   logger: Logger;
+  /** records recharge.failed (SPEC 13) */
+  events?: Pick<EventService, 'rechargeFailed' | 'dispatchPersisted'>;
 }
 
 /**
@@ -73,8 +76,10 @@ export class RechargeService {
   private readonly clock: Clock;
   private readonly faults: FaultPoints;
   private readonly logger: Logger;
+  private readonly events?: Pick<EventService, 'rechargeFailed' | 'dispatchPersisted'>;
 
   constructor(deps: RechargeServiceDeps) {
+    this.events = deps.events;
     this.orders = deps.orders;
     this.ledger = deps.ledger;
     this.credits = deps.credits;
@@ -85,6 +90,16 @@ export class RechargeService {
     this.clock = deps.clock;
     this.faults = deps.faults;
     this.logger = deps.logger;
+  }
+
+  /** recharge.failed for an order (idempotent by order id); an event lost here never blocks the order. */
+  private async failed(orderId: string, reason: string): Promise<void> {
+    if (!this.events) return;
+    const order = await this.orders.find(orderId);
+    if (!order) return;
+    await this.events
+      .rechargeFailed({ orderId, userId: order.user_id, amount: BigInt(order.amount), reason })
+      .catch((err: Error) => this.logger.error({ orderId, err: err.message }, 'recharge.failed not recorded'));
   }
 
   view(o: OrderRow) {
@@ -168,6 +183,7 @@ export class RechargeService {
       const reason = err instanceof Error ? err.message : String(err);
       await this.orders.finish(orderId, 'failed', reason);
       this.logger.warn({ orderId, err: reason }, 'CreatePayment failed; order marked failed');
+      await this.failed(orderId, reason);
       throw err instanceof AppError ? err : new AppError('PAYMENT_UNAVAILABLE', 'payment service unavailable');
     }
     return this.view((await this.orders.find(orderId))!);
@@ -230,6 +246,7 @@ export class RechargeService {
         body.status === 'closed' ? 'closed' : 'failed',
         `payment ${body.status}`,
       );
+      if (body.status === 'failed') await this.failed(order.order_id, `payment ${body.status}`);
       return { orderId: order.order_id, outcome: 'closed' };
     }
     const paidAt =
@@ -296,6 +313,8 @@ export class RechargeService {
         }),
       'after-mysql-commit',
     );
+    // recharge.paid (and a balance.recovered) were stored with the credit: deliver them now.
+    await this.events?.dispatchPersisted([change]);
     return paidBefore ? this.alreadyPaid(paidBefore, paymentId) : 'credited';
   }
 

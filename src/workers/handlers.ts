@@ -8,6 +8,9 @@ import type { ReconciliationService } from '../services/reconciliation.service.j
 import type { ReservationService } from '../services/reservation.service.js';
 import type { GrantService } from '../services/grant.service.js';
 import { isAppError } from '../lib/errors.js';
+import type { EventService } from '../services/event.service.js';
+import type { WebhookService } from '../services/webhook.service.js';
+import type { WebhookDeliveryJob } from '../jobs/jobs.js';
 
 /** What a job's handler does, and which of its errors no retry can fix (the job fails for good). */
 export interface JobHandler<N extends JobName> {
@@ -25,6 +28,9 @@ export interface HandlerDeps {
   accounts: AccountService;
   archive: ArchiveService;
   grants: GrantService;
+  /** stored events: their dispatch to webhook endpoints once persisted (SPEC 13) */
+  events: Pick<EventService, 'dispatchPersisted' | 'dispatchLeftovers'>;
+  webhooks: Pick<WebhookService, 'deliver' | 'activeEndpointIds'>;
   /** sweep-pending's threshold when the job does not say */
   sweepAfterMs: number;
   /** how long an account stays in Redis unchanged before evict-idle-accounts removes it */
@@ -37,8 +43,17 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
     'persist-changes': {
       // A change MySQL refuses is parked inside persist(); what is left to throw is worth a retry,
       // but for a payload that is no list of changes at all.
-      run: (data) => d.persistence.persist(data.changes),
+      run: async (data) => {
+        const outcome = await d.persistence.persist(data.changes);
+        // The events are stored (outbox) with the changes; queue their deliveries now. A failure here
+        // is dispatch-events' to recover, not a reason to persist again.
+        if (Array.isArray(data.changes)) await d.events.dispatchPersisted(data.changes);
+        return outcome;
+      },
       unrecoverable: (err) => err instanceof MalformedChangeError,
+    },
+    'dispatch-events': {
+      run: async () => ({ dispatched: await d.events.dispatchLeftovers() }),
     },
     'apply-payment': {
       run: async (data) => ({
@@ -80,6 +95,11 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
       run: async () => ({ deleted: await d.accounts.prunePeriods() }),
     },
   };
+}
+
+/** One webhook delivery attempt (the endpoint's own queue: see src/jobs/jobs.ts, WebhookDeliveryJob). */
+export function deliverWebhook(d: Pick<HandlerDeps, 'webhooks'>, job: Job<WebhookDeliveryJob>) {
+  return d.webhooks.deliver(job.data, job.attemptsMade + 1, job.timestamp);
 }
 
 /** Runs a job by its name; an error the handler calls unrecoverable becomes bullmq's UnrecoverableError. */

@@ -6,7 +6,14 @@ import type { JobQueues } from '../jobs/queues.js';
 import { createRedis } from '../redis/connection.js';
 import { QueueNames, type JobName, type JobPayloads, type QueueName } from '../jobs/jobs.js';
 import { backoffStrategy } from '../jobs/queues.js';
-import { jobHandlers, runJob, type HandlerDeps } from './handlers.js';
+import { deliverWebhook, jobHandlers, runJob, type HandlerDeps } from './handlers.js';
+import { queueName } from '../services/webhook.service.js';
+import type { WebhookDeliveryJob } from '../jobs/jobs.js';
+
+/** How often the worker looks for webhook endpoints created or deleted since (their queues come and go). */
+const ENDPOINT_POLL_MS = 2_000;
+/** Deliveries in flight per endpoint: a slow endpoint holds only its own. */
+const DELIVERIES_PER_ENDPOINT = 4;
 
 type AnyJob = Job<JobPayloads[JobName], unknown, JobName>;
 
@@ -22,6 +29,8 @@ const correlationOf = (job: AnyJob | undefined) =>
 
 /** What the workers use: the handlers' services, the queue settings, a Redis URL for their own connection. */
 export interface WorkerDeps extends HandlerDeps {
+  /** deliveries started per second and webhook endpoint (webhooks.max_per_second_per_endpoint) */
+  webhookRate: number;
   redisUrl: string;
   queue: Config['queue'];
   queues: Pick<JobQueues, 'add'>;
@@ -33,6 +42,8 @@ export interface WorkerDeps extends HandlerDeps {
 export function startWorkers(
   d: WorkerDeps,
   queues: readonly QueueName[] = QueueNames,
+  /** the webhook endpoints' delivery workers too (default: when every queue is worked) */
+  withWebhooks = queues === QueueNames,
 ): { workers: Worker<JobPayloads[JobName], unknown, JobName>[]; close(): Promise<void> } {
   const handlers = jobHandlers(d);
   const connection = createRedis(d.redisUrl, 'blocking');
@@ -83,6 +94,7 @@ export function startWorkers(
     worker.on('error', (err) => d.logger.error({ err: err.message, queue }, 'worker error'));
     return worker;
   });
+  const webhooks = withWebhooks ? startWebhookWorkers(d) : { close: async () => undefined };
   // What a dead process left unpersisted (its buffer, a job it never enqueued) is recovered at once,
   // not at the sweep's usual age: entries older than a few seconds are past any live API's buffer.
   void d.queues
@@ -96,7 +108,7 @@ export function startWorkers(
      * stalled and runs again elsewhere (every job is idempotent).
      */
     async close() {
-      const closed = Promise.all(workers.map((w) => w.close())).then(() => true);
+      const closed = Promise.all([...workers.map((w) => w.close()), webhooks.close()]).then(() => true);
       const inTime = await Promise.race([
         closed,
         new Promise<false>((r) => setTimeout(() => r(false), CLOSE_GRACE_MS).unref()),
@@ -110,6 +122,61 @@ export function startWorkers(
         ]);
       }
       await connection.quit().catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * One BullMQ worker per webhook endpoint, on the endpoint's own queue (see webhook.service.ts): a dead
+ * endpoint's attempts wait out their timeouts in its worker alone. Endpoints created or deleted are
+ * picked up within ENDPOINT_POLL_MS.
+ */
+function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
+  const running = new Map<string, Worker<WebhookDeliveryJob>>();
+  // Shared like the other workers' (each worker still blocks on a duplicate of its own).
+  const connection = createRedis(d.redisUrl, 'blocking');
+  let stopped = false;
+  const sync = async () => {
+    const ids = new Set(await d.webhooks.activeEndpointIds());
+    for (const id of ids) {
+      if (running.has(id) || stopped) continue;
+      const worker = new Worker<WebhookDeliveryJob>(queueName(id), (job) => deliverWebhook(d, job), {
+        connection,
+        prefix: d.queue.prefix,
+        concurrency: DELIVERIES_PER_ENDPOINT,
+        limiter: { max: d.webhookRate, duration: 1000 },
+        lockDuration: d.queue.lockDurationMs,
+        stalledInterval: d.queue.stalledIntervalMs,
+        settings: { backoffStrategy },
+      });
+      worker.on('failed', (job, err) =>
+        d.logger.info(
+          { queue: queueName(id), jobId: job?.id, attempts: job?.attemptsMade, err: err.message },
+          'webhook attempt failed',
+        ),
+      );
+      worker.on('error', (err) => d.logger.error({ err: err.message, queue: queueName(id) }, 'webhook worker error'));
+      running.set(id, worker);
+    }
+    for (const [id, worker] of running) {
+      if (ids.has(id)) continue;
+      running.delete(id);
+      void worker.close().catch(() => undefined);
+    }
+  };
+  const poll = async () => {
+    await sync().catch((err: Error) => d.logger.warn({ err: err.message }, 'webhook endpoints not listed'));
+    if (!stopped) timer = setTimeout(() => void poll(), ENDPOINT_POLL_MS);
+  };
+  let timer: NodeJS.Timeout | undefined;
+  void poll();
+  return {
+    async close() {
+      stopped = true;
+      clearTimeout(timer);
+      await Promise.all([...running.values()].map((w) => w.close()));
+      running.clear();
+      await connection.quit().catch(() => connection.disconnect());
     },
   };
 }

@@ -162,6 +162,9 @@ describe('OpenAPI document and /docs', function () {
     await h.get('/portal/v1/records', { page_size: 5 }, session);
     await h.get('/portal/v1/records', { user_id: user }, session);
     await h.get('/portal/v1/usage', {}, session);
+    await h.get('/portal/v1/alerts', {}, session);
+    await h.put('/portal/v1/alerts', { balance_low: '5.00' }, session);
+    await h.put('/portal/v1/alerts', { user_id: user, balance_low: '5.00' }, session);
     const portalOrder = await h.post('/portal/v1/recharge', { amount: '2.00', payment_method: 'wechat' }, session);
     await h.get(`/portal/v1/recharge/${portalOrder.body.data.orderId}`, {}, session);
     await h.get('/portal/v1/recharge/ord_missing', {}, session);
@@ -208,6 +211,26 @@ describe('OpenAPI document and /docs', function () {
     );
     await h.post('/admin/v1/jobs/persist-changes/nope/retry', { operator: 'tester', reason: 'openapi test' }, admin);
     await h.get('/admin/v1/dead-letters', {});
+    // Events and webhooks (SPEC 13).
+    await h.get('/api/v1/billing/alerts', { user_id: user });
+    await h.put('/api/v1/billing/alerts', { user_id: user, balance_low: '20.00', quota_low_percent: 90 });
+    await h.put('/api/v1/billing/alerts', { user_id: user, quota_low_percent: 0 });
+    const hook = await h.post('/admin/v1/webhooks', { url: 'http://127.0.0.1:9/hook', events: ['*'] }, admin);
+    await h.post('/admin/v1/webhooks', { url: 'ftp://127.0.0.1/hook', events: ['*'] }, admin);
+    await h.get('/admin/v1/webhooks', {}, admin);
+    await h.get(`/admin/v1/webhooks/${hook.body.data.id}`, {}, admin);
+    await h.post(`/admin/v1/webhooks/${hook.body.data.id}/rotate-secret`, {}, admin);
+    await h.post(`/api/v1/billing/recharge`, { user_id: user, amount: '1.00', payment_method: 'alipay' });
+    await h.drain();
+    const events = await h.get('/admin/v1/events', { user_id: user, page_size: 5 }, admin);
+    await h.get('/admin/v1/events', { type: 'nope' }, admin);
+    const eventId = events.body.data.events[0]?.id ?? 'evt_none';
+    await h.get(`/admin/v1/events/${eventId}`, {}, admin);
+    await h.get('/admin/v1/events/evt_missing', {}, admin);
+    await h.post(`/admin/v1/webhooks/${hook.body.data.id}/resend`, { event_id: eventId }, admin);
+    await h.get(`/admin/v1/webhooks/${hook.body.data.id}/deliveries`, { page_size: 5 }, admin);
+    await h.del(`/admin/v1/webhooks/${hook.body.data.id}`, admin);
+    await h.del('/admin/v1/webhooks/we_missing', admin);
     await fetch(`${h.url}/admin/queues`, { headers: admin }).then((r) => r.text());
     await fetch(`${h.url}/metrics`, { headers: admin }).then((r) => r.text());
     await h.get('/health');

@@ -361,6 +361,28 @@ describe('customer portal', function () {
       await h.assertInvariant([erin]);
     });
 
+    it('shows and saves alert thresholds; a bad entry is explained and changes nothing', async () => {
+      const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+      const page = await context.newPage();
+      await page.goto((await newLink(bob)).url);
+      const threshold = page.getByLabel('Low balance threshold');
+      await page.waitForFunction(() => (document.getElementById('alert-balance') as HTMLInputElement).value !== '');
+      expect(await threshold.inputValue()).to.equal('10.00');
+      await threshold.fill('ten');
+      await page.getByRole('button', { name: 'Save alerts' }).click();
+      await textBecomes(page.locator('#alerts-status'), 'Enter the threshold as an amount', 'contains');
+      expect(await threshold.getAttribute('aria-invalid')).to.not.equal(null);
+      expect((await h.get('/api/v1/billing/alerts', { user_id: bob })).body.data.defaults.balanceLow).to.equal(true);
+      await threshold.fill('25.5');
+      await page.getByLabel('Free quota alert at (% used)').fill('90');
+      await page.getByRole('button', { name: 'Save alerts' }).click();
+      await textBecomes(page.locator('#alerts-status'), 'Saved: alert below 25.50, and at 90 %', 'contains');
+      const saved = (await h.get('/api/v1/billing/alerts', { user_id: bob })).body.data;
+      expect(saved).to.include({ balanceLow: '25.50', quotaLowPercent: 90 });
+      expect((await h.get('/api/v1/billing/alerts', { user_id: alice })).body.data.defaults.balanceLow).to.equal(true);
+      await context.close();
+    });
+
     it('shows an expired or forged link as such, and no data', async () => {
       const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
       const page = await context.newPage();

@@ -81,6 +81,8 @@ export interface Harness {
   tag: string;
   user(name: string): string;
   post<T = any>(path: string, body: unknown, headers?: Record<string, string>): Promise<ApiResponse<T>>;
+  put<T = any>(path: string, body: unknown, headers?: Record<string, string>): Promise<ApiResponse<T>>;
+  del<T = any>(path: string, headers?: Record<string, string>): Promise<ApiResponse<T>>;
   get<T = any>(
     path: string,
     query?: Record<string, string | number>,
@@ -187,6 +189,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     sim,
     user: (name) => `${tag}-${name}`,
     post: (path, body, headers) => call('POST', path, body, headers),
+    put: (path, body, headers) => call('PUT', path, body, headers),
+    del: (path, headers) => call('DELETE', path, undefined, headers),
     get: (path, query = {}, headers) =>
       call(
         'GET',
@@ -260,7 +264,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
             `grant ${g.id} of ${userId} is in Redis but not in MySQL`,
           ).to.equal(true);
         }
-        const redisUsed = await probe.redis.hgetall(probe.keys.quota(userId, period));
+        // Fields starting with '!' are the month's quota alarms (src/redis/commands/includes/alerts.lua).
+        const redisUsed = Object.fromEntries(
+          Object.entries(await probe.redis.hgetall(probe.keys.quota(userId, period))).filter(
+            ([f]) => !f.startsWith('!') && !f.startsWith('$'),
+          ),
+        );
         const mysqlUsed = await probe.repositories.accounts.quotaUsage(userId, period);
         const mysqlMap = Object.fromEntries(mysqlUsed.map((r) => [r.service_name, r.used]));
         const redisServices = redisBal === null && Object.keys(redisUsed).length === 0 ? [] : Object.keys(mysqlMap);

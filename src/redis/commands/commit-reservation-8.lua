@@ -27,12 +27,14 @@
   day is given back by the part not charged.
 
   Output: {status, recordId, freeCount, paidCount, amount, released, available, change JSON ('' if none)}
+    the change JSON is the charge's (with its events), or an event-only change (includes/alerts.lua)
     status 'ok' | 'dup' | 'reused' (committed before with another count) | 'missing'
            | 'released' | 'expired' | 'too_many'
 ]]
 --- @include "includes/quote"
 --- @include "includes/changed"
 --- @include "includes/holds"
+--- @include "includes/alerts"
 
 local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'paid', 'amt', 'price', 'exp', 'count',
   'ccount', 'rec', 'cfree', 'cpaid', 'camt', 'creleased', 'req', 'period', 'gh', 'bh', 'day')
@@ -59,7 +61,11 @@ if now >= tonumber(r[7]) then
   changed(KEYS[1], KEYS[8], ARGV[6], ARGV[5])
   redis.call('HDEL', KEYS[4], ARGV[1])
   holdsChanged(KEYS[4], KEYS[7], ARGV[6])
-  return {'expired'}
+  local a2 = redis.call('HMGET', KEYS[1], 'bal', 'held')
+  local events = balanceEvents({}, KEYS[1], tonumber(a2[1]) - tonumber(a2[2] or '0') + grantsAvailable(grants, now))
+  otherEvent(events, 'reservation.expired', {reservationId = ARGV[1], service = r[2], released = int(heldAmount)})
+  local json = journalEvents({KEYS[1], KEYS[8], KEYS[5], KEYS[6]}, 'expired-' .. ARGV[1], ARGV[6], ARGV[5], events)
+  return {'expired', '', '0', '0', '0', '0', '0', json}
 end
 
 local count = tonumber(ARGV[2])
@@ -82,9 +88,12 @@ if count > 0 then
   change.service, change.requestId, change.period, change.unitPrice = r[2], r[15], r[16], r[6]
   change.count, change.free, change.paid, change.amount = int(count), int(free), int(paid), int(amount)
   if #parts > 0 then change.grants = parts end
-  json = cjson.encode(change)
+  json = cjson.encode(withEvents(change, balanceEvents({}, KEYS[1], bal - held + grantsAvailable(grants, now))))
   redis.call('HSET', KEYS[5], rec, json)
   journaled(KEYS[6], ARGV[6], ARGV[5])
+else
+  json = journalEvents({KEYS[1], KEYS[8], KEYS[5], KEYS[6]}, 'commit-' .. ARGV[1], ARGV[6], ARGV[5],
+    balanceEvents({}, KEYS[1], bal - held + grantsAvailable(grants, now)))
 end
 redis.call('HSET', KEYS[3], 'state', 'committed', 'ccount', ARGV[2], 'rec', rec, 'cfree', int(free), 'cpaid', int(paid),
   'camt', int(amount), 'creleased', int(released))

@@ -24,7 +24,7 @@
     ARGV[12] the most grants a user may hold at once
     ARGV[13] the most balance and grants together may hold (micro-units)
 
-  Output: {status, available}
+  Output: {status, available, events JSON of the change ('' if none: includes/alerts.lua)}
     status 'ok' | 'dup' | 'reused' | 'init' (account not loaded) | 'too_many' | 'too_large'
            (refused: nothing changed)
     available = balance - held + the grants spendable now
@@ -32,6 +32,7 @@
 --- @include "includes/int"
 --- @include "includes/changed"
 --- @include "includes/grants"
+--- @include "includes/alerts"
 
 local now = tonumber(ARGV[11])
 local a = redis.call('HMGET', KEYS[1], 'bal', 'held', 'g')
@@ -56,7 +57,10 @@ insertGrant(grants, { id = ARGV[1], rem = ARGV[2], held = '0', prio = ARGV[3], e
   cat = ARGV[5] })
 saveGrants(KEYS[1], grants)
 changed(KEYS[1], KEYS[5], ARGV[10], ARGV[11])
-redis.call('HSET', KEYS[3], ARGV[7], ARGV[6])
+local events = balanceEvents({}, KEYS[1], tonumber(available(grants)))
+local change = ARGV[6]
+if #events > 0 then change = cjson.encode(withEvents(cjson.decode(ARGV[6]), events)) end
+redis.call('HSET', KEYS[3], ARGV[7], change)
 journaled(KEYS[4], ARGV[10], ARGV[11])
 redis.call('SET', KEYS[2], ARGV[9], 'PX', ARGV[8])
-return {'ok', available(grants)}
+return {'ok', available(grants), #events > 0 and cjson.encode(events) or ''}

@@ -19,16 +19,22 @@
     ARGV[7] user id (the indexes' member)
     ARGV[8] now, unix ms
 
-  Output: {status, balance, amount first applied under this id (for 'dup')}
+  Output: {status, balance, amount first applied under this id (for 'dup'), events of the change as a
+          JSON list ('' if none; for 'dup', those of the first application if still journaled; see
+          includes/alerts.lua)}
     status 'ok' | 'dup' (already applied) | 'init' (account not loaded)
            | 'no_balance' | 'too_large' (refused: nothing changed)
 ]]
 --- @include "includes/int"
 --- @include "includes/changed"
+--- @include "includes/alerts"
 
 local applied = redis.call('GET', KEYS[2])
 if applied then
-  return {'dup', redis.call('HGET', KEYS[1], 'bal') or '0', applied}
+  -- The events of the first application, while its change is still journaled (a retry books them).
+  local first = redis.call('HGET', KEYS[3], ARGV[2])
+  local events = first and cjson.decode(first).events
+  return {'dup', redis.call('HGET', KEYS[1], 'bal') or '0', applied, events and cjson.encode(events) or ''}
 end
 local acct = redis.call('HMGET', KEYS[1], 'bal', 'od', 'held')
 if not acct[1] then return {'init'} end
@@ -40,7 +46,11 @@ if amount < 0 and ARGV[6] == '1' and bal + od - held + amount < 0 then return {'
 
 bal = redis.call('HINCRBY', KEYS[1], 'bal', ARGV[1])
 changed(KEYS[1], KEYS[5], ARGV[7], ARGV[8])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+local change = cjson.decode(ARGV[3])
+local events = {}
+if change.kind == 'recharge' then otherEvent(events, 'recharge.paid', {orderId = change.id, amount = ARGV[1]}) end
+balanceEvents(events, KEYS[1], bal - held)
+redis.call('HSET', KEYS[3], ARGV[2], #events > 0 and cjson.encode(withEvents(change, events)) or ARGV[3])
 journaled(KEYS[4], ARGV[7], ARGV[8])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
-return {'ok', int(bal)}
+return {'ok', int(bal), '', #events > 0 and cjson.encode(events) or ''}

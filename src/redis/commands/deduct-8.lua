@@ -42,8 +42,10 @@
   before the balance (includes/grants.lua), and spending limits may refuse ('limit'). The journaled
   change gets the unit price charged and, when grants paid, `grants`: {{grant id, amount}...}.
 
-  Output: {status, recordId, freeCount, paidCount, amount, available, unitPrice, grants JSON ('' if none)}
-    (the last two only for 'ok': what the journaled change got here)
+  Output: {status, recordId, freeCount, paidCount, amount, available, unitPrice, grants JSON ('' if none),
+          events JSON ('' if none)}
+    (the last three only for 'ok': what the journaled change got here; for 'no_balance', element 7 is
+    the event-only change JSON of balance.depleted, or '': see includes/alerts.lua)
     status 'ok' | 'dup' (replay: the first answer; recordId is 'this' or 'previous': the window it was
            first seen in) | 'reused' | 'init' (account not loaded) | 'no_quota' | 'no_balance'
            | 'limit' (refused: nothing changed)
@@ -52,6 +54,7 @@
 --- @include "includes/quote"
 --- @include "includes/changed"
 --- @include "includes/remembered"
+--- @include "includes/alerts"
 
 local now = tonumber(ARGV[11])
 local function remembered(key, window)
@@ -71,7 +74,14 @@ local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
 local fromGrants = grantsAvailable(acct.grants, now)
 local left = limitLeft(acct, KEYS[2], ARGV[14])
 local free, paid, amount, refusal = quote(acct, used, tonumber(ARGV[3]), freeQuota, unitPrice, fromGrants, left)
-if refusal then return {refusal, '', int(free), int(paid), int(amount), int(acct.bal - acct.held + fromGrants)} end
+if refusal then
+  local available, journal = acct.bal - acct.held + fromGrants, ''
+  if refusal == 'no_balance' then
+    local events = depletedEvent({}, KEYS[1], ARGV[2], amount, available)
+    journal = journalEvents({KEYS[1], KEYS[7], KEYS[5], KEYS[6]}, ARGV[6], ARGV[10], ARGV[11], events)
+  end
+  return {refusal, '', int(free), int(paid), int(amount), int(available), journal}
+end
 
 if free > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
@@ -102,12 +112,15 @@ if #parts > 0 then
   for i, p in ipairs(parts) do paidBy[i] = p[1] .. '=' .. p[2] end
   redis.call('HSET', KEYS[3], ARGV[1] .. 'g', table.concat(paidBy, ','))
 end
-redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(change))
+local available = bal - acct.held + fromGrants
+local events = balanceEvents({}, KEYS[1], available)
+quotaEvents(events, KEYS[1], KEYS[2], ARGV[2], used + free, freeQuota)
+redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(withEvents(change, events)))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 
-local available = bal - acct.held + fromGrants
 local avail = int(available)
 redis.call('HSET', KEYS[3], ARGV[1], struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
   available))
 redis.call('PEXPIREAT', KEYS[3], ARGV[13])
-return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, unitPrice, grantParts}
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, unitPrice, grantParts,
+  #events > 0 and cjson.encode(events) or ''}

@@ -17,13 +17,16 @@
     ARGV[4] now, ISO instant (the changes' `at`)
     ARGV[5] user id (the indexes' member)
 
-  Output: {status, grant id, amount, how, ...} one triple per grant ended now
+  Output: {status, change JSON, ...} one change (kind 'grant_end', with its events) per grant ended now;
+    each carries grant.expired (expired or voided: data.how says which), and the last one the
+    balance alarms the ending caused (includes/alerts.lua)
     status 'ok' | 'init' (account not loaded) | 'missing' (no such grant to void)
            | 'held' (voided, but ended only once its holds are gone)
 ]]
 --- @include "includes/int"
 --- @include "includes/changed"
 --- @include "includes/grants"
+--- @include "includes/alerts"
 
 local now = tonumber(ARGV[3])
 local json = redis.call('HGET', KEYS[1], 'g')
@@ -41,22 +44,35 @@ if ARGV[1] == 'void' then
   if tonumber(g.held) > 0 then status = 'held' end
 end
 
-local out, kept = {status}, {}
+local ended, kept = {}, {}
 for _, g in ipairs(grants) do
   local due = g.void == '1' or (g.exp ~= '' and tonumber(g.exp) <= now)
   if due and tonumber(g.held) == 0 then
     local how = 'expired'
     if g.void == '1' then how = 'voided' end
     local change = { kind = 'grant_end', id = g.id, userId = ARGV[5], amount = g.rem, how = how, at = ARGV[4] }
-    redis.call('HSET', KEYS[2], 'grant_end:' .. g.id, cjson.encode(change))
-    out[#out + 1], out[#out + 2], out[#out + 3] = g.id, g.rem, how
+    withEvents(change, otherEvent({}, 'grant.expired', {grantId = g.id, remaining = g.rem, how = how}))
+    ended[#ended + 1] = change
   else
     kept[#kept + 1] = g
   end
 end
-if #out > 1 or status == 'held' then
+local out = {status}
+if #ended > 0 or status == 'held' then
   saveGrants(KEYS[1], kept)
+  if #ended > 0 then
+    -- What is spendable now that they are gone: the balance alarms of the last change.
+    local a = redis.call('HMGET', KEYS[1], 'bal', 'held')
+    local available = tonumber(a[1]) - tonumber(a[2] or '0') + grantsAvailable(kept, now)
+    local last = ended[#ended]
+    last.events = balanceEvents(last.events, KEYS[1], available)
+  end
+  for _, change in ipairs(ended) do
+    local json = cjson.encode(change)
+    redis.call('HSET', KEYS[2], 'grant_end:' .. change.id, json)
+    out[#out + 1] = json
+  end
   changed(KEYS[1], KEYS[4], ARGV[5], ARGV[3])
-  if #out > 1 then journaled(KEYS[3], ARGV[5], ARGV[3]) end
+  if #ended > 0 then journaled(KEYS[3], ARGV[5], ARGV[3]) end
 end
 return out

@@ -15,11 +15,12 @@
     ARGV[2] overdraft limit (micro-units)
     ARGV[3] expiry of the quota hash, unix ms
     ARGV[4] TTL of the account hash, ms
-    ARGV[5] n: the number of account-hash field pairs that follow (grants 'g', prices 'p:<service>',
-            limits 'lim_d', 'lim_m': see includes/quote.lua)
+    ARGV[5] n: the number of account-hash field pairs that follow: grants 'g', prices 'p:<service>',
+            limits 'lim_d', 'lim_m' (see includes/quote.lua); alert thresholds and the alarms derived
+            from the loaded state, so that a reload re-fires no event (see includes/alerts.lua)
     ARGV[6 .. 5+2n] those pairs of field, value
     ARGV[6+2n ..] pairs of quota-hash field, value: service name, free calls used this month; '$m',
-            '$d:<DD>', spent this month and today (spending limits)
+            '$d:<DD>', spent this month and today (spending limits); a quota alarm ('!al:<service>')
 
   Output: 1 if loaded, 0 if it already was.
 ]]

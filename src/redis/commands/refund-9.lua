@@ -43,7 +43,7 @@
     ARGV[13] when this window's refund-id hash expires, unix ms (two windows after it began)
     ARGV[14] the record's window number (kept in the answer, for its record id on a replay)
 
-  Output: {status, recordWindow, count, free, paid, amount, available, freeReturned, grants JSON}
+  Output: {status, recordWindow, count, free, paid, amount, available, freeReturned, grants JSON, events JSON}
     amount: what was given back (less a slice forfeited by a grant that has ended); grants JSON: the
     parts of it given back to grants, {{grant id, amount}...}, '' if none
     status 'ok' | 'dup' (a replay: the first answer, nothing refunded now; freeReturned '')
@@ -55,6 +55,7 @@
 --- @include "includes/changed"
 --- @include "includes/remembered"
 --- @include "includes/grants"
+--- @include "includes/alerts"
 
 -- fingerprint, first-seen second, record window, free, paid, amount, available
 local REFUND_ANSWER = '>I4I4I4I4I4dd'
@@ -158,14 +159,18 @@ if #grantParts > 0 then
   change.grants = grantParts
   grantsJson = cjson.encode(grantParts)
 end
+local avail = bal - held + grantsAvailable(grants, now)
+local events = balanceEvents({}, KEYS[1], avail)
+otherEvent(events, 'refund.created', {refundId = change.refundId, recordId = change.recordId,
+  requestId = change.requestId, count = int(count), amount = int(amount - forfeited)})
+withEvents(change, events)
 redis.call('HSET', KEYS[7], ARGV[10], cjson.encode(change))
 journaled(KEYS[8], ARGV[11], ARGV[8])
 
 redis.call('HSET', KEYS[4], ARGV[1], struct.pack(REFUNDED, doneFree + free, donePaid + paid, doneAmount + amount))
 redis.call('PEXPIREAT', KEYS[4], ARGV[12])
-local avail = bal - held + grantsAvailable(grants, now)
 redis.call('HSET', KEYS[5], ARGV[2], struct.pack(REFUND_ANSWER, tonumber(ARGV[3]), math.floor(now / 1000),
   tonumber(ARGV[14]), free, paid, amount - forfeited, avail))
 redis.call('PEXPIREAT', KEYS[5], ARGV[13])
 return {'ok', ARGV[14], int(count), int(free), int(paid), int(amount - forfeited), int(avail), int(freeReturned),
-  grantsJson}
+  grantsJson, cjson.encode(events)}

@@ -10,6 +10,8 @@
     KEYS[4] holds index hash
     KEYS[5] holds index of the user's slot   (see includes/changed.lua)
     KEYS[6] activity index of the user's slot
+    KEYS[7] pending journal hash      (events only: see includes/alerts.lua)
+    KEYS[8] journal index of the user's slot
 
     ARGV[1] reservation id
     ARGV[2] 'released' | 'expired'
@@ -19,13 +21,14 @@
   The held money goes back where reserve-9.lua held it from (grants' parts, the balance's part:
   includes/holds.lua), and the spending the hold counted is given back.
 
-  Output: {status, released, available}
+  Output: {status, released, available, event-only change JSON ('' if none)}
     status 'ok' | 'missing' | 'not_due' (expiry before its time) | the state it was already in
            ('released', 'expired', 'committed')
 ]]
 --- @include "includes/int"
 --- @include "includes/changed"
 --- @include "includes/holds"
+--- @include "includes/alerts"
 
 local r = redis.call('HMGET', KEYS[3], 'state', 'svc', 'free', 'amt', 'exp', 'gh', 'bh', 'day')
 if not r[1] then
@@ -57,5 +60,10 @@ redis.call('HSET', KEYS[3], 'state', newState)
 changed(KEYS[1], KEYS[6], ARGV[4], ARGV[3])
 redis.call('HDEL', KEYS[4], ARGV[1])
 holdsChanged(KEYS[4], KEYS[5], ARGV[4])
-if newState ~= ARGV[2] then return {newState, '0', available()} end
-return {'ok', int(heldAmount), available()}
+local events = balanceEvents({}, KEYS[1], tonumber(available()))
+if newState == 'expired' then
+  otherEvent(events, 'reservation.expired', {reservationId = ARGV[1], service = r[2], released = int(heldAmount)})
+end
+local json = journalEvents({KEYS[1], KEYS[6], KEYS[7], KEYS[8]}, newState .. '-' .. ARGV[1], ARGV[4], ARGV[3], events)
+if newState ~= ARGV[2] then return {newState, '0', available(), json} end
+return {'ok', int(heldAmount), available(), json}

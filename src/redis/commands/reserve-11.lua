@@ -13,6 +13,8 @@
     KEYS[7] activity index of the user's slot
     KEYS[8], KEYS[9] the deduct requests of this window and the previous one (the request id's shard):
             a deduct took the id: 'reused' (see includes/remembered.lua)
+    KEYS[10] pending journal hash      (events only: see includes/alerts.lua)
+    KEYS[11] journal index of the user's slot
 
     ARGV[1] fingerprint of the request
     ARGV[2] service name
@@ -38,12 +40,14 @@
   reservation hash keeps what each held: 'gh' {{grant id, amount}...} JSON, 'bh' the balance's part,
   and the business day ('day') whose spending the hold counts in.
 
-  Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt}
+  Output: {status, reservationId, freeCount, paidCount, heldAmount, available, expiresAt, event-only change
+          JSON of the hold or of a refusal for balance ('' if none)}
     status 'ok' | 'dup' | 'reused' | 'init' | 'no_quota' | 'no_balance' | 'limit'
 ]]
 --- @include "includes/quote"
 --- @include "includes/changed"
 --- @include "includes/remembered"
+--- @include "includes/alerts"
 
 local first = redis.call('HMGET', KEYS[3], 'fp', 'rsv', 'free', 'paid', 'amt', 'avail', 'exp')
 if first[1] then
@@ -64,7 +68,14 @@ local holdable = grantsAvailable(acct.grants, tonumber(ARGV[7]))
 local left = limitLeft(acct, KEYS[2], ARGV[17])
 local free, paid, amount, refusal = quote(acct, used, count, freeQuota, unitPrice, holdable, left)
 local function available() return int(acct.bal - acct.held + grantsAvailable(acct.grants, now)) end
-if refusal then return {refusal, '', int(free), int(paid), int(amount), available(), ''} end
+if refusal then
+  local journal = ''
+  if refusal == 'no_balance' then
+    journal = journalEvents({KEYS[1], KEYS[7], KEYS[10], KEYS[11]}, 'reserve-' .. ARGV[6], ARGV[13], ARGV[14],
+      depletedEvent({}, KEYS[1], ARGV[2], amount, tonumber(available())))
+  end
+  return {refusal, '', int(free), int(paid), int(amount), available(), '', journal}
+end
 
 if free > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], int(free))
@@ -91,4 +102,7 @@ local avail = available()
 redis.call('HSET', KEYS[3], 'fp', ARGV[1], 'rsv', ARGV[6], 'free', int(free), 'paid', int(paid), 'amt', int(amount),
   'avail', avail, 'exp', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ARGV[8])
-return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, ARGV[7]}
+local events = balanceEvents({}, KEYS[1], tonumber(avail))
+quotaEvents(events, KEYS[1], KEYS[2], ARGV[2], used + free, freeQuota)
+local journal = journalEvents({KEYS[1], KEYS[7], KEYS[10], KEYS[11]}, 'reserve-' .. ARGV[6], ARGV[13], ARGV[14], events)
+return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, ARGV[7], journal}

@@ -1,0 +1,199 @@
+/*
+ * `npm run bench:webhooks`: does delivering events slow the gateway path? (SPEC 13: a slow or dead
+ * endpoint never slows the gateway path.) One run, two phases on the same servers:
+ *
+ *   A. no webhook endpoints: BENCH_EVENT_USERS users (10,000) each cross their balance.low threshold
+ *      with one deduct, then steady deducts for BENCH_SECONDS;
+ *   B. the same with 10 endpoints, one of them dead (never answers, so each of its attempts waits the
+ *      10 s timeout): another 10,000 users cross, and 9 x 10,000 deliveries run beside the deducts
+ *      (at most webhooks.max_per_second_per_endpoint each: set WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT).
+ *
+ * The api and worker are processes of their own (as `npm start` runs them), and so are the receivers
+ * (bench/webhook-receiver.ts); this process only sends deducts, BENCH_CONCURRENCY (16) at a time, and
+ * times each. Prints deduct p50/p99 per phase and the delivery progress; JSON under bench/results/.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRedis, startMariaDb, freePort } from '../scripts/local-servers.js';
+import { createDatabase, migrateLatest } from '../src/repositories/database.js';
+
+const USERS = Number(process.env.BENCH_EVENT_USERS ?? 10_000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+const TOKEN = 'bench-token';
+const ENDPOINTS = 10;
+
+const children: ChildProcess[] = [];
+function start(script: string, env: Record<string, string>): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      const text = d.toString();
+      if (/ready|started/.test(text)) resolve(text);
+    });
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'billing-bench-webhooks-'));
+  const [redis, mariadb] = await Promise.all([
+    startRedis({ dir: join(dir, 'redis') }),
+    startMariaDb({ dir: join(dir, 'mariadb'), database: 'billing_bench', fast: true }),
+  ]);
+  try {
+    const db = createDatabase(mariadb.url);
+    await migrateLatest(db);
+    await db.destroy();
+    const configFile = join(dir, 'billing.config.json');
+    writeFileSync(configFile, JSON.stringify({ services: [{ name: 'tokens', free_quota: 0, unit_price: '0.1' }] }));
+    const port = await freePort();
+    const env = {
+      NODE_ENV: 'development',
+      LOG_LEVEL: 'info',
+      CONFIG_FILE: configFile,
+      REDIS_URL: redis.url,
+      DATABASE_URL: mariadb.url,
+      PORT: String(port),
+      GRPC_PORT: String(await freePort()),
+      HOST: '127.0.0.1',
+      GATEWAY_TOKEN: TOKEN,
+      ADMIN_TOKEN: TOKEN,
+    };
+    const receiverPort = await freePort();
+    await start('bench/webhook-receiver.ts', { PORT: String(receiverPort) });
+    await start('src/main/api.ts', env);
+    await start('src/main/worker.ts', env);
+    const base = `http://127.0.0.1:${port}`;
+    const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+    const post = (path: string, body: unknown) =>
+      fetch(base + path, { method: 'POST', headers, body: JSON.stringify(body) }).then(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      });
+
+    /** Runs `calls`, CONCURRENCY at a time; returns each call's latency (ms) and the non-2xx count. */
+    async function timed(next: () => Promise<number> | null): Promise<{ ms: number[]; failed: number }> {
+      const ms: number[] = [];
+      let failed = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          for (let call = next(); call; call = next()) {
+            const t = performance.now();
+            const status = await call;
+            ms.push(performance.now() - t);
+            if (status >= 300) failed++;
+          }
+        }),
+      );
+      return { ms, failed };
+    }
+
+    async function seed(users: string[], amount: string) {
+      let i = 0;
+      await timed(() =>
+        i < users.length
+          ? post(`/admin/v1/accounts/${users[i]}/adjustments`, {
+              amount,
+              reason: 'bench seed',
+              idempotency_key: users[i++],
+            })
+          : null,
+      );
+    }
+
+    const steady = Array.from({ length: 200 }, (_, i) => `steady-${i}`);
+    await seed(steady, '1000000');
+
+    async function phase(name: string) {
+      const crossing = Array.from({ length: USERS }, (_, i) => `${name}-${i}`);
+      await seed(crossing, '10.05');
+      let i = 0;
+      const crossed = await timed(() =>
+        i < crossing.length
+          ? post('/internal/v1/billing/deduct', { request_id: 'cross', user_id: crossing[i++], service_name: 'tokens' })
+          : null,
+      );
+      const until = Date.now() + SECONDS * 1000;
+      let n = 0;
+      const load = await timed(() =>
+        Date.now() < until
+          ? post('/internal/v1/billing/deduct', {
+              request_id: `${name}-${n}`,
+              user_id: steady[n++ % steady.length],
+              service_name: 'tokens',
+            })
+          : null,
+      );
+      const all = [...crossed.ms, ...load.ms].sort((a, b) => a - b);
+      return {
+        phase: name,
+        deducts: all.length,
+        failed: crossed.failed + load.failed,
+        p50: +percentile(all, 0.5).toFixed(2),
+        p99: +percentile(all, 0.99).toFixed(2),
+        max: +all[all.length - 1].toFixed(2),
+        steadyPerSecond: Math.round(load.ms.length / SECONDS),
+      };
+    }
+
+    const without = await phase('a');
+    for (let e = 0; e < ENDPOINTS; e++) {
+      const path = e === 0 ? '/dead' : `/live${e}`;
+      const status = await post('/admin/v1/webhooks', {
+        url: `http://127.0.0.1:${receiverPort}${path}`,
+        events: ['*'],
+      });
+      if (status !== 201) throw new Error(`webhook endpoint not created: ${status}`);
+    }
+    await new Promise((r) => setTimeout(r, 3000)); // the worker picks the endpoints up
+    const startedAt = Date.now();
+    const withEndpoints = await phase('b');
+    // Deliveries of phase B's events to the 9 live endpoints: wait for them (bounded), report progress.
+    const counts = async () =>
+      (await (await fetch(`http://127.0.0.1:${receiverPort}/count`)).json()) as Record<
+        string,
+        { deliveries: number; events: number }
+      >;
+    let c = await counts();
+    const live = () => Object.entries(c).filter(([p]) => p !== '/dead');
+    while (Date.now() - startedAt < 900_000 && live().reduce((a, [, s]) => a + s.events, 0) < USERS * (ENDPOINTS - 1)) {
+      await new Promise((r) => setTimeout(r, 2000));
+      c = await counts();
+    }
+    const result = {
+      at: new Date().toISOString(),
+      users: USERS,
+      seconds: SECONDS,
+      concurrency: CONCURRENCY,
+      phases: [without, withEndpoints],
+      deliveries: {
+        liveEndpoints: ENDPOINTS - 1,
+        eventsPerLiveEndpoint: live().map(([p, s]) => [p, s.events]),
+        dead: c['/dead'] ?? { deliveries: 0, events: 0 },
+        allLiveDeliveredAfterMs: live().every(([, s]) => s.events >= USERS) ? Date.now() - startedAt : null,
+        perEndpointRate: process.env.WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT ?? '25 (default)',
+      },
+    };
+    console.table(result.phases);
+    console.log(JSON.stringify(result.deliveries));
+    mkdirSync('bench/results', { recursive: true });
+    writeFileSync(`bench/results/webhooks-${result.at.replace(/[:.]/g, '-')}.json`, JSON.stringify(result, null, 2));
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 1000));
+    await Promise.allSettled([redis.stop(), mariadb.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
+process.exit(0);

@@ -1,0 +1,294 @@
+import { randomBytes } from 'node:crypto';
+import { Queue, UnrecoverableError, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import type { EndpointRow, WebhookRepository } from '../repositories/webhook.repository.js';
+import { eventOfRow, type EventRepository } from '../repositories/event.repository.js';
+import { AppError } from '../lib/errors.js';
+import { newId } from '../lib/ids.js';
+import { signatureHeader, type BillingEvent, type EventType } from '../lib/events.js';
+import type { WebhookDeliveryJob } from '../jobs/jobs.js';
+import { webhookBackoff } from '../jobs/queues.js';
+
+export interface WebhookOptions {
+  /** retry a delivery for this long (SPEC 13: 3 days) */
+  retryForMs: number;
+  /** each attempt waits at most this long for a 2xx (SPEC 13: 10 s) */
+  timeoutMs: number;
+  /** a rotated secret keeps signing beside the new one this long */
+  secretOverlapMs: number;
+  /** the first retry's delay; each next one doubles, up to an hour */
+  backoffBaseMs: number;
+}
+
+export interface WebhookServiceDeps {
+  endpoints: WebhookRepository;
+  events: EventRepository;
+  connection: ConnectionOptions;
+  queuePrefix: string;
+  opts: WebhookOptions;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface EndpointView {
+  id: string;
+  url: string;
+  events: string[];
+  description: string;
+  createdAt: string;
+  /** until when the previous secret still signs, after a rotation */
+  previousSecretUntil: string | null;
+}
+
+/** The job name of a delivery (one queue per endpoint, see queueName). */
+export const DELIVERY_JOB = 'deliver-webhook';
+/** At most this much of a receiver's answer is stored with an attempt. */
+export const RESPONSE_EXCERPT_BYTES = 1024;
+
+/** Enough attempts that the retries span `retryForMs` (the handler also stops once that has passed). */
+export function attemptsFor(retryForMs: number, baseMs: number): number {
+  let total = 0;
+  let n = 1;
+  while (total < retryForMs && n < 1000) total += webhookBackoff(n++, baseMs);
+  return n;
+}
+
+/**
+ * One queue per endpoint: a dead or slow endpoint's deliveries wait in its own queue, worked by its own
+ * worker, so they never delay another endpoint's (nor anything on the gateway path, which only writes
+ * events into journals). Queue names hold only the generated endpoint id, never caller text.
+ */
+export function queueName(endpointId: string): string {
+  return `webhook-${endpointId}`;
+}
+
+const view = (r: EndpointRow): EndpointView => ({
+  id: r.id,
+  url: r.url,
+  events: JSON.parse(r.events) as string[],
+  description: r.description,
+  createdAt: new Date(r.created_at).toISOString(),
+  previousSecretUntil: r.previous_secret_until ? new Date(r.previous_secret_until).toISOString() : null,
+});
+
+/** Reads at most `limit` bytes of a body, then stops reading (an endless answer is never stored). */
+async function excerptOf(body: ReadableStream<Uint8Array> | null, limit: number): Promise<string> {
+  if (!body) return '';
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(chunks)
+    .subarray(0, limit)
+    .toString('utf8')
+    .replace(/\uFFFD+$/, '');
+}
+
+/** Operators' webhook endpoints (SPEC 13) and the delivery of events to them. */
+export class WebhookService {
+  private readonly queues = new Map<string, Queue>();
+
+  constructor(private readonly d: WebhookServiceDeps) {}
+
+  /** The delivery queue of an endpoint (created on first use; Bull Board and the worker find it by name). */
+  queueOf(endpointId: string): Queue {
+    let q = this.queues.get(endpointId);
+    if (!q) {
+      q = new Queue(queueName(endpointId), { connection: this.d.connection, prefix: this.d.queuePrefix });
+      // Connection errors (a Redis restart) are logged; unheard, BullMQ prints them to stderr.
+      q.on('error', (err) => this.d.logger.warn({ err: err.message, queue: queueName(endpointId) }, 'queue error'));
+      this.queues.set(endpointId, q);
+    }
+    return q;
+  }
+
+  async activeEndpointIds(): Promise<string[]> {
+    return (await this.d.endpoints.active()).map((e) => e.id);
+  }
+
+  /** The queues of every live endpoint (Bull Board). */
+  async activeQueues(): Promise<Queue[]> {
+    return (await this.d.endpoints.active()).map((e) => this.queueOf(e.id));
+  }
+
+  async create(input: { url: string; events: string[]; description?: string }) {
+    const id = newId('we_', this.d.clock.now());
+    const secret = `whsec_${randomBytes(24).toString('hex')}`;
+    await this.d.endpoints.insert({
+      id,
+      url: input.url,
+      events: JSON.stringify(input.events),
+      description: input.description ?? '',
+      secret,
+    });
+    this.queueOf(id);
+    return { ...view((await this.d.endpoints.find(id))!), secret };
+  }
+
+  async list(): Promise<EndpointView[]> {
+    return (await this.d.endpoints.active()).map(view);
+  }
+
+  private async endpoint(id: string): Promise<EndpointRow> {
+    const row = await this.d.endpoints.find(id);
+    if (!row) throw new AppError('NOT_FOUND', `webhook endpoint ${id} not found`);
+    return row;
+  }
+
+  async get(id: string): Promise<EndpointView> {
+    return view(await this.endpoint(id));
+  }
+
+  /** Stops deliveries to it: its queued jobs find no endpoint and end; its attempts stay listed. */
+  async remove(id: string): Promise<void> {
+    if (!(await this.d.endpoints.remove(id, this.d.clock.now())))
+      throw new AppError('NOT_FOUND', `webhook endpoint ${id} not found`);
+  }
+
+  /** A new secret; the old one keeps signing beside it for the overlap window. */
+  async rotateSecret(id: string) {
+    const secret = `whsec_${randomBytes(24).toString('hex')}`;
+    const until = new Date(this.d.clock.now().getTime() + this.d.opts.secretOverlapMs);
+    if (!(await this.d.endpoints.rotate(id, secret, until)))
+      throw new AppError('NOT_FOUND', `webhook endpoint ${id} not found`);
+    return { ...view(await this.endpoint(id)), secret };
+  }
+
+  async deliveries(id: string, pageSize: number, cursor?: string, eventId?: string) {
+    await this.endpoint(id);
+    if (cursor !== undefined && !/^\d{1,20}$/.test(cursor))
+      throw new AppError('VALIDATION_FAILED', 'bad cursor', [{ field: 'cursor', message: 'is not a cursor' }]);
+    const rows = await this.d.endpoints.deliveries(id, pageSize + 1, cursor, eventId);
+    const page = rows.slice(0, pageSize);
+    return {
+      deliveries: page.map((r) => ({
+        id: String(r.id),
+        eventId: r.event_id,
+        attempt: r.attempt,
+        statusCode: r.status_code,
+        latencyMs: r.latency_ms,
+        responseExcerpt: r.response_excerpt,
+        error: r.error,
+        delivered: r.delivered === 1,
+        at: new Date(r.created_at).toISOString(),
+      })),
+      nextCursor: rows.length > pageSize ? String(page[page.length - 1].id) : null,
+    };
+  }
+
+  private jobOptions(): JobsOptions {
+    return {
+      attempts: attemptsFor(this.d.opts.retryForMs, this.d.opts.backoffBaseMs),
+      backoff: { type: 'webhook', delay: this.d.opts.backoffBaseMs },
+      removeOnComplete: { age: 7 * 86_400, count: 10_000 },
+      removeOnFail: { count: 10_000 },
+    };
+  }
+
+  private wants(e: EndpointRow, type: EventType): boolean {
+    const types = JSON.parse(e.events) as string[];
+    return types.includes('*') || types.includes(type);
+  }
+
+  /** One job per event and endpoint that wants it; the job id (event, endpoint) makes a repeat a no-op. */
+  async enqueueDeliveries(events: BillingEvent[]): Promise<void> {
+    const endpoints = await this.d.endpoints.active();
+    const opts = this.jobOptions();
+    await Promise.all(
+      endpoints.map((e) => {
+        const jobs = events
+          .filter((ev) => this.wants(e, ev.type))
+          .map((ev) => ({
+            name: DELIVERY_JOB,
+            data: { endpointId: e.id, eventId: ev.id } satisfies WebhookDeliveryJob,
+            opts: { ...opts, jobId: `${ev.id}.${e.id}` },
+          }));
+        return jobs.length > 0 ? this.queueOf(e.id).addBulk(jobs) : null;
+      }),
+    );
+  }
+
+  /** An operator's re-send: a new job (its own id), whatever became of the earlier ones. */
+  async resend(endpointId: string, eventId: string): Promise<{ jobId: string }> {
+    await this.endpoint(endpointId);
+    if (!(await this.d.events.byId(eventId))) throw new AppError('NOT_FOUND', `event ${eventId} not found`);
+    const jobId = `${eventId}.${endpointId}.resend-${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+    const data: WebhookDeliveryJob = { endpointId, eventId };
+    await this.queueOf(endpointId).add(DELIVERY_JOB, data, { ...this.jobOptions(), jobId });
+    return { jobId };
+  }
+
+  /**
+   * One attempt: POSTs the signed event, records the attempt, and throws for a retry unless a 2xx came
+   * within the timeout. Past the retry window, or for an endpoint or event that is gone, it stops.
+   */
+  async deliver(job: WebhookDeliveryJob, attempt: number, firstQueuedAt: number): Promise<{ statusCode: number }> {
+    const endpoint = await this.d.endpoints.find(job.endpointId);
+    if (!endpoint) throw new UnrecoverableError(`webhook endpoint ${job.endpointId} is gone`);
+    const row = await this.d.events.byId(job.eventId);
+    if (!row) throw new UnrecoverableError(`event ${job.eventId} not found`);
+    const event = eventOfRow(row);
+    const body = JSON.stringify(event);
+    const now = this.d.clock.now();
+    const secrets = [endpoint.secret];
+    if (endpoint.previous_secret && endpoint.previous_secret_until && new Date(endpoint.previous_secret_until) > now)
+      secrets.push(endpoint.previous_secret);
+    const started = Date.now();
+    let statusCode: number | null = null;
+    let excerpt: string | null = null;
+    let error: string | null = null;
+    try {
+      const res = await fetch(endpoint.url, {
+        method: 'POST',
+        redirect: 'manual',
+        signal: AbortSignal.timeout(this.d.opts.timeoutMs),
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'billing-webhooks/1',
+          'x-billing-event-id': event.id,
+          'x-billing-event-type': event.type,
+          'x-billing-signature': signatureHeader(secrets, body, Math.floor(now.getTime() / 1000)),
+        },
+        body,
+      });
+      statusCode = res.status;
+      excerpt = await excerptOf(res.body, RESPONSE_EXCERPT_BYTES);
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string } };
+      error = (e.name === 'TimeoutError' ? `timed out after ${this.d.opts.timeoutMs} ms` : (e.cause?.code ?? e.message))
+        .toString()
+        .slice(0, 255);
+    }
+    const latencyMs = Date.now() - started;
+    const delivered = statusCode !== null && statusCode >= 200 && statusCode < 300;
+    await this.d.endpoints.recordAttempt({
+      endpoint_id: endpoint.id,
+      event_id: event.id,
+      attempt,
+      status_code: statusCode,
+      latency_ms: latencyMs,
+      response_excerpt: excerpt,
+      error,
+      delivered: delivered ? 1 : 0,
+    });
+    if (delivered) return { statusCode: statusCode! };
+    const reason = error ?? `answered ${statusCode}`;
+    if (Date.now() - firstQueuedAt >= this.d.opts.retryForMs)
+      throw new UnrecoverableError(`${reason}; retried for the whole window, giving up`);
+    throw new Error(reason);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+  }
+}

@@ -1,0 +1,112 @@
+import { expect } from 'chai';
+import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
+import { spawnRole, exited } from '../support/processes.js';
+import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
+import { OwnServers, runLoad, settle, assertExactlyOnce, type Call } from './support.js';
+
+/*
+ * SPEC 13 under faults: events ride in the journaled change and are stored in the change's MySQL
+ * transaction (an outbox), so a worker killed between commit and enqueue, or mid-delivery, and Redis
+ * restarted mid-run lose none and double none.
+ */
+const SERVICES = { services: [{ name: 'tokens', free_quota: 0, unit_price: '0.1' }] };
+const WEBHOOK_ENV = { WEBHOOKS_TIMEOUT: '1s', WEBHOOKS_BACKOFF_BASE: '200ms' };
+const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const M = 1_000_000n;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `perUser` deducts of 0.10 for each user, interleaved. */
+function crossing(users: string[], perUser: number, prefix: string): Call[] {
+  const out: Call[] = [];
+  for (let i = 0; i < perUser; i++)
+    for (const user_id of users) out.push({ request_id: `${prefix}${i}`, user_id, service_name: 'tokens' });
+  return out;
+}
+
+/** Each user below 10.00 in MySQL has exactly one balance.low stored; the others none. */
+async function assertOneLowPerCrossing(h: Harness, users: string[]): Promise<string[]> {
+  const rows: { user_id: string; id: string }[] = await h.probe
+    .db('events')
+    .whereIn('user_id', users)
+    .andWhere('type', 'balance.low')
+    .select('user_id', 'id');
+  const ids: string[] = [];
+  for (const user of users) {
+    const { balance } = await h.probe.repositories.ledger.balanceAndLedgerSum(user);
+    const mine = rows.filter((r) => r.user_id === user);
+    expect(mine, `balance.low of ${user} at ${balance}`).to.have.length(balance < 10n * M ? 1 : 0);
+    ids.push(...mine.map((r) => r.id));
+  }
+  return ids;
+}
+
+describe('events under faults (SPEC 13)', function () {
+  this.timeout(240_000);
+  const own = new OwnServers();
+  let rx: WebhookReceiver;
+  before(async () => {
+    await own.start();
+    rx = await new WebhookReceiver().start();
+  });
+  after(async () => {
+    await rx.stop();
+    await own.stop();
+  });
+
+  it('loses no event when workers are killed after the outbox commit and mid-delivery', async () => {
+    const h = await startHarness({ servers: own.urls, roles: ['api'], overrides: SERVICES, env: WEBHOOK_ENV });
+    const workers = [spawnRole('worker', { ...h.env, BILLING_FAULT_CRASH_AT: 'after-batch-commit' })];
+    try {
+      const ep = await h.post('/admin/v1/webhooks', { url: rx.on('/killed', 'stall:1'), events: ['*'] }, admin);
+      expect(ep.status).to.equal(201);
+      const users = Array.from({ length: 20 }, (_, i) => h.user(`k${i}`));
+      await Promise.all(users.map((u) => seedBalance(h, u, 10_500_000n)));
+      const o = await runLoad(h, crossing(users, 10, 'k'));
+      expect(await exited(workers[0])).to.equal('SIGKILL'); // died between the commit and the dispatch
+      workers.push(spawnRole('worker', h.env));
+      // Killed again while its deliveries wait on a receiver that does not answer their first attempt.
+      await rx.waitFor(() => rx.at('/killed').length > 0, 60_000, 'a first delivery');
+      workers[1].kill('SIGKILL');
+      await exited(workers[1]);
+      workers.push(spawnRole('worker', h.env));
+      await settle(h, o);
+      await h.drain(90_000);
+      await assertExactlyOnce(h, o);
+      const ids = await assertOneLowPerCrossing(h, users);
+      expect(ids).to.have.length(20);
+      await rx.waitFor(() => ids.every((id) => rx.at('/killed', id).some((r) => r.at > 0)), 60_000, 'every event');
+      const delivered = new Set(rx.at('/killed').map((r) => r.eventId));
+      expect(ids.every((id) => delivered.has(id))).to.equal(true);
+      const secret = ep.body.data.secret as string;
+      expect(rx.at('/killed').every((r) => signatureValid(r.signature, r.body, secret))).to.equal(true);
+    } finally {
+      for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGTERM');
+      await Promise.all(workers.map((w) => exited(w).catch(() => 'gone')));
+      await h.stop();
+    }
+  });
+
+  it('loses and doubles no event when Redis restarts mid-run', async () => {
+    const h = await startHarness({ servers: own.urls, overrides: SERVICES, env: WEBHOOK_ENV });
+    try {
+      const ep = await h.post('/admin/v1/webhooks', { url: rx.on('/restart', 'ok'), events: ['*'] }, admin);
+      expect(ep.status).to.equal(201);
+      const users = Array.from({ length: 20 }, (_, i) => h.user(`x${i}`));
+      await Promise.all(users.map((u) => seedBalance(h, u, 10_500_000n)));
+      await h.drain();
+      const load = runLoad(h, crossing(users, 40, 'x'), 16, 5);
+      await sleep(500);
+      await own.restartRedis(500);
+      const o = await load;
+      await settle(h, o);
+      await h.probe.persistence.sweep(0);
+      await h.drain(90_000);
+      await assertExactlyOnce(h, o);
+      const ids = await assertOneLowPerCrossing(h, users);
+      expect(ids.length).to.be.greaterThan(0);
+      await rx.waitFor(() => ids.every((id) => rx.at('/restart', id).length > 0), 60_000, 'every event');
+    } finally {
+      await h.stop();
+    }
+  });
+});

@@ -1,0 +1,239 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
+import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
+
+/*
+ * SPEC 13 webhooks against a real HTTP receiver that fails, stalls, never answers and answers too
+ * much: at least once, same event id, valid signature, every attempt recorded, no endpoint slowed
+ * by another.
+ */
+const SERVICES = [{ name: 'tokens', free_quota: 0, unit_price: '1' }];
+const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const M = 1_000_000n;
+
+interface Endpoint {
+  id: string;
+  secret: string;
+}
+
+/** The admin CLI, run as an operator would, against the harness's servers. */
+function adminCli(
+  env: Record<string, string>,
+  args: string[],
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main/admin.ts', ...args], {
+      env: { ...process.env, ...env },
+      timeout: 30_000,
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+describe('webhooks (SPEC 13)', function () {
+  this.timeout(120_000);
+  let h: Harness;
+  let rx: WebhookReceiver;
+  const created: string[] = [];
+
+  async function endpoint(path: string, behaviour: Parameters<WebhookReceiver['on']>[1], events = ['*']) {
+    const r = await h.post('/admin/v1/webhooks', { url: rx.on(path, behaviour), events }, admin);
+    expect(r.status, JSON.stringify(r.body)).to.equal(201);
+    created.push(r.body.data.id);
+    return r.body.data as Endpoint;
+  }
+
+  /** Makes one balance.low event for a new user; returns its id. */
+  async function lowEvent(name: string): Promise<string> {
+    const user = h.user(name);
+    await seedBalance(h, user, 11n * M);
+    const r = await h.post('/internal/v1/billing/deduct', {
+      request_id: 'x',
+      user_id: user,
+      service_name: 'tokens',
+      count: 2,
+    });
+    expect(r.status).to.equal(200);
+    await h.drain();
+    const events = await h.get('/admin/v1/events', { user_id: user, type: 'balance.low' }, admin);
+    expect(events.body.data.events).to.have.length(1);
+    return events.body.data.events[0].id;
+  }
+
+  before(async () => {
+    rx = await new WebhookReceiver().start();
+    h = await startHarness({
+      overrides: { services: SERVICES, webhooks: { timeout: '1s', backoff_base: '200ms', dispatch_every: '1s' } },
+    });
+  });
+  afterEach(async () => {
+    // Each case's endpoints go, so the next case's events reach only its own.
+    for (const id of created.splice(0)) await h.del(`/admin/v1/webhooks/${id}`, admin);
+  });
+  after(async () => {
+    await h.stop();
+    await rx.stop();
+  });
+
+  it('a receiver failing 3 times, one timing out and one answering 2xx each get the event, signed, same id', async () => {
+    const failing = await endpoint('/fail', 'fail:3');
+    const stalling = await endpoint('/stall', 'stall:1');
+    const fine = await endpoint('/fine', 'ok', ['balance.low']);
+    const other = await endpoint('/other', 'ok', ['quota.low']);
+    const id = await lowEvent('three');
+    await rx.waitFor(
+      () => rx.at('/fail', id).length >= 4 && rx.at('/stall', id).length >= 2 && rx.at('/fine', id).length >= 1,
+    );
+    for (const [path, ep] of [
+      ['/fail', failing],
+      ['/stall', stalling],
+      ['/fine', fine],
+    ] as const) {
+      for (const got of rx.at(path, id)) {
+        expect(got.eventType).to.equal('balance.low');
+        expect(JSON.parse(got.body).id).to.equal(id);
+        expect(signatureValid(got.signature, got.body, ep.secret), path).to.equal(true);
+        expect(signatureValid(got.signature, got.body, other.secret), path).to.equal(false);
+      }
+    }
+    expect(rx.at('/other')).to.have.length(0);
+
+    await new Promise((r) => setTimeout(r, 500)); // the last attempt's row lands after the answer
+    const attempts = (await h.get(`/admin/v1/webhooks/${failing.id}/deliveries`, { event_id: id }, admin)).body.data
+      .deliveries;
+    expect(attempts.map((a: any) => [a.attempt, a.statusCode, a.delivered])).to.deep.equal([
+      [4, 200, true],
+      [3, 500, false],
+      [2, 500, false],
+      [1, 500, false],
+    ]);
+    expect(attempts[1].responseExcerpt).to.equal('failing attempt 3');
+    const stalled = (await h.get(`/admin/v1/webhooks/${stalling.id}/deliveries`, {}, admin)).body.data.deliveries;
+    expect(stalled[stalled.length - 1]).to.include({ statusCode: null, delivered: false });
+    expect(stalled[stalled.length - 1].error).to.match(/timed out/);
+  });
+
+  it('re-sends an event on request (the receiver dedupes by the same id), from the admin API and the CLI', async () => {
+    const ep = await endpoint('/twice', 'ok');
+    const id = await lowEvent('twice');
+    await rx.waitFor(() => rx.at('/twice', id).length === 1);
+    const again = await h.post(`/admin/v1/webhooks/${ep.id}/resend`, { event_id: id }, admin);
+    expect(again.status, JSON.stringify(again.body)).to.equal(202);
+    await rx.waitFor(() => rx.at('/twice', id).length === 2);
+    const [first, second] = rx.at('/twice', id);
+    expect(JSON.parse(second.body)).to.deep.equal(JSON.parse(first.body));
+    expect(signatureValid(second.signature, second.body, ep.secret)).to.equal(true);
+    const missing = await h.post(`/admin/v1/webhooks/${ep.id}/resend`, { event_id: 'evt_nope' }, admin);
+    expect(missing.status).to.equal(404);
+    const cli = await adminCli(h.env, ['webhook-resend', ep.id, id]);
+    expect(cli.code, cli.err).to.equal(0);
+    expect(JSON.parse(cli.out)).to.include({ endpointId: ep.id, eventId: id });
+    await rx.waitFor(() => rx.at('/twice', id).length === 3);
+    expect(JSON.parse(rx.at('/twice', id)[2].body).id).to.equal(id);
+    const unknown = await adminCli(h.env, ['webhook-resend', ep.id, 'evt_nope']);
+    expect(unknown.code).to.equal(1);
+    expect(unknown.err).to.match(/event evt_nope not found/);
+    expect(unknown.err).to.not.match(/\n\s+at /);
+  });
+
+  it('a rotated secret keeps signing beside the new one for the overlap window', async () => {
+    const ep = await endpoint('/rotate', 'ok');
+    const rotated = await h.post(`/admin/v1/webhooks/${ep.id}/rotate-secret`, {}, admin);
+    expect(rotated.status).to.equal(200);
+    expect(rotated.body.data.secret).to.not.equal(ep.secret);
+    expect(rotated.body.data.previousSecretUntil).to.be.a('string');
+    const id = await lowEvent('rotate');
+    await rx.waitFor(() => rx.at('/rotate', id).length === 1);
+    const got = rx.at('/rotate', id)[0];
+    expect(got.signature.split(',').filter((p) => p.startsWith('v1='))).to.have.length(2);
+    expect(signatureValid(got.signature, got.body, rotated.body.data.secret)).to.equal(true);
+    expect(signatureValid(got.signature, got.body, ep.secret)).to.equal(true);
+  });
+
+  it('stores at most 1 KiB of an answer, however large', async () => {
+    const ep = await endpoint('/huge', 'huge');
+    const id = await lowEvent('huge');
+    await rx.waitFor(() => rx.at('/huge', id).length === 1);
+    await new Promise((r) => setTimeout(r, 300));
+    const [attempt] = (await h.get(`/admin/v1/webhooks/${ep.id}/deliveries`, {}, admin)).body.data.deliveries;
+    expect(attempt).to.include({ statusCode: 200, delivered: true });
+    expect(attempt.responseExcerpt).to.equal('x'.repeat(1024));
+  });
+
+  it('a dead endpoint does not slow another endpoint: each has its own queue', async () => {
+    await endpoint('/dead', 'dead');
+    const live = await endpoint('/live', 'ok');
+    const users = Array.from({ length: 20 }, (_, i) => h.user(`fair${i}`));
+    await Promise.all(users.map((u) => seedBalance(h, u, 11n * M)));
+    const started = Date.now();
+    await Promise.all(
+      users.map((u) =>
+        h.post('/internal/v1/billing/deduct', { request_id: 'f', user_id: u, service_name: 'tokens', count: 2 }),
+      ),
+    );
+    await h.drain();
+    // 20 events; the dead endpoint, 4 at a time with a 1 s timeout, needs 5 s for its first attempts alone.
+    await rx.waitFor(() => new Set(rx.at('/live').map((r) => r.eventId)).size === 20, 4_000, 'the live endpoint');
+    expect(Date.now() - started).to.be.below(4_000);
+    expect(rx.at('/live').every((r) => signatureValid(r.signature, r.body, live.secret))).to.equal(true);
+  });
+
+  it('manages endpoints: list, get, delete; unknown ids are 404', async () => {
+    const ep = await endpoint('/manage', 'ok', ['balance.low', 'quota.low']);
+    const got = await h.get(`/admin/v1/webhooks/${ep.id}`, {}, admin);
+    expect(got.body.data).to.include({ id: ep.id, url: `${rx.url}/manage` });
+    expect(got.body.data).to.not.have.property('secret');
+    expect(got.body.data.events).to.deep.equal(['balance.low', 'quota.low']);
+    const list = await h.get('/admin/v1/webhooks', {}, admin);
+    expect(list.body.data.endpoints.map((e: any) => e.id)).to.include(ep.id);
+    expect((await h.del(`/admin/v1/webhooks/${ep.id}`, admin)).status).to.equal(200);
+    expect((await h.get(`/admin/v1/webhooks/${ep.id}`, {}, admin)).status).to.equal(404);
+    expect((await h.del(`/admin/v1/webhooks/${ep.id}`, admin)).status).to.equal(404);
+    created.splice(created.indexOf(ep.id), 1);
+  });
+
+  it('refuses hostile endpoint input with clear 400s and creates nothing', async () => {
+    const before = (await h.get('/admin/v1/webhooks', {}, admin)).body.data.endpoints.length;
+    const bad: unknown[] = [
+      { url: 'ftp://example.com/x', events: ['*'] },
+      { url: 'file:///etc/passwd', events: ['*'] },
+      { url: 'javascript:alert(1)', events: ['*'] },
+      { url: 'http://user:pass@example.com/hook', events: ['*'] },
+      { url: 'https://user@example.com/hook', events: ['*'] },
+      { url: 'not a url', events: ['*'] },
+      { url: `https://example.com/${'a'.repeat(3000)}`, events: ['*'] },
+      { url: 'https://example.com/hook', events: ['balance.nope'] },
+      { url: 'https://example.com/hook', events: [] },
+      { url: 'https://example.com/hook', events: ['*', 'balance.low'] },
+      { url: 'https://example.com/hook', events: ['balance.low', 'balance.low'] },
+      { url: 'https://example.com/hook', events: 'balance.low' },
+      { url: 'https://example.com/hook', events: ['*'], description: 'd'.repeat(256) },
+      { url: 'https://example.com/hook', events: ['*'], secret: 'mine' },
+      { url: 12, events: ['*'] },
+      [],
+    ];
+    for (const body of bad) {
+      const r = await h.post('/admin/v1/webhooks', body, admin);
+      expect(r.status, JSON.stringify(body).slice(0, 100)).to.equal(400);
+      expect(r.body.code).to.equal(40000);
+      expect(r.body.message).to.not.match(/at .*\.ts/);
+    }
+    const huge = await h.post(
+      '/admin/v1/webhooks',
+      { url: 'https://example.com/h', events: ['*'], description: 'x'.repeat(2 << 20) },
+      admin,
+    );
+    expect([400, 413]).to.include(huge.status);
+    for (const id of ['a b', '../x', 'x'.repeat(41)]) {
+      const r = await h.get(`/admin/v1/webhooks/${encodeURIComponent(id)}`, {}, admin);
+      expect(r.status, id).to.equal(400);
+    }
+    expect((await h.post('/admin/v1/webhooks', { url: 'https://example.com/h', events: ['*'] })).status).to.equal(401);
+    expect((await h.get('/admin/v1/webhooks', {}, admin)).body.data.endpoints.length).to.equal(before);
+  });
+});
