@@ -5,7 +5,7 @@ import type { Scripts } from '../redis/scripts.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { PersistenceService } from './persistence.service.js';
-import type { GrantChange } from '../lib/ledger-change.js';
+import { journalId, type GrantChange } from '../lib/ledger-change.js';
 import { payloadPrint } from '../redis/idempotency.js';
 import { AppError } from '../lib/errors.js';
 import { formatMoney, type Micros } from '../lib/money.js';
@@ -175,8 +175,12 @@ export class GrantService {
     const before = (await this.live(userId)).get(grantId);
     const r = await this.d.scripts.endGrants({ userId, mode: 'void', grantId, now });
     if (r.status === 'missing') {
-      const row = await this.row(userId, grantId);
-      if (!row) throw new AppError('NOT_FOUND', `grant ${grantId} of ${userId} not found`);
+      // Not live: ended already (voided or expired), in MySQL or, moments ago, still on its way there
+      // (its creation's marker says it was given).
+      const given =
+        (await this.row(userId, grantId)) !== undefined ||
+        (await this.d.redis.exists(this.d.keys.applied(userId, journalId({ kind: 'grant', id: grantId })))) === 1;
+      if (!given) throw new AppError('NOT_FOUND', `grant ${grantId} of ${userId} not found`);
       return { grantId, voided: formatMoney(0n), pending: false };
     }
     for (const change of r.ended) this.d.persistence.enqueue(change);
