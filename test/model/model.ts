@@ -402,12 +402,20 @@ export class BillingModel {
   }
 
   /**
+   * This month's free calls used as `/account` shows them: at most the user's free quota (choice: calls
+   * taken before a user's own lower quota was set show as the whole quota used, remaining 0).
+   */
+  usedShown(a: ModelAccount, serviceName: string): number {
+    return Math.min(this.priceOf(a, serviceName).freeQuota, this.usedOf(a, this.period(), serviceName));
+  }
+
+  /**
    * GET /account (SPEC 4, 14): the available balance, the amount held (of the balance and of grants),
    * this month's free calls used, the spendable grants in spending order with their unheld remainder.
    */
   viewAccount(userId: string): Answer {
     const a = this.state.accounts.get(userId) ?? this.scratch();
-    const used = this.config.services.map((s) => `${s.name}:${this.usedOf(a, this.period(), s.name)}`).join(',');
+    const used = this.config.services.map((s) => `${s.name}:${this.usedShown(a, s.name)}`).join(',');
     const live = a.grants.filter((g) => !g.ended);
     const held = a.held + live.reduce((sum, g) => sum + g.held, 0n);
     const grants = this.spendable(a, this.state.now)
