@@ -54,9 +54,13 @@ export type SimpleOp =
    * offset from the sequence's start (ms; null: none; a replay sends the same instant), `prio` 0–1000
    */
   | { t: 'grant'; u: number; g: string; amount: string; cat: 'promotional' | 'paid'; prio: number; exp: number | null }
-  | { t: 'void'; u: number; g: string }
-  /** a refund of the deduct made with request id `r`: `n` calls, null for the whole call */
-  | { t: 'refund'; u: number; f: string; r: string; n: number | null };
+  /** `recent` k: the runner voids the k-th most recent grant given instead (user and id), if any */
+  | { t: 'void'; u: number; g: string; recent: number | null }
+  /**
+   * a refund of the deduct made with request id `r`: `n` calls, null for the whole call; `recent` k:
+   * the runner refunds the k-th most recent deduct accepted instead (user and request id), if any
+   */
+  | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null };
 
 /**
  * Settings (sent one at a time, never in a group: they are written to MySQL, then to Redis). A field
@@ -303,16 +307,16 @@ function moneyArbs(
 ): fc.Arbitrary<SimpleOp> {
   void s;
   const g = o.hostile
-    ? fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...GRANT_IDS) }, fc.constantFrom(...HOSTILE_GRANT_IDS))
+    ? fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...GRANT_IDS) }, fc.constantFrom(...HOSTILE_GRANT_IDS))
     : fc.constantFrom(...GRANT_IDS);
   const amount = o.hostile
     ? fc.oneof(
-        { weight: 6, arbitrary: fc.constantFrom('0.50', '1.00', '0.30', '0.000001') },
+        { weight: 12, arbitrary: fc.constantFrom('0.50', '1.00', '0.30', '0.000001') },
         fc.constantFrom('0', '-1.00', '0.0000001'),
       )
     : fc.constantFrom('0.50', '1.00', '0.30', '0.000001');
   const prio = o.hostile
-    ? fc.oneof({ weight: 6, arbitrary: fc.constantFrom(10, 50, 50) }, fc.constantFrom(-1, 1001))
+    ? fc.oneof({ weight: 12, arbitrary: fc.constantFrom(10, 50, 50) }, fc.constantFrom(-1, 1001))
     : fc.constantFrom(10, 50, 50);
   // Expiries inside the sequence's span, so that the clock crosses them; -1 min: already past.
   const exp = fc.constantFrom(
@@ -327,7 +331,11 @@ function moneyArbs(
   const f = o.hostile
     ? fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...REFUND_IDS) }, fc.constantFrom(...HOSTILE_REFUND_IDS))
     : fc.constantFrom(...REFUND_IDS);
-  const n = fc.constantFrom(null, null, 1, 2, 3, ...(o.hostile ? [0, 10_001] : []));
+  const n = o.hostile
+    ? fc.oneof({ weight: 8, arbitrary: fc.constantFrom(null, null, 1, 2, 3) }, fc.constantFrom(0, 10_001))
+    : fc.constantFrom(null, null, 1, 2, 3);
+  // Mostly a recent target (so that refunds and voids meet what they name), sometimes the ids as drawn.
+  const recent = fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 3 }) }, fc.constant(null));
   return fc.oneof(
     {
       weight: 4,
@@ -341,8 +349,8 @@ function moneyArbs(
         exp,
       }),
     },
-    { weight: 1, arbitrary: fc.record({ t: fc.constant('void' as const), u, g }) },
-    { weight: 4, arbitrary: fc.record({ t: fc.constant('refund' as const), u, f, r, n }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('void' as const), u, g, recent }) },
+    { weight: 5, arbitrary: fc.record({ t: fc.constant('refund' as const), u, f, r, n, recent }) },
   );
 }
 

@@ -60,6 +60,8 @@ export interface Stats {
   batches: number;
   /** operations sent, by kind (and transport where there are two) */
   kinds: Record<string, number>;
+  /** answers of single calls by kind: 'ok' or the SPEC code (to see what a run reached) */
+  outcomes: Record<string, Record<string, number>>;
   faults: Record<string, number>;
   droppedChanges: number;
   /** operations sent while MySQL was down: answered from Redis, or 50300 */
@@ -75,6 +77,7 @@ export class ModelEnv {
     groups: 0,
     batches: 0,
     kinds: {},
+    outcomes: {},
     faults: {},
     droppedChanges: 0,
     whileMysqlDown: { answered: 0, unavailable: 0 },
@@ -427,6 +430,12 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     }
   };
 
+  const tally = (kind: string, real: Answer) => {
+    const by = (env.stats.outcomes[kind] ??= {});
+    const key = 'ok' in real ? 'ok' : String(real.code);
+    by[key] = (by[key] ?? 0) + 1;
+  };
+
   /** A setting sent (PUT), and what the model answers. */
   const runSetting = async (op: SettingOp) => {
     const user = users[op.u];
@@ -447,11 +456,16 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     }
     log.push(`${JSON.stringify(op)} -> ${show(real)}`);
     if (!sameAnswer(expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
+    tally(op.t, real);
   };
 
   /** What the service's answers teach the runner: reservation ids, record ids of request ids. */
   const learn = (op: SimpleOp, real: Answer) => {
+    tally(op.t, real);
     if (!('ok' in real)) return;
+    if ((op.t === 'deduct' || op.t === 'grpc-deduct') && real.ok.duplicate === false)
+      deducted.push({ u: op.u, r: op.r });
+    if (op.t === 'grant' && real.ok.duplicate === false) granted.push({ u: op.u, g: op.g });
     if (op.t === 'reserve' || op.t === 'grpc-reserve')
       reservations.set(`${op.u}|${op.r}`, String(real.ok.reservationId));
     if (op.t === 'deduct' || op.t === 'grpc-deduct') {
@@ -461,6 +475,20 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         fail(`request id ${JSON.stringify(op.r)} answered record ${String(real.ok.recordId)}, first ${first}`);
       recordIds.set(key, String(real.ok.recordId));
     }
+  };
+
+  /** Deducts accepted and grants given, in order: the targets of refunds and voids that name a recent one. */
+  const deducted: { u: number; r: string }[] = [];
+  const granted: { u: number; g: string }[] = [];
+  const recentOf = <T>(list: T[], k: number | null) =>
+    k === null ? undefined : list[list.length - 1 - (k % list.length)];
+  /** A refund or void naming a recent target, made concrete (before its group starts). */
+  const resolve = (op: SimpleOp): SimpleOp => {
+    if (op.t === 'refund' && deducted.length > 0 && op.recent !== null)
+      return { ...op, ...recentOf(deducted, op.recent)!, recent: null };
+    if (op.t === 'void' && granted.length > 0 && op.recent !== null)
+      return { ...op, ...recentOf(granted, op.recent)!, recent: null };
+    return op;
   };
 
   /** The id the service gave the reservation a commit or release names (none: it made none). */
@@ -514,7 +542,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     });
   };
 
-  const runGroup = async (ops: SimpleOp[]) => {
+  const runGroup = async (drawn: SimpleOp[]) => {
+    const ops = drawn.map(resolve);
     const rsv = ops.map(reservationOf);
     const real = await Promise.all(ops.map((op, i) => send(op, rsv[i])));
     const indices = ops.map((_, i) => i);
@@ -679,7 +708,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         slowSettle = true;
         await env.servers.stopMysql();
         try {
-          for (const inner of op.ops) {
+          for (const drawn of op.ops) {
+            const inner = resolve(drawn);
             const rsv = reservationOf(inner);
             const real = await send(inner, rsv);
             log.push(`(MySQL down) ${JSON.stringify(inner)} -> ${show(real)}`);
@@ -720,6 +750,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         return;
       }
       default: {
+        op = resolve(op);
         const rsv = reservationOf(op);
         const real = await send(op, rsv);
         const expected = apply(model, op, rsv !== undefined);
