@@ -217,6 +217,30 @@ describe('model test regressions, replayed through the model', function () {
     );
   });
 
+  // Found by the model test (fixed seed 424242, shrunk): a grant given and voided, then voided again
+  // before its rows reach MySQL, is 404 / 40400, as if it had never been given; once they are in
+  // MySQL the same call answers 200 with nothing voided. The answer should not depend on persistence.
+  // The worker is down here, so that nothing is persisted in between. Fails until the service is fixed.
+  it('a second void of a grant not yet in MySQL answers as a void of an ended grant, not 40400', async () => {
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          {
+            t: 'worker-down',
+            ops: [
+              { t: 'grant', u: 0, g: 'g1', amount: '0.50', cat: 'promotional', prio: 10, exp: null },
+              { t: 'void', u: 0, g: 'g1', recent: null },
+              { t: 'void', u: 0, g: 'g1', recent: null },
+            ],
+          },
+        ],
+      },
+      { strict: true },
+    );
+  });
+
   // Not a failure found: the money rules of SPEC 14 in one fixed sequence, so that each is run on every
   // test run whatever the random runs draw. Grants by priority then expiry, a replay and a reuse of a
   // grant id, a hold that skips a grant expiring before it, refunds back to the balance then the grants

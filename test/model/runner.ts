@@ -50,6 +50,12 @@ const SETTLE_TIMEOUT_MS = 10_000;
 export interface RunOptions {
   /** SPEC 10 checks that need the lead's identity fixes: read-only calls leave nothing lasting */
   strict: boolean;
+  /**
+   * Accept 404 / 40400 for a void of a grant already ended (the model: 200, nothing voided). The
+   * service answers 40400 while the grant's rows are not in MySQL yet (found by the model test,
+   * reported; off by default): `--without void` leaves it out, for soaks of everything else.
+   */
+  lenientVoid?: boolean;
 }
 
 export interface Stats {
@@ -212,6 +218,18 @@ function answerOf(r: { status: number; body: any }): Answer {
   return { code: typeof r.body?.code === 'number' ? r.body.code : -r.status };
 }
 
+/** A void of an ended grant answered 40400 (see `RunOptions.lenientVoid`). */
+function endedVoidAs404(op: SimpleOp, expected: Answer, real: Answer): boolean {
+  return (
+    op.t === 'void' &&
+    'ok' in expected &&
+    expected.ok.voided === '0.00' &&
+    expected.ok.pending === false &&
+    'code' in real &&
+    real.code === 40400
+  );
+}
+
 function sameAnswer(expected: Answer, real: Answer): boolean {
   if ('code' in expected) return 'code' in real && real.code === expected.code;
   if (!('ok' in real)) return false;
@@ -250,6 +268,9 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   const fail = (message: string): never => {
     throw new ModelFailure(`${message}\n  after: ${log.slice(-8).join('\n         ')}`);
   };
+
+  const matches = (op: SimpleOp, expected: Answer, real: Answer) =>
+    sameAnswer(expected, real) || (opts.lenientVoid === true && endedVoidAs404(op, expected, real));
 
   const bogusReservation = (u: number) =>
     `rsv_${Buffer.from(users[u]).toString('base64url')}.${model.period()}.${'0'.repeat(32)}`;
@@ -554,7 +575,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       const expected: Answer[] = [];
       for (const i of order) expected[i] = apply(m, ops[i], rsv[i] !== undefined);
       if (firstTry.length === 0) firstTry = expected;
-      if (indices.every((i) => sameAnswer(expected[i], real[i]))) {
+      if (indices.every((i) => matches(ops[i], expected[i], real[i]))) {
         explained = m;
         break;
       }
@@ -720,7 +741,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
             }
             env.stats.whileMysqlDown.answered++;
             const expected = apply(model, inner, rsv !== undefined);
-            if (!sameAnswer(expected, real))
+            if (!matches(inner, expected, real))
               fail(`${inner.t} with MySQL down: service ${show(real)}, model ${show(expected)}`);
             learn(inner, real);
           }
@@ -755,7 +776,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         const real = await send(op, rsv);
         const expected = apply(model, op, rsv !== undefined);
         log.push(`${JSON.stringify(op)} -> ${show(real)}`);
-        if (!sameAnswer(expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
+        if (!matches(op, expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
         learn(op, real);
       }
     }
