@@ -26,6 +26,13 @@ export const PLAIN_ADJUST_KEYS = ['k1', 'k2'];
 
 export const SERVICES = ['alpha', 'beta', 'gamma'] as const;
 
+/** Credit grant ids (the user-id rule): look-alikes by case, and hostile ones the rule refuses. */
+export const GRANT_IDS = ['g1', 'g2', 'g3'];
+export const HOSTILE_GRANT_IDS = ['G1', 'g1 ', 'g:{1}', ''];
+/** Refund ids (the request-id rule): look-alikes by a trailing space and case. */
+export const REFUND_IDS = ['f1', 'f2', 'f3'];
+export const HOSTILE_REFUND_IDS = ['f1 ', 'F1', 'f*?[1]'];
+
 export type SimpleOp =
   | { t: 'check'; u: number; s: string; n: number }
   | { t: 'deduct'; u: number; r: string; s: string; n: number }
@@ -41,7 +48,27 @@ export type SimpleOp =
   | { t: 'grpc-commit'; u: number; r: string; n: number }
   | { t: 'grpc-release'; u: number; r: string }
   /** the account view: `GET /api/v1/billing/account` or BillingService GetAccount */
-  | { t: 'account'; u: number; via: 'http' | 'grpc' };
+  | { t: 'account'; u: number; via: 'http' | 'grpc' }
+  /**
+   * a credit grant (admin): `amount` as sent (hostile: 0, negative, 7 decimals), `exp` its expiry as an
+   * offset from the sequence's start (ms; null: none; a replay sends the same instant), `prio` 0–1000
+   */
+  | { t: 'grant'; u: number; g: string; amount: string; cat: 'promotional' | 'paid'; prio: number; exp: number | null }
+  /** `recent` k: the runner voids the k-th most recent grant given instead (user and id), if any */
+  | { t: 'void'; u: number; g: string; recent: number | null }
+  /**
+   * a refund of the deduct made with request id `r`: `n` calls, null for the whole call; `recent` k:
+   * the runner refunds the k-th most recent deduct accepted instead (user and request id), if any
+   */
+  | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null };
+
+/**
+ * Settings (sent one at a time, never in a group: they are written to MySQL, then to Redis). A field
+ * left out (undefined) is not sent: the setting stays; null takes it away.
+ */
+export type SettingOp =
+  | { t: 'limits'; u: number; daily?: string | null; monthly?: string | null }
+  | { t: 'pricing'; u: number; s: string; free?: number | null; price?: string | null };
 
 /** One item of a batch of deducts. */
 export interface BatchItem {
@@ -62,10 +89,11 @@ export type BatchOp =
   | { t: 'check-batch'; items: { u: number; s: string; n: number }[] };
 
 /** What a worker fault's segment may send while the worker is down or dying. */
-export type SegmentOp = SimpleOp | BatchOp | { t: 'group'; ops: SimpleOp[] };
+export type SegmentOp = SimpleOp | SettingOp | BatchOp | { t: 'group'; ops: SimpleOp[] };
 
 export type Op =
   | SimpleOp
+  | SettingOp
   | BatchOp
   | { t: 'group'; ops: SimpleOp[] }
   | { t: 'recharge'; u: number; micros: string }
@@ -171,7 +199,16 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
       }),
     },
   );
-  const group = fc.record({ t: fc.constant('group' as const), ops: fc.array(simple, { minLength: 2, maxLength: 3 }) });
+  const money = moneyArbs(o, u, r, s);
+  const simpleOrMoney: fc.Arbitrary<SimpleOp> = fc.oneof(
+    { weight: 10, arbitrary: simple },
+    { weight: 3, arbitrary: money },
+  );
+  const group = fc.record({
+    t: fc.constant('group' as const),
+    ops: fc.array(simpleOrMoney, { minLength: 2, maxLength: 3 }),
+  });
+  const setting = settingArb(o, u, s);
   // Batches of 1-6 items over the sequence's users, often one user's items in a row (replays included).
   const batch: fc.Arbitrary<BatchOp> = fc.oneof(
     {
@@ -191,11 +228,18 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     },
   );
   const segment = fc.array(
-    fc.oneof({ weight: 30, arbitrary: simple }, { weight: 10, arbitrary: group }, { weight: 5, arbitrary: batch }),
+    fc.oneof(
+      { weight: 30, arbitrary: simpleOrMoney },
+      { weight: 10, arbitrary: group },
+      { weight: 5, arbitrary: batch },
+      { weight: 2, arbitrary: setting },
+    ),
     { maxLength: 6 },
   );
   const op: fc.Arbitrary<Op> = fc.oneof(
     { weight: 200, arbitrary: simple },
+    { weight: 60, arbitrary: money },
+    { weight: 15, arbitrary: setting },
     { weight: 50, arbitrary: group },
     { weight: 25, arbitrary: batch },
     {
@@ -240,7 +284,10 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
       ? [
           {
             weight: 2,
-            arbitrary: fc.record({ t: fc.constant('mysql-outage' as const), ops: fc.array(simple, { maxLength: 6 }) }),
+            arbitrary: fc.record({
+              t: fc.constant('mysql-outage' as const),
+              ops: fc.array(simpleOrMoney, { maxLength: 6 }),
+            }),
           },
         ]
       : []),
@@ -249,6 +296,81 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     start: fc.constantFrom(...STARTS),
     ops: fc.array(op, { minLength: 1, maxLength: o.maxOps, size: 'max' }),
   });
+}
+
+/** Grants, voids and refunds: single calls, also sent inside concurrent groups. */
+function moneyArbs(
+  o: GenOptions,
+  u: fc.Arbitrary<number>,
+  r: fc.Arbitrary<string>,
+  s: fc.Arbitrary<string>,
+): fc.Arbitrary<SimpleOp> {
+  void s;
+  const g = o.hostile
+    ? fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...GRANT_IDS) }, fc.constantFrom(...HOSTILE_GRANT_IDS))
+    : fc.constantFrom(...GRANT_IDS);
+  const amount = o.hostile
+    ? fc.oneof(
+        { weight: 12, arbitrary: fc.constantFrom('0.50', '1.00', '0.30', '0.000001') },
+        fc.constantFrom('0', '-1.00', '0.0000001'),
+      )
+    : fc.constantFrom('0.50', '1.00', '0.30', '0.000001');
+  const prio = o.hostile
+    ? fc.oneof({ weight: 12, arbitrary: fc.constantFrom(10, 50, 50) }, fc.constantFrom(-1, 1001))
+    : fc.constantFrom(10, 50, 50);
+  // Expiries inside the sequence's span, so that the clock crosses them; -1 min: already past.
+  const exp = fc.constantFrom(
+    null,
+    null,
+    30_000,
+    600_000,
+    2 * 3_600_000,
+    8 * 3_600_000,
+    ...(o.hostile ? [-60_000] : []),
+  );
+  const f = o.hostile
+    ? fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...REFUND_IDS) }, fc.constantFrom(...HOSTILE_REFUND_IDS))
+    : fc.constantFrom(...REFUND_IDS);
+  const n = o.hostile
+    ? fc.oneof({ weight: 8, arbitrary: fc.constantFrom(null, null, 1, 2, 3) }, fc.constantFrom(0, 10_001))
+    : fc.constantFrom(null, null, 1, 2, 3);
+  // Mostly a recent target (so that refunds and voids meet what they name), sometimes the ids as drawn.
+  const recent = fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 3 }) }, fc.constant(null));
+  return fc.oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        t: fc.constant('grant' as const),
+        u,
+        g,
+        amount,
+        cat: fc.constantFrom('promotional' as const, 'paid' as const),
+        prio,
+        exp,
+      }),
+    },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('void' as const), u, g, recent }) },
+    { weight: 5, arbitrary: fc.record({ t: fc.constant('refund' as const), u, f, r, n, recent }) },
+  );
+}
+
+/** Spending limits and per-user prices; a field is left out about one time in three. */
+function settingArb(o: GenOptions, u: fc.Arbitrary<number>, s: fc.Arbitrary<string>): fc.Arbitrary<SettingOp> {
+  const limit = fc.constantFrom(null, '0.00', '0.50', '1.00', '3.00', ...(o.hostile ? ['-1.00'] : []));
+  const price = fc.constantFrom(null, '0.00', '0.10', '0.30', ...(o.hostile ? ['-0.10'] : []));
+  return fc.oneof(
+    fc.record({ t: fc.constant('limits' as const), u, daily: limit, monthly: limit }, { requiredKeys: ['t', 'u'] }),
+    fc.record(
+      {
+        t: fc.constant('pricing' as const),
+        u,
+        s,
+        free: fc.constantFrom(null, 0, 1, 5, ...(o.hostile ? [-1] : [])),
+        price,
+      },
+      { requiredKeys: ['t', 'u', 's'] },
+    ),
+  );
 }
 
 /** Counts the operations a sequence sends (a group's and a segment's members each count). */

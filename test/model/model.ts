@@ -6,10 +6,10 @@
  * What the SPEC leaves open is decided here the way a careful user would expect, and marked "choice":
  * the runner reports a difference on those as a model/service disagreement to be settled, not a bug.
  *
- * Later features (grants, refunds, limits, per-user prices, events) slot in as: more state on
- * `ModelAccount` (grants list, limits, price overrides, alarm flags), a `price()` that reads the user's
- * override, and a `spend()` that takes from grants before the balance; the operations below already
- * go through `quote()` and `spend()` for that reason.
+ * The money features of SPEC 14 (credit grants, refunds, spending limits, per-user prices) are modelled
+ * from the SPEC and the README's rules for them ("Credit grants, spending limits, per-user prices",
+ * "Refunds"): `quote()` reads the user's price and limits and the grants spendable at a time; deducts
+ * take from grants in spending order before the balance, holds hold from the grants that outlive them.
  */
 import { DateTime } from 'luxon';
 
@@ -47,6 +47,11 @@ export interface ModelHold {
   unitPrice: bigint;
   /** the month the free part was taken from: what is not used returns there */
   period: string;
+  /** the business day (DD) its spending counts in (spending limits) */
+  day: string;
+  /** what it holds of each grant, in spending order, then of the balance */
+  grantParts: [string, bigint][];
+  balancePart: bigint;
   expiresAt: number;
   state: 'held' | 'committed' | 'released' | 'expired';
   commit?: { count: number; answer: Record<string, unknown> };
@@ -62,6 +67,16 @@ export interface ModelRecord {
   free: number;
   paid: number;
   amount: bigint;
+}
+
+/** Spending order (SPEC 14): priority (lower first), earliest expiry (none last), oldest, then id. */
+function spendingOrder(a: ModelGrant, b: ModelGrant): number {
+  if (a.priority !== b.priority) return a.priority - b.priority;
+  const ea = a.expiresAt ?? Infinity;
+  const eb = b.expiresAt ?? Infinity;
+  if (ea !== eb) return ea < eb ? -1 : 1;
+  if (a.createdAt !== b.createdAt) return a.createdAt - b.createdAt;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
 function record(requestId: string, service: string, free: number, paid: number, amount: bigint): ModelRecord {
@@ -93,6 +108,50 @@ export interface ModelAccount {
   records: ModelRecord[];
   /** whether anything lasting was written for this user (SPEC 10.5: read-only calls write nothing) */
   written: boolean;
+  /** credit grants, in the order given (spending order is computed), ended ones included */
+  grants: ModelGrant[];
+  /** spending limits (micro-units), null: none */
+  limits: { daily: bigint | null; monthly: bigint | null };
+  /** amounts spent, by month then 'm' (the month) or a business day 'DD' (spending limits) */
+  spent: Map<string, Map<string, bigint>>;
+  /** per-user prices by service: null parts are the catalogue's */
+  prices: Map<string, { freeQuota: number | null; unitPrice: bigint | null }>;
+  /** what refunds need of each accepted deduct, by request id */
+  deducts: Map<string, ModelDeduct>;
+  /** refund ids: the payload and first answer */
+  refunds: Map<string, Memo>;
+}
+
+export interface ModelGrant {
+  id: string;
+  payload: string;
+  category: 'promotional' | 'paid';
+  priority: number;
+  amount: bigint;
+  rem: bigint;
+  /** the part of rem that open holds hold */
+  held: bigint;
+  /** unix ms, null: never */
+  expiresAt: number | null;
+  createdAt: number;
+  voided: boolean;
+  /** ended: its remainder left (expired or voided); it is no longer spendable nor refundable to */
+  ended: 'expired' | 'voided' | null;
+  answer: Record<string, unknown>;
+}
+
+/** An accepted deduct as a refund sees it. */
+export interface ModelDeduct {
+  service: string;
+  free: number;
+  paid: number;
+  amount: bigint;
+  period: string;
+  /** what each grant paid, in spending order (the balance paid the rest) */
+  grantParts: [string, bigint][];
+  refundedFree: number;
+  refundedPaid: number;
+  refundedAmount: bigint;
 }
 
 export interface ModelOrder {
@@ -107,6 +166,33 @@ export interface ModelState {
   now: number;
   accounts: Map<string, ModelAccount>;
   orders: Map<string, ModelOrder>;
+}
+
+function emptyAccount(): ModelAccount {
+  return {
+    balance: 0n,
+    held: 0n,
+    used: new Map(),
+    requests: new Map(),
+    holds: new Map(),
+    adjustments: new Map(),
+    records: [],
+    written: false,
+    grants: [],
+    limits: { daily: null, monthly: null },
+    spent: new Map(),
+    prices: new Map(),
+    deducts: new Map(),
+    refunds: new Map(),
+  };
+}
+
+/** Micro-units of a decimal amount as sent ("1.5", "0.000001"), null if it is not one (SPEC 2). */
+export function parseMicros(text: string): bigint | null {
+  const m = /^(-?)(\d+)(?:\.(\d{1,6}))?$/.exec(text);
+  if (!m) return null;
+  const v = BigInt(m[2]) * MICROS + BigInt((m[3] ?? '').padEnd(6, '0'));
+  return m[1] ? -v : v;
 }
 
 /** "1.50", "0.001", "-2.00": at least 2 fractional digits, at most 6 (SPEC 2). */
@@ -156,16 +242,7 @@ export class BillingModel {
   account(userId: string): ModelAccount {
     let a = this.state.accounts.get(userId);
     if (!a) {
-      a = {
-        balance: 0n,
-        held: 0n,
-        used: new Map(),
-        requests: new Map(),
-        holds: new Map(),
-        adjustments: new Map(),
-        records: [],
-        written: false,
-      };
+      a = emptyAccount();
       this.state.accounts.set(userId, a);
     }
     return a;
@@ -181,9 +258,31 @@ export class BillingModel {
     m.set(service, (m.get(service) ?? 0) + n);
   }
 
-  /** What the user may spend: the balance less what is held (no overdraft: SPEC 7.3). */
-  available(a: ModelAccount): bigint {
+  /** What the balance can still pay: the balance less what holds took of it (no overdraft: SPEC 7.3). */
+  balanceLeft(a: ModelAccount): bigint {
     return a.balance - a.held;
+  }
+
+  /** The grants spendable at `at`: not voided, not ended, before their expiry; in spending order. */
+  spendable(a: ModelAccount, at: number): ModelGrant[] {
+    return a.grants
+      .filter((g) => !g.ended && !g.voided && (g.expiresAt === null || at < g.expiresAt))
+      .sort(spendingOrder);
+  }
+
+  /** Grants in spending order. */
+  spendingOrderOf(grants: ModelGrant[]): ModelGrant[] {
+    return [...grants].sort(spendingOrder);
+  }
+
+  /** The unheld remainder of the grants spendable at `at`. */
+  grantsAvailable(a: ModelAccount, at: number): bigint {
+    return this.spendable(a, at).reduce((sum, g) => sum + g.rem - g.held, 0n);
+  }
+
+  /** What the user may spend now, the `balance` of every answer (SPEC 14): balance − held + grants. */
+  available(a: ModelAccount): bigint {
+    return this.balanceLeft(a) + this.grantsAvailable(a, this.state.now);
   }
 
   /** A request id's first answer, if it is still inside the idempotency window (SPEC 10.2). */
@@ -196,20 +295,88 @@ export class BillingModel {
     return m;
   }
 
-  /**
-   * The price of `count` calls now (SPEC 3, 4): free quota of the month first, then the balance.
-   * 'no_quota' for a free-only service past its quota, 'no_balance' when the balance cannot cover it.
-   */
-  quote(a: ModelAccount, serviceName: string, count: number) {
+  /** The free quota and unit price this user pays for a service: their own where set (SPEC 14). */
+  priceOf(a: ModelAccount, serviceName: string): { freeQuota: number; unitPrice: bigint | null } {
     const svc = this.service(serviceName);
-    const freeLeft = Math.max(0, svc.freeQuota - this.usedOf(a, this.period(), svc.name));
+    const own = a.prices.get(serviceName);
+    return { freeQuota: own?.freeQuota ?? svc.freeQuota, unitPrice: own?.unitPrice ?? svc.unitPrice };
+  }
+
+  spentOf(a: ModelAccount, period: string, key: string): bigint {
+    return a.spent.get(period)?.get(key) ?? 0n;
+  }
+
+  private addSpent(a: ModelAccount, period: string, day: string, amount: bigint): void {
+    if (amount === 0n) return;
+    if (!a.spent.has(period)) a.spent.set(period, new Map());
+    const m = a.spent.get(period)!;
+    m.set('m', (m.get('m') ?? 0n) + amount);
+    m.set(day, (m.get(day) ?? 0n) + amount);
+  }
+
+  /** What the spending limits still allow today and this month (the smaller), or null without limits. */
+  limitLeft(a: ModelAccount): bigint | null {
+    const { daily, monthly } = a.limits;
+    if (daily === null && monthly === null) return null;
+    const period = this.period();
+    const dayLeft = daily === null ? null : daily - this.spentOf(a, period, this.dayOfMonth());
+    const monthLeft = monthly === null ? null : monthly - this.spentOf(a, period, 'm');
+    const left = dayLeft === null ? monthLeft! : monthLeft === null || dayLeft < monthLeft ? dayLeft : monthLeft;
+    return left < 0n ? 0n : left;
+  }
+
+  /** The business day of the month (DD): spending limits count per day within the month. */
+  dayOfMonth(at = this.state.now): string {
+    return DateTime.fromMillis(at, { zone: this.config.zone }).toFormat('dd');
+  }
+
+  /**
+   * The price of `count` calls now (SPEC 3, 4, 14): the user's free quota of the month first, then
+   * grants spendable at `grantsAt` (now for a deduct, the hold's expiry for a hold) and the balance.
+   * 10002 for a free-only service past its quota, 10001 when grants and balance cannot cover it,
+   * 10011 past a spending limit (checked after the balance: choice).
+   */
+  quote(a: ModelAccount, serviceName: string, count: number, grantsAt = this.state.now) {
+    const price = this.priceOf(a, serviceName);
+    const freeLeft = Math.max(0, price.freeQuota - this.usedOf(a, this.period(), serviceName));
     const free = Math.min(count, freeLeft);
     const paid = count - free;
-    if (paid > 0 && svc.unitPrice === null) return { refusal: 10002, free, paid, amount: 0n, freeLeft, unitPrice: 0n };
-    const unitPrice = svc.unitPrice ?? 0n;
+    if (paid > 0 && price.unitPrice === null)
+      return { refusal: 10002, free, paid, amount: 0n, freeLeft, unitPrice: 0n };
+    const unitPrice = price.unitPrice ?? 0n;
     const amount = BigInt(paid) * unitPrice;
-    if (amount > this.available(a)) return { refusal: 10001, free, paid, amount, freeLeft, unitPrice };
-    return { refusal: 0, free, paid, amount, freeLeft, unitPrice };
+    const refusal =
+      amount > this.balanceLeft(a) + this.grantsAvailable(a, grantsAt)
+        ? 10001
+        : paid > 0 && amount > (this.limitLeft(a) ?? amount)
+          ? 10011
+          : 0;
+    return { refusal, free, paid, amount, freeLeft, unitPrice };
+  }
+
+  /** Takes `amount` from the grants spendable at `at`, in spending order; returns the parts and the rest. */
+  private takeFromGrants(a: ModelAccount, amount: bigint, at: number, hold: boolean) {
+    const parts: [string, bigint][] = [];
+    let rest = amount;
+    for (const g of this.spendable(a, at)) {
+      if (rest <= 0n) break;
+      const part = g.rem - g.held < rest ? g.rem - g.held : rest;
+      if (part <= 0n) continue;
+      if (hold) g.held += part;
+      else g.rem -= part;
+      rest -= part;
+      parts.push([g.id, part]);
+    }
+    return { parts, rest };
+  }
+
+  private grant(a: ModelAccount, id: string): ModelGrant | undefined {
+    return a.grants.find((g) => g.id === id);
+  }
+
+  /** An account nobody has written: what a read sees, without creating it. */
+  private scratch(): ModelAccount {
+    return emptyAccount();
   }
 
   // ---- operations ----
@@ -224,33 +391,37 @@ export class BillingModel {
         ? 'insufficient_quota'
         : q.refusal === 10001
           ? 'insufficient_balance'
-          : q.paid > 0
-            ? 'balance'
-            : 'free';
+          : q.refusal === 10011
+            ? 'limit_reached'
+            : q.paid > 0
+              ? 'balance'
+              : 'free';
     return {
       ok: { allowed: q.refusal === 0, reason, freeRemaining: q.freeLeft, balance: formatMicros(this.available(a)) },
     };
   }
 
-  /** An account nobody has written: what a read sees, without creating it. */
-  private scratch(): ModelAccount {
-    return {
-      balance: 0n,
-      held: 0n,
-      used: new Map(),
-      requests: new Map(),
-      holds: new Map(),
-      adjustments: new Map(),
-      records: [],
-      written: false,
-    };
+  /**
+   * This month's free calls used as `/account` shows them: at most the user's free quota (choice: calls
+   * taken before a user's own lower quota was set show as the whole quota used, remaining 0).
+   */
+  usedShown(a: ModelAccount, serviceName: string): number {
+    return Math.min(this.priceOf(a, serviceName).freeQuota, this.usedOf(a, this.period(), serviceName));
   }
 
-  /** GET /account (SPEC 4): the available balance, the amount held, this month's free calls used. */
+  /**
+   * GET /account (SPEC 4, 14): the available balance, the amount held (of the balance and of grants),
+   * this month's free calls used, the spendable grants in spending order with their unheld remainder.
+   */
   viewAccount(userId: string): Answer {
     const a = this.state.accounts.get(userId) ?? this.scratch();
-    const used = this.config.services.map((s) => `${s.name}:${this.usedOf(a, this.period(), s.name)}`).join(',');
-    return { ok: { balance: formatMicros(this.available(a)), heldAmount: formatMicros(a.held), used } };
+    const used = this.config.services.map((s) => `${s.name}:${this.usedShown(a, s.name)}`).join(',');
+    const live = a.grants.filter((g) => !g.ended);
+    const held = a.held + live.reduce((sum, g) => sum + g.held, 0n);
+    const grants = this.spendable(a, this.state.now)
+      .map((g) => `${g.id}:${formatMicros(g.rem - g.held)}`)
+      .join(',');
+    return { ok: { balance: formatMicros(this.available(a)), heldAmount: formatMicros(held), used, grants } };
   }
 
   /** POST /deduct (SPEC 4): atomic, idempotent by request_id, refused → nothing changes. */
@@ -262,9 +433,23 @@ export class BillingModel {
     const q = this.quote(a, serviceName, count);
     if (q.refusal) return { code: q.refusal };
     const acct = this.account(userId);
-    this.addUsed(acct, this.period(), serviceName, q.free);
-    acct.balance -= q.amount;
+    const period = this.period();
+    this.addUsed(acct, period, serviceName, q.free);
+    const { parts, rest } = this.takeFromGrants(acct, q.amount, this.state.now, false);
+    acct.balance -= rest;
+    this.addSpent(acct, period, this.dayOfMonth(), q.amount);
     acct.records.push(record(requestId, serviceName, q.free, q.paid, q.amount));
+    acct.deducts.set(requestId, {
+      service: serviceName,
+      free: q.free,
+      paid: q.paid,
+      amount: q.amount,
+      period,
+      grantParts: parts,
+      refundedFree: 0,
+      refundedPaid: 0,
+      refundedAmount: 0n,
+    });
     acct.written = true;
     const answer = {
       success: true,
@@ -278,20 +463,26 @@ export class BillingModel {
     return { ok: { ...answer, duplicate: false } };
   }
 
-  /** POST /reservations (SPEC 4): holds free quota and balance; same request-id space as deduct (choice). */
+  /**
+   * POST /reservations (SPEC 4, 14): holds free quota, then from the grants that outlive the hold, then
+   * the balance; counts as spent (limits) when made. Same request-id space as deduct (choice).
+   */
   reserve(userId: string, requestId: string, serviceName: string, count: number, ttlSeconds: number): Answer {
     const a = this.state.accounts.get(userId) ?? this.scratch();
     const payload = `reserve|${serviceName}|${count}|${ttlSeconds}`;
     const m = this.memo(a, requestId);
     if (m) return m.payload === payload ? { ok: { ...m.answer, duplicate: true } } : { code: 10007 };
-    const q = this.quote(a, serviceName, count);
+    const expiresAt = this.state.now + ttlSeconds * 1000;
+    const q = this.quote(a, serviceName, count, expiresAt);
     if (q.refusal) return { code: q.refusal };
     const acct = this.account(userId);
     const period = this.period();
+    const day = this.dayOfMonth();
     this.addUsed(acct, period, serviceName, q.free);
-    acct.held += q.amount;
+    const { parts, rest } = this.takeFromGrants(acct, q.amount, expiresAt, true);
+    acct.held += rest;
+    this.addSpent(acct, period, day, q.amount);
     acct.written = true;
-    const expiresAt = this.state.now + ttlSeconds * 1000;
     acct.holds.set(requestId, {
       service: serviceName,
       count,
@@ -300,6 +491,9 @@ export class BillingModel {
       amount: q.amount,
       unitPrice: q.unitPrice,
       period,
+      day,
+      grantParts: parts,
+      balancePart: rest,
       expiresAt,
       state: 'held',
     });
@@ -317,10 +511,11 @@ export class BillingModel {
   }
 
   /**
-   * POST /reservations/{id}/commit (SPEC 4): charges `count` ≤ held, free part first, returns the
-   * rest (unused free calls to the month they were taken from: choice). Idempotent: the same count
-   * again is the first answer; another count is 10007 (choice, as deduct). Not found, released,
-   * expired or past its time: 10008. More than held: 40000.
+   * POST /reservations/{id}/commit (SPEC 4): charges `count` ≤ held, free part first, from the held
+   * parts in the order they were held (grants, then the balance), and returns the rest (unused free
+   * calls to the month they were taken from: choice; unused spending to the day it counted in).
+   * Idempotent: the same count again is the first answer; another count is 10007 (choice, as deduct).
+   * Not found, released, expired or past its time: 10008. More than held: 40000.
    */
   commit(userId: string, requestId: string | null, count: number): Answer {
     const a = this.state.accounts.get(userId);
@@ -339,8 +534,17 @@ export class BillingModel {
     const paid = count - free;
     const amount = BigInt(paid) * h.unitPrice;
     this.addUsed(a, h.period, h.service, free - h.free);
-    a.held -= h.amount;
-    a.balance -= amount;
+    let rest = amount;
+    for (const [id, part] of h.grantParts) {
+      const take = part < rest ? part : rest;
+      const g = this.grant(a, id)!;
+      g.held -= part;
+      g.rem -= take;
+      rest -= take;
+    }
+    a.held -= h.balancePart;
+    a.balance -= rest;
+    this.addSpent(a, h.period, h.day, amount - h.amount);
     // A commit of 0 calls is a release by another name: no call, no record (choice).
     if (count > 0) a.records.push(record(requestId!, h.service, free, paid, amount));
     h.state = 'committed';
@@ -376,15 +580,20 @@ export class BillingModel {
     };
   }
 
+  /** A hold given back whole: free calls to their month, grant parts and the balance part, its spending. */
   private returnHold(a: ModelAccount, h: ModelHold): void {
     this.addUsed(a, h.period, h.service, -h.free);
-    a.held -= h.amount;
+    for (const [id, part] of h.grantParts) this.grant(a, id)!.held -= part;
+    a.held -= h.balancePart;
+    this.addSpent(a, h.period, h.day, -h.amount);
   }
 
-  /** The clock moves on; holds past their time are released by themselves (the expiry sweep). */
+  /** The clock moves on; holds past their time are released by themselves, then grants end (the sweeps). */
   advance(ms: number): number {
     this.state.now += ms;
-    return this.expireDue();
+    const holds = this.expireDue();
+    this.expireGrants();
+    return holds;
   }
 
   expireDue(): number {
@@ -399,6 +608,211 @@ export class BillingModel {
       }
     }
     return n;
+  }
+
+  /**
+   * The expiry job (SPEC 14): ends every grant past its expiry or voided whose holds are gone; what is
+   * left of it leaves. A grant some hold holds part of waits (the hold may still be committed).
+   */
+  expireGrants(): void {
+    for (const a of this.state.accounts.values()) this.endDue(a);
+  }
+
+  private endDue(a: ModelAccount): ModelGrant[] {
+    const ended: ModelGrant[] = [];
+    for (const g of a.grants) {
+      if (g.ended || g.held > 0n) continue;
+      if (g.voided || (g.expiresAt !== null && g.expiresAt <= this.state.now)) {
+        g.ended = g.voided ? 'voided' : 'expired';
+        g.rem = 0n;
+        ended.push(g);
+      }
+    }
+    return ended;
+  }
+
+  /**
+   * POST /admin/v1/accounts/{user}/grants: idempotent by grant id (the same payload answers the first
+   * answer, another 10007). `amount` is the decimal string sent. An expiry not in the future is 40000,
+   * also for a replay (choice: validation comes first, as for every request).
+   */
+  createGrant(
+    userId: string,
+    id: string,
+    amountText: string,
+    category: 'promotional' | 'paid',
+    priority: number,
+    expiresAt: number | null,
+  ): Answer {
+    const amount = parseMicros(amountText);
+    if (
+      !/^[A-Za-z0-9_.:@-]{1,64}$/.test(id) ||
+      amount === null ||
+      amount <= 0n ||
+      !Number.isInteger(priority) ||
+      priority < 0 ||
+      priority > 1000 ||
+      (expiresAt !== null && expiresAt <= this.state.now)
+    )
+      return { code: 40000 };
+    const a = this.state.accounts.get(userId) ?? this.scratch();
+    const payload = `${amount}|${category}|${priority}|${expiresAt ?? ''}`;
+    const first = this.grant(a, id);
+    if (first) return first.payload === payload ? { ok: { ...first.answer, duplicate: true } } : { code: 10007 };
+    const acct = this.account(userId);
+    const answer = {
+      grantId: id,
+      category,
+      priority,
+      amount: formatMicros(amount),
+      remaining: formatMicros(amount),
+      expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString(),
+      status: 'active',
+    };
+    acct.grants.push({
+      id,
+      payload,
+      category,
+      priority,
+      amount,
+      rem: amount,
+      held: 0n,
+      expiresAt,
+      createdAt: this.state.now,
+      voided: false,
+      ended: null,
+      answer,
+    });
+    acct.written = true;
+    return { ok: { ...answer, duplicate: false } };
+  }
+
+  /**
+   * POST .../grants/{id}/void: nothing new spends it; its unheld remainder leaves now, or once the holds
+   * on it end (`pending`). Unknown: 40400. An ended grant: nothing voided.
+   */
+  voidGrant(userId: string, id: string): Answer {
+    // An empty id leaves the path `.../grants//void`: no such route.
+    if (id === '') return { code: 40400 };
+    if (!/^[A-Za-z0-9_.:@-]{1,64}$/.test(id)) return { code: 40000 };
+    const a = this.state.accounts.get(userId);
+    const g = a ? this.grant(a, id) : undefined;
+    if (!a || !g) return { code: 40400 };
+    if (g.ended) return { ok: { grantId: id, voided: '0.00', pending: false } };
+    const left = g.rem;
+    g.voided = true;
+    const pending = g.held > 0n;
+    const endedNow = this.endDue(a).includes(g);
+    return { ok: { grantId: id, voided: formatMicros(endedNow ? left : g.rem - g.held), pending } };
+  }
+
+  /**
+   * POST /internal/v1/billing/refunds (SPEC 14): calls of a deduct back, paid ones first; the money to
+   * the balance first, then to the grants that paid, last one first (an ended grant forfeits its part);
+   * free calls to the quota of their month if it is still the current one. Idempotent by refund id
+   * (same request id and count: the first answer; else 10010); never more calls than charged (10010);
+   * unknown request ids, reservations' and other users' 10010. Spending is not given back.
+   */
+  refund(userId: string, refundId: string, requestId: string, count: number | null): Answer {
+    if (count !== null && (count < 1 || count > this.config.maxCallsPerRequest)) return { code: 40000 };
+    const a = this.state.accounts.get(userId) ?? this.scratch();
+    const payload = `${requestId}|${count ?? ''}`;
+    const first = a.refunds.get(refundId);
+    if (first && this.state.now - first.at < this.config.idempotencyWindowMs)
+      return first.payload === payload ? { ok: { ...first.answer, duplicate: true } } : { code: 10010 };
+    const d = a.deducts.get(requestId);
+    if (!d || this.state.now - a.requests.get(requestId)!.at >= this.config.idempotencyWindowMs) return { code: 10010 };
+    const leftPaid = d.paid - d.refundedPaid;
+    const leftFree = d.free - d.refundedFree;
+    const n = count ?? d.free + d.paid;
+    if (n > leftPaid + leftFree) return { code: 10010 };
+    const paid = Math.min(n, leftPaid);
+    const free = n - paid;
+    const amount = paid === leftPaid ? d.amount - d.refundedAmount : BigInt(paid) * (d.amount / BigInt(d.paid));
+    // Sources in reverse of how the call paid: the balance (paid last), then its grants, last one first.
+    const fromGrants = d.grantParts.reduce((sum, [, part]) => sum + part, 0n);
+    const sources: [string | null, bigint][] = [[null, d.amount - fromGrants], ...[...d.grantParts].reverse()];
+    let at = 0n;
+    let forfeited = 0n;
+    const from = d.refundedAmount;
+    const to = d.refundedAmount + amount;
+    for (const [id, part] of sources) {
+      const lo = from > at ? from : at;
+      const hi = to < at + part ? to : at + part;
+      const slice = hi - lo;
+      if (slice > 0n) {
+        if (id === null) a.balance += slice;
+        else {
+          const g = this.grant(a, id)!;
+          if (g.ended) forfeited += slice;
+          else g.rem += slice;
+        }
+      }
+      at += part;
+    }
+    if (free > 0 && d.period === this.period()) {
+      const used = this.usedOf(a, d.period, d.service);
+      this.addUsed(a, d.period, d.service, -Math.min(free, used));
+    }
+    d.refundedFree += free;
+    d.refundedPaid += paid;
+    d.refundedAmount += amount;
+    const answer = {
+      refundId,
+      count: n,
+      freeCount: free,
+      paidCount: paid,
+      amount: formatMicros(amount - forfeited),
+      balance: formatMicros(this.available(a)),
+    };
+    a.refunds.set(refundId, { payload, at: this.state.now, answer });
+    return { ok: { ...answer, duplicate: false } };
+  }
+
+  /** PUT /api/v1/billing/limits: undefined leaves a limit, null removes it. */
+  setLimits(userId: string, daily: bigint | null | undefined, monthly: bigint | null | undefined): Answer {
+    if ((daily ?? 0n) < 0n || (monthly ?? 0n) < 0n) return { code: 40000 };
+    const a = this.account(userId);
+    if (daily !== undefined) a.limits.daily = daily;
+    if (monthly !== undefined) a.limits.monthly = monthly;
+    a.written = true;
+    const money = (v: bigint | null) => (v === null ? null : formatMicros(v));
+    return {
+      ok: {
+        daily: money(a.limits.daily),
+        monthly: money(a.limits.monthly),
+        spentToday: formatMicros(this.spentOf(a, this.period(), this.dayOfMonth())),
+        spentThisMonth: formatMicros(this.spentOf(a, this.period(), 'm')),
+      },
+    };
+  }
+
+  /** PUT /admin/v1/accounts/{user}/pricing/{service}: undefined leaves a part, null takes it back to the catalogue's. */
+  setPricing(
+    userId: string,
+    serviceName: string,
+    freeQuota: number | null | undefined,
+    unitPrice: bigint | null | undefined,
+  ): Answer {
+    if ((freeQuota ?? 0) < 0 || (unitPrice ?? 0n) < 0n) return { code: 40000 };
+    const a = this.account(userId);
+    const own = a.prices.get(serviceName) ?? { freeQuota: null, unitPrice: null };
+    const next = {
+      freeQuota: freeQuota === undefined ? own.freeQuota : freeQuota,
+      unitPrice: unitPrice === undefined ? own.unitPrice : unitPrice,
+    };
+    if (next.freeQuota === null && next.unitPrice === null) a.prices.delete(serviceName);
+    else a.prices.set(serviceName, next);
+    a.written = true;
+    const price = this.priceOf(a, serviceName);
+    return {
+      ok: {
+        serviceName,
+        freeQuota: price.freeQuota,
+        unitPrice: price.unitPrice === null ? null : formatMicros(price.unitPrice),
+        overridden: a.prices.has(serviceName),
+      },
+    };
   }
 
   /** POST /recharge (SPEC 5): a pending order; nothing moves until it is paid. */
@@ -436,7 +850,7 @@ export class BillingModel {
     const first = a.adjustments.get(key);
     if (first !== undefined)
       return first === amount ? { ok: { applied: false, amount: formatMicros(amount) } } : { code: 10007 };
-    if (amount < 0n && this.available(a) + amount < 0n) return { code: 10001 };
+    if (amount < 0n && this.balanceLeft(a) + amount < 0n) return { code: 10001 };
     const acct = this.account(userId);
     acct.balance += amount;
     acct.adjustments.set(key, amount);

@@ -216,4 +216,71 @@ describe('model test regressions, replayed through the model', function () {
       { strict: true },
     );
   });
+
+  // Found by the model test (fixed seed 424242, shrunk): a grant given and voided, then voided again
+  // before its rows reach MySQL, is 404 / 40400, as if it had never been given; once they are in
+  // MySQL the same call answers 200 with nothing voided. The answer should not depend on persistence.
+  // The worker is down here, so that nothing is persisted in between. Fails until the service is fixed.
+  it('a second void of a grant not yet in MySQL answers as a void of an ended grant, not 40400', async () => {
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          {
+            t: 'worker-down',
+            ops: [
+              { t: 'grant', u: 0, g: 'g1', amount: '0.50', cat: 'promotional', prio: 10, exp: null },
+              { t: 'void', u: 0, g: 'g1', recent: null },
+              { t: 'void', u: 0, g: 'g1', recent: null },
+            ],
+          },
+        ],
+      },
+      { strict: true },
+    );
+  });
+
+  // Not a failure found: the money rules of SPEC 14 in one fixed sequence, so that each is run on every
+  // test run whatever the random runs draw. Grants by priority then expiry, a replay and a reuse of a
+  // grant id, a hold that skips a grant expiring before it, refunds back to the balance then the grants
+  // last one first (an expired grant forfeiting its part), a spending limit reached, a user's own price,
+  // a void, and a refund of free calls after the month turned.
+  it('grants, refunds, a spending limit and a per-user price across expiry and the month end', async () => {
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          { t: 'adjust', u: 0, k: 'k1', micros: '1000000' },
+          { t: 'grant', u: 0, g: 'g1', amount: '0.30', cat: 'promotional', prio: 50, exp: 600_000 },
+          { t: 'grant', u: 0, g: 'g2', amount: '0.50', cat: 'paid', prio: 10, exp: null },
+          { t: 'grant', u: 0, g: 'g2', amount: '0.50', cat: 'paid', prio: 10, exp: null },
+          { t: 'grant', u: 0, g: 'g2', amount: '1.00', cat: 'paid', prio: 10, exp: null },
+          { t: 'deduct', u: 0, r: 'r1', s: 'alpha', n: 4 },
+          { t: 'deduct', u: 0, r: 'r2', s: 'alpha', n: 2 },
+          { t: 'reserve', u: 0, r: 'r3', s: 'gamma', n: 1, ttl: 3600 },
+          { t: 'account', u: 0, via: 'http' },
+          { t: 'advance', ms: 600_000 },
+          { t: 'refund', u: 0, f: 'f1', r: 'r2', n: null, recent: null },
+          { t: 'refund', u: 0, f: 'f2', r: 'r1', n: 1, recent: null },
+          { t: 'refund', u: 0, f: 'f1', r: 'r2', n: null, recent: null },
+          { t: 'refund', u: 0, f: 'f1', r: 'r1', n: 1, recent: null },
+          { t: 'refund', u: 0, f: 'f3', r: 'r1', n: 4, recent: null },
+          { t: 'limits', u: 0, daily: '0.30' },
+          { t: 'deduct', u: 0, r: 'r4', s: 'alpha', n: 2 },
+          { t: 'check', u: 0, s: 'alpha', n: 1 },
+          { t: 'pricing', u: 0, s: 'alpha', free: 5, price: '0.00' },
+          { t: 'deduct', u: 0, r: 'r5', s: 'alpha', n: 3 },
+          { t: 'grpc-commit', u: 0, r: 'r3', n: 1 },
+          { t: 'void', u: 0, g: 'g2', recent: null },
+          { t: 'account', u: 0, via: 'http' },
+          { t: 'advance', ms: 1_200_000 },
+          { t: 'refund', u: 0, f: 'f4', r: 'r5', n: null, recent: null },
+          { t: 'account', u: 0, via: 'grpc' },
+        ],
+      },
+      { strict: true },
+    );
+  });
 });

@@ -4,7 +4,8 @@
  * to replay a failure; `--max-ops M` bounds a sequence's length; `--time S` bounds the random run;
  * `--without ids,lasting,cap` leaves out parts of the SPEC the service does not meet yet (ids that
  * collide under the old collation or key joins; lasting state after read-only or refused calls; SPEC
- * 11's check cap), `--lenient` all three;
+ * 11's check cap), `--lenient` all three; `--without void` accepts 40400 for a void of an ended grant
+ * not yet in MySQL (found by the model test, open);
  * `--no-redis-restart` leaves out Redis restarts; `--no-worker-kill` leaves out the worker SIGKILLed mid-batch;
  * `--mysql-outage` adds MySQL outages (slow: seconds each).
  */
@@ -56,7 +57,7 @@ function printFailure(
 async function main(): Promise<number> {
   const started = Date.now();
   const without = new Set(args.lenient ? ['ids', 'lasting', 'cap'] : args.without!.split(',').filter(Boolean));
-  const opts: RunOptions = { strict: !without.has('lasting') };
+  const opts: RunOptions = { strict: !without.has('lasting'), lenientVoid: without.has('void') };
   let flags = `${without.size ? ` --without ${[...without].join(',')}` : ''}${args['no-redis-restart'] ? ' --no-redis-restart' : ''}${args['no-worker-kill'] ? ' --no-worker-kill' : ''}${args['mysql-outage'] ? ' --mysql-outage' : ''}`;
   const env = await ModelEnv.start();
   let failed = false;
@@ -127,6 +128,7 @@ async function main(): Promise<number> {
         `${s.droppedChanges} changes dropped and recovered, with MySQL down ${JSON.stringify(s.whileMysqlDown)}, ${Math.round((Date.now() - started) / 1000)} s`,
     );
     console.log(`operations by kind: ${JSON.stringify(s.kinds)}`);
+    console.log(`answers by kind ('ok' or the code): ${JSON.stringify(s.outcomes)}`);
     await env.stop();
   }
   return failed ? 1 : 0;

@@ -14,8 +14,18 @@ import { FakeClock } from '../support/fake-clock.js';
 import { spawnRole, exited } from '../support/processes.js';
 import { OwnServers } from '../faults/support.js';
 import { fullClients, call as grpcCall, callError, metadata } from '../fixtures/grpc-clients.js';
-import { BillingModel, formatMicros, type Answer } from './model.js';
-import { USER_NAMES, countOps, countKinds, type BatchOp, type Op, type SimpleOp, type Sequence } from './generator.js';
+import { put, grantsPath, voidPath, pricingPath, LIMITS, admin } from '../support/money.js';
+import { BillingModel, formatMicros, parseMicros, type Answer } from './model.js';
+import {
+  USER_NAMES,
+  countOps,
+  countKinds,
+  type BatchOp,
+  type Op,
+  type SettingOp,
+  type SimpleOp,
+  type Sequence,
+} from './generator.js';
 
 /** The catalogue of the model runs: small quotas so that every boundary is reached in a few calls. */
 export const MODEL_SERVICES = [
@@ -40,6 +50,12 @@ const SETTLE_TIMEOUT_MS = 10_000;
 export interface RunOptions {
   /** SPEC 10 checks that need the lead's identity fixes: read-only calls leave nothing lasting */
   strict: boolean;
+  /**
+   * Accept 404 / 40400 for a void of a grant already ended (the model: 200, nothing voided). The
+   * service answers 40400 while the grant's rows are not in MySQL yet (found by the model test,
+   * reported; off by default): `--without void` leaves it out, for soaks of everything else.
+   */
+  lenientVoid?: boolean;
 }
 
 export interface Stats {
@@ -50,6 +66,8 @@ export interface Stats {
   batches: number;
   /** operations sent, by kind (and transport where there are two) */
   kinds: Record<string, number>;
+  /** answers of single calls by kind: 'ok' or the SPEC code (to see what a run reached) */
+  outcomes: Record<string, Record<string, number>>;
   faults: Record<string, number>;
   droppedChanges: number;
   /** operations sent while MySQL was down: answered from Redis, or 50300 */
@@ -65,6 +83,7 @@ export class ModelEnv {
     groups: 0,
     batches: 0,
     kinds: {},
+    outcomes: {},
     faults: {},
     droppedChanges: 0,
     whileMysqlDown: { answered: 0, unavailable: 0 },
@@ -176,6 +195,10 @@ const accountFields = (balance: string, heldAmount: string, quotas: { serviceNam
   return { balance, heldAmount, used: MODEL_SERVICES.map((s) => `${s.name}:${used.get(s.name) ?? 'none'}`).join(',') };
 };
 
+/** The spendable grants `/account` lists, in its order, as "id:remaining,…" (gRPC GetAccount has none). */
+const grantsField = (grants: { grantId: string; remaining: string }[]) =>
+  grants.map((g) => `${g.grantId}:${g.remaining}`).join(',');
+
 /** Commit and release name the reservation by the id the service gave when it was made. */
 const namesReservation = (
   op: SimpleOp,
@@ -193,6 +216,18 @@ const grpcCheckFields = (r: Record<string, any>) => ({
 function answerOf(r: { status: number; body: any }): Answer {
   if (r.status === 200 && r.body?.success === true) return { ok: r.body.data ?? {} };
   return { code: typeof r.body?.code === 'number' ? r.body.code : -r.status };
+}
+
+/** A void of an ended grant answered 40400 (see `RunOptions.lenientVoid`). */
+function endedVoidAs404(op: SimpleOp, expected: Answer, real: Answer): boolean {
+  return (
+    op.t === 'void' &&
+    'ok' in expected &&
+    expected.ok.voided === '0.00' &&
+    expected.ok.pending === false &&
+    'code' in real &&
+    real.code === 40400
+  );
 }
 
 function sameAnswer(expected: Answer, real: Answer): boolean {
@@ -233,6 +268,9 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   const fail = (message: string): never => {
     throw new ModelFailure(`${message}\n  after: ${log.slice(-8).join('\n         ')}`);
   };
+
+  const matches = (op: SimpleOp, expected: Answer, real: Answer) =>
+    sameAnswer(expected, real) || (opts.lenientVoid === true && endedVoidAs404(op, expected, real));
 
   const bogusReservation = (u: number) =>
     `rsv_${Buffer.from(users[u]).toString('base64url')}.${model.period()}.${'0'.repeat(32)}`;
@@ -331,9 +369,39 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
           );
         const a = answerOf(await h.get('/api/v1/billing/account', { user_id: user }));
         return 'ok' in a
-          ? { ok: accountFields(String(a.ok.balance), String(a.ok.heldAmount), a.ok.quotas as any[]) }
+          ? {
+              ok: {
+                ...accountFields(String(a.ok.balance), String(a.ok.heldAmount), a.ok.quotas as any[]),
+                grants: grantsField(a.ok.grants as any[]),
+              },
+            }
           : a;
       }
+      case 'grant':
+        return answerOf(
+          await h.post(
+            grantsPath(user),
+            {
+              grant_id: op.g,
+              amount: op.amount,
+              category: op.cat,
+              priority: op.prio,
+              ...(op.exp === null ? {} : { expires_at: new Date(start + op.exp).toISOString() }),
+            },
+            admin,
+          ),
+        );
+      case 'void':
+        return answerOf(await h.post(voidPath(user, op.g), {}, admin));
+      case 'refund':
+        return answerOf(
+          await h.post('/internal/v1/billing/refunds', {
+            refund_id: op.f,
+            user_id: user,
+            request_id: op.r,
+            ...(op.n === null ? {} : { count: op.n }),
+          }),
+        );
       case 'adjust':
         return answerOf(
           await h.post(
@@ -355,8 +423,17 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       case 'check':
       case 'grpc-check':
         return m.check(user, op.s, op.n);
-      case 'account':
-        return m.viewAccount(user);
+      case 'account': {
+        const view = m.viewAccount(user);
+        if (op.via === 'grpc' && 'ok' in view) delete view.ok.grants;
+        return view;
+      }
+      case 'grant':
+        return m.createGrant(user, op.g, op.amount, op.cat, op.prio, op.exp === null ? null : start + op.exp);
+      case 'void':
+        return m.voidGrant(user, op.g);
+      case 'refund':
+        return m.refund(user, op.f, op.r, op.n);
       case 'deduct':
       case 'grpc-deduct':
         return m.deduct(user, op.r, op.s, op.n);
@@ -374,9 +451,42 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     }
   };
 
+  const tally = (kind: string, real: Answer) => {
+    const by = (env.stats.outcomes[kind] ??= {});
+    const key = 'ok' in real ? 'ok' : String(real.code);
+    by[key] = (by[key] ?? 0) + 1;
+  };
+
+  /** A setting sent (PUT), and what the model answers. */
+  const runSetting = async (op: SettingOp) => {
+    const user = users[op.u];
+    const body: Record<string, unknown> = {};
+    let real: Answer;
+    let expected: Answer;
+    const micros = (v: string | null | undefined) => (v === undefined || v === null ? v : parseMicros(v)!);
+    if (op.t === 'limits') {
+      if (op.daily !== undefined) body.daily = op.daily;
+      if (op.monthly !== undefined) body.monthly = op.monthly;
+      real = answerOf(await put(h, LIMITS, { user_id: user, ...body }));
+      expected = model.setLimits(user, micros(op.daily), micros(op.monthly));
+    } else {
+      if (op.free !== undefined) body.free_quota = op.free;
+      if (op.price !== undefined) body.unit_price = op.price;
+      real = answerOf(await put(h, pricingPath(user, op.s), body, admin));
+      expected = model.setPricing(user, op.s, op.free, micros(op.price));
+    }
+    log.push(`${JSON.stringify(op)} -> ${show(real)}`);
+    if (!sameAnswer(expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
+    tally(op.t, real);
+  };
+
   /** What the service's answers teach the runner: reservation ids, record ids of request ids. */
   const learn = (op: SimpleOp, real: Answer) => {
+    tally(op.t, real);
     if (!('ok' in real)) return;
+    if ((op.t === 'deduct' || op.t === 'grpc-deduct') && real.ok.duplicate === false)
+      deducted.push({ u: op.u, r: op.r });
+    if (op.t === 'grant' && real.ok.duplicate === false) granted.push({ u: op.u, g: op.g });
     if (op.t === 'reserve' || op.t === 'grpc-reserve')
       reservations.set(`${op.u}|${op.r}`, String(real.ok.reservationId));
     if (op.t === 'deduct' || op.t === 'grpc-deduct') {
@@ -386,6 +496,20 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         fail(`request id ${JSON.stringify(op.r)} answered record ${String(real.ok.recordId)}, first ${first}`);
       recordIds.set(key, String(real.ok.recordId));
     }
+  };
+
+  /** Deducts accepted and grants given, in order: the targets of refunds and voids that name a recent one. */
+  const deducted: { u: number; r: string }[] = [];
+  const granted: { u: number; g: string }[] = [];
+  const recentOf = <T>(list: T[], k: number | null) =>
+    k === null ? undefined : list[list.length - 1 - (k % list.length)];
+  /** A refund or void naming a recent target, made concrete (before its group starts). */
+  const resolve = (op: SimpleOp): SimpleOp => {
+    if (op.t === 'refund' && deducted.length > 0 && op.recent !== null)
+      return { ...op, ...recentOf(deducted, op.recent)!, recent: null };
+    if (op.t === 'void' && granted.length > 0 && op.recent !== null)
+      return { ...op, ...recentOf(granted, op.recent)!, recent: null };
+    return op;
   };
 
   /** The id the service gave the reservation a commit or release names (none: it made none). */
@@ -439,7 +563,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     });
   };
 
-  const runGroup = async (ops: SimpleOp[]) => {
+  const runGroup = async (drawn: SimpleOp[]) => {
+    const ops = drawn.map(resolve);
     const rsv = ops.map(reservationOf);
     const real = await Promise.all(ops.map((op, i) => send(op, rsv[i])));
     const indices = ops.map((_, i) => i);
@@ -450,7 +575,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       const expected: Answer[] = [];
       for (const i of order) expected[i] = apply(m, ops[i], rsv[i] !== undefined);
       if (firstTry.length === 0) firstTry = expected;
-      if (indices.every((i) => sameAnswer(expected[i], real[i]))) {
+      if (indices.every((i) => matches(ops[i], expected[i], real[i]))) {
         explained = m;
         break;
       }
@@ -468,6 +593,9 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
 
   const runOp = async (op: Op): Promise<void> => {
     switch (op.t) {
+      case 'limits':
+      case 'pricing':
+        return runSetting(op);
       case 'group':
         env.stats.groups++;
         return runGroup(op.ops);
@@ -529,10 +657,24 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       }
       case 'advance': {
         if (model.state.now + op.ms - start > MAX_SEQUENCE_SPAN_MS) return;
-        clock.set(new Date(model.state.now + op.ms));
+        const then = model.state.now + op.ms;
+        const due = users.some((u) =>
+          model.state.accounts
+            .get(u)
+            ?.grants.some((g) => !g.ended && (g.voided || (g.expiresAt !== null && g.expiresAt <= then))),
+        );
+        clock.set(new Date(then));
         model.advance(op.ms);
-        // The scheduled sweep's work, done now: the expiry of holds follows the fake clock.
+        // The scheduled sweeps' work, done now: the expiry of holds, then of grants, follows the fake clock.
         await ctx.reservations.expireDue();
+        // The grant expiry job finds its users in MySQL: the grants due must be persisted first (else
+        // it ends them on a later run, and a refund in between gives back to a grant the model ended).
+        if (due) {
+          if (killed) await persistenceIdle(env, 60_000);
+          if (lostEnqueue) await ctx.persistence.sweep(0);
+          await settle(env, users, fail, slowSettle ? 60_000 : SETTLE_TIMEOUT_MS);
+        }
+        await ctx.grants.expireDue();
         log.push(`${JSON.stringify(op)}`);
         return;
       }
@@ -587,7 +729,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         slowSettle = true;
         await env.servers.stopMysql();
         try {
-          for (const inner of op.ops) {
+          for (const drawn of op.ops) {
+            const inner = resolve(drawn);
             const rsv = reservationOf(inner);
             const real = await send(inner, rsv);
             log.push(`(MySQL down) ${JSON.stringify(inner)} -> ${show(real)}`);
@@ -598,7 +741,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
             }
             env.stats.whileMysqlDown.answered++;
             const expected = apply(model, inner, rsv !== undefined);
-            if (!sameAnswer(expected, real))
+            if (!matches(inner, expected, real))
               fail(`${inner.t} with MySQL down: service ${show(real)}, model ${show(expected)}`);
             learn(inner, real);
           }
@@ -628,11 +771,12 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         return;
       }
       default: {
+        op = resolve(op);
         const rsv = reservationOf(op);
         const real = await send(op, rsv);
         const expected = apply(model, op, rsv !== undefined);
         log.push(`${JSON.stringify(op)} -> ${show(real)}`);
-        if (!sameAnswer(expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
+        if (!matches(op, expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
         learn(op, real);
       }
     }
@@ -651,6 +795,10 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   if (lostEnqueue) await ctx.persistence.sweep(0);
   // After a MySQL outage persistence retries with backoff (up to 30 s between attempts).
   await settle(env, users, fail, slowSettle ? 60_000 : SETTLE_TIMEOUT_MS);
+  // The grant expiry job once more (it finds its users in MySQL): voided grants whose holds ended leave now.
+  await ctx.grants.expireDue();
+  model.expireGrants();
+  await settle(env, users, fail, SETTLE_TIMEOUT_MS);
   await compareState(env, model, users, orders, opts, fail);
 }
 
@@ -749,6 +897,63 @@ async function settle(env: ModelEnv, users: string[], fail: (m: string) => never
   fail(`changes not persisted within ${timeoutMs} ms:\n    ${left.join('\n    ')}`);
 }
 
+/**
+ * SPEC 7 for the money features: each grant's remaining and held in Redis (the account's 'g' list, in
+ * spending order, ended grants gone), `credit_grants.remaining`, the sum of its `grant_entries` and its
+ * status; the spending the limits count per month and day; the calls refunded per record.
+ */
+async function compareMoney(env: ModelEnv, model: BillingModel, user: string, fail: (m: string) => never) {
+  const ctx = env.h.probe;
+  const a = model.state.accounts.get(user)!;
+  const json = await ctx.redis.hget(ctx.keys.account(user), 'g');
+  const live = (json ? (JSON.parse(json) as { id: string; rem: string; held: string }[]) : []).map(
+    (g) => `${g.id}:${g.rem}:${g.held}`,
+  );
+  const order = model.spendingOrderOf(a.grants.filter((g) => !g.ended)).map((g) => `${g.id}:${g.rem}:${g.held}`);
+  if (JSON.stringify(live) !== JSON.stringify(order))
+    fail(`${user}: Redis grants ${JSON.stringify(live)}, model ${JSON.stringify(order)}`);
+  const rows: { grant_id: string; remaining: string | number; status: string; entries: string | number }[] = await ctx
+    .db('credit_grants as g')
+    .where('g.user_id', user)
+    .select(
+      'g.grant_id',
+      'g.remaining',
+      'g.status',
+      ctx.db.raw(
+        '(SELECT COALESCE(SUM(e.amount), 0) FROM grant_entries e WHERE e.user_id = g.user_id AND e.grant_id = g.grant_id) AS entries',
+      ),
+    );
+  const stored = rows.map((r) => `${r.grant_id}:${BigInt(r.remaining)}:${BigInt(r.entries)}:${r.status}`).sort();
+  const modelled = a.grants
+    .map((g) => `${g.id}:${g.rem}:${g.rem}:${g.ended ?? (g.voided ? 'voiding' : 'active')}`)
+    .sort();
+  if (JSON.stringify(stored) !== JSON.stringify(modelled))
+    fail(
+      `${user}: MySQL grants (id:remaining:entries:status) ${JSON.stringify(stored)}, model ${JSON.stringify(modelled)}`,
+    );
+  for (const [period, spent] of a.spent) {
+    const redisSpent = await ctx.redis.hgetall(ctx.keys.quota(user, period));
+    for (const [key, amount] of spent) {
+      const field = key === 'm' ? '$m' : `$d:${key}`;
+      if (BigInt(redisSpent[field] ?? '0') !== amount)
+        fail(`${user}: Redis spent ${period} ${field} ${redisSpent[field]}, model ${amount}`);
+    }
+  }
+  // Refunds as MySQL booked them: calls (free, paid) and the money given back, summed per user.
+  const sums: Record<string, string | number | null> = (await ctx
+    .db('refunds')
+    .where({ user_id: user })
+    .sum({ count: 'count', free: 'free_count', paid: 'paid_count', amount: 'amount' })
+    .first())!;
+  const storedRefunds = ['count', 'free', 'paid', 'amount'].map((k) => String(sums[k] ?? 0)).join('|');
+  const answers = [...a.refunds.values()].map((m) => m.answer);
+  const total = (k: string) => answers.reduce((n, x) => n + Number(x[k]), 0);
+  const givenBack = answers.reduce((n, x) => n + parseMicros(String(x.amount))!, 0n);
+  const modelRefunds = [total('count'), total('freeCount'), total('paidCount'), givenBack].join('|');
+  if (storedRefunds !== modelRefunds)
+    fail(`${user}: refunds in MySQL (count|free|paid|amount) ${storedRefunds}, model ${modelRefunds}`);
+}
+
 async function compareState(
   env: ModelEnv,
   model: BillingModel,
@@ -815,11 +1020,12 @@ async function compareState(
       .sort();
     if (JSON.stringify(stored) !== JSON.stringify(want))
       fail(`${user}: consumption records ${JSON.stringify(stored)}, model ${JSON.stringify(want)}`);
+    await compareMoney(env, model, user, fail);
     const acct = (await env.h.get('/api/v1/billing/account', { user_id: user })).body.data;
-    if (acct.balance !== formatMicros(a!.balance - a!.held))
-      fail(`${user}: GET /account balance ${acct.balance}, model ${formatMicros(a!.balance - a!.held)}`);
+    if (acct.balance !== formatMicros(model.available(a!)))
+      fail(`${user}: GET /account balance ${acct.balance}, model ${formatMicros(model.available(a!))}`);
     for (const q of acct.quotas as { serviceName: string; usedQuota: number }[]) {
-      const want = model.usedOf(a!, period, q.serviceName);
+      const want = model.usedShown(a!, q.serviceName);
       if (q.usedQuota !== want) fail(`${user}: GET /account usedQuota ${q.serviceName} ${q.usedQuota}, model ${want}`);
     }
   }
