@@ -266,11 +266,11 @@ export class AccountService {
     }
     const bal = BigInt(acct[0] ?? '0');
     const held = BigInt(acct[1] ?? '0');
-    const grants = (acct[2] ? (JSON.parse(acct[2]) as LiveGrantField[]) : []).filter(
-      (g) => g.void !== '1' && (g.exp === '' || Number(g.exp) > now.getTime()),
-    );
+    const allGrants = acct[2] ? (JSON.parse(acct[2]) as LiveGrantField[]) : [];
+    const grants = allGrants.filter((g) => g.void !== '1' && (g.exp === '' || Number(g.exp) > now.getTime()));
     const fromGrants = grants.reduce((sum, g) => sum + BigInt(g.rem) - BigInt(g.held), 0n);
-    const grantHeld = grants.reduce((sum, g) => sum + BigInt(g.held), 0n);
+    // Held stays held until its reservation ends, also in a grant voided (or expired) meanwhile.
+    const grantHeld = allGrants.reduce((sum, g) => sum + BigInt(g.held), 0n);
     const periodLabel = `${period.slice(0, 4)}-${period.slice(4)}`;
     return {
       userId,

@@ -241,6 +241,23 @@ describe('model test regressions, replayed through the model', function () {
     );
   });
 
+  it('a voided grant a hold still holds part of counts in the held amount of /account (seed 476360424, shrunk)', async () => {
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          { t: 'grant', u: 3, g: 'g3', amount: '0.50', cat: 'paid', prio: 50, exp: 7200000 },
+          { t: 'reserve', u: 3, r: 'r4', s: 'gamma', n: 1, ttl: 3600 },
+          { t: 'void', u: 3, g: 'g3', recent: null },
+          { t: 'account', u: 3, via: 'http' },
+          { t: 'account', u: 3, via: 'grpc' },
+        ],
+      },
+      { strict: true },
+    );
+  });
+
   // Not a failure found: the money rules of SPEC 14 in one fixed sequence, so that each is run on every
   // test run whatever the random runs draw. Grants by priority then expiry, a replay and a reuse of a
   // grant id, a hold that skips a grant expiring before it, refunds back to the balance then the grants
