@@ -241,6 +241,25 @@ describe('model test regressions, replayed through the model', function () {
     );
   });
 
+  // Found by the model test (soak seed 1616, shrunk): a hold on a grant, the grant voided (pending
+  // until the hold ends): `/account` says heldAmount 0.00 while the reservation still holds 0.001
+  // (it sums the held parts of spendable grants only). Fails until the service is fixed.
+  it('the account view counts what an open hold holds of a voided grant', async () => {
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          { t: 'grant', u: 1, g: 'g2', amount: '0.50', cat: 'promotional', prio: 10, exp: null },
+          { t: 'grpc-reserve', u: 1, r: 'r1', s: 'gamma', n: 1, ttl: 60 },
+          { t: 'void', u: 1, g: 'g2', recent: null },
+          { t: 'account', u: 1, via: 'http' },
+        ],
+      },
+      { strict: true },
+    );
+  });
+
   // Not a failure found: the money rules of SPEC 14 in one fixed sequence, so that each is run on every
   // test run whatever the random runs draw. Grants by priority then expiry, a replay and a reuse of a
   // grant id, a hold that skips a grant expiring before it, refunds back to the balance then the grants
