@@ -271,7 +271,11 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   };
 
   const matches = (op: SimpleOp, expected: Answer, real: Answer) =>
-    sameAnswer(expected, real) || (opts.lenientVoid === true && endedVoidAs404(op, expected, real));
+    sameAnswer(expected, real) ||
+    (opts.lenientVoid === true &&
+      (endedVoidAs404(op, expected, real) ||
+        // A void's `voided` is read before its atomic step: a hold made meanwhile is not taken off (found).
+        (op.t === 'void' && 'ok' in expected && 'ok' in real && real.ok.pending === expected.ok.pending)));
 
   const bogusReservation = (u: number) =>
     `rsv_${Buffer.from(users[u]).toString('base64url')}.${model.period()}.${'0'.repeat(32)}`;
