@@ -397,6 +397,8 @@ export interface EndGrantsArgs {
 
 export interface EndGrantsReply {
   status: 'ok' | 'missing' | 'held';
+  /** 'void': the grant's unheld remainder when it was voided, read in the same step */
+  voided: bigint;
   ended: GrantEndChange[];
 }
 
@@ -923,8 +925,8 @@ export class Scripts {
         a.userId,
       ),
     );
-    const ended = r.slice(1).map((json) => JSON.parse(json) as GrantEndChange);
-    return { status: str(r[0]) as EndGrantsReply['status'], ended };
+    const ended = r.slice(2).map((json) => JSON.parse(json) as GrantEndChange);
+    return { status: str(r[0]) as EndGrantsReply['status'], voided: big(r[1]), ended };
   }
 
   /** Sets account settings (price overrides, limits; '' removes). false: not in Redis (loads read MySQL). */

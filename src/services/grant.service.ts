@@ -172,7 +172,6 @@ export class GrantService {
   /** Voids a grant: what is left of it leaves now (or once the reservations holding part of it end). */
   async void(userId: string, grantId: string): Promise<{ grantId: string; voided: string; pending: boolean }> {
     const now = this.d.clock.now();
-    const before = (await this.live(userId)).get(grantId);
     const r = await this.d.scripts.endGrants({ userId, mode: 'void', grantId, now });
     if (r.status === 'missing') {
       // Not live: ended already (voided or expired), in MySQL or, moments ago, still on its way there
@@ -202,9 +201,7 @@ export class GrantService {
         .onConflict(['user_id', 'grant_id'])
         .merge({ status: 'voiding' });
     }
-    const ended = r.ended.find((c) => c.id === grantId);
-    const voided = ended ? BigInt(ended.amount) : BigInt(before?.rem ?? '0') - BigInt(before?.held ?? '0');
-    return { grantId, voided: formatMoney(voided), pending: r.status === 'held' };
+    return { grantId, voided: formatMoney(r.voided), pending: r.status === 'held' };
   }
 
   /**

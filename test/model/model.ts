@@ -413,10 +413,11 @@ export class BillingModel {
    * GET /account (SPEC 4, 14): the available balance, the amount held (of the balance and of grants),
    * this month's free calls used, the spendable grants in spending order with their unheld remainder.
    */
-  viewAccount(userId: string): Answer {
+  viewAccount(userId: string, heldOfVoided = true): Answer {
     const a = this.state.accounts.get(userId) ?? this.scratch();
     const used = this.config.services.map((s) => `${s.name}:${this.usedShown(a, s.name)}`).join(',');
-    const live = a.grants.filter((g) => !g.ended);
+    // Every open hold counts, also one on a voided grant (the service leaves that out: found, open).
+    const live = a.grants.filter((g) => !g.ended && (heldOfVoided || !g.voided));
     const held = a.held + live.reduce((sum, g) => sum + g.held, 0n);
     const grants = this.spendable(a, this.state.now)
       .map((g) => `${g.id}:${formatMicros(g.rem - g.held)}`)

@@ -53,7 +53,8 @@ export interface RunOptions {
   /**
    * Accept 404 / 40400 for a void of a grant already ended (the model: 200, nothing voided). The
    * service answers 40400 while the grant's rows are not in MySQL yet (found by the model test,
-   * reported; off by default): `--without void` leaves it out, for soaks of everything else.
+   * reported; off by default): `--without void` leaves it out, for soaks of everything else. Also
+   * accepts an `/account` held amount without what holds hold of a voided grant (found, reported).
    */
   lenientVoid?: boolean;
 }
@@ -270,7 +271,11 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   };
 
   const matches = (op: SimpleOp, expected: Answer, real: Answer) =>
-    sameAnswer(expected, real) || (opts.lenientVoid === true && endedVoidAs404(op, expected, real));
+    sameAnswer(expected, real) ||
+    (opts.lenientVoid === true &&
+      (endedVoidAs404(op, expected, real) ||
+        // A void's `voided` is read before its atomic step: a hold made meanwhile is not taken off (found).
+        (op.t === 'void' && 'ok' in expected && 'ok' in real && real.ok.pending === expected.ok.pending)));
 
   const bogusReservation = (u: number) =>
     `rsv_${Buffer.from(users[u]).toString('base64url')}.${model.period()}.${'0'.repeat(32)}`;
@@ -424,7 +429,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       case 'grpc-check':
         return m.check(user, op.s, op.n);
       case 'account': {
-        const view = m.viewAccount(user);
+        const view = m.viewAccount(user, opts.lenientVoid !== true);
         if (op.via === 'grpc' && 'ok' in view) delete view.ok.grants;
         return view;
       }

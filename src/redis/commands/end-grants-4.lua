@@ -17,7 +17,8 @@
     ARGV[4] now, ISO instant (the changes' `at`)
     ARGV[5] user id (the indexes' member)
 
-  Output: {status, change JSON, ...} one change (kind 'grant_end', with its events) per grant ended now;
+  Output: {status, voided, change JSON, ...}: voided, for 'void', the grant's unheld remainder when it
+    was voided (read in this step); then one change (kind 'grant_end', with its events) per grant ended now;
     each carries grant.expired (expired or voided: data.how says which), and the last one the
     balance alarms the ending caused (includes/alerts.lua)
     status 'ok' | 'init' (account not loaded) | 'missing' (no such grant to void)
@@ -36,11 +37,13 @@ if not json then
   return {'ok'}
 end
 local grants = decodeGrants(json)
-local status = 'ok'
+local status, voided = 'ok', ''
 if ARGV[1] == 'void' then
   local g = findGrant(grants, ARGV[2])
   if not g then return {'missing'} end
   g.void = '1'
+  -- What leaves the customer's reach now: the unheld remainder (a held part may still be charged).
+  voided = int(tonumber(g.rem) - tonumber(g.held))
   if tonumber(g.held) > 0 then status = 'held' end
 end
 
@@ -57,7 +60,7 @@ for _, g in ipairs(grants) do
     kept[#kept + 1] = g
   end
 end
-local out = {status}
+local out = {status, voided}
 if #ended > 0 or status == 'held' then
   saveGrants(KEYS[1], kept)
   if #ended > 0 then
