@@ -801,7 +801,8 @@ export class Scripts {
         amount: str(r[5]),
         freeReturned: str(r[7]),
         ...(r[8] ? { grants: JSON.parse(r[8]) as RefundChange['grants'] } : {}),
-        ...(r[9] && r[9] !== '[]' && r[9] !== '{}' ? { events: JSON.parse(r[9]) as ChangeEvent[] } : {}),
+        // refund.created at least: never empty
+        events: JSON.parse(r[9]) as ChangeEvent[],
       };
     }
     return reply;

@@ -135,22 +135,6 @@ export class AccountSettingsService {
     });
   }
 
-  /** The free quota and unit price this user is charged, per service (for `/account`). */
-  async prices(userId: string): Promise<Map<string, { freeQuota: number; unitPrice: Micros | null }>> {
-    const views = await this.pricing(userId);
-    return new Map(
-      views.map((v) => [
-        v.serviceName,
-        { freeQuota: v.freeQuota, unitPrice: v.unitPrice === null ? null : this.micros(v.unitPrice) },
-      ]),
-    );
-  }
-
-  private micros(formatted: string): Micros {
-    const [whole, frac = ''] = formatted.split('.');
-    return BigInt(whole) * 1_000_000n + BigInt(frac.padEnd(6, '0'));
-  }
-
   private effective(
     userId: string,
     serviceName: string,

@@ -31,13 +31,20 @@ export interface AccountView {
   quotas: { serviceName: string; totalQuota: number; usedQuota: number; remainingQuota: number; period: string }[];
 }
 
-/** A grant as the account hash holds it (see src/redis/commands/includes/grants.lua). */
-interface LiveGrantField {
+/** A grant as the account hash holds it (field 'g': see src/redis/commands/includes/grants.lua). */
+export interface LiveGrant {
   id: string;
+  /** what is left, micro-units */
   rem: string;
+  /** the part of rem that reservations hold */
   held: string;
+  prio: string;
+  /** unix ms, '' for never */
   exp: string;
+  /** created, unix ms */
+  at: string;
   cat: string;
+  /** '1' once voided */
   void?: string;
 }
 
@@ -266,7 +273,7 @@ export class AccountService {
     }
     const bal = BigInt(acct[0] ?? '0');
     const held = BigInt(acct[1] ?? '0');
-    const allGrants = acct[2] ? (JSON.parse(acct[2]) as LiveGrantField[]) : [];
+    const allGrants = acct[2] ? (JSON.parse(acct[2]) as LiveGrant[]) : [];
     const grants = allGrants.filter((g) => g.void !== '1' && (g.exp === '' || Number(g.exp) > now.getTime()));
     const fromGrants = grants.reduce((sum, g) => sum + BigInt(g.rem) - BigInt(g.held), 0n);
     // Held stays held until its reservation ends, also in a grant voided (or expired) meanwhile.

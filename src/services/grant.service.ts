@@ -5,6 +5,7 @@ import type { Scripts } from '../redis/scripts.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { PersistenceService } from './persistence.service.js';
+import type { LiveGrant } from './account.service.js';
 import { journalId, type GrantChange } from '../lib/ledger-change.js';
 import { payloadPrint } from '../redis/idempotency.js';
 import { AppError } from '../lib/errors.js';
@@ -265,16 +266,4 @@ export class GrantService {
       status,
     };
   }
-}
-
-/** A grant as the account hash holds it (see src/redis/commands/includes/grants.lua). */
-export interface LiveGrant {
-  id: string;
-  rem: string;
-  held: string;
-  prio: string;
-  exp: string;
-  at: string;
-  cat: string;
-  void?: string;
 }
