@@ -8,12 +8,16 @@
  *      10 s timeout): another 10,000 users cross, and 9 x 10,000 deliveries run beside the deducts
  *      (at most webhooks.max_per_second_per_endpoint each: set WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT).
  *
- * The api and worker are processes of their own (as `npm start` runs them), and so are the receivers
- * (bench/webhook-receiver.ts); this process only sends deducts, BENCH_CONCURRENCY (16) at a time, and
- * times each. Prints deduct p50/p99 per phase and the delivery progress; JSON under bench/results/.
+ * The api, the worker and the webhooks process are processes of their own, as `npm start` runs them
+ * (the webhooks process at its lower CPU priority, webhooks.nice; BENCH_WEBHOOKS_IN_WORKER=1 delivers
+ * from the worker instead, the shape before). The receivers (bench/webhook-receiver.ts) stand for other
+ * hosts: they run at the lowest CPU priority (nice 19), so that receiving costs the service's cores as
+ * little as it would on a machine of their own. This process only sends deducts, BENCH_CONCURRENCY (16)
+ * at a time, and times each. Prints deduct p50/p99 per phase, each process's CPU per phase and the
+ * delivery progress; JSON under bench/results/.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis, startMariaDb, freePort } from '../scripts/local-servers.js';
@@ -25,12 +29,13 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const TOKEN = 'bench-token';
 const ENDPOINTS = 10;
 
+const IN_WORKER = process.env.BENCH_WEBHOOKS_IN_WORKER === '1';
+
 const children: ChildProcess[] = [];
-function start(script: string, env: Record<string, string>): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+function start(script: string, env: Record<string, string>, nice = 0): Promise<string> {
+  const node = [process.execPath, '--import', 'tsx', script];
+  const [cmd, ...args] = nice > 0 ? ['nice', '-n', String(nice), ...node] : node;
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -39,6 +44,16 @@ function start(script: string, env: Record<string, string>): Promise<string> {
     });
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
   });
+}
+
+/** CPU time (user + system) of a process so far, ms, from /proc (0 once it is gone). */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(stat[11]) + Number(stat[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
@@ -67,11 +82,31 @@ async function main() {
       HOST: '127.0.0.1',
       GATEWAY_TOKEN: TOKEN,
       ADMIN_TOKEN: TOKEN,
+      WEBHOOKS_OWN_PROCESS: IN_WORKER ? 'false' : 'true',
     };
     const receiverPort = await freePort();
-    await start('bench/webhook-receiver.ts', { PORT: String(receiverPort) });
+    await start('bench/webhook-receiver.ts', { PORT: String(receiverPort) }, 19);
+    const processes: Record<string, number | undefined> = {};
     await start('src/main/api.ts', env);
+    processes.api = children[children.length - 1].pid;
     await start('src/main/worker.ts', env);
+    processes.worker = children[children.length - 1].pid;
+    if (!IN_WORKER) {
+      await start('src/main/webhooks.ts', env);
+      processes.webhooks = children[children.length - 1].pid;
+    }
+    processes.receivers = children[0].pid;
+    processes.redis = redis.process.pid;
+    processes.mariadb = mariadb.process.pid;
+    /** CPU seconds each process spent while `run` ran. */
+    async function cpuDuring<T>(run: () => Promise<T>): Promise<[T, Record<string, number>]> {
+      const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, cpuMs(pid)]));
+      const out = await run();
+      const spent = Object.fromEntries(
+        Object.entries(processes).map(([k, pid]) => [k, +((cpuMs(pid) - before[k]) / 1000).toFixed(1)]),
+      );
+      return [out, spent];
+    }
     const base = `http://127.0.0.1:${port}`;
     const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
     const post = (path: string, body: unknown) =>
@@ -145,7 +180,7 @@ async function main() {
       };
     }
 
-    const without = await phase('a');
+    const [without, cpuA] = await cpuDuring(() => phase('a'));
     for (let e = 0; e < ENDPOINTS; e++) {
       const path = e === 0 ? '/dead' : `/live${e}`;
       const status = await post('/admin/v1/webhooks', {
@@ -156,7 +191,7 @@ async function main() {
     }
     await new Promise((r) => setTimeout(r, 3000)); // the worker picks the endpoints up
     const startedAt = Date.now();
-    const withEndpoints = await phase('b');
+    const [withEndpoints, cpuB] = await cpuDuring(() => phase('b'));
     // Deliveries of phase B's events to the 9 live endpoints: wait for them (bounded), report progress.
     const counts = async () =>
       (await (await fetch(`http://127.0.0.1:${receiverPort}/count`)).json()) as Record<
@@ -174,7 +209,9 @@ async function main() {
       users: USERS,
       seconds: SECONDS,
       concurrency: CONCURRENCY,
+      deliveredBy: IN_WORKER ? 'the worker' : `a webhooks process of its own (nice ${process.env.WEBHOOKS_NICE ?? 10})`,
       phases: [without, withEndpoints],
+      cpuSecondsPerPhase: { a: cpuA, b: cpuB },
       deliveries: {
         liveEndpoints: ENDPOINTS - 1,
         eventsPerLiveEndpoint: live().map(([p, s]) => [p, s.events]),
@@ -184,6 +221,7 @@ async function main() {
       },
     };
     console.table(result.phases);
+    console.table(result.cpuSecondsPerPhase);
     console.log(JSON.stringify(result.deliveries));
     mkdirSync('bench/results', { recursive: true });
     writeFileSync(`bench/results/webhooks-${result.at.replace(/[:.]/g, '-')}.json`, JSON.stringify(result, null, 2));

@@ -1,7 +1,8 @@
 /*
  * The whole service on one machine: with no REDIS_URL / DATABASE_URL it runs its own redis-server and
  * MariaDB under ./.data (BILLING_DATA_DIR) on loopback (installing the OS packages if it may),
- * migrates, and starts the API, workers and scheduler in this process.
+ * migrates, and starts the workers and scheduler in this process, the API in a process per core and the
+ * webhook deliveries in one of their own.
  *
  * Stopping: Ctrl-C, SIGTERM, SIGHUP, or the death of the parent (npm) stop everything it started.
  * The servers run in their own process group so that a terminal's Ctrl-C reaches only us, and we
@@ -10,6 +11,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { startApiCluster, type ApiCluster } from '../src/main/api-cluster.js';
+import { startRoleProcess, type RoleProcess } from '../src/main/role-process.js';
 import { join } from 'node:path';
 import { loadConfig, ConfigError, type Config } from '../src/config/config.js';
 import { startRoles, type Running } from '../src/main/processes.js';
@@ -31,6 +33,7 @@ const DATA = dataDir();
 const started: LocalServer[] = [];
 let running: Running | undefined;
 let api: ApiCluster | undefined;
+let webhooks: RoleProcess | undefined;
 let simulator: PaymentSimulator | undefined;
 let stopping: Promise<never> | null = null;
 let startup: Promise<void> = Promise.resolve();
@@ -52,6 +55,7 @@ function stopAll(code: number, why?: string): Promise<never> {
     // Let a start in progress reach a point where everything it spawned is known, then stop it all.
     await startup.catch(() => undefined);
     await api?.stop().catch((e: Error) => console.error(`stopping the API processes: ${e.message}`));
+    await webhooks?.stop().catch((e: Error) => console.error(`stopping the webhooks process: ${e.message}`));
     await running?.stop().catch((e: Error) => console.error(`stopping the service: ${e.message}`));
     await simulator?.stop().catch(() => undefined);
     for (const s of started.reverse()) await s.stop().catch(() => undefined);
@@ -110,6 +114,8 @@ async function start(): Promise<void> {
   if (stopping) return;
   if (!env.PORT) env.PORT = String((ports.api = await portOr(last.api, 8107)));
   if (!env.GRPC_PORT) env.GRPC_PORT = String((ports.grpc = await portOr(last.grpc, 9107)));
+  // Webhook deliveries in a process of their own at a lower CPU priority (see src/main/webhooks.ts).
+  env.WEBHOOKS_OWN_PROCESS ??= 'true';
   let config = loadConfig(env);
   if (!env.PAYMENT_GRPC_ADDR) {
     // No payment service configured: run the bundled simulator, sharing the callback secret.
@@ -132,6 +138,8 @@ async function start(): Promise<void> {
   running = await startRoles(config, ['worker', 'scheduler'], { migrate: true, logger });
   if (stopping) return;
   api = await startApiCluster(env, Number(env.API_PROCESSES) || availableParallelism());
+  if (stopping) return;
+  if (config.webhooks.ownProcess) webhooks = await startRoleProcess('webhooks', { ...env, MIGRATE_ON_START: 'false' });
   writeStackFile(DATA, env);
 
   const adminToken = secretOr(config, 'auth.admin_token', config.auth.adminToken, '<ADMIN_TOKEN>');
@@ -146,6 +154,9 @@ async function start(): Promise<void> {
     'Billing service is ready.',
     `  API               ${api.url}   (gateway token: ${gatewayToken}; ${api.processes} processes)`,
     `  gRPC              ${api.grpcAddress}   (billing.v1; the gateway token as metadata)`,
+    webhooks
+      ? `  Webhooks          delivered by their own process (pid ${webhooks.pid}, nice ${config.webhooks.nice})`
+      : '  Webhooks          delivered by the worker (WEBHOOKS_OWN_PROCESS=false)',
     `  Admin API         ${api.url}/admin/v1   (admin token: ${adminToken})`,
     `  Bull Board        ${api.url}/admin/queues   (${config.auth.boardUser} / ${boardPassword})`,
     `  Metrics           ${api.url}/metrics   (Bearer ${adminToken})`,

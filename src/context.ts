@@ -163,6 +163,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     scripts,
     catalogue,
     webhooks,
+    queues,
     defaults: config.alerts,
     clock,
     logger,

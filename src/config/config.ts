@@ -83,6 +83,10 @@ export interface Config {
     readonly backoffBaseMs: number;
     readonly dispatchEveryMs: number;
     readonly maxPerSecondPerEndpoint: number;
+    /** deliveries run in a webhooks process of their own (src/main/webhooks.ts), not in the worker role */
+    readonly ownProcess: boolean;
+    /** the CPU priority (nice, 0-19) that webhooks process lowers itself to */
+    readonly nice: number;
   };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
@@ -241,6 +245,11 @@ const schema = Joi.object({
     // deliveries started per second and endpoint: a burst of events is spread out, not fought over
     // with the gateway path for CPU, Redis and MySQL
     max_per_second_per_endpoint: Joi.number().integer().min(1).max(10_000).default(25),
+    // deliveries in a webhooks process of their own (npm start and compose run one): the worker role
+    // then leaves them to it
+    own_process: Joi.boolean().default(false),
+    // that process's CPU priority: on shared cores, delivering yields to the gateway path and persistence
+    nice: Joi.number().integer().min(0).max(19).default(10),
   }).default(),
 });
 
@@ -273,6 +282,8 @@ const ENV_KEYS: Record<string, string[]> = {
   WEBHOOKS_SECRET_OVERLAP: ['webhooks', 'secret_overlap'],
   WEBHOOKS_BACKOFF_BASE: ['webhooks', 'backoff_base'],
   WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT: ['webhooks', 'max_per_second_per_endpoint'],
+  WEBHOOKS_OWN_PROCESS: ['webhooks', 'own_process'],
+  WEBHOOKS_NICE: ['webhooks', 'nice'],
   GATEWAY_TOKEN: ['auth', 'gateway_token'],
   ADMIN_TOKEN: ['auth', 'admin_token'],
   BULL_BOARD_USER: ['auth', 'board_user'],
@@ -522,6 +533,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       backoffBaseMs: ms(v.webhooks.backoff_base),
       dispatchEveryMs: ms(v.webhooks.dispatch_every),
       maxPerSecondPerEndpoint: v.webhooks.max_per_second_per_endpoint,
+      ownProcess: v.webhooks.own_process,
+      nice: v.webhooks.nice,
     },
     defaultedSecrets,
   };

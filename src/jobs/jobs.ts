@@ -1,8 +1,11 @@
 import type { JobsOptions } from 'bullmq';
 import type { LedgerChange } from '../lib/ledger-change.js';
 
-/** Every queue of the service. Bull Board shows each of them. */
-export const QueueNames = ['persistence', 'payments', 'maintenance'] as const;
+/**
+ * Every queue of the service. Bull Board shows each of them. `webhooks` is the events' fan-out to the
+ * endpoints' delivery queues: worked with them, by the worker role or by a webhooks process of its own.
+ */
+export const QueueNames = ['persistence', 'payments', 'maintenance', 'webhooks'] as const;
 export type QueueName = (typeof QueueNames)[number];
 
 /** A job queued by a request carries the request's correlation id into the job's logs. */
@@ -52,8 +55,14 @@ export const Jobs = {
   'expire-grants': job<Record<string, never>>('maintenance'),
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': job<Record<string, never>>('maintenance'),
+  /**
+   * Queue the webhook deliveries of the events a persistence job just stored (one job per event and
+   * endpoint); idempotent. Queued by persist-changes after its commit, so that the fan-out runs where the
+   * deliveries run, not on the persisting worker.
+   */
+  'dispatch-stored-events': job<{ eventIds: string[] }>('webhooks'),
   /** Queue the webhook deliveries of stored events a crash left undispatched (scheduled; idempotent). */
-  'dispatch-events': job<Record<string, never>>('maintenance'),
+  'dispatch-events': job<Record<string, never>>('webhooks'),
 } as const;
 
 export type JobName = keyof typeof Jobs;

@@ -1,17 +1,24 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { getPriority, setPriority } from 'node:os';
 import { loadConfig, ConfigError, type Config } from '../config/config.js';
 import { appDeps, createContext, grpcDeps, requireConnections, workerDeps } from '../context.js';
 import type { AppContext, ContextOptions } from '../context.js';
 import { createApp } from '../api/app.js';
 import { startWorkers } from '../workers/workers.js';
+import { QueueNames } from '../jobs/jobs.js';
 import { registerSchedules } from '../jobs/schedules.js';
 import { createDatabase, migrateLatest } from '../repositories/database.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { createGrpcServer } from '../grpc/server.js';
 import { checkDependencies, DependencyError } from './dependencies.js';
 
-export type Role = 'api' | 'worker' | 'scheduler';
+/**
+ * What a process does. `webhooks`: the events' fan-out and deliveries (the webhooks queue and the
+ * endpoints' queues); the worker role does them too unless webhooks.own_process says a webhooks process
+ * of its own runs them.
+ */
+export type Role = 'api' | 'worker' | 'scheduler' | 'webhooks';
 
 export interface Running {
   ctx: AppContext;
@@ -85,8 +92,10 @@ export async function startRoles(
         }),
     );
   }
-  if (roles.includes('worker')) {
-    const w = startWorkers(workerDeps(ctx));
+  const delivers = roles.includes('webhooks') || (roles.includes('worker') && !config.webhooks.ownProcess);
+  const queues = QueueNames.filter((q) => (q === 'webhooks' ? delivers : roles.includes('worker')));
+  if (queues.length > 0) {
+    const w = startWorkers(workerDeps(ctx), queues, delivers);
     stops.push(() => w.close());
   }
   if (roles.includes('scheduler')) await registerSchedules(ctx.queues, config);
@@ -130,6 +139,19 @@ export async function startRoles(
 }
 
 /**
+ * A webhooks process yields the CPU to the gateway path and persistence on shared cores: a burst of
+ * deliveries waits for idle CPU instead of adding to the gateway's latency (raising one's own nice value
+ * needs no privilege). Never raises the priority.
+ */
+function lowerPriority(nice: number, logger: Logger): void {
+  try {
+    if (nice > getPriority()) setPriority(nice);
+  } catch (err) {
+    logger.warn({ err: (err as Error).message, nice }, 'CPU priority not lowered');
+  }
+}
+
+/**
  * Entry point of a process: loads config once, checks Redis and MySQL answer, starts, and stops
  * cleanly on SIGTERM / SIGINT. A failed start is one paragraph on stderr and exit code 1 (2 for
  * configuration), never a stream of reconnect stack traces.
@@ -158,6 +180,7 @@ export async function main(roles: Role[]): Promise<void> {
     console.error(`billing ${roles.join('+')} did not start: ${(err as Error).message}`);
     process.exit(1);
   }
+  if (roles.length === 1 && roles[0] === 'webhooks') lowerPriority(config.webhooks.nice, running.ctx.logger);
   running.ctx.logger.info({ roles, url: running.url, grpc: running.grpcAddress }, 'billing service started');
   // A process started by a parent that waits for it (npm start's API processes) says it is ready.
   process.send?.({ ready: true, url: running.url, grpcAddress: running.grpcAddress });

@@ -2,6 +2,7 @@ import type { Scripts } from '../redis/scripts.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { CatalogueService } from './catalogue.service.js';
+import type { JobQueues } from '../jobs/queues.js';
 import type { WebhookService } from './webhook.service.js';
 import { eventOfRow, type EventRepository } from '../repositories/event.repository.js';
 import { AppError } from '../lib/errors.js';
@@ -34,6 +35,8 @@ export interface EventServiceDeps {
   catalogue: CatalogueService;
   /** queues the deliveries of an event to every endpoint that wants it */
   webhooks: Pick<WebhookService, 'enqueueDeliveries'>;
+  /** where a persistence job leaves the fan-out of the events it stored (the webhooks queue) */
+  queues: Pick<JobQueues, 'add'>;
   defaults: AlertDefaults;
   clock: Clock;
   logger: Logger;
@@ -174,13 +177,19 @@ export class EventService {
   }
 
   /**
-   * After a persistence job's commit: dispatches the events its changes carried. A failure is logged and
-   * left to dispatchLeftovers (the events are stored; only their enqueue is late).
+   * After a persistence job's commit: queues the fan-out of the events its changes carried (job
+   * dispatch-stored-events, on the webhooks queue), so that a burst of events costs the persisting
+   * worker one small job, not a job per event and endpoint. A failure is logged and left to
+   * dispatchLeftovers (the events are stored; only their enqueue is late).
    */
   async dispatchPersisted(changes: LedgerChange[]): Promise<void> {
-    await this.dispatch(this.eventIdsOf(changes)).catch((err: Error) =>
-      this.d.logger.warn({ err: err.message }, 'events not dispatched yet; dispatch-events will'),
-    );
+    const eventIds = this.eventIdsOf(changes);
+    if (eventIds.length === 0) return;
+    await this.d.queues
+      .add('dispatch-stored-events', { eventIds })
+      .catch((err: Error) =>
+        this.d.logger.warn({ err: err.message }, 'events not dispatched yet; dispatch-events will'),
+      );
   }
 
   /** Dispatches what a crash left between the outbox commit and the enqueue (scheduled). */

@@ -29,12 +29,19 @@ export interface HandlerDeps {
   archive: ArchiveService;
   grants: GrantService;
   /** stored events: their dispatch to webhook endpoints once persisted (SPEC 13) */
-  events: Pick<EventService, 'dispatchPersisted' | 'dispatchLeftovers'>;
+  events: Pick<EventService, 'dispatchPersisted' | 'dispatch' | 'dispatchLeftovers'>;
   webhooks: Pick<WebhookService, 'deliver' | 'activeEndpointIds'>;
   /** sweep-pending's threshold when the job does not say */
   sweepAfterMs: number;
   /** how long an account stays in Redis unchanged before evict-idle-accounts removes it */
   evictIdleAfterMs: number;
+}
+
+/** A job whose payload is not what its table entry says: no retry can fix it. */
+class MalformedJobError extends Error {
+  constructor() {
+    super('malformed job payload');
+  }
 }
 
 /** One handler per entry of the job table (src/jobs/jobs.ts): each a call into its service. */
@@ -45,12 +52,20 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
       // but for a payload that is no list of changes at all.
       run: async (data) => {
         const outcome = await d.persistence.persist(data.changes);
-        // The events are stored (outbox) with the changes; queue their deliveries now. A failure here
-        // is dispatch-events' to recover, not a reason to persist again.
+        // The events are stored (outbox) with the changes; queue their fan-out now. A failure here is
+        // dispatch-events' to recover, not a reason to persist again.
         if (Array.isArray(data.changes)) await d.events.dispatchPersisted(data.changes);
         return outcome;
       },
       unrecoverable: (err) => err instanceof MalformedChangeError,
+    },
+    'dispatch-stored-events': {
+      run: async (data) => {
+        const ids = data.eventIds;
+        if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) throw new MalformedJobError();
+        return { dispatched: await d.events.dispatch(ids) };
+      },
+      unrecoverable: (err) => err instanceof MalformedJobError,
     },
     'dispatch-events': {
       run: async () => ({ dispatched: await d.events.dispatchLeftovers() }),

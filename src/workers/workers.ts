@@ -97,9 +97,13 @@ export function startWorkers(
   const webhooks = withWebhooks ? startWebhookWorkers(d) : { close: async () => undefined };
   // What a dead process left unpersisted (its buffer, a job it never enqueued) is recovered at once,
   // not at the sweep's usual age: entries older than a few seconds are past any live API's buffer.
-  void d.queues
-    .add('sweep-pending', { olderThanMs: START_SWEEP_AFTER_MS }, { delay: START_SWEEP_AFTER_MS })
-    .catch((err: Error) => d.logger.warn({ err: err.message }, 'start-up sweep not queued; the scheduled one follows'));
+  if (queues.includes('persistence')) {
+    void d.queues
+      .add('sweep-pending', { olderThanMs: START_SWEEP_AFTER_MS }, { delay: START_SWEEP_AFTER_MS })
+      .catch((err: Error) =>
+        d.logger.warn({ err: err.message }, 'start-up sweep not queued; the scheduled one follows'),
+      );
+  }
   return {
     workers,
     /**

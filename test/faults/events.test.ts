@@ -1,3 +1,4 @@
+import { getPriority } from 'node:os';
 import { expect } from 'chai';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { spawnRole, exited } from '../support/processes.js';
@@ -83,6 +84,46 @@ describe('events under faults (SPEC 13)', function () {
     } finally {
       for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGTERM');
       await Promise.all(workers.map((w) => exited(w).catch(() => 'gone')));
+      await h.stop();
+    }
+  });
+
+  it('delivers from a webhooks process of its own at a lower CPU priority; killed mid-run, it loses nothing', async () => {
+    const env = { ...WEBHOOK_ENV, WEBHOOKS_OWN_PROCESS: 'true', WEBHOOKS_NICE: '7' };
+    const h = await startHarness({ servers: own.urls, roles: ['api'], overrides: SERVICES, env });
+    const children = [spawnRole('worker', h.env)];
+    try {
+      const ep = await h.post('/admin/v1/webhooks', { url: rx.on('/apart', 'stall:1'), events: ['*'] }, admin);
+      expect(ep.status).to.equal(201);
+      const users = Array.from({ length: 20 }, (_, i) => h.user(`w${i}`));
+      await Promise.all(users.map((u) => seedBalance(h, u, 10_500_000n)));
+      const o = await runLoad(h, crossing(users, 10, 'w'));
+      await settle(h, o);
+      await h.drain(90_000);
+      await assertExactlyOnce(h, o);
+      const ids = await assertOneLowPerCrossing(h, users);
+      expect(ids).to.have.length(20);
+      // The worker stored the events and left their fan-out to the webhooks process: nothing is sent yet.
+      const fanOut = h.probe.queues.queueOf('dispatch-stored-events');
+      expect(await fanOut.getJobCountByTypes('waiting', 'prioritized')).to.be.greaterThan(0);
+      await sleep(1_500);
+      expect(rx.at('/apart')).to.have.length(0);
+
+      children.push(spawnRole('webhooks', h.env));
+      const hooks = children[children.length - 1];
+      await rx.waitFor(() => rx.at('/apart').length > 0, 60_000, 'a first delivery');
+      expect(getPriority(hooks.pid!)).to.equal(7);
+      // Killed while its first attempts wait on a receiver that does not answer them; another takes over.
+      hooks.kill('SIGKILL');
+      await exited(hooks);
+      children.push(spawnRole('webhooks', h.env));
+      await rx.waitFor(() => ids.every((id) => rx.at('/apart', id).some((r) => r.at > 0)), 90_000, 'every event');
+      const secret = ep.body.data.secret as string;
+      expect(rx.at('/apart').every((r) => signatureValid(r.signature, r.body, secret))).to.equal(true);
+      expect(new Set(rx.at('/apart').map((r) => r.eventId))).to.deep.equal(new Set(ids));
+    } finally {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+      await Promise.all(children.map((c) => exited(c).catch(() => 'gone')));
       await h.stop();
     }
   });

@@ -73,7 +73,7 @@ describe('operations: metrics and Bull Board', function () {
       const page = await context.newPage();
       const res = await page.goto(`${h.url}/admin/queues`);
       expect(res!.status()).to.equal(200);
-      for (const queue of ['persistence', 'payments', 'maintenance']) {
+      for (const queue of ['persistence', 'payments', 'maintenance', 'webhooks']) {
         await page.getByText(queue, { exact: true }).first().waitFor({ timeout: 15_000 });
       }
       expect(await page.title()).to.contain('Billing queues');

@@ -142,7 +142,7 @@ describe('safety: dead letters, read-only board, confirmed payments, start-up re
 
     it('Bull Board cannot add, retry or promote money jobs', async () => {
       const basic = { authorization: `Basic ${Buffer.from('admin:board-secret').toString('base64')}` };
-      for (const queue of ['payments', 'persistence', 'maintenance']) {
+      for (const queue of ['payments', 'persistence', 'maintenance', 'webhooks']) {
         const res = await fetch(`${h.url}/admin/queues/api/queues/${queue}/add`, {
           method: 'POST',
           headers: { ...basic, 'content-type': 'application/json' },

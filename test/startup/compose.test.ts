@@ -17,7 +17,7 @@ interface Service {
 const text = readFileSync('docker-compose.yml', 'utf8');
 const compose = parse(text) as { services: Record<string, Service> };
 const services = compose.services;
-const ROLES = ['api', 'worker', 'scheduler'];
+const ROLES = ['api', 'worker', 'webhooks', 'scheduler'];
 
 describe('docker-compose.yml', () => {
   it('runs the payment simulator only in the dev profile, and points nothing at it by default', () => {
@@ -70,6 +70,12 @@ describe('docker-compose.yml', () => {
     expect(used.length).to.be.greaterThan(0);
     for (const name of used) expect(documented.has(name), `${name} is missing from .env.example`).to.equal(true);
     for (const name of ['MYSQL_PASSWORD', 'MYSQL_ROOT_PASSWORD']) expect(used).to.include(name);
+  });
+
+  it('delivers webhooks in the webhooks service only, with a smaller CPU share', () => {
+    expect(services.webhooks.command?.join(' ')).to.equal('node dist/src/main/webhooks.js');
+    for (const role of ROLES) expect(String(services[role].environment?.WEBHOOKS_OWN_PROCESS), role).to.equal('true');
+    expect((services.webhooks as { cpu_shares?: number }).cpu_shares).to.be.below(1024);
   });
 
   it('keeps .env out of the image', () => {

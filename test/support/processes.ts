@@ -1,7 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 
 /** Runs a role of the service as its own Node process (`src/main/<role>.ts`) with the given env. */
-export function spawnRole(role: 'worker' | 'api' | 'scheduler', env: Record<string, string>): ChildProcess {
+export function spawnRole(
+  role: 'worker' | 'api' | 'scheduler' | 'webhooks',
+  env: Record<string, string>,
+): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', `src/main/${role}.ts`], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
