@@ -15,6 +15,16 @@
  * little as it would on a machine of their own. This process only sends deducts, BENCH_CONCURRENCY (16)
  * at a time, and times each. Prints deduct p50/p99 per phase, each process's CPU per phase and the
  * delivery progress; JSON under bench/results/.
+ *
+ * Then, on a machine shared with other work, phases A and B run minutes apart under different noise;
+ * the alternating rounds compare in the same minutes instead. While phase B's 90,000 deliveries are
+ * still under way, BENCH_ROUNDS rounds send deducts at a fixed pace (BENCH_RATE per second, open loop:
+ * each latency counts from the moment the call was due, so a stall is not hidden) for
+ * BENCH_HALF_SECONDS with the webhooks process delivering and as long with it paused (SIGSTOP; shorter
+ * than a job lock, so nothing is taken over), in alternating order. Paused is "no delivery work" for
+ * the gateway path: the API, worker, Redis and MariaDB do exactly what they would without endpoints.
+ * A gateway seldom saturates its billing service; at a fixed pace below saturation, what delivering
+ * adds to a deduct's latency is what it takes from the CPU the gateway path needs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -26,14 +36,18 @@ import { createDatabase, migrateLatest } from '../src/repositories/database.js';
 const USERS = Number(process.env.BENCH_EVENT_USERS ?? 10_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+/** the alternating rounds: deducts per second sent at a fixed pace, rounds, seconds per half-round */
+const RATE = Number(process.env.BENCH_RATE ?? 400);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
+const HALF_SECONDS = Number(process.env.BENCH_HALF_SECONDS ?? 5);
 const TOKEN = 'bench-token';
 const ENDPOINTS = 10;
 
 const IN_WORKER = process.env.BENCH_WEBHOOKS_IN_WORKER === '1';
 
 const children: ChildProcess[] = [];
-function start(script: string, env: Record<string, string>, nice = 0): Promise<string> {
-  const node = [process.execPath, '--import', 'tsx', script];
+function start(script: string, env: Record<string, string>, nice = 0, nodeArgs: string[] = []): Promise<string> {
+  const node = [process.execPath, ...nodeArgs, '--import', 'tsx', script];
   const [cmd, ...args] = nice > 0 ? ['nice', '-n', String(nice), ...node] : node;
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
@@ -92,7 +106,13 @@ async function main() {
     await start('src/main/worker.ts', env);
     processes.worker = children[children.length - 1].pid;
     if (!IN_WORKER) {
-      await start('src/main/webhooks.ts', env);
+      // BENCH_WEBHOOKS_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the deliveries.
+      await start(
+        'src/main/webhooks.ts',
+        env,
+        0,
+        (process.env.BENCH_WEBHOOKS_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      );
       processes.webhooks = children[children.length - 1].pid;
     }
     processes.receivers = children[0].pid;
@@ -180,6 +200,38 @@ async function main() {
       };
     }
 
+    /** Deducts at RATE per second for `seconds`, open loop; each latency from the moment it was due. */
+    async function paced(seconds: number, tag: string): Promise<number[]> {
+      const ms: number[] = [];
+      const calls: Promise<void>[] = [];
+      const t0 = performance.now();
+      const total = Math.round(seconds * RATE);
+      for (let k = 0; k < total; k++) {
+        const due = t0 + (k * 1000) / RATE;
+        const wait = due - performance.now();
+        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        calls.push(
+          post('/internal/v1/billing/deduct', {
+            request_id: `${tag}-${k}`,
+            user_id: steady[k % steady.length],
+            service_name: 'tokens',
+          }).then(() => void ms.push(performance.now() - due)),
+        );
+      }
+      await Promise.all(calls);
+      return ms;
+    }
+    const summary = (ms: number[]) => {
+      const sorted = [...ms].sort((a, b) => a - b);
+      return {
+        deducts: sorted.length,
+        p50: +percentile(sorted, 0.5).toFixed(2),
+        p90: +percentile(sorted, 0.9).toFixed(2),
+        p99: +percentile(sorted, 0.99).toFixed(2),
+        max: +sorted[sorted.length - 1].toFixed(2),
+      };
+    };
+
     const [without, cpuA] = await cpuDuring(() => phase('a'));
     for (let e = 0; e < ENDPOINTS; e++) {
       const path = e === 0 ? '/dead' : `/live${e}`;
@@ -192,6 +244,40 @@ async function main() {
     await new Promise((r) => setTimeout(r, 3000)); // the worker picks the endpoints up
     const startedAt = Date.now();
     const [withEndpoints, cpuB] = await cpuDuring(() => phase('b'));
+
+    // Alternating rounds, while the deliveries are under way (webhooks process only: pausing the
+    // worker would pause persistence too).
+    const rounds = { paused: [] as number[], delivering: [] as number[] };
+    const cpuRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
+    const addCpu = (into: Record<string, number>, spent: Record<string, number>) => {
+      for (const [k, v] of Object.entries(spent)) into[k] = +((into[k] ?? 0) + v).toFixed(1);
+    };
+    let atRoundsStart: Record<string, { deliveries: number; events: number }> | null = null;
+    if (processes.webhooks) {
+      atRoundsStart = (await (await fetch(`http://127.0.0.1:${receiverPort}/count`)).json()) as Record<
+        string,
+        { deliveries: number; events: number }
+      >;
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const mode of r % 2 === 0 ? (['paused', 'delivering'] as const) : (['delivering', 'paused'] as const)) {
+          process.kill(processes.webhooks, mode === 'paused' ? 'SIGSTOP' : 'SIGCONT');
+          const [ms, spent] = await cpuDuring(() => paced(HALF_SECONDS, `r${r}-${mode}`));
+          rounds[mode].push(...ms);
+          addCpu(cpuRounds[mode], spent);
+        }
+      }
+      process.kill(processes.webhooks, 'SIGCONT');
+    }
+    const liveDeliveries = async () =>
+      Object.entries(
+        (await (await fetch(`http://127.0.0.1:${receiverPort}/count`)).json()) as Record<
+          string,
+          { deliveries: number }
+        >,
+      )
+        .filter(([p]) => p !== '/dead')
+        .reduce((a, [, v]) => a + v.deliveries, 0);
+    const liveDeliveriesAfterRounds = await liveDeliveries();
     // Deliveries of phase B's events to the 9 live endpoints: wait for them (bounded), report progress.
     const counts = async () =>
       (await (await fetch(`http://127.0.0.1:${receiverPort}/count`)).json()) as Record<
@@ -212,6 +298,20 @@ async function main() {
       deliveredBy: IN_WORKER ? 'the worker' : `a webhooks process of its own (nice ${process.env.WEBHOOKS_NICE ?? 10})`,
       phases: [without, withEndpoints],
       cpuSecondsPerPhase: { a: cpuA, b: cpuB },
+      alternatingRounds: processes.webhooks
+        ? {
+            ratePerSecond: RATE,
+            rounds: ROUNDS,
+            halfSeconds: HALF_SECONDS,
+            paused: summary(rounds.paused),
+            delivering: summary(rounds.delivering),
+            cpuSeconds: cpuRounds,
+            liveDeliveriesBefore: Object.entries(atRoundsStart ?? {})
+              .filter(([p]) => p !== '/dead')
+              .reduce((a, [, v]) => a + v.deliveries, 0),
+            liveDeliveriesAfter: liveDeliveriesAfterRounds,
+          }
+        : null,
       deliveries: {
         liveEndpoints: ENDPOINTS - 1,
         eventsPerLiveEndpoint: live().map(([p, s]) => [p, s.events]),
@@ -222,6 +322,10 @@ async function main() {
     };
     console.table(result.phases);
     console.table(result.cpuSecondsPerPhase);
+    if (result.alternatingRounds) {
+      console.table({ paused: result.alternatingRounds.paused, delivering: result.alternatingRounds.delivering });
+      console.table(result.alternatingRounds.cpuSeconds);
+    }
     console.log(JSON.stringify(result.deliveries));
     mkdirSync('bench/results', { recursive: true });
     writeFileSync(`bench/results/webhooks-${result.at.replace(/[:.]/g, '-')}.json`, JSON.stringify(result, null, 2));

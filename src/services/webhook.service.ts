@@ -45,6 +45,11 @@ export interface EndpointView {
 export const DELIVERY_JOB = 'deliver-webhook';
 /** At most this much of a receiver's answer is stored with an attempt. */
 export const RESPONSE_EXCERPT_BYTES = 1024;
+/**
+ * Stored events kept in memory by the delivering process: an event goes to every endpoint that wants
+ * it, and an event row never changes, so one MySQL read serves all of its deliveries.
+ */
+const EVENT_CACHE_SIZE = 10_000;
 
 /** Enough attempts that the retries span `retryForMs` (the handler also stops once that has passed). */
 export function attemptsFor(retryForMs: number, baseMs: number): number {
@@ -97,8 +102,22 @@ async function excerptOf(body: ReadableStream<Uint8Array> | null, limit: number)
 /** Operators' webhook endpoints (SPEC 13) and the delivery of events to them. */
 export class WebhookService {
   private readonly queues = new Map<string, Queue>();
+  /** recent events by id, oldest first (see EVENT_CACHE_SIZE) */
+  private readonly events = new Map<string, BillingEvent>();
 
   constructor(private readonly d: WebhookServiceDeps) {}
+
+  /** A stored event, from memory when a delivery of it to another endpoint read it already. */
+  private async storedEvent(id: string): Promise<BillingEvent | null> {
+    const cached = this.events.get(id);
+    if (cached) return cached;
+    const row = await this.d.events.byId(id);
+    if (!row) return null;
+    const event = eventOfRow(row);
+    this.events.set(id, event);
+    if (this.events.size > EVENT_CACHE_SIZE) this.events.delete(this.events.keys().next().value!);
+    return event;
+  }
 
   /** The delivery queue of an endpoint (created on first use; Bull Board and the worker find it by name). */
   queueOf(endpointId: string): Queue {
@@ -235,9 +254,8 @@ export class WebhookService {
   async deliver(job: WebhookDeliveryJob, attempt: number, firstQueuedAt: number): Promise<{ statusCode: number }> {
     const endpoint = await this.d.endpoints.find(job.endpointId);
     if (!endpoint) throw new UnrecoverableError(`webhook endpoint ${job.endpointId} is gone`);
-    const row = await this.d.events.byId(job.eventId);
-    if (!row) throw new UnrecoverableError(`event ${job.eventId} not found`);
-    const event = eventOfRow(row);
+    const event = await this.storedEvent(job.eventId);
+    if (!event) throw new UnrecoverableError(`event ${job.eventId} not found`);
     const body = JSON.stringify(event);
     const now = this.d.clock.now();
     const secrets = [endpoint.secret];

@@ -140,6 +140,17 @@ describe('events under faults (SPEC 13)', function () {
       await sleep(500);
       await own.restartRedis(500);
       const o = await load;
+      // The probe's own connection reconnects with a backoff; its commands below must not meet it down.
+      for (
+        let i = 0;
+        i < 100 &&
+        !(await h.probe.redis.ping().then(
+          () => true,
+          () => false,
+        ));
+        i++
+      )
+        await sleep(100);
       await settle(h, o);
       await h.probe.persistence.sweep(0);
       await h.drain(90_000);
