@@ -2,7 +2,7 @@
  * `npm run bench:worker-cpu`: the persisting worker's CPU per deduct, in `npm start`'s shape: the API in
  * API_PROCESSES processes (node:cluster, default 2), the worker in a process of its own, on a
  * redis-server (AOF) and a MariaDB of their own. wrk (bench/wrk/gateway.lua) saturates deduct over
- * 1,000 users for BENCH_SECONDS (default 20) per round, BENCH_ROUNDS rounds (default 3); after each
+ * 1,000 users for BENCH_SECONDS (default 20) per round after a 10 s warm-up, BENCH_ROUNDS rounds (default 3); after each
  * round the worker's CPU (utime + stime from /proc) is divided by the consumption records it wrote.
  * WORKER_CPU_PROFILE=<dir>: the worker runs under `node --cpu-prof` and writes its profile there on exit
  * (read it with `tsx bench/cpuprofile-summary.ts <file>`).
@@ -94,7 +94,7 @@ async function settled(): Promise<number> {
 }
 
 try {
-  await wrk(3, 'warm-up');
+  await wrk(10, 'warm-up');
   const figures: number[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     const before = await settled();
