@@ -2,8 +2,9 @@
  * `npm run bench:worker-cpu`: the persisting worker's CPU per deduct, in `npm start`'s shape: the API in
  * API_PROCESSES processes (node:cluster, default 2), the worker in a process of its own, on a
  * redis-server (AOF) and a MariaDB of their own. wrk (bench/wrk/gateway.lua) saturates deduct over
- * 1,000 users for BENCH_SECONDS (default 20) per round after a 10 s warm-up, BENCH_ROUNDS rounds (default 3); after each
- * round the worker's CPU (utime + stime from /proc) is divided by the consumption records it wrote.
+ * 1,000 users for BENCH_SECONDS (default 20) per round after a 10 s warm-up, BENCH_ROUNDS rounds
+ * (default 3); after each round the worker's CPU (utime + stime from /proc) is divided by the
+ * consumption records it wrote.
  * WORKER_CPU_PROFILE=<dir>: the worker runs under `node --cpu-prof` and writes its profile there on exit
  * (read it with `tsx bench/cpuprofile-summary.ts <file>`).
  */
@@ -105,11 +106,13 @@ try {
     const persisted = after - before;
     const end = cpuUs(worker);
     const perDeduct = (end.user + end.sys - cpu.user - cpu.sys) / persisted;
+    const user = (end.user - cpu.user) / persisted;
+    const sys = (end.sys - cpu.sys) / persisted;
     figures.push(perDeduct);
     console.log(
       `round ${round}: ${(requests / SECONDS).toFixed(0)} deducts/s, ${persisted} persisted ` +
         `(${requests} answered) in ${(await jobsAdded()) - jobs} jobs, worker ${perDeduct.toFixed(1)} µs CPU ` +
-        `per deduct (user ${((end.user - cpu.user) / persisted).toFixed(1)}, sys ${((end.sys - cpu.sys) / persisted).toFixed(1)})`,
+        `per deduct (user ${user.toFixed(1)}, sys ${sys.toFixed(1)})`,
     );
   }
   const sorted = [...figures].sort((a, b) => a - b);

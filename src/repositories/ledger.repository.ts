@@ -60,8 +60,8 @@ const mysqlUtc = (iso: string): string | Date =>
 
 /*
  * The statements every deduction batch runs are written as raw SQL with one `?` per value: Knex's
- * query builder cost more CPU per row (column normalisation, identifier wrapping, per-value binding
- * objects) than the rest of the persisting job together (profiled, see README "Performance").
+ * query builder works per row and per value (column normalisation, identifier wrapping, binding
+ * objects), 10-15 % of the CPU of booking a batch (bench/persist-cpu.ts apply, README "Performance").
  */
 const rowSlots = new Map<number, string>();
 /** `(?, ?, ?)` for a row of `width` values, repeated `count` times, comma-separated. */
