@@ -33,7 +33,8 @@ import {
  * script call or read a reply by position.
  *
  * Every src/redis/commands/<name>-<numKeys>.lua is loaded once as an ioredis custom command named
- * <name>Script (EVALSHA, falling back to EVAL after a Redis restart). A line
+ * <name>Script (EVALSHA, falling back to EVAL after a Redis restart); <name>-n.lua takes a number of
+ * keys that varies, which its caller passes first. A line
  * `--- @include "includes/<file>"` is replaced by that file (once per script, nested includes too), as
  * in BullMQ's commands: shared Lua (pricing a call, printing an integer) is written once.
  */
@@ -49,11 +50,11 @@ function withIncludes(lua: string, included = new Set<string>()): string {
 
 export function defineScripts(redis: RedisClient): void {
   for (const file of readdirSync(commandsDir)) {
-    const m = /^([a-z-]+)-(\d+)\.lua$/.exec(file);
+    const m = /^([a-z-]+)-(\d+|n)\.lua$/.exec(file);
     if (!m) continue;
     const name = m[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) + 'Script';
     const lua = withIncludes(readFileSync(new URL(file, commandsDir), 'utf8'));
-    redis.defineCommand(name, { numberOfKeys: Number(m[2]), lua });
+    redis.defineCommand(name, { numberOfKeys: m[2] === 'n' ? undefined : Number(m[2]), lua });
   }
 }
 
@@ -128,7 +129,7 @@ declare module 'ioredis' {
       journalIndex: string,
       ...args: Arg[]
     ): Result<[string | null, number], Context>;
-    ackChangesScript(pending: string, journalIndex: string, user: string, ...fields: string[]): Result<number, Context>;
+    ackUserChangesScript(numKeys: number, ...keysThenArgs: (string | number)[]): Result<number, Context>;
     evictAccountScript(
       account: string,
       quota: string,
@@ -1027,11 +1028,28 @@ export class Scripts {
     return { change: change || null, left: Number(left) };
   }
 
-  /** Removes persisted changes from a user's journal (and the user from the journal index once empty). */
-  async ackChanges(userId: string, fields: string[]): Promise<number> {
-    if (fields.length === 0) return 0;
+  /**
+   * Removes persisted changes from their users' journals (and each user left with none from the journal
+   * index): one script call per journal index, so on one Redis server one call in all, on a Redis
+   * Cluster one per hash slot the users' keys share. Returns how many were removed.
+   */
+  async ackChangesOfUsers(fieldsByUser: ReadonlyMap<string, readonly string[]>): Promise<number> {
     const k = this.keys;
-    return this.redis.ackChangesScript(k.pending(userId), k.journalIndex(userId), userId, ...fields);
+    const byIndex = new Map<string, { pendings: string[]; args: (string | number)[] }>();
+    for (const [userId, fields] of fieldsByUser) {
+      if (fields.length === 0) continue;
+      const index = k.journalIndex(userId);
+      let group = byIndex.get(index);
+      if (!group) byIndex.set(index, (group = { pendings: [], args: [] }));
+      group.pendings.push(k.pending(userId));
+      group.args.push(userId, fields.length, ...fields);
+    }
+    const removed = await Promise.all(
+      [...byIndex].map(([index, g]) =>
+        this.redis.ackUserChangesScript(1 + g.pendings.length, index, ...g.pendings, ...g.args),
+      ),
+    );
+    return removed.reduce((a, b) => a + Number(b), 0);
   }
 
   /**

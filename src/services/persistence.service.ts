@@ -231,8 +231,12 @@ export class PersistenceService {
   /** Removes persisted changes from the users' journals (and users with nothing left from the index). */
   async acknowledge(changes: Pick<LedgerChange, 'kind' | 'id' | 'userId'>[]): Promise<void> {
     const byUser = new Map<string, string[]>();
-    for (const c of changes) byUser.set(c.userId, [...(byUser.get(c.userId) ?? []), journalId(c)]);
-    await Promise.all([...byUser].map(([userId, ids]) => this.scripts.ackChanges(userId, ids)));
+    for (const c of changes) {
+      const ids = byUser.get(c.userId);
+      if (ids) ids.push(journalId(c));
+      else byUser.set(c.userId, [journalId(c)]);
+    }
+    await this.scripts.ackChangesOfUsers(byUser);
   }
 
   /**
