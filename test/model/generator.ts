@@ -60,7 +60,9 @@ export type SimpleOp =
    * a refund of the deduct made with request id `r`: `n` calls, null for the whole call; `recent` k:
    * the runner refunds the k-th most recent deduct accepted instead (user and request id), if any
    */
-  | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null };
+  | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null }
+  /** `GET /api/v1/billing/alerts`: the thresholds in force (read-only, so also inside groups) */
+  | { t: 'get-alerts'; u: number };
 
 /**
  * Settings (sent one at a time, never in a group: they are written to MySQL, then to Redis). A field
@@ -68,7 +70,9 @@ export type SimpleOp =
  */
 export type SettingOp =
   | { t: 'limits'; u: number; daily?: string | null; monthly?: string | null }
-  | { t: 'pricing'; u: number; s: string; free?: number | null; price?: string | null };
+  | { t: 'pricing'; u: number; s: string; free?: number | null; price?: string | null }
+  /** `PUT /api/v1/billing/alerts`: `low` balance_low, `pct` quota_low_percent (hostile: < 0, > 100, 7 decimals) */
+  | { t: 'alerts'; u: number; low?: string | null; pct?: number | null };
 
 /** One item of a batch of deducts. */
 export interface BatchItem {
@@ -189,6 +193,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
         via: fc.constantFrom('http' as const, 'grpc' as const),
       }),
     },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('get-alerts' as const), u }) },
     {
       weight: 2,
       arbitrary: fc.record({
@@ -354,11 +359,28 @@ function moneyArbs(
   );
 }
 
-/** Spending limits and per-user prices; a field is left out about one time in three. */
+/** Spending limits, per-user prices and alert thresholds; a field is left out about one time in three. */
 function settingArb(o: GenOptions, u: fc.Arbitrary<number>, s: fc.Arbitrary<string>): fc.Arbitrary<SettingOp> {
   const limit = fc.constantFrom(null, '0.00', '0.50', '1.00', '3.00', ...(o.hostile ? ['-1.00'] : []));
   const price = fc.constantFrom(null, '0.00', '0.10', '0.30', ...(o.hostile ? ['-0.10'] : []));
+  // Thresholds around the balances the sequences reach (a few units), so that alarms cross both ways.
+  const low = fc.constantFrom(
+    null,
+    '0.00',
+    '0.30',
+    '0.50',
+    '1.00',
+    '2.00',
+    '3.50',
+    '20.00',
+    ...(o.hostile ? ['-1.00', '1.0000001'] : []),
+  );
+  const pct = fc.constantFrom(null, 1, 34, 50, 67, 80, 100, ...(o.hostile ? [0, -5, 101, 50.5] : []));
   return fc.oneof(
+    {
+      weight: 2,
+      arbitrary: fc.record({ t: fc.constant('alerts' as const), u, low, pct }, { requiredKeys: ['t', 'u'] }),
+    },
     fc.record({ t: fc.constant('limits' as const), u, daily: limit, monthly: limit }, { requiredKeys: ['t', 'u'] }),
     fc.record(
       {
