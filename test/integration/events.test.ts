@@ -260,6 +260,24 @@ describe('events (SPEC 13)', function () {
     const types = (await eventsOf(h, user)).map((e) => e.type).sort();
     expect(types).to.deep.equal(['balance.low', 'balance.recovered', 'reservation.expired']);
   });
+
+  it('two users with a grant of the same id each store their grant.expired (found by the model test)', async () => {
+    // Grant ids are the caller's, unique per user only: the event id must tell the users apart.
+    const users = [h.user('same-grant-a'), h.user('same-grant-b')];
+    for (const user of users) {
+      const path = `/admin/v1/accounts/${encodeURIComponent(user)}/grants`;
+      const given = await h.post(path, { grant_id: 'g1', amount: '0.50', category: 'promotional' }, admin);
+      expect(given.status, JSON.stringify(given.body)).to.equal(200);
+      const voided = await h.post(`${path}/g1/void`, {}, admin);
+      expect(voided.body.data, JSON.stringify(voided.body)).to.include({ voided: '0.50', pending: false });
+    }
+    await h.drain();
+    await h.assertInvariant(users);
+    for (const user of users) {
+      const ended = await eventsOf(h, user, 'grant.expired');
+      expect(ended.map((e) => e.data)).to.deep.equal([{ grantId: 'g1', remaining: '0.50', how: 'voided' }]);
+    }
+  });
 });
 
 describe('recharge events (SPEC 13)', function () {
