@@ -214,6 +214,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     ops: fc.array(simpleOrMoney, { minLength: 2, maxLength: 3 }),
   });
   const setting = settingArb(o, u, s);
+  const alerts = alertsArb(o, u);
   // Batches of 1-6 items over the sequence's users, often one user's items in a row (replays included).
   const batch: fc.Arbitrary<BatchOp> = fc.oneof(
     {
@@ -238,6 +239,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
       { weight: 10, arbitrary: group },
       { weight: 5, arbitrary: batch },
       { weight: 2, arbitrary: setting },
+      { weight: 1, arbitrary: alerts },
     ),
     { maxLength: 6 },
   );
@@ -245,6 +247,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     { weight: 200, arbitrary: simple },
     { weight: 60, arbitrary: money },
     { weight: 15, arbitrary: setting },
+    { weight: 15, arbitrary: alerts },
     { weight: 50, arbitrary: group },
     { weight: 25, arbitrary: batch },
     {
@@ -359,10 +362,31 @@ function moneyArbs(
   );
 }
 
-/** Spending limits, per-user prices and alert thresholds; a field is left out about one time in three. */
+/** Spending limits and per-user prices; a field is left out about one time in three. */
 function settingArb(o: GenOptions, u: fc.Arbitrary<number>, s: fc.Arbitrary<string>): fc.Arbitrary<SettingOp> {
   const limit = fc.constantFrom(null, '0.00', '0.50', '1.00', '3.00', ...(o.hostile ? ['-1.00'] : []));
   const price = fc.constantFrom(null, '0.00', '0.10', '0.30', ...(o.hostile ? ['-0.10'] : []));
+  return fc.oneof(
+    fc.record({ t: fc.constant('limits' as const), u, daily: limit, monthly: limit }, { requiredKeys: ['t', 'u'] }),
+    fc.record(
+      {
+        t: fc.constant('pricing' as const),
+        u,
+        s,
+        free: fc.constantFrom(null, 0, 1, 5, ...(o.hostile ? [-1] : [])),
+        price,
+      },
+      { requiredKeys: ['t', 'u', 's'] },
+    ),
+  );
+}
+
+/**
+ * Alert thresholds (SPEC 13): balance_low around the balances the sequences reach (a few units, the
+ * default 10.00 is rarely reached), so that the balance alarms cross both ways; a field left out about
+ * one time in three.
+ */
+function alertsArb(o: GenOptions, u: fc.Arbitrary<number>): fc.Arbitrary<SettingOp> {
   // Thresholds around the balances the sequences reach (a few units), so that alarms cross both ways.
   const low = fc.constantFrom(
     null,
@@ -376,23 +400,7 @@ function settingArb(o: GenOptions, u: fc.Arbitrary<number>, s: fc.Arbitrary<stri
     ...(o.hostile ? ['-1.00', '1.0000001'] : []),
   );
   const pct = fc.constantFrom(null, 1, 34, 50, 67, 80, 100, ...(o.hostile ? [0, -5, 101, 50.5] : []));
-  return fc.oneof(
-    {
-      weight: 2,
-      arbitrary: fc.record({ t: fc.constant('alerts' as const), u, low, pct }, { requiredKeys: ['t', 'u'] }),
-    },
-    fc.record({ t: fc.constant('limits' as const), u, daily: limit, monthly: limit }, { requiredKeys: ['t', 'u'] }),
-    fc.record(
-      {
-        t: fc.constant('pricing' as const),
-        u,
-        s,
-        free: fc.constantFrom(null, 0, 1, 5, ...(o.hostile ? [-1] : [])),
-        price,
-      },
-      { requiredKeys: ['t', 'u', 's'] },
-    ),
-  );
+  return fc.record({ t: fc.constant('alerts' as const), u, low, pct }, { requiredKeys: ['t', 'u'] });
 }
 
 /** Counts the operations a sequence sends (a group's and a segment's members each count). */

@@ -45,8 +45,9 @@ const MODEL_CONFIG = {
   zone: 'Asia/Shanghai',
   idempotencyWindowMs: 24 * 3_600_000,
   maxCallsPerRequest: 10_000,
-  // The configured defaults (`alerts.*`): the harness leaves them as they are.
-  alertDefaults: { balanceLow: 10_000_000n, quotaLowPercent: 80 },
+  // `alerts.*` as the model runs configure them: a balance_low default of 1.00 (not 10.00) is crossed
+  // by the balances the sequences reach, so the balance alarms fire without a PUT of their own.
+  alertDefaults: { balanceLow: 1_000_000n, quotaLowPercent: 80 },
 };
 /**
  * At most this many model copies are followed at once: serial orders of a group that give the same
@@ -141,7 +142,11 @@ export class ModelEnv {
       simulator: true,
       servers: servers.urls,
       // A buffer that waits 200 ms holds changes long enough for a lost enqueue to lose some.
-      overrides: { services: MODEL_SERVICES, persistence: { flush_ms: 200 } },
+      overrides: {
+        services: MODEL_SERVICES,
+        persistence: { flush_ms: 200 },
+        alerts: { balance_low_threshold: formatMicros(MODEL_CONFIG.alertDefaults.balanceLow) },
+      },
     });
     const env = new ModelEnv(h, servers, clock, null, fullClients(h.running.grpcAddress!));
     await env.startWorker();
@@ -165,7 +170,11 @@ export class ModelEnv {
    * the MySQL commit (the in-process worker is stopped first: the batch must be the child's).
    */
   spawnDyingWorker(): ChildProcess {
-    const child = spawnRole('worker', { ...this.h.env, BILLING_FAULT_CRASH_AT: 'after-batch-commit' });
+    const child = spawnRole('worker', {
+      ...this.h.env,
+      ALERTS_BALANCE_LOW_THRESHOLD: formatMicros(MODEL_CONFIG.alertDefaults.balanceLow),
+      BILLING_FAULT_CRASH_AT: 'after-batch-commit',
+    });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
@@ -914,8 +923,13 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
 
 /** A model copy's state as a string (Maps as entry lists, bigints as strings): equal copies are one. */
 function fingerprint(m: BillingModel): string {
+  // Map entries sorted: two orders that touch two users leave the same accounts in another insertion order.
   return JSON.stringify(m.state, (_k, v: unknown) =>
-    v instanceof Map ? [...v.entries()] : typeof v === 'bigint' ? v.toString() : v,
+    v instanceof Map
+      ? [...v.entries()].sort(([a], [b]) => (String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0))
+      : typeof v === 'bigint'
+        ? v.toString()
+        : v,
   );
 }
 
