@@ -129,7 +129,8 @@ async function main(): Promise<number> {
     );
     console.log(`operations by kind: ${JSON.stringify(s.kinds)}`);
     console.log(
-      `events compared: ${JSON.stringify(s.events)}; groups with several explaining orders: ${s.ambiguousGroups}`,
+      `events compared: ${JSON.stringify(s.events)}, ${s.deliveries} found delivered signed; ` +
+        `groups with several explaining orders: ${s.ambiguousGroups}`,
     );
     console.log(`answers by kind ('ok' or the code): ${JSON.stringify(s.outcomes)}`);
     await env.stop();

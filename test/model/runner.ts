@@ -16,6 +16,7 @@ import { spawnRole, exited } from '../support/processes.js';
 import { OwnServers } from '../faults/support.js';
 import { fullClients, call as grpcCall, callError, metadata } from '../fixtures/grpc-clients.js';
 import { put, grantsPath, voidPath, pricingPath, LIMITS, admin } from '../support/money.js';
+import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
 
 const ALERTS = '/api/v1/billing/alerts';
 import { BillingModel, formatMicros, parseMicros, type Answer } from './model.js';
@@ -101,6 +102,8 @@ export interface Stats {
   ambiguousGroups: number;
   /** events stored and compared, by type */
   events: Record<string, number>;
+  /** stored events found delivered, signed, at the run's webhook endpoint */
+  deliveries: number;
 }
 
 export class ModelFailure extends Error {}
@@ -118,6 +121,7 @@ export class ModelEnv {
     whileMysqlDown: { answered: 0, unavailable: 0 },
     ambiguousGroups: 0,
     events: {},
+    deliveries: 0,
   };
   private seq = 0;
   /** how the last dying worker ended, for the sequence's log */
@@ -146,12 +150,22 @@ export class ModelEnv {
         services: MODEL_SERVICES,
         persistence: { flush_ms: 200 },
         alerts: { balance_low_threshold: formatMicros(MODEL_CONFIG.alertDefaults.balanceLow) },
+        webhooks: { backoff_base: '200ms', timeout: '2s' },
       },
     });
     const env = new ModelEnv(h, servers, clock, null, fullClients(h.running.grpcAddress!));
     await env.startWorker();
+    // One endpoint for every event, on a real local receiver that fails each event's first attempt
+    // (so every delivery is a retry too).
+    const receiver = await new WebhookReceiver().start();
+    const created = await h.post('/admin/v1/webhooks', { url: receiver.on('/model', 'fail:1'), events: ['*'] }, admin);
+    if (created.status !== 201) throw new Error(`webhook endpoint refused: ${JSON.stringify(created.body)}`);
+    env.webhook = { receiver, secret: String(created.body.data.secret), checked: 0, delivered: new Set() };
     return env;
   }
+
+  /** The run's webhook endpoint: its receiver, signing secret, requests checked, event ids delivered signed. */
+  webhook: { receiver: WebhookReceiver; secret: string; checked: number; delivered: Set<string> } | null = null;
 
   async startWorker(): Promise<void> {
     this.worker = await startRoles(this.h.config, ['worker'], {
@@ -187,6 +201,7 @@ export class ModelEnv {
     await this.stopWorker();
     await this.h.stop();
     await this.servers.stop();
+    await this.webhook?.receiver.stop();
   }
 
   fault(name: string): void {
@@ -906,7 +921,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   await settle(env, users, fail, SETTLE_TIMEOUT_MS);
   // The events: every change's are stored with it (nothing to dispatch for the comparison). The first
   // candidate copy whose events match is the one compared in full; with none, the first copy is.
-  const stored = await storedEvents(env, users, orders, reservations, fail);
+  const { stored, ids } = await storedEvents(env, users, orders, reservations, fail);
   const chosen = [model, ...others].find((m) => users.every((u) => sameEvents(modelEvents(m, u), stored.get(u)!)));
   await compareState(env, chosen ?? model, users, orders, opts, fail);
   if (!chosen) {
@@ -919,6 +934,35 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         `    in the model, not stored: ${JSON.stringify(multisetMinus(want, got))}`,
     );
   }
+  await checkDeliveries(env, users, ids, fail);
+}
+
+/**
+ * Every stored event of these users reached the run's endpoint at least once, signed with its secret.
+ * First the scheduled `dispatch-events` job's run, 11 s later on the fake clock (its grace): it queues
+ * what a killed worker stored but never queued. The sequence is over; the next one sets the clock.
+ */
+async function checkDeliveries(env: ModelEnv, users: string[], ids: string[], fail: (m: string) => never) {
+  const { receiver, secret } = env.webhook!;
+  env.clock.set(new Date(env.clock.now().getTime() + 11_000));
+  await env.h.probe.workers.events.dispatchLeftovers();
+  const deadline = Date.now() + 30_000;
+  let missing = ids;
+  while (Date.now() < deadline) {
+    // Requests are checked once each, as they come (a soak's receiver gets tens of thousands).
+    for (; env.webhook!.checked < receiver.received.length; env.webhook!.checked++) {
+      const r = receiver.received[env.webhook!.checked];
+      const body = JSON.parse(r.body) as { id?: string };
+      if (r.path === '/model' && body.id === r.eventId && signatureValid(r.signature, r.body, secret))
+        env.webhook!.delivered.add(r.eventId);
+    }
+    missing = ids.filter((id) => !env.webhook!.delivered.has(id));
+    if (missing.length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  env.stats.deliveries += ids.length;
+  if (missing.length > 0)
+    fail(`${missing.length} of ${ids.length} stored events not delivered signed: ${missing.slice(0, 5).join(', ')}`);
 }
 
 /** A model copy's state as a string (Maps as entry lists, bigints as strings): equal copies are one. */
@@ -969,10 +1013,11 @@ async function storedEvents(
   orders: { key: string; orderId: string }[],
   reservations: Map<string, string>,
   fail: (m: string) => never,
-): Promise<Map<string, string[]>> {
+): Promise<{ stored: Map<string, string[]>; ids: string[] }> {
   const orderKeys = new Map(orders.map((o) => [o.orderId, o.key]));
   const requestOf = new Map([...reservations].map(([key, id]) => [id, key.slice(key.indexOf('|') + 1)]));
   const out = new Map<string, string[]>();
+  const all: string[] = [];
   for (const user of users) {
     const ids = new Set<string>();
     const keys: string[] = [];
@@ -992,6 +1037,7 @@ async function storedEvents(
         if (e.userId !== user) fail(`events of ${user}: ${e.id} is ${e.userId}'s`);
         if (ids.has(e.id)) fail(`events of ${user}: ${e.id} listed twice`);
         ids.add(e.id);
+        all.push(e.id);
         const data = { ...e.data } as Record<string, string>;
         if (data.orderId !== undefined) data.orderId = orderKeys.get(data.orderId) ?? `unknown ${data.orderId}`;
         if (e.type === 'reservation.expired')
@@ -1004,7 +1050,7 @@ async function storedEvents(
     }
     out.set(user, keys);
   }
-  return out;
+  return { stored: out, ids: all };
 }
 
 const OP_TIMEOUT_MS = 90_000;
