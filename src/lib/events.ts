@@ -35,11 +35,14 @@ export interface BillingEvent {
 const MONEY_FIELDS = new Set(['available', 'threshold', 'needed', 'amount', 'released', 'remaining']);
 
 /**
- * The event id: derived from the journal id of the change that carried it and its type, so the same
- * change persisted twice (a retried job) stores the event once.
+ * The event id: derived from the user, the journal id of the change that carried it and its type, so
+ * the same change persisted twice (a retried job) stores the event once. The user is part of it because
+ * journal ids are unique per user only (grant ids, adjustment keys and refund ids are the caller's):
+ * without it, two users' `grant_end:g1` changes made one id, and the second event was never stored.
  */
-export function eventId(changeJournalId: string, type: string): string {
-  return `evt_${createHash('sha256').update(`${changeJournalId}\u0000${type}`).digest('hex').slice(0, 32)}`;
+export function eventId(userId: string, changeJournalId: string, type: string): string {
+  const digest = createHash('sha256').update(`${userId}\u0000${changeJournalId}\u0000${type}`).digest('hex');
+  return `evt_${digest.slice(0, 32)}`;
 }
 
 /** The stored form of one event a change carried. */
@@ -48,7 +51,7 @@ export function eventOf(changeJournalId: string, userId: string, at: string, e: 
   for (const [k, v] of Object.entries(e.data ?? {})) {
     data[k] = MONEY_FIELDS.has(k) && /^-?\d+$/.test(v) ? formatMoney(BigInt(v)) : String(v);
   }
-  return { id: eventId(changeJournalId, e.type), type: e.type, userId, createdAt: at, data };
+  return { id: eventId(userId, changeJournalId, e.type), type: e.type, userId, createdAt: at, data };
 }
 
 /**

@@ -158,7 +158,9 @@ export class EventService {
 
   /** The ids of the events persisted changes carried. */
   eventIdsOf(changes: LedgerChange[]): string[] {
-    return changes.flatMap((c) => (Array.isArray(c?.events) ? c.events.map((e) => eventId(journalId(c), e.type)) : []));
+    return changes.flatMap((c) =>
+      Array.isArray(c?.events) ? c.events.map((e) => eventId(c.userId, journalId(c), e.type)) : [],
+    );
   }
 
   /**

@@ -260,6 +260,43 @@ describe('events (SPEC 13)', function () {
     const types = (await eventsOf(h, user)).map((e) => e.type).sort();
     expect(types).to.deep.equal(['balance.low', 'balance.recovered', 'reservation.expired']);
   });
+
+  it('a credit counts the spendable grants against the threshold (found by the model test)', async () => {
+    const user = h.user('credit-grants');
+    const path = `/admin/v1/accounts/${encodeURIComponent(user)}/grants`;
+    const given = await h.post(path, { grant_id: 'g1', amount: '20.00', category: 'promotional' }, admin);
+    expect(given.status, JSON.stringify(given.body)).to.equal(200);
+    const adjust = (key: string, amount: string) =>
+      h.post(
+        `/admin/v1/accounts/${encodeURIComponent(user)}/adjustments`,
+        { amount, reason: 'events test', idempotency_key: key },
+        admin,
+      );
+    // Available 21.00, then 20.00: above the 10.00 threshold both times (the balance alone is 1.00, 0.00).
+    expect((await adjust('k1', '1.00')).body.data.applied).to.equal(true);
+    expect((await adjust('k2', '-1.00')).body.data.applied).to.equal(true);
+    await h.drain();
+    await h.assertInvariant([user]);
+    expect((await eventsOf(h, user)).map((e) => e.type)).to.deep.equal([]);
+  });
+
+  it('two users with a grant of the same id each store their grant.expired (found by the model test)', async () => {
+    // Grant ids are the caller's, unique per user only: the event id must tell the users apart.
+    const users = [h.user('same-grant-a'), h.user('same-grant-b')];
+    for (const user of users) {
+      const path = `/admin/v1/accounts/${encodeURIComponent(user)}/grants`;
+      const given = await h.post(path, { grant_id: 'g1', amount: '0.50', category: 'promotional' }, admin);
+      expect(given.status, JSON.stringify(given.body)).to.equal(200);
+      const voided = await h.post(`${path}/g1/void`, {}, admin);
+      expect(voided.body.data, JSON.stringify(voided.body)).to.include({ voided: '0.50', pending: false });
+    }
+    await h.drain();
+    await h.assertInvariant(users);
+    for (const user of users) {
+      const ended = await eventsOf(h, user, 'grant.expired');
+      expect(ended.map((e) => e.data)).to.deep.equal([{ grantId: 'g1', remaining: '0.50', how: 'voided' }]);
+    }
+  });
 });
 
 describe('recharge events (SPEC 13)', function () {

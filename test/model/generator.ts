@@ -60,7 +60,9 @@ export type SimpleOp =
    * a refund of the deduct made with request id `r`: `n` calls, null for the whole call; `recent` k:
    * the runner refunds the k-th most recent deduct accepted instead (user and request id), if any
    */
-  | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null };
+  | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null }
+  /** `GET /api/v1/billing/alerts`: the thresholds in force (read-only, so also inside groups) */
+  | { t: 'get-alerts'; u: number };
 
 /**
  * Settings (sent one at a time, never in a group: they are written to MySQL, then to Redis). A field
@@ -68,7 +70,9 @@ export type SimpleOp =
  */
 export type SettingOp =
   | { t: 'limits'; u: number; daily?: string | null; monthly?: string | null }
-  | { t: 'pricing'; u: number; s: string; free?: number | null; price?: string | null };
+  | { t: 'pricing'; u: number; s: string; free?: number | null; price?: string | null }
+  /** `PUT /api/v1/billing/alerts`: `low` balance_low, `pct` quota_low_percent (hostile: < 0, > 100, 7 decimals) */
+  | { t: 'alerts'; u: number; low?: string | null; pct?: number | null };
 
 /** One item of a batch of deducts. */
 export interface BatchItem {
@@ -189,6 +193,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
         via: fc.constantFrom('http' as const, 'grpc' as const),
       }),
     },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('get-alerts' as const), u }) },
     {
       weight: 2,
       arbitrary: fc.record({
@@ -209,6 +214,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     ops: fc.array(simpleOrMoney, { minLength: 2, maxLength: 3 }),
   });
   const setting = settingArb(o, u, s);
+  const alerts = alertsArb(o, u);
   // Batches of 1-6 items over the sequence's users, often one user's items in a row (replays included).
   const batch: fc.Arbitrary<BatchOp> = fc.oneof(
     {
@@ -233,6 +239,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
       { weight: 10, arbitrary: group },
       { weight: 5, arbitrary: batch },
       { weight: 2, arbitrary: setting },
+      { weight: 1, arbitrary: alerts },
     ),
     { maxLength: 6 },
   );
@@ -240,6 +247,7 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
     { weight: 200, arbitrary: simple },
     { weight: 60, arbitrary: money },
     { weight: 15, arbitrary: setting },
+    { weight: 15, arbitrary: alerts },
     { weight: 50, arbitrary: group },
     { weight: 25, arbitrary: batch },
     {
@@ -371,6 +379,28 @@ function settingArb(o: GenOptions, u: fc.Arbitrary<number>, s: fc.Arbitrary<stri
       { requiredKeys: ['t', 'u', 's'] },
     ),
   );
+}
+
+/**
+ * Alert thresholds (SPEC 13): balance_low around the balances the sequences reach (a few units, the
+ * default 10.00 is rarely reached), so that the balance alarms cross both ways; a field left out about
+ * one time in three.
+ */
+function alertsArb(o: GenOptions, u: fc.Arbitrary<number>): fc.Arbitrary<SettingOp> {
+  // Thresholds around the balances the sequences reach (a few units), so that alarms cross both ways.
+  const low = fc.constantFrom(
+    null,
+    '0.00',
+    '0.30',
+    '0.50',
+    '1.00',
+    '2.00',
+    '3.50',
+    '20.00',
+    ...(o.hostile ? ['-1.00', '1.0000001'] : []),
+  );
+  const pct = fc.constantFrom(null, 1, 34, 50, 67, 80, 100, ...(o.hostile ? [0, -5, 101, 50.5] : []));
+  return fc.record({ t: fc.constant('alerts' as const), u, low, pct }, { requiredKeys: ['t', 'u'] });
 }
 
 /** Counts the operations a sequence sends (a group's and a segment's members each count). */

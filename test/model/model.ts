@@ -10,6 +10,10 @@
  * from the SPEC and the README's rules for them ("Credit grants, spending limits, per-user prices",
  * "Refunds"): `quote()` reads the user's price and limits and the grants spendable at a time; deducts
  * take from grants in spending order before the balance, holds hold from the grants that outlive them.
+ *
+ * Events (SPEC 13, docs/events.md "Alarm state"): each change records the events it fires in its
+ * account's `events`, and the alarms that make each fire once per crossing (`alarms`). The balance
+ * alarms compare the available balance (grants spendable now included) with the user's threshold.
  */
 import { DateTime } from 'luxon';
 
@@ -27,6 +31,26 @@ export interface ModelConfig {
   zone: string;
   idempotencyWindowMs: number;
   maxCallsPerRequest: number;
+  /** `alerts.balance_low_threshold` (micro-units) and `alerts.quota_low_percent`: the defaults */
+  alertDefaults: { balanceLow: bigint; quotaLowPercent: number };
+}
+
+/** An event as `GET /admin/v1/events` lists it: its type and data (amounts as decimal strings). */
+export interface ModelEvent {
+  type: string;
+  data: Record<string, string>;
+}
+
+/**
+ * The alarms of SPEC 13, as docs/events.md keeps them: the balance alarm `new` (never at or above the
+ * threshold: nothing fell below it), `armed` or `low`; `depletedAt` the available balance at which
+ * balance.depleted fired (null: armed; a new account counts as depleted at 0); the quota alarms by
+ * month then service: 1 after quota.low, 2 after quota.exhausted.
+ */
+export interface ModelAlarms {
+  balance: 'new' | 'armed' | 'low';
+  depletedAt: bigint | null;
+  quota: Map<string, Map<string, number>>;
 }
 
 /** An answer: either success with the SPEC's fields, or an error code of SPEC section 8. */
@@ -120,6 +144,9 @@ export interface ModelAccount {
   deducts: Map<string, ModelDeduct>;
   /** refund ids: the payload and first answer */
   refunds: Map<string, Memo>;
+  alarms: ModelAlarms;
+  /** the events fired, in order */
+  events: ModelEvent[];
 }
 
 export interface ModelGrant {
@@ -166,6 +193,8 @@ export interface ModelState {
   now: number;
   accounts: Map<string, ModelAccount>;
   orders: Map<string, ModelOrder>;
+  /** alert settings by user (null: the default); kept apart from accounts: setting them writes no account */
+  alerts: Map<string, { balanceLow: bigint | null; quotaLowPercent: number | null }>;
 }
 
 function emptyAccount(): ModelAccount {
@@ -184,6 +213,8 @@ function emptyAccount(): ModelAccount {
     prices: new Map(),
     deducts: new Map(),
     refunds: new Map(),
+    alarms: { balance: 'new', depletedAt: 0n, quota: new Map() },
+    events: [],
   };
 }
 
@@ -211,7 +242,7 @@ export class BillingModel {
     readonly config: ModelConfig,
     now: number,
   ) {
-    this.state = { now, accounts: new Map(), orders: new Map() };
+    this.state = { now, accounts: new Map(), orders: new Map(), alerts: new Map() };
   }
 
   /** A deep copy: the runner tries serial orders of a concurrent group on copies. */
@@ -379,6 +410,83 @@ export class BillingModel {
     return emptyAccount();
   }
 
+  // ---- events (SPEC 13; the alarm rules of docs/events.md) ----
+
+  /** The user's thresholds: their own where set, else the configured defaults. */
+  thresholdsOf(userId: string): { balanceLow: bigint; quotaLowPercent: number } {
+    const own = this.state.alerts.get(userId);
+    const d = this.config.alertDefaults;
+    return { balanceLow: own?.balanceLow ?? d.balanceLow, quotaLowPercent: own?.quotaLowPercent ?? d.quotaLowPercent };
+  }
+
+  /**
+   * After a change of the available balance: balance.low when it is below the threshold and the alarm
+   * is armed; balance.recovered when it is back at or above it after a balance.low. A new account is
+   * armed the first time it reaches the threshold (a first recharge fires nothing: docs' choice). More
+   * available than when balance.depleted fired re-arms that.
+   */
+  private balanceAlarms(userId: string, a: ModelAccount): void {
+    const available = this.available(a);
+    const alarms = a.alarms;
+    if (alarms.depletedAt !== null && available > alarms.depletedAt) alarms.depletedAt = null;
+    const threshold = this.thresholdsOf(userId).balanceLow;
+    const data = { available: formatMicros(available), threshold: formatMicros(threshold) };
+    if (available < threshold) {
+      if (alarms.balance === 'armed') {
+        alarms.balance = 'low';
+        a.events.push({ type: 'balance.low', data });
+      }
+      return;
+    }
+    if (alarms.balance === 'low') a.events.push({ type: 'balance.recovered', data });
+    alarms.balance = 'armed';
+  }
+
+  /**
+   * A call refused for balance (10001): balance.depleted, once until more is available than when it
+   * fired (an account that never had money counts as depleted at 0: its refusals fire nothing).
+   */
+  private depleted(userId: string, serviceName: string, needed: bigint): void {
+    const a = this.state.accounts.get(userId);
+    if (!a || a.alarms.depletedAt !== null) return;
+    const available = this.available(a);
+    a.alarms.depletedAt = available;
+    a.events.push({
+      type: 'balance.depleted',
+      data: { service: serviceName, needed: formatMicros(needed), available: formatMicros(available) },
+    });
+    a.written = true;
+  }
+
+  /**
+   * After a call took from (or could have taken from) a service's free quota of a month: quota.low once
+   * the user's percent of it is used, quota.exhausted once all of it is; each once per month (both at
+   * once when one call crosses both: choice). A service without free quota has no quota alarms.
+   */
+  private quotaAlarms(userId: string, a: ModelAccount, serviceName: string, period: string): void {
+    const freeQuota = this.priceOf(a, serviceName).freeQuota;
+    if (freeQuota <= 0) return;
+    const used = this.usedOf(a, period, serviceName);
+    if (!a.alarms.quota.has(period)) a.alarms.quota.set(period, new Map());
+    const states = a.alarms.quota.get(period)!;
+    let state = states.get(serviceName) ?? 0;
+    const data = { service: serviceName, used: String(used), freeQuota: String(freeQuota) };
+    if (state < 1 && used * 100 >= freeQuota * this.thresholdsOf(userId).quotaLowPercent) {
+      state = 1;
+      a.events.push({ type: 'quota.low', data });
+    }
+    if (state < 2 && used >= freeQuota) {
+      state = 2;
+      a.events.push({ type: 'quota.exhausted', data });
+    }
+    states.set(serviceName, state);
+  }
+
+  /** Every event the model fired for a user, in order. */
+  eventsOf(userId: string): ModelEvent[] {
+    return this.state.accounts.get(userId)?.events ?? [];
+  }
+
   // ---- operations ----
 
   /** POST /check: read-only (SPEC 4, 10.5). */
@@ -432,7 +540,10 @@ export class BillingModel {
     const m = this.memo(a, requestId);
     if (m) return m.payload === payload ? { ok: { ...m.answer, duplicate: true } } : { code: 10007 };
     const q = this.quote(a, serviceName, count);
-    if (q.refusal) return { code: q.refusal };
+    if (q.refusal) {
+      if (q.refusal === 10001) this.depleted(userId, serviceName, q.amount);
+      return { code: q.refusal };
+    }
     const acct = this.account(userId);
     const period = this.period();
     this.addUsed(acct, period, serviceName, q.free);
@@ -452,6 +563,8 @@ export class BillingModel {
       refundedAmount: 0n,
     });
     acct.written = true;
+    this.balanceAlarms(userId, acct);
+    this.quotaAlarms(userId, acct, serviceName, period);
     const answer = {
       success: true,
       requestId,
@@ -475,7 +588,10 @@ export class BillingModel {
     if (m) return m.payload === payload ? { ok: { ...m.answer, duplicate: true } } : { code: 10007 };
     const expiresAt = this.state.now + ttlSeconds * 1000;
     const q = this.quote(a, serviceName, count, expiresAt);
-    if (q.refusal) return { code: q.refusal };
+    if (q.refusal) {
+      if (q.refusal === 10001) this.depleted(userId, serviceName, q.amount);
+      return { code: q.refusal };
+    }
     const acct = this.account(userId);
     const period = this.period();
     const day = this.dayOfMonth();
@@ -498,6 +614,8 @@ export class BillingModel {
       expiresAt,
       state: 'held',
     });
+    this.balanceAlarms(userId, acct);
+    this.quotaAlarms(userId, acct, serviceName, period);
     const answer = {
       requestId,
       status: 'held',
@@ -549,6 +667,7 @@ export class BillingModel {
     // A commit of 0 calls is a release by another name: no call, no record (choice).
     if (count > 0) a.records.push(record(requestId!, h.service, free, paid, amount));
     h.state = 'committed';
+    this.balanceAlarms(userId, a);
     const answer = {
       status: 'committed',
       count,
@@ -571,6 +690,7 @@ export class BillingModel {
     if (h.state !== 'held' || this.state.now >= h.expiresAt) return { code: 10008 };
     this.returnHold(a, h);
     h.state = 'released';
+    this.balanceAlarms(userId, a);
     return {
       ok: {
         status: 'released',
@@ -599,13 +719,20 @@ export class BillingModel {
 
   expireDue(): number {
     let n = 0;
-    for (const a of this.state.accounts.values()) {
-      for (const h of a.holds.values()) {
-        if (h.state === 'held' && h.expiresAt <= this.state.now) {
-          this.returnHold(a, h);
-          h.state = 'expired';
-          n++;
-        }
+    for (const [userId, a] of this.state.accounts) {
+      // The sweep takes them in the order they expire (ties: the order they were made).
+      const due = [...a.holds.entries()]
+        .filter(([, h]) => h.state === 'held' && h.expiresAt <= this.state.now)
+        .sort(([, x], [, y]) => x.expiresAt - y.expiresAt);
+      for (const [requestId, h] of due) {
+        this.returnHold(a, h);
+        h.state = 'expired';
+        this.balanceAlarms(userId, a);
+        a.events.push({
+          type: 'reservation.expired',
+          data: { reservationId: requestId, service: h.service, released: formatMicros(h.amount) },
+        });
+        n++;
       }
     }
     return n;
@@ -616,19 +743,22 @@ export class BillingModel {
    * left of it leaves. A grant some hold holds part of waits (the hold may still be committed).
    */
   expireGrants(): void {
-    for (const a of this.state.accounts.values()) this.endDue(a);
+    for (const [userId, a] of this.state.accounts) this.endDue(userId, a);
   }
 
-  private endDue(a: ModelAccount): ModelGrant[] {
+  /** Ends what is due: grant.expired for each (with what it took away), then the balance alarms once. */
+  private endDue(userId: string, a: ModelAccount): ModelGrant[] {
     const ended: ModelGrant[] = [];
     for (const g of a.grants) {
       if (g.ended || g.held > 0n) continue;
       if (g.voided || (g.expiresAt !== null && g.expiresAt <= this.state.now)) {
         g.ended = g.voided ? 'voided' : 'expired';
+        a.events.push({ type: 'grant.expired', data: { grantId: g.id, remaining: formatMicros(g.rem), how: g.ended } });
         g.rem = 0n;
         ended.push(g);
       }
     }
+    if (ended.length > 0) this.balanceAlarms(userId, a);
     return ended;
   }
 
@@ -685,6 +815,7 @@ export class BillingModel {
       answer,
     });
     acct.written = true;
+    this.balanceAlarms(userId, acct);
     return { ok: { ...answer, duplicate: false } };
   }
 
@@ -703,7 +834,9 @@ export class BillingModel {
     const left = g.rem;
     g.voided = true;
     const pending = g.held > 0n;
-    const endedNow = this.endDue(a).includes(g);
+    // A void that waits for holds fires nothing yet: its grant.expired and balance alarms come when the
+    // expiry job ends it (choice, as docs/events.md: the alarms are checked when a grant ends).
+    const endedNow = this.endDue(userId, a).includes(g);
     return { ok: { grantId: id, voided: formatMicros(endedNow ? left : g.rem - g.held), pending } };
   }
 
@@ -767,6 +900,11 @@ export class BillingModel {
       balance: formatMicros(this.available(a)),
     };
     a.refunds.set(refundId, { payload, at: this.state.now, answer });
+    this.balanceAlarms(userId, a);
+    a.events.push({
+      type: 'refund.created',
+      data: { refundId, requestId, count: String(n), amount: formatMicros(amount - forfeited) },
+    });
     return { ok: { ...answer, duplicate: false } };
   }
 
@@ -816,6 +954,43 @@ export class BillingModel {
     };
   }
 
+  /**
+   * PUT /api/v1/billing/alerts (SPEC 13): `balance_low` a decimal string (≥ 0, at most 6 decimals),
+   * `quota_low_percent` an integer 1–100; left out (undefined) keeps a setting, null returns it to the
+   * default. Anything else is 40000 and changes nothing. The alarms are left as they are: the new
+   * thresholds count from the next change (docs: a balance already below a raised threshold fires
+   * balance.low at the next change if the alarm was armed).
+   */
+  setAlerts(userId: string, balanceLow: unknown, quotaLowPercent: unknown): Answer {
+    const micros = typeof balanceLow === 'string' ? parseMicros(balanceLow) : null;
+    if (balanceLow !== undefined && balanceLow !== null && (micros === null || micros < 0n)) return { code: 40000 };
+    if (
+      quotaLowPercent !== undefined &&
+      quotaLowPercent !== null &&
+      !(Number.isInteger(quotaLowPercent) && (quotaLowPercent as number) >= 1 && (quotaLowPercent as number) <= 100)
+    )
+      return { code: 40000 };
+    const own = this.state.alerts.get(userId) ?? { balanceLow: null, quotaLowPercent: null };
+    if (balanceLow !== undefined) own.balanceLow = micros;
+    if (quotaLowPercent !== undefined) own.quotaLowPercent = quotaLowPercent as number | null;
+    this.state.alerts.set(userId, own);
+    return this.getAlerts(userId);
+  }
+
+  /** GET /api/v1/billing/alerts (SPEC 13): the thresholds in force and which are the defaults. */
+  getAlerts(userId: string): Answer {
+    const own = this.state.alerts.get(userId);
+    const t = this.thresholdsOf(userId);
+    return {
+      ok: {
+        userId,
+        balanceLow: formatMicros(t.balanceLow),
+        quotaLowPercent: t.quotaLowPercent,
+        defaults: { balanceLow: own?.balanceLow == null, quotaLowPercent: own?.quotaLowPercent == null },
+      },
+    };
+  }
+
   /** POST /recharge (SPEC 5): a pending order; nothing moves until it is paid. */
   createOrder(orderKey: string, userId: string, amount: bigint): Answer {
     this.state.orders.set(orderKey, { userId, amount, status: 'pending', paymentId: null, flagged: false });
@@ -839,6 +1014,8 @@ export class BillingModel {
     const a = this.account(o.userId);
     a.balance += o.amount;
     a.written = true;
+    a.events.push({ type: 'recharge.paid', data: { orderId: orderKey, amount: formatMicros(o.amount) } });
+    this.balanceAlarms(o.userId, a);
     return { ok: {} };
   }
 
@@ -856,6 +1033,7 @@ export class BillingModel {
     acct.balance += amount;
     acct.adjustments.set(key, amount);
     acct.written = true;
+    this.balanceAlarms(userId, acct);
     return { ok: { applied: true, amount: formatMicros(amount), balance: formatMicros(acct.balance) } };
   }
 }

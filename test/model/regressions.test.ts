@@ -260,6 +260,43 @@ describe('model test regressions, replayed through the model', function () {
     );
   });
 
+  // Found by the model test once it compared events (seed 7, shrunk): a grant given and voided stored no
+  // grant.expired when another user had voided a grant of the same id before. The event id was derived
+  // from the journal id (`grant_end:g1`) and the type only; it now includes the user.
+  it("stores each user's grant.expired when two users void grants of the same id", async () => {
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          { t: 'grant', u: 0, g: 'g1', amount: '0.50', cat: 'promotional', prio: 10, exp: null },
+          { t: 'void', u: 0, g: 'g1', recent: null },
+          { t: 'grant', u: 1, g: 'g1', amount: '0.50', cat: 'promotional', prio: 10, exp: null },
+          { t: 'void', u: 1, g: 'g1', recent: null },
+        ],
+      },
+      { strict: true },
+    );
+  });
+
+  // Found by reading the scripts while modelling events, confirmed by this case: a recharge or an
+  // adjustment compared the balance without the user's grants with the threshold, so a credit to an
+  // account whose grants kept it above the threshold fired balance.low (docs/events.md: grants count).
+  it('a credit compares the available balance with grants with the balance.low threshold', async () => {
+    await runSequence(
+      env,
+      {
+        start: '2026-11-30T15:40:00.000Z',
+        ops: [
+          { t: 'grant', u: 0, g: 'g1', amount: '1.00', cat: 'promotional', prio: 10, exp: null },
+          { t: 'adjust', u: 0, k: 'k1', micros: '250000' },
+          { t: 'adjust', u: 0, k: 'k2', micros: '-250000' },
+        ],
+      },
+      { strict: true },
+    );
+  });
+
   // Not a failure found: the money rules of SPEC 14 in one fixed sequence, so that each is run on every
   // test run whatever the random runs draw. Grants by priority then expiry, a replay and a reuse of a
   // grant id, a hold that skips a grant expiring before it, refunds back to the balance then the grants

@@ -128,6 +128,10 @@ async function main(): Promise<number> {
         `${s.droppedChanges} changes dropped and recovered, with MySQL down ${JSON.stringify(s.whileMysqlDown)}, ${Math.round((Date.now() - started) / 1000)} s`,
     );
     console.log(`operations by kind: ${JSON.stringify(s.kinds)}`);
+    console.log(
+      `events compared: ${JSON.stringify(s.events)}, ${s.deliveries} found delivered signed; ` +
+        `groups with several explaining orders: ${s.ambiguousGroups}`,
+    );
     console.log(`answers by kind ('ok' or the code): ${JSON.stringify(s.outcomes)}`);
     await env.stop();
   }

@@ -2,7 +2,8 @@
  * Runs generated sequences against the real service (real Redis, MariaDB, payment simulator; api and
  * worker roles in this process, the worker on its own context so it can be stopped and started; for
  * a SIGKILL fault, a worker process of its own; calls over HTTP and gRPC) and compares every answer
- * with the model, then, once the sequence's changes are persisted, Redis, MySQL, the ledger and the model.
+ * with the model, then, once the sequence's changes are persisted, Redis, MySQL, the ledger, the events
+ * and the model.
  */
 import type { ChildProcess } from 'node:child_process';
 import type * as grpc from '@grpc/grpc-js';
@@ -15,6 +16,9 @@ import { spawnRole, exited } from '../support/processes.js';
 import { OwnServers } from '../faults/support.js';
 import { fullClients, call as grpcCall, callError, metadata } from '../fixtures/grpc-clients.js';
 import { put, grantsPath, voidPath, pricingPath, LIMITS, admin } from '../support/money.js';
+import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
+
+const ALERTS = '/api/v1/billing/alerts';
 import { BillingModel, formatMicros, parseMicros, type Answer } from './model.js';
 import {
   USER_NAMES,
@@ -42,6 +46,27 @@ const MODEL_CONFIG = {
   zone: 'Asia/Shanghai',
   idempotencyWindowMs: 24 * 3_600_000,
   maxCallsPerRequest: 10_000,
+  // `alerts.*` as the model runs configure them: a balance_low default of 1.00 (not 10.00) is crossed
+  // by the balances the sequences reach, so the balance alarms fire without a PUT of their own.
+  alertDefaults: { balanceLow: 1_000_000n, quotaLowPercent: 80 },
+};
+/**
+ * At most this many model copies are followed at once: serial orders of a group that give the same
+ * answers but different events or alarms (the events stored at the end decide between them).
+ */
+const MAX_CANDIDATES = 16;
+/** The data fields of each event type the model fixes (ids the service makes are mapped to the model's). */
+const EVENT_FIELDS: Record<string, string[]> = {
+  'balance.low': ['available', 'threshold'],
+  'balance.recovered': ['available', 'threshold'],
+  'balance.depleted': ['service', 'needed', 'available'],
+  'quota.low': ['service', 'used', 'freeQuota'],
+  'quota.exhausted': ['service', 'used', 'freeQuota'],
+  'recharge.paid': ['orderId', 'amount'],
+  'recharge.failed': ['orderId', 'amount'],
+  'reservation.expired': ['reservationId', 'service', 'released'],
+  'refund.created': ['refundId', 'requestId', 'count', 'amount'],
+  'grant.expired': ['grantId', 'remaining', 'how'],
 };
 /** The fake clock of a sequence stays inside the idempotency window: Redis expires request ids in real time. */
 const MAX_SEQUENCE_SPAN_MS = 23 * 3_600_000;
@@ -73,6 +98,12 @@ export interface Stats {
   droppedChanges: number;
   /** operations sent while MySQL was down: answered from Redis, or 50300 */
   whileMysqlDown: { answered: number; unavailable: number };
+  /** concurrent groups whose answers more than one distinct serial order explains (all followed) */
+  ambiguousGroups: number;
+  /** events stored and compared, by type */
+  events: Record<string, number>;
+  /** stored events found delivered, signed, at the run's webhook endpoint */
+  deliveries: number;
 }
 
 export class ModelFailure extends Error {}
@@ -88,6 +119,9 @@ export class ModelEnv {
     faults: {},
     droppedChanges: 0,
     whileMysqlDown: { answered: 0, unavailable: 0 },
+    ambiguousGroups: 0,
+    events: {},
+    deliveries: 0,
   };
   private seq = 0;
   /** how the last dying worker ended, for the sequence's log */
@@ -112,12 +146,26 @@ export class ModelEnv {
       simulator: true,
       servers: servers.urls,
       // A buffer that waits 200 ms holds changes long enough for a lost enqueue to lose some.
-      overrides: { services: MODEL_SERVICES, persistence: { flush_ms: 200 } },
+      overrides: {
+        services: MODEL_SERVICES,
+        persistence: { flush_ms: 200 },
+        alerts: { balance_low_threshold: formatMicros(MODEL_CONFIG.alertDefaults.balanceLow) },
+        webhooks: { backoff_base: '200ms', timeout: '2s' },
+      },
     });
     const env = new ModelEnv(h, servers, clock, null, fullClients(h.running.grpcAddress!));
     await env.startWorker();
+    // One endpoint for every event, on a real local receiver that fails each event's first attempt
+    // (so every delivery is a retry too).
+    const receiver = await new WebhookReceiver().start();
+    const created = await h.post('/admin/v1/webhooks', { url: receiver.on('/model', 'fail:1'), events: ['*'] }, admin);
+    if (created.status !== 201) throw new Error(`webhook endpoint refused: ${JSON.stringify(created.body)}`);
+    env.webhook = { receiver, secret: String(created.body.data.secret), checked: 0, delivered: new Set() };
     return env;
   }
+
+  /** The run's webhook endpoint: its receiver, signing secret, requests checked, event ids delivered signed. */
+  webhook: { receiver: WebhookReceiver; secret: string; checked: number; delivered: Set<string> } | null = null;
 
   async startWorker(): Promise<void> {
     this.worker = await startRoles(this.h.config, ['worker'], {
@@ -136,7 +184,11 @@ export class ModelEnv {
    * the MySQL commit (the in-process worker is stopped first: the batch must be the child's).
    */
   spawnDyingWorker(): ChildProcess {
-    const child = spawnRole('worker', { ...this.h.env, BILLING_FAULT_CRASH_AT: 'after-batch-commit' });
+    const child = spawnRole('worker', {
+      ...this.h.env,
+      ALERTS_BALANCE_LOW_THRESHOLD: formatMicros(MODEL_CONFIG.alertDefaults.balanceLow),
+      BILLING_FAULT_CRASH_AT: 'after-batch-commit',
+    });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
@@ -149,6 +201,7 @@ export class ModelEnv {
     await this.stopWorker();
     await this.h.stop();
     await this.servers.stop();
+    await this.webhook?.receiver.stop();
   }
 
   fault(name: string): void {
@@ -254,7 +307,22 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   const users = USER_NAMES.map((n) => `${prefix}${n}`);
   const start = Date.parse(sequence.start);
   clock.set(new Date(start));
-  const model = new BillingModel(MODEL_CONFIG, start);
+  let model = new BillingModel(MODEL_CONFIG, start);
+  /** Other model copies that explain every answer so far (see MAX_CANDIDATES); `model` is the first. */
+  let others: BillingModel[] = [];
+  /**
+   * Applies an operation to every candidate copy and keeps those whose answer `fits`; returns the
+   * answer of the first kept (or, when none fits, the first copy's, for the failure message).
+   */
+  const step = (f: (m: BillingModel) => Answer, fits: (expected: Answer) => boolean): Answer => {
+    const tried = [model, ...others].map((m) => ({ m, expected: f(m) }));
+    const kept = tried.filter((t) => fits(t.expected));
+    if (kept.length === 0) return tried[0].expected;
+    model = kept[0].m;
+    others = kept.slice(1).map((t) => t.m);
+    return kept[0].expected;
+  };
+  const everyModel = (f: (m: BillingModel) => void) => [model, ...others].forEach(f);
   const reservations = new Map<string, string>();
   const recordIds = new Map<string, string>();
   const orders: { key: string; orderId: string; paymentId: string; micros: bigint }[] = [];
@@ -398,6 +466,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         );
       case 'void':
         return answerOf(await h.post(voidPath(user, op.g), {}, admin));
+      case 'get-alerts':
+        return answerOf(await h.get(ALERTS, { user_id: user }));
       case 'refund':
         return answerOf(
           await h.post('/internal/v1/billing/refunds', {
@@ -437,6 +507,8 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         return m.createGrant(user, op.g, op.amount, op.cat, op.prio, op.exp === null ? null : start + op.exp);
       case 'void':
         return m.voidGrant(user, op.g);
+      case 'get-alerts':
+        return m.getAlerts(user);
       case 'refund':
         return m.refund(user, op.f, op.r, op.n);
       case 'deduct':
@@ -473,12 +545,26 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       if (op.daily !== undefined) body.daily = op.daily;
       if (op.monthly !== undefined) body.monthly = op.monthly;
       real = answerOf(await put(h, LIMITS, { user_id: user, ...body }));
-      expected = model.setLimits(user, micros(op.daily), micros(op.monthly));
+      expected = step(
+        (m) => m.setLimits(user, micros(op.daily), micros(op.monthly)),
+        (e) => sameAnswer(e, real),
+      );
+    } else if (op.t === 'alerts') {
+      if (op.low !== undefined) body.balance_low = op.low;
+      if (op.pct !== undefined) body.quota_low_percent = op.pct;
+      real = answerOf(await put(h, ALERTS, { user_id: user, ...body }));
+      expected = step(
+        (m) => m.setAlerts(user, op.low, op.pct),
+        (e) => sameAnswer(e, real),
+      );
     } else {
       if (op.free !== undefined) body.free_quota = op.free;
       if (op.price !== undefined) body.unit_price = op.price;
       real = answerOf(await put(h, pricingPath(user, op.s), body, admin));
-      expected = model.setPricing(user, op.s, op.free, micros(op.price));
+      expected = step(
+        (m) => m.setPricing(user, op.s, op.free, micros(op.price)),
+        (e) => sameAnswer(e, real),
+      );
     }
     log.push(`${JSON.stringify(op)} -> ${show(real)}`);
     if (!sameAnswer(expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
@@ -561,7 +647,10 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     );
     log.push(`${JSON.stringify(op)} -> ${real.map(show).join(' ')}`);
     singles.forEach((single, index) => {
-      const expected = apply(model, single, false);
+      const expected = step(
+        (m) => apply(m, single, false),
+        (e) => sameAnswer(e, real[index]),
+      );
       if (!sameAnswer(expected, real[index]))
         fail(`${op.t} item ${index} ${JSON.stringify(single)}: service ${show(real[index])}, model ${show(expected)}`);
       learn(single, real[index]);
@@ -573,26 +662,34 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     const rsv = ops.map(reservationOf);
     const real = await Promise.all(ops.map((op, i) => send(op, rsv[i])));
     const indices = ops.map((_, i) => i);
-    let explained: BillingModel | null = null;
+    // Every serial order of every candidate copy that gives these answers; those that differ (in the
+    // events they fire, the alarms they leave) are all followed, until later answers or the events decide.
+    const explained: BillingModel[] = [];
+    const seen = new Set<string>();
     let firstTry: Answer[] = [];
-    for (const order of permutations(indices)) {
-      const m = model.clone();
-      const expected: Answer[] = [];
-      for (const i of order) expected[i] = apply(m, ops[i], rsv[i] !== undefined);
-      if (firstTry.length === 0) firstTry = expected;
-      if (indices.every((i) => matches(ops[i], expected[i], real[i]))) {
-        explained = m;
-        break;
+    for (const base of [model, ...others]) {
+      for (const order of permutations(indices)) {
+        const m = base.clone();
+        const expected: Answer[] = [];
+        for (const i of order) expected[i] = apply(m, ops[i], rsv[i] !== undefined);
+        if (firstTry.length === 0) firstTry = expected;
+        if (!indices.every((i) => matches(ops[i], expected[i], real[i]))) continue;
+        const key = fingerprint(m);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        explained.push(m);
       }
     }
     const line = ops.map((op, i) => `${JSON.stringify(op)} -> ${show(real[i])}`).join(' || ');
     log.push(line);
-    if (!explained) {
+    if (explained.length === 0) {
       fail(
         `no serial order explains the answers:\n${ops.map((op, i) => `    ${JSON.stringify(op)}\n      service: ${show(real[i])}\n      model:   ${show(firstTry[i])}`).join('\n')}`,
       );
     }
-    model.state = explained!.state;
+    model = explained[0];
+    others = explained.slice(1, MAX_CANDIDATES);
+    if (others.length > 0) env.stats.ambiguousGroups++;
     ops.forEach((op, i) => learn(op, real[i]));
   };
 
@@ -600,6 +697,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
     switch (op.t) {
       case 'limits':
       case 'pricing':
+      case 'alerts':
         return runSetting(op);
       case 'group':
         env.stats.groups++;
@@ -617,7 +715,11 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         });
         const real = answerOf(r);
         const key = `o${orders.length}`;
-        const expected = model.createOrder(key, users[op.u], micros);
+        const user = users[op.u];
+        const expected = step(
+          (m) => m.createOrder(key, user, micros),
+          (e) => sameAnswer(e, real),
+        );
         log.push(`${JSON.stringify(op)} -> ${show(real)}`);
         if (!sameAnswer(expected, real)) fail(`recharge: service ${show(real)}, model ${show(expected)}`);
         orders.push({
@@ -652,10 +754,13 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
             ),
           )
         ).map(answerOf);
-        const expected = Array.from({ length: op.copies }, () => model.callback(orderKey, paymentId, micros));
         log.push(`${JSON.stringify(op)} -> ${real.map(show).join(' ')}`);
-        real.forEach((a, i) => {
-          if (!sameAnswer(expected[i], a)) fail(`callback: service ${show(a)}, model ${show(expected[i])}`);
+        real.forEach((a) => {
+          const expected = step(
+            (m) => m.callback(orderKey, paymentId, micros),
+            (e) => sameAnswer(e, a),
+          );
+          if (!sameAnswer(expected, a)) fail(`callback: service ${show(a)}, model ${show(expected)}`);
         });
         if (order && model.state.orders.get(orderKey)?.status === 'paid') await waitPaid(env, order.orderId);
         return;
@@ -663,13 +768,16 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       case 'advance': {
         if (model.state.now + op.ms - start > MAX_SEQUENCE_SPAN_MS) return;
         const then = model.state.now + op.ms;
-        const due = users.some((u) =>
-          model.state.accounts
-            .get(u)
-            ?.grants.some((g) => !g.ended && (g.voided || (g.expiresAt !== null && g.expiresAt <= then))),
+        const due = [model, ...others].some((copy) =>
+          users.some((u) =>
+            copy.state.accounts
+              .get(u)
+              ?.grants.some((g) => !g.ended && (g.voided || (g.expiresAt !== null && g.expiresAt <= then))),
+          ),
         );
         clock.set(new Date(then));
-        model.advance(op.ms);
+        const ms = op.ms;
+        everyModel((m) => m.advance(ms));
         // The scheduled sweeps' work, done now: the expiry of holds, then of grants, follows the fake clock.
         await ctx.reservations.expireDue();
         // The grant expiry job finds its users in MySQL: the grants due must be persisted first (else
@@ -745,7 +853,10 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
               continue;
             }
             env.stats.whileMysqlDown.answered++;
-            const expected = apply(model, inner, rsv !== undefined);
+            const expected = step(
+              (m) => apply(m, inner, rsv !== undefined),
+              (e) => matches(inner, e, real),
+            );
             if (!matches(inner, expected, real))
               fail(`${inner.t} with MySQL down: service ${show(real)}, model ${show(expected)}`);
             learn(inner, real);
@@ -779,7 +890,11 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
         op = resolve(op);
         const rsv = reservationOf(op);
         const real = await send(op, rsv);
-        const expected = apply(model, op, rsv !== undefined);
+        const sent = op;
+        const expected = step(
+          (m) => apply(m, sent, rsv !== undefined),
+          (e) => matches(sent, e, real),
+        );
         log.push(`${JSON.stringify(op)} -> ${show(real)}`);
         if (!matches(op, expected, real)) fail(`${op.t}: service ${show(real)}, model ${show(expected)}`);
         learn(op, real);
@@ -802,9 +917,140 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
   await settle(env, users, fail, slowSettle ? 60_000 : SETTLE_TIMEOUT_MS);
   // The grant expiry job once more (it finds its users in MySQL): voided grants whose holds ended leave now.
   await ctx.grants.expireDue();
-  model.expireGrants();
+  everyModel((m) => m.expireGrants());
   await settle(env, users, fail, SETTLE_TIMEOUT_MS);
-  await compareState(env, model, users, orders, opts, fail);
+  // The events: every change's are stored with it (nothing to dispatch for the comparison). The first
+  // candidate copy whose events match is the one compared in full; with none, the first copy is.
+  const { stored, ids } = await storedEvents(env, users, orders, reservations, fail);
+  const chosen = [model, ...others].find((m) => users.every((u) => sameEvents(modelEvents(m, u), stored.get(u)!)));
+  await compareState(env, chosen ?? model, users, orders, opts, fail);
+  if (!chosen) {
+    const u = users.find((x) => !sameEvents(modelEvents(model, x), stored.get(x)!))!;
+    const want = modelEvents(model, u);
+    const got = stored.get(u)!;
+    fail(
+      `${u}: events differ (${others.length + 1} candidate model copies, none matches)\n` +
+        `    stored, not in the model: ${JSON.stringify(multisetMinus(got, want))}\n` +
+        `    in the model, not stored: ${JSON.stringify(multisetMinus(want, got))}`,
+    );
+  }
+  await checkDeliveries(env, users, ids, fail);
+}
+
+/**
+ * Every stored event of these users reached the run's endpoint at least once, signed with its secret.
+ * First the scheduled `dispatch-events` job's run, 11 s later on the fake clock (its grace): it queues
+ * what a killed worker stored but never queued. The sequence is over; the next one sets the clock.
+ */
+async function checkDeliveries(env: ModelEnv, users: string[], ids: string[], fail: (m: string) => never) {
+  const { receiver, secret } = env.webhook!;
+  env.clock.set(new Date(env.clock.now().getTime() + 11_000));
+  await env.h.probe.workers.events.dispatchLeftovers();
+  const deadline = Date.now() + 30_000;
+  let missing = ids;
+  while (Date.now() < deadline) {
+    // Requests are checked once each, as they come (a soak's receiver gets tens of thousands).
+    for (; env.webhook!.checked < receiver.received.length; env.webhook!.checked++) {
+      const r = receiver.received[env.webhook!.checked];
+      const body = JSON.parse(r.body) as { id?: string };
+      if (r.path === '/model' && body.id === r.eventId && signatureValid(r.signature, r.body, secret))
+        env.webhook!.delivered.add(r.eventId);
+    }
+    missing = ids.filter((id) => !env.webhook!.delivered.has(id));
+    if (missing.length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  env.stats.deliveries += ids.length;
+  if (missing.length > 0)
+    fail(`${missing.length} of ${ids.length} stored events not delivered signed: ${missing.slice(0, 5).join(', ')}`);
+}
+
+/** A model copy's state as a string (Maps as entry lists, bigints as strings): equal copies are one. */
+function fingerprint(m: BillingModel): string {
+  // Map entries sorted: two orders that touch two users leave the same accounts in another insertion order.
+  return JSON.stringify(m.state, (_k, v: unknown) =>
+    v instanceof Map
+      ? [...v.entries()].sort(([a], [b]) => (String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0))
+      : typeof v === 'bigint'
+        ? v.toString()
+        : v,
+  );
+}
+
+/** One event as compared: its type and the data fields the model fixes, in a fixed order. */
+function eventKey(type: string, data: Record<string, string>): string {
+  const fields = EVENT_FIELDS[type] ?? Object.keys(data).sort();
+  return `${type} ${JSON.stringify(fields.map((f) => [f, data[f] ?? null]))}`;
+}
+
+function modelEvents(m: BillingModel, user: string): string[] {
+  return m.eventsOf(user).map((e) => eventKey(e.type, e.data));
+}
+
+function sameEvents(a: string[], b: string[]): boolean {
+  return JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
+}
+
+/** What `a` holds more of than `b` (multisets). */
+function multisetMinus(a: string[], b: string[]): string[] {
+  const left = [...b];
+  return a.filter((x) => {
+    const i = left.indexOf(x);
+    if (i < 0) return true;
+    left.splice(i, 1);
+    return false;
+  });
+}
+
+/**
+ * Each user's stored events (`GET /admin/v1/events?user_id=`, every page) in the model's terms: order
+ * ids as the runner's order keys, reservation ids as the request ids that made them. Fails on an event
+ * of another user or an id listed twice.
+ */
+async function storedEvents(
+  env: ModelEnv,
+  users: string[],
+  orders: { key: string; orderId: string }[],
+  reservations: Map<string, string>,
+  fail: (m: string) => never,
+): Promise<{ stored: Map<string, string[]>; ids: string[] }> {
+  const orderKeys = new Map(orders.map((o) => [o.orderId, o.key]));
+  const requestOf = new Map([...reservations].map(([key, id]) => [id, key.slice(key.indexOf('|') + 1)]));
+  const out = new Map<string, string[]>();
+  const all: string[] = [];
+  for (const user of users) {
+    const ids = new Set<string>();
+    const keys: string[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < 1000; page++) {
+      const r = await env.h.get(
+        '/admin/v1/events',
+        { user_id: user, page_size: 100, ...(cursor ? { cursor } : {}) },
+        admin,
+      );
+      if (r.status !== 200) fail(`GET /admin/v1/events: ${r.status} ${JSON.stringify(r.body)}`);
+      const body = r.body.data as {
+        events: { id: string; type: string; userId: string; data: any }[];
+        nextCursor: string | null;
+      };
+      for (const e of body.events) {
+        if (e.userId !== user) fail(`events of ${user}: ${e.id} is ${e.userId}'s`);
+        if (ids.has(e.id)) fail(`events of ${user}: ${e.id} listed twice`);
+        ids.add(e.id);
+        all.push(e.id);
+        const data = { ...e.data } as Record<string, string>;
+        if (data.orderId !== undefined) data.orderId = orderKeys.get(data.orderId) ?? `unknown ${data.orderId}`;
+        if (e.type === 'reservation.expired')
+          data.reservationId = requestOf.get(data.reservationId) ?? `unknown ${data.reservationId}`;
+        keys.push(eventKey(e.type, data));
+        env.stats.events[e.type] = (env.stats.events[e.type] ?? 0) + 1;
+      }
+      if (!body.nextCursor) break;
+      cursor = body.nextCursor;
+    }
+    out.set(user, keys);
+  }
+  return { stored: out, ids: all };
 }
 
 const OP_TIMEOUT_MS = 90_000;

@@ -4,7 +4,7 @@
   credit (same kind and id) never lands twice, however often its job runs.
 
   Input:
-    KEYS[1] account hash           {bal, od, held, v: bumped by every change}
+    KEYS[1] account hash           {bal, od, held, g: grants, v: bumped by every change}
     KEYS[2] applied marker         the amount, once this credit has been applied
     KEYS[3] pending journal hash   {<change id>: change JSON}
     KEYS[4] journal index of the user's slot   (see includes/changed.lua)
@@ -28,6 +28,7 @@
 --- @include "includes/int"
 --- @include "includes/changed"
 --- @include "includes/alerts"
+--- @include "includes/grants"
 
 local applied = redis.call('GET', KEYS[2])
 if applied then
@@ -36,7 +37,7 @@ if applied then
   local events = first and cjson.decode(first).events
   return {'dup', redis.call('HGET', KEYS[1], 'bal') or '0', applied, events and cjson.encode(events) or ''}
 end
-local acct = redis.call('HMGET', KEYS[1], 'bal', 'od', 'held')
+local acct = redis.call('HMGET', KEYS[1], 'bal', 'od', 'held', 'g')
 if not acct[1] then return {'init'} end
 local bal, od, held = tonumber(acct[1]), tonumber(acct[2] or '0'), tonumber(acct[3] or '0')
 local amount = tonumber(ARGV[1])
@@ -49,7 +50,8 @@ changed(KEYS[1], KEYS[5], ARGV[7], ARGV[8])
 local change = cjson.decode(ARGV[3])
 local events = {}
 if change.kind == 'recharge' then otherEvent(events, 'recharge.paid', {orderId = change.id, amount = ARGV[1]}) end
-balanceEvents(events, KEYS[1], bal - held)
+-- The balance alarms compare what the user may spend: the grants spendable now count (docs/events.md).
+balanceEvents(events, KEYS[1], bal - held + grantsAvailable(decodeGrants(acct[4]), tonumber(ARGV[8])))
 redis.call('HSET', KEYS[3], ARGV[2], #events > 0 and cjson.encode(withEvents(change, events)) or ARGV[3])
 journaled(KEYS[4], ARGV[7], ARGV[8])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
