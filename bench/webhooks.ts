@@ -30,6 +30,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { startRedis, startMariaDb, freePort } from '../scripts/local-servers.js';
 import { createDatabase, migrateLatest } from '../src/repositories/database.js';
 
@@ -118,6 +119,14 @@ async function main() {
     processes.receivers = children[0].pid;
     processes.redis = redis.process.pid;
     processes.mariadb = mariadb.process.pid;
+    const redisProbe = new Redis(redis.url);
+    /** Redis CPU µs by command so far (INFO commandstats; EVALSHA is every script: ours and BullMQ's). */
+    const redisUsec = async (): Promise<Record<string, number>> => {
+      const text = (await redisProbe.info('commandstats')) as string;
+      return Object.fromEntries(
+        [...text.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)].map((m) => [m[1], Number(m[3])]),
+      );
+    };
     /** CPU seconds each process spent while `run` ran. */
     async function cpuDuring<T>(run: () => Promise<T>): Promise<[T, Record<string, number>]> {
       const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, cpuMs(pid)]));
@@ -248,6 +257,7 @@ async function main() {
     // Alternating rounds, while the deliveries are under way (webhooks process only: pausing the
     // worker would pause persistence too).
     const rounds = { paused: [] as number[], delivering: [] as number[] };
+    const redisRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
     const cpuRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
     const addCpu = (into: Record<string, number>, spent: Record<string, number>) => {
       for (const [k, v] of Object.entries(spent)) into[k] = +((into[k] ?? 0) + v).toFixed(1);
@@ -261,7 +271,11 @@ async function main() {
       for (let r = 0; r < ROUNDS; r++) {
         for (const mode of r % 2 === 0 ? (['paused', 'delivering'] as const) : (['delivering', 'paused'] as const)) {
           process.kill(processes.webhooks, mode === 'paused' ? 'SIGSTOP' : 'SIGCONT');
+          const usecBefore = await redisUsec();
           const [ms, spent] = await cpuDuring(() => paced(HALF_SECONDS, `r${r}-${mode}`));
+          for (const [cmd, usec] of Object.entries(await redisUsec())) {
+            redisRounds[mode][cmd] = (redisRounds[mode][cmd] ?? 0) + usec - (usecBefore[cmd] ?? 0);
+          }
           rounds[mode].push(...ms);
           addCpu(cpuRounds[mode], spent);
         }
@@ -306,6 +320,17 @@ async function main() {
             paused: summary(rounds.paused),
             delivering: summary(rounds.delivering),
             cpuSeconds: cpuRounds,
+            redisMsByCommand: Object.fromEntries(
+              (['paused', 'delivering'] as const).map((m) => [
+                m,
+                Object.fromEntries(
+                  Object.entries(redisRounds[m])
+                    .filter(([, us]) => us >= 10_000)
+                    .sort((a, b) => b[1] - a[1])
+                    .map(([c, us]) => [c, Math.round(us / 1000)]),
+                ),
+              ]),
+            ),
             liveDeliveriesBefore: Object.entries(atRoundsStart ?? {})
               .filter(([p]) => p !== '/dead')
               .reduce((a, [, v]) => a + v.deliveries, 0),
@@ -325,8 +350,10 @@ async function main() {
     if (result.alternatingRounds) {
       console.table({ paused: result.alternatingRounds.paused, delivering: result.alternatingRounds.delivering });
       console.table(result.alternatingRounds.cpuSeconds);
+      console.log('Redis ms by command', JSON.stringify(result.alternatingRounds.redisMsByCommand));
     }
     console.log(JSON.stringify(result.deliveries));
+    redisProbe.disconnect();
     mkdirSync('bench/results', { recursive: true });
     writeFileSync(`bench/results/webhooks-${result.at.replace(/[:.]/g, '-')}.json`, JSON.stringify(result, null, 2));
   } finally {
