@@ -1,6 +1,7 @@
 /*
  * `npm run bench:scale` (issue #18, SPEC 16): maintenance and reads at a million accounts, measured
- * with the service's own code (createContext, the services called in-process; no HTTP).
+ * with the service's own code: maintenance in-process (createContext, the services called directly),
+ * reads over HTTP against the API role in its own process.
  *
  * It starts a throw-away redis-server and MariaDB under the OS temp dir, migrates, then generates
  * straight into MySQL, server-side (INSERT ... SELECT from MariaDB's sequence engine, in user order so
@@ -13,12 +14,16 @@
  * Then: (1) a reconciliation run with 1 % of accounts changed, (2) one with nothing changed, (3) a
  * full audit's throughput (stopped after BENCH_AUDIT_SECONDS if not done), (4) Redis bytes per active
  * and per evicted account, (5) sweep and expiry cost with every account in Redis and 100 due entries,
- * (6) Redis bytes per remembered request, (7) statistics and record reads at a fixed rate.
- * A table on stdout, JSON under bench/results/scale-*.json.
+ * (6) record and statistics reads over HTTP at a fixed rate (wrk, bench/wrk/paced.lua) against
+ * src/main/api.ts, each beside a bare-route control (bench/bare-server.ts), (7) Redis bytes per
+ * remembered request: BENCH_SMALL_DEDUCTS through BillingService and persisted to MySQL, then
+ * BENCH_DEDUCTS (10M) through the Scripts wrapper, journal acknowledged but not written to MySQL.
+ * A table on stdout, JSON under bench/results/scale-*.json (rewritten after each step).
  *
  * Env: BENCH_ACCOUNTS (1000000), BENCH_ENTRIES_PER_ACCOUNT (20), BENCH_GENERATE_SECONDS (900),
  * BENCH_AUDIT_SECONDS (300), BENCH_MEMORY_ACCOUNTS (100000), BENCH_REDIS_ACCOUNTS (all accounts),
- * BENCH_DEDUCTS (200000), BENCH_READ_SECONDS (20), BENCH_READ_RATE (100), BENCH_BUFFER_POOL (4G),
+ * BENCH_SMALL_DEDUCTS (200000), BENCH_DEDUCTS (10000000), BENCH_DEDUCT_USERS (5000),
+ * BENCH_DEDUCT_CONCURRENCY (512), BENCH_READ_SECONDS (20), BENCH_READ_RATE (100), BENCH_BUFFER_POOL (4G),
  * BENCH_SETTLE_SECONDS (120), BENCH_KEEP=1 keeps the servers' folder.
  */
 import { ReconciliationRepository } from '../src/repositories/reconciliation.repository.js';
