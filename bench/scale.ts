@@ -24,7 +24,8 @@
  * BENCH_AUDIT_SECONDS (300), BENCH_MEMORY_ACCOUNTS (100000), BENCH_REDIS_ACCOUNTS (all accounts),
  * BENCH_SMALL_DEDUCTS (200000), BENCH_DEDUCTS (10000000), BENCH_DEDUCT_USERS (5000),
  * BENCH_DEDUCT_CONCURRENCY (512), BENCH_READ_SECONDS (20), BENCH_READ_RATE (100), BENCH_BUFFER_POOL (4G),
- * BENCH_SETTLE_SECONDS (120), BENCH_KEEP=1 keeps the servers' folder.
+ * BENCH_SETTLE_SECONDS (120), BENCH_KEEP=1 keeps the servers' folder, BENCH_STEPS=reads,... runs only the
+ * steps named (reconciliation, full audit, account memory, sweep and expiry, reads, request memory).
  */
 import { ReconciliationRepository } from '../src/repositories/reconciliation.repository.js';
 import { BusinessCalendar } from '../src/lib/clock.js';
@@ -860,7 +861,9 @@ async function main(): Promise<void> {
 
     // The machine may be shared: its load average (1 min) at each step's start and end goes with the figures.
     const steps: Record<string, { seconds: number; loadavg: [number, number] }> = {};
+    const only = process.env.BENCH_STEPS?.split(',').map((x) => x.trim());
     const step = async (name: string, fn: () => Promise<void>) => {
+      if (only && !only.includes(name)) return;
       const [t, before] = [Date.now(), round(loadavg()[0], 2)];
       await fn();
       steps[name] = { seconds: round((Date.now() - t) / 1000), loadavg: [before, round(loadavg()[0], 2)] };
