@@ -606,7 +606,11 @@ async function manyDeducts(ctx: AppContext, deducts: number, users: number): Pro
     await Promise.all(Array.from({ length: DEDUCT_CONCURRENCY }, worker));
     // As the persistence acknowledges a job's changes once MySQL has them (here: without MySQL).
     await pool([...journaled], 32, async ([user, ids]) => {
-      for (let k = 0; k < ids.length; k += 500) acked += await scripts.ackChanges(user, ids.slice(k, k + 500));
+      for (let k = 0; k < ids.length; k += 500) {
+        // Not `acked += await ...`: that reads `acked` before the await and loses concurrent additions.
+        const removed = await scripts.ackChanges(user, ids.slice(k, k + 500));
+        acked += removed;
+      }
     });
     if (to % 1_000_000 === 0 || to === deducts) {
       const used = await usedMemory(ctx);
@@ -618,6 +622,10 @@ async function manyDeducts(ctx: AppContext, deducts: number, users: number): Pro
   }
   const ms = Date.now() - t0;
   const lastWindow = Math.floor(Date.now() / windowMs);
+  // Nothing may be left in the journals: what stays in Redis is remembered requests and account state.
+  const journalLeft = (
+    await Promise.all(range(1, users).map((n) => ctx.redis.hlen(ctx.keys.pending(userId(n)))))
+  ).reduce((a, b) => a + b, 0);
   const after = await usedMemory(ctx);
   const statsAfter = await keyspaceStats(ctx);
   const mainTableGrowth = statsAfter.mainTable - statsBefore.mainTable;
@@ -629,6 +637,7 @@ async function manyDeducts(ctx: AppContext, deducts: number, users: number): Pro
     businessDays: [...days],
     duplicates,
     acked,
+    journalLeft,
     before,
     after,
     bytesPerRequest: (after - before) / deducts,
