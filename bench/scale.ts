@@ -1,6 +1,7 @@
 /*
  * `npm run bench:scale` (issue #18, SPEC 16): maintenance and reads at a million accounts, measured
- * with the service's own code (createContext, the services called in-process; no HTTP).
+ * with the service's own code: maintenance in-process (createContext, the services called directly),
+ * reads over HTTP against the API role in its own process.
  *
  * It starts a throw-away redis-server and MariaDB under the OS temp dir, migrates, then generates
  * straight into MySQL, server-side (INSERT ... SELECT from MariaDB's sequence engine, in user order so
@@ -13,26 +14,34 @@
  * Then: (1) a reconciliation run with 1 % of accounts changed, (2) one with nothing changed, (3) a
  * full audit's throughput (stopped after BENCH_AUDIT_SECONDS if not done), (4) Redis bytes per active
  * and per evicted account, (5) sweep and expiry cost with every account in Redis and 100 due entries,
- * (6) Redis bytes per remembered request, (7) statistics and record reads at a fixed rate.
- * A table on stdout, JSON under bench/results/scale-*.json.
+ * (6) record and statistics reads over HTTP at a fixed rate (wrk, bench/wrk/paced.lua) against
+ * src/main/api.ts, each beside a bare-route control (bench/bare-server.ts), (7) Redis bytes per
+ * remembered request: BENCH_SMALL_DEDUCTS through BillingService and persisted to MySQL, then
+ * BENCH_DEDUCTS (10M) through the Scripts wrapper, journal acknowledged but not written to MySQL.
+ * A table on stdout, JSON under bench/results/scale-*.json (rewritten after each step).
  *
  * Env: BENCH_ACCOUNTS (1000000), BENCH_ENTRIES_PER_ACCOUNT (20), BENCH_GENERATE_SECONDS (900),
  * BENCH_AUDIT_SECONDS (300), BENCH_MEMORY_ACCOUNTS (100000), BENCH_REDIS_ACCOUNTS (all accounts),
- * BENCH_DEDUCTS (200000), BENCH_READ_SECONDS (20), BENCH_READ_RATE (100), BENCH_BUFFER_POOL (4G),
- * BENCH_SETTLE_SECONDS (120), BENCH_KEEP=1 keeps the servers' folder.
+ * BENCH_SMALL_DEDUCTS (200000), BENCH_DEDUCTS (10000000), BENCH_DEDUCT_USERS (5000),
+ * BENCH_DEDUCT_CONCURRENCY (512), BENCH_READ_SECONDS (20), BENCH_READ_RATE (100), BENCH_BUFFER_POOL (4G),
+ * BENCH_SETTLE_SECONDS (120), BENCH_KEEP=1 keeps the servers' folder, BENCH_STEPS=reads,... runs only the
+ * steps named (reconciliation, full audit, account memory, sweep and expiry, reads, request memory).
  */
 import { ReconciliationRepository } from '../src/repositories/reconciliation.repository.js';
 import { BusinessCalendar } from '../src/lib/clock.js';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
-import { startRedis, startMariaDb, ensurePackages } from '../scripts/local-servers.js';
+import { startRedis, startMariaDb, ensurePackages, freePort } from '../scripts/local-servers.js';
 import { createDatabase, migrateLatest } from '../src/repositories/database.js';
 import { loadConfig } from '../src/config/config.js';
 import { createContext, type AppContext } from '../src/context.js';
 import { createLogger } from '../src/lib/logger.js';
 import type { LedgerChange } from '../src/lib/ledger-change.js';
+import { Scripts } from '../src/redis/scripts.js';
+import { Metrics } from '../src/lib/metrics.js';
 
 const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
 const ACCOUNTS = num('BENCH_ACCOUNTS', 1_000_000);
@@ -40,7 +49,13 @@ const ENTRIES = num('BENCH_ENTRIES_PER_ACCOUNT', 20);
 const GENERATE_SECONDS = num('BENCH_GENERATE_SECONDS', 900);
 const AUDIT_SECONDS = num('BENCH_AUDIT_SECONDS', 300);
 const MEMORY_ACCOUNTS = num('BENCH_MEMORY_ACCOUNTS', 100_000);
-const DEDUCTS = num('BENCH_DEDUCTS', 200_000);
+const SMALL_DEDUCTS = num('BENCH_SMALL_DEDUCTS', 200_000);
+const DEDUCTS = num('BENCH_DEDUCTS', 10_000_000);
+/** 2,000 deducts a user at 10M: inside the listpack range of the idempotency hashes (docs/architecture.md). */
+const DEDUCT_USERS = num('BENCH_DEDUCT_USERS', 5000);
+const DEDUCT_CONCURRENCY = num('BENCH_DEDUCT_CONCURRENCY', 512);
+/** Deducts between two journal drains (acknowledgements). */
+const DEDUCT_CHUNK = 250_000;
 const READ_SECONDS = num('BENCH_READ_SECONDS', 20);
 const READ_RATE = num('BENCH_READ_RATE', 100);
 const BUFFER_POOL = process.env.BENCH_BUFFER_POOL ?? '4G';
@@ -335,7 +350,8 @@ async function accountMemory(ctx: AppContext, accounts: number): Promise<void> {
 
 /**
  * Every account present in Redis, loaded by the service's init script (what AccountService.load runs
- * once it has read MySQL; a million MySQL reads would only slow the bench down).
+ * once it has read MySQL; a million MySQL reads would only slow the bench down), lasting and listed in
+ * the activity index as an account with a persisted change is.
  */
 async function loadAllIntoRedis(ctx: AppContext, accounts: number): Promise<number> {
   const n = Math.min(accounts, num('BENCH_REDIS_ACCOUNTS', accounts));
@@ -347,17 +363,11 @@ async function loadAllIntoRedis(ctx: AppContext, accounts: number): Promise<numb
     const p = ctx.redis.pipeline();
     for (let i = from; i < Math.min(n + 1, from + 10_000); i++) {
       const u = userId(i);
-      p.initAccountScript(
-        ctx.keys.account(u),
-        ctx.keys.quota(u, period),
-        ctx.keys.activityIndex(u),
-        '100000000',
-        '0',
-        quotaExpiresAt,
-        0,
-        u,
-        now.getTime(),
-      );
+      // init-account-2.lua's layout (Scripts.initAccount): balance, overdraft, quota expiry, load TTL,
+      // no further fields; then lasting and in the activity index, as after a persisted change.
+      p.initAccountScript(ctx.keys.account(u), ctx.keys.quota(u, period), '100000000', '0', quotaExpiresAt, 600_000, 0);
+      p.persist(ctx.keys.account(u));
+      p.zadd(ctx.keys.activityIndex(u), now.getTime(), u);
     }
     await p.exec();
   }
@@ -505,84 +515,286 @@ async function idempotencyMemory(ctx: AppContext, deducts: number, users: number
 }
 
 async function requestMemory(ctx: AppContext, accounts: number): Promise<void> {
-  const r = await idempotencyMemory(ctx, DEDUCTS, Math.min(1000, accounts));
-  results.idempotencyMemory = r;
-  log(
-    `idempotency: ${round(r.bytesPerRequest)} B per request (${r.deducts} deducts in ${r.deductMs} ms; ` +
-      `${r.keysAdded} keys added, main table +${r.mainTableGrowth} B)`,
-  );
+  if (SMALL_DEDUCTS > 0) {
+    const r = await idempotencyMemory(ctx, SMALL_DEDUCTS, Math.min(1000, accounts));
+    results.idempotencyMemory = r;
+    log(
+      `idempotency: ${round(r.bytesPerRequest)} B per request (${r.deducts} deducts in ${r.deductMs} ms; ` +
+        `${r.keysAdded} keys added, main table +${r.mainTableGrowth} B)`,
+    );
+    rows.push([
+      `Redis per remembered request (${r.deducts.toLocaleString()} deducts, ${r.users} users, persisted)`,
+      `+${r.after - r.before} B used_memory, of which main key table +${r.mainTableGrowth} B; ` +
+        `${Math.round((r.deducts * 1000) / r.deductMs)} deducts/s`,
+      `${round(r.bytesPerRequest)} B (${round(r.bytesPerRequestWithoutTableGrowth)} B without)`,
+      '≤ 64 B',
+    ]);
+    save();
+  }
+  if (DEDUCTS > 0) await manyDeducts(ctx, DEDUCTS, Math.min(DEDUCT_USERS, accounts));
+}
+
+/**
+ * Redis bytes per remembered request at DEDUCTS (10,000,000) deducts within one idempotency window.
+ * Fast enough for 10M on two cores: each deduct goes through the typed Scripts wrapper the service
+ * uses (src/redis/scripts.ts: the same digest, record id, journaled change and deduct-8.lua), many in
+ * flight on one connection (ioredis auto-pipelining), without BillingService's persistence buffer.
+ * The journal is drained in chunks as the persistence does after its MySQL commit (ack-changes-2.lua),
+ * but the changes are NOT written to MySQL: what is measured is the Redis memory of remembered
+ * requests and account state, not MySQL. Request ids are all distinct; the run must stay inside one
+ * window (floor(now / 24 h)), which is checked and reported (real clock, never faked).
+ */
+async function manyDeducts(ctx: AppContext, deducts: number, users: number): Promise<void> {
+  await persistQueued(ctx);
+  const scripts = new Scripts(ctx.redis, ctx.keys, { load: (u, now) => ctx.accounts.load(u, now) }, new Metrics());
+  const calendar = new BusinessCalendar(ctx.config.businessTz);
+  const service = ctx.catalogue.get('passport');
+  const windowMs = ctx.config.redis.idempotencyTtlMs;
+  const statsBefore = await keyspaceStats(ctx);
+  const before = await usedMemory(ctx);
+  const t0 = Date.now();
+  const firstWindow = Math.floor(t0 / windowMs);
+  const samples: { deducts: number; seconds: number; usedMemory: number; bytesPerRequest: number }[] = [];
+  let acked = 0;
+  let duplicates = 0;
+  const days = new Set<string>();
+  for (let from = 0; from < deducts; from += DEDUCT_CHUNK) {
+    const to = Math.min(deducts, from + DEDUCT_CHUNK);
+    const journaled = new Map<string, string[]>();
+    // The business month and day once a chunk (a chunk takes seconds; the run checks it stayed in one
+    // day below), which spares the per-call time-zone formatting BillingService does.
+    const chunkStart = new Date();
+    const period = calendar.period(chunkStart);
+    const day = calendar.day(chunkStart);
+    const quotaExpiresAt = ctx.accounts.quotaExpiry(chunkStart);
+    days.add(day);
+    let next = from;
+    const worker = async () => {
+      while (next < to) {
+        const i = next++;
+        const user = userId(1 + (i % users));
+        const now = new Date();
+        const r = await scripts.deduct({
+          userId: user,
+          period,
+          day: day.slice(8),
+          requestId: `many-${i}`,
+          service,
+          count: 1,
+          change: {
+            kind: 'deduction',
+            userId: user,
+            requestId: `many-${i}`,
+            service: service.name,
+            count: '1',
+            unitPrice: service.priceArg,
+            period,
+            day,
+            at: now.toISOString(),
+          },
+          idempotencyTtlMs: windowMs,
+          quotaExpiresAt,
+          now,
+        });
+        if (r.duplicate) duplicates++;
+        if (!r.journaled) continue;
+        const ids = journaled.get(user);
+        if (ids) ids.push(r.journaled.id);
+        else journaled.set(user, [r.journaled.id]);
+      }
+    };
+    await Promise.all(Array.from({ length: DEDUCT_CONCURRENCY }, worker));
+    // As the persistence acknowledges a job's changes once MySQL has them (here: without MySQL).
+    await pool([...journaled], 32, async ([user, ids]) => {
+      for (let k = 0; k < ids.length; k += 500) {
+        // Not `acked += await ...`: that reads `acked` before the await and loses concurrent additions.
+        const removed = await scripts.ackChanges(user, ids.slice(k, k + 500));
+        acked += removed;
+      }
+    });
+    if (to % 1_000_000 === 0 || to === deducts) {
+      const used = await usedMemory(ctx);
+      const seconds = round((Date.now() - t0) / 1000);
+      samples.push({ deducts: to, seconds, usedMemory: used, bytesPerRequest: round((used - before) / to) });
+      log(`${to.toLocaleString()} deducts in ${seconds} s: ${round((used - before) / to)} B per request`);
+      save({ manyDeducts: { deducts, users, before, samples, running: true } });
+    }
+  }
+  const ms = Date.now() - t0;
+  const lastWindow = Math.floor(Date.now() / windowMs);
+  // Nothing may be left in the journals: what stays in Redis is remembered requests and account state.
+  const journalLeft = (
+    await Promise.all(range(1, users).map((n) => ctx.redis.hlen(ctx.keys.pending(userId(n)))))
+  ).reduce((a, b) => a + b, 0);
+  const after = await usedMemory(ctx);
+  const statsAfter = await keyspaceStats(ctx);
+  const mainTableGrowth = statsAfter.mainTable - statsBefore.mainTable;
+  const r = {
+    deducts,
+    users,
+    concurrency: DEDUCT_CONCURRENCY,
+    oneWindow: firstWindow === lastWindow,
+    businessDays: [...days],
+    duplicates,
+    acked,
+    journalLeft,
+    before,
+    after,
+    bytesPerRequest: (after - before) / deducts,
+    keysAdded: statsAfter.keys - statsBefore.keys,
+    mainTableGrowth,
+    bytesPerRequestWithoutTableGrowth: (after - before - mainTableGrowth) / deducts,
+    ms,
+    perSecond: Math.round((deducts * 1000) / ms),
+    samples,
+  };
+  results.manyDeducts = r;
+  log(`${deducts} deducts in ${ms} ms: ${round(r.bytesPerRequest)} B per request (one window: ${r.oneWindow})`);
   rows.push([
-    `Redis per remembered request (${r.deducts.toLocaleString()} deducts, ${r.users} users)`,
-    `+${r.after - r.before} B used_memory, of which main key table +${r.mainTableGrowth} B; ` +
-      `${Math.round((r.deducts * 1000) / r.deductMs)} deducts/s`,
+    `Redis per remembered request (${deducts.toLocaleString()} deducts, ${users.toLocaleString()} users)`,
+    `+${after - before} B; ${r.perSecond.toLocaleString()} deducts/s (${(ms / 60_000).toFixed(1)} min), ` +
+      `${r.oneWindow ? 'one window' : 'CROSSED A WINDOW'}, journal acked, not persisted`,
     `${round(r.bytesPerRequest)} B (${round(r.bytesPerRequestWithoutTableGrowth)} B without)`,
     '≤ 64 B',
   ]);
 }
 
+const TOKEN = 'bench-token';
+const children: ChildProcess[] = [];
+
+/** A server of its own (`node --import tsx script`), resolved once it says it is ready. */
+function startProcess(script: string, env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    env: { ...process.env, ...env },
+    // The API says it is ready on the IPC channel (src/main/processes.ts); the bare server on stdout.
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      if (/ready/.test(d.toString())) resolve(child);
+    });
+    child.on('message', (m: { ready?: boolean }) => {
+      if (m.ready) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((r) => {
+    child.once('exit', () => r());
+    child.kill('SIGTERM');
+  });
+}
+
 interface Latency {
-  calls: number;
+  requests: number;
+  non2xx: number;
   errors: number;
+  /** send slots that passed while every connection was busy (bench/wrk/paced.lua) */
+  missed: number;
   p50: number;
+  p90: number;
   p99: number;
   max: number;
 }
 
 /**
- * Calls `call` at a fixed rate for `seconds` (open loop: latency counts from each call's scheduled
- * start, so a slow answer does not hide the calls queued behind it).
+ * wrk at a fixed `rate` (bench/wrk/paced.lua: one thread, 16 connections), GETting the paths of
+ * `pathsFile` in turn from `base`, for `seconds`; driven as bench/run.ts drives it.
  */
-async function paced(seconds: number, rate: number, call: (i: number) => Promise<unknown>): Promise<Latency> {
-  const total = seconds * rate;
-  const lat: number[] = [];
-  let errors = 0;
-  const inflight: Promise<void>[] = [];
-  const t0 = performance.now();
-  for (let i = 0; i < total; i++) {
-    const at = t0 + (i * 1000) / rate;
-    const wait = at - performance.now();
-    if (wait > 0) await sleep(wait);
-    inflight.push(
-      call(i).then(
-        () => void lat.push(performance.now() - at),
-        () => void (errors++, lat.push(performance.now() - at)),
-      ),
-    );
-  }
-  await Promise.all(inflight);
-  lat.sort((a, b) => a - b);
-  const q = (p: number) => round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))], 2);
-  return { calls: total, errors, p50: q(0.5), p99: q(0.99), max: round(lat[lat.length - 1], 2) };
+function pacedWrk(base: string, pathsFile: string, seconds: number, rate: number): Promise<Latency> {
+  const args = ['-t', '1', '-c', '16', '-d', `${seconds}s`, '-s', 'bench/wrk/paced.lua', base, '--'];
+  args.push(`token=${TOKEN}`, `rate=${rate}`, `paths=${pathsFile}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`wrk exited ${code}: ${out}`));
+      const r = JSON.parse(out.trim().split('\n').pop()!) as Latency;
+      const ms = (x: number) => round(x, 2);
+      resolve({ ...r, p50: ms(r.p50), p90: ms(r.p90), p99: ms(r.p99), max: ms(r.max) });
+    });
+  });
 }
 
-async function reads(ctx: AppContext, accounts: number): Promise<void> {
-  // A fixed pseudo-random walk over all accounts (Knuth's multiplicative hash), the same every run.
-  const user = (i: number) => userId(1 + (((i * 2654435761) % 2 ** 32) % accounts));
-  const today = new BusinessCalendar(ctx.config.businessTz).day(new Date());
-  const from = new BusinessCalendar(ctx.config.businessTz).addDays(today, -29);
-  const calls: Record<string, (i: number) => Promise<unknown>> = {
-    'control: SELECT 1 through the same pool': () => ctx.db.raw('SELECT 1'),
-    'records (page 1 of 20, with total)': (i) => ctx.usage.records({ userId: user(i), page: 1, pageSize: 20 }),
-    'records (one service)': (i) =>
-      ctx.usage.records({ userId: user(i), serviceName: 'payment', page: 1, pageSize: 20 }),
-    'stats today': (i) => ctx.usage.today(user(i)),
-    'stats month': (i) => ctx.usage.month(user(i)),
-    'stats summary': (i) => ctx.usage.summary(user(i)),
-    'stats daily (30 days)': (i) => ctx.usage.daily(user(i), undefined, from, today),
-  };
-  const out: Record<string, Latency> = {};
-  for (const [name, call] of Object.entries(calls)) {
-    const r = await paced(READ_SECONDS, READ_RATE, call);
-    out[name] = r;
-    log(`${name}: p50 ${r.p50} ms, p99 ${r.p99} ms, ${r.errors} errors`);
-    rows.push([
-      `${name}, in-process, ${READ_RATE}/s × ${READ_SECONDS} s`,
-      `p50 ${r.p50} ms, max ${r.max} ms, ${r.errors} errors`,
-      `p99 ${r.p99} ms`,
-      name.startsWith('control') ? '(floor)' : 'p99 ≤ 20 ms',
-    ]);
+/**
+ * Statistics and record reads over HTTP: the API role as its own process (src/main/api.ts, on the
+ * bench's Redis and MariaDB) and the bare-route control (bench/bare-server.ts: the same GETs answered
+ * with a constant) side by side in this run. Each endpoint in turn at READ_RATE for READ_SECONDS,
+ * the control right before it with the same paths; users on a fixed pseudo-random walk over all
+ * accounts (Knuth's multiplicative hash), the same every run.
+ */
+async function reads(dir: string, env: Record<string, string>, businessTz: string, accounts: number) {
+  const [apiPort, grpcPort, barePort] = [await freePort(), await freePort(), await freePort()];
+  const api = await startProcess('src/main/api.ts', {
+    ...env,
+    PORT: String(apiPort),
+    GRPC_PORT: String(grpcPort),
+    HOST: '127.0.0.1',
+    MIGRATE_ON_START: 'false',
+  });
+  const bare = await startProcess('bench/bare-server.ts', { PORT: String(barePort), GATEWAY_TOKEN: TOKEN });
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const bareUrl = `http://127.0.0.1:${barePort}`;
+  try {
+    const user = (i: number) => userId(1 + (((i * 2654435761) % 2 ** 32) % accounts));
+    const calendar = new BusinessCalendar(businessTz);
+    const today = calendar.day(new Date());
+    const from = calendar.addDays(today, -29);
+    const endpoints: Record<string, (u: string) => string> = {
+      'records (page 1 of 20, with total)': (u) => `/api/v1/billing/records?user_id=${u}&page=1&page_size=20`,
+      'records (one service)': (u) => `/api/v1/billing/records?user_id=${u}&service_name=payment&page_size=20`,
+      'stats/today': (u) => `/api/v1/billing/stats/today?user_id=${u}`,
+      'stats/month': (u) => `/api/v1/billing/stats/month?user_id=${u}`,
+      'stats/summary': (u) => `/api/v1/billing/stats/summary?user_id=${u}`,
+      'stats/daily (30 days)': (u) => `/api/v1/billing/stats/daily?user_id=${u}&from=${from}&to=${today}`,
+    };
+    // Enough distinct users per endpoint that no run asks for one twice.
+    const perFile = READ_SECONDS * READ_RATE + 100;
+    let files = 0;
+    const paths = (path: (u: string) => string) => {
+      const file = join(dir, `paths-${files}.txt`);
+      const offset = perFile * files++;
+      writeFileSync(file, Array.from({ length: perFile }, (_, i) => path(user(offset + i))).join('\n') + '\n');
+      return file;
+    };
+    const out: Record<string, { control: Latency; api: Latency }> = {};
+    for (const [name, path] of Object.entries(endpoints)) {
+      // Warm-up of both servers on this route (JIT, pools), 2 s on users of its own.
+      const warm = paths(path);
+      await pacedWrk(bareUrl, warm, 2, READ_RATE);
+      await pacedWrk(apiUrl, warm, 2, READ_RATE);
+      const file = paths(path);
+      const control = await pacedWrk(bareUrl, file, READ_SECONDS, READ_RATE);
+      const r = await pacedWrk(apiUrl, file, READ_SECONDS, READ_RATE);
+      out[name] = { control, api: r };
+      log(`${name}: p50 ${r.p50} ms, p99 ${r.p99} ms (control p99 ${control.p99} ms), ${r.non2xx} non-2xx`);
+      rows.push([
+        `GET ${name}, HTTP, ${READ_RATE}/s × ${READ_SECONDS} s`,
+        `p50 ${r.p50} ms, max ${r.max} ms, ${r.non2xx + r.errors} errors, ${r.missed} missed slots; ` +
+          `control p50 ${control.p50} ms`,
+        `p99 ${r.p99} ms (control ${control.p99})`,
+        'p99 ≤ 20 ms',
+      ]);
+    }
+    results.reads = { rate: READ_RATE, seconds: READ_SECONDS, endpoints: out };
+  } finally {
+    await Promise.all([stopProcess(api), stopProcess(bare)]);
   }
-  results.reads = out;
+}
+
+let resultsFile = '';
+
+/** Writes what is measured so far (after each step too: a run stopped midway keeps its figures). */
+function save(extra: Record<string, unknown> = {}): void {
+  mkdirSync('bench/results', { recursive: true });
+  resultsFile ||= `bench/results/scale-${String(results.at).replace(/[:.]/g, '-')}.json`;
+  const table = rows.map(([what, measured, figure, target]) => ({ what, measured, figure, target }));
+  writeFileSync(resultsFile, JSON.stringify({ ...results, ...extra, rows: table }, null, 2));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -650,16 +862,21 @@ async function main(): Promise<void> {
       REDIS_KEY_PREFIX: 'bench',
       QUEUE_PREFIX: '{bench}',
       DATABASE_POOL_MAX: '20',
+      GATEWAY_TOKEN: TOKEN,
+      ADMIN_TOKEN: 'bench-admin',
     };
     const config = loadConfig(env);
     ctx = createContext(config, { logger: createLogger('warn') });
 
     // The machine may be shared: its load average (1 min) at each step's start and end goes with the figures.
     const steps: Record<string, { seconds: number; loadavg: [number, number] }> = {};
+    const only = process.env.BENCH_STEPS?.split(',').map((x) => x.trim());
     const step = async (name: string, fn: () => Promise<void>) => {
+      if (only && !only.includes(name)) return;
       const [t, before] = [Date.now(), round(loadavg()[0], 2)];
       await fn();
       steps[name] = { seconds: round((Date.now() - t) / 1000), loadavg: [before, round(loadavg()[0], 2)] };
+      save();
     };
     results.steps = steps;
     const c = ctx;
@@ -667,25 +884,23 @@ async function main(): Promise<void> {
     await step('full audit', () => fullAudit(c, accounts));
     await step('account memory', () => accountMemory(c, accounts));
     await step('sweep and expiry', () => sweepAndExpiry(c, accounts));
+    await step('reads', () => reads(dir, env, c.config.businessTz, accounts));
     await step('request memory', () => requestMemory(c, accounts));
-    await step('reads', () => reads(c, accounts));
   } finally {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await ctx?.close().catch(() => undefined);
     await Promise.all(conns.map((c) => c.end().catch(() => undefined)));
     await Promise.all([redisServer.stop(), mariadb.stop()]);
     if (process.env.BENCH_KEEP !== '1') rmSync(dir, { recursive: true, force: true });
   }
 
-  results.rows = rows.map(([what, measured, figure, target]) => ({ what, measured, figure, target }));
   const width = [62, 66, 18, 12];
   const line = (cols: string[]) => cols.map((c, i) => c.padEnd(width[i])).join(' | ');
   console.log('\n' + line(['measure', 'measured', 'figure', 'target']));
   console.log(width.map((w) => '-'.repeat(w)).join('-|-'));
   for (const r of rows) console.log(line(r));
-  mkdirSync('bench/results', { recursive: true });
-  const file = `bench/results/scale-${String(results.at).replace(/[:.]/g, '-')}.json`;
-  writeFileSync(file, JSON.stringify(results, null, 2));
-  console.log(`\nwritten to ${file}`);
+  save();
+  console.log(`\nwritten to ${resultsFile}`);
 }
 
 await main();
