@@ -608,7 +608,7 @@ async function manyDeducts(ctx: AppContext, deducts: number, users: number): Pro
     await pool([...journaled], 32, async ([user, ids]) => {
       for (let k = 0; k < ids.length; k += 500) {
         // Not `acked += await ...`: that reads `acked` before the await and loses concurrent additions.
-        const removed = await scripts.ackChanges(user, ids.slice(k, k + 500));
+        const removed = await scripts.ackChangesOfUsers(new Map([[user, ids.slice(k, k + 500)]]));
         acked += removed;
       }
     });
