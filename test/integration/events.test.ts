@@ -89,8 +89,10 @@ describe('events (SPEC 13)', function () {
     await deducts(h, user, 'tokens', 60, 'b'); // 14.00 -> 8.00: low again
     await h.drain();
     await h.assertInvariant([user]);
-    const types = (await eventsOf(h, user)).map((e) => e.type).reverse();
-    expect(types).to.deep.equal(['balance.low', 'balance.recovered', 'balance.low']);
+    // Stored in the order their persistence jobs committed (two jobs may commit in either order), so
+    // ordered here by when each was decided.
+    const byTime = (await eventsOf(h, user)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    expect(byTime.map((e) => e.type)).to.deep.equal(['balance.low', 'balance.recovered', 'balance.low']);
     const ids = (await eventsOf(h, user)).map((e) => e.id);
     await rx.waitFor(() => ids.every((id) => rx.at('/all', id).length > 0));
   });
@@ -123,6 +125,29 @@ describe('events (SPEC 13)', function () {
     await h.drain();
     expect(await eventsOf(h, stranger)).to.have.length(0);
     expect(await h.probe.redis.pttl(h.probe.keys.account(stranger))).to.not.equal(-1);
+  });
+
+  it('the same request refused again after the alarm re-armed fires balance.depleted again (found by the model test)', async () => {
+    const user = h.user('depleted-again');
+    await seedBalance(h, user, 50_000n);
+    const call = { request_id: 'same', user_id: user, service_name: 'tokens', count: 1 };
+    const hold = { ...call, request_id: 'same-hold', ttl_seconds: 600 };
+    for (let round = 0; round < 3; round++) {
+      // A refusal is not remembered: the same ids, refused again, are new crossings once money came in.
+      if (round > 0) await seedBalance(h, user, 1_000n);
+      const first = await h.post(DEDUCT, call);
+      expect(first.status, `round ${round}`).to.equal(402);
+      // Money in again between the deduct and the hold, so the hold's refusal is a crossing of its own.
+      await seedBalance(h, user, 1_000n);
+      const held = await h.post('/internal/v1/billing/reservations', hold);
+      expect(held.status, `round ${round}`).to.equal(402);
+    }
+    await h.drain();
+    await h.assertInvariant([user]);
+    const depleted = await eventsOf(h, user, 'balance.depleted');
+    expect(depleted.map((e) => e.data.available)).to.deep.equal(
+      ['0.05', '0.051', '0.052', '0.053', '0.054', '0.055'].reverse(),
+    );
   });
 
   it('quota at 80 % and at 100 % each fire once per month and service', async () => {

@@ -78,7 +78,10 @@ if refusal then
   local available, journal = acct.bal - acct.held + fromGrants, ''
   if refusal == 'no_balance' then
     local events = depletedEvent({}, KEYS[1], ARGV[2], amount, available)
-    journal = journalEvents({KEYS[1], KEYS[7], KEYS[5], KEYS[6]}, ARGV[6], ARGV[10], ARGV[11], events)
+    if #events > 0 then
+      journal = journalEvents({KEYS[1], KEYS[7], KEYS[5], KEYS[6]}, refusalId(KEYS[1], ARGV[6], ARGV[11]), ARGV[10],
+        ARGV[11], events)
+    end
   end
   return {refusal, '', int(free), int(paid), int(amount), int(available), journal}
 end

@@ -71,8 +71,11 @@ local function available() return int(acct.bal - acct.held + grantsAvailable(acc
 if refusal then
   local journal = ''
   if refusal == 'no_balance' then
-    journal = journalEvents({KEYS[1], KEYS[7], KEYS[10], KEYS[11]}, 'reserve-' .. ARGV[6], ARGV[13], ARGV[14],
-      depletedEvent({}, KEYS[1], ARGV[2], amount, tonumber(available())))
+    local events = depletedEvent({}, KEYS[1], ARGV[2], amount, tonumber(available()))
+    if #events > 0 then
+      local id = refusalId(KEYS[1], 'reserve-' .. ARGV[6], ARGV[14])
+      journal = journalEvents({KEYS[1], KEYS[7], KEYS[10], KEYS[11]}, id, ARGV[13], ARGV[14], events)
+    end
   end
   return {refusal, '', int(free), int(paid), int(amount), available(), '', journal}
 end
