@@ -10,6 +10,7 @@ import {
   type DeductionChange,
   type GrantChange,
   type GrantEndChange,
+  type EventsChange,
   type RefundChange,
   type LedgerChange,
 } from '../lib/ledger-change.js';
@@ -166,6 +167,7 @@ declare module 'ioredis' {
       pending: string,
       journalIndex: string,
       activity: string,
+      grantMarker: string,
       ...args: Arg[]
     ): Result<string[], Context>;
     setAccountFieldsScript(account: string, activity: string, ...args: Arg[]): Result<number, Context>;
@@ -397,10 +399,12 @@ export interface EndGrantsArgs {
 }
 
 export interface EndGrantsReply {
-  status: 'ok' | 'missing' | 'held';
+  /** 'ended': the grant to void was given and has ended; 'missing': not live and not marked (see the script) */
+  status: 'ok' | 'missing' | 'ended' | 'held';
   /** 'void': the grant's unheld remainder when it was voided, read in the same step */
   voided: bigint;
-  ended: GrantEndChange[];
+  /** what to persist: one change per grant ended now, or the event-only entry of a held grant's void */
+  ended: (GrantEndChange | EventsChange)[];
 }
 
 export interface AccountSnapshot {
@@ -920,6 +924,8 @@ export class Scripts {
         k.pending(a.userId),
         k.journalIndex(a.userId),
         k.activityIndex(a.userId),
+        // 'expire' reads no marker; the key only keeps the call within the user's slot.
+        k.applied(a.userId, journalId({ kind: 'grant', id: a.grantId ?? '' })),
         a.mode,
         a.grantId ?? '',
         a.now.getTime(),
@@ -927,7 +933,7 @@ export class Scripts {
         a.userId,
       ),
     );
-    const ended = r.slice(2).map((json) => JSON.parse(json) as GrantEndChange);
+    const ended = r.slice(2).map((json) => JSON.parse(json) as GrantEndChange | EventsChange);
     return { status: str(r[0]) as EndGrantsReply['status'], voided: big(r[1]), ended };
   }
 

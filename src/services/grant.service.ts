@@ -6,7 +6,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { PersistenceService } from './persistence.service.js';
 import type { LiveGrant } from './account.service.js';
-import { journalId, type GrantChange } from '../lib/ledger-change.js';
+import type { GrantChange } from '../lib/ledger-change.js';
 import { payloadPrint } from '../redis/idempotency.js';
 import { AppError } from '../lib/errors.js';
 import { formatMoney, type Micros } from '../lib/money.js';
@@ -174,13 +174,14 @@ export class GrantService {
   async void(userId: string, grantId: string): Promise<{ grantId: string; voided: string; pending: boolean }> {
     const now = this.d.clock.now();
     const r = await this.d.scripts.endGrants({ userId, mode: 'void', grantId, now });
+    // Given and ended already (voided or expired): its creation's marker, read in the script's step, says so.
+    if (r.status === 'ended') return { grantId, voided: formatMoney(0n), pending: false };
     if (r.status === 'missing') {
-      // Not live: ended already (voided or expired), in MySQL or, moments ago, still on its way there
-      // (its creation's marker says it was given).
-      const given =
-        (await this.row(userId, grantId)) !== undefined ||
-        (await this.d.redis.exists(this.d.keys.applied(userId, journalId({ kind: 'grant', id: grantId })))) === 1;
-      if (!given) throw new AppError('NOT_FOUND', `grant ${grantId} of ${userId} not found`);
+      // Not live and not marked: never given, or ended before its marker went. Only an ended row counts:
+      // an active one is a grant created after the script ran (the account is loaded, so a live grant
+      // would have been seen), and this void then answers as if it came first.
+      const row = await this.row(userId, grantId);
+      if (!row || row.status === 'active') throw new AppError('NOT_FOUND', `grant ${grantId} of ${userId} not found`);
       return { grantId, voided: formatMoney(0n), pending: false };
     }
     for (const change of r.ended) this.d.persistence.enqueue(change);

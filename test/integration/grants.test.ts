@@ -271,6 +271,39 @@ describe('credit grants', function () {
     await assertGrantsAgree(h, [user]);
   });
 
+  it('answers a void racing the grant’s creation as before it (404) or after it (all voided), never both', async () => {
+    // Found by the model test: a void that found no live grant, then saw the creation's marker set a
+    // moment later, answered "voided 0.00" while the grant stayed whole and spendable.
+    const users = Array.from({ length: 40 }, (_, i) => h.user(`void-race-${i}`));
+    const answers = await Promise.all(
+      users.map(async (user) => {
+        const [created, voided] = await Promise.all([
+          h.post(grantsPath(user), { grant_id: 'g', amount: '0.50', category: 'promotional', priority: 1 }, admin),
+          h.post(voidPath(user, 'g'), {}, admin),
+        ]);
+        expect(created.status, JSON.stringify(created.body)).to.equal(200);
+        return { user, voided };
+      }),
+    );
+    await h.drain();
+    for (const { user, voided } of answers) {
+      const grant = grantOf(await listGrants(h, user), 'g');
+      const seen = JSON.stringify({ void: voided.body, grant });
+      if (voided.status === 404) {
+        expect(grant, seen).to.include({ status: 'active', remaining: '0.50' });
+        expect((await account(h, user)).balance, seen).to.equal('0.50');
+      } else {
+        expect(voided.body.data, seen).to.include({ voided: '0.50', pending: false });
+        expect(grant, seen).to.include({ status: 'voided', remaining: '0.00' });
+        expect((await account(h, user)).balance, seen).to.equal('0.00');
+      }
+    }
+    // Both orders happened: the race was run, not avoided.
+    const statuses = new Set(answers.map((a) => a.voided.status));
+    expect([...statuses].sort(), 'void answers').to.include(404);
+    await assertGrantsAgree(h, users);
+  });
+
   it('holds from grants too: release gives the grant back, a smaller commit returns the rest', async () => {
     const user = h.user('hold');
     await seedBalance(h, user, 500_000n);

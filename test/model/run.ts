@@ -45,7 +45,7 @@ function printFailure(
   console.error(`  ${error.replace(/\n/g, '\n  ')}`);
   if (!seq) return;
   console.error(
-    `\n  replay: npm run test:model -- --seed ${details.seed} --path '${details.counterexamplePath}' --runs ${numRuns}${flags}`,
+    `\n  replay: npm run test:model -- --seed=${details.seed} --path '${details.counterexamplePath}' --runs ${numRuns}${flags}`,
   );
   console.error(`  smallest failing sequence (${countOps(seq.ops)} operations), as a regression test case:\n`);
   const ops = seq.ops.map((op) => `      ${JSON.stringify(op)},`).join('\n');

@@ -2,7 +2,7 @@
   Ends credit grants: those past their expiry ('expire', the expiry job) or one grant ('void', an
   operator). What is left of each leaves by a journaled change (kind 'grant_end', how 'expired' or
   'voided'): one ledger entry per grant. A grant part of which an open reservation holds is not
-  ended yet (that hold may still be committed, before the grant's expiry: see reserve-9.lua); a voided
+  ended yet (that hold may still be committed, before the grant's expiry: see reserve-11.lua); a voided
   one is marked so that nothing new spends it, and the expiry job ends it once its holds are gone.
 
   Input:
@@ -10,6 +10,8 @@
     KEYS[2] pending journal hash
     KEYS[3] journal index of the user's slot   (see includes/changed.lua)
     KEYS[4] activity index of the user's slot
+    KEYS[5] 'void': the creation marker of the grant to void (create-grant-5.lua's KEYS[2]); 'expire':
+            any key of the user's slot (not read)
 
     ARGV[1] 'expire' | 'void'
     ARGV[2] grant id to void ('' for 'expire')
@@ -21,8 +23,12 @@
     was voided (read in this step); then one change (kind 'grant_end', with its events) per grant ended now;
     each carries grant.expired (expired or voided: data.how says which), and the last one the
     balance alarms the ending caused (includes/alerts.lua)
-    status 'ok' | 'init' (account not loaded) | 'missing' (no such grant to void)
-           | 'held' (voided, but ended only once its holds are gone)
+    status 'ok' | 'init' (account not loaded) | 'held' (voided, but ended only once its holds are gone)
+           | 'ended' (the grant to void was given and has ended: voided or expired already)
+           | 'missing' (not live, and no marker says it was given: never given, or given long enough ago
+             for its marker to be gone, then only MySQL knows)
+    Read in this same step, the marker decides 'ended' against 'missing': a grant created a moment after
+    this void is then not live here and not marked either, so the void answers as if before it.
 ]]
 --- @include "includes/int"
 --- @include "includes/changed"
@@ -30,17 +36,21 @@
 --- @include "includes/alerts"
 
 local now = tonumber(ARGV[3])
+local function notLive()
+  if redis.call('EXISTS', KEYS[5]) == 1 then return 'ended' end
+  return 'missing'
+end
 local json = redis.call('HGET', KEYS[1], 'g')
 if not json then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'init'} end
-  if ARGV[1] == 'void' then return {'missing'} end
+  if ARGV[1] == 'void' then return {notLive()} end
   return {'ok'}
 end
 local grants = decodeGrants(json)
 local status, voided = 'ok', ''
 if ARGV[1] == 'void' then
   local g = findGrant(grants, ARGV[2])
-  if not g then return {'missing'} end
+  if not g then return {notLive()} end
   g.void = '1'
   -- What leaves the customer's reach now: the unheld remainder (a held part may still be charged).
   voided = int(tonumber(g.rem) - tonumber(g.held))
