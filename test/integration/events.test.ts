@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
+import { runMaintenance } from '../support/money.js';
 
 /*
  * SPEC 13 events, decided in the Lua step that changes the counter: each fires once per crossing,
@@ -303,6 +304,45 @@ describe('events (SPEC 13)', function () {
     await h.drain();
     await h.assertInvariant([user]);
     expect((await eventsOf(h, user)).map((e) => e.type)).to.deep.equal([]);
+  });
+
+  it('voiding a grant a hold holds part of fires balance.low at the void, once (found by the model test)', async () => {
+    // The grant's unheld part leaves at the void; the grant itself ends only once its hold is gone. The
+    // alarm fired at that later end, hours late and with the amount available then.
+    const user = h.user('void-held');
+    await seedBalance(h, user, 5n * M);
+    const path = `/admin/v1/accounts/${encodeURIComponent(user)}/grants`;
+    const given = await h.post(path, { grant_id: 'g1', amount: '20.00', category: 'promotional' }, admin);
+    expect(given.status, JSON.stringify(given.body)).to.equal(200);
+    const hold = await h.post('/internal/v1/billing/reservations', {
+      request_id: 'r1',
+      user_id: user,
+      service_name: 'tokens',
+      count: 30,
+      ttl_seconds: 600,
+    });
+    expect(hold.body.data, JSON.stringify(hold.body)).to.include({ heldAmount: '3.00' });
+    // Voided three times at once: 17.00 leaves (22.00 -> 5.00 available, below 10.00), the alarm fires once.
+    const voids = await Promise.all([1, 2, 3].map(() => h.post(`${path}/g1/void`, {}, admin)));
+    for (const v of voids) expect(v.body.data, JSON.stringify(v.body)).to.include({ pending: true });
+    expect(voids.map((v) => v.body.data.voided)).to.include('17.00');
+    await h.drain();
+    const low = await eventsOf(h, user, 'balance.low');
+    expect(low.map((e) => e.data)).to.deep.equal([{ available: '5.00', threshold: '10.00' }]);
+    // The hold ends; the grant leaves whole, and nothing fires again.
+    const released = await h.post(
+      `/internal/v1/billing/reservations/${encodeURIComponent(hold.body.data.reservationId)}/release`,
+      {},
+    );
+    expect(released.status, JSON.stringify(released.body)).to.equal(200);
+    await runMaintenance(h, 'expire-grants');
+    await h.drain();
+    await h.assertInvariant([user]);
+    const types = (await eventsOf(h, user)).map((e) => e.type).sort();
+    expect(types).to.deep.equal(['balance.low', 'grant.expired']);
+    expect((await eventsOf(h, user, 'grant.expired')).map((e) => e.data)).to.deep.equal([
+      { grantId: 'g1', remaining: '20.00', how: 'voided' },
+    ]);
   });
 
   it('two users with a grant of the same id each store their grant.expired (found by the model test)', async () => {

@@ -79,7 +79,7 @@ if refusal then
   if refusal == 'no_balance' then
     local events = depletedEvent({}, KEYS[1], ARGV[2], amount, available)
     if #events > 0 then
-      journal = journalEvents({KEYS[1], KEYS[7], KEYS[5], KEYS[6]}, refusalId(KEYS[1], ARGV[6], ARGV[11]), ARGV[10],
+      journal = journalEvents({KEYS[1], KEYS[7], KEYS[5], KEYS[6]}, eventEntryId(KEYS[1], ARGV[6], ARGV[11]), ARGV[10],
         ARGV[11], events)
     end
   end

@@ -22,7 +22,8 @@
   Output: {status, voided, change JSON, ...}: voided, for 'void', the grant's unheld remainder when it
     was voided (read in this step); then one change (kind 'grant_end', with its events) per grant ended now;
     each carries grant.expired (expired or voided: data.how says which), and the last one the
-    balance alarms the ending caused (includes/alerts.lua)
+    balance alarms the ending caused (includes/alerts.lua). A void of a held grant that ends nothing
+    returns instead the event-only entry (kind 'events') of the alarms its void caused, if any.
     status 'ok' | 'init' (account not loaded) | 'held' (voided, but ended only once its holds are gone)
            | 'ended' (the grant to void was given and has ended: voided or expired already)
            | 'missing' (not live, and no marker says it was given: never given, or given long enough ago
@@ -73,10 +74,11 @@ end
 local out = {status, voided}
 if #ended > 0 or status == 'held' then
   saveGrants(KEYS[1], kept)
+  -- What is spendable now: what ended is gone, and so is a voided grant's unheld part, even while holds
+  -- keep the grant itself (its alarms fire at the void, not hours later when its holds end).
+  local a = redis.call('HMGET', KEYS[1], 'bal', 'held')
+  local available = tonumber(a[1]) - tonumber(a[2] or '0') + grantsAvailable(kept, now)
   if #ended > 0 then
-    -- What is spendable now that they are gone: the balance alarms of the last change.
-    local a = redis.call('HMGET', KEYS[1], 'bal', 'held')
-    local available = tonumber(a[1]) - tonumber(a[2] or '0') + grantsAvailable(kept, now)
     local last = ended[#ended]
     last.events = balanceEvents(last.events, KEYS[1], available)
   end
@@ -86,6 +88,14 @@ if #ended > 0 or status == 'held' then
     out[#out + 1] = json
   end
   changed(KEYS[1], KEYS[4], ARGV[5], ARGV[3])
-  if #ended > 0 then journaled(KEYS[3], ARGV[5], ARGV[3]) end
+  if #ended > 0 then
+    journaled(KEYS[3], ARGV[5], ARGV[3])
+  else
+    -- A held grant voided and nothing ended: the alarms ride in an event-only entry of their own.
+    local id = eventEntryId(KEYS[1], 'void-' .. ARGV[2], ARGV[3])
+    local json = journalEvents({KEYS[1], KEYS[4], KEYS[2], KEYS[3]}, id, ARGV[5], ARGV[3],
+      balanceEvents({}, KEYS[1], available))
+    if json ~= '' then out[#out + 1] = json end
+  end
 end
 return out

@@ -73,7 +73,7 @@ if refusal then
   if refusal == 'no_balance' then
     local events = depletedEvent({}, KEYS[1], ARGV[2], amount, tonumber(available()))
     if #events > 0 then
-      local id = refusalId(KEYS[1], 'reserve-' .. ARGV[6], ARGV[14])
+      local id = eventEntryId(KEYS[1], 'reserve-' .. ARGV[6], ARGV[14])
       journal = journalEvents({KEYS[1], KEYS[7], KEYS[10], KEYS[11]}, id, ARGV[13], ARGV[14], events)
     end
   end

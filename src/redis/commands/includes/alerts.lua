@@ -13,8 +13,8 @@
                   al_dep   the available balance at which balance.depleted fired (or '0' for an
                            account loaded empty: nothing to deplete); absent or '' when armed. Any
                            change that leaves more available than that re-arms it
-                  ev_n     how many refusals fired balance.depleted (part of their entries' ids: see
-                           refusalId)
+                  ev_n     how many event-only entries of recurring steps were made (part of their ids: see
+                           eventEntryId)
     quota hash    '!al:<service>'  '1' after quota.low, '2' after quota.exhausted; the hash expires with
                   the month, so quota alarms re-arm monthly ('!' is no service name's character)
   init-account loads the thresholds and derives the alarms from what it loads (eviction re-fires none).
@@ -27,7 +27,8 @@
     otherEvent(events, type, data)                 any other event a change carries: recharge.paid,
                                                    reservation.expired, and the place for refund.created
                                                    and grant.expired (their scripts call this)
-    refusalId(account, base, nowMs) -> id          the journal id of a refusal's event-only entry
+    eventEntryId(account, base, nowMs) -> id    the journal id of an event-only entry for a step that may
+                                                   recur (a refusal, a void of a held grant)
     withEvents(change, events) -> change           sets change.events when there are any
     journalEvents(keys, id, user, nowMs, events) -> change JSON or ''
         for a step that journals no change of its own (a refusal, a release): an event-only entry
@@ -89,10 +90,11 @@ local function otherEvent(events, type, data)
   return events
 end
 
--- A refusal is not remembered: the same request refused again, after its alarm re-armed, fires again. Its
--- event-only entry needs an id of its own each time: with the request's record id alone, the second
--- entry overwrote the first in the journal, or its event was stored as a repeat of the first.
-local function refusalId(account, base, nowMs)
+-- A refusal is not remembered: the same request refused again, after its alarm re-armed, fires again (and
+-- a grant voided twice may fire twice). Its event-only entry needs an id of its own each time: with the
+-- request's record id alone, the second entry overwrote the first in the journal, or its event was stored
+-- as a repeat of the first.
+local function eventEntryId(account, base, nowMs)
   return base .. '.' .. nowMs .. '.' .. redis.call('HINCRBY', account, 'ev_n', 1)
 end
 
