@@ -200,8 +200,17 @@ export class ReservationService {
     const indexKeys = this.keys.indexTags().map((t) => this.keys.holdsIndexOf(t));
     for await (const { members: users } of dueMembers(this.redis, indexKeys, now)) {
       for (const userId of users) {
-        for (const [id, exp] of Object.entries(await this.redis.hgetall(this.keys.holds(userId)))) {
-          if (Number(exp) > now) continue;
+        // In the order they expired, ties by request id (the hash keeps no order): each return's events say
+        // what was available at that point, as if each had been released at its time.
+        const due = Object.entries(await this.redis.hgetall(this.keys.holds(userId)))
+          .map(([id, exp]) => ({ id, exp: Number(exp), requestId: '' }))
+          .filter((hold) => hold.exp <= now);
+        if (due.length > 1) {
+          const ids = await Promise.all(due.map((d) => this.redis.hget(this.keys.reservation(userId, d.id), 'req')));
+          due.forEach((d, i) => (d.requestId = ids[i] ?? ''));
+          due.sort((x, y) => x.exp - y.exp || (x.requestId < y.requestId ? -1 : x.requestId > y.requestId ? 1 : 0));
+        }
+        for (const { id } of due) {
           const r = await this.release(id, 'expired');
           if (r.outcome === 'ok') expired++;
         }

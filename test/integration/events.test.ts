@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
 import { runMaintenance } from '../support/money.js';
+import { FakeClock } from '../support/fake-clock.js';
 
 /*
  * SPEC 13 events, decided in the Lua step that changes the counter: each fires once per crossing,
@@ -361,6 +362,60 @@ describe('events (SPEC 13)', function () {
       const ended = await eventsOf(h, user, 'grant.expired');
       expect(ended.map((e) => e.data)).to.deep.equal([{ grantId: 'g1', remaining: '0.50', how: 'voided' }]);
     }
+  });
+});
+
+describe('events of holds expiring in one sweep (SPEC 13)', function () {
+  this.timeout(120_000);
+  let h: Harness;
+  let clock: FakeClock;
+  before(async () => {
+    clock = new FakeClock(new Date());
+    h = await startHarness({ clock, overrides: { services: SERVICES } });
+  });
+  after(() => h.stop());
+
+  const reserveFor = (user: string) => (requestId: string, count: number, ttl: number) =>
+    h.post('/internal/v1/billing/reservations', {
+      request_id: requestId,
+      user_id: user,
+      service_name: 'tokens',
+      count,
+      ttl_seconds: ttl,
+    });
+
+  it('returns them in the order they expire, so balance.recovered says what was available then (found by the model test)', async () => {
+    const user = h.user('sweep-order');
+    await seedBalance(h, user, 10_400_000n);
+    const reserve = reserveFor(user);
+    // Made first, expires last: 0.30 for 10 minutes; then 0.50 for 1 minute (10.40 -> 9.60: low).
+    expect((await reserve('long', 3, 600)).status).to.equal(200);
+    expect((await reserve('short', 5, 60)).status).to.equal(200);
+    clock.set(new Date(clock.now().getTime() + 601_000));
+    await runMaintenance(h, 'expire-reservations');
+    await h.drain();
+    await h.assertInvariant([user]);
+    // 'short' back first: 10.10, above the threshold; then 'long': 10.40, nothing more to say.
+    expect((await eventsOf(h, user, 'balance.recovered')).map((e) => e.data)).to.deep.equal([
+      { available: '10.10', threshold: '10.00' },
+    ]);
+  });
+
+  it('returns holds expiring at the same instant by request id', async () => {
+    const user = h.user('sweep-ties');
+    await seedBalance(h, user, 10_400_000n);
+    const reserve = reserveFor(user);
+    // Made at one instant with one ttl: 'b' (0.50) first, then 'a' (0.30). By request id 'a' comes back
+    // first (9.90, still low), then 'b' (10.40): recovered at 10.40, whatever order the hash keeps.
+    expect((await reserve('b', 5, 60)).status).to.equal(200);
+    expect((await reserve('a', 3, 60)).status).to.equal(200);
+    clock.set(new Date(clock.now().getTime() + 61_000));
+    await runMaintenance(h, 'expire-reservations');
+    await h.drain();
+    await h.assertInvariant([user]);
+    expect((await eventsOf(h, user, 'balance.recovered')).map((e) => e.data)).to.deep.equal([
+      { available: '10.40', threshold: '10.00' },
+    ]);
   });
 });
 

@@ -720,10 +720,10 @@ export class BillingModel {
   expireDue(): number {
     let n = 0;
     for (const [userId, a] of this.state.accounts) {
-      // The sweep takes them in the order they expire (ties: the order they were made).
+      // The sweep takes them in the order they expire (ties: by request id, as code units compare).
       const due = [...a.holds.entries()]
         .filter(([, h]) => h.state === 'held' && h.expiresAt <= this.state.now)
-        .sort(([, x], [, y]) => x.expiresAt - y.expiresAt);
+        .sort(([rx, x], [ry, y]) => x.expiresAt - y.expiresAt || (rx < ry ? -1 : rx > ry ? 1 : 0));
       for (const [requestId, h] of due) {
         this.returnHold(a, h);
         h.state = 'expired';
@@ -834,9 +834,10 @@ export class BillingModel {
     const left = g.rem;
     g.voided = true;
     const pending = g.held > 0n;
-    // A void that waits for holds fires nothing yet: its grant.expired and balance alarms come when the
-    // expiry job ends it (choice, as docs/events.md: the alarms are checked when a grant ends).
+    // Its unheld part leaves now, so the balance alarms are checked now; a void that waits for holds
+    // fires its grant.expired when the expiry job ends it (docs/events.md).
     const endedNow = this.endDue(userId, a).includes(g);
+    if (!endedNow) this.balanceAlarms(userId, a);
     return { ok: { grantId: id, voided: formatMicros(endedNow ? left : g.rem - g.held), pending } };
   }
 
