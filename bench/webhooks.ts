@@ -10,7 +10,8 @@
  *
  * The api, the worker and the webhooks process are processes of their own, as `npm start` runs them
  * (the webhooks process at its lower CPU priority, webhooks.nice; BENCH_WEBHOOKS_IN_WORKER=1 delivers
- * from the worker instead, the shape before). The receivers (bench/webhook-receiver.ts) stand for other
+ * from the worker instead, the shape before; BENCH_DELIVERY_REDIS=1 puts the delivery queues on a Redis of
+ * their own, webhooks.redis_url, at the same priority). The receivers (bench/webhook-receiver.ts) stand for other
  * hosts: they run at the lowest CPU priority (nice 19), so that receiving costs the service's cores as
  * little as it would on a machine of their own. This process only sends deducts, BENCH_CONCURRENCY (16)
  * at a time, and times each. Prints deduct p50/p99 per phase, each process's CPU per phase and the
@@ -28,7 +29,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedis, startMariaDb, freePort } from '../scripts/local-servers.js';
@@ -45,6 +46,8 @@ const TOKEN = 'bench-token';
 const ENDPOINTS = 10;
 
 const IN_WORKER = process.env.BENCH_WEBHOOKS_IN_WORKER === '1';
+/** BENCH_DELIVERY_REDIS=1: the delivery queues on a Redis of their own (webhooks.redis_url), at webhooks.nice */
+const DELIVERY_REDIS = process.env.BENCH_DELIVERY_REDIS === '1';
 
 const children: ChildProcess[] = [];
 function start(script: string, env: Record<string, string>, nice = 0, nodeArgs: string[] = []): Promise<string> {
@@ -75,10 +78,13 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'billing-bench-webhooks-'));
-  const [redis, mariadb] = await Promise.all([
+  const [redis, mariadb, deliveryRedis] = await Promise.all([
     startRedis({ dir: join(dir, 'redis') }),
     startMariaDb({ dir: join(dir, 'mariadb'), database: 'billing_bench', fast: true }),
+    DELIVERY_REDIS ? startRedis({ dir: join(dir, 'delivery-redis') }) : undefined,
   ]);
+  // Delivery work only: at the webhooks process's priority, so that it yields to the gateway path too.
+  if (deliveryRedis) setPriority(deliveryRedis.process.pid!, Number(process.env.WEBHOOKS_NICE ?? 10));
   try {
     const db = createDatabase(mariadb.url);
     await migrateLatest(db);
@@ -98,6 +104,7 @@ async function main() {
       GATEWAY_TOKEN: TOKEN,
       ADMIN_TOKEN: TOKEN,
       WEBHOOKS_OWN_PROCESS: IN_WORKER ? 'false' : 'true',
+      ...(deliveryRedis ? { WEBHOOKS_REDIS_URL: deliveryRedis.url } : {}),
     };
     const receiverPort = await freePort();
     await start('bench/webhook-receiver.ts', { PORT: String(receiverPort) }, 19);
@@ -118,6 +125,7 @@ async function main() {
     }
     processes.receivers = children[0].pid;
     processes.redis = redis.process.pid;
+    if (deliveryRedis) processes.deliveryRedis = deliveryRedis.process.pid;
     processes.mariadb = mariadb.process.pid;
     const redisProbe = new Redis(redis.url);
     /** Redis CPU µs by command so far (INFO commandstats; EVALSHA is every script: ours and BullMQ's). */
@@ -310,6 +318,7 @@ async function main() {
       seconds: SECONDS,
       concurrency: CONCURRENCY,
       deliveredBy: IN_WORKER ? 'the worker' : `a webhooks process of its own (nice ${process.env.WEBHOOKS_NICE ?? 10})`,
+      deliveryQueues: deliveryRedis ? 'a Redis of their own (same nice)' : 'the counters’ Redis',
       phases: [without, withEndpoints],
       cpuSecondsPerPhase: { a: cpuA, b: cpuB },
       alternatingRounds: processes.webhooks
@@ -359,7 +368,7 @@ async function main() {
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 1000));
-    await Promise.allSettled([redis.stop(), mariadb.stop()]);
+    await Promise.allSettled([redis.stop(), mariadb.stop(), deliveryRedis?.stop()]);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -149,10 +149,12 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
   // Events of a step that journals no change of its own (a refusal, a release) are persisted like one.
   scripts.onEventsJournaled = (change) => persistence.enqueue(change);
   const eventRepository = new EventRepository(db);
+  // The delivery queues on a Redis of their own when one is configured (webhooks.redis_url).
+  const deliveryRedis = config.webhooks.redisUrl ? createRedis(config.webhooks.redisUrl, 'command') : redis;
   const webhooks = new WebhookService({
     endpoints: new WebhookRepository(db),
     events: eventRepository,
-    connection: redis,
+    connection: deliveryRedis,
     queuePrefix: config.queue.prefix,
     opts: config.webhooks,
     clock,
@@ -320,7 +322,8 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
       await queues.close();
       await webhooks.close();
       payment.close();
-      await Promise.allSettled([redis.quit(), db.destroy()]);
+      const redises = deliveryRedis === redis ? [redis] : [redis, deliveryRedis];
+      await Promise.allSettled([...redises.map((r) => r.quit()), db.destroy()]);
     },
   };
 }
@@ -392,6 +395,7 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
     sweepAfterMs: config.persistence.sweepAfterMs,
     evictIdleAfterMs: config.redis.evictIdleAfterMs,
     redisUrl: config.redis.url!,
+    deliveryRedisUrl: config.webhooks.redisUrl ?? config.redis.url!,
     queue: config.queue,
   };
 }

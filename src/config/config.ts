@@ -87,6 +87,8 @@ export interface Config {
     readonly ownProcess: boolean;
     /** the CPU priority (nice, 0-19) that webhooks process lowers itself to */
     readonly nice: number;
+    /** the Redis of the delivery queues (null: the Redis of the counters, redis.url) */
+    readonly redisUrl: string | null;
   };
   /** Secrets still at their development defaults; logged as a warning at start-up. */
   readonly defaultedSecrets: readonly string[];
@@ -253,6 +255,12 @@ const schema = Joi.object({
     own_process: Joi.boolean().default(false),
     // that process's CPU priority: on shared cores, delivering yields to the gateway path and persistence
     nice: Joi.number().integer().min(0).max(19).default(10),
+    // the delivery queues' Redis: a burst of deliveries then never queues behind or ahead of the
+    // counters' scripts on one Redis thread (null: redis.url). One server; not a cluster.
+    redis_url: Joi.string()
+      .pattern(/^rediss?:\/\//)
+      .allow(null)
+      .default(null),
   }).default(),
 });
 
@@ -287,6 +295,7 @@ const ENV_KEYS: Record<string, string[]> = {
   WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT: ['webhooks', 'max_per_second_per_endpoint'],
   WEBHOOKS_OWN_PROCESS: ['webhooks', 'own_process'],
   WEBHOOKS_NICE: ['webhooks', 'nice'],
+  WEBHOOKS_REDIS_URL: ['webhooks', 'redis_url'],
   GATEWAY_TOKEN: ['auth', 'gateway_token'],
   ADMIN_TOKEN: ['auth', 'admin_token'],
   BULL_BOARD_USER: ['auth', 'board_user'],
@@ -538,6 +547,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       maxPerSecondPerEndpoint: v.webhooks.max_per_second_per_endpoint,
       ownProcess: v.webhooks.own_process,
       nice: v.webhooks.nice,
+      redisUrl: v.webhooks.redis_url,
     },
     defaultedSecrets,
   };

@@ -32,6 +32,8 @@ export interface WorkerDeps extends HandlerDeps {
   /** deliveries started per second and webhook endpoint (webhooks.max_per_second_per_endpoint) */
   webhookRate: number;
   redisUrl: string;
+  /** the Redis of the webhook delivery queues (webhooks.redis_url, else redisUrl) */
+  deliveryRedisUrl: string;
   queue: Config['queue'];
   queues: Pick<JobQueues, 'add'>;
   logger: Logger;
@@ -138,7 +140,7 @@ export function startWorkers(
 function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
   const running = new Map<string, Worker<WebhookDeliveryJob>>();
   // Shared like the other workers' (each worker still blocks on a duplicate of its own).
-  const connection = createRedis(d.redisUrl, 'blocking');
+  const connection = createRedis(d.deliveryRedisUrl, 'blocking');
   let stopped = false;
   const sync = async () => {
     const ids = new Set(await d.webhooks.activeEndpointIds());

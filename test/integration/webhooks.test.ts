@@ -1,5 +1,10 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { startRedis, type LocalServer } from '../../scripts/local-servers.js';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
 
@@ -235,5 +240,67 @@ describe('webhooks (SPEC 13)', function () {
     }
     expect((await h.post('/admin/v1/webhooks', { url: 'https://example.com/h', events: ['*'] })).status).to.equal(401);
     expect((await h.get('/admin/v1/webhooks', {}, admin)).body.data.endpoints.length).to.equal(before);
+  });
+});
+
+describe('webhook deliveries on a Redis of their own (webhooks.redis_url)', function () {
+  this.timeout(120_000);
+  let h: Harness;
+  let rx: WebhookReceiver;
+  let deliveryRedis: LocalServer;
+  let dir: string;
+  let endpointId = '';
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'billing-delivery-redis-'));
+    deliveryRedis = await startRedis({ dir, aof: false });
+    rx = await new WebhookReceiver().start();
+    h = await startHarness({
+      overrides: { services: SERVICES, webhooks: { timeout: '1s', backoff_base: '200ms', dispatch_every: '1s' } },
+      env: { WEBHOOKS_REDIS_URL: deliveryRedis.url },
+    });
+  });
+  after(async () => {
+    if (endpointId) await h.del(`/admin/v1/webhooks/${endpointId}`, admin);
+    await h.stop();
+    await rx.stop();
+    await deliveryRedis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('delivers, retries and re-sends through that Redis; the counters’ Redis holds no delivery', async () => {
+    const created = await h.post('/admin/v1/webhooks', { url: rx.on('/own', 'fail:1'), events: ['*'] }, admin);
+    expect(created.status, JSON.stringify(created.body)).to.equal(201);
+    endpointId = created.body.data.id;
+    const user = h.user('own-redis');
+    await seedBalance(h, user, 11n * M);
+    const r = await h.post('/internal/v1/billing/deduct', {
+      request_id: 'x',
+      user_id: user,
+      service_name: 'tokens',
+      count: 2,
+    });
+    expect(r.status).to.equal(200);
+    await h.drain();
+    const events = (await h.get('/admin/v1/events', { user_id: user }, admin)).body.data.events;
+    expect(events.map((e: any) => e.type)).to.deep.equal(['balance.low']);
+    const id = events[0].id;
+    await rx.waitFor(() => rx.at('/own', id).length >= 2);
+    const again = await h.post(`/admin/v1/webhooks/${endpointId}/resend`, { event_id: id }, admin);
+    expect(again.status, JSON.stringify(again.body)).to.equal(202);
+    const cli = await adminCli(h.env, ['webhook-resend', endpointId, id]);
+    expect(cli.code, cli.err).to.equal(0);
+    await rx.waitFor(() => rx.at('/own', id).length >= 4);
+    for (const got of rx.at('/own', id)) {
+      expect(signatureValid(got.signature, got.body, created.body.data.secret)).to.equal(true);
+    }
+    const queueKeys = `${h.env.QUEUE_PREFIX}:webhook-${endpointId}:*`;
+    const own = new Redis(deliveryRedis.url);
+    try {
+      expect((await own.keys(queueKeys)).length, 'delivery queue keys on the delivery Redis').to.be.greaterThan(0);
+    } finally {
+      own.disconnect();
+    }
+    expect(await h.probe.redis.keys(queueKeys), 'delivery queue keys on the counters’ Redis').to.deep.equal([]);
   });
 });

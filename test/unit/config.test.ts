@@ -52,6 +52,17 @@ describe('config', () => {
       .and.matches(/services\.0\.free_quota/);
   });
 
+  it('puts webhook delivery queues on the counters’ Redis unless WEBHOOKS_REDIS_URL names one server', () => {
+    expect(loadConfig({}).webhooks.redisUrl).to.equal(null);
+    expect(loadConfig({ WEBHOOKS_REDIS_URL: 'redis://q:6391/2' }).webhooks.redisUrl).to.equal('redis://q:6391/2');
+    for (const bad of ['http://q:6391', 'redis+cluster://a:1,b:2', ' redis://q:6391']) {
+      expect(() => loadConfig({ WEBHOOKS_REDIS_URL: bad }), bad)
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(/WEBHOOKS_REDIS_URL \/ webhooks\.redis_url/);
+    }
+  });
+
   it('refuses to start in production on a default or empty secret', () => {
     const env = {
       NODE_ENV: 'production',
