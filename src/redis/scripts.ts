@@ -726,8 +726,11 @@ export class Scripts {
     return null;
   }
 
-  /** Refunds calls of a remembered deduct (refund-9.lua); throws the refusals as AppErrors (10010). */
-  async refund(a: RefundArgs): Promise<RefundReply> {
+  /**
+   * Refunds calls of a remembered deduct (refund-9.lua); throws the refusals as AppErrors (10010).
+   * null: `a.record` was read as none, and the deduct has landed since (read it again, then retry).
+   */
+  async refund(a: RefundArgs): Promise<RefundReply | null> {
     const k = this.keys;
     const W = a.idempotencyTtlMs;
     const nowMs = a.now.getTime();
@@ -765,6 +768,7 @@ export class Scripts {
         (recordWindow + 2) * W,
         (refundWindow + 2) * W,
         recordWindow,
+        a.record ? '1' : '',
       ),
     );
     const status = str(r[0]);
@@ -773,6 +777,8 @@ export class Scripts {
       case 'ok':
       case 'dup':
         break;
+      case 'stale':
+        return null;
       case 'reused':
         throw new AppError('REFUND_NOT_POSSIBLE', `refund_id ${a.refundId} was used before with a different payload`);
       case 'gone':

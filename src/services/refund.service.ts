@@ -43,7 +43,18 @@ export interface RefundServiceDeps {
 export class RefundService {
   constructor(private readonly d: RefundServiceDeps) {}
 
-  async refund({ refundId, userId, requestId, count }: RefundInput): Promise<RefundResult> {
+  async refund(input: RefundInput): Promise<RefundResult> {
+    // A deduct of the request id may land between the read of its record and the refund's atomic step;
+    // the step then changes nothing and says so, and the second read finds it (a record never goes
+    // away within the window, so one retry is enough; the third try is only a bound).
+    for (let attempt = 1; ; attempt++) {
+      const result = await this.tryRefund(input);
+      if (result) return result;
+      if (attempt === 3) throw new Error(`refund ${input.refundId}: the record kept changing under it`);
+    }
+  }
+
+  private async tryRefund({ refundId, userId, requestId, count }: RefundInput): Promise<RefundResult | null> {
     const { scripts, calendar } = this.d;
     const now = this.d.clock.now();
     const period = calendar.period(now);
@@ -74,6 +85,7 @@ export class RefundService {
       idempotencyTtlMs: this.d.idempotencyTtlMs,
       now,
     });
+    if (!r) return null;
     if (r.journaled) this.d.persistence.enqueue(r.journaled);
     return {
       refundId,

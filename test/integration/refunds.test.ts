@@ -5,6 +5,10 @@ import { FakeClock } from '../support/fake-clock.js';
 import { startWorkers } from '../../src/workers/workers.js';
 import type { LedgerChange } from '../../src/lib/ledger-change.js';
 import * as grpc from '@grpc/grpc-js';
+import { Scripts } from '../../src/redis/scripts.js';
+import { Metrics } from '../../src/lib/metrics.js';
+import { RefundService } from '../../src/services/refund.service.js';
+import { CatalogueService } from '../../src/services/catalogue.service.js';
 import { fullClients, call, callFails } from '../fixtures/grpc-clients.js';
 
 const DEDUCT = '/internal/v1/billing/deduct';
@@ -214,6 +218,74 @@ describe('refunds', function () {
     await h.drain();
     await h.assertInvariant([user]);
     expect(await recordOf(h, user, d.recordId)).to.include({ refundedCount: 10, refundedAmount: '4.00' });
+  });
+
+  it('answers a refund racing its deduct as before it (404) or after it (free calls back), never half (found by the model test)', async () => {
+    // The refund read the deduct's record as none, the deduct then landed, and the refund's step found
+    // it: the call was refunded but its free call kept, and the change booked without its record id.
+    const users = Array.from({ length: 40 }, (_, i) => h.user(`race-${i}`));
+    const answers = await Promise.all(
+      users.map(async (user) => {
+        const [refund, d] = await Promise.all([
+          h.post(REFUND, { refund_id: 'f', user_id: user, request_id: 'r' }),
+          h.post(DEDUCT, { request_id: 'r', user_id: user, service_name: 'freebie', count: 1 }),
+        ]);
+        expect(d.status, JSON.stringify(d.body)).to.equal(200);
+        return { user, refund, recordId: d.body.data.recordId as string };
+      }),
+    );
+    await h.drain();
+    await h.assertInvariant(users);
+    for (const { user, refund, recordId } of answers) {
+      const seen = JSON.stringify(refund.body);
+      const rows = await h.probe.db('refunds').where({ user_id: user }).select('record_id');
+      if (refund.status === 404) {
+        expect((await account(h, user)).used.freebie, seen).to.equal(1);
+        expect(rows, seen).to.deep.equal([]);
+      } else {
+        expect(refund.body.data, seen).to.include({ recordId, count: 1, freeCount: 1 });
+        expect((await account(h, user)).used.freebie, seen).to.equal(0);
+        expect(rows, seen).to.deep.equal([{ record_id: recordId }]);
+      }
+    }
+    expect(new Set(answers.map((a) => a.refund.status)), 'both orders were met').to.include(404);
+  });
+
+  it('reads the record again when its deduct lands between the read and the refund’s step', async () => {
+    // The interleaving the race above may or may not meet, forced: the deduct is sent right after the
+    // refund's first read of the record (which finds none), before the refund's atomic step.
+    const user = h.user('late-deduct');
+    let deducted: { recordId: string } | undefined;
+    class DeductAfterFirstRead extends Scripts {
+      override async rememberedDeduct(...args: Parameters<Scripts['rememberedDeduct']>) {
+        const record = await super.rememberedDeduct(...args);
+        if (!deducted) deducted = await deduct(h, user, 'r', 'freebie', 1);
+        return record;
+      }
+    }
+    const { probe, config } = h;
+    const scripts = new DeductAfterFirstRead(
+      probe.redis,
+      probe.keys,
+      { load: (u, now) => probe.accounts.load(u, now) },
+      new Metrics(),
+    );
+    const refunds = new RefundService({
+      scripts,
+      catalogue: new CatalogueService(config.services, config.currency),
+      persistence: probe.persistence,
+      calendar: probe.calendar,
+      clock: probe.clock,
+      idempotencyTtlMs: config.redis.idempotencyTtlMs,
+      refundWindowMs: config.refundWindowMs,
+    });
+    const refund = await refunds.refund({ refundId: 'f', userId: user, requestId: 'r' });
+    expect(refund).to.include({ recordId: deducted!.recordId, count: 1, freeCount: 1, duplicate: false });
+    expect((await account(h, user)).used.freebie).to.equal(0);
+    await h.drain();
+    await h.assertInvariant([user]);
+    const rows = await probe.db('refunds').where({ user_id: user }).select('record_id');
+    expect(rows).to.deep.equal([{ record_id: deducted!.recordId }]);
   });
 
   it('refunds a free-only call to its quota', async () => {

@@ -42,6 +42,7 @@
     ARGV[12] when the refunded-so-far hash expires, unix ms (as the record's request hash)
     ARGV[13] when this window's refund-id hash expires, unix ms (two windows after it began)
     ARGV[14] the record's window number (kept in the answer, for its record id on a replay)
+    ARGV[15] '1' if the caller found the record when it read it (rememberedDeduct), '' if it found none
 
   Output: {status, recordWindow, count, free, paid, amount, available, freeReturned, grants JSON, events JSON}
     amount: what was given back (less a slice forfeited by a grant that has ended); grants JSON: the
@@ -49,7 +50,9 @@
     status 'ok' | 'dup' (a replay: the first answer, nothing refunded now; freeReturned '')
            | 'reused' (the refund id was used with another payload) | 'gone' (no such record, or first
            seen a refund window or more ago) | 'too_many' (count: the calls left to refund) | 'init'
-           (account not loaded). Every refusal changes nothing.
+           (account not loaded) | 'stale' (the record is here now, but the caller read none: the deduct
+           ran in between, so ARGV[5] and the change were worked out without it; read again and retry).
+           Every refusal changes nothing.
 ]]
 --- @include "includes/int"
 --- @include "includes/changed"
@@ -118,6 +121,9 @@ if first then return first end
 
 local fp, recFree, recPaid, recAmount = rememberedDeduct(KEYS[3], ARGV[1], tonumber(ARGV[6]), now)
 if not fp then return {'gone'} end
+-- A deduct of this request id that landed after the caller's read: its free calls' service and the
+-- change's record id were not known to the caller (found by the model test: the free part was kept).
+if ARGV[15] ~= '1' then return {'stale'} end
 
 local account = redis.call('HMGET', KEYS[1], 'bal', 'held', 'g')
 if not account[1] then return {'init'} end
