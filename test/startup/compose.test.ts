@@ -78,6 +78,18 @@ describe('docker-compose.yml', () => {
     expect((services.webhooks as { cpu_shares?: number }).cpu_shares).to.be.below(1024);
   });
 
+  it('puts the delivery queues on a Redis of their own, which every role waits for', () => {
+    const url = String(services.api.environment?.WEBHOOKS_REDIS_URL);
+    const host = /^redis:\/\/([a-z-]+):6379$/.exec(url)?.[1];
+    expect(host, url).to.not.equal(undefined);
+    expect(host).to.not.equal('redis');
+    expect(services[host!], `service ${host}`).to.not.equal(undefined);
+    for (const role of ROLES) {
+      expect(services[role].environment?.WEBHOOKS_REDIS_URL, role).to.equal(url);
+      expect(services[role].depends_on?.[host!], role).to.deep.equal({ condition: 'service_healthy' });
+    }
+  });
+
   it('keeps .env out of the image', () => {
     const ignored = readFileSync('.dockerignore', 'utf8')
       .split('\n')
