@@ -286,6 +286,7 @@ describe('credit grants', function () {
       }),
     );
     await h.drain();
+    await h.assertInvariant(users);
     for (const { user, voided } of answers) {
       const grant = grantOf(await listGrants(h, user), 'g');
       const seen = JSON.stringify({ void: voided.body, grant });
