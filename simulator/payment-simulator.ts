@@ -1,8 +1,8 @@
 /*
  * The payment service, simulated: a real gRPC server for proto/payment/v1/payment.proto, a pay page
  * per payment with a Pay button that sends the signed callback, and a control API with which tests
- * make it misbehave (fail or stall CreatePayment; send callbacks lost, forged, stale, duplicated,
- * concurrent or delayed).
+ * make it misbehave (fail or stall CreatePayment; close or fail a payment; send callbacks lost, forged,
+ * stale, duplicated, concurrent or delayed).
  */
 import { randomUUID } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
@@ -211,11 +211,20 @@ export class PaymentSimulator {
     return this.deliver(p, 'success', mode, overrides);
   }
 
-  async close(paymentId: string): Promise<CallbackResult[]> {
+  /** Closes a payment (the payer gave up) and delivers its callback as `mode` says. */
+  async close(paymentId: string, mode: CallbackMode = 'normal'): Promise<CallbackResult[]> {
     const p = this.payments.get(paymentId);
     if (!p) throw new Error(`no payment ${paymentId}`);
     p.status = 'CLOSED';
-    return this.deliver(p, 'closed', 'normal', {});
+    return this.deliver(p, 'closed', mode, {});
+  }
+
+  /** Fails a payment (declined by the bank) and delivers its callback as `mode` says. */
+  async fail(paymentId: string, mode: CallbackMode = 'normal'): Promise<CallbackResult[]> {
+    const p = this.payments.get(paymentId);
+    if (!p) throw new Error(`no payment ${paymentId}`);
+    p.status = 'FAILED';
+    return this.deliver(p, 'failed', mode, {});
   }
 
   private async deliver(
@@ -343,13 +352,15 @@ ${p.status === 'PENDING' ? `<form method="post" action="/pay/${esc(p.paymentId)}
         res.status(404).json({ error: (err as Error).message });
       }
     });
-    app.post('/payments/:id/close', async (req, res) => {
-      try {
-        res.json(await this.close(req.params.id));
-      } catch (err) {
-        res.status(404).json({ error: (err as Error).message });
-      }
-    });
+    for (const end of ['close', 'fail'] as const) {
+      app.post(`/payments/:id/${end}`, async (req, res) => {
+        try {
+          res.json(await this[end](req.params.id, (req.body?.mode as CallbackMode) ?? 'normal'));
+        } catch (err) {
+          res.status(404).json({ error: (err as Error).message });
+        }
+      });
+    }
     return app;
   }
 }

@@ -241,12 +241,7 @@ export class RechargeService {
       throw new AppError('DUPLICATE_RECHARGE', `order ${order.order_id} was already paid by another payment`);
     }
     if (body.status !== 'success') {
-      await this.orders.finish(
-        order.order_id,
-        body.status === 'closed' ? 'closed' : 'failed',
-        `payment ${body.status}`,
-      );
-      if (body.status === 'failed') await this.failed(order.order_id, `payment ${body.status}`);
+      await this.end(order.order_id, body.status, `payment ${body.status}`);
       return { orderId: order.order_id, outcome: 'closed' };
     }
     const paidAt =
@@ -349,9 +344,18 @@ export class RechargeService {
       const paidAt = seconds > 0 && seconds < 4_102_444_800 ? new Date(seconds * 1000) : this.clock.now();
       await this.queueCredit(order.order_id, p.payment_id, 'get_payment', paidAt);
     } else if (p.status === 'CLOSED' || p.status === 'FAILED') {
-      await this.orders.finish(order.order_id, 'closed', `payment service says ${p.status}`);
+      await this.end(order.order_id, p.status === 'CLOSED' ? 'closed' : 'failed', `payment service says ${p.status}`);
     }
     return p.status;
+  }
+
+  /**
+   * An unpaid order ends as the payment did: closed (the payer gave up) or failed (declined), and a
+   * failed one fires recharge.failed. A closed order stays closed (a late "failed" report fires nothing).
+   */
+  private async end(orderId: string, status: 'closed' | 'failed', reason: string): Promise<void> {
+    const moved = await this.orders.finish(orderId, status, reason);
+    if (moved && status === 'failed') await this.failed(orderId, reason);
   }
 }
 

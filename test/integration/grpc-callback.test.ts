@@ -2,11 +2,18 @@ import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { startHarness, CALLBACK_SECRET, GATEWAY_TOKEN, type Harness } from '../support/harness.js';
 import { originalClients, metadata, call, callFails } from '../fixtures/grpc-clients.js';
+import { admin } from '../support/money.js';
 
 async function rechargeEntries(h: Harness, user: string): Promise<number> {
   return Number(
     (await h.probe.db('ledger_entries').where({ user_id: user, entry_type: 'recharge' }).count({ n: '*' }).first())!.n,
   );
+}
+
+async function failures(h: Harness, user: string) {
+  const r = await h.get('/admin/v1/events', { user_id: user, type: 'recharge.failed', page_size: 100 }, admin);
+  expect(r.status).to.equal(200);
+  return r.body.data.events as { data: Record<string, string> }[];
 }
 
 describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function () {
@@ -109,6 +116,42 @@ describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function (
     ).to.deep.equal({ success: true });
     expect((await h.probe.repositories.recharges.find(orderId))!.status).to.equal('closed');
     expect(await rechargeEntries(h, user)).to.equal(0);
+  });
+
+  it('fails the order once when the payment service says the payment failed, however often it is told', async () => {
+    const user = h.user('declined');
+    const { orderId, paymentId } = await order(user, 3);
+    await h.sim!.fail(paymentId, 'lost');
+    h.sim!.behaviour.copies = 10;
+    const hint = { rechargeOrderId: orderId, paymentId, amount: 3, status: 'fail' };
+    // Hints (GetPayment says FAILED) racing signed "failed" callbacks, all at once.
+    const [hints, callbacks] = await Promise.all([
+      Promise.all(Array.from({ length: 10 }, () => call(old.internal, 'RechargeCallback', hint, asPaymentService()))),
+      h.sim!.fail(paymentId, 'concurrent'),
+    ]);
+    for (const a of hints) expect(a).to.deep.equal({ success: true });
+    for (const a of callbacks) expect(a.status).to.equal(200);
+    await h.drain();
+    expect((await h.probe.repositories.recharges.find(orderId))!.status).to.equal('failed');
+    const fired = await failures(h, user);
+    expect(fired).to.have.length(1);
+    expect(fired[0].data).to.include({ orderId, amount: '3.00' });
+    expect(await rechargeEntries(h, user)).to.equal(0);
+    await h.assertInvariant([user]);
+  });
+
+  it('keeps a closed order closed: a late "failed" report fires no recharge.failed', async () => {
+    const user = h.user('late-fail');
+    const { orderId, paymentId } = await order(user, 4);
+    expect((await h.sim!.close(paymentId)).map((r) => r.status)).to.deep.equal([200]);
+    expect((await h.sim!.fail(paymentId)).map((r) => r.status)).to.deep.equal([200]);
+    expect(
+      await call(old.internal, 'RechargeCallback', { rechargeOrderId: orderId, paymentId }, asPaymentService()),
+    ).to.deep.equal({ success: true });
+    await h.drain();
+    expect((await h.probe.repositories.recharges.find(orderId))!.status).to.equal('closed');
+    expect(await failures(h, user)).to.deep.equal([]);
+    await h.assertInvariant([user]);
   });
 
   it('validates a gRPC recharge like an HTTP one, and takes wechatpay over HTTP too', async () => {
