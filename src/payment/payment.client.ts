@@ -46,8 +46,12 @@ export class PaymentClient {
     return this.call('CreatePayment', req);
   }
 
-  getPayment(req: GetPaymentRequest): Promise<GetPaymentReply> {
-    return this.call('GetPayment', req);
+  /** The payment, or null when the payment service has none for it (its CreatePayment failed). */
+  getPayment(req: GetPaymentRequest): Promise<GetPaymentReply | null> {
+    return this.call<GetPaymentRequest, GetPaymentReply>('GetPayment', req).catch((err: unknown) => {
+      if ((err as { grpcCode?: number }).grpcCode === grpc.status.NOT_FOUND) return null;
+      throw err;
+    });
   }
 
   close(): void {

@@ -333,6 +333,8 @@ export class RechargeService {
    */
   async syncWithPaymentService(order: OrderRow): Promise<string> {
     const p = await this.payment.getPayment({ order_id: order.order_id });
+    // No payment there (its CreatePayment failed): nothing was paid, the order stays as it is.
+    if (p === null) return 'NOT_FOUND';
     if (p.status === 'SUCCESS') {
       const cents = microsToCents(BigInt(order.amount));
       if (cents === null || p.amount !== cents.toString() || p.currency !== order.currency) {

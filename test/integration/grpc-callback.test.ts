@@ -154,6 +154,23 @@ describe('gRPC Recharge and RechargeCallback (a callback is a hint)', function (
     await h.assertInvariant([user]);
   });
 
+  it('answers a hint for an order the payment service has no payment of as not paid (not as an outage)', async () => {
+    const user = h.user('no-payment');
+    h.sim!.behaviour = { ...h.sim!.behaviour, createPayment: 'fail' };
+    expect(await callFails(old.user, 'Recharge', { userId: user, amount: 2, paymentMethod: 'alipay' })).to.include({
+      billingCode: 10009,
+    });
+    h.sim!.reset();
+    const row = await h.probe.db('recharge_orders').where({ user_id: user }).first('order_id', 'status');
+    expect(row.status).to.equal('failed');
+    const hint = { rechargeOrderId: row.order_id, paymentId: 'pay_claimed', amount: 2, status: 'success' };
+    expect(await call(old.internal, 'RechargeCallback', hint, asPaymentService())).to.deep.equal({ success: false });
+    await h.drain();
+    expect((await h.probe.repositories.recharges.find(row.order_id))!.status).to.equal('failed');
+    expect(await failures(h, user)).to.have.length(1);
+    await h.assertInvariant([user]);
+  });
+
   it('validates a gRPC recharge like an HTTP one, and takes wechatpay over HTTP too', async () => {
     const user = h.user('validate');
     expect(await callFails(old.user, 'Recharge', { userId: user, amount: 0.001, paymentMethod: 'wechat' })).to.include({
