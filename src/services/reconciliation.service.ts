@@ -333,8 +333,12 @@ export class ReconciliationService {
           kind: 'pending_order',
           subject: order.order_id,
           before_value: 'pending',
-          after_value:
-            status === 'SUCCESS' ? 'paid (credit queued)' : status === 'MISMATCH' ? 'flagged for review' : 'closed',
+          after_value: {
+            SUCCESS: 'paid (credit queued)',
+            MISMATCH: 'flagged for review',
+            FAILED: 'failed',
+            CLOSED: 'closed',
+          }[status],
           repaired: status !== 'MISMATCH',
           note: `payment service says ${status}`,
         });

@@ -166,17 +166,32 @@ describe('reconciliation', function () {
     }
   });
 
-  it('completes an order whose callback was lost, and closes one the payment service closed', async () => {
+  it('completes an order whose callback was lost, closes one the payment service closed, fails a failed one', async () => {
     const user = h.user('lost-callback');
-    const paid = (await h.post('/api/v1/billing/recharge', { user_id: user, amount: '7.00', payment_method: 'alipay' }))
-      .body.data;
-    const closed = (
-      await h.post('/api/v1/billing/recharge', { user_id: user, amount: '9.00', payment_method: 'alipay' })
-    ).body.data;
+    const recharge = async (amount: string) =>
+      (await h.post('/api/v1/billing/recharge', { user_id: user, amount, payment_method: 'alipay' })).body.data;
+    const paid = await recharge('7.00');
+    const closed = await recharge('9.00');
+    const failed = await recharge('3.00');
     expect(await h.sim!.pay(paid.paymentId, 'lost')).to.deep.equal([]);
     h.sim!.payments.get(closed.paymentId)!.status = 'CLOSED';
+    expect(await h.sim!.fail(failed.paymentId, 'lost')).to.deep.equal([]);
     const summary = await run();
-    expect(summary).to.include({ orders_completed: 1, orders_closed: 1 });
+    expect(summary).to.include({ orders_completed: 1, orders_closed: 2 });
+    const repairs = await h.get(`/admin/v1/reconciliation/runs/${summary.id}`, {}, admin);
+    expect(
+      (repairs.body.data.repairs as { subject: string; after: string }[])
+        .filter((r) => r.subject === failed.orderId || r.subject === closed.orderId)
+        .map((r) => r.after)
+        .sort(),
+    ).to.deep.equal(['closed', 'failed']);
+    expect((await h.get(`/api/v1/billing/recharge/${failed.orderId}`, { user_id: user })).body.data.status).to.equal(
+      'failed',
+    );
+    const events = await h.get('/admin/v1/events', { user_id: user, type: 'recharge.failed' }, admin);
+    expect(events.body.data.events.map((e: { data: { orderId: string } }) => e.data.orderId)).to.deep.equal([
+      failed.orderId,
+    ]);
     await h.drain();
     const acct = await h.get('/api/v1/billing/account', { user_id: user });
     expect(acct.body.data.balance).to.equal('7.00');
