@@ -1,4 +1,5 @@
 import type { Db } from './database.js';
+import { GroupWriter } from '../lib/group-writer.js';
 
 export interface EndpointRow {
   id: string;
@@ -58,8 +59,14 @@ export class WebhookRepository {
     return n > 0;
   }
 
-  async recordAttempt(row: Omit<DeliveryRow, 'id' | 'created_at'>): Promise<void> {
-    await this.db('webhook_deliveries').insert(row);
+  /** Delivery attempts finished meanwhile are written together (one INSERT, one commit): see GroupWriter. */
+  private readonly attempts = new GroupWriter<Omit<DeliveryRow, 'id' | 'created_at'>>(async (rows) => {
+    await this.db('webhook_deliveries').insert(rows);
+  });
+
+  /** Resolves once the attempt is in MySQL. */
+  recordAttempt(row: Omit<DeliveryRow, 'id' | 'created_at'>): Promise<void> {
+    return this.attempts.add(row);
   }
 
   /** Newest first; `beforeId` pages on. */
