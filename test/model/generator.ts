@@ -33,20 +33,26 @@ export const HOSTILE_GRANT_IDS = ['G1', 'g1 ', 'g:{1}', ''];
 export const REFUND_IDS = ['f1', 'f2', 'f3'];
 export const HOSTILE_REFUND_IDS = ['f1 ', 'F1', 'f*?[1]'];
 
+export type Transport = 'http' | 'grpc';
+
 export type SimpleOp =
   | { t: 'check'; u: number; s: string; n: number }
   | { t: 'deduct'; u: number; r: string; s: string; n: number }
   | { t: 'reserve'; u: number; r: string; s: string; n: number; ttl: number }
-  | { t: 'commit'; u: number; r: string; n: number }
-  | { t: 'release'; u: number; r: string }
+  /**
+   * commit or release the hold made with request id `r`; `recent` k: the k-th most recent hold made
+   * instead (user and request id), if any (left out: none)
+   */
+  | { t: 'commit'; u: number; r: string; n: number; recent?: number | null }
+  | { t: 'release'; u: number; r: string; recent?: number | null }
   | { t: 'adjust'; u: number; k: string; micros: string }
   /** billing.v1 BillingInternalService CheckQuota and DeductQuota over gRPC (the same model operations) */
   | { t: 'grpc-check'; u: number; s: string; n: number }
   | { t: 'grpc-deduct'; u: number; r: string; s: string; n: number }
   /** BillingInternalService Reserve, CommitReservation, ReleaseReservation */
   | { t: 'grpc-reserve'; u: number; r: string; s: string; n: number; ttl: number }
-  | { t: 'grpc-commit'; u: number; r: string; n: number }
-  | { t: 'grpc-release'; u: number; r: string }
+  | { t: 'grpc-commit'; u: number; r: string; n: number; recent?: number | null }
+  | { t: 'grpc-release'; u: number; r: string; recent?: number | null }
   /** the account view: `GET /api/v1/billing/account` or BillingService GetAccount */
   | { t: 'account'; u: number; via: 'http' | 'grpc' }
   /**
@@ -58,9 +64,10 @@ export type SimpleOp =
   | { t: 'void'; u: number; g: string; recent: number | null }
   /**
    * a refund of the deduct made with request id `r`: `n` calls, null for the whole call; `recent` k:
-   * the runner refunds the k-th most recent deduct accepted instead (user and request id), if any
+   * the runner refunds the k-th most recent deduct accepted instead (user and request id), if any;
+   * `via` grpc: BillingInternalService Refund (count 0 is the whole call there; left out: http)
    */
-  | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null }
+  | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null; via?: Transport }
   /** `GET /api/v1/billing/alerts`: the thresholds in force (read-only, so also inside groups) */
   | { t: 'get-alerts'; u: number };
 
@@ -100,9 +107,33 @@ export type Op =
   | SettingOp
   | BatchOp
   | { t: 'group'; ops: SimpleOp[] }
-  | { t: 'recharge'; u: number; micros: string }
-  /** order: index among the orders created so far (none: an unknown order id) */
-  | { t: 'callback'; order: number; pay: 'real' | 'other'; amount: 'right' | 'wrong'; copies: 1 | 2 }
+  /**
+   * `POST /recharge` or gRPC `Recharge` (left out: http); `create` fail: the payment service refuses
+   * CreatePayment (503 / 10009, the order failed, recharge.failed)
+   */
+  | { t: 'recharge'; u: number; micros: string; via?: Transport; create?: 'ok' | 'fail' }
+  /**
+   * a signed callback; order: index among the orders created so far (none: an unknown order id);
+   * status: what it reports (left out: success)
+   */
+  | {
+      t: 'callback';
+      order: number;
+      pay: 'real' | 'other';
+      amount: 'right' | 'wrong';
+      copies: 1 | 2;
+      status?: 'success' | 'failed' | 'closed';
+    }
+  /** the payment service settles a pending payment and its callback is lost (GetPayment knows) */
+  | { t: 'settle'; order: number; result: 'SUCCESS' | 'FAILED' | 'CLOSED' }
+  /**
+   * `POST /admin/v1/reconciliation/runs`, followed to its end: it checks every account changed and
+   * every pending order of the database (other sequences' too), so the runner learns from MySQL which
+   * of this sequence's settled payments it reached; `full`: the full audit (every account)
+   */
+  | { t: 'reconcile'; full?: boolean }
+  /** gRPC RechargeCallback: a hint, confirmed by GetPayment; `pay` the payment id it names */
+  | { t: 'hint'; order: number; pay: 'real' | 'other'; copies: 1 | 2 }
   | { t: 'advance'; ms: number }
   /** the worker role stops, the ops run, the worker starts again */
   | { t: 'worker-down'; ops: SegmentOp[] }
@@ -159,6 +190,8 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
   const s = fc.constantFrom(...SERVICES);
   const n = fc.integer({ min: 1, max: 4 });
   const ttl = fc.constantFrom(60, 600, 3600);
+  // Commits and releases mostly name a recent hold (so that they meet one), sometimes the ids as drawn.
+  const recent = fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 3 }) }, fc.constant(null));
   const checkCount = o.overCap ? fc.oneof(n, n, n, fc.constant(10_001)) : n;
   const simple: fc.Arbitrary<SimpleOp> = fc.oneof(
     {
@@ -175,16 +208,25 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
       weight: 4,
       arbitrary: fc.record({ t: fc.constant('reserve' as const), u, r, s, n, ttl }),
     },
-    { weight: 3, arbitrary: fc.record({ t: fc.constant('commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }) }) },
-    { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), u, r }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({ t: fc.constant('commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }), recent }),
+    },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), u, r, recent }) },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('grpc-check' as const), u, s, n: checkCount }) },
     { weight: 4, arbitrary: fc.record({ t: fc.constant('grpc-deduct' as const), u, r, s, n }) },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('grpc-reserve' as const), u, r, s, n, ttl }) },
     {
       weight: 2,
-      arbitrary: fc.record({ t: fc.constant('grpc-commit' as const), u, r, n: fc.integer({ min: 0, max: 5 }) }),
+      arbitrary: fc.record({
+        t: fc.constant('grpc-commit' as const),
+        u,
+        r,
+        n: fc.integer({ min: 0, max: 5 }),
+        recent,
+      }),
     },
-    { weight: 1, arbitrary: fc.record({ t: fc.constant('grpc-release' as const), u, r }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('grpc-release' as const), u, r, recent }) },
     {
       weight: 2,
       arbitrary: fc.record({
@@ -256,6 +298,8 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
         t: fc.constant('recharge' as const),
         u,
         micros: fc.constantFrom('10000', '1000000', '2500000'),
+        via: fc.constantFrom('http' as const, 'grpc' as const),
+        create: fc.constantFrom('ok' as const, 'ok' as const, 'ok' as const, 'ok' as const, 'fail' as const),
       }),
     },
     {
@@ -266,7 +310,35 @@ export function sequenceArb(o: GenOptions): fc.Arbitrary<Sequence> {
         pay: fc.constantFrom('real' as const, 'other' as const),
         amount: fc.constantFrom('right' as const, 'right' as const, 'wrong' as const),
         copies: fc.constantFrom(1 as const, 2 as const),
+        status: fc.constantFrom(
+          'success' as const,
+          'success' as const,
+          'success' as const,
+          'failed' as const,
+          'closed' as const,
+        ),
       }),
+    },
+    {
+      weight: 14,
+      arbitrary: fc.record({
+        t: fc.constant('settle' as const),
+        order: fc.integer({ min: 0, max: 5 }),
+        result: fc.constantFrom('SUCCESS' as const, 'SUCCESS' as const, 'FAILED' as const, 'CLOSED' as const),
+      }),
+    },
+    {
+      weight: 12,
+      arbitrary: fc.record({
+        t: fc.constant('hint' as const),
+        order: fc.integer({ min: 0, max: 5 }),
+        pay: fc.constantFrom('real' as const, 'real' as const, 'other' as const),
+        copies: fc.constantFrom(1 as const, 2 as const),
+      }),
+    },
+    {
+      weight: 6,
+      arbitrary: fc.record({ t: fc.constant('reconcile' as const), full: fc.constantFrom(false, false, false, true) }),
     },
     {
       weight: 20,
@@ -358,7 +430,18 @@ function moneyArbs(
       }),
     },
     { weight: 1, arbitrary: fc.record({ t: fc.constant('void' as const), u, g, recent }) },
-    { weight: 5, arbitrary: fc.record({ t: fc.constant('refund' as const), u, f, r, n, recent }) },
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        t: fc.constant('refund' as const),
+        u,
+        f,
+        r,
+        n,
+        recent,
+        via: fc.constantFrom('http' as const, 'http' as const, 'grpc' as const),
+      }),
+    },
   );
 }
 
@@ -410,7 +493,7 @@ export function countOps(ops: Op[]): number {
     if (op.t === 'group') n += op.ops.length;
     else if (op.t === 'deduct-batch' || op.t === 'check-batch') n += op.items.length;
     else if (op.t === 'worker-down' || op.t === 'worker-kill' || op.t === 'mysql-outage') n += countOps(op.ops);
-    else if (op.t === 'callback') n += op.copies;
+    else if (op.t === 'callback' || op.t === 'hint') n += op.copies;
     else n++;
   }
   return n;
@@ -425,8 +508,11 @@ export function countKinds(ops: Op[], into: Record<string, number>): Record<stri
     else if (op.t === 'deduct-batch') add(`deduct-batch-${op.via}`, op.items.length);
     else if (op.t === 'check-batch') add('check-batch', op.items.length);
     else if (op.t === 'account') add(`account-${op.via}`);
-    else if (op.t === 'callback') add('callback', op.copies);
-    else if (op.t === 'advance' || op.t === 'lose-enqueue' || op.t === 'redis-restart') continue;
+    else if (op.t === 'callback') add(`callback-${op.status ?? 'success'}`, op.copies);
+    else if (op.t === 'hint') add('hint-grpc', op.copies);
+    else if (op.t === 'reconcile') add(op.full ? 'reconcile-full' : 'reconcile');
+    else if (op.t === 'refund' || op.t === 'recharge') add(`${op.t}-${op.via ?? 'http'}`);
+    else if (op.t === 'advance' || op.t === 'settle' || op.t === 'lose-enqueue' || op.t === 'redis-restart') continue;
     else add(op.t);
   }
   return into;

@@ -91,6 +91,8 @@ export interface ModelRecord {
   free: number;
   paid: number;
   amount: bigint;
+  /** the model clock when the call was charged (the deduct, the commit): the record's `createdAt` */
+  at: number;
 }
 
 /** Spending order (SPEC 14): priority (lower first), earliest expiry (none last), oldest, then id. */
@@ -103,7 +105,14 @@ function spendingOrder(a: ModelGrant, b: ModelGrant): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
-function record(requestId: string, service: string, free: number, paid: number, amount: bigint): ModelRecord {
+function record(
+  requestId: string,
+  service: string,
+  free: number,
+  paid: number,
+  amount: bigint,
+  at: number,
+): ModelRecord {
   return {
     requestId,
     service,
@@ -112,6 +121,7 @@ function record(requestId: string, service: string, free: number, paid: number, 
     free,
     paid,
     amount,
+    at,
   };
 }
 
@@ -187,7 +197,13 @@ export interface ModelOrder {
   status: 'pending' | 'paid' | 'failed' | 'closed';
   paymentId: string | null;
   flagged: boolean;
+  /** the payment at the payment service (what GetPayment says); null: none (CreatePayment failed) */
+  payment: PaymentStatus | null;
+  /** recharge.failed fired (once per order) */
+  failedFired: boolean;
 }
+
+export type PaymentStatus = 'PENDING' | 'SUCCESS' | 'FAILED' | 'CLOSED';
 
 export interface ModelState {
   now: number;
@@ -195,6 +211,10 @@ export interface ModelState {
   orders: Map<string, ModelOrder>;
   /** alert settings by user (null: the default); kept apart from accounts: setting them writes no account */
   alerts: Map<string, { balanceLow: bigint | null; quotaLowPercent: number | null }>;
+}
+
+function newOrder(userId: string, amount: bigint): ModelOrder {
+  return { userId, amount, status: 'pending', paymentId: null, flagged: false, payment: null, failedFired: false };
 }
 
 function emptyAccount(): ModelAccount {
@@ -550,7 +570,7 @@ export class BillingModel {
     const { parts, rest } = this.takeFromGrants(acct, q.amount, this.state.now, false);
     acct.balance -= rest;
     this.addSpent(acct, period, this.dayOfMonth(), q.amount);
-    acct.records.push(record(requestId, serviceName, q.free, q.paid, q.amount));
+    acct.records.push(record(requestId, serviceName, q.free, q.paid, q.amount, this.state.now));
     acct.deducts.set(requestId, {
       service: serviceName,
       free: q.free,
@@ -665,7 +685,7 @@ export class BillingModel {
     a.balance -= rest;
     this.addSpent(a, h.period, h.day, amount - h.amount);
     // A commit of 0 calls is a release by another name: no call, no record (choice).
-    if (count > 0) a.records.push(record(requestId!, h.service, free, paid, amount));
+    if (count > 0) a.records.push(record(requestId!, h.service, free, paid, amount, this.state.now));
     h.state = 'committed';
     this.balanceAlarms(userId, a);
     const answer = {
@@ -994,15 +1014,29 @@ export class BillingModel {
 
   /** POST /recharge (SPEC 5): a pending order; nothing moves until it is paid. */
   createOrder(orderKey: string, userId: string, amount: bigint): Answer {
-    this.state.orders.set(orderKey, { userId, amount, status: 'pending', paymentId: null, flagged: false });
+    this.state.orders.set(orderKey, { ...newOrder(userId, amount), payment: 'PENDING' });
     return { ok: { status: 'pending', amount: formatMicros(amount), userId } };
+  }
+
+  /** POST /recharge while the payment service refuses CreatePayment: 10009, the order failed (SPEC 5). */
+  createOrderFailing(orderKey: string, userId: string, amount: bigint): Answer {
+    this.state.orders.set(orderKey, newOrder(userId, amount));
+    this.endOrder(orderKey, 'failed');
+    return { code: 10009 };
+  }
+
+  /** The payment service settles a pending payment (no callback yet): what GetPayment says from now on. */
+  settlePayment(orderKey: string, status: Exclude<PaymentStatus, 'PENDING'>): void {
+    const o = this.state.orders.get(orderKey)!;
+    if (o.payment === 'PENDING') o.payment = status;
   }
 
   /**
    * POST /callback (SPEC 6), signed: unknown order 10003; amount different 10005 (flagged, not
-   * credited); paid by this payment 200; paid by another 10004; otherwise success credits exactly once.
+   * credited); paid by this payment 200; paid by another 10004; a failed or closed payment ends an
+   * unpaid order (choice: a closed order stays closed); otherwise success credits exactly once.
    */
-  callback(orderKey: string, paymentId: string, amount: bigint): Answer {
+  callback(orderKey: string, paymentId: string, amount: bigint, status: 'success' | 'failed' | 'closed'): Answer {
     const o = this.state.orders.get(orderKey);
     if (!o) return { code: 10003 };
     if (amount !== o.amount) {
@@ -1010,6 +1044,59 @@ export class BillingModel {
       return { code: 10005 };
     }
     if (o.status === 'paid') return o.paymentId === paymentId ? { ok: {} } : { code: 10004 };
+    if (status !== 'success') this.endOrder(orderKey, status);
+    else this.credit(orderKey, paymentId);
+    return { ok: {} };
+  }
+
+  /**
+   * gRPC RechargeCallback (a hint, SPEC 11): nothing is taken from it but the order; GetPayment says
+   * what happened. Unknown order 10003; paid: as a callback; no payment there or still pending: not
+   * paid (success false); paid there: credited with that payment (`paidBy`, the payment service's id,
+   * whatever the hint names); failed or closed there: the order ends.
+   */
+  hint(orderKey: string, paymentId: string, paidBy: string): Answer {
+    const o = this.state.orders.get(orderKey);
+    if (!o) return { code: 10003 };
+    if (o.status === 'paid')
+      return o.paymentId === paymentId ? { ok: { success: true, outcome: 'already_paid' } } : { code: 10004 };
+    if (o.payment === null || o.payment === 'PENDING') return { ok: { success: false, outcome: 'not_paid' } };
+    if (o.payment === 'SUCCESS') {
+      this.credit(orderKey, paidBy);
+      return { ok: { success: true, outcome: 'queued' } };
+    }
+    this.endOrder(orderKey, o.payment === 'FAILED' ? 'failed' : 'closed');
+    return { ok: { success: true, outcome: 'closed' } };
+  }
+
+  /**
+   * A reconciliation run's check of a pending order (GetPayment, as a hint does): whether it would
+   * change anything (a payment settled at the payment service), and if `apply`, the change.
+   */
+  reconcileOrder(orderKey: string, paidBy: string, apply: boolean): boolean {
+    const o = this.state.orders.get(orderKey)!;
+    if (o.status !== 'pending' || o.payment === null || o.payment === 'PENDING') return false;
+    if (apply) this.hint(orderKey, paidBy, paidBy);
+    return true;
+  }
+
+  /** An unpaid order ends: failed (recharge.failed, once) or closed; a closed one stays closed. */
+  private endOrder(orderKey: string, status: 'failed' | 'closed'): void {
+    const o = this.state.orders.get(orderKey)!;
+    if (o.status !== 'pending' && o.status !== 'failed') return;
+    o.status = status;
+    if (status !== 'failed' || o.failedFired) return;
+    o.failedFired = true;
+    // The event only: no account is written (SPEC 10.5 counts none as lasting).
+    this.account(o.userId).events.push({
+      type: 'recharge.failed',
+      data: { orderId: orderKey, amount: formatMicros(o.amount) },
+    });
+  }
+
+  /** The order is paid by this payment and its amount credited, once. */
+  private credit(orderKey: string, paymentId: string): void {
+    const o = this.state.orders.get(orderKey)!;
     o.status = 'paid';
     o.paymentId = paymentId;
     const a = this.account(o.userId);
@@ -1017,7 +1104,6 @@ export class BillingModel {
     a.written = true;
     a.events.push({ type: 'recharge.paid', data: { orderId: orderKey, amount: formatMicros(o.amount) } });
     this.balanceAlarms(o.userId, a);
-    return { ok: {} };
   }
 
   /**

@@ -133,6 +133,9 @@ async function main(): Promise<number> {
         `groups with several explaining orders: ${s.ambiguousGroups}`,
     );
     console.log(`answers by kind ('ok' or the code): ${JSON.stringify(s.outcomes)}`);
+    console.log(
+      `orders a reconciliation run completed or ended (payment settled, callback lost): ${s.reconciledOrders}`,
+    );
     await env.stop();
   }
   return failed ? 1 : 0;
