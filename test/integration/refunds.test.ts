@@ -364,6 +364,14 @@ describe('refunds over gRPC', function () {
       const bad = await callFails(full.internal, 'Refund', { refundId: '', userId: user, requestId: 'g1' });
       expect(bad).to.include({ code: grpc.status.INVALID_ARGUMENT, billingCode: 40000 });
       await h.drain();
+      // The record shows what was given back over gRPC too (SPEC 14), with the price it was charged at.
+      const listed = await call(full.user, 'ListRecords', { userId: user });
+      expect(listed.records[0]).to.include({
+        id: d.recordId,
+        refundedCount: 2,
+        refundedAmountDecimal: '0.50',
+        unitPriceDecimal: '0.50',
+      });
       await h.assertInvariant([user]);
     } finally {
       full.user.close();

@@ -202,7 +202,10 @@ function newestFirst(c: Ctx, view: string, times: string[], oldestFirst = false)
   if (i > 0) c.fail(`${c.user}: ${view}: ${times[i - 1]} listed before ${times[i]}`);
 }
 
-/** gRPC ListRecords, page by page (offset paging): the same records, type as 1 free, 2 balance, 3 mixed. */
+/**
+ * gRPC ListRecords, page by page (offset paging): the same records, type as 1 free, 2 balance, 3 mixed,
+ * with what refunds gave back; a paid record's unit price × paid calls is its amount.
+ */
 async function compareGrpcRecords(c: Ctx): Promise<void> {
   const types: Record<number, string> = { 1: 'free', 2: 'balance', 3: 'mixed' };
   const got: any[] = [];
@@ -216,8 +219,15 @@ async function compareGrpcRecords(c: Ctx): Promise<void> {
   const times = got.map((r) => at(r.createdAt));
   newestFirst(c, 'gRPC ListRecords', times);
   const row = (r: any) => [r.id, r.requestId, r.serviceName, types[r.type], r.count, r.freeCount, r.paidCount];
-  const seen = got.map((r) => show([...row(r), r.amountDecimal, at(r.createdAt)]));
-  const want = c.a.records.map((r) => recordRow(c, r, true, false));
+  for (const r of got)
+    if (r.paidCount > 0 && parseMicros(r.unitPriceDecimal)! * BigInt(r.paidCount) !== parseMicros(r.amountDecimal))
+      c.fail(
+        `${c.user}: gRPC ListRecords: ${r.id} unit price ${r.unitPriceDecimal} × ${r.paidCount} is not ${r.amountDecimal}`,
+      );
+  const seen = got.map((r) =>
+    show([...row(r), r.amountDecimal, at(r.createdAt), r.refundedCount, r.refundedAmountDecimal]),
+  );
+  const want = c.a.records.map((r) => recordRow(c, r, true));
   expectRows(c, 'gRPC ListRecords', seen, want);
 }
 
