@@ -9,7 +9,7 @@
  *      (at most webhooks.max_per_second_per_endpoint each: set WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT).
  *
  * The api, the worker and the webhooks process are processes of their own, as `npm start` runs them
- * (the webhooks process at its lower CPU priority, webhooks.nice; BENCH_WEBHOOKS_IN_WORKER=1 delivers
+ * (the webhooks process at its lower CPU priority and idle class, webhooks.nice and sched_idle; BENCH_WEBHOOKS_IN_WORKER=1 delivers
  * from the worker instead, the shape before; BENCH_DELIVERY_REDIS=1 puts the delivery queues on a Redis of
  * their own, webhooks.redis_url, at the same priority). The receivers (bench/webhook-receiver.ts) stand for other
  * hosts: they run at the lowest CPU priority (nice 19), so that receiving costs the service's cores as
@@ -27,7 +27,7 @@
  * A gateway seldom saturates its billing service; at a fixed pace below saturation, what delivering
  * adds to a deduct's latency is what it takes from the CPU the gateway path needs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,6 +48,15 @@ const ENDPOINTS = 10;
 const IN_WORKER = process.env.BENCH_WEBHOOKS_IN_WORKER === '1';
 /** BENCH_DELIVERY_REDIS=1: the delivery queues on a Redis of their own (webhooks.redis_url), at webhooks.nice */
 const DELIVERY_REDIS = process.env.BENCH_DELIVERY_REDIS === '1';
+
+/**
+ * The webhooks process moves itself to SCHED_IDLE unless WEBHOOKS_SCHED_IDLE=false (webhooks.sched_idle);
+ * the delivery Redis, delivery work only, is put in the same class here.
+ */
+const SCHED_IDLE = process.env.WEBHOOKS_SCHED_IDLE !== 'false';
+function idleCpu(pid: number): void {
+  execFileSync('chrt', ['-a', '-i', '-p', '0', String(pid)]);
+}
 
 const children: ChildProcess[] = [];
 function start(script: string, env: Record<string, string>, nice = 0, nodeArgs: string[] = []): Promise<string> {
@@ -123,6 +132,7 @@ async function main() {
       );
       processes.webhooks = children[children.length - 1].pid;
     }
+    if (SCHED_IDLE && deliveryRedis) idleCpu(deliveryRedis.process.pid!);
     processes.receivers = children[0].pid;
     processes.redis = redis.process.pid;
     if (deliveryRedis) processes.deliveryRedis = deliveryRedis.process.pid;
@@ -317,7 +327,9 @@ async function main() {
       users: USERS,
       seconds: SECONDS,
       concurrency: CONCURRENCY,
-      deliveredBy: IN_WORKER ? 'the worker' : `a webhooks process of its own (nice ${process.env.WEBHOOKS_NICE ?? 10})`,
+      deliveredBy: IN_WORKER
+        ? 'the worker'
+        : `a webhooks process of its own (nice ${process.env.WEBHOOKS_NICE ?? 10}${SCHED_IDLE ? ', idle class' : ''})`,
       deliveryQueues: deliveryRedis ? 'a Redis of their own (same nice)' : 'the counters’ Redis',
       phases: [without, withEndpoints],
       cpuSecondsPerPhase: { a: cpuA, b: cpuB },

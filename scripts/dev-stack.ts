@@ -155,7 +155,8 @@ async function start(): Promise<void> {
     `  API               ${api.url}   (gateway token: ${gatewayToken}; ${api.processes} processes)`,
     `  gRPC              ${api.grpcAddress}   (billing.v1; the gateway token as metadata)`,
     webhooks
-      ? `  Webhooks          delivered by their own process (pid ${webhooks.pid}, nice ${config.webhooks.nice})`
+      ? `  Webhooks          delivered by their own process (pid ${webhooks.pid}, nice ${config.webhooks.nice}` +
+        `${config.webhooks.schedIdle ? ', idle class' : ''})`
       : '  Webhooks          delivered by the worker (WEBHOOKS_OWN_PROCESS=false)',
     `  Admin API         ${api.url}/admin/v1   (admin token: ${adminToken})`,
     `  Bull Board        ${api.url}/admin/queues   (${config.auth.boardUser} / ${boardPassword})`,

@@ -87,6 +87,8 @@ export interface Config {
     readonly ownProcess: boolean;
     /** the CPU priority (nice, 0-19) that webhooks process lowers itself to */
     readonly nice: number;
+    /** that process also moves itself to the SCHED_IDLE scheduling class (Linux) */
+    readonly schedIdle: boolean;
     /** the Redis of the delivery queues (null: the Redis of the counters, redis.url) */
     readonly redisUrl: string | null;
   };
@@ -255,6 +257,9 @@ const schema = Joi.object({
     own_process: Joi.boolean().default(false),
     // that process's CPU priority: on shared cores, delivering yields to the gateway path and persistence
     nice: Joi.number().integer().min(0).max(19).default(10),
+    // and, on Linux, its scheduling class: SCHED_IDLE (through `chrt`) runs it only on CPU the gateway
+    // path, persistence and the databases leave idle; under sustained saturation deliveries wait
+    sched_idle: Joi.boolean().default(true),
     // the delivery queues' Redis: a burst of deliveries then never queues behind or ahead of the
     // counters' scripts on one Redis thread (null: redis.url). One server; not a cluster.
     redis_url: Joi.string()
@@ -295,6 +300,7 @@ const ENV_KEYS: Record<string, string[]> = {
   WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT: ['webhooks', 'max_per_second_per_endpoint'],
   WEBHOOKS_OWN_PROCESS: ['webhooks', 'own_process'],
   WEBHOOKS_NICE: ['webhooks', 'nice'],
+  WEBHOOKS_SCHED_IDLE: ['webhooks', 'sched_idle'],
   WEBHOOKS_REDIS_URL: ['webhooks', 'redis_url'],
   GATEWAY_TOKEN: ['auth', 'gateway_token'],
   ADMIN_TOKEN: ['auth', 'admin_token'],
@@ -547,6 +553,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       maxPerSecondPerEndpoint: v.webhooks.max_per_second_per_endpoint,
       ownProcess: v.webhooks.own_process,
       nice: v.webhooks.nice,
+      schedIdle: v.webhooks.sched_idle,
       redisUrl: v.webhooks.redis_url,
     },
     defaultedSecrets,

@@ -1,7 +1,7 @@
 import { getPriority } from 'node:os';
 import { expect } from 'chai';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
-import { spawnRole, exited } from '../support/processes.js';
+import { spawnRole, exited, schedulingClasses } from '../support/processes.js';
 import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
 import { runMaintenance } from '../support/money.js';
 import { OwnServers, runLoad, settle, assertExactlyOnce, type Call } from './support.js';
@@ -113,6 +113,7 @@ describe('events under faults (SPEC 13)', function () {
       const hooks = children[children.length - 1];
       await rx.waitFor(() => rx.at('/apart').length > 0, 60_000, 'a first delivery');
       expect(getPriority(hooks.pid!)).to.equal(7);
+      expect(new Set(schedulingClasses(hooks.pid!))).to.deep.equal(new Set(['idle']));
       // Killed while its first attempts wait on a receiver that does not answer them; another takes over.
       hooks.kill('SIGKILL');
       await exited(hooks);

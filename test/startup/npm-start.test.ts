@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { getPriority, tmpdir } from 'node:os';
+import { schedulingClasses } from '../support/processes.js';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
@@ -167,10 +168,11 @@ describe('npm start', function () {
     // The simulator's control URL in the banner answers.
     const control = /control API (\S+)/.exec(banner)![1];
     expect((await fetch(`${control}/payments`)).status).to.equal(200);
-    // Webhook deliveries run in a process of their own, at a lower CPU priority.
-    const webhooks = /Webhooks\s+delivered by their own process \(pid (\d+), nice 10\)/.exec(banner);
+    // Webhook deliveries run in a process of their own, at a lower CPU priority, in the idle class.
+    const webhooks = /Webhooks\s+delivered by their own process \(pid (\d+), nice 10, idle class\)/.exec(banner);
     expect(webhooks, banner).not.to.equal(null);
     expect(getPriority(Number(webhooks![1]))).to.equal(10);
+    expect(new Set(schedulingClasses(Number(webhooks![1])))).to.deep.equal(new Set(['idle']));
 
     process.kill(-stack.npm.pid!, 'SIGINT');
     await allStopped(dataDir);

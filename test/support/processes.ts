@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Runs a role of the service as its own Node process (`src/main/<role>.ts`) with the given env. */
 export function spawnRole(
@@ -21,5 +22,19 @@ export function exited(child: ChildProcess, timeoutMs = 60_000): Promise<string>
       clearTimeout(timer);
       resolve(String(signal ?? code));
     });
+  });
+}
+
+/**
+ * The scheduling class of each thread of a process (Linux: field 41 of /proc/<pid>/task/<tid>/stat),
+ * by name: 'other' (SCHED_OTHER), 'idle' (SCHED_IDLE), or the policy's number.
+ */
+export function schedulingClasses(pid: number): string[] {
+  const names: Record<string, string> = { '0': 'other', '5': 'idle' };
+  return readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    // Fields after the command (which may hold spaces) start at field 3.
+    const policy = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3];
+    return names[policy] ?? policy;
   });
 }

@@ -63,6 +63,15 @@ describe('config', () => {
     }
   });
 
+  it('runs the webhooks process in the idle CPU class unless WEBHOOKS_SCHED_IDLE=false', () => {
+    expect(loadConfig({}).webhooks).to.include({ nice: 10, schedIdle: true });
+    expect(loadConfig({ WEBHOOKS_SCHED_IDLE: 'false' }).webhooks.schedIdle).to.equal(false);
+    expect(() => loadConfig({ WEBHOOKS_SCHED_IDLE: 'sometimes' }))
+      .to.throw(ConfigError)
+      .with.property('message')
+      .that.matches(/WEBHOOKS_SCHED_IDLE \/ webhooks\.sched_idle/);
+  });
+
   it('refuses to start in production on a default or empty secret', () => {
     const env = {
       NODE_ENV: 'production',
