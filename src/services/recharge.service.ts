@@ -181,9 +181,8 @@ export class RechargeService {
       });
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
-      await this.orders.finish(orderId, 'failed', reason);
       this.logger.warn({ orderId, err: reason }, 'CreatePayment failed; order marked failed');
-      await this.failed(orderId, reason);
+      await this.end(orderId, 'failed', reason);
       throw err instanceof AppError ? err : new AppError('PAYMENT_UNAVAILABLE', 'payment service unavailable');
     }
     return this.view((await this.orders.find(orderId))!);
