@@ -6,6 +6,7 @@ import { setInterval } from 'node:timers';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { withServiceNodeOptions } from './node-options.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
@@ -15,6 +16,8 @@ if (!existsSync(join(root, 'node_modules', '.package-lock.json'))) {
 }
 const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'dev-stack.ts')], {
   cwd: root,
+  // Inherited by every Node process of the stack (the API processes, the webhooks process).
+  env: { ...process.env, NODE_OPTIONS: withServiceNodeOptions(process.env.NODE_OPTIONS) },
   stdio: 'inherit',
 });
 // npm passes SIGINT / SIGTERM to us (the start script execs node); a terminal's Ctrl-C reaches the

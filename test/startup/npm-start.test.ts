@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { getPriority, tmpdir } from 'node:os';
 import { schedulingClasses } from '../support/processes.js';
+import { SERVICE_NODE_OPTIONS } from '../../scripts/node-options.mjs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
@@ -173,6 +174,9 @@ describe('npm start', function () {
     expect(webhooks, banner).not.to.equal(null);
     expect(getPriority(Number(webhooks![1]))).to.equal(10);
     expect(new Set(schedulingClasses(Number(webhooks![1])))).to.deep.equal(new Set(['idle']));
+    // The stack's Node flags (scripts/node-options.mjs) reach the processes it starts, as NODE_OPTIONS.
+    const environ = readFileSync(`/proc/${webhooks![1]}/environ`, 'utf8').split('\0');
+    expect(environ).to.include(`NODE_OPTIONS=${SERVICE_NODE_OPTIONS}`);
 
     process.kill(-stack.npm.pid!, 'SIGINT');
     await allStopped(dataDir);
