@@ -7,23 +7,28 @@
  * generator's own jitter. Results: a table on stdout and JSON under bench/results/.
  *
  * Env: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_SATURATE_SECONDS (30), BENCH_RECORDS (10000000),
- * BENCH_CONNECTIONS (64), BENCH_ONLY=transports (only the HTTP / gRPC / batch comparison, minutes).
+ * BENCH_CONNECTIONS (64), BENCH_SUSTAIN_SECONDS (60), BENCH_ONLY=transports (only the HTTP / gRPC / batch
+ * comparison and the sustained batches, about 10 minutes).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedis, startMariaDb, freePort, ensurePackages } from '../scripts/local-servers.js';
 import { createDatabase, migrateLatest } from '../src/repositories/database.js';
+import { balancesWithLedgerSum } from '../src/repositories/ledger-sum.js';
+import type { Knex } from 'knex';
 import { encodeCursor } from '../src/services/usage.service.js';
 import { loadBillingRoot } from '../proto/billing/v1/billing.grpc.js';
+import { withServiceNodeOptions } from '../scripts/node-options.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SATURATE = Number(process.env.BENCH_SATURATE_SECONDS ?? 30);
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 10_000_000);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const SUSTAIN = Number(process.env.BENCH_SUSTAIN_SECONDS ?? 60);
 const ONLY_TRANSPORTS = process.env.BENCH_ONLY === 'transports';
 /** Connections for the fixed-rate runs: enough that a slow answer rarely leaves a send slot unused. */
 const PACED_CONNECTIONS = 16;
@@ -45,8 +50,9 @@ interface LoadResult {
 
 const children: ChildProcess[] = [];
 function start(script: string, env: Record<string, string>): Promise<ChildProcess> {
+  // Every server (ours, the bare route, the original design) with the Node flags the service runs with.
   const child = spawn(process.execPath, ['--import', 'tsx', script], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, NODE_OPTIONS: withServiceNodeOptions(process.env.NODE_OPTIONS), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
@@ -129,9 +135,13 @@ function wrk(
   });
 }
 
+/** The C gRPC unary load generator (bench/grpc-load.c), built by main() into the bench's folder. */
+let grpcLoadC = '';
+
 /**
- * One gRPC load run (bench/grpc-load.ts in its own process): unary calls kept `concurrency` in flight,
- * or `concurrency` DeductStreams. Answers per second, and the server's CPU per answer.
+ * One gRPC load run in its own process: unary calls kept `concurrency` in flight by the C client
+ * (a fresh request id per call, at wrk's cost per call), or `concurrency` DeductStreams by the
+ * grpc-js client (bench/grpc-load.ts). Answers per second, and the server's CPU per answer.
  */
 type GrpcOp = 'check' | 'deduct' | 'stream';
 type GrpcResult = { requests: number; errors: number; cpuUsPerRequest: number };
@@ -143,9 +153,14 @@ function grpcLoad(
   server: ChildProcess,
 ): Promise<GrpcResult> {
   const cpuBefore = cpuMs(server);
-  const load = [address, op, String(seconds), String(concurrency), TOKEN, String(USERS)];
-  const args = ['--import', 'tsx', 'bench/grpc-load.ts', ...load];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const load = [op, String(seconds), String(concurrency), TOKEN, String(USERS)];
+  const [host, port] = address.split(':');
+  const child =
+    op === 'stream'
+      ? spawn(process.execPath, ['--import', 'tsx', 'bench/grpc-load.ts', address, ...load], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        })
+      : spawn(grpcLoadC, [host, port, ...load], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {
@@ -185,7 +200,7 @@ function h2loadCheck(address: string, seconds: number, streams: number, frameFil
 }
 
 /** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
-function cpuMs(child: ChildProcess): number {
+function cpuMs(child: { pid?: number }): number {
   const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
@@ -198,15 +213,57 @@ async function pending(redis: Redis): Promise<number> {
   return n;
 }
 
+/** Waits until every journaled change is persisted (acknowledged after its MySQL commit); the wait in ms. */
+async function drained(redis: Redis, limitMs = 120_000): Promise<number> {
+  const t0 = Date.now();
+  while ((await pending(redis)) > 0 && Date.now() - t0 < limitMs) await new Promise((r) => setTimeout(r, 100));
+  return Date.now() - t0;
+}
+
+/**
+ * SPEC 7 for the bench's users, once persistence drained: Redis = MySQL for the balance and for the free
+ * calls used each month, and the MySQL balance = the sum of the ledger. The mismatches, described.
+ */
+async function moneyHolds(redis: Redis, db: Knex): Promise<string[]> {
+  const wrong: string[] = [];
+  const accounts = await balancesWithLedgerSum(db).where('a.user_id', 'like', 'bench%');
+  for (const a of accounts) {
+    const inRedis = await redis.hget(`bench:{${a.user_id}}:acct`, 'bal');
+    if (String(a.balance) !== String(a.ledger_sum)) wrong.push(`${a.user_id}: balance ${a.balance} ≠ ledger`);
+    if (inRedis !== null && inRedis !== String(a.balance)) wrong.push(`${a.user_id}: Redis balance ${inRedis}`);
+  }
+  const used = await db('quota_usage')
+    .where('user_id', 'like', 'bench%')
+    .select('user_id', 'period', 'service_name', 'used');
+  const stored = new Map(used.map((u) => [`${u.user_id}/${u.period}/${u.service_name}`, String(u.used)]));
+  for await (const keys of redis.scanStream({ match: 'bench:{bench*}:q:*', count: 1000 }) as AsyncIterable<string[]>) {
+    for (const key of keys) {
+      const [, user, period] = /^bench:\{(.+)\}:q:(\d{6})$/.exec(key) ?? [];
+      if (!user) continue;
+      for (const [service, n] of Object.entries(await redis.hgetall(key))) {
+        if (service.startsWith('$')) continue; // spending of the month and day, not calls
+        const inMysql = stored.get(`${user}/${period}/${service}`) ?? '0';
+        if (inMysql !== n) wrong.push(`${user} ${period} ${service}: ${n} calls used in Redis, ${inMysql} in MySQL`);
+      }
+    }
+  }
+  return wrong;
+}
+
 const log = (s: string) => console.log(`[bench] ${s}`);
 
 async function main() {
   ensurePackages(log, [
     { binary: 'wrk', pkg: 'wrk' },
     { binary: 'h2load', pkg: 'nghttp2-client' },
+    { binary: 'gcc', pkg: 'gcc' },
+    { binary: '/usr/include/nghttp2/nghttp2.h', pkg: 'libnghttp2-dev' },
   ]);
   const dir = mkdtempSync(join(tmpdir(), 'billing-bench-'));
   log(`servers in ${dir}`);
+  grpcLoadC = join(dir, 'grpc-load');
+  const built = spawnSync('gcc', ['-O2', '-o', grpcLoadC, 'bench/grpc-load.c', '-lnghttp2'], { stdio: 'inherit' });
+  if (built.status !== 0) throw new Error('bench/grpc-load.c did not build');
   const [redisServer, mariadb] = await Promise.all([
     startRedis({ dir: join(dir, 'redis'), aof: true }),
     startMariaDb({ dir: join(dir, 'mariadb'), database: 'bench', bufferPool: '4G' }),
@@ -245,7 +302,8 @@ async function main() {
     const grpcPort = await freePort();
     const grpcAddress = `127.0.0.1:${grpcPort}`;
     const api = await start('src/main/api.ts', { ...env, PORT: String(apiPort), GRPC_PORT: String(grpcPort) });
-    await start('src/main/worker.ts', { ...env, PORT: '0' });
+    const worker = await start('src/main/worker.ts', { ...env, PORT: '0' });
+    const processes = { api, worker, redis: redisServer.process, mariadb: mariadb.process };
     const apiUrl = `http://127.0.0.1:${apiPort}`;
     // Warm-up for both (JIT; the service also loads its 1,000 users into Redis).
     await wrk(`${bareUrl}/internal/v1/billing/check`, 3);
@@ -265,10 +323,10 @@ async function main() {
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
     // 2. Transports, side by side on the same API process, alternating within each round: HTTP
-    // (wrk) and gRPC unary (a Node client in its own process, 64 calls in flight on one channel),
-    // then deductions per second through HTTP batches of 100 and through DeductStream (4 streams,
-    // up to 500 unanswered deducts each). The gRPC load generator costs more CPU than wrk on the
-    // same cores, so the gRPC figures are, if anything, understated.
+    // (wrk) and gRPC unary (the C client in its own process, 64 calls in flight on one connection;
+    // for the check also h2load, as a cross-check of that client), then deductions per second through HTTP batches of 100
+    // and through DeductStream (4 streams of the grpc-js client, up to 500 unanswered deducts each),
+    // with the CPU each process of the box spent per deduction.
     await grpcLoad(grpcAddress, 'check', 3, CONNECTIONS, api);
     // The h2load request: one CheckQuota message in a gRPC frame (uncompressed, 4-byte length).
     const checkMessage = loadBillingRoot().lookupType('billing.v1.CheckQuotaRequest');
@@ -281,6 +339,14 @@ async function main() {
     type Transport = { http: number; grpc: number; httpCpu: number | null; grpcCpu: number };
     const transports: Record<'check' | 'deduct', Transport[]> = { check: [], deduct: [] };
     const batched: { batch100: number; stream: number; batchCpu: number | null; streamCpu: number }[] = [];
+    type ProcessCpu = Record<keyof typeof processes, number>;
+    const cpuPerDeduction: Record<'batch' | 'stream', ProcessCpu[]> = { batch: [], stream: [] };
+    const cpuOf = (ps: typeof processes) =>
+      Object.fromEntries(Object.entries(ps).map(([k, p]) => [k, cpuMs(p)])) as ProcessCpu;
+    const perDeduction = (after: ProcessCpu, before: ProcessCpu, n: number) =>
+      Object.fromEntries(
+        Object.keys(after).map((k) => [k, ((after[k as keyof ProcessCpu] - before[k as keyof ProcessCpu]) * 1000) / n]),
+      ) as ProcessCpu;
     for (let round = 0; round < ROUNDS; round++) {
       for (const op of ['check', 'deduct'] as const) {
         const http = await wrk(`${apiUrl}/internal/v1/billing/${op}`, SECONDS, { server: api });
@@ -300,8 +366,12 @@ async function main() {
         );
       }
       const batchUrl = `${apiUrl}/internal/v1/billing/deduct/batch`;
+      let cpu = cpuOf(processes);
       const batch = await wrk(batchUrl, SECONDS, { server: api, batch: 100, connections: 8 });
+      cpuPerDeduction.batch.push(perDeduction(cpuOf(processes), cpu, batch.total * 100));
+      cpu = cpuOf(processes);
       const stream = await grpcLoad(grpcAddress, 'stream', SECONDS, 4, api);
+      cpuPerDeduction.stream.push(perDeduction(cpuOf(processes), cpu, stream.requests * SECONDS));
       const batchCpu = batch.cpuUsPerRequest === null ? null : batch.cpuUsPerRequest / 100;
       const streamCpu = stream.cpuUsPerRequest;
       batched.push({ batch100: batch.requests * 100, stream: stream.requests, batchCpu, streamCpu });
@@ -332,15 +402,87 @@ async function main() {
     const perRound = (f: (x: (typeof batched)[number]) => number) => batched.map((x) => Math.round(f(x))).join(', ');
     const medianOf = (f: (x: (typeof batched)[number]) => number) => String(Math.round(median(batched.map(f))));
     const batchCpu = median(batched.map((x) => x.batchCpu ?? NaN)).toFixed(1);
-    const cpuPerDeduction = `${batchCpu} vs ${median(batched.map((x) => x.streamCpu))} µs`;
+    const apiCpuPerDeduction = `${batchCpu} vs ${median(batched.map((x) => x.streamCpu))} µs`;
     const batch100 = (x: (typeof batched)[number]) => x.batch100;
     const streamed = (x: (typeof batched)[number]) => x.stream;
     const target = '≥ 20,000';
     rows.push([`HTTP batch of 100, deductions/s (median, ${ROUNDS})`, perRound(batch100), medianOf(batch100), target]);
     rows.push([`DeductStream x4, deductions/s (median, ${ROUNDS})`, perRound(streamed), medianOf(streamed), target]);
-    rows.push(['  API process CPU per deduction: batch vs stream (median)', cpuPerDeduction, '-', '-']);
+    rows.push(['  API process CPU per deduction: batch vs stream (median)', apiCpuPerDeduction, '-', '-']);
+    for (const how of ['batch', 'stream'] as const) {
+      const parts = Object.keys(processes).map((k) => {
+        const us = median(cpuPerDeduction[how].map((c) => c[k as keyof ProcessCpu]));
+        return `${k} ${us.toFixed(0)}`;
+      });
+      rows.push([`  CPU per deduction by process, ${how} (median, µs)`, parts.join(', '), '-', '-']);
+    }
+    results.cpuPerDeduction = cpuPerDeduction;
     results.transports = transports;
     results.batched = batched;
+
+    // 2b. Sustained batches: SUSTAIN seconds of each (persistence running all along), then how long the
+    // backlog takes to drain, every record persisted exactly once, and SPEC 7; against the original
+    // design's deducts measured in the same run (one MySQL transaction per call).
+    const sustained: Record<string, unknown>[] = [];
+    const records = async () => Number((await db('consumption_records').count({ n: '*' }))[0].n);
+    for (const how of ['HTTP batch of 100', 'DeductStream x4'] as const) {
+      await drained(redis);
+      const before = await records();
+      let answered: number;
+      let perSecond: number;
+      // Deducts sent but unanswered when the load generator stops still run (and are persisted): up to
+      // 8 batches of 100, or 4 streams' windows of 500.
+      const cutOff = how === 'HTTP batch of 100' ? 800 : 2000;
+      if (how === 'HTTP batch of 100') {
+        const r = await wrk(`${apiUrl}/internal/v1/billing/deduct/batch`, SUSTAIN, { batch: 100, connections: 8 });
+        answered = (r.total - r.non2xx) * 100;
+        perSecond = r.requests * 100;
+      } else {
+        const r = await grpcLoad(grpcAddress, 'stream', SUSTAIN, 4, api);
+        answered = Math.round(r.requests * SUSTAIN);
+        perSecond = r.requests;
+      }
+      const backlog = await pending(redis);
+      const drainMs = await drained(redis);
+      const persisted = (await records()) - before;
+      const wrong = await moneyHolds(redis, db);
+      if (persisted < answered || persisted > answered + cutOff)
+        wrong.push(`${persisted} records persisted for ${answered} answered (+ up to ${cutOff} cut off)`);
+      sustained.push({ how, perSecond, answered, persisted, backlog, drainMs, spec7Mismatches: wrong.length });
+      log(
+        `sustained ${how}: ${Math.round(perSecond)} deductions/s for ${SUSTAIN} s; backlog ${backlog} drained in ` +
+          `${drainMs} ms; ${persisted} records for ${answered} answered; SPEC 7 mismatches ${wrong.length} ${wrong.slice(0, 3).join('; ')}`,
+      );
+    }
+    const basePort = await freePort();
+    const original = await start('bench/baseline-server.ts', {
+      DATABASE_URL: mariadb.url,
+      PORT: String(basePort),
+      GATEWAY_TOKEN: TOKEN,
+    });
+    await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, 3);
+    const originalRounds: number[] = [];
+    for (let round = 0; round < ROUNDS; round++)
+      originalRounds.push((await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, SECONDS)).requests);
+    await stop(original);
+    const originalRate = median(originalRounds);
+    for (const x of sustained) {
+      const perSecond = x.perSecond as number;
+      rows.push([
+        `${x.how}, sustained ${SUSTAIN} s, deductions/s`,
+        `backlog ${x.backlog} drained in ${((x.drainMs as number) / 1000).toFixed(1)} s; ` +
+          `${x.persisted} records for ${x.answered} answered; SPEC 7 ${x.spec7Mismatches === 0 ? 'holds' : 'BROKEN'}`,
+        `${Math.round(perSecond)} (${(perSecond / originalRate).toFixed(1)}x)`,
+        '≥ 20,000, ≥ 10x',
+      ]);
+    }
+    rows.push([
+      `  original design's deduct in this run (median, ${ROUNDS})`,
+      originalRounds.map(Math.round).join(', '),
+      `${Math.round(originalRate)}`,
+      '-',
+    ]);
+    results.sustained = { seconds: SUSTAIN, runs: sustained, originalRounds };
 
     for (const op of ONLY_TRANSPORTS ? [] : (['check', 'deduct'] as const)) {
       const r = ratios[op];

@@ -33,11 +33,13 @@ export function ensurePackages(
   log: (s: string) => void = console.log,
   extra: { binary: string; pkg: string }[] = [],
 ): void {
+  // `binary`: a program's name, looked up on the PATH, or an absolute path (a header file, say).
+  const present = (binary: string) => (binary.startsWith('/') ? existsSync(binary) : findBinary(binary) !== null);
   const missing: string[] = [];
   if (!findBinary('redis-server')) missing.push('redis-server');
   if (!findBinary('mariadbd', 'mysqld') || !findBinary('mariadb-install-db', 'mysql_install_db'))
     missing.push('mariadb-server');
-  for (const { binary, pkg } of extra) if (!findBinary(binary)) missing.push(pkg);
+  for (const { binary, pkg } of extra) if (!present(binary)) missing.push(pkg);
   if (missing.length === 0) return;
   const isRoot = process.getuid?.() === 0;
   const sudo = isRoot ? [] : spawnSync('sudo', ['-n', 'true']).status === 0 ? ['sudo', '-n'] : null;
