@@ -34,6 +34,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedis, startMariaDb, freePort } from '../scripts/local-servers.js';
 import { createDatabase, migrateLatest } from '../src/repositories/database.js';
+import { withServiceNodeOptions } from '../scripts/node-options.mjs';
 
 const USERS = Number(process.env.BENCH_EVENT_USERS ?? 10_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -62,7 +63,12 @@ const children: ChildProcess[] = [];
 function start(script: string, env: Record<string, string>, nice = 0, nodeArgs: string[] = []): Promise<string> {
   const node = [process.execPath, ...nodeArgs, '--import', 'tsx', script];
   const [cmd, ...args] = nice > 0 ? ['nice', '-n', String(nice), ...node] : node;
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  // With the Node flags npm start gives the service's processes.
+  const nodeOptions = withServiceNodeOptions(process.env.NODE_OPTIONS);
+  const child = spawn(cmd, args, {
+    env: { ...process.env, NODE_OPTIONS: nodeOptions, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -259,6 +265,12 @@ async function main() {
       };
     };
 
+    /** p50 and p99 of `a` over those of `b`. */
+    const ratios = (a: number[], b: number[]) => {
+      const [x, y] = [summary(a), summary(b)];
+      return { p50: +(x.p50 / y.p50).toFixed(2), p99: +(x.p99 / y.p99).toFixed(2) };
+    };
+
     const [without, cpuA] = await cpuDuring(() => phase('a'));
     for (let e = 0; e < ENDPOINTS; e++) {
       const path = e === 0 ? '/dead' : `/live${e}`;
@@ -275,6 +287,12 @@ async function main() {
     // Alternating rounds, while the deliveries are under way (webhooks process only: pausing the
     // worker would pause persistence too).
     const rounds = { paused: [] as number[], delivering: [] as number[] };
+    // The same latencies by round parity: each mode against itself (even rounds vs odd rounds, same
+    // minutes, same condition) is the run's own noise, the yardstick for delivering against paused.
+    const byParity = {
+      paused: [[], []] as [number[], number[]],
+      delivering: [[], []] as [number[], number[]],
+    };
     const redisRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
     const cpuRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
     const addCpu = (into: Record<string, number>, spent: Record<string, number>) => {
@@ -295,6 +313,7 @@ async function main() {
             redisRounds[mode][cmd] = (redisRounds[mode][cmd] ?? 0) + usec - (usecBefore[cmd] ?? 0);
           }
           rounds[mode].push(...ms);
+          byParity[mode][r % 2].push(...ms);
           addCpu(cpuRounds[mode], spent);
         }
       }
@@ -340,6 +359,11 @@ async function main() {
             halfSeconds: HALF_SECONDS,
             paused: summary(rounds.paused),
             delivering: summary(rounds.delivering),
+            ratios: ratios(rounds.delivering, rounds.paused),
+            control: {
+              pausedEvenOverOdd: ratios(byParity.paused[0], byParity.paused[1]),
+              deliveringEvenOverOdd: ratios(byParity.delivering[0], byParity.delivering[1]),
+            },
             cpuSeconds: cpuRounds,
             redisMsByCommand: Object.fromEntries(
               (['paused', 'delivering'] as const).map((m) => [
@@ -370,6 +394,8 @@ async function main() {
     console.table(result.cpuSecondsPerPhase);
     if (result.alternatingRounds) {
       console.table({ paused: result.alternatingRounds.paused, delivering: result.alternatingRounds.delivering });
+      const { ratios: measured, control } = result.alternatingRounds;
+      console.table({ 'delivering / paused': measured, ...control });
       console.table(result.alternatingRounds.cpuSeconds);
       console.log('Redis ms by command', JSON.stringify(result.alternatingRounds.redisMsByCommand));
     }
