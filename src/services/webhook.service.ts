@@ -265,11 +265,19 @@ export class WebhookService {
     let statusCode: number | null = null;
     let excerpt: string | null = null;
     let error: string | null = null;
+    // A timer of our own, cleared when the attempt ends: AbortSignal.timeout() fires its full timeout
+    // later even for an answered request, and undici's abort handling then runs for that request
+    // (profiled: a sixth of the webhooks process's CPU while delivering).
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new DOMException('the receiver did not answer in time', 'TimeoutError')),
+      this.d.opts.timeoutMs,
+    ).unref();
     try {
       const res = await fetch(endpoint.url, {
         method: 'POST',
         redirect: 'manual',
-        signal: AbortSignal.timeout(this.d.opts.timeoutMs),
+        signal: timeout.signal,
         headers: {
           'content-type': 'application/json',
           'user-agent': 'billing-webhooks/1',
@@ -286,6 +294,8 @@ export class WebhookService {
       error = (e.name === 'TimeoutError' ? `timed out after ${this.d.opts.timeoutMs} ms` : (e.cause?.code ?? e.message))
         .toString()
         .slice(0, 255);
+    } finally {
+      clearTimeout(timer);
     }
     const latencyMs = Date.now() - started;
     const delivered = statusCode !== null && statusCode >= 200 && statusCode < 300;
