@@ -216,6 +216,23 @@ async function pending(redis: Redis): Promise<number> {
   return n;
 }
 
+/**
+ * The original design's server (bench/baseline-server.ts), warmed up: its first calls per user find no
+ * quota row, and SELECT ... FOR UPDATE on a missing row takes gap locks that deadlock concurrent
+ * inserts; after that it runs in its steady state.
+ */
+async function startOriginalDesign(databaseUrl: string): Promise<{ child: ChildProcess; deductUrl: string }> {
+  const port = await freePort();
+  const child = await start('bench/baseline-server.ts', {
+    DATABASE_URL: databaseUrl,
+    PORT: String(port),
+    GATEWAY_TOKEN: TOKEN,
+  });
+  const deductUrl = `http://127.0.0.1:${port}/internal/v1/billing/deduct`;
+  await wrk(deductUrl, 3);
+  return { child, deductUrl };
+}
+
 /** Waits until every journaled change is persisted (acknowledged after its MySQL commit); the wait in ms. */
 async function drained(redis: Redis, limitMs = 120_000): Promise<number> {
   const t0 = Date.now();
@@ -466,17 +483,11 @@ async function main() {
             `${drainMs} ms; ${persisted} records for ${answered} answered; SPEC 7 mismatches ${wrong.length} ${wrong.slice(0, 3).join('; ')}`,
         );
       }
-      const basePort = await freePort();
-      const original = await start('bench/baseline-server.ts', {
-        DATABASE_URL: mariadb.url,
-        PORT: String(basePort),
-        GATEWAY_TOKEN: TOKEN,
-      });
-      await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, 3);
+      const original = await startOriginalDesign(mariadb.url);
       const originalRounds: number[] = [];
       for (let round = 0; round < ROUNDS; round++)
-        originalRounds.push((await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, SECONDS)).requests);
-      await stop(original);
+        originalRounds.push((await wrk(original.deductUrl, SECONDS)).requests);
+      await stop(original.child);
       const originalRate = median(originalRounds);
       for (const x of sustained) {
         const perSecond = x.perSecond as number;
@@ -549,25 +560,17 @@ async function main() {
       rows.push(latRow('deduct latency at 1,000 req/s (context)', deductLat1k, '-'));
 
       // 5. The original design: one MySQL transaction with SELECT ... FOR UPDATE per call, A/B as above.
-      const basePort = await freePort();
-      const baseline = await start('bench/baseline-server.ts', {
-        DATABASE_URL: mariadb.url,
-        PORT: String(basePort),
-        GATEWAY_TOKEN: TOKEN,
-      });
-      // Warm-up: its first calls per user find no quota row, and SELECT ... FOR UPDATE on a missing row
-      // takes gap locks that deadlock concurrent inserts; after that it runs in its steady state.
-      await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, 3);
+      const baseline = await startOriginalDesign(mariadb.url);
       const pairs: { ours: number; base: number; non2xx: number }[] = [];
       for (let round = 0; round < ROUNDS; round++) {
-        const b = await wrk(`http://127.0.0.1:${basePort}/internal/v1/billing/deduct`, SECONDS);
+        const b = await wrk(baseline.deductUrl, SECONDS);
         const o = await wrk(`${apiUrl}/internal/v1/billing/deduct`, SECONDS);
         pairs.push({ ours: o.requests, base: b.requests, non2xx: b.non2xx });
         log(
           `round ${round + 1} original design: ${Math.round(b.requests)} req/s of 2xx (${b.non2xx} non-2xx not counted), ours ${Math.round(o.requests)}`,
         );
       }
-      await stop(baseline);
+      await stop(baseline.child);
       const baseRatio = median(pairs.map((p) => p.ours / p.base));
       rows.push([
         `deduct / original design (median of ${ROUNDS})`,
