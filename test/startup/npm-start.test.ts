@@ -176,7 +176,8 @@ describe('npm start', function () {
     expect(new Set(schedulingClasses(Number(webhooks![1])))).to.deep.equal(new Set(['idle']));
     // The stack's Node flags (scripts/node-options.mjs) reach the processes it starts, as NODE_OPTIONS.
     const environ = readFileSync(`/proc/${webhooks![1]}/environ`, 'utf8').split('\0');
-    expect(environ).to.include(`NODE_OPTIONS=${SERVICE_NODE_OPTIONS}`);
+    const nodeOptions = environ.find((v) => v.startsWith('NODE_OPTIONS='));
+    expect(nodeOptions, 'NODE_OPTIONS of the webhooks process').to.include(SERVICE_NODE_OPTIONS);
 
     process.kill(-stack.npm.pid!, 'SIGINT');
     await allStopped(dataDir);
