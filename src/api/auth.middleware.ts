@@ -3,24 +3,27 @@ import type { RequestHandler } from 'express';
 import { AppError } from '../lib/errors.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
-/** Digests of the configured secrets (a handful), computed once: every gateway call compares one. */
-const expectedDigests = new Map<string, Buffer>();
+
+/**
+ * A constant-time check against one configured secret that does not leak its length. The secret's
+ * digest is computed here, once: every gateway call is checked against one.
+ */
+export function secretMatcher(expected: string): (given: string) => boolean {
+  const want = digest(expected);
+  return (given) => timingSafeEqual(digest(given), want);
+}
 
 /** Constant-time comparison that does not leak the secret's length. */
 export function secretEquals(given: string, expected: string): boolean {
-  let want = expectedDigests.get(expected);
-  if (!want) {
-    want = digest(expected);
-    if (expectedDigests.size < 64) expectedDigests.set(expected, want);
-  }
-  return timingSafeEqual(digest(given), want);
+  return secretMatcher(expected)(given);
 }
 
 /** `Authorization: Bearer <token>` must match one of the configured tokens. */
 export function requireBearer(...tokens: string[]): RequestHandler {
+  const matchers = tokens.map(secretMatcher);
   return (req, _res, next) => {
     const m = /^Bearer (.+)$/.exec(req.get('authorization') ?? '');
-    if (!m || !tokens.some((t) => secretEquals(m[1], t)))
+    if (!m || !matchers.some((matches) => matches(m[1])))
       throw new AppError('UNAUTHORIZED', 'missing or bad bearer token');
     next();
   };

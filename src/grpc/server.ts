@@ -20,7 +20,7 @@ import {
   loadBillingDefinition,
   loadBillingRoot,
 } from '../../proto/billing/v1/billing.grpc.js';
-import { requireBearer } from './auth.js';
+import { bearerCheck } from './auth.js';
 import { toServiceError } from './errors.js';
 import { serveDeductStream } from './deduct-stream.js';
 import {
@@ -101,18 +101,20 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     'grpc.enable_channelz': 0,
   });
 
+  type AuthCheck = (metadata: grpc.Metadata) => void;
   const unary =
-    (method: string, token: string, handle: Unary): grpc.handleUnaryCall<Msg, unknown> =>
+    (method: string, authorize: AuthCheck, handle: Unary): grpc.handleUnaryCall<Msg, unknown> =>
     (call, callback) => {
       (async () => {
-        requireBearer(call.metadata, token);
+        authorize(call.metadata);
         return handle(decoded(call.request), call);
       })().then(
         (reply) => callback(null, reply),
         (err: unknown) => callback(toServiceError(err, logger, method)),
       );
     };
-  const gateway = (method: string, handle: Unary) => unary(method, opts.gatewayToken, handle);
+  const gatewayAuth = bearerCheck(opts.gatewayToken);
+  const gateway = (method: string, handle: Unary) => unary(method, gatewayAuth, handle);
 
   const batchItems = (request: Msg): Msg[] => {
     const items = request.items as Msg[]; // decoded: an array, maybe empty
@@ -214,7 +216,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     DeductQuota: gateway('DeductQuota', async (req, call) =>
       deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id')))),
     ),
-    RechargeCallback: unary('RechargeCallback', opts.callbackSecret, async (req) => {
+    RechargeCallback: unary('RechargeCallback', bearerCheck(opts.callbackSecret), async (req) => {
       const hint = validate(callbackHint, { order_id: req.rechargeOrderId, payment_id: req.paymentId });
       const outcome = await paymentHints.confirm(hint.order_id, hint.payment_id);
       return { success: outcome !== 'not_paid', outcome };
@@ -240,7 +242,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     }),
     DeductStream: (call: grpc.ServerDuplexStream<Msg, unknown>) => {
       try {
-        requireBearer(call.metadata, opts.gatewayToken);
+        gatewayAuth(call.metadata);
       } catch (err) {
         call.emit('error', toServiceError(err, logger, 'DeductStream'));
         return;
