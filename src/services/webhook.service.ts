@@ -9,6 +9,7 @@ import { newId } from '../lib/ids.js';
 import { signatureHeader, type BillingEvent, type EventType } from '../lib/events.js';
 import type { WebhookDeliveryJob } from '../jobs/jobs.js';
 import { webhookBackoff } from '../jobs/queues.js';
+import { postOnce } from '../lib/http-post.js';
 
 export interface WebhookOptions {
   /** retry a delivery for this long (SPEC 13: 3 days) */
@@ -76,28 +77,6 @@ const view = (r: EndpointRow): EndpointView => ({
   createdAt: new Date(r.created_at).toISOString(),
   previousSecretUntil: r.previous_secret_until ? new Date(r.previous_secret_until).toISOString() : null,
 });
-
-/** Reads at most `limit` bytes of a body, then stops reading (an endless answer is never stored). */
-async function excerptOf(body: ReadableStream<Uint8Array> | null, limit: number): Promise<string> {
-  if (!body) return '';
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    while (size < limit) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.length;
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-  return Buffer.concat(chunks)
-    .subarray(0, limit)
-    .toString('utf8')
-    .replace(/\uFFFD+$/, '');
-}
 
 /** Operators' webhook endpoints (SPEC 13) and the delivery of events to them. */
 export class WebhookService {
@@ -262,41 +241,18 @@ export class WebhookService {
     if (endpoint.previous_secret && endpoint.previous_secret_until && new Date(endpoint.previous_secret_until) > now)
       secrets.push(endpoint.previous_secret);
     const started = Date.now();
-    let statusCode: number | null = null;
-    let excerpt: string | null = null;
-    let error: string | null = null;
-    // A timer of our own, cleared when the attempt ends: AbortSignal.timeout() fires its full timeout
-    // later even for an answered request, and undici's abort handling then runs for that request
-    // (profiled: a sixth of the webhooks process's CPU while delivering).
-    const timeout = new AbortController();
-    const timer = setTimeout(
-      () => timeout.abort(new DOMException('the receiver did not answer in time', 'TimeoutError')),
-      this.d.opts.timeoutMs,
-    ).unref();
-    try {
-      const res = await fetch(endpoint.url, {
-        method: 'POST',
-        redirect: 'manual',
-        signal: timeout.signal,
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'billing-webhooks/1',
-          'x-billing-event-id': event.id,
-          'x-billing-event-type': event.type,
-          'x-billing-signature': signatureHeader(secrets, body, Math.floor(now.getTime() / 1000)),
-        },
-        body,
-      });
-      statusCode = res.status;
-      excerpt = await excerptOf(res.body, RESPONSE_EXCERPT_BYTES);
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      error = (e.name === 'TimeoutError' ? `timed out after ${this.d.opts.timeoutMs} ms` : (e.cause?.code ?? e.message))
-        .toString()
-        .slice(0, 255);
-    } finally {
-      clearTimeout(timer);
-    }
+    const { statusCode, excerpt, error } = await postOnce(endpoint.url, {
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'billing-webhooks/1',
+        'x-billing-event-id': event.id,
+        'x-billing-event-type': event.type,
+        'x-billing-signature': signatureHeader(secrets, body, Math.floor(now.getTime() / 1000)),
+      },
+      body,
+      timeoutMs: this.d.opts.timeoutMs,
+      excerptBytes: RESPONSE_EXCERPT_BYTES,
+    });
     const latencyMs = Date.now() - started;
     const delivered = statusCode !== null && statusCode >= 200 && statusCode < 300;
     await this.d.endpoints.recordAttempt({
