@@ -1,9 +1,10 @@
 /*
  * `npm run bench:webhooks`: does delivering events slow the gateway path? (SPEC 13: a slow or dead
- * endpoint never slows the gateway path.) One run, two phases on the same servers:
+ * endpoint never slows the gateway path.) One run, three phases on the same servers:
  *
  *   A. no webhook endpoints: BENCH_EVENT_USERS users (10,000) each cross their balance.low threshold
  *      with one deduct, then steady deducts for BENCH_SECONDS;
+ *   A2. phase A again (what two saturating phases a minute apart differ by with nothing changed);
  *   B. the same with 10 endpoints, one of them dead (never answers, so each of its attempts waits the
  *      10 s timeout): another 10,000 users cross, and 9 x 10,000 deliveries run beside the deducts
  *      (at most webhooks.max_per_second_per_endpoint each: set WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT).
@@ -272,6 +273,9 @@ async function main() {
     };
 
     const [without, cpuA] = await cpuDuring(() => phase('a'));
+    // Phase A again, still without endpoints: A2 against A is what two saturating phases a minute
+    // apart differ by with nothing changed, the yardstick for B against A2.
+    const [withoutAgain, cpuA2] = await cpuDuring(() => phase('a2'));
     for (let e = 0; e < ENDPOINTS; e++) {
       const path = e === 0 ? '/dead' : `/live${e}`;
       const status = await post('/admin/v1/webhooks', {
@@ -350,8 +354,20 @@ async function main() {
         ? 'the worker'
         : `a webhooks process of its own (nice ${process.env.WEBHOOKS_NICE ?? 10}${SCHED_IDLE ? ', idle class' : ''})`,
       deliveryQueues: deliveryRedis ? 'a Redis of their own (same nice)' : 'the counters’ Redis',
-      phases: [without, withEndpoints],
-      cpuSecondsPerPhase: { a: cpuA, b: cpuB },
+      phases: [without, withoutAgain, withEndpoints],
+      phaseRatios: {
+        bOverA2: {
+          p50: +(withEndpoints.p50 / withoutAgain.p50).toFixed(2),
+          p99: +(withEndpoints.p99 / withoutAgain.p99).toFixed(2),
+        },
+        control: {
+          a2OverA: {
+            p50: +(withoutAgain.p50 / without.p50).toFixed(2),
+            p99: +(withoutAgain.p99 / without.p99).toFixed(2),
+          },
+        },
+      },
+      cpuSecondsPerPhase: { a: cpuA, a2: cpuA2, b: cpuB },
       alternatingRounds: processes.webhooks
         ? {
             ratePerSecond: RATE,
@@ -391,6 +407,7 @@ async function main() {
       },
     };
     console.table(result.phases);
+    console.table({ 'b / a2': result.phaseRatios.bOverA2, 'a2 / a (control)': result.phaseRatios.control.a2OverA });
     console.table(result.cpuSecondsPerPhase);
     if (result.alternatingRounds) {
       console.table({ paused: result.alternatingRounds.paused, delivering: result.alternatingRounds.delivering });
