@@ -249,8 +249,8 @@ const schema = Joi.object({
     backoff_base: duration.default('10s'),
     // how often events a crash left undispatched are queued
     dispatch_every: duration.default('30s'),
-    // deliveries started per second and endpoint: a burst of events is spread out, not fought over
-    // with the gateway path for CPU, Redis and MySQL
+    // deliveries started per second and endpoint (by each delivering process): a burst of events is
+    // spread out, not fought over with the gateway path for CPU, Redis and MySQL
     max_per_second_per_endpoint: Joi.number().integer().min(1).max(10_000).default(25),
     // deliveries in a webhooks process of their own (npm start and compose run one): the worker role
     // then leaves them to it

@@ -67,14 +67,33 @@ export const Jobs = {
 
 export type JobName = keyof typeof Jobs;
 
+/*
+ * Webhook deliveries (SPEC 13) run in the endpoint's own queue `webhook-<endpoint id>`
+ * (src/services/webhook.service.ts), not in the table above: those queues come and go with endpoints.
+ */
+
 /**
- * A webhook delivery (SPEC 13): job 'deliver-webhook' in the endpoint's own queue `webhook-<endpoint
- * id>` (src/services/webhook.service.ts), not in the table above: its queues come and go with
- * endpoints. Job id <event id>.<endpoint id>, so an event is queued once per endpoint.
+ * Job 'deliver-webhook-batch': the first attempt of each of a dispatch's events for one endpoint, in
+ * order; one job and one endpoint read for many deliveries. Job id from the event ids and the endpoint,
+ * so the same dispatch queued twice is queued once. An event it could not deliver goes on alone, as a
+ * deliver-webhook job.
+ */
+export interface WebhookBatchJob {
+  endpointId: string;
+  eventIds: string[];
+}
+
+/**
+ * Job 'deliver-webhook': one event's attempts, retried with the webhook backoff. Job id <event
+ * id>.<endpoint id>, so an event is retried by one job per endpoint (a re-send has an id of its own).
  */
 export interface WebhookDeliveryJob {
   endpointId: string;
   eventId: string;
+  /** attempts made before this job (by the batch job that queued it): numbering and backoff go on from there */
+  attemptsBefore?: number;
+  /** when the event was first queued for this endpoint (unix ms): the retry window counts from there */
+  firstQueuedAt?: number;
 }
 
 /** Job names with their payloads. */

@@ -21,7 +21,9 @@ export function backoffStrategy(attemptsMade: number, type?: string, _err?: Erro
   // Webhook deliveries: doubling from the job's own base delay (webhooks.backoff_base), at most 1 h.
   if (type === 'webhook') {
     const backoff = job?.opts.backoff;
-    return webhookBackoff(attemptsMade, (typeof backoff === 'object' ? backoff.delay : undefined) || 10_000);
+    // A retry queued by a batch job after its first attempt goes on with the doubling from there.
+    const before = Number((job?.data as { attemptsBefore?: unknown } | undefined)?.attemptsBefore) || 0;
+    return webhookBackoff(attemptsMade + before, (typeof backoff === 'object' ? backoff.delay : undefined) || 10_000);
   }
   if (type !== 'capped-exponential') return 1000;
   return Math.min(30_000, 500 * 2 ** Math.max(0, attemptsMade - 1));

@@ -69,6 +69,16 @@ export class WebhookRepository {
     return this.attempts.add(row);
   }
 
+  /** Of these events, those whose delivery to the endpoint is recorded. */
+  async deliveredEventIds(endpointId: string, eventIds: string[]): Promise<string[]> {
+    if (eventIds.length === 0) return [];
+    const rows: { event_id: string }[] = await this.db('webhook_deliveries')
+      .whereIn('event_id', eventIds)
+      .andWhere({ endpoint_id: endpointId, delivered: 1 })
+      .distinct('event_id');
+    return rows.map((r) => r.event_id);
+  }
+
   /** Newest first; `beforeId` pages on. */
   async deliveries(endpointId: string, limit: number, beforeId?: string, eventId?: string): Promise<DeliveryRow[]> {
     const q = this.db('webhook_deliveries').where({ endpoint_id: endpointId }).orderBy('id', 'desc').limit(limit);

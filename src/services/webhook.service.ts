@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Queue, UnrecoverableError, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -7,7 +7,7 @@ import { eventOfRow, type EventRepository } from '../repositories/event.reposito
 import { AppError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { signatureHeader, type BillingEvent, type EventType } from '../lib/events.js';
-import type { WebhookDeliveryJob } from '../jobs/jobs.js';
+import type { WebhookBatchJob, WebhookDeliveryJob } from '../jobs/jobs.js';
 import { webhookBackoff } from '../jobs/queues.js';
 import { postOnce } from '../lib/http-post.js';
 
@@ -42,8 +42,16 @@ export interface EndpointView {
   previousSecretUntil: string | null;
 }
 
-/** The job name of a delivery (one queue per endpoint, see queueName). */
+/** The job names of deliveries (one queue per endpoint, see queueName; payloads in src/jobs/jobs.ts). */
 export const DELIVERY_JOB = 'deliver-webhook';
+export const DELIVERY_BATCH_JOB = 'deliver-webhook-batch';
+/**
+ * A dispatch's events go to an endpoint in jobs of at most this many: a burst of 10,000 events costs
+ * each endpoint 100 jobs instead of 10,000 (BullMQ's work per job was most of a delivery's CPU).
+ */
+export const EVENTS_PER_BATCH_JOB = 100;
+/** A batch job reads its endpoint again when it read it longer ago than this: a delete or a rotation reaches it. */
+const ENDPOINT_FRESH_MS = 1_000;
 /** At most this much of a receiver's answer is stored with an attempt. */
 export const RESPONSE_EXCERPT_BYTES = 1024;
 /**
@@ -86,16 +94,31 @@ export class WebhookService {
 
   constructor(private readonly d: WebhookServiceDeps) {}
 
+  private remember(event: BillingEvent): void {
+    this.events.set(event.id, event);
+    if (this.events.size > EVENT_CACHE_SIZE) this.events.delete(this.events.keys().next().value!);
+  }
+
   /** A stored event, from memory when a delivery of it to another endpoint read it already. */
   private async storedEvent(id: string): Promise<BillingEvent | null> {
-    const cached = this.events.get(id);
-    if (cached) return cached;
-    const row = await this.d.events.byId(id);
-    if (!row) return null;
-    const event = eventOfRow(row);
-    this.events.set(id, event);
-    if (this.events.size > EVENT_CACHE_SIZE) this.events.delete(this.events.keys().next().value!);
-    return event;
+    return (await this.storedEvents([id])).get(id) ?? null;
+  }
+
+  /** Stored events by id (one MySQL read for those not in memory); an id not stored is left out. */
+  private async storedEvents(ids: string[]): Promise<Map<string, BillingEvent>> {
+    const found = new Map<string, BillingEvent>();
+    const missing: string[] = [];
+    for (const id of ids) {
+      const cached = this.events.get(id);
+      if (cached) found.set(id, cached);
+      else missing.push(id);
+    }
+    for (const row of await this.d.events.byIds(missing)) {
+      const event = eventOfRow(row);
+      this.remember(event);
+      found.set(event.id, event);
+    }
+    return found;
   }
 
   /** The delivery queue of an endpoint (created on first use; Bull Board and the worker find it by name). */
@@ -193,24 +216,46 @@ export class WebhookService {
     };
   }
 
+  /**
+   * A batch job fails only when MySQL or Redis does (a receiver's failure goes on in a single job): it
+   * is retried like the jobs that write MySQL, and a re-run skips the events already delivered.
+   */
+  private batchJobOptions(): JobsOptions {
+    return {
+      attempts: 40,
+      backoff: { type: 'capped-exponential', delay: 500 },
+      removeOnComplete: { age: 7 * 86_400, count: 10_000 },
+      removeOnFail: { count: 10_000 },
+    };
+  }
+
   private wants(e: EndpointRow, type: EventType): boolean {
     const types = JSON.parse(e.events) as string[];
     return types.includes('*') || types.includes(type);
   }
 
-  /** One job per event and endpoint that wants it; the job id (event, endpoint) makes a repeat a no-op. */
+  /**
+   * The events' deliveries: for each endpoint, batch jobs of the events it wants, in order. A batch's job
+   * id comes from its event ids and the endpoint, so the same dispatch queued again is a no-op.
+   */
   async enqueueDeliveries(events: BillingEvent[]): Promise<void> {
+    // The fan-out runs where the deliveries run: the batches then find their events in memory.
+    for (const event of events) this.remember(event);
     const endpoints = await this.d.endpoints.active();
-    const opts = this.jobOptions();
+    const opts = this.batchJobOptions();
     await Promise.all(
       endpoints.map((e) => {
-        const jobs = events
-          .filter((ev) => this.wants(e, ev.type))
-          .map((ev) => ({
-            name: DELIVERY_JOB,
-            data: { endpointId: e.id, eventId: ev.id } satisfies WebhookDeliveryJob,
-            opts: { ...opts, jobId: `${ev.id}.${e.id}` },
-          }));
+        const ids = events.filter((ev) => this.wants(e, ev.type)).map((ev) => ev.id);
+        const jobs = [];
+        for (let i = 0; i < ids.length; i += EVENTS_PER_BATCH_JOB) {
+          const eventIds = ids.slice(i, i + EVENTS_PER_BATCH_JOB);
+          const digest = createHash('sha256').update(eventIds.join(',')).digest('hex').slice(0, 32);
+          jobs.push({
+            name: DELIVERY_BATCH_JOB,
+            data: { endpointId: e.id, eventIds } satisfies WebhookBatchJob,
+            opts: { ...opts, jobId: `batch-${digest}.${e.id}` },
+          });
+        }
         return jobs.length > 0 ? this.queueOf(e.id).addBulk(jobs) : null;
       }),
     );
@@ -227,14 +272,84 @@ export class WebhookService {
   }
 
   /**
-   * One attempt: POSTs the signed event, records the attempt, and throws for a retry unless a 2xx came
-   * within the timeout. Past the retry window, or for an endpoint or event that is gone, it stops.
+   * One event's attempt (a deliver-webhook job): POSTs the signed event, records the attempt, and throws
+   * for a retry unless a 2xx came within the timeout. Past the retry window, or for an endpoint or event
+   * that is gone, it stops. `pace` holds the start to the endpoint's rate.
    */
-  async deliver(job: WebhookDeliveryJob, attempt: number, firstQueuedAt: number): Promise<{ statusCode: number }> {
+  async deliver(
+    job: WebhookDeliveryJob,
+    attempt: number,
+    firstQueuedAt: number,
+    pace: () => Promise<void> = async () => undefined,
+  ): Promise<{ statusCode: number }> {
     const endpoint = await this.d.endpoints.find(job.endpointId);
     if (!endpoint) throw new UnrecoverableError(`webhook endpoint ${job.endpointId} is gone`);
     const event = await this.storedEvent(job.eventId);
     if (!event) throw new UnrecoverableError(`event ${job.eventId} not found`);
+    await pace();
+    const outcome = await this.attempt(endpoint, event, attempt);
+    if (outcome.delivered) return { statusCode: outcome.statusCode! };
+    if (Date.now() - firstQueuedAt >= this.d.opts.retryForMs)
+      throw new UnrecoverableError(`${outcome.reason}; retried for the whole window, giving up`);
+    throw new Error(outcome.reason);
+  }
+
+  /**
+   * First attempts of a batch's events (a deliver-webhook-batch job), one after the other at the
+   * endpoint's pace. Each event not delivered goes on alone: a deliver-webhook job (job id <event
+   * id>.<endpoint id>), first retry after the backoff, attempts and retry window counted from here. A
+   * re-run (the process died or stopped meanwhile) skips the events whose delivery is recorded.
+   */
+  async deliverBatch(
+    job: WebhookBatchJob,
+    firstQueuedAt: number,
+    pace: () => Promise<void> = async () => undefined,
+    /** true once the process is stopping: the batch then ends early and runs again (minus what arrived) */
+    stopping: () => boolean = () => false,
+  ): Promise<{ delivered: number; retrying: number; skipped: number }> {
+    if (!Array.isArray(job.eventIds) || !job.eventIds.every((id) => typeof id === 'string'))
+      throw new UnrecoverableError('a webhook batch job carries no list of event ids');
+    const gone = () => new UnrecoverableError(`webhook endpoint ${job.endpointId} is gone`);
+    let endpoint = await this.d.endpoints.find(job.endpointId);
+    if (!endpoint) throw gone();
+    let readAt = Date.now();
+    const done = new Set(await this.d.endpoints.deliveredEventIds(job.endpointId, job.eventIds));
+    const events = await this.storedEvents(job.eventIds.filter((id) => !done.has(id)));
+    const failed: string[] = [];
+    let delivered = 0;
+    for (const id of job.eventIds) {
+      const event = events.get(id);
+      if (!event) continue; // delivered already, or not stored (nothing to send)
+      await pace();
+      // A dead endpoint's batch could wait out a timeout per event: a stopping process does not wait.
+      if (stopping()) throw new Error('the delivering process is stopping; the batch runs again');
+      if (Date.now() - readAt >= ENDPOINT_FRESH_MS) {
+        endpoint = await this.d.endpoints.find(job.endpointId);
+        if (!endpoint) throw gone();
+        readAt = Date.now();
+      }
+      if ((await this.attempt(endpoint, event, 1)).delivered) delivered++;
+      else failed.push(event.id);
+    }
+    if (failed.length > 0) {
+      const opts = { ...this.jobOptions(), delay: webhookBackoff(1, this.d.opts.backoffBaseMs) };
+      await this.queueOf(job.endpointId).addBulk(
+        failed.map((eventId) => ({
+          name: DELIVERY_JOB,
+          data: { endpointId: job.endpointId, eventId, attemptsBefore: 1, firstQueuedAt } satisfies WebhookDeliveryJob,
+          opts: { ...opts, jobId: `${eventId}.${job.endpointId}` },
+        })),
+      );
+    }
+    return { delivered, retrying: failed.length, skipped: job.eventIds.length - events.size };
+  }
+
+  /** POSTs the signed event once and records the attempt (the answer's status, latency, excerpt or error). */
+  private async attempt(
+    endpoint: EndpointRow,
+    event: BillingEvent,
+    attempt: number,
+  ): Promise<{ delivered: boolean; statusCode: number | null; reason: string }> {
     const body = JSON.stringify(event);
     const now = this.d.clock.now();
     const secrets = [endpoint.secret];
@@ -253,23 +368,18 @@ export class WebhookService {
       timeoutMs: this.d.opts.timeoutMs,
       excerptBytes: RESPONSE_EXCERPT_BYTES,
     });
-    const latencyMs = Date.now() - started;
     const delivered = statusCode !== null && statusCode >= 200 && statusCode < 300;
     await this.d.endpoints.recordAttempt({
       endpoint_id: endpoint.id,
       event_id: event.id,
       attempt,
       status_code: statusCode,
-      latency_ms: latencyMs,
+      latency_ms: Date.now() - started,
       response_excerpt: excerpt,
       error,
       delivered: delivered ? 1 : 0,
     });
-    if (delivered) return { statusCode: statusCode! };
-    const reason = error ?? `answered ${statusCode}`;
-    if (Date.now() - firstQueuedAt >= this.d.opts.retryForMs)
-      throw new UnrecoverableError(`${reason}; retried for the whole window, giving up`);
-    throw new Error(reason);
+    return { delivered, statusCode, reason: error ?? `answered ${statusCode}` };
   }
 
   async close(): Promise<void> {

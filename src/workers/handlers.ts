@@ -9,8 +9,8 @@ import type { ReservationService } from '../services/reservation.service.js';
 import type { GrantService } from '../services/grant.service.js';
 import { isAppError } from '../lib/errors.js';
 import type { EventService } from '../services/event.service.js';
-import type { WebhookService } from '../services/webhook.service.js';
-import type { WebhookDeliveryJob } from '../jobs/jobs.js';
+import { DELIVERY_BATCH_JOB, type WebhookService } from '../services/webhook.service.js';
+import type { WebhookBatchJob, WebhookDeliveryJob } from '../jobs/jobs.js';
 
 /** What a job's handler does, and which of its errors no retry can fix (the job fails for good). */
 export interface JobHandler<N extends JobName> {
@@ -30,7 +30,7 @@ export interface HandlerDeps {
   grants: GrantService;
   /** stored events: their dispatch to webhook endpoints once persisted (SPEC 13) */
   events: Pick<EventService, 'dispatchPersisted' | 'dispatch' | 'dispatchLeftovers'>;
-  webhooks: Pick<WebhookService, 'deliver' | 'activeEndpointIds'>;
+  webhooks: Pick<WebhookService, 'deliver' | 'deliverBatch' | 'activeEndpointIds'>;
   /** sweep-pending's threshold when the job does not say */
   sweepAfterMs: number;
   /** how long an account stays in Redis unchanged before evict-idle-accounts removes it */
@@ -113,8 +113,17 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
 }
 
 /** One webhook delivery attempt (the endpoint's own queue: see src/jobs/jobs.ts, WebhookDeliveryJob). */
-export function deliverWebhook(d: Pick<HandlerDeps, 'webhooks'>, job: Job<WebhookDeliveryJob>) {
-  return d.webhooks.deliver(job.data, job.attemptsMade + 1, job.timestamp);
+export function deliverWebhook(
+  d: Pick<HandlerDeps, 'webhooks'>,
+  job: Job<WebhookDeliveryJob | WebhookBatchJob>,
+  pace: () => Promise<void>,
+  stopping: () => boolean,
+) {
+  if (job.name === DELIVERY_BATCH_JOB)
+    return d.webhooks.deliverBatch(job.data as WebhookBatchJob, job.timestamp, pace, stopping);
+  const data = job.data as WebhookDeliveryJob;
+  const attempt = (data.attemptsBefore ?? 0) + job.attemptsMade + 1;
+  return d.webhooks.deliver(data, attempt, data.firstQueuedAt ?? job.timestamp, pace);
 }
 
 /** Runs a job by its name; an error the handler calls unrecoverable becomes bullmq's UnrecoverableError. */

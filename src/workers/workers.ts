@@ -8,7 +8,8 @@ import { QueueNames, type JobName, type JobPayloads, type QueueName } from '../j
 import { backoffStrategy } from '../jobs/queues.js';
 import { deliverWebhook, jobHandlers, runJob, type HandlerDeps } from './handlers.js';
 import { queueName } from '../services/webhook.service.js';
-import type { WebhookDeliveryJob } from '../jobs/jobs.js';
+import type { WebhookBatchJob, WebhookDeliveryJob } from '../jobs/jobs.js';
+import { pacer } from '../lib/pacer.js';
 
 /** How often the worker looks for webhook endpoints created or deleted since (their queues come and go). */
 const ENDPOINT_POLL_MS = 2_000;
@@ -138,7 +139,7 @@ export function startWorkers(
  * picked up within ENDPOINT_POLL_MS.
  */
 function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
-  const running = new Map<string, Worker<WebhookDeliveryJob>>();
+  const running = new Map<string, Worker<WebhookDeliveryJob | WebhookBatchJob>>();
   // Shared like the other workers' (each worker still blocks on a duplicate of its own).
   const connection = createRedis(d.deliveryRedisUrl, 'blocking');
   let stopped = false;
@@ -146,15 +147,25 @@ function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
     const ids = new Set(await d.webhooks.activeEndpointIds());
     for (const id of ids) {
       if (running.has(id) || stopped) continue;
-      const worker = new Worker<WebhookDeliveryJob>(queueName(id), (job) => deliverWebhook(d, job), {
-        connection,
-        prefix: d.queue.prefix,
-        concurrency: DELIVERIES_PER_ENDPOINT,
-        limiter: { max: d.webhookRate, duration: 1000 },
-        lockDuration: d.queue.lockDurationMs,
-        stalledInterval: d.queue.stalledIntervalMs,
-        settings: { backoffStrategy },
-      });
+      // Each POST waits for its turn at the endpoint's rate (a batch job makes many); BullMQ's limiter
+      // bounds the jobs started, across processes too.
+      const pace = pacer(d.webhookRate);
+      const worker = new Worker<WebhookDeliveryJob | WebhookBatchJob>(
+        queueName(id),
+        (job) => deliverWebhook(d, job, pace, () => stopped),
+        {
+          connection,
+          prefix: d.queue.prefix,
+          concurrency: DELIVERIES_PER_ENDPOINT,
+          limiter: { max: d.webhookRate, duration: 1000 },
+          // A batch job runs for seconds: a process killed twice during one must not fail it for good (a
+          // re-run skips what was delivered).
+          maxStalledCount: 20,
+          lockDuration: d.queue.lockDurationMs,
+          stalledInterval: d.queue.stalledIntervalMs,
+          settings: { backoffStrategy },
+        },
+      );
       worker.on('failed', (job, err) =>
         d.logger.info(
           { queue: queueName(id), jobId: job?.id, attempts: job?.attemptsMade, err: err.message },

@@ -88,7 +88,7 @@ describe('events under faults (SPEC 13)', function () {
     }
   });
 
-  it('delivers from a webhooks process of its own at a lower CPU priority; killed mid-run, it loses nothing', async () => {
+  it('delivers from a webhooks process of its own at a lower CPU priority; killed or stopped mid-run, it loses nothing', async () => {
     const env = { ...WEBHOOK_ENV, WEBHOOKS_OWN_PROCESS: 'true', WEBHOOKS_NICE: '7' };
     const h = await startHarness({ servers: own.urls, roles: ['api'], overrides: SERVICES, env });
     const children = [spawnRole('worker', h.env)];
@@ -117,6 +117,17 @@ describe('events under faults (SPEC 13)', function () {
       // Killed while its first attempts wait on a receiver that does not answer them; another takes over.
       hooks.kill('SIGKILL');
       await exited(hooks);
+      children.push(spawnRole('webhooks', h.env));
+      // Stopped (SIGTERM) while a batch still has events waiting on that receiver: it stops between two
+      // attempts instead of waiting out the batch (a timeout per event), and the batch runs again later.
+      const before = rx.at('/apart').length;
+      await rx.waitFor(() => rx.at('/apart').length > before, 60_000, 'the batch taken over');
+      const second = children[children.length - 1];
+      const stopAt = Date.now();
+      second.kill('SIGTERM');
+      await exited(second);
+      expect(Date.now() - stopAt, 'stopping mid-batch').to.be.below(6_000);
+      expect(new Set(rx.at('/apart').map((r) => r.eventId)).size, 'events left to the next process').to.be.below(20);
       children.push(spawnRole('webhooks', h.env));
       await rx.waitFor(() => ids.every((id) => rx.at('/apart', id).some((r) => r.at > 0)), 90_000, 'every event');
       const secret = ep.body.data.secret as string;

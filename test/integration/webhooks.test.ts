@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { Queue } from 'bullmq';
 import { startRedis, type LocalServer } from '../../scripts/local-servers.js';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { WebhookReceiver, signatureValid } from '../support/webhook-receiver.js';
@@ -200,6 +201,52 @@ describe('webhooks (SPEC 13)', function () {
     expect((await h.get(`/admin/v1/webhooks/${ep.id}`, {}, admin)).status).to.equal(404);
     expect((await h.del(`/admin/v1/webhooks/${ep.id}`, admin)).status).to.equal(404);
     created.splice(created.indexOf(ep.id), 1);
+  });
+
+  it('a burst goes out in batch jobs of at most 100 events, at the endpoint rate; a batch run again sends nothing twice', async () => {
+    const ep = await endpoint('/burst', 'ok', ['balance.low']);
+    const users = Array.from({ length: 150 }, (_, i) => h.user(`burst${i}`));
+    await Promise.all(users.map((u) => seedBalance(h, u, 11n * M)));
+    const deducts = await Promise.all(
+      users.map((u) =>
+        h.post('/internal/v1/billing/deduct', { request_id: 'b', user_id: u, service_name: 'tokens', count: 2 }),
+      ),
+    );
+    expect(deducts.every((r) => r.status === 200)).to.equal(true);
+    await h.drain();
+    await rx.waitFor(() => new Set(rx.at('/burst').map((r) => r.eventId)).size === 150, 30_000, 'the burst');
+    const got = rx.at('/burst');
+    expect(got, 'each event once').to.have.length(150);
+    // At most webhooks.max_per_second_per_endpoint (25) started in any second.
+    const at = got.map((r) => r.at).sort((a, b) => a - b);
+    const busiest = Math.max(...at.map((t, i) => at.filter((u, j) => j >= i && u < t + 1000).length));
+    expect(busiest, 'deliveries in the busiest second').to.be.at.most(26);
+
+    const queue = new Queue(`webhook-${ep.id}`, { connection: { url: h.env.REDIS_URL }, prefix: h.env.QUEUE_PREFIX });
+    try {
+      const jobs = await queue.getJobs(['completed']);
+      const batches = jobs.filter((j) => j.name === 'deliver-webhook-batch');
+      expect(jobs.length, 'jobs: batches only, no retry').to.equal(batches.length);
+      expect(batches.length).to.be.within(2, 20);
+      expect(batches.every((j) => j.data.eventIds.length <= 100)).to.equal(true);
+      const ids = batches.flatMap((j) => j.data.eventIds as string[]);
+      expect(new Set(ids)).to.deep.equal(new Set(got.map((r) => r.eventId)));
+      expect(ids).to.have.length(150);
+      // The same batch run again (as after a crash mid-batch): what is recorded delivered is skipped.
+      const rerun = await queue.add('deliver-webhook-batch', batches[0].data, { jobId: 'rerun' });
+      for (let i = 0; (await queue.getJobState(rerun.id!)) !== 'completed'; i++) {
+        expect(i, 'the re-run completes').to.be.below(200);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((await queue.getJob(rerun.id!))!.returnvalue).to.deep.equal({
+        delivered: 0,
+        retrying: 0,
+        skipped: batches[0].data.eventIds.length,
+      });
+      expect(rx.at('/burst')).to.have.length(150);
+    } finally {
+      await queue.close();
+    }
   });
 
   it('refuses hostile endpoint input with clear 400s and creates nothing', async () => {
