@@ -216,19 +216,6 @@ export class WebhookService {
     };
   }
 
-  /**
-   * A batch job fails only when MySQL or Redis does (a receiver's failure goes on in a single job): it
-   * is retried like the jobs that write MySQL, and a re-run skips the events already delivered.
-   */
-  private batchJobOptions(): JobsOptions {
-    return {
-      attempts: 40,
-      backoff: { type: 'capped-exponential', delay: 500 },
-      removeOnComplete: { age: 7 * 86_400, count: 10_000 },
-      removeOnFail: { count: 10_000 },
-    };
-  }
-
   private wants(e: EndpointRow, type: EventType): boolean {
     const types = JSON.parse(e.events) as string[];
     return types.includes('*') || types.includes(type);
@@ -242,7 +229,9 @@ export class WebhookService {
     // The fan-out runs where the deliveries run: the batches then find their events in memory.
     for (const event of events) this.remember(event);
     const endpoints = await this.d.endpoints.active();
-    const opts = this.batchJobOptions();
+    // A batch job fails only when MySQL or Redis does (a receiver's failure goes on in a single job):
+    // retried like a delivery, for as long, and a re-run skips the events already delivered.
+    const opts = this.jobOptions();
     await Promise.all(
       endpoints.map((e) => {
         const ids = events.filter((ev) => this.wants(e, ev.type)).map((ev) => ev.id);
