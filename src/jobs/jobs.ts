@@ -56,8 +56,8 @@ export const Jobs = {
   /** Delete quota hashes of months before the previous one (daily; idempotent). */
   'prune-quota-periods': job<Record<string, never>>('maintenance'),
   /**
-   * Queue the webhook deliveries of the events a persistence job just stored (one job per event and
-   * endpoint); idempotent. Queued by persist-changes after its commit, so that the fan-out runs where the
+   * Queue the webhook deliveries of the events a persistence job just stored (batch jobs of up to 100
+   * events per endpoint); idempotent. Queued by persist-changes after its commit, so that the fan-out runs where the
    * deliveries run, not on the persisting worker.
    */
   'dispatch-stored-events': job<{ eventIds: string[] }>('webhooks'),

@@ -164,7 +164,7 @@ export class EventService {
   }
 
   /**
-   * Queues the deliveries of stored, undispatched events (one job per event and endpoint, with a
+   * Queues the deliveries of stored, undispatched events (batch jobs per endpoint, each with a
    * deterministic job id), then marks them dispatched. Returns how many events.
    */
   async dispatch(ids: string[]): Promise<number> {
@@ -181,7 +181,7 @@ export class EventService {
   /**
    * After a persistence job's commit: queues the fan-out of the events its changes carried (job
    * dispatch-stored-events, on the webhooks queue), so that a burst of events costs the persisting
-   * worker one small job, not a job per event and endpoint. A failure is logged and left to
+   * worker one small job, not the deliveries' jobs. A failure is logged and left to
    * dispatchLeftovers (the events are stored; only their enqueue is late).
    */
   async dispatchPersisted(changes: LedgerChange[]): Promise<void> {
