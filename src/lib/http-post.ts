@@ -3,11 +3,14 @@ import https from 'node:https';
 
 /**
  * Keep-alive agents, one per scheme, shared by every post of the process: a receiver's connection
- * serves its next delivery instead of a handshake each time.
+ * serves its next delivery instead of a handshake each time. An idle connection is closed after
+ * IDLE_SOCKET_MS, before most servers close theirs (Node's own default is 5 s), so that a post seldom
+ * meets a connection the receiver is closing; when one does, it is sent again once on a new connection.
  */
+const IDLE_SOCKET_MS = 4_000;
 const agents = {
-  'http:': new http.Agent({ keepAlive: true }),
-  'https:': new https.Agent({ keepAlive: true }),
+  'http:': new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS }),
+  'https:': new https.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS }),
 };
 
 /** What one POST got: the status (null when none came), at most `excerptBytes` of the answer, or why it failed. */
@@ -28,8 +31,11 @@ export interface PostOptions {
   excerptBytes: number;
 }
 
+const reason = (err: NodeJS.ErrnoException) => (err.code ?? err.message).slice(0, 255);
+
 /**
- * POSTs once with node:http (redirects are not followed: a 3xx is the answer) and never throws.
+ * POSTs once with node:http (redirects are not followed: a 3xx is the answer) and never throws. A
+ * status that came before a timeout or a cut is kept beside the error (a 2xx then counts as answered).
  *
  * Why not fetch: per delivery, undici's fetch (WHATWG streams, a signal, Request and Response objects)
  * cost the webhooks process more CPU than everything else a delivery does (profiled), on the same cores
@@ -52,50 +58,64 @@ export function postOnce(url: string, o: PostOptions): Promise<PostOutcome> {
     }
     let statusCode: number | null = null;
     let settled = false;
+    let request: http.ClientRequest | undefined;
     const settle = (outcome: PostOutcome) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       resolve(outcome);
     };
-    const request = (target.protocol === 'https:' ? https : http).request(target, {
-      method: 'POST',
-      agent,
-      headers: { ...o.headers, 'content-length': String(Buffer.byteLength(o.body)) },
-    });
     const timer = setTimeout(() => {
       settle({ statusCode, excerpt: null, error: `timed out after ${o.timeoutMs} ms` });
-      request.destroy();
-    }, o.timeoutMs);
-    request.on('error', (err: NodeJS.ErrnoException) => {
-      settle({ statusCode, excerpt: null, error: (err.code ?? err.message).slice(0, 255) });
-    });
-    request.on('response', (res) => {
-      statusCode = res.statusCode ?? null;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const answered = () => {
-        const excerpt = Buffer.concat(chunks)
-          .subarray(0, o.excerptBytes)
-          .toString('utf8')
-          .replace(/\uFFFD+$/, '');
-        settle({ statusCode, excerpt, error: null });
-      };
-      res.on('data', (chunk: Buffer) => {
-        if (settled) return;
-        chunks.push(chunk);
-        size += chunk.length;
-        if (size < o.excerptBytes) return;
-        answered();
-        res.destroy();
+      request?.destroy();
+    }, o.timeoutMs).unref();
+
+    const send = (again: boolean) => {
+      try {
+        request = (target.protocol === 'https:' ? https : http).request(target, {
+          method: 'POST',
+          agent,
+          headers: { ...o.headers, 'content-length': String(Buffer.byteLength(o.body)) },
+        });
+      } catch (err) {
+        settle({ statusCode: null, excerpt: null, error: reason(err as NodeJS.ErrnoException) });
+        return;
+      }
+      const sent = request;
+      sent.on('error', (err: NodeJS.ErrnoException) => {
+        // A kept connection the receiver closed as we reused it: nothing reached it; once more, anew.
+        if (!again && statusCode === null && sent.reusedSocket && err.code === 'ECONNRESET' && !settled) {
+          send(true);
+          return;
+        }
+        settle({ statusCode, excerpt: null, error: reason(err) });
       });
-      res.on('end', answered);
-      res.on('error', (err: NodeJS.ErrnoException) =>
-        settle({ statusCode, excerpt: null, error: (err.code ?? err.message).slice(0, 255) }),
-      );
-      // Closed before its end (the receiver hung up mid-answer): what came is not an excerpt.
-      res.on('close', () => settle({ statusCode, excerpt: null, error: 'the answer was cut short' }));
-    });
-    request.end(o.body);
+      sent.on('response', (res) => {
+        statusCode = res.statusCode ?? null;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const answered = () => {
+          const excerpt = Buffer.concat(chunks)
+            .subarray(0, o.excerptBytes)
+            .toString('utf8')
+            .replace(/\uFFFD+$/, '');
+          settle({ statusCode, excerpt, error: null });
+        };
+        res.on('data', (chunk: Buffer) => {
+          if (settled) return;
+          chunks.push(chunk);
+          size += chunk.length;
+          if (size < o.excerptBytes) return;
+          answered();
+          res.destroy();
+        });
+        res.on('end', answered);
+        res.on('error', (err: NodeJS.ErrnoException) => settle({ statusCode, excerpt: null, error: reason(err) }));
+        // Closed before its end (the receiver hung up mid-answer): what came is not an excerpt.
+        res.on('close', () => settle({ statusCode, excerpt: null, error: 'the answer was cut short' }));
+      });
+      sent.end(o.body);
+    };
+    send(false);
   });
 }

@@ -69,14 +69,15 @@ export class WebhookRepository {
     return this.attempts.add(row);
   }
 
-  /** Of these events, those whose delivery to the endpoint is recorded. */
-  async deliveredEventIds(endpointId: string, eventIds: string[]): Promise<string[]> {
-    if (eventIds.length === 0) return [];
-    const rows: { event_id: string }[] = await this.db('webhook_deliveries')
+  /** Of these events, those with an attempt to the endpoint recorded: event id → whether one delivered it. */
+  async attemptedEvents(endpointId: string, eventIds: string[]): Promise<Map<string, boolean>> {
+    if (eventIds.length === 0) return new Map();
+    const rows: { event_id: string; delivered: number | string }[] = await this.db('webhook_deliveries')
       .whereIn('event_id', eventIds)
-      .andWhere({ endpoint_id: endpointId, delivered: 1 })
-      .distinct('event_id');
-    return rows.map((r) => r.event_id);
+      .andWhere({ endpoint_id: endpointId })
+      .groupBy('event_id')
+      .select('event_id', this.db.raw('MAX(delivered) AS delivered'));
+    return new Map(rows.map((r) => [r.event_id, Number(r.delivered) === 1]));
   }
 
   /** Newest first; `beforeId` pages on. */

@@ -42,6 +42,14 @@ export interface EndpointView {
   previousSecretUntil: string | null;
 }
 
+/** A batch ended between two attempts because its process is stopping: it goes back to wait, no attempt used. */
+export class BatchInterrupted extends Error {
+  constructor() {
+    super('the delivering process is stopping; the batch waits for the next one');
+    this.name = 'BatchInterrupted';
+  }
+}
+
 /** The job names of deliveries (one queue per endpoint, see queueName; payloads in src/jobs/jobs.ts). */
 export const DELIVERY_JOB = 'deliver-webhook';
 export const DELIVERY_BATCH_JOB = 'deliver-webhook-batch';
@@ -286,51 +294,76 @@ export class WebhookService {
   /**
    * First attempts of a batch's events (a deliver-webhook-batch job), one after the other at the
    * endpoint's pace. Each event not delivered goes on alone: a deliver-webhook job (job id <event
-   * id>.<endpoint id>), first retry after the backoff, attempts and retry window counted from here. A
-   * re-run (the process died or stopped meanwhile) skips the events whose delivery is recorded.
+   * id>.<endpoint id>), first retry after the backoff, attempts and retry window counted from here;
+   * an event not stored goes on too, to fail visibly there. A re-run (the process died or stopped
+   * meanwhile) sends none of the events it attempted already: delivered ones are skipped, the others
+   * handed on again (a no-op when their job is queued). Throws BatchInterrupted when `stopping` turns
+   * true between two attempts.
    */
   async deliverBatch(
     job: WebhookBatchJob,
     firstQueuedAt: number,
     pace: () => Promise<void> = async () => undefined,
-    /** true once the process is stopping: the batch then ends early and runs again (minus what arrived) */
+    /** true once the process is stopping: the batch then ends between two attempts */
     stopping: () => boolean = () => false,
-  ): Promise<{ delivered: number; retrying: number; skipped: number }> {
+  ): Promise<{ delivered: number; handedOn: number; skipped: number }> {
     if (!Array.isArray(job.eventIds) || !job.eventIds.every((id) => typeof id === 'string'))
       throw new UnrecoverableError('a webhook batch job carries no list of event ids');
     const gone = () => new UnrecoverableError(`webhook endpoint ${job.endpointId} is gone`);
     let endpoint = await this.d.endpoints.find(job.endpointId);
     if (!endpoint) throw gone();
     let readAt = Date.now();
-    const done = new Set(await this.d.endpoints.deliveredEventIds(job.endpointId, job.eventIds));
-    const events = await this.storedEvents(job.eventIds.filter((id) => !done.has(id)));
-    const failed: string[] = [];
+    const attempted = await this.d.endpoints.attemptedEvents(job.endpointId, job.eventIds);
+    const events = await this.storedEvents(job.eventIds.filter((id) => !attempted.has(id)));
+    const handOn: { eventId: string; attemptsBefore: number }[] = job.eventIds
+      .filter((id) => attempted.get(id) === false)
+      .map((eventId) => ({ eventId, attemptsBefore: 1 }));
     let delivered = 0;
-    for (const id of job.eventIds) {
-      const event = events.get(id);
-      if (!event) continue; // delivered already, or not stored (nothing to send)
-      await pace();
-      // A dead endpoint's batch could wait out a timeout per event: a stopping process does not wait.
-      if (stopping()) throw new Error('the delivering process is stopping; the batch runs again');
-      if (Date.now() - readAt >= ENDPOINT_FRESH_MS) {
-        endpoint = await this.d.endpoints.find(job.endpointId);
-        if (!endpoint) throw gone();
-        readAt = Date.now();
+    try {
+      for (const id of job.eventIds) {
+        if (attempted.has(id)) continue;
+        const event = events.get(id);
+        if (!event) {
+          handOn.push({ eventId: id, attemptsBefore: 0 });
+          continue;
+        }
+        await pace();
+        // A dead endpoint's batch could wait out a timeout per event: a stopping process does not wait.
+        if (stopping()) throw new BatchInterrupted();
+        if (Date.now() - readAt >= ENDPOINT_FRESH_MS) {
+          endpoint = await this.d.endpoints.find(job.endpointId);
+          if (!endpoint) throw gone();
+          readAt = Date.now();
+        }
+        if ((await this.attempt(endpoint, event, 1)).delivered) delivered++;
+        else handOn.push({ eventId: id, attemptsBefore: 1 });
       }
-      if ((await this.attempt(endpoint, event, 1)).delivered) delivered++;
-      else failed.push(event.id);
+    } finally {
+      // Also when the batch ends early: what it tried goes on alone now, not again in a re-run.
+      if (handOn.length > 0) await this.handOn(job.endpointId, handOn, firstQueuedAt);
     }
-    if (failed.length > 0) {
-      const opts = { ...this.jobOptions(), delay: webhookBackoff(1, this.d.opts.backoffBaseMs) };
-      await this.queueOf(job.endpointId).addBulk(
-        failed.map((eventId) => ({
-          name: DELIVERY_JOB,
-          data: { endpointId: job.endpointId, eventId, attemptsBefore: 1, firstQueuedAt } satisfies WebhookDeliveryJob,
-          opts: { ...opts, jobId: `${eventId}.${job.endpointId}` },
-        })),
-      );
-    }
-    return { delivered, retrying: failed.length, skipped: job.eventIds.length - events.size };
+    // skipped: delivered before this run
+    return { delivered, handedOn: handOn.length, skipped: [...attempted.values()].filter(Boolean).length };
+  }
+
+  /** Single deliver-webhook jobs for events a batch did not deliver (job id <event>.<endpoint>: queued once). */
+  private async handOn(
+    endpointId: string,
+    events: { eventId: string; attemptsBefore: number }[],
+    firstQueuedAt: number,
+  ): Promise<void> {
+    const opts = this.jobOptions();
+    await this.queueOf(endpointId).addBulk(
+      events.map(({ eventId, attemptsBefore }) => ({
+        name: DELIVERY_JOB,
+        data: { endpointId, eventId, attemptsBefore, firstQueuedAt } satisfies WebhookDeliveryJob,
+        opts: {
+          ...opts,
+          jobId: `${eventId}.${endpointId}`,
+          delay: attemptsBefore > 0 ? webhookBackoff(attemptsBefore, this.d.opts.backoffBaseMs) : 0,
+        },
+      })),
+    );
   }
 
   /** POSTs the signed event once and records the attempt (the answer's status, latency, excerpt or error). */

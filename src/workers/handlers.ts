@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { JobName, JobPayloads } from '../jobs/jobs.js';
 import type { AccountService } from '../services/account.service.js';
 import type { ArchiveService } from '../services/archive.service.js';
@@ -9,7 +9,7 @@ import type { ReservationService } from '../services/reservation.service.js';
 import type { GrantService } from '../services/grant.service.js';
 import { isAppError } from '../lib/errors.js';
 import type { EventService } from '../services/event.service.js';
-import { DELIVERY_BATCH_JOB, type WebhookService } from '../services/webhook.service.js';
+import { BatchInterrupted, DELIVERY_BATCH_JOB, type WebhookService } from '../services/webhook.service.js';
 import type { WebhookBatchJob, WebhookDeliveryJob } from '../jobs/jobs.js';
 
 /** What a job's handler does, and which of its errors no retry can fix (the job fails for good). */
@@ -113,14 +113,23 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
 }
 
 /** One webhook delivery attempt (the endpoint's own queue: see src/jobs/jobs.ts, WebhookDeliveryJob). */
-export function deliverWebhook(
+export async function deliverWebhook(
   d: Pick<HandlerDeps, 'webhooks'>,
   job: Job<WebhookDeliveryJob | WebhookBatchJob>,
   pace: () => Promise<void>,
   stopping: () => boolean,
+  token?: string,
 ) {
-  if (job.name === DELIVERY_BATCH_JOB)
-    return d.webhooks.deliverBatch(job.data as WebhookBatchJob, job.timestamp, pace, stopping);
+  if (job.name === DELIVERY_BATCH_JOB) {
+    try {
+      return await d.webhooks.deliverBatch(job.data as WebhookBatchJob, job.timestamp, pace, stopping);
+    } catch (err) {
+      if (!(err instanceof BatchInterrupted) || !token) throw err;
+      // Back to wait without using an attempt: the next delivering process takes it up at once.
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
+    }
+  }
   const data = job.data as WebhookDeliveryJob;
   const attempt = (data.attemptsBefore ?? 0) + job.attemptsMade + 1;
   return d.webhooks.deliver(data, attempt, data.firstQueuedAt ?? job.timestamp, pace);

@@ -76,7 +76,9 @@ export function startWorkers(
       {
         connection,
         prefix: d.queue.prefix,
-        concurrency: d.queue.workerConcurrency,
+        // The fan-out one job at a time: two dispatches reading the same undispatched events at once
+        // would queue them twice, in batches of other ids.
+        concurrency: queue === 'webhooks' ? 1 : d.queue.workerConcurrency,
         lockDuration: d.queue.lockDurationMs,
         stalledInterval: d.queue.stalledIntervalMs,
         settings: { backoffStrategy },
@@ -152,7 +154,7 @@ function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
       const pace = pacer(d.webhookRate);
       const worker = new Worker<WebhookDeliveryJob | WebhookBatchJob>(
         queueName(id),
-        (job) => deliverWebhook(d, job, pace, () => stopped),
+        (job, token) => deliverWebhook(d, job, pace, () => stopped, token),
         {
           connection,
           prefix: d.queue.prefix,

@@ -119,6 +119,10 @@ describe('webhooks (SPEC 13)', function () {
       [1, 500, false],
     ]);
     expect(attempts[1].responseExcerpt).to.equal('failing attempt 3');
+    // The first attempt is a batch's, the retries a single job's: the backoff doubles on from the base (200 ms).
+    const at = rx.at('/fail', id).map((r) => r.at);
+    const gaps = at.slice(1).map((t, i) => t - at[i]);
+    gaps.forEach((gap, i) => expect(gap, `wait before attempt ${i + 2}`).to.be.at.least(0.9 * 200 * 2 ** i));
     const stalled = (await h.get(`/admin/v1/webhooks/${stalling.id}/deliveries`, {}, admin)).body.data.deliveries;
     expect(stalled[stalled.length - 1]).to.include({ statusCode: null, delivered: false });
     expect(stalled[stalled.length - 1].error).to.match(/timed out/);
@@ -240,10 +244,39 @@ describe('webhooks (SPEC 13)', function () {
       }
       expect((await queue.getJob(rerun.id!))!.returnvalue).to.deep.equal({
         delivered: 0,
-        retrying: 0,
+        handedOn: 0,
         skipped: batches[0].data.eventIds.length,
       });
       expect(rx.at('/burst')).to.have.length(150);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('a batch run again hands on the events it failed instead of sending them again', async () => {
+    const ep = await endpoint('/always-500', 'fail:1000', ['balance.low']);
+    const id = await lowEvent('rerun-failed');
+    const queue = new Queue(`webhook-${ep.id}`, { connection: { url: h.env.REDIS_URL }, prefix: h.env.QUEUE_PREFIX });
+    try {
+      let batch: Awaited<ReturnType<Queue['getJobs']>>[number] | undefined;
+      for (
+        let i = 0;
+        !(batch = (await queue.getJobs(['completed'])).find((j) => j.name === 'deliver-webhook-batch'));
+        i++
+      ) {
+        expect(i, 'the batch completes').to.be.below(200);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(batch.returnvalue).to.deep.equal({ delivered: 0, handedOn: 1, skipped: 0 });
+      const rerun = await queue.add('deliver-webhook-batch', batch.data, { jobId: 'rerun-failed' });
+      for (let i = 0; (await queue.getJobState(rerun.id!)) !== 'completed'; i++) {
+        expect(i, 'the re-run completes').to.be.below(200);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((await queue.getJob(rerun.id!))!.returnvalue).to.deep.equal({ delivered: 0, handedOn: 1, skipped: 0 });
+      const firsts = await h.probe.db('webhook_deliveries').where({ endpoint_id: ep.id, event_id: id, attempt: 1 });
+      expect(firsts, 'first attempts of the event').to.have.length(1);
+      expect((await queue.getJob(`${id}.${ep.id}`))!.data).to.include({ eventId: id, attemptsBefore: 1 });
     } finally {
       await queue.close();
     }

@@ -50,6 +50,22 @@ describe('postOnce (webhook attempts)', function () {
     expect(connections).to.equal(before);
   });
 
+  it('sends again once, on a new connection, when a kept connection is closed as it is reused', async () => {
+    const served = new WeakMap<object, number>();
+    let requests = 0;
+    routes.set('/closes-kept', (req, res) => {
+      requests++;
+      const n = (served.get(req.socket) ?? 0) + 1;
+      served.set(req.socket, n);
+      if (n > 1)
+        req.socket.destroy(); // the receiver drops a kept connection instead of answering
+      else res.writeHead(204).end();
+    });
+    expect((await post('/closes-kept')).statusCode).to.equal(204);
+    expect(await post('/closes-kept')).to.deep.equal({ statusCode: 204, excerpt: '', error: null });
+    expect(requests).to.equal(3);
+  });
+
   it('reads at most the excerpt of an endless answer, then drops it', async () => {
     routes.set('/endless', (_req, res) => {
       res.writeHead(200);
