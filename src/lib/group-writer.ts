@@ -1,8 +1,10 @@
 /**
  * Group commit: rows added while a write is in flight go out together in the next one, and each
- * caller's promise settles when the write that holds its row does. Nothing waits on a timer, so a
- * lone row is written at once; under load one INSERT (one commit) carries many rows instead of one
- * each. A failed write fails every row of it (their callers retry as they would alone).
+ * caller's promise settles when the write that holds its row does. Without `lingerMs` nothing waits
+ * on a timer, so a lone row is written at once; under load one INSERT (one commit) carries many rows
+ * instead of one each. With `lingerMs`, a row that finds the writer idle waits that long for others
+ * (for rows that trickle in, whose callers need not wait for them). A failed write fails every row of
+ * it (their callers retry as they would alone).
  */
 export class GroupWriter<T> {
   private queued: { row: T; done: (err?: unknown) => void }[] = [];
@@ -11,6 +13,7 @@ export class GroupWriter<T> {
   constructor(
     private readonly write: (rows: T[]) => Promise<void>,
     private readonly maxRows = 500,
+    private readonly lingerMs = 0,
   ) {}
 
   add(row: T): Promise<void> {
@@ -22,6 +25,7 @@ export class GroupWriter<T> {
 
   private async drain(): Promise<void> {
     this.writing = true;
+    if (this.lingerMs > 0) await new Promise((r) => setTimeout(r, this.lingerMs));
     while (this.queued.length > 0) {
       const batch = this.queued.splice(0, this.maxRows);
       const err = await this.write(batch.map((b) => b.row)).then(

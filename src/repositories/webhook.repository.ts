@@ -27,6 +27,12 @@ export interface DeliveryRow {
   created_at: Date;
 }
 
+/**
+ * How long an attempt's row waits for others to share its INSERT: a batch does not wait for its rows
+ * between attempts, only before it ends; a single delivery job waits this much longer to finish.
+ */
+const ATTEMPT_ROWS_LINGER_MS = 25;
+
 /** Webhook endpoints and every delivery attempt. */
 export class WebhookRepository {
   constructor(private readonly db: Db) {}
@@ -59,10 +65,17 @@ export class WebhookRepository {
     return n > 0;
   }
 
-  /** Delivery attempts finished meanwhile are written together (one INSERT, one commit): see GroupWriter. */
-  private readonly attempts = new GroupWriter<Omit<DeliveryRow, 'id' | 'created_at'>>(async (rows) => {
-    await this.db('webhook_deliveries').insert(rows);
-  });
+  /**
+   * Delivery attempts finished meanwhile are written together (one INSERT, one commit): see GroupWriter.
+   * They trickle in at the endpoints' pace, so a row waits ATTEMPT_ROWS_LINGER_MS for others.
+   */
+  private readonly attempts = new GroupWriter<Omit<DeliveryRow, 'id' | 'created_at'>>(
+    async (rows) => {
+      await this.db('webhook_deliveries').insert(rows);
+    },
+    500,
+    ATTEMPT_ROWS_LINGER_MS,
+  );
 
   /** Resolves once the attempt is in MySQL. */
   recordAttempt(row: Omit<DeliveryRow, 'id' | 'created_at'>): Promise<void> {

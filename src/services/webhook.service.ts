@@ -285,6 +285,7 @@ export class WebhookService {
     if (!event) throw new UnrecoverableError(`event ${job.eventId} not found`);
     await pace();
     const outcome = await this.attempt(endpoint, event, attempt);
+    await outcome.recorded;
     if (outcome.delivered) return { statusCode: outcome.statusCode! };
     if (Date.now() - firstQueuedAt >= this.d.opts.retryForMs)
       throw new UnrecoverableError(`${outcome.reason}; retried for the whole window, giving up`);
@@ -319,6 +320,9 @@ export class WebhookService {
       .filter((id) => attempted.get(id) === false)
       .map((eventId) => ({ eventId, attemptsBefore: 1 }));
     let delivered = 0;
+    // The attempts' rows are written while the batch goes on (see recordAttempt), all in before it ends.
+    const rows: Promise<void>[] = [];
+    let failure: unknown = null;
     try {
       for (const id of job.eventIds) {
         if (attempted.has(id)) continue;
@@ -335,13 +339,21 @@ export class WebhookService {
           if (!endpoint) throw gone();
           readAt = Date.now();
         }
-        if ((await this.attempt(endpoint, event, 1)).delivered) delivered++;
+        const outcome = await this.attempt(endpoint, event, 1);
+        rows.push(outcome.recorded);
+        outcome.recorded.catch(() => undefined); // its failure is read below, once every row is settled
+        if (outcome.delivered) delivered++;
         else handOn.push({ eventId: id, attemptsBefore: 1 });
       }
-    } finally {
-      // Also when the batch ends early: what it tried goes on alone now, not again in a re-run.
-      if (handOn.length > 0) await this.handOn(job.endpointId, handOn, firstQueuedAt);
+    } catch (err) {
+      failure = err;
     }
+    // However the batch ends: what it tried goes on alone now, not again in a re-run.
+    const settled = await Promise.allSettled(rows);
+    if (handOn.length > 0) await this.handOn(job.endpointId, handOn, firstQueuedAt);
+    if (failure) throw failure;
+    const unrecorded = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (unrecorded) throw unrecorded.reason;
     // skipped: delivered before this run
     return { delivered, handedOn: handOn.length, skipped: [...attempted.values()].filter(Boolean).length };
   }
@@ -366,12 +378,15 @@ export class WebhookService {
     );
   }
 
-  /** POSTs the signed event once and records the attempt (the answer's status, latency, excerpt or error). */
+  /**
+   * POSTs the signed event once and records the attempt (the answer's status, latency, excerpt or
+   * error): `recorded` settles when its row is in MySQL.
+   */
   private async attempt(
     endpoint: EndpointRow,
     event: BillingEvent,
     attempt: number,
-  ): Promise<{ delivered: boolean; statusCode: number | null; reason: string }> {
+  ): Promise<{ delivered: boolean; statusCode: number | null; reason: string; recorded: Promise<void> }> {
     const body = JSON.stringify(event);
     const now = this.d.clock.now();
     const secrets = [endpoint.secret];
@@ -391,7 +406,7 @@ export class WebhookService {
       excerptBytes: RESPONSE_EXCERPT_BYTES,
     });
     const delivered = statusCode !== null && statusCode >= 200 && statusCode < 300;
-    await this.d.endpoints.recordAttempt({
+    const recorded = this.d.endpoints.recordAttempt({
       endpoint_id: endpoint.id,
       event_id: event.id,
       attempt,
@@ -401,7 +416,7 @@ export class WebhookService {
       error,
       delivered: delivered ? 1 : 0,
     });
-    return { delivered, statusCode, reason: error ?? `answered ${statusCode}` };
+    return { delivered, statusCode, reason: error ?? `answered ${statusCode}`, recorded };
   }
 
   async close(): Promise<void> {

@@ -77,4 +77,17 @@ describe('GroupWriter (group commit of rows)', () => {
     await Promise.all(all);
     expect(g.writes).to.deep.equal([[1], [2, 3], [4]]);
   });
+
+  it('with lingerMs, a row that finds the writer idle waits for others to share its write', async () => {
+    const g = gatedWrites();
+    const writer = new GroupWriter(g.write, 500, 30);
+    const rows = [writer.add(1)];
+    await tick();
+    expect(g.writes, 'nothing written while lingering').to.deep.equal([]);
+    rows.push(writer.add(2), writer.add(3));
+    await new Promise((r) => setTimeout(r, 60));
+    expect(g.writes).to.deep.equal([[1, 2, 3]]);
+    g.release();
+    await Promise.all(rows);
+  });
 });
