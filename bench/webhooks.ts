@@ -13,8 +13,8 @@
  * (the webhooks process at its lower CPU priority and idle class, webhooks.nice and sched_idle; BENCH_WEBHOOKS_IN_WORKER=1 delivers
  * from the worker instead, the shape before; BENCH_DELIVERY_REDIS=1 puts the delivery queues on a Redis of
  * their own, webhooks.redis_url, at the same priority). The receivers (bench/webhook-receiver.ts) stand for other
- * hosts: they run at the lowest CPU priority (nice 19), so that receiving costs the service's cores as
- * little as it would on a machine of their own. This process only sends deducts, BENCH_CONCURRENCY (16)
+ * hosts: they run at the lowest CPU priority (nice 19) and in the idle class (BENCH_RECEIVERS_NICE_ONLY=1:
+ * nice only), so that receiving costs the service's cores as little as it would on a machine of their own. This process only sends deducts, BENCH_CONCURRENCY (16)
  * at a time, and times each. Prints deduct p50/p99 per phase, each process's CPU per phase and the
  * delivery progress; JSON under bench/results/.
  *
@@ -56,6 +56,7 @@ const DELIVERY_REDIS = process.env.BENCH_DELIVERY_REDIS === '1';
  * the delivery Redis, delivery work only, is put in the same class here.
  */
 const SCHED_IDLE = process.env.WEBHOOKS_SCHED_IDLE !== 'false';
+const RECEIVERS_IDLE = process.env.BENCH_RECEIVERS_NICE_ONLY !== '1';
 function idleCpu(pid: number): void {
   execFileSync('chrt', ['-a', '-i', '-p', '0', String(pid)]);
 }
@@ -141,6 +142,9 @@ async function main() {
     }
     if (SCHED_IDLE && deliveryRedis) idleCpu(deliveryRedis.process.pid!);
     processes.receivers = children[0].pid;
+    // The receivers stand for other hosts: in the idle class too (BENCH_RECEIVERS_NICE_ONLY=1 keeps them
+    // at nice 19 only, as runs before 2026-11-30 11:10 did).
+    if (RECEIVERS_IDLE) idleCpu(processes.receivers!);
     processes.redis = redis.process.pid;
     if (deliveryRedis) processes.deliveryRedis = deliveryRedis.process.pid;
     processes.mariadb = mariadb.process.pid;
@@ -354,6 +358,7 @@ async function main() {
         ? 'the worker'
         : `a webhooks process of its own (nice ${process.env.WEBHOOKS_NICE ?? 10}${SCHED_IDLE ? ', idle class' : ''})`,
       deliveryQueues: deliveryRedis ? 'a Redis of their own (same nice)' : 'the counters’ Redis',
+      receivers: RECEIVERS_IDLE ? 'nice 19, idle class' : 'nice 19',
       phases: [without, withoutAgain, withEndpoints],
       phaseRatios: {
         bOverA2: {
