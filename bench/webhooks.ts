@@ -10,12 +10,14 @@
  *      (at most webhooks.max_per_second_per_endpoint each: set WEBHOOKS_MAX_PER_SECOND_PER_ENDPOINT).
  *
  * The api, the worker and the webhooks process are processes of their own, as `npm start` runs them
- * (the webhooks process at its lower CPU priority and idle class, webhooks.nice and sched_idle; BENCH_WEBHOOKS_IN_WORKER=1 delivers
- * from the worker instead, the shape before; BENCH_DELIVERY_REDIS=1 puts the delivery queues on a Redis of
- * their own, webhooks.redis_url, at the same priority). The receivers (bench/webhook-receiver.ts) stand for other
- * hosts: they run at the lowest CPU priority (nice 19) and in the idle class (BENCH_RECEIVERS_NICE_ONLY=1:
- * nice only), so that receiving costs the service's cores as little as it would on a machine of their own. This process only sends deducts, BENCH_CONCURRENCY (16)
- * at a time, and times each. Prints deduct p50/p99 per phase, each process's CPU per phase and the
+ * (the webhooks process at its lower CPU priority and idle class, webhooks.nice and sched_idle;
+ * BENCH_WEBHOOKS_IN_WORKER=1 delivers from the worker instead, the shape before; BENCH_DELIVERY_REDIS=1
+ * puts the delivery queues on a Redis of their own, webhooks.redis_url, at the same priority). The
+ * receivers (bench/webhook-receiver.ts) stand for other hosts: they run at the lowest CPU priority
+ * (nice 19) and in the idle class (BENCH_RECEIVERS_NICE_ONLY=1: nice only), so that receiving costs
+ * the service's cores as little as it would on a machine of their own. This process only sends
+ * deducts, BENCH_CONCURRENCY (16) at a time, and times each. Prints deduct p50/p99 per phase, each
+ * process's CPU per phase and the
  * delivery progress; JSON under bench/results/.
  *
  * Then, on a machine shared with other work, phases A and B run minutes apart under different noise;

@@ -103,7 +103,7 @@ describe('events under faults (SPEC 13)', function () {
     }
   });
 
-  it('delivers from a webhooks process of its own at a lower CPU priority; killed or stopped mid-run, it loses nothing', async () => {
+  it('a webhooks process of its own, at a lower priority, killed or stopped mid-run, loses nothing', async () => {
     const env = { ...WEBHOOK_ENV, WEBHOOKS_OWN_PROCESS: 'true', WEBHOOKS_NICE: '7' };
     const h = await startHarness({ servers: own.urls, roles: ['api'], overrides: SERVICES, env });
     const children = [spawnRole('worker', h.env)];

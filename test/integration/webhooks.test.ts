@@ -207,7 +207,7 @@ describe('webhooks (SPEC 13)', function () {
     created.splice(created.indexOf(ep.id), 1);
   });
 
-  it('a burst goes out in batch jobs of at most 100 events, at the endpoint rate; a batch run again sends nothing twice', async () => {
+  it('a burst goes out in batches of ≤ 100 at the endpoint rate; a batch run again sends none twice', async () => {
     const ep = await endpoint('/burst', 'ok', ['balance.low']);
     const users = Array.from({ length: 150 }, (_, i) => h.user(`burst${i}`));
     await Promise.all(users.map((u) => seedBalance(h, u, 11n * M)));
