@@ -13,11 +13,6 @@ export function secretMatcher(expected: string): (given: string) => boolean {
   return (given) => timingSafeEqual(digest(given), want);
 }
 
-/** Constant-time comparison that does not leak the secret's length. */
-export function secretEquals(given: string, expected: string): boolean {
-  return secretMatcher(expected)(given);
-}
-
 /** `Authorization: Bearer <token>` must match one of the configured tokens. */
 export function requireBearer(...tokens: string[]): RequestHandler {
   const matchers = tokens.map(secretMatcher);

@@ -4,7 +4,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { JobQueues } from '../jobs/queues.js';
 import type { Queue } from 'bullmq';
-import { secretEquals } from './auth.middleware.js';
+import { secretMatcher } from './auth.middleware.js';
 
 export const BOARD_PATH = '/admin/queues';
 
@@ -24,21 +24,17 @@ export interface BoardRouteDeps {
 
 /** Basic auth with the Bull Board credentials, or the admin bearer token (scripts). */
 function boardAuth({ boardUser, boardPassword, adminToken }: BoardAuth): RequestHandler {
+  const [isUser, isPassword, isAdmin] = [boardUser, boardPassword, adminToken].map(secretMatcher);
   return (req, res, next) => {
     const header = req.get('authorization') ?? '';
     const basic = /^Basic (.+)$/.exec(header);
     if (basic) {
       const decoded = Buffer.from(basic[1], 'base64').toString();
       const colon = decoded.indexOf(':');
-      if (
-        colon > 0 &&
-        secretEquals(decoded.slice(0, colon), boardUser) &&
-        secretEquals(decoded.slice(colon + 1), boardPassword)
-      )
-        return next();
+      if (colon > 0 && isUser(decoded.slice(0, colon)) && isPassword(decoded.slice(colon + 1))) return next();
     }
     const bearer = /^Bearer (.+)$/.exec(header);
-    if (bearer && secretEquals(bearer[1], adminToken)) return next();
+    if (bearer && isAdmin(bearer[1])) return next();
     res.set('WWW-Authenticate', 'Basic realm="billing queues", charset="UTF-8"');
     res.status(401).json({ success: false, code: 40100, message: 'Bull Board needs the operator credentials' });
   };

@@ -57,7 +57,7 @@ export const DELIVERY_BATCH_JOB = 'deliver-webhook-batch';
  * A dispatch's events go to an endpoint in jobs of at most this many: a burst of 10,000 events costs
  * each endpoint 100 jobs instead of 10,000 (BullMQ's work per job was most of a delivery's CPU).
  */
-export const EVENTS_PER_BATCH_JOB = 100;
+const EVENTS_PER_BATCH_JOB = 100;
 /** A batch job reads its endpoint again when it read it longer ago than this: a delete or a rotation reaches it. */
 const ENDPOINT_FRESH_MS = 1_000;
 /** At most this much of a receiver's answer is stored with an attempt. */
