@@ -89,6 +89,8 @@ export interface Config {
     readonly nice: number;
     /** that process also moves itself to the SCHED_IDLE scheduling class (Linux) */
     readonly schedIdle: boolean;
+    /** a delivering process holds its attempts while other work keeps the machine's CPU busier than this (percent) */
+    readonly yieldAboveCpuPercent: number;
     /** the Redis of the delivery queues (null: the Redis of the counters, redis.url) */
     readonly redisUrl: string | null;
   };
@@ -260,6 +262,10 @@ const schema = Joi.object({
     // and, on Linux, its scheduling class: SCHED_IDLE (through `chrt`) runs it only on CPU the gateway
     // path, persistence and the databases leave idle; under sustained saturation deliveries wait
     sched_idle: Joi.boolean().default(true),
+    // a delivering process holds its attempts (each goes on after 5 s at most) while work at normal
+    // priority keeps the machine's CPU busier than this, in percent of all cores (Linux, /proc/stat):
+    // at saturation a delivery on one core takes CPU a deduct waiting on the other wants. 100: never.
+    yield_above_cpu_percent: Joi.number().integer().min(1).max(100).default(75),
     // the delivery queues' Redis: a burst of deliveries then never queues behind or ahead of the
     // counters' scripts on one Redis thread (null: redis.url). One server; not a cluster.
     redis_url: Joi.string()
@@ -301,6 +307,7 @@ const ENV_KEYS: Record<string, string[]> = {
   WEBHOOKS_OWN_PROCESS: ['webhooks', 'own_process'],
   WEBHOOKS_NICE: ['webhooks', 'nice'],
   WEBHOOKS_SCHED_IDLE: ['webhooks', 'sched_idle'],
+  WEBHOOKS_YIELD_ABOVE_CPU_PERCENT: ['webhooks', 'yield_above_cpu_percent'],
   WEBHOOKS_REDIS_URL: ['webhooks', 'redis_url'],
   GATEWAY_TOKEN: ['auth', 'gateway_token'],
   ADMIN_TOKEN: ['auth', 'admin_token'],
@@ -554,6 +561,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Raw 
       ownProcess: v.webhooks.own_process,
       nice: v.webhooks.nice,
       schedIdle: v.webhooks.sched_idle,
+      yieldAboveCpuPercent: v.webhooks.yield_above_cpu_percent,
       redisUrl: v.webhooks.redis_url,
     },
     defaultedSecrets,

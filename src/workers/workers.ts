@@ -10,11 +10,16 @@ import { deliverWebhook, jobHandlers, runJob, type HandlerDeps } from './handler
 import { queueName } from '../services/webhook.service.js';
 import type { WebhookBatchJob, WebhookDeliveryJob } from '../jobs/jobs.js';
 import { pacer } from '../lib/pacer.js';
+import { cpuGate } from '../lib/cpu-gate.js';
 
 /** How often the worker looks for webhook endpoints created or deleted since (their queues come and go). */
 const ENDPOINT_POLL_MS = 2_000;
 /** Deliveries in flight per endpoint: a slow endpoint holds only its own. */
 const DELIVERIES_PER_ENDPOINT = 4;
+/** While the machine's CPU is busy, a delivery waits at most this long before it goes on anyway. */
+const CPU_MAX_HOLD_MS = 5_000;
+/** How often the delivering process reads the machine's CPU use. */
+const CPU_SAMPLE_MS = 500;
 
 type AnyJob = Job<JobPayloads[JobName], unknown, JobName>;
 
@@ -32,6 +37,10 @@ const correlationOf = (job: AnyJob | undefined) =>
 export interface WorkerDeps extends HandlerDeps {
   /** deliveries started per second and webhook endpoint (webhooks.max_per_second_per_endpoint) */
   webhookRate: number;
+  /** hold deliveries while other work keeps the machine's CPU busier than this (webhooks.yield_above_cpu_percent) */
+  webhookYieldAboveCpuPercent: number;
+  /** reads /proc/stat (tests give their own) */
+  readCpuStat?: () => Promise<string>;
   redisUrl: string;
   /** the Redis of the webhook delivery queues (webhooks.redis_url, else redisUrl) */
   deliveryRedisUrl: string;
@@ -145,16 +154,33 @@ function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
   // Shared like the other workers' (each worker still blocks on a duplicate of its own).
   const connection = createRedis(d.deliveryRedisUrl, 'blocking');
   let stopped = false;
+  // On a machine shared with the gateway path, deliveries wait while it needs every core (see cpu-gate.ts).
+  const gate = cpuGate({
+    holdAbovePercent: d.webhookYieldAboveCpuPercent,
+    maxHoldMs: CPU_MAX_HOLD_MS,
+    sampleMs: CPU_SAMPLE_MS,
+    readStat: d.readCpuStat,
+    onChange: (holding, busy) =>
+      d.logger.debug({ busyPercent: Math.round(busy) }, holding ? 'CPU busy: deliveries held' : 'deliveries resumed'),
+  });
   const sync = async () => {
     const ids = new Set(await d.webhooks.activeEndpointIds());
     for (const id of ids) {
       if (running.has(id) || stopped) continue;
-      // Each POST waits for its turn at the endpoint's rate (a batch job makes many); BullMQ's limiter
-      // bounds the jobs started, across processes too.
-      const pace = pacer(d.webhookRate);
+      // Each POST waits for spare CPU and its turn at the endpoint's rate (a batch job makes many);
+      // BullMQ's limiter bounds the jobs started, across processes too.
+      const endpointPace = pacer(d.webhookRate);
+      const pace = async () => {
+        await gate.wait();
+        await endpointPace();
+      };
       const worker = new Worker<WebhookDeliveryJob | WebhookBatchJob>(
         queueName(id),
-        (job, token) => deliverWebhook(d, job, pace, () => stopped, token),
+        // A job's own reads (its endpoint, its events) wait for spare CPU too.
+        async (job, token) => {
+          await gate.wait();
+          return deliverWebhook(d, job, pace, () => stopped, token);
+        },
         {
           connection,
           prefix: d.queue.prefix,
@@ -193,6 +219,7 @@ function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
     async close() {
       stopped = true;
       clearTimeout(timer);
+      gate.stop();
       await Promise.all([...running.values()].map((w) => w.close()));
       running.clear();
       await connection.quit().catch(() => connection.disconnect());

@@ -389,3 +389,63 @@ describe('webhook deliveries on a Redis of their own (webhooks.redis_url)', func
     expect(await h.probe.redis.keys(queueKeys), 'delivery queue keys on the counters’ Redis').to.deep.equal([]);
   });
 });
+
+describe('deliveries wait for spare CPU (webhooks.yield_above_cpu_percent)', function () {
+  this.timeout(120_000);
+  let h: Harness;
+  let rx: WebhookReceiver;
+  let webhooks: { close(): Promise<void> } | undefined;
+  let endpointId = '';
+  // The machine's CPU as the delivering process reads it (/proc/stat's first line), moved by the test.
+  const machine = { busyPercent: 95, normal: 0, idle: 0 };
+  const readCpuStat = () => {
+    machine.normal += machine.busyPercent * 1_000;
+    machine.idle += (100 - machine.busyPercent) * 1_000;
+    return Promise.resolve(`cpu  ${machine.normal} 0 0 ${machine.idle} 0 0 0 0 0 0\n`);
+  };
+
+  before(async () => {
+    rx = await new WebhookReceiver().start();
+    // The worker role leaves deliveries to a delivering process of the test's own, as npm start does.
+    h = await startHarness({
+      overrides: { services: SERVICES, webhooks: { timeout: '1s', backoff_base: '200ms', dispatch_every: '1s' } },
+      env: { WEBHOOKS_OWN_PROCESS: 'true' },
+    });
+    const { startWorkers } = await import('../../src/workers/workers.js');
+    webhooks = startWorkers({ ...h.probe.workers, webhookYieldAboveCpuPercent: 75, readCpuStat }, ['webhooks'], true);
+  });
+  after(async () => {
+    await webhooks?.close();
+    if (endpointId) await h.del(`/admin/v1/webhooks/${endpointId}`, admin);
+    await h.stop();
+    await rx.stop();
+  });
+
+  it('holds an event while the machine is busy and delivers it once the CPU frees up', async () => {
+    const created = await h.post('/admin/v1/webhooks', { url: rx.on('/gated', 'ok'), events: ['*'] }, admin);
+    expect(created.status, JSON.stringify(created.body)).to.equal(201);
+    endpointId = created.body.data.id;
+    const user = h.user('gated');
+    await seedBalance(h, user, 11n * M);
+    const r = await h.post('/internal/v1/billing/deduct', {
+      request_id: 'g',
+      user_id: user,
+      service_name: 'tokens',
+      count: 2,
+    });
+    expect(r.status).to.equal(200);
+    await h.drain();
+    const events = (await h.get('/admin/v1/events', { user_id: user }, admin)).body.data.events;
+    expect(events.map((e: any) => e.type)).to.deep.equal(['balance.low']);
+    // Busy: the delivering process holds it (for at most 5 s per wait; the endpoint's worker starts within 2 s).
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(rx.at('/gated'), 'delivered while the machine was busy').to.have.length(0);
+    machine.busyPercent = 30;
+    const freed = Date.now();
+    await rx.waitFor(() => rx.at('/gated', events[0].id).length === 1, 3_000, 'the held delivery');
+    expect(Date.now() - freed).to.be.below(2_000);
+    expect(signatureValid(rx.at('/gated')[0].signature, rx.at('/gated')[0].body, created.body.data.secret)).to.equal(
+      true,
+    );
+  });
+});

@@ -128,6 +128,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     // A killed worker's job is picked up again within seconds, not the production 30 s.
     QUEUE_LOCK_DURATION: '5000',
     QUEUE_STALLED_INTERVAL: '1000',
+    // Deliveries never wait for spare CPU here: the tests' timings must not follow the machine's load
+    // (the CPU gate has tests of its own: test/unit/cpu-gate.test.ts, and the webhooks suite).
+    WEBHOOKS_YIELD_ABOVE_CPU_PERCENT: '100',
     ...opts.env,
   };
   const config = loadConfig(env, opts.overrides ?? {});

@@ -72,6 +72,16 @@ describe('config', () => {
       .that.matches(/WEBHOOKS_SCHED_IDLE \/ webhooks\.sched_idle/);
   });
 
+  it('holds deliveries above 75 % busy CPU unless WEBHOOKS_YIELD_ABOVE_CPU_PERCENT says otherwise (1-100)', () => {
+    expect(loadConfig({}).webhooks.yieldAboveCpuPercent).to.equal(75);
+    expect(loadConfig({ WEBHOOKS_YIELD_ABOVE_CPU_PERCENT: '100' }).webhooks.yieldAboveCpuPercent).to.equal(100);
+    for (const bad of ['0', '101', '50.5', 'busy'])
+      expect(() => loadConfig({ WEBHOOKS_YIELD_ABOVE_CPU_PERCENT: bad }), bad)
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(/WEBHOOKS_YIELD_ABOVE_CPU_PERCENT \/ webhooks\.yield_above_cpu_percent/);
+  });
+
   it('refuses to start in production on a default or empty secret', () => {
     const env = {
       NODE_ENV: 'production',
