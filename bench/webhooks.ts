@@ -28,7 +28,10 @@
  * than a job lock, so nothing is taken over), in alternating order. Paused is "no delivery work" for
  * the gateway path: the API, worker, Redis and MariaDB do exactly what they would without endpoints.
  * A gateway seldom saturates its billing service; at a fixed pace below saturation, what delivering
- * adds to a deduct's latency is what it takes from the CPU the gateway path needs.
+ * adds to a deduct's latency is what it takes from the CPU the gateway path needs. Then the same
+ * rounds saturating (BENCH_CONCURRENCY at a time, closed loop, as in the phases), where the webhooks
+ * process's CPU gate holds its deliveries: delivering against paused in the same minutes, with the
+ * even/odd control, is the noise-controlled form of B against A2.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -161,7 +164,8 @@ async function main() {
     };
     /**
      * CPU seconds each process spent while `run` ran, and `machineBusyPercent`: the share of all cores at
-     * normal priority (not niced; what the webhooks process's CPU gate reads).
+     * normal priority (not niced), as the webhooks process's CPU gate reads it (which also leaves out its
+     * own system time).
      */
     async function cpuDuring<T>(run: () => Promise<T>): Promise<[T, Record<string, number>]> {
       const machine = () => parseProcStat(readFileSync('/proc/stat', 'utf8'))!;
@@ -302,49 +306,82 @@ async function main() {
     const startedAt = Date.now();
     const [withEndpoints, cpuB] = await cpuDuring(() => phase('b'));
 
-    // Alternating rounds, while the deliveries are under way (webhooks process only: pausing the
-    // worker would pause persistence too).
-    const rounds = { paused: [] as number[], delivering: [] as number[] };
-    // The same latencies by round parity: each mode against itself (even rounds vs odd rounds, same
-    // minutes, same condition) is the run's own noise, the yardstick for delivering against paused.
-    const byParity = {
-      paused: [[], []] as [number[], number[]],
-      delivering: [[], []] as [number[], number[]],
-    };
-    const redisRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
-    const cpuRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
-    const roundsAdded = new Map<Record<string, number>, number>();
-    /** Sums the rounds' CPU seconds; machineBusyPercent is their mean. */
-    const addCpu = (into: Record<string, number>, spent: Record<string, number>) => {
-      const n = (roundsAdded.get(into) ?? 0) + 1;
-      roundsAdded.set(into, n);
-      for (const [k, v] of Object.entries(spent))
-        into[k] =
-          k === 'machineBusyPercent'
-            ? Math.round(((into[k] ?? 0) * (n - 1) + v) / n)
-            : +((into[k] ?? 0) + v).toFixed(1);
-    };
-    let atRoundsStart: Record<string, { deliveries: number; events: number }> | null = null;
-    if (processes.webhooks) {
-      atRoundsStart = (await (await fetch(`http://127.0.0.1:${receiverPort}/count`)).json()) as Record<
-        string,
-        { deliveries: number; events: number }
-      >;
+    /** Deducts closed loop, CONCURRENCY at a time (saturating), for `seconds`; each call's latency. */
+    async function saturated(seconds: number, tag: string): Promise<number[]> {
+      const until = Date.now() + seconds * 1000;
+      let n = 0;
+      const out = await timed(() =>
+        Date.now() < until
+          ? post('/internal/v1/billing/deduct', {
+              request_id: `${tag}-${n}`,
+              user_id: steady[n++ % steady.length],
+              service_name: 'tokens',
+            })
+          : null,
+      );
+      return out.ms;
+    }
+
+    /**
+     * Alternating rounds, while the deliveries are under way (webhooks process only: pausing the worker
+     * would pause persistence too): the same minutes with the webhooks process delivering and paused
+     * (SIGSTOP), each mode also against itself (even rounds vs odd rounds: the run's own noise).
+     */
+    async function alternate(load: (seconds: number, tag: string) => Promise<number[]>, tag: string) {
+      const rounds = { paused: [] as number[], delivering: [] as number[] };
+      const byParity = {
+        paused: [[], []] as [number[], number[]],
+        delivering: [[], []] as [number[], number[]],
+      };
+      const redisRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
+      const cpuRounds = { paused: {} as Record<string, number>, delivering: {} as Record<string, number> };
+      const busyPercents = { paused: [] as number[], delivering: [] as number[] };
       for (let r = 0; r < ROUNDS; r++) {
         for (const mode of r % 2 === 0 ? (['paused', 'delivering'] as const) : (['delivering', 'paused'] as const)) {
-          process.kill(processes.webhooks, mode === 'paused' ? 'SIGSTOP' : 'SIGCONT');
+          process.kill(processes.webhooks!, mode === 'paused' ? 'SIGSTOP' : 'SIGCONT');
           const usecBefore = await redisUsec();
-          const [ms, spent] = await cpuDuring(() => paced(HALF_SECONDS, `r${r}-${mode}`));
+          const [ms, spent] = await cpuDuring(() => load(HALF_SECONDS, `${tag}${r}-${mode}`));
           for (const [cmd, usec] of Object.entries(await redisUsec())) {
             redisRounds[mode][cmd] = (redisRounds[mode][cmd] ?? 0) + usec - (usecBefore[cmd] ?? 0);
           }
           rounds[mode].push(...ms);
           byParity[mode][r % 2].push(...ms);
-          addCpu(cpuRounds[mode], spent);
+          for (const [k, v] of Object.entries(spent)) {
+            if (k === 'machineBusyPercent') busyPercents[mode].push(v);
+            else cpuRounds[mode][k] = +((cpuRounds[mode][k] ?? 0) + v).toFixed(1);
+          }
         }
       }
-      process.kill(processes.webhooks, 'SIGCONT');
+      process.kill(processes.webhooks!, 'SIGCONT');
+      for (const mode of ['paused', 'delivering'] as const) {
+        const all = busyPercents[mode];
+        cpuRounds[mode].machineBusyPercent = Math.round(all.reduce((a, b) => a + b, 0) / all.length);
+      }
+      return {
+        rounds: ROUNDS,
+        halfSeconds: HALF_SECONDS,
+        paused: summary(rounds.paused),
+        delivering: summary(rounds.delivering),
+        ratios: ratios(rounds.delivering, rounds.paused),
+        control: {
+          pausedEvenOverOdd: ratios(byParity.paused[0], byParity.paused[1]),
+          deliveringEvenOverOdd: ratios(byParity.delivering[0], byParity.delivering[1]),
+        },
+        cpuSeconds: cpuRounds,
+        redisMsByCommand: Object.fromEntries(
+          (['paused', 'delivering'] as const).map((m) => [
+            m,
+            Object.fromEntries(
+              Object.entries(redisRounds[m])
+                .filter(([, us]) => us >= 10_000)
+                .sort((a, b) => b[1] - a[1])
+                .map(([c, us]) => [c, Math.round(us / 1000)]),
+            ),
+          ]),
+        ),
+      };
     }
+
     const liveDeliveries = async () =>
       Object.entries(
         (await (await fetch(`http://127.0.0.1:${receiverPort}/count`)).json()) as Record<
@@ -354,7 +391,17 @@ async function main() {
       )
         .filter(([p]) => p !== '/dead')
         .reduce((a, [, v]) => a + v.deliveries, 0);
-    const liveDeliveriesAfterRounds = await liveDeliveries();
+    let pacedRounds: Awaited<ReturnType<typeof alternate>> | null = null;
+    let saturatedRounds: Awaited<ReturnType<typeof alternate>> | null = null;
+    let liveDeliveriesBefore = 0;
+    let liveDeliveriesAfterRounds = 0;
+    if (processes.webhooks) {
+      liveDeliveriesBefore = await liveDeliveries();
+      // At a fixed pace below saturation, then saturating (16 at a time, as in the phases).
+      pacedRounds = await alternate(paced, 'r');
+      liveDeliveriesAfterRounds = await liveDeliveries();
+      saturatedRounds = await alternate(saturated, 's');
+    }
     // Deliveries of phase B's events to the 9 live endpoints: wait for them (bounded), report progress.
     const counts = async () =>
       (await (await fetch(`http://127.0.0.1:${receiverPort}/count`)).json()) as Record<
@@ -391,36 +438,15 @@ async function main() {
         },
       },
       cpuSecondsPerPhase: { a: cpuA, a2: cpuA2, b: cpuB },
-      alternatingRounds: processes.webhooks
+      alternatingRounds: pacedRounds
         ? {
             ratePerSecond: RATE,
-            rounds: ROUNDS,
-            halfSeconds: HALF_SECONDS,
-            paused: summary(rounds.paused),
-            delivering: summary(rounds.delivering),
-            ratios: ratios(rounds.delivering, rounds.paused),
-            control: {
-              pausedEvenOverOdd: ratios(byParity.paused[0], byParity.paused[1]),
-              deliveringEvenOverOdd: ratios(byParity.delivering[0], byParity.delivering[1]),
-            },
-            cpuSeconds: cpuRounds,
-            redisMsByCommand: Object.fromEntries(
-              (['paused', 'delivering'] as const).map((m) => [
-                m,
-                Object.fromEntries(
-                  Object.entries(redisRounds[m])
-                    .filter(([, us]) => us >= 10_000)
-                    .sort((a, b) => b[1] - a[1])
-                    .map(([c, us]) => [c, Math.round(us / 1000)]),
-                ),
-              ]),
-            ),
-            liveDeliveriesBefore: Object.entries(atRoundsStart ?? {})
-              .filter(([p]) => p !== '/dead')
-              .reduce((a, [, v]) => a + v.deliveries, 0),
+            ...pacedRounds,
+            liveDeliveriesBefore,
             liveDeliveriesAfter: liveDeliveriesAfterRounds,
           }
         : null,
+      saturatedRounds,
       deliveries: {
         liveEndpoints: ENDPOINTS - 1,
         eventsPerLiveEndpoint: live().map(([p, s]) => [p, s.events]),
@@ -432,12 +458,16 @@ async function main() {
     console.table(result.phases);
     console.table({ 'b / a2': result.phaseRatios.bOverA2, 'a2 / a (control)': result.phaseRatios.control.a2OverA });
     console.table(result.cpuSecondsPerPhase);
-    if (result.alternatingRounds) {
-      console.table({ paused: result.alternatingRounds.paused, delivering: result.alternatingRounds.delivering });
-      const { ratios: measured, control } = result.alternatingRounds;
-      console.table({ 'delivering / paused': measured, ...control });
-      console.table(result.alternatingRounds.cpuSeconds);
-      console.log('Redis ms by command', JSON.stringify(result.alternatingRounds.redisMsByCommand));
+    for (const [title, r] of [
+      [`rounds at ${RATE}/s`, result.alternatingRounds],
+      ['rounds saturating', result.saturatedRounds],
+    ] as const) {
+      if (!r) continue;
+      console.log(title);
+      console.table({ paused: r.paused, delivering: r.delivering });
+      console.table({ 'delivering / paused': r.ratios, ...r.control });
+      console.table(r.cpuSeconds);
+      console.log('Redis ms by command', JSON.stringify(r.redisMsByCommand));
     }
     console.log(JSON.stringify(result.deliveries));
     redisProbe.disconnect();

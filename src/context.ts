@@ -383,7 +383,7 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
     events: ctx.events,
     webhooks: ctx.webhooks,
     webhookRate: config.webhooks.maxPerSecondPerEndpoint,
-    webhookYieldAboveCpuPercent: config.webhooks.yieldAboveCpuPercent,
+    webhookCpuGate: { holdAbovePercent: config.webhooks.yieldAboveCpuPercent, leaveOutOwn: false },
     persistence,
     recharges,
     reservations,

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getPriority, setPriority } from 'node:os';
 import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { loadConfig, ConfigError, type Config } from '../config/config.js';
 import { appDeps, createContext, grpcDeps, requireConnections, workerDeps } from '../context.js';
 import type { AppContext, ContextOptions } from '../context.js';
@@ -96,7 +97,14 @@ export async function startRoles(
   const delivers = roles.includes('webhooks') || (roles.includes('worker') && !config.webhooks.ownProcess);
   const queues = QueueNames.filter((q) => (q === 'webhooks' ? delivers : roles.includes('worker')));
   if (queues.length > 0) {
-    const w = startWorkers(workerDeps(ctx), queues, delivers);
+    const deps = workerDeps(ctx);
+    // A process that only delivers leaves its own CPU out of the machine's busy share: it is not the gateway's.
+    const deliversOnly = roles.length === 1 && roles[0] === 'webhooks';
+    const w = startWorkers(
+      { ...deps, webhookCpuGate: { ...deps.webhookCpuGate, leaveOutOwn: deliversOnly } },
+      queues,
+      delivers,
+    );
     stops.push(() => w.close());
   }
   if (roles.includes('scheduler')) await registerSchedules(ctx.queues, config);
@@ -149,7 +157,19 @@ export async function startRoles(
  */
 function lowerPriority(webhooks: { nice: number; schedIdle: boolean }, logger: Logger): void {
   try {
-    if (webhooks.nice > getPriority()) setPriority(webhooks.nice);
+    // Every thread (V8's and libuv's too): setpriority on Linux renices one thread, and the CPU gate
+    // counts a thread left at nice 0 as the gateway's.
+    if (webhooks.nice > getPriority()) {
+      setPriority(webhooks.nice);
+      const threads = process.platform === 'linux' ? readdirSync('/proc/self/task').map(Number) : [];
+      for (const tid of threads) {
+        try {
+          setPriority(tid, webhooks.nice);
+        } catch {
+          // the thread ended meanwhile
+        }
+      }
+    }
   } catch (err) {
     logger.warn({ err: (err as Error).message, nice: webhooks.nice }, 'CPU priority not lowered');
   }

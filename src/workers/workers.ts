@@ -1,4 +1,4 @@
-import { Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -10,7 +10,7 @@ import { deliverWebhook, jobHandlers, runJob, type HandlerDeps } from './handler
 import { queueName } from '../services/webhook.service.js';
 import type { WebhookBatchJob, WebhookDeliveryJob } from '../jobs/jobs.js';
 import { pacer } from '../lib/pacer.js';
-import { cpuGate } from '../lib/cpu-gate.js';
+import { cpuGate, type CpuGateOptions } from '../lib/cpu-gate.js';
 
 /** How often the worker looks for webhook endpoints created or deleted since (their queues come and go). */
 const ENDPOINT_POLL_MS = 2_000;
@@ -37,10 +37,13 @@ const correlationOf = (job: AnyJob | undefined) =>
 export interface WorkerDeps extends HandlerDeps {
   /** deliveries started per second and webhook endpoint (webhooks.max_per_second_per_endpoint) */
   webhookRate: number;
-  /** hold deliveries while other work keeps the machine's CPU busier than this (webhooks.yield_above_cpu_percent) */
-  webhookYieldAboveCpuPercent: number;
-  /** reads /proc/stat (tests give their own) */
-  readCpuStat?: () => Promise<string>;
+  /**
+   * Deliveries wait while other work keeps the machine's CPU busier than `holdAbovePercent`
+   * (webhooks.yield_above_cpu_percent); `leaveOutOwn` when the process does nothing but deliver. Tests
+   * may set how long a wait lasts at most (default CPU_MAX_HOLD_MS) and feed /proc/stat.
+   */
+  webhookCpuGate: Pick<CpuGateOptions, 'holdAbovePercent' | 'leaveOutOwn'> &
+    Partial<Pick<CpuGateOptions, 'maxHoldMs' | 'readStat'>>;
   redisUrl: string;
   /** the Redis of the webhook delivery queues (webhooks.redis_url, else redisUrl) */
   deliveryRedisUrl: string;
@@ -154,31 +157,43 @@ function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
   // Shared like the other workers' (each worker still blocks on a duplicate of its own).
   const connection = createRedis(d.deliveryRedisUrl, 'blocking');
   let stopped = false;
-  // On a machine shared with the gateway path, deliveries wait while it needs every core (see cpu-gate.ts).
+  // On a machine shared with the gateway path, deliveries wait while it keeps the cores busy (cpu-gate.ts).
   const gate = cpuGate({
-    holdAbovePercent: d.webhookYieldAboveCpuPercent,
     maxHoldMs: CPU_MAX_HOLD_MS,
+    ...d.webhookCpuGate,
     sampleMs: CPU_SAMPLE_MS,
-    readStat: d.readCpuStat,
-    onChange: (holding, busy) =>
-      d.logger.debug({ busyPercent: Math.round(busy) }, holding ? 'CPU busy: deliveries held' : 'deliveries resumed'),
+    onChange: (holding, busy, err) =>
+      err
+        ? d.logger.warn({ err: err.message }, 'machine CPU not read; deliveries go on without waiting for it')
+        : d.logger.debug(
+            { busyPercent: busy === null ? null : Math.round(busy) },
+            holding ? 'CPU busy: deliveries held' : 'deliveries resumed',
+          ),
   });
   const sync = async () => {
     const ids = new Set(await d.webhooks.activeEndpointIds());
     for (const id of ids) {
       if (running.has(id) || stopped) continue;
-      // Each POST waits for spare CPU and its turn at the endpoint's rate (a batch job makes many);
-      // BullMQ's limiter bounds the jobs started, across processes too.
+      // Each POST waits for its turn at the endpoint's rate (a batch job makes many); BullMQ's limiter
+      // bounds the jobs started, across processes too.
       const endpointPace = pacer(d.webhookRate);
-      const pace = async () => {
-        await gate.wait();
-        await endpointPace();
-      };
       const worker = new Worker<WebhookDeliveryJob | WebhookBatchJob>(
         queueName(id),
-        // A job's own reads (its endpoint, its events) wait for spare CPU too.
         async (job, token) => {
+          // A job's reads (its endpoint, its events) wait for spare CPU too, and so does each attempt
+          // after its first: every attempt waits CPU_MAX_HOLD_MS at most, a batch's as a single job's.
           await gate.wait();
+          if (stopped && token) {
+            // Released by the stop: back to wait without an attempt used, like a batch interrupted.
+            await job.moveToDelayed(Date.now(), token);
+            throw new DelayedError();
+          }
+          let waited = true;
+          const pace = async () => {
+            if (!waited) await gate.wait();
+            waited = false;
+            await endpointPace();
+          };
           return deliverWebhook(d, job, pace, () => stopped, token);
         },
         {

@@ -396,6 +396,7 @@ describe('deliveries wait for spare CPU (webhooks.yield_above_cpu_percent)', fun
   let rx: WebhookReceiver;
   let webhooks: { close(): Promise<void> } | undefined;
   let endpointId = '';
+  let secret = '';
   // The machine's CPU as the delivering process reads it (/proc/stat's first line), moved by the test.
   const machine = { busyPercent: 95, normal: 0, idle: 0 };
   const readCpuStat = () => {
@@ -411,8 +412,13 @@ describe('deliveries wait for spare CPU (webhooks.yield_above_cpu_percent)', fun
       overrides: { services: SERVICES, webhooks: { timeout: '1s', backoff_base: '200ms', dispatch_every: '1s' } },
       env: { WEBHOOKS_OWN_PROCESS: 'true' },
     });
-    const { startWorkers } = await import('../../src/workers/workers.js');
-    webhooks = startWorkers({ ...h.probe.workers, webhookYieldAboveCpuPercent: 75, readCpuStat }, ['webhooks'], true);
+    const created = await h.post('/admin/v1/webhooks', { url: rx.on('/gated', 'ok'), events: ['*'] }, admin);
+    expect(created.status, JSON.stringify(created.body)).to.equal(201);
+    endpointId = created.body.data.id;
+    secret = created.body.data.secret;
+    webhooks = await startDelivering();
+    // Its gate has a reading after two samples (500 ms apart); before that it holds nothing.
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
   });
   after(async () => {
     await webhooks?.close();
@@ -421,11 +427,22 @@ describe('deliveries wait for spare CPU (webhooks.yield_above_cpu_percent)', fun
     await rx.stop();
   });
 
-  it('holds an event while the machine is busy and delivers it once the CPU frees up', async () => {
-    const created = await h.post('/admin/v1/webhooks', { url: rx.on('/gated', 'ok'), events: ['*'] }, admin);
-    expect(created.status, JSON.stringify(created.body)).to.equal(201);
-    endpointId = created.body.data.id;
-    const user = h.user('gated');
+  /** A delivering process's workers, reading the test's machine; a wait is held up to a minute here. */
+  async function startDelivering() {
+    const { startWorkers } = await import('../../src/workers/workers.js');
+    return startWorkers(
+      {
+        ...h.probe.workers,
+        webhookCpuGate: { holdAbovePercent: 75, leaveOutOwn: false, maxHoldMs: 60_000, readStat: readCpuStat },
+      },
+      ['webhooks'],
+      true,
+    );
+  }
+
+  /** One balance.low event for a new user, stored; its id. */
+  async function lowEvent(name: string): Promise<string> {
+    const user = h.user(name);
     await seedBalance(h, user, 11n * M);
     const r = await h.post('/internal/v1/billing/deduct', {
       request_id: 'g',
@@ -437,15 +454,59 @@ describe('deliveries wait for spare CPU (webhooks.yield_above_cpu_percent)', fun
     await h.drain();
     const events = (await h.get('/admin/v1/events', { user_id: user }, admin)).body.data.events;
     expect(events.map((e: any) => e.type)).to.deep.equal(['balance.low']);
-    // Busy: the delivering process holds it (for at most 5 s per wait; the endpoint's worker starts within 2 s).
+    return events[0].id;
+  }
+
+  it('holds an event while the machine is busy and delivers it once the CPU frees up', async () => {
+    machine.busyPercent = 95;
+    const id = await lowEvent('gated');
+    // Busy: the delivering process holds it (the endpoint's worker starts within 2 s).
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     expect(rx.at('/gated'), 'delivered while the machine was busy').to.have.length(0);
     machine.busyPercent = 30;
     const freed = Date.now();
-    await rx.waitFor(() => rx.at('/gated', events[0].id).length === 1, 3_000, 'the held delivery');
+    await rx.waitFor(() => rx.at('/gated', id).length === 1, 3_000, 'the held delivery');
     expect(Date.now() - freed).to.be.below(2_000);
-    expect(signatureValid(rx.at('/gated')[0].signature, rx.at('/gated')[0].body, created.body.data.secret)).to.equal(
-      true,
+    const got = rx.at('/gated')[0];
+    expect(signatureValid(got.signature, got.body, secret)).to.equal(true);
+  });
+
+  it('stopped while it holds a batch and a re-send, it sends nothing; the next process sends each once', async () => {
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const attempts = async (eventId: string) =>
+      (await h.probe.db('webhook_deliveries').where({ event_id: eventId })).map((a) => [a.attempt, a.delivered]);
+    machine.busyPercent = 30;
+    await sleep(1_200); // the gate's next samples
+    const earlier = await lowEvent('gated-stop-1');
+    await rx.waitFor(() => rx.at('/gated', earlier).length === 1, 6_000, 'the first delivery');
+    machine.busyPercent = 95;
+    await sleep(1_200);
+    // Held: a re-send (a single deliver-webhook job) and a new event's batch job.
+    const resent = await h.post(`/admin/v1/webhooks/${endpointId}/resend`, { event_id: earlier }, admin);
+    expect(resent.status, JSON.stringify(resent.body)).to.equal(202);
+    const id = await lowEvent('gated-stop-2');
+    await sleep(3_000);
+    await webhooks!.close();
+    webhooks = undefined;
+    expect(rx.at('/gated', earlier), 're-sent by the stopping process').to.have.length(1);
+    expect(rx.at('/gated', id), 'sent by the stopping process').to.have.length(0);
+    expect(await attempts(earlier)).to.deep.equal([[1, 1]]);
+    expect(await attempts(id)).to.deep.equal([]);
+    machine.busyPercent = 30;
+    webhooks = await startDelivering();
+    await rx.waitFor(
+      () => rx.at('/gated', earlier).length === 2 && rx.at('/gated', id).length === 1,
+      8_000,
+      'the deliveries after the restart',
     );
+    await sleep(1_000);
+    expect(rx.at('/gated', earlier)).to.have.length(2);
+    expect(rx.at('/gated', id)).to.have.length(1);
+    // Neither used an attempt while held and stopped.
+    expect(await attempts(earlier)).to.deep.equal([
+      [1, 1],
+      [1, 1],
+    ]);
+    expect(await attempts(id)).to.deep.equal([[1, 1]]);
   });
 });
