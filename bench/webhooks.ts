@@ -220,6 +220,21 @@ async function main() {
     const steady = Array.from({ length: 200 }, (_, i) => `steady-${i}`);
     await seed(steady, '1000000');
 
+    /** Deducts closed loop, CONCURRENCY at a time (saturating), for `seconds`: each call's latency, non-2xx count. */
+    async function saturated(seconds: number, tag: string): Promise<{ ms: number[]; failed: number }> {
+      const until = Date.now() + seconds * 1000;
+      let n = 0;
+      return timed(() =>
+        Date.now() < until
+          ? post('/internal/v1/billing/deduct', {
+              request_id: `${tag}-${n}`,
+              user_id: steady[n++ % steady.length],
+              service_name: 'tokens',
+            })
+          : null,
+      );
+    }
+
     async function phase(name: string) {
       const crossing = Array.from({ length: USERS }, (_, i) => `${name}-${i}`);
       await seed(crossing, '10.05');
@@ -229,17 +244,7 @@ async function main() {
           ? post('/internal/v1/billing/deduct', { request_id: 'cross', user_id: crossing[i++], service_name: 'tokens' })
           : null,
       );
-      const until = Date.now() + SECONDS * 1000;
-      let n = 0;
-      const load = await timed(() =>
-        Date.now() < until
-          ? post('/internal/v1/billing/deduct', {
-              request_id: `${name}-${n}`,
-              user_id: steady[n++ % steady.length],
-              service_name: 'tokens',
-            })
-          : null,
-      );
+      const load = await saturated(SECONDS, name);
       const all = [...crossed.ms, ...load.ms].sort((a, b) => a - b);
       return {
         phase: name,
@@ -305,22 +310,6 @@ async function main() {
     await new Promise((r) => setTimeout(r, 3000)); // the worker picks the endpoints up
     const startedAt = Date.now();
     const [withEndpoints, cpuB] = await cpuDuring(() => phase('b'));
-
-    /** Deducts closed loop, CONCURRENCY at a time (saturating), for `seconds`; each call's latency. */
-    async function saturated(seconds: number, tag: string): Promise<number[]> {
-      const until = Date.now() + seconds * 1000;
-      let n = 0;
-      const out = await timed(() =>
-        Date.now() < until
-          ? post('/internal/v1/billing/deduct', {
-              request_id: `${tag}-${n}`,
-              user_id: steady[n++ % steady.length],
-              service_name: 'tokens',
-            })
-          : null,
-      );
-      return out.ms;
-    }
 
     /**
      * Alternating rounds, while the deliveries are under way (webhooks process only: pausing the worker
@@ -400,7 +389,7 @@ async function main() {
       // At a fixed pace below saturation, then saturating (16 at a time, as in the phases).
       pacedRounds = await alternate(paced, 'r');
       liveDeliveriesAfterRounds = await liveDeliveries();
-      saturatedRounds = await alternate(saturated, 's');
+      saturatedRounds = await alternate((seconds, tag) => saturated(seconds, tag).then((r) => r.ms), 's');
     }
     // Deliveries of phase B's events to the 9 live endpoints: wait for them (bounded), report progress.
     const counts = async () =>

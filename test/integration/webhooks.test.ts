@@ -41,6 +41,23 @@ function adminCli(
   });
 }
 
+/** Makes one balance.low event for a new user (the only event of that user); returns its id. */
+async function lowEvent(h: Harness, name: string): Promise<string> {
+  const user = h.user(name);
+  await seedBalance(h, user, 11n * M);
+  const r = await h.post('/internal/v1/billing/deduct', {
+    request_id: 'x',
+    user_id: user,
+    service_name: 'tokens',
+    count: 2,
+  });
+  expect(r.status).to.equal(200);
+  await h.drain();
+  const events = (await h.get('/admin/v1/events', { user_id: user }, admin)).body.data.events;
+  expect(events.map((e: { type: string }) => e.type)).to.deep.equal(['balance.low']);
+  return events[0].id;
+}
+
 describe('webhooks (SPEC 13)', function () {
   this.timeout(120_000);
   let h: Harness;
@@ -52,23 +69,6 @@ describe('webhooks (SPEC 13)', function () {
     expect(r.status, JSON.stringify(r.body)).to.equal(201);
     created.push(r.body.data.id);
     return r.body.data as Endpoint;
-  }
-
-  /** Makes one balance.low event for a new user; returns its id. */
-  async function lowEvent(name: string): Promise<string> {
-    const user = h.user(name);
-    await seedBalance(h, user, 11n * M);
-    const r = await h.post('/internal/v1/billing/deduct', {
-      request_id: 'x',
-      user_id: user,
-      service_name: 'tokens',
-      count: 2,
-    });
-    expect(r.status).to.equal(200);
-    await h.drain();
-    const events = await h.get('/admin/v1/events', { user_id: user, type: 'balance.low' }, admin);
-    expect(events.body.data.events).to.have.length(1);
-    return events.body.data.events[0].id;
   }
 
   before(async () => {
@@ -91,7 +91,7 @@ describe('webhooks (SPEC 13)', function () {
     const stalling = await endpoint('/stall', 'stall:1');
     const fine = await endpoint('/fine', 'ok', ['balance.low']);
     const other = await endpoint('/other', 'ok', ['quota.low']);
-    const id = await lowEvent('three');
+    const id = await lowEvent(h, 'three');
     await rx.waitFor(
       () => rx.at('/fail', id).length >= 4 && rx.at('/stall', id).length >= 2 && rx.at('/fine', id).length >= 1,
     );
@@ -130,7 +130,7 @@ describe('webhooks (SPEC 13)', function () {
 
   it('re-sends an event on request (the receiver dedupes by the same id), from the admin API and the CLI', async () => {
     const ep = await endpoint('/twice', 'ok');
-    const id = await lowEvent('twice');
+    const id = await lowEvent(h, 'twice');
     await rx.waitFor(() => rx.at('/twice', id).length === 1);
     const again = await h.post(`/admin/v1/webhooks/${ep.id}/resend`, { event_id: id }, admin);
     expect(again.status, JSON.stringify(again.body)).to.equal(202);
@@ -157,7 +157,7 @@ describe('webhooks (SPEC 13)', function () {
     expect(rotated.status).to.equal(200);
     expect(rotated.body.data.secret).to.not.equal(ep.secret);
     expect(rotated.body.data.previousSecretUntil).to.be.a('string');
-    const id = await lowEvent('rotate');
+    const id = await lowEvent(h, 'rotate');
     await rx.waitFor(() => rx.at('/rotate', id).length === 1);
     const got = rx.at('/rotate', id)[0];
     expect(got.signature.split(',').filter((p) => p.startsWith('v1='))).to.have.length(2);
@@ -167,7 +167,7 @@ describe('webhooks (SPEC 13)', function () {
 
   it('stores at most 1 KiB of an answer, however large', async () => {
     const ep = await endpoint('/huge', 'huge');
-    const id = await lowEvent('huge');
+    const id = await lowEvent(h, 'huge');
     await rx.waitFor(() => rx.at('/huge', id).length === 1);
     await new Promise((r) => setTimeout(r, 300));
     const [attempt] = (await h.get(`/admin/v1/webhooks/${ep.id}/deliveries`, {}, admin)).body.data.deliveries;
@@ -260,7 +260,7 @@ describe('webhooks (SPEC 13)', function () {
 
   it('a batch run again hands on the events it failed instead of sending them again', async () => {
     const ep = await endpoint('/always-500', 'fail:1000', ['balance.low']);
-    const id = await lowEvent('rerun-failed');
+    const id = await lowEvent(h, 'rerun-failed');
     const queue = new Queue(`webhook-${ep.id}`, { connection: { url: h.env.REDIS_URL }, prefix: h.env.QUEUE_PREFIX });
     try {
       let batch: Awaited<ReturnType<Queue['getJobs']>>[number] | undefined;
@@ -357,19 +357,7 @@ describe('webhook deliveries on a Redis of their own (webhooks.redis_url)', func
     const created = await h.post('/admin/v1/webhooks', { url: rx.on('/own', 'fail:1'), events: ['*'] }, admin);
     expect(created.status, JSON.stringify(created.body)).to.equal(201);
     endpointId = created.body.data.id;
-    const user = h.user('own-redis');
-    await seedBalance(h, user, 11n * M);
-    const r = await h.post('/internal/v1/billing/deduct', {
-      request_id: 'x',
-      user_id: user,
-      service_name: 'tokens',
-      count: 2,
-    });
-    expect(r.status).to.equal(200);
-    await h.drain();
-    const events = (await h.get('/admin/v1/events', { user_id: user }, admin)).body.data.events;
-    expect(events.map((e: any) => e.type)).to.deep.equal(['balance.low']);
-    const id = events[0].id;
+    const id = await lowEvent(h, 'own-redis');
     await rx.waitFor(() => rx.at('/own', id).length >= 2);
     const again = await h.post(`/admin/v1/webhooks/${endpointId}/resend`, { event_id: id }, admin);
     expect(again.status, JSON.stringify(again.body)).to.equal(202);
@@ -440,26 +428,9 @@ describe('deliveries wait for spare CPU (webhooks.yield_above_cpu_percent)', fun
     );
   }
 
-  /** One balance.low event for a new user, stored; its id. */
-  async function lowEvent(name: string): Promise<string> {
-    const user = h.user(name);
-    await seedBalance(h, user, 11n * M);
-    const r = await h.post('/internal/v1/billing/deduct', {
-      request_id: 'g',
-      user_id: user,
-      service_name: 'tokens',
-      count: 2,
-    });
-    expect(r.status).to.equal(200);
-    await h.drain();
-    const events = (await h.get('/admin/v1/events', { user_id: user }, admin)).body.data.events;
-    expect(events.map((e: any) => e.type)).to.deep.equal(['balance.low']);
-    return events[0].id;
-  }
-
   it('holds an event while the machine is busy and delivers it once the CPU frees up', async () => {
     machine.busyPercent = 95;
-    const id = await lowEvent('gated');
+    const id = await lowEvent(h, 'gated');
     // Busy: the delivering process holds it (the endpoint's worker starts within 2 s).
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     expect(rx.at('/gated'), 'delivered while the machine was busy').to.have.length(0);
@@ -477,14 +448,14 @@ describe('deliveries wait for spare CPU (webhooks.yield_above_cpu_percent)', fun
       (await h.probe.db('webhook_deliveries').where({ event_id: eventId })).map((a) => [a.attempt, a.delivered]);
     machine.busyPercent = 30;
     await sleep(1_200); // the gate's next samples
-    const earlier = await lowEvent('gated-stop-1');
+    const earlier = await lowEvent(h, 'gated-stop-1');
     await rx.waitFor(() => rx.at('/gated', earlier).length === 1, 6_000, 'the first delivery');
     machine.busyPercent = 95;
     await sleep(1_200);
     // Held: a re-send (a single deliver-webhook job) and a new event's batch job.
     const resent = await h.post(`/admin/v1/webhooks/${endpointId}/resend`, { event_id: earlier }, admin);
     expect(resent.status, JSON.stringify(resent.body)).to.equal(202);
-    const id = await lowEvent('gated-stop-2');
+    const id = await lowEvent(h, 'gated-stop-2');
     await sleep(3_000);
     await webhooks!.close();
     webhooks = undefined;
