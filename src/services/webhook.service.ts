@@ -42,11 +42,11 @@ export interface EndpointView {
   previousSecretUntil: string | null;
 }
 
-/** A batch ended between two attempts because its process is stopping: it goes back to wait, no attempt used. */
-export class BatchInterrupted extends Error {
+/** A delivery job ended before an attempt because its process is stopping: it goes back to wait, no attempt used. */
+export class DeliveryInterrupted extends Error {
   constructor() {
-    super('the delivering process is stopping; the batch waits for the next one');
-    this.name = 'BatchInterrupted';
+    super('the delivering process is stopping; the job waits for the next one');
+    this.name = 'DeliveryInterrupted';
   }
 }
 
@@ -298,7 +298,7 @@ export class WebhookService {
    * id>.<endpoint id>), first retry after the backoff, attempts and retry window counted from here;
    * an event not stored goes on too, to fail visibly there. A re-run (the process died or stopped
    * meanwhile) sends none of the events it attempted already: delivered ones are skipped, the others
-   * handed on again (a no-op when their job is queued). Throws BatchInterrupted when `stopping` turns
+   * handed on again (a no-op when their job is queued). Throws DeliveryInterrupted when `stopping` turns
    * true between two attempts.
    */
   async deliverBatch(
@@ -333,7 +333,7 @@ export class WebhookService {
         }
         await pace();
         // A dead endpoint's batch could wait out a timeout per event: a stopping process does not wait.
-        if (stopping()) throw new BatchInterrupted();
+        if (stopping()) throw new DeliveryInterrupted();
         if (Date.now() - readAt >= ENDPOINT_FRESH_MS) {
           endpoint = await this.d.endpoints.find(job.endpointId);
           if (!endpoint) throw gone();

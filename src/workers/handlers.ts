@@ -9,7 +9,7 @@ import type { ReservationService } from '../services/reservation.service.js';
 import type { GrantService } from '../services/grant.service.js';
 import { isAppError } from '../lib/errors.js';
 import type { EventService } from '../services/event.service.js';
-import { BatchInterrupted, DELIVERY_BATCH_JOB, type WebhookService } from '../services/webhook.service.js';
+import { DeliveryInterrupted, DELIVERY_BATCH_JOB, type WebhookService } from '../services/webhook.service.js';
 import type { WebhookBatchJob, WebhookDeliveryJob } from '../jobs/jobs.js';
 
 /** What a job's handler does, and which of its errors no retry can fix (the job fails for good). */
@@ -112,7 +112,11 @@ export function jobHandlers(d: HandlerDeps): JobHandlers {
   };
 }
 
-/** One webhook delivery attempt (the endpoint's own queue: see src/jobs/jobs.ts, WebhookDeliveryJob). */
+/**
+ * One webhook delivery job (the endpoint's own queue: see src/jobs/jobs.ts, WebhookDeliveryJob). A job
+ * its process is stopping for (a batch between two attempts, or a job the CPU gate held until the stop)
+ * goes back to wait without using an attempt: the next delivering process takes it up at once.
+ */
 export async function deliverWebhook(
   d: Pick<HandlerDeps, 'webhooks'>,
   job: Job<WebhookDeliveryJob | WebhookBatchJob>,
@@ -120,19 +124,18 @@ export async function deliverWebhook(
   stopping: () => boolean,
   token?: string,
 ) {
-  if (job.name === DELIVERY_BATCH_JOB) {
-    try {
+  try {
+    if (stopping()) throw new DeliveryInterrupted();
+    if (job.name === DELIVERY_BATCH_JOB)
       return await d.webhooks.deliverBatch(job.data as WebhookBatchJob, job.timestamp, pace, stopping);
-    } catch (err) {
-      if (!(err instanceof BatchInterrupted) || !token) throw err;
-      // Back to wait without using an attempt: the next delivering process takes it up at once.
-      await job.moveToDelayed(Date.now(), token);
-      throw new DelayedError();
-    }
+    const data = job.data as WebhookDeliveryJob;
+    const attempt = (data.attemptsBefore ?? 0) + job.attemptsMade + 1;
+    return await d.webhooks.deliver(data, attempt, data.firstQueuedAt ?? job.timestamp, pace);
+  } catch (err) {
+    if (!(err instanceof DeliveryInterrupted) || !token) throw err;
+    await job.moveToDelayed(Date.now(), token);
+    throw new DelayedError();
   }
-  const data = job.data as WebhookDeliveryJob;
-  const attempt = (data.attemptsBefore ?? 0) + job.attemptsMade + 1;
-  return d.webhooks.deliver(data, attempt, data.firstQueuedAt ?? job.timestamp, pace);
 }
 
 /** Runs a job by its name; an error the handler calls unrecoverable becomes bullmq's UnrecoverableError. */

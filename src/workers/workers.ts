@@ -1,4 +1,4 @@
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -183,11 +183,6 @@ function startWebhookWorkers(d: WorkerDeps): { close(): Promise<void> } {
           // A job's reads (its endpoint, its events) wait for spare CPU too, and so does each attempt
           // after its first: every attempt waits CPU_MAX_HOLD_MS at most, a batch's as a single job's.
           await gate.wait();
-          if (stopped && token) {
-            // Released by the stop: back to wait without an attempt used, like a batch interrupted.
-            await job.moveToDelayed(Date.now(), token);
-            throw new DelayedError();
-          }
           let waited = true;
           const pace = async () => {
             if (!waited) await gate.wait();
