@@ -9,7 +9,8 @@
  * Env: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_SATURATE_SECONDS (30), BENCH_RECORDS (10000000),
  * BENCH_CONNECTIONS (64), BENCH_SUSTAIN_SECONDS (60), BENCH_ONLY=bare (only check and deduct against the
  * bare Express route, a minute) or BENCH_ONLY=transports (only the HTTP / gRPC / batch comparison and the
- * sustained batches, about 10 minutes).
+ * sustained batches, about 10 minutes), BENCH_API_NODE_ARGS (Node flags for the API process only, e.g.
+ * "--cpu-prof --cpu-prof-dir=/tmp/prof"; `tsx bench/cpuprofile-summary.ts <file>` sums the profile).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
@@ -54,7 +55,10 @@ interface LoadResult {
 const children: ChildProcess[] = [];
 function start(script: string, env: Record<string, string>): Promise<ChildProcess> {
   // Every server (ours, the bare route, the original design) with the Node flags the service runs with.
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  // BENCH_API_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the API process.
+  const nodeArgs =
+    script === 'src/main/api.ts' ? (process.env.BENCH_API_NODE_ARGS ?? '').split(' ').filter(Boolean) : [];
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
     env: { ...process.env, NODE_OPTIONS: withServiceNodeOptions(process.env.NODE_OPTIONS), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
