@@ -18,6 +18,7 @@ import type { ChangeEvent } from '../lib/events.js';
 import type { Metrics } from '../lib/metrics.js';
 import {
   deductPrint,
+  fieldOf,
   payloadPrint,
   recordIdOf,
   refundDigest,
@@ -708,7 +709,10 @@ export class Scripts {
     const digest = requestDigest(userId, requestId);
     const place = requestPlace(digest, now.getTime(), windowMs);
     for (const window of [place.window, place.window - 1]) {
-      const packed = await this.redis.hgetBuffer(this.keys.requests(userId, window, place.shard), place.field);
+      const packed = await this.redis.hgetBuffer(
+        this.keys.requests(userId, window, place.shard),
+        Buffer.from(place.field, 'hex'),
+      );
       // PACKED_ANSWER of includes/remembered.lua: fingerprint, first-seen second, free, paid, amount, available
       if (!packed || packed.length < 32) continue;
       const firstSeenS = packed.readUInt32BE(4);
@@ -755,7 +759,7 @@ export class Scripts {
         k.journalIndex(a.userId),
         k.activityIndex(a.userId),
         place.field,
-        digest.subarray(0, 12),
+        fieldOf(digest),
         payloadPrint(`${a.requestId}|${a.count ?? '*'}`),
         a.count === null ? '' : a.count,
         a.returnFreeTo ?? '',

@@ -226,6 +226,8 @@ describe('scale: maintenance indexes and idle accounts', function () {
           expect(value.length).to.equal(32);
           remembered++;
         }
+        // The scripts are given each field as hex and store its 12 bytes.
+        for (const field of await hc.probe.redis.hkeysBuffer(key)) expect(field.length).to.equal(12);
       }
       expect(remembered, 'r1 and 300 others in the first window, r1 again in the next').to.equal(302);
     } finally {

@@ -22,7 +22,7 @@
     KEYS[7] activity index of the user's slot
     KEYS[8] the request id's reservation request hash (a reservation took the id: 'reused')
 
-    ARGV[1] the request id's 12-byte digest (field), and ARGV[12] a 32-bit fingerprint of the payload,
+    ARGV[1] the request id's 12-byte digest (field), as 24 hex digits, and ARGV[12] a 32-bit fingerprint of the payload,
             to tell a replay from a reuse with another payload
     ARGV[2] service name
     ARGV[3] count of calls
@@ -56,9 +56,9 @@
 --- @include "includes/remembered"
 --- @include "includes/alerts"
 
-local now = tonumber(ARGV[11])
+local now, field = tonumber(ARGV[11]), requestField(ARGV[1])
 local function remembered(key, window)
-  local fp, free, paid, amt, avail = rememberedDeduct(key, ARGV[1], tonumber(ARGV[8]), now)
+  local fp, free, paid, amt, avail = rememberedDeduct(key, field, tonumber(ARGV[8]), now)
   if not fp then return nil end
   if fp ~= tonumber(ARGV[12]) then return {'reused'} end
   return {'dup', window, int(free), int(paid), int(amt), int(avail)}
@@ -113,7 +113,7 @@ if #parts > 0 then
   -- as "<grant id>=<amount>,..." (grant ids hold no '=' nor ','), only for calls grants paid.
   local paidBy = {}
   for i, p in ipairs(parts) do paidBy[i] = p[1] .. '=' .. p[2] end
-  redis.call('HSET', KEYS[3], ARGV[1] .. 'g', table.concat(paidBy, ','))
+  redis.call('HSET', KEYS[3], field .. 'g', table.concat(paidBy, ','))
 end
 local available = bal - acct.held + fromGrants
 local events = balanceEvents({}, KEYS[1], available)
@@ -122,7 +122,7 @@ redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(withEvents(change, events)))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 
 local avail = int(available)
-redis.call('HSET', KEYS[3], ARGV[1], struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
+redis.call('HSET', KEYS[3], field, struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
   available))
 redis.call('PEXPIREAT', KEYS[3], ARGV[13])
 return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, unitPrice, grantParts,

@@ -28,8 +28,8 @@
     KEYS[8] journal index of the user's slot     (see includes/changed.lua)
     KEYS[9] activity index of the user's slot
 
-    ARGV[1] the record's 12-byte request digest (field in KEYS[3] and KEYS[4])
-    ARGV[2] the refund id's 12-byte digest (field in KEYS[5], KEYS[6])
+    ARGV[1] the record's 12-byte request digest (field in KEYS[3] and KEYS[4]), as 24 hex digits
+    ARGV[2] the refund id's 12-byte digest (field in KEYS[5], KEYS[6]), as 24 hex digits
     ARGV[3] payload fingerprint of the refund (request id and count), to tell a replay from a reuse
     ARGV[4] calls to refund, '' for the whole call
     ARGV[5] service whose free quota gets the free part back, '' for none (the record's month is over)
@@ -64,6 +64,7 @@
 local REFUND_ANSWER = '>I4I4I4I4I4dd'
 local REFUNDED = '>I4I4d'
 local now = tonumber(ARGV[8])
+local field, refundField = requestField(ARGV[1]), requestField(ARGV[2])
 
 -- The paid part goes back where it was taken from, in reverse: a call took from grants (in spending
 -- order, recorded beside its answer by deduct-8.lua as "<grant id>=<amount>,...") and then from the
@@ -75,7 +76,7 @@ local now = tonumber(ARGV[8])
 -- forfeited.
 local function returnPaidPart(account, amount, recAmount, doneAmount, grants)
   local sources = {}
-  local paidBy = redis.call('HGET', KEYS[3], ARGV[1] .. 'g')
+  local paidBy = redis.call('HGET', KEYS[3], field .. 'g')
   local fromGrants = 0
   if paidBy then
     for id, part in string.gmatch(paidBy, '([^=,]+)=(%d+)') do
@@ -109,7 +110,7 @@ local function returnPaidPart(account, amount, recAmount, doneAmount, grants)
 end
 
 local function rememberedRefund(key)
-  local packed = redis.call('HGET', key, ARGV[2])
+  local packed = redis.call('HGET', key, refundField)
   if not packed then return nil end
   local fp, firstSeen, window, free, paid, amount, avail = struct.unpack(REFUND_ANSWER, packed)
   if firstSeen * 1000 + tonumber(ARGV[7]) <= now then return nil end
@@ -119,7 +120,7 @@ end
 local first = rememberedRefund(KEYS[5]) or rememberedRefund(KEYS[6])
 if first then return first end
 
-local fp, recFree, recPaid, recAmount = rememberedDeduct(KEYS[3], ARGV[1], tonumber(ARGV[6]), now)
+local fp, recFree, recPaid, recAmount = rememberedDeduct(KEYS[3], field, tonumber(ARGV[6]), now)
 if not fp then return {'gone'} end
 -- A deduct of this request id that landed after the caller's read: its free calls' service and the
 -- change's record id were not known to the caller (found by the model test: the free part was kept).
@@ -131,7 +132,7 @@ local held = tonumber(account[2] or '0')
 local grants = decodeGrants(account[3])
 
 local doneFree, donePaid, doneAmount = 0, 0, 0
-local done = redis.call('HGET', KEYS[4], ARGV[1])
+local done = redis.call('HGET', KEYS[4], field)
 if done then doneFree, donePaid, doneAmount = struct.unpack(REFUNDED, done) end
 local leftPaid, leftFree = recPaid - donePaid, recFree - doneFree
 local count = recFree + recPaid
@@ -173,9 +174,9 @@ withEvents(change, events)
 redis.call('HSET', KEYS[7], ARGV[10], cjson.encode(change))
 journaled(KEYS[8], ARGV[11], ARGV[8])
 
-redis.call('HSET', KEYS[4], ARGV[1], struct.pack(REFUNDED, doneFree + free, donePaid + paid, doneAmount + amount))
+redis.call('HSET', KEYS[4], field, struct.pack(REFUNDED, doneFree + free, donePaid + paid, doneAmount + amount))
 redis.call('PEXPIREAT', KEYS[4], ARGV[12])
-redis.call('HSET', KEYS[5], ARGV[2], struct.pack(REFUND_ANSWER, tonumber(ARGV[3]), math.floor(now / 1000),
+redis.call('HSET', KEYS[5], refundField, struct.pack(REFUND_ANSWER, tonumber(ARGV[3]), math.floor(now / 1000),
   tonumber(ARGV[14]), free, paid, amount - forfeited, avail))
 redis.call('PEXPIREAT', KEYS[5], ARGV[13])
 return {'ok', ARGV[14], int(count), int(free), int(paid), int(amount - forfeited), int(avail), int(freeReturned),

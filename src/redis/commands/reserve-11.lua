@@ -30,7 +30,7 @@
     ARGV[12] lifetime of the reservation hash, ms (its TTL plus the time a finished one is remembered)
     ARGV[13] user id (the indexes' member)
     ARGV[14] now, unix ms
-    ARGV[15] the request id's 12-byte digest (the field in KEYS[8], KEYS[9])
+    ARGV[15] the request id's 12-byte digest (the field in KEYS[8], KEYS[9]), as 24 hex digits
     ARGV[16] the idempotency window, ms
     ARGV[17] the business day of the month (DD), for the daily spending limit
 
@@ -55,7 +55,8 @@ if first[1] then
   return {'dup', first[2], first[3], first[4], first[5], first[6], first[7]}
 end
 local now, windowMs = tonumber(ARGV[14]), tonumber(ARGV[16])
-if rememberedDeduct(KEYS[8], ARGV[15], windowMs, now) or rememberedDeduct(KEYS[9], ARGV[15], windowMs, now) then
+local field = requestField(ARGV[15])
+if rememberedDeduct(KEYS[8], field, windowMs, now) or rememberedDeduct(KEYS[9], field, windowMs, now) then
   return {'reused'}
 end
 
