@@ -1,5 +1,5 @@
 --[[
-  Included by deduct and reserve: a deduct request remembered in its window's compact hash (see
+  Included by deduct, reserve and refund: a deduct request remembered in its window's compact hash (see
   deduct-8.lua and src/redis/idempotency.ts). Deducts and reservations share one request-id space per
   user: a reservation's request id is kept in its own small hash, a deduct's here, and each script
   looks at the other's before it charges, so an id used by one is 'reused' for the other.
