@@ -136,7 +136,8 @@ export function gatewayMessages(maxCallsPerRequest: number) {
         refund_id: m.refundId,
         user_id: m.userId,
         request_id: m.requestId,
-        count: given(m.count),
+        // `optional` in the proto: absent is undefined (the whole call), and a 0 sent is refused as over HTTP.
+        count: m.count,
       });
       return { refundId: b.refund_id, userId: b.user_id, requestId: b.request_id, count: b.count };
     },

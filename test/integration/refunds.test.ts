@@ -363,6 +363,13 @@ describe('refunds over gRPC', function () {
       expect(unknown).to.include({ code: grpc.status.NOT_FOUND, billingCode: 10010 });
       const bad = await callFails(full.internal, 'Refund', { refundId: '', userId: user, requestId: 'g1' });
       expect(bad).to.include({ code: grpc.status.INVALID_ARGUMENT, billingCode: 40000 });
+      // A count of 0 is refused as over HTTP (the field is `optional`), not taken as the whole call (which,
+      // after the partial refund above, would be 10010).
+      const zero = { refundId: 'gf4', userId: user, requestId: 'g1', count: 0 };
+      expect(await callFails(full.internal, 'Refund', zero)).to.include({
+        code: grpc.status.INVALID_ARGUMENT,
+        billingCode: 40000,
+      });
       await h.drain();
       // The record shows what was given back over gRPC too (SPEC 14), with the price it was charged at.
       const listed = await call(full.user, 'ListRecords', { userId: user });

@@ -479,7 +479,13 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       case 'refund':
         if (op.via === 'grpc')
           return grpcAnswer(
-            grpcCall(env.grpc.internal, 'Refund', { refundId: op.f, userId: user, requestId: op.r, count: op.n ?? 0 }),
+            grpcCall(env.grpc.internal, 'Refund', {
+              refundId: op.f,
+              userId: user,
+              requestId: op.r,
+              // `optional` in the proto: left out for the whole call; a 0 sent is refused, as over HTTP
+              ...(op.n === null ? {} : { count: op.n }),
+            }),
             (r) => ({
               refundId: r.refundId,
               count: r.count,
@@ -531,8 +537,7 @@ export async function runSequence(env: ModelEnv, sequence: Sequence, opts: RunOp
       case 'get-alerts':
         return m.getAlerts(user);
       case 'refund':
-        // Over gRPC a count of 0 (proto3's default) asks for the whole call.
-        return m.refund(user, op.f, op.r, op.via === 'grpc' && op.n === 0 ? null : op.n);
+        return m.refund(user, op.f, op.r, op.n);
       case 'deduct':
       case 'grpc-deduct':
         return m.deduct(user, op.r, op.s, op.n);
