@@ -20,7 +20,7 @@ import {
   loadBillingDefinition,
   loadBillingRoot,
 } from '../../proto/billing/v1/billing.grpc.js';
-import { bearerCheck } from './auth.js';
+import { authenticateFirst, bearerCheck, type AuthCheck } from './auth.js';
 import { toServiceError } from './errors.js';
 import { serveDeductStream } from './deduct-stream.js';
 import {
@@ -80,6 +80,9 @@ const callbackHint = Joi.object<{ order_id: string; payment_id: string }>({
     .required(),
 });
 
+/** HTTP/2 streams one connection may have open at once: calls in flight plus DeductStreams. */
+const MAX_STREAMS_PER_CONNECTION = 1000;
+
 type Unary = (request: Msg, call: grpc.ServerUnaryCall<Msg, unknown>) => Promise<unknown>;
 
 /**
@@ -93,7 +96,20 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
   const root = loadBillingRoot();
   const { BillingService: UserApi, BillingInternalService: InternalApi } = billingServices(definition);
 
+  // Every rpc of billing.v1 is authenticated before its message is read: the payment service's
+  // callback by the callback secret, the rest by the gateway token. Health and reflection are open.
+  const gatewayAuth = bearerCheck(opts.gatewayToken);
+  const callbackAuth = bearerCheck(opts.callbackSecret);
+  const checkOf = (path: string): AuthCheck | undefined => {
+    if (path === `/${BILLING_SERVICES[1]}/RechargeCallback`) return callbackAuth;
+    return BILLING_SERVICES.some((name) => path.startsWith(`/${name}/`)) ? gatewayAuth : undefined;
+  };
+
   const server = new grpc.Server({
+    interceptors: [authenticateFirst(checkOf, logger)],
+    // Streams one connection may hold open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; Node's
+    // default is 2^32 - 1): with the flow-control window, what one connection can make the server hold.
+    'grpc.max_concurrent_streams': MAX_STREAMS_PER_CONNECTION,
     'grpc.max_receive_message_length': opts.maxMessageBytes,
     'grpc.max_send_message_length': 16 * opts.maxMessageBytes,
     // No channelz: its per-call bookkeeping was ~2.5 % of the API's CPU per gRPC deduct, for a
@@ -101,20 +117,15 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     'grpc.enable_channelz': 0,
   });
 
-  type AuthCheck = (metadata: grpc.Metadata) => void;
+  // Authenticated already (authenticateFirst).
   const unary =
-    (method: string, authorize: AuthCheck, handle: Unary): grpc.handleUnaryCall<Msg, unknown> =>
+    (method: string, handle: Unary): grpc.handleUnaryCall<Msg, unknown> =>
     (call, callback) => {
-      (async () => {
-        authorize(call.metadata);
-        return handle(decoded(call.request), call);
-      })().then(
+      (async () => handle(decoded(call.request), call))().then(
         (reply) => callback(null, reply),
         (err: unknown) => callback(toServiceError(err, logger, method)),
       );
     };
-  const gatewayAuth = bearerCheck(opts.gatewayToken);
-  const gateway = (method: string, handle: Unary) => unary(method, gatewayAuth, handle);
 
   const batchItems = (request: Msg): Msg[] => {
     const items = request.items as Msg[]; // decoded: an array, maybe empty
@@ -127,7 +138,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
   };
 
   server.addService(tolerantDecoding(UserApi.service, root.lookupService(BILLING_SERVICES[0])), {
-    GetAccount: gateway('GetAccount', async (req) => {
+    GetAccount: unary('GetAccount', async (req) => {
       const a = await accounts.view(accountRequest(req));
       return {
         userId: a.userId,
@@ -144,7 +155,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         })),
       };
     }),
-    Recharge: gateway('Recharge', async (req, call) => {
+    Recharge: unary('Recharge', async (req, call) => {
       const peer = call
         .getPeer()
         .replace(/:\d+$/, '')
@@ -159,7 +170,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         payCode: order.payCode ?? '',
       };
     }),
-    ListRecords: gateway('ListRecords', async (req) => {
+    ListRecords: unary('ListRecords', async (req) => {
       const page = await usage.records(recordsRequest(req));
       return {
         records: page.records.map((r) => ({
@@ -183,15 +194,15 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         pageSize: page.pageSize,
       };
     }),
-    GetStatsToday: gateway('GetStatsToday', async (req) => {
+    GetStatsToday: unary('GetStatsToday', async (req) => {
       const q = statsRequest(req);
       return statsReply(await usage.today(q.userId, q.serviceName));
     }),
-    GetStatsMonth: gateway('GetStatsMonth', async (req) => {
+    GetStatsMonth: unary('GetStatsMonth', async (req) => {
       const q = statsRequest(req);
       return statsReply(await usage.month(q.userId, q.serviceName));
     }),
-    GetStatsSummary: gateway('GetStatsSummary', async (req) => {
+    GetStatsSummary: unary('GetStatsSummary', async (req) => {
       const s = await usage.summary(summaryRequest(req));
       return {
         userId: s.userId,
@@ -201,7 +212,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         services: s.services.map((x) => ({ ...x, totalCost: double(x.totalCost), totalCostDecimal: x.totalCost })),
       };
     }),
-    ListServices: gateway('ListServices', async () => ({
+    ListServices: unary('ListServices', async () => ({
       services: catalogue.list().map((s) => ({
         serviceName: s.serviceName,
         freeQuota: String(s.freeQuota),
@@ -212,16 +223,16 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
   });
 
   server.addService(tolerantDecoding(InternalApi.service, root.lookupService(BILLING_SERVICES[1])), {
-    CheckQuota: gateway('CheckQuota', async (req) => checkReply(await batches.check(messages.check(req)))),
-    DeductQuota: gateway('DeductQuota', async (req, call) =>
+    CheckQuota: unary('CheckQuota', async (req) => checkReply(await batches.check(messages.check(req)))),
+    DeductQuota: unary('DeductQuota', async (req, call) =>
       deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id')))),
     ),
-    RechargeCallback: unary('RechargeCallback', bearerCheck(opts.callbackSecret), async (req) => {
+    RechargeCallback: unary('RechargeCallback', async (req) => {
       const hint = validate(callbackHint, { order_id: req.rechargeOrderId, payment_id: req.paymentId });
       const outcome = await paymentHints.confirm(hint.order_id, hint.payment_id);
       return { success: outcome !== 'not_paid', outcome };
     }),
-    DeductBatch: gateway('DeductBatch', async (req) => {
+    DeductBatch: unary('DeductBatch', async (req) => {
       // The whole envelope is validated before any item runs: one bad item refuses the batch.
       const inputs = batchItems(req).map((item, index) => {
         try {
@@ -241,15 +252,9 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
       return { results: outcomes.map((o) => deductOutcome(o, inputs[o.index])) };
     }),
     DeductStream: (call: grpc.ServerDuplexStream<Msg, unknown>) => {
-      try {
-        gatewayAuth(call.metadata);
-      } catch (err) {
-        call.emit('error', toServiceError(err, logger, 'DeductStream'));
-        return;
-      }
       serveDeductStream(call, billing, (m) => messages.deduct(m), logger);
     },
-    Reserve: gateway('Reserve', async (req) => {
+    Reserve: unary('Reserve', async (req) => {
       const r = await reservations.reserve(messages.reserve(req));
       return {
         reservationId: r.reservationId,
@@ -263,7 +268,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         duplicate: r.duplicate,
       };
     }),
-    CommitReservation: gateway('CommitReservation', async (req) => {
+    CommitReservation: unary('CommitReservation', async (req) => {
       const { id, count } = messages.commit(req);
       const r = await reservations.commit(id, count);
       return {
@@ -279,7 +284,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         duplicate: r.duplicate,
       };
     }),
-    ReleaseReservation: gateway('ReleaseReservation', async (req) => {
+    ReleaseReservation: unary('ReleaseReservation', async (req) => {
       const r = await reservations.release(messages.release(req));
       return {
         reservationId: r.reservationId,
@@ -289,7 +294,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         duplicate: r.duplicate,
       };
     }),
-    Refund: gateway('Refund', async (req) => {
+    Refund: unary('Refund', async (req) => {
       const r = await refunds.refund(messages.refund(req));
       const { amount, balance, ...rest } = r;
       return { ...rest, amountDecimal: amount, balanceDecimal: balance };

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect, type Settings } from 'node:http2';
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
@@ -170,6 +171,41 @@ describe('hostile input over gRPC', function () {
     expect(await call(full.internal, 'CheckQuota', { userId: user(), serviceName: 'passport' })).to.include({
       allowed: true,
     });
+    await unchanged();
+  });
+
+  it('asks an anonymous caller for credentials before reading its message, and caps streams per connection', async () => {
+    const anonymous = metadata({}, null);
+    const wrong = metadata({}, 'not-the-token');
+    // Over the size limit: with the token it is RESOURCE_EXHAUSTED (above); without, its bytes are never read.
+    const big = { userId: 'u'.repeat(2 * 1024 * 1024), serviceName: 'passport', requestId: 'big' };
+    for (const md of [anonymous, wrong]) {
+      expect(await callFails(full.internal, 'DeductQuota', big, md)).to.include({
+        code: grpc.status.UNAUTHENTICATED,
+        billingCode: 40100,
+      });
+      const garbage = await rawCall(address, `${INTERNAL_API}/DeductBatch`, randomBytes(4096), md);
+      expect(garbage.error).to.include({ code: grpc.status.UNAUTHENTICATED, billingCode: 40100 });
+    }
+    // A DeductStream without the token ends before any message is read.
+    const stream = full.internal.makeBidiStreamRequest(
+      `${INTERNAL_API}/DeductStream`,
+      (m: Buffer) => m,
+      (b: Buffer) => b,
+      anonymous,
+    );
+    const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
+    stream.on('data', () => undefined);
+    stream.write(Buffer.from('not a message'));
+    expect((await ended).code).to.equal(grpc.status.UNAUTHENTICATED);
+    // What the server tells every client in its HTTP/2 settings (Node's default: 2^32 - 1).
+    const session = connect(`http://${address}`);
+    try {
+      const settings = await new Promise<Settings>((resolve) => session.once('remoteSettings', resolve));
+      expect(settings.maxConcurrentStreams).to.equal(1000);
+    } finally {
+      session.close();
+    }
     await unchanged();
   });
 
