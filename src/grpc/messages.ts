@@ -226,3 +226,59 @@ export function metadataValue(metadata: grpc.Metadata, key: string): string | un
 }
 
 export const RECORD_TYPE = { free: 1, balance: 2, mixed: 3 } as const;
+
+/** The original's int32 fields stop at 2^31 - 1: protobufjs would wrap a larger count to a negative one. */
+const INT32_MAX = 2_147_483_647;
+const int32 = (n: number) => Math.min(n, INT32_MAX);
+
+/** Call counts as the original's int32 fields (for old clients) and, exact, as int64 beside them. */
+function counts(c: { totalCount: number; freeCount: number; paidCount: number }) {
+  return {
+    totalCount: int32(c.totalCount),
+    freeCount: int32(c.freeCount),
+    paidCount: int32(c.paidCount),
+    totalCount64: String(c.totalCount),
+    freeCount64: String(c.freeCount),
+    paidCount64: String(c.paidCount),
+  };
+}
+
+export function statsReply(s: {
+  userId: string;
+  serviceName: string | null;
+  period: string;
+  totalCount: number;
+  freeCount: number;
+  paidCount: number;
+  totalCost: string;
+}) {
+  return {
+    userId: s.userId,
+    serviceName: s.serviceName ?? '',
+    period: s.period,
+    ...counts(s),
+    totalCost: double(s.totalCost),
+    totalCostDecimal: s.totalCost,
+  };
+}
+
+export function summaryReply(s: {
+  userId: string;
+  totalCount: number;
+  totalCost: string;
+  services: { serviceName: string; totalCount: number; freeCount: number; paidCount: number; totalCost: string }[];
+}) {
+  return {
+    userId: s.userId,
+    totalCount: int32(s.totalCount),
+    totalCount64: String(s.totalCount),
+    totalCost: double(s.totalCost),
+    totalCostDecimal: s.totalCost,
+    services: s.services.map((x) => ({
+      serviceName: x.serviceName,
+      ...counts(x),
+      totalCost: double(x.totalCost),
+      totalCostDecimal: x.totalCost,
+    })),
+  };
+}

@@ -36,7 +36,9 @@ import {
   metadataValue,
   rechargeRequest,
   recordsRequest,
+  statsReply,
   statsRequest,
+  summaryReply,
   summaryRequest,
   timestamp,
   type Msg,
@@ -203,14 +205,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
       return statsReply(await usage.month(q.userId, q.serviceName));
     }),
     GetStatsSummary: unary('GetStatsSummary', async (req) => {
-      const s = await usage.summary(summaryRequest(req));
-      return {
-        userId: s.userId,
-        totalCount: s.totalCount,
-        totalCost: double(s.totalCost),
-        totalCostDecimal: s.totalCost,
-        services: s.services.map((x) => ({ ...x, totalCost: double(x.totalCost), totalCostDecimal: x.totalCost })),
-      };
+      return summaryReply(await usage.summary(summaryRequest(req)));
     }),
     ListServices: unary('ListServices', async () => ({
       services: catalogue.list().map((s) => ({
@@ -331,26 +326,5 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
         });
       });
     },
-  };
-}
-
-function statsReply(s: {
-  userId: string;
-  serviceName: string | null;
-  period: string;
-  totalCount: number;
-  freeCount: number;
-  paidCount: number;
-  totalCost: string;
-}) {
-  return {
-    userId: s.userId,
-    serviceName: s.serviceName ?? '',
-    period: s.period,
-    totalCount: s.totalCount,
-    freeCount: s.freeCount,
-    paidCount: s.paidCount,
-    totalCost: double(s.totalCost),
-    totalCostDecimal: s.totalCost,
   };
 }

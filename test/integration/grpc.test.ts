@@ -152,6 +152,11 @@ describe('gRPC API (billing.v1)', function () {
     expect(check).to.deep.equal({ allowed: true, reason: 'free', freeRemaining: '3', balanceDecimal: '0.50' });
     const account = await call(full.user, 'GetAccount', { userId: user });
     expect(account).to.include({ balance: 0.5, balanceDecimal: '0.50', heldAmountDecimal: '0.00', currency: 'CNY' });
+    // The exact counts beside the original's int32 ones (wider than int32: test/unit/grpc-messages.test.ts).
+    await h.drain();
+    const summary = await call(full.user, 'GetStatsSummary', { userId: user });
+    expect(summary).to.include({ totalCount: 3, totalCount64: '3', totalCostDecimal: '0.50' });
+    expect(summary.services[0]).to.include({ serviceName: 'asset', freeCount: 2, freeCount64: '2', paidCount64: '1' });
     const services = await call(full.user, 'ListServices', {});
     expect(services.services).to.deep.equal([
       { serviceName: 'passport', freeQuota: '3', unitPrice: '0.001', currency: 'CNY' },
