@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
+import { deductPrint } from '../../src/redis/idempotency.js';
 
 const CHECK = '/internal/v1/billing/check';
 const DEDUCT = '/internal/v1/billing/deduct';
@@ -126,6 +127,37 @@ describe('gateway check and deduct', function () {
     expect(acct.body.data.balance).to.equal('4.50');
     expect((await h.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(1);
     await h.assertInvariant([user]);
+  });
+
+  it('answers 10007 for a request id reused with another count where the payload fingerprints collide', async () => {
+    // The 32-bit fingerprint of passport|129599 is that of passport|732382 (FNV-1a): the count the
+    // remembered answer charged (free + paid) tells them apart, with max_calls_per_request raised to allow both.
+    expect(deductPrint('passport', 129_599)).to.equal(deductPrint('passport', 732_382));
+    const big = await startHarness({
+      overrides: {
+        max_calls_per_request: 1_000_000,
+        services: [{ name: 'passport', free_quota: 3, unit_price: '0.001' }],
+      },
+    });
+    try {
+      const user = big.user('collide');
+      await seedBalance(big, user, 200_000_000n);
+      const body = { request_id: 'c1', user_id: user, service_name: 'passport', count: 129_599 };
+      const first = await big.post(DEDUCT, body);
+      expect(first.body.data).to.include({ amount: '129.596', duplicate: false });
+      const reused = await big.post(DEDUCT, { ...body, count: 732_382 });
+      expect(reused.status).to.equal(409);
+      expect(reused.body.code).to.equal(10007);
+      expect((await big.post(DEDUCT, body)).body.data).to.include({
+        recordId: first.body.data.recordId,
+        duplicate: true,
+      });
+      await big.drain();
+      expect((await big.get('/api/v1/billing/account', { user_id: user })).body.data.balance).to.equal('70.404');
+      await big.assertInvariant([user]);
+    } finally {
+      await big.stop();
+    }
   });
 
   it('persists the same job twice, and concurrently, without changing anything after the first', async () => {

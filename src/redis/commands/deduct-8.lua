@@ -23,7 +23,7 @@
     KEYS[8] the request id's reservation request hash (a reservation took the id: 'reused')
 
     ARGV[1] the request id's 12-byte digest (field), as 24 hex digits, and ARGV[12] a 32-bit fingerprint of the payload,
-            to tell a replay from a reuse with another payload
+            to tell a replay from a reuse with another payload (with the count remembered as free + paid)
     ARGV[2] service name
     ARGV[3] count of calls
     ARGV[4] free quota of the month
@@ -60,7 +60,9 @@ local now, field = tonumber(ARGV[11]), requestField(ARGV[1])
 local function remembered(key, window)
   local fp, free, paid, amt, avail = rememberedDeduct(key, field, tonumber(ARGV[8]), now)
   if not fp then return nil end
-  if fp ~= tonumber(ARGV[12]) then return {'reused'} end
+  -- free + paid is the count first charged: with it, another count is a reuse even where the two
+  -- payloads' 32-bit fingerprints collide (passport|129599 and passport|732382 do).
+  if fp ~= tonumber(ARGV[12]) or free + paid ~= tonumber(ARGV[3]) then return {'reused'} end
   return {'dup', window, int(free), int(paid), int(amt), int(avail)}
 end
 local first = remembered(KEYS[3], 'this') or remembered(KEYS[4], 'previous')
@@ -122,8 +124,8 @@ redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(withEvents(change, events)))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 
 local avail = int(available)
-redis.call('HSET', KEYS[3], field, struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount,
-  available))
+local answer = struct.pack(PACKED_ANSWER, tonumber(ARGV[12]), math.floor(now / 1000), free, paid, amount, available)
+redis.call('HSET', KEYS[3], field, answer)
 redis.call('PEXPIREAT', KEYS[3], ARGV[13])
 return {'ok', ARGV[6], int(free), int(paid), int(amount), avail, unitPrice, grantParts,
   #events > 0 and cjson.encode(events) or ''}
