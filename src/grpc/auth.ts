@@ -31,9 +31,9 @@ export function bearerCheck(token: string): AuthCheck {
 /**
  * Authenticates every call on its metadata before grpc-js reads any of its messages (`checkOf` names
  * the check of an rpc's path; none: the call is open, as health and reflection are). A refused
- * caller's bytes are never read past HTTP/2's flow-control window, decoded nor answered as anything
- * but UNAUTHENTICATED, however large or malformed: over HTTP too, a body is parsed only after its
- * caller is authenticated.
+ * caller is answered UNAUTHENTICATED however large or malformed its message: no byte of it is kept
+ * or decoded (grpc-js reads what is still in flight and drops it). Over HTTP too, a body is parsed
+ * only after its caller is authenticated.
  */
 export function authenticateFirst(
   checkOf: (path: string) => AuthCheck | undefined,

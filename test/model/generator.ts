@@ -65,7 +65,8 @@ export type SimpleOp =
   /**
    * a refund of the deduct made with request id `r`: `n` calls, null for the whole call; `recent` k:
    * the runner refunds the k-th most recent deduct accepted instead (user and request id), if any;
-   * `via` grpc: BillingInternalService Refund (count 0 is the whole call there; left out: http)
+   * `via` grpc: BillingInternalService Refund (its count left out for the whole call, as over HTTP; left
+   * out: http)
    */
   | { t: 'refund'; u: number; f: string; r: string; n: number | null; recent: number | null; via?: Transport }
   /** `GET /api/v1/billing/alerts`: the thresholds in force (read-only, so also inside groups) */
