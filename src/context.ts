@@ -375,7 +375,8 @@ export function appDeps(ctx: AppContext): AppDeps {
 }
 
 /** What the workers take from the context: the services their handlers call, the queue settings. */
-export function workerDeps(ctx: AppContext): WorkerDeps {
+/** `deliversOnly`: the process runs nothing but webhook deliveries (its own CPU is not the gateway's). */
+export function workerDeps(ctx: AppContext, deliversOnly = false): WorkerDeps {
   const { config, logger, metrics, queues, persistence, recharges, reservations, reconciliation, accounts, archive } =
     ctx;
   return {
@@ -383,7 +384,7 @@ export function workerDeps(ctx: AppContext): WorkerDeps {
     events: ctx.events,
     webhooks: ctx.webhooks,
     webhookRate: config.webhooks.maxPerSecondPerEndpoint,
-    webhookCpuGate: { holdAbovePercent: config.webhooks.yieldAboveCpuPercent, leaveOutOwn: false },
+    webhookCpuGate: { holdAbovePercent: config.webhooks.yieldAboveCpuPercent, leaveOutOwn: deliversOnly },
     persistence,
     recharges,
     reservations,

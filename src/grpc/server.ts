@@ -102,15 +102,16 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
   // callback by the callback secret, the rest by the gateway token. Health and reflection are open.
   const gatewayAuth = bearerCheck(opts.gatewayToken);
   const callbackAuth = bearerCheck(opts.callbackSecret);
+  const callbackPath = `/${BILLING_SERVICES[1]}/RechargeCallback`;
+  const billingPrefixes = BILLING_SERVICES.map((name) => `/${name}/`);
   const checkOf = (path: string): AuthCheck | undefined => {
-    if (path === `/${BILLING_SERVICES[1]}/RechargeCallback`) return callbackAuth;
-    return BILLING_SERVICES.some((name) => path.startsWith(`/${name}/`)) ? gatewayAuth : undefined;
+    if (path === callbackPath) return callbackAuth;
+    return billingPrefixes.some((prefix) => path.startsWith(prefix)) ? gatewayAuth : undefined;
   };
 
   const server = new grpc.Server({
     interceptors: [authenticateFirst(checkOf, logger)],
-    // Streams one connection may hold open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; Node's
-    // default is 2^32 - 1): with the flow-control window, what one connection can make the server hold.
+    // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (Node's default: 2^32 - 1)
     'grpc.max_concurrent_streams': MAX_STREAMS_PER_CONNECTION,
     'grpc.max_receive_message_length': opts.maxMessageBytes,
     'grpc.max_send_message_length': 16 * opts.maxMessageBytes,
@@ -204,9 +205,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
       const q = statsRequest(req);
       return statsReply(await usage.month(q.userId, q.serviceName));
     }),
-    GetStatsSummary: unary('GetStatsSummary', async (req) => {
-      return summaryReply(await usage.summary(summaryRequest(req)));
-    }),
+    GetStatsSummary: unary('GetStatsSummary', async (req) => summaryReply(await usage.summary(summaryRequest(req)))),
     ListServices: unary('ListServices', async () => ({
       services: catalogue.list().map((s) => ({
         serviceName: s.serviceName,

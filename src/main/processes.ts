@@ -97,14 +97,8 @@ export async function startRoles(
   const delivers = roles.includes('webhooks') || (roles.includes('worker') && !config.webhooks.ownProcess);
   const queues = QueueNames.filter((q) => (q === 'webhooks' ? delivers : roles.includes('worker')));
   if (queues.length > 0) {
-    const deps = workerDeps(ctx);
-    // A process that only delivers leaves its own CPU out of the machine's busy share: it is not the gateway's.
     const deliversOnly = roles.length === 1 && roles[0] === 'webhooks';
-    const w = startWorkers(
-      { ...deps, webhookCpuGate: { ...deps.webhookCpuGate, leaveOutOwn: deliversOnly } },
-      queues,
-      delivers,
-    );
+    const w = startWorkers(workerDeps(ctx, deliversOnly), queues, delivers);
     stops.push(() => w.close());
   }
   if (roles.includes('scheduler')) await registerSchedules(ctx.queues, config);

@@ -174,7 +174,7 @@ describe('hostile input over gRPC', function () {
     await unchanged();
   });
 
-  it('asks an anonymous caller for credentials before reading its message, and caps streams per connection', async () => {
+  it('asks anonymous callers for credentials before reading their messages; caps streams per connection', async () => {
     const anonymous = metadata({}, null);
     const wrong = metadata({}, 'not-the-token');
     // Over the size limit: with the token it is RESOURCE_EXHAUSTED (above); without, its bytes are never read.

@@ -22,8 +22,9 @@
     KEYS[7] activity index of the user's slot
     KEYS[8] the request id's reservation request hash (a reservation took the id: 'reused')
 
-    ARGV[1] the request id's 12-byte digest (field), as 24 hex digits, and ARGV[12] a 32-bit fingerprint of the payload,
-            to tell a replay from a reuse with another payload (with the count remembered as free + paid)
+    ARGV[1] the request id's 12-byte digest (field), as 24 hex digits, and ARGV[12] a 32-bit fingerprint
+            of the payload, to tell a replay from a reuse with another payload (with the count, remembered
+            as free + paid)
     ARGV[2] service name
     ARGV[3] count of calls
     ARGV[4] free quota of the month
