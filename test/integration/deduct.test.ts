@@ -152,6 +152,14 @@ describe('gateway check and deduct', function () {
         recordId: first.body.data.recordId,
         duplicate: true,
       });
+      // Replays and reuses at once: every replay the first answer, every reuse 10007, nothing more charged.
+      const racing = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => big.post(DEDUCT, i % 2 ? body : { ...body, count: 732_382 })),
+      );
+      for (const [i, r] of racing.entries()) {
+        if (i % 2) expect(r.body.data).to.include({ recordId: first.body.data.recordId, duplicate: true });
+        else expect(r.body.code).to.equal(10007);
+      }
       await big.drain();
       expect((await big.get('/api/v1/billing/account', { user_id: user })).body.data.balance).to.equal('70.404');
       await big.assertInvariant([user]);
