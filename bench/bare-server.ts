@@ -2,10 +2,31 @@
  * The yardstick: a bare Express 5 route with the same middleware as the service's gateway routes
  * (correlation id, JSON body, bearer auth), answering a constant; and a GET route for the
  * statistics reads' control.
+ *
+ * With BARE_REDIS_URL set, the POST route first makes one script call to that Redis, through the
+ * service's own connection settings, with a check's shape (the user's two keys, six arguments) and
+ * a script that does nothing: the floor for any route that answers from Redis.
  */
 import express from 'express';
 import { randomUUID } from 'node:crypto';
 import { requireBearer } from '../src/api/auth.middleware.js';
+import { createRedis } from '../src/redis/connection.js';
+
+const redisUrl = process.env.BARE_REDIS_URL;
+const redis = redisUrl ? createRedis(redisUrl) : null;
+redis?.defineCommand('nothing', { numberOfKeys: 2, lua: "return {1, 'free', '10000', '0'}" });
+type Nothing = (...args: (string | number)[]) => Promise<unknown>;
+const roundTrip = (user: string) =>
+  (redis as unknown as { nothing: Nothing }).nothing(
+    `bare:{${user}}:acct`,
+    `bare:{${user}}:q`,
+    'passport',
+    1,
+    10000,
+    '',
+    Date.now(),
+    '01',
+  );
 
 const app = express();
 app.disable('x-powered-by');
@@ -16,7 +37,8 @@ app.use((req, res, next) => {
 });
 app.use(express.json({ limit: '16kb', strict: false }));
 const auth = requireBearer(process.env.GATEWAY_TOKEN ?? 'bench');
-app.post('/internal/v1/billing/:op', auth, (_req, res) => {
+app.post('/internal/v1/billing/:op', auth, async (req, res) => {
+  if (redis) await roundTrip(String((req.body as { user_id?: unknown }).user_id));
   res.json({ success: true, data: { allowed: true, reason: 'free', freeRemaining: 10000, balance: '0.00' } });
 });
 // The control for the statistics reads: the same GETs, answered with a constant.
