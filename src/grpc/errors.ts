@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../lib/logger.js';
-import { AppError, isAppError, type ErrorKind } from '../lib/errors.js';
-import { isDependencyError } from '../api/error.middleware.js';
+import { AppError, isAppError, isDependencyError, type ErrorKind } from '../lib/errors.js';
 
 /** SPEC section 11: each section 8 code as a gRPC status. */
 const STATUS_OF: Record<ErrorKind, grpc.status> = {

@@ -49,3 +49,19 @@ export class AppError extends Error {
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }
+
+/** Errors that mean Redis or MySQL cannot be reached: the caller may retry later. */
+export function isDependencyError(err: unknown): boolean {
+  const e = err as { name?: string; code?: string; message?: string };
+  if (!e || typeof e !== 'object') return false;
+  if (['MaxRetriesPerRequestError', 'KnexTimeoutError', 'ClusterAllFailedError'].includes(e.name ?? '')) return true;
+  if (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'PROTOCOL_CONNECTION_LOST', 'ER_CON_COUNT_ERROR', 'EPIPE'].includes(
+      e.code ?? '',
+    )
+  )
+    return true;
+  return /Connection is closed|Stream isn't writeable|Command timed out|enableOfflineQueue|LOADING|CLUSTERDOWN|TRYAGAIN/.test(
+    e.message ?? '',
+  );
+}

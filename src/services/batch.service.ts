@@ -1,5 +1,6 @@
 import type { BillingService, CheckInput, CheckResult, DeductInput, DeductResult } from './billing.service.js';
-import { AppError, isAppError } from '../lib/errors.js';
+import { AppError, isAppError, isDependencyError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
 
 /** A check's answer; `too_many_calls` when more calls are asked about than one request may carry. */
 export interface CheckAnswer extends Omit<CheckResult, 'reason'> {
@@ -18,6 +19,7 @@ export class BatchService {
   constructor(
     private readonly billing: BillingService,
     private readonly maxCallsPerRequest: number,
+    private readonly logger: Logger,
   ) {}
 
   /**
@@ -39,9 +41,13 @@ export class BatchService {
   }
 
   /**
-   * Runs each user's items in order. An AppError refuses its item alone; anything else (Redis down)
-   * fails the whole batch once every item has settled: the caller retries it, and the items that
-   * went through answer as duplicates.
+   * Runs each user's items in order. An AppError refuses its item alone. An outage on one user's keys
+   * (a stalled Redis Cluster node, say) answers that item 50300, as a single call would be (it may
+   * have applied: a retry with the same request id tells), and the user's later items 50300 untried,
+   * so that they still apply in order when retried; the other users' items go on and are answered.
+   * Only when every item met an outage does the whole batch fail, as one call would; any other error
+   * (a bug) fails the whole batch once every item has settled. Retrying a batch is safe: the items
+   * that went through answer as duplicates.
    */
   private async run<I extends { userId: string }, R>(
     items: readonly I[],
@@ -55,22 +61,46 @@ export class BatchService {
       else byUser.set(item.userId, [index]);
     });
     let failure: unknown = null;
+    let outage: unknown = null;
+    let outages = 0;
     await Promise.all(
       [...byUser.values()].map(async (indexes) => {
-        for (const index of indexes) {
+        for (const [n, index] of indexes.entries()) {
           try {
             outcomes[index] = { index, ok: true, value: await one(items[index]) };
           } catch (err) {
-            if (!isAppError(err)) {
+            if (isAppError(err)) {
+              outcomes[index] = { index, ok: false, error: err };
+              continue;
+            }
+            if (!isDependencyError(err)) {
               failure ??= err;
               return;
             }
-            outcomes[index] = { index, ok: false, error: err };
+            outage ??= err;
+            outages += indexes.length - n;
+            outcomes[index] = {
+              index,
+              ok: false,
+              error: unavailable('retry the item (a deduct with the same request id)'),
+            };
+            for (const later of indexes.slice(n + 1)) {
+              const error = unavailable('not tried, after an earlier item of the same user met it');
+              outcomes[later] = { index: later, ok: false, error };
+            }
+            return;
           }
         }
       }),
     );
     if (failure) throw failure;
+    if (outage) {
+      if (outages === items.length) throw outage;
+      const err = (outage as Error).message;
+      this.logger.warn({ err, items: items.length, unavailable: outages }, 'batch items met an outage');
+    }
     return outcomes;
   }
 }
+
+const unavailable = (what: string) => new AppError('DEPENDENCY_UNAVAILABLE', `a dependency is unavailable; ${what}`);
