@@ -50,18 +50,39 @@ export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }
 
-/** Errors that mean Redis or MySQL cannot be reached: the caller may retry later. */
+/** Error names of clients (ioredis, knex) that mean the server could not be reached or answer. */
+const OUTAGE_NAMES = new Set(['MaxRetriesPerRequestError', 'KnexTimeoutError', 'ClusterAllFailedError', 'AbortError']);
+/** Socket, DNS and MySQL codes of an unreachable or stopping server. */
+const OUTAGE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_SERVER_SHUTDOWN',
+]);
+/** Messages of ioredis and mysql2 when a connection is gone, and Redis's own "not now" replies. */
+const OUTAGE_MESSAGE = new RegExp(
+  [
+    "Connection is closed|Stream isn't writeable|Command timed out|enableOfflineQueue|LOADING|CLUSTERDOWN|TRYAGAIN",
+    'Too many Cluster redirections|None of startup nodes is available|connection is in closed state',
+    '^(BUSY|MASTERDOWN|READONLY|OOM) ',
+  ].join('|'),
+);
+
+/**
+ * Errors that mean Redis or MySQL cannot be reached or cannot answer now: the caller may retry later
+ * (503 / 50300). A command that met one may have run (it was sent before the connection went).
+ */
 export function isDependencyError(err: unknown): boolean {
   const e = err as { name?: string; code?: string; message?: string };
   if (!e || typeof e !== 'object') return false;
-  if (['MaxRetriesPerRequestError', 'KnexTimeoutError', 'ClusterAllFailedError'].includes(e.name ?? '')) return true;
-  if (
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'PROTOCOL_CONNECTION_LOST', 'ER_CON_COUNT_ERROR', 'EPIPE'].includes(
-      e.code ?? '',
-    )
-  )
-    return true;
-  return /Connection is closed|Stream isn't writeable|Command timed out|enableOfflineQueue|LOADING|CLUSTERDOWN|TRYAGAIN/.test(
-    e.message ?? '',
-  );
+  if (OUTAGE_NAMES.has(e.name ?? '') || OUTAGE_CODES.has(e.code ?? '')) return true;
+  return OUTAGE_MESSAGE.test(e.message ?? '');
 }
