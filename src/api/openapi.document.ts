@@ -101,13 +101,21 @@ const DEDUCT = {
   balance: money,
   duplicate: bool,
 };
-/** A batch's answers in item order: each the single call's answer (`ok: true`), or its refusal. */
+/**
+ * A batch's answers in item order: each the single call's answer (`ok: true`), or its error: a refusal, or
+ * 50300 (an outage: the item may have applied; retry it with the same request id).
+ */
 const batchOf = (answer: Record<string, Json>): Json =>
   obj({
     results: arrayOf({
       anyOf: [
         obj({ index: int(), ok: { const: true }, ...answer }),
-        obj({ index: int(), ok: { const: false }, code: int(), message: str() }),
+        {
+          ...obj({ index: int(), ok: { const: false }, code: int(), message: str() }),
+          description:
+            'a refusal (changed nothing), or 50300: an outage, after which the item may have applied; retry it ' +
+            'with the same request_id, which answers the first outcome if it did',
+        },
       ],
     }),
   });

@@ -7,7 +7,10 @@ export interface CheckAnswer extends Omit<CheckResult, 'reason'> {
   reason: CheckResult['reason'] | 'too_many_calls';
 }
 
-/** One item of a batch: its answer, or the error that refused it (which changed nothing). */
+/**
+ * One item of a batch: its answer, or its error: a refusal (4xx codes, 10001...), which changed nothing, or
+ * 50300, an outage, after which the item may have applied: retried with the same request id, it tells.
+ */
 export type ItemOutcome<T> = { index: number; ok: true; value: T } | { index: number; ok: false; error: AppError };
 
 /**
@@ -82,7 +85,7 @@ export class BatchService {
             outcomes[index] = {
               index,
               ok: false,
-              error: unavailable('retry the item (a deduct with the same request id)'),
+              error: unavailable('it may have applied: retry it (a deduct with the same request id)'),
             };
             for (const later of indexes.slice(n + 1)) {
               const error = unavailable('not tried, after an earlier item of the same user met it');

@@ -126,6 +126,8 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     // a1 reached the stalled node before its answer timed out, and ran when the node woke.
     expect(again.body.data.results[0].duplicate).to.equal(true);
     expect(again.body.data.results[1].duplicate).to.equal(true);
+    // a2 was never sent (not tried): it applies now, for the first time.
+    expect(again.body.data.results[2].duplicate).to.equal(false);
     expect(again.body.data.results[3].duplicate).to.equal(true);
     expect((await h.post(DEDUCT_BATCH, { items: [item('a3', a)] })).body.data.results[0].ok).to.equal(true);
     const grpcAgain = await call(grpcClients.internal, 'DeductBatch', { items: grpcItems });

@@ -92,8 +92,8 @@ export interface BatchItem {
 
 /**
  * Batches: each item is one deduct (or check), items of one user in item order. Never inside a group
- * (a batch is not atomic: another call may land between two of its items) nor a MySQL outage (an
- * outage fails the whole batch after some items went through: the answer cannot say which).
+ * (a batch is not atomic: another call may land between two of its items) nor a MySQL outage (an item
+ * that met the outage answers 50300 and may have applied: the answer cannot say whether).
  */
 export type BatchOp =
   /** grpc: DeductBatch; stream: the items written to one DeductStream */
