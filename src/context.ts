@@ -250,7 +250,7 @@ export function createContext(config: Config, opts: ContextOptions = {}): AppCon
     },
   });
 
-  const batches = new BatchService(billing, config.maxCallsPerRequest, logger);
+  const batches = new BatchService(billing, config.maxCallsPerRequest, logger, metrics);
   const paymentHints = new PaymentHintService(repositories.recharges, recharges, logger);
   const archive = new ArchiveService(new ArchiveRepository(db), calendar, clock, config.retentionMonths, logger);
   const admin = new AdminService({

@@ -14,7 +14,9 @@ export class Metrics {
 
   readonly outcomes = new Counter({
     name: 'billing_gateway_outcomes_total',
-    help: 'Answers to the gateway by operation and outcome (free, balance, insufficient_balance, duplicate, ...)',
+    help:
+      'Answers to the gateway by operation and outcome (free, balance, insufficient_balance, duplicate, ...; ' +
+      'unavailable: batch items that met an outage)',
     labelNames: ['op', 'outcome'] as const,
     registers: [this.registry],
   });

@@ -1,6 +1,7 @@
 import type { BillingService, CheckInput, CheckResult, DeductInput, DeductResult } from './billing.service.js';
 import { AppError, isAppError, isDependencyError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../lib/metrics.js';
 
 /** A check's answer; `too_many_calls` when more calls are asked about than one request may carry. */
 export interface CheckAnswer extends Omit<CheckResult, 'reason'> {
@@ -23,6 +24,7 @@ export class BatchService {
     private readonly billing: BillingService,
     private readonly maxCallsPerRequest: number,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   /**
@@ -36,11 +38,11 @@ export class BatchService {
   }
 
   checkBatch(items: readonly CheckInput[]): Promise<ItemOutcome<CheckAnswer>[]> {
-    return this.run(items, (item) => this.check(item));
+    return this.run('check', items, (item) => this.check(item));
   }
 
   deductBatch(items: readonly DeductInput[]): Promise<ItemOutcome<DeductResult>[]> {
-    return this.run(items, (item) => this.billing.deduct(item));
+    return this.run('deduct', items, (item) => this.billing.deduct(item));
   }
 
   /**
@@ -53,6 +55,7 @@ export class BatchService {
    * that went through answer as duplicates.
    */
   private async run<I extends { userId: string }, R>(
+    op: 'check' | 'deduct',
     items: readonly I[],
     one: (item: I) => Promise<R>,
   ): Promise<ItemOutcome<R>[]> {
@@ -99,6 +102,8 @@ export class BatchService {
     if (failure) throw failure;
     if (outage) {
       if (outages === items.length) throw outage;
+      // A batch answered 200 with some items 50300: counted here, as the 503s of single calls are by status.
+      this.metrics.outcomes.inc({ op, outcome: 'unavailable' }, outages);
       const err = (outage as Error).message;
       this.logger.warn({ err, items: items.length, unavailable: outages }, 'batch items met an outage');
     }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedisCluster } from '../../scripts/local-servers.js';
 import { testServers } from '../support/servers.js';
-import { startHarness, seedBalance, type Harness } from '../support/harness.js';
+import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
 import { fullClients, call } from '../fixtures/grpc-clients.js';
 
 const DEDUCT_BATCH = '/internal/v1/billing/deduct/batch';
@@ -109,6 +109,12 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     // Every item met the outage: the whole batch fails, as one call would.
     expect(aOnly.status).to.equal(503);
     expect(aOnly.body.code).to.equal(50300);
+    // The items that met the outage are counted: 2 of the HTTP batch, 1 of the gRPC one (the batch that
+    // failed whole is a 503, counted by status).
+    const metrics = await (
+      await fetch(`${h.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).text();
+    expect(metrics).to.match(/billing_gateway_outcomes_total\{op="deduct",outcome="unavailable"\} 3\n/);
     // gRPC DeductBatch runs the same batches: the same answers.
     expect(overGrpc.results.map((r) => [r.index, r.ok, r.code, r.requestId])).to.deep.equal([
       [0, false, 50300, 'ga1'],
