@@ -85,11 +85,8 @@ export class BatchService {
             }
             outage ??= err;
             outages += indexes.length - n;
-            outcomes[index] = {
-              index,
-              ok: false,
-              error: unavailable('it may have applied: retry it (a deduct with the same request id)'),
-            };
+            const retry = op === 'deduct' ? 'it may have applied: retry it with the same request id' : 'retry it';
+            outcomes[index] = { index, ok: false, error: unavailable(retry) };
             for (const later of indexes.slice(n + 1)) {
               const error = unavailable('not tried, after an earlier item of the same user met it');
               outcomes[later] = { index: later, ok: false, error };
