@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from '../lib/logger.js';
-import { AppError, isAppError, isDependencyError } from '../lib/errors.js';
+import { AppError, dependencyUnavailable, isAppError, isDependencyError } from '../lib/errors.js';
 
 export const notFound: RequestHandler = (req) => {
   throw new AppError('NOT_FOUND', `no route for ${req.method} ${req.path}`);
@@ -26,10 +26,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       ]);
     } else if (isDependencyError(err)) {
       logger.warn({ correlationId, err: (err as Error).message, path: req.path }, 'dependency unavailable');
-      appErr = new AppError(
-        'DEPENDENCY_UNAVAILABLE',
-        `a dependency is unavailable; retry later (correlation id ${correlationId})`,
-      );
+      appErr = dependencyUnavailable(`retry later (correlation id ${correlationId})`);
     } else {
       logger.error({ correlationId, err, path: req.path }, 'unhandled error');
       appErr = new AppError('INTERNAL', `internal error (correlation id ${correlationId})`);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../lib/logger.js';
-import { AppError, isAppError, isDependencyError, type ErrorKind } from '../lib/errors.js';
+import { AppError, dependencyUnavailable, isAppError, isDependencyError, type ErrorKind } from '../lib/errors.js';
 
 /** SPEC section 11: each section 8 code as a gRPC status. */
 const STATUS_OF: Record<ErrorKind, grpc.status> = {
@@ -37,10 +37,7 @@ export function asAppError(err: unknown, logger: Logger, method: string): AppErr
   const correlationId = randomUUID();
   if (isDependencyError(err)) {
     logger.warn({ correlationId, err: (err as Error).message, method }, 'dependency unavailable');
-    return new AppError(
-      'DEPENDENCY_UNAVAILABLE',
-      `a dependency is unavailable; retry later (correlation id ${correlationId})`,
-    );
+    return dependencyUnavailable(`retry later (correlation id ${correlationId})`);
   }
   logger.error({ correlationId, err, method }, 'unhandled error');
   return new AppError('INTERNAL', `internal error (correlation id ${correlationId})`);

@@ -50,6 +50,11 @@ export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }
 
+/** The 50300 an outage is answered with, in every transport and batch: its message ends with what to do. */
+export function dependencyUnavailable(whatToDo: string): AppError {
+  return new AppError('DEPENDENCY_UNAVAILABLE', `a dependency is unavailable; ${whatToDo}`);
+}
+
 /** Error names of clients (ioredis, knex) that mean the server could not be reached or answer. */
 const OUTAGE_NAMES = new Set(['MaxRetriesPerRequestError', 'KnexTimeoutError', 'ClusterAllFailedError', 'AbortError']);
 /** Socket, DNS and MySQL codes of an unreachable or stopping server. */

@@ -1,5 +1,5 @@
 import type { BillingService, CheckInput, CheckResult, DeductInput, DeductResult } from './billing.service.js';
-import { AppError, isAppError, isDependencyError } from '../lib/errors.js';
+import { AppError, dependencyUnavailable, isAppError, isDependencyError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../lib/metrics.js';
 
@@ -86,9 +86,9 @@ export class BatchService {
             outage ??= err;
             outages += indexes.length - n;
             const retry = op === 'deduct' ? 'it may have applied: retry it with the same request id' : 'retry it';
-            outcomes[index] = { index, ok: false, error: unavailable(retry) };
+            outcomes[index] = { index, ok: false, error: dependencyUnavailable(retry) };
             for (const later of indexes.slice(n + 1)) {
-              const error = unavailable('not tried, after an earlier item of the same user met it');
+              const error = dependencyUnavailable('not tried, after an earlier item of the same user met it');
               outcomes[later] = { index: later, ok: false, error };
             }
             return;
@@ -107,5 +107,3 @@ export class BatchService {
     return outcomes;
   }
 }
-
-const unavailable = (what: string) => new AppError('DEPENDENCY_UNAVAILABLE', `a dependency is unavailable; ${what}`);
