@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
+import { formatMoney } from '../../src/lib/money.js';
 
 const DEDUCT_BATCH = '/internal/v1/billing/deduct/batch';
 const CHECK_BATCH = '/internal/v1/billing/check/batch';
@@ -132,6 +133,46 @@ describe('batch deducts and checks over HTTP (SPEC 12)', function () {
     await h.drain();
     expect((await h.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(50);
     await h.assertInvariant([user, other]);
+  });
+
+  it('charges hostile request ids and user ids each once, sent twice at once and again, and keeps SPEC 7', async () => {
+    const user = h.user('hostile.a:b@c');
+    const longUser = `${h.user('long')}.:@`.padEnd(64, '-'); // the longest user id, with every separator allowed
+    await seedBalance(h, user, 20_000_000n);
+    // Ids that differ only by spaces, key separators, glob and quote characters, and the longest allowed.
+    const ids = ['h1', 'h1 ', ' h1', 'h1|passport|1', 'h1:g', '{h1}', 'h*', 'h?[a]', 'h1\\', 'h1%', "h1'", 'h1"'];
+    ids.push('x'.repeat(128));
+    const max = h.config.maxCallsPerRequest;
+    const items = [
+      ...ids.map((id) => ({ request_id: id, user_id: user, service_name: 'passport' })),
+      { request_id: 'max', user_id: user, service_name: 'passport', count: max },
+      { request_id: 'h1', user_id: longUser, service_name: 'passport' },
+    ];
+    const tooLong = { request_id: 'x'.repeat(129), user_id: user, service_name: 'passport' };
+    expect((await h.post(DEDUCT_BATCH, { items: [...items, tooLong] })).status).to.equal(400);
+
+    const [a, b] = await Promise.all([h.post(DEDUCT_BATCH, { items }), h.post(DEDUCT_BATCH, { items })]);
+    const c = await h.post(DEDUCT_BATCH, { items });
+    for (const res of [a, b, c]) {
+      expect(res.status).to.equal(200);
+      expect(res.body.data.results.every((r: any) => r.ok)).to.equal(true);
+    }
+    const [ra, rb, rc] = [a, b, c].map((res) => res.body.data.results);
+    // The same record for an item every time, a distinct one per item, charged by exactly one of the two.
+    expect(rb.map((r: any) => r.recordId)).to.deep.equal(ra.map((r: any) => r.recordId));
+    expect(rc.map((r: any) => r.recordId)).to.deep.equal(ra.map((r: any) => r.recordId));
+    expect(new Set(ra.map((r: any) => r.recordId)).size).to.equal(items.length);
+    ra.forEach((r: any, i: number) => expect(r.duplicate !== rb[i].duplicate, `item ${i}`).to.equal(true));
+    expect(rc.every((r: any) => r.duplicate)).to.equal(true);
+
+    // 13 single calls and `max` calls: 3 free, the rest at 0.001.
+    const paid = BigInt(ids.length + max - 3);
+    const left = 20_000_000n - paid * 1_000n;
+    expect((await account(user)).balance).to.equal(formatMoney(left));
+    await h.drain();
+    const records = async (u: string) => (await h.get('/api/v1/billing/records', { user_id: u })).body.data.total;
+    expect([await records(user), await records(longUser)]).to.deep.equal([ids.length + 1, 1]);
+    await h.assertInvariant([user, longUser]);
   });
 
   it('checks in batches, answering too_many_calls for a count above the cap, and changes nothing', async () => {
