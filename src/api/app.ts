@@ -73,6 +73,9 @@ export interface AppDeps {
   webhooks: WebhookService;
 }
 
+/** A caller's own correlation id is kept when it is plain printable ASCII of a sane length. */
+const CORRELATION_ID = /^[\x21-\x7E]{1,128}$/;
+
 /** The HTTP API: thin routes over the services, one error handler. Each router gets only what it uses. */
 export function createApp(d: AppDeps): Express {
   const { config, logger, metrics } = d;
@@ -80,20 +83,24 @@ export function createApp(d: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
+  // Answers are per caller and change with every call: an ETag would only cost a hash of each body.
+  app.set('etag', false);
+
   app.use((req, res, next) => {
-    const given = req.get('x-request-id');
-    res.locals.correlationId = given && /^[\x21-\x7E]{1,128}$/.test(given) ? given : randomUUID();
-    res.set('X-Correlation-Id', res.locals.correlationId as string);
+    const given = req.headers['x-request-id'];
+    const correlationId = typeof given === 'string' && CORRELATION_ID.test(given) ? given : randomUUID();
+    res.locals.correlationId = correlationId;
+    res.setHeader('X-Correlation-Id', correlationId);
     // Latency per route (the matched pattern, never the raw path: ids would explode the labels).
-    const stop = metrics.httpDuration.startTimer();
-    res.once('finish', () => {
+    const started = performance.now();
+    res.on('finish', () => {
       const route = routeLabel(req);
-      stop({ method: req.method, route, status: res.statusCode });
+      metrics.httpDuration.observe(
+        { method: req.method, route, status: res.statusCode },
+        (performance.now() - started) / 1000,
+      );
       if (logger.isLevelEnabled('debug'))
-        logger.debug(
-          { correlationId: res.locals.correlationId, method: req.method, route, status: res.statusCode },
-          'request',
-        );
+        logger.debug({ correlationId, method: req.method, route, status: res.statusCode }, 'request');
     });
     next();
   });

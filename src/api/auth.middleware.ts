@@ -1,8 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { AppError } from '../lib/errors.js';
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
+// One-shot hashing: no Hash object per call (every gateway call checks its token).
+const digest = (s: string) => hash('sha256', s, 'buffer');
 
 /**
  * A constant-time check against one configured secret that does not leak its length. The secret's
@@ -17,7 +18,7 @@ export function secretMatcher(expected: string): (given: string) => boolean {
 export function requireBearer(...tokens: string[]): RequestHandler {
   const matchers = tokens.map(secretMatcher);
   return (req, _res, next) => {
-    const m = /^Bearer (.+)$/.exec(req.get('authorization') ?? '');
+    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
     if (!m || !matchers.some((matches) => matches(m[1])))
       throw new AppError('UNAUTHORIZED', 'missing or bad bearer token');
     next();

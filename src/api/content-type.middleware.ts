@@ -10,10 +10,14 @@ const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i;
  */
 export function requireJsonContentType(prefixes: string[], except: string[]): RequestHandler {
   return (req, _res, next) => {
-    const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined;
-    if (!hasBody || !prefixes.some((p) => req.path.startsWith(p)) || except.some((p) => req.path.startsWith(p)))
-      return next();
-    const type = req.get('content-type');
+    // Headers read directly, and the raw URL's prefix unless it is in absolute form (http://host/...,
+    // which the router matches by its path): this runs before every route.
+    const { headers } = req;
+    const hasBody = Number(headers['content-length'] ?? 0) > 0 || headers['transfer-encoding'] !== undefined;
+    if (!hasBody) return next();
+    const path = req.url.startsWith('/') ? req.url : req.path;
+    if (!prefixes.some((p) => path.startsWith(p)) || except.some((p) => path.startsWith(p))) return next();
+    const type = headers['content-type'];
     if (type && JSON_TYPE.test(type)) return next();
     next(
       new AppError(
