@@ -112,12 +112,11 @@ export function createApp(d: AppDeps): Express {
   const { maxCallsPerRequest } = config;
   const { maxBatchItems } = config;
   const gatewayToken = config.auth.gatewayToken;
-  app.use(
-    gatewayRoutes(
-      { billing: d.billing, batches: d.batches, maxCallsPerRequest, maxBatchItems, gatewayToken },
-      gateway,
-      jsonBody,
-    ),
+  gatewayRoutes(
+    app,
+    { billing: d.billing, batches: d.batches, maxCallsPerRequest, maxBatchItems, gatewayToken },
+    gateway,
+    jsonBody,
   );
   app.use(healthRoutes({ redis: d.redis, db: d.db }));
   app.use(openApiRoutes({ maxCallsPerRequest, maxBatchItems, version: '1.0' }));

@@ -1,4 +1,4 @@
-import express, { Router, type RequestHandler } from 'express';
+import express, { type IRouter, type RequestHandler } from 'express';
 import type { BatchService, ItemOutcome } from '../services/batch.service.js';
 import type { BillingService } from '../services/billing.service.js';
 import { AppError } from '../lib/errors.js';
@@ -42,8 +42,9 @@ function normalizeItems(body: unknown): unknown {
 
 /**
  * The gateway's check and deduct, answered from Redis. Registered with full paths and their own
- * middleware (`before`: body parser, auth) so that the app can match them first, ahead of every
- * other router: they are the hot path, called on every API call the platform serves.
+ * middleware (`before`: body parser, auth) on the app itself, ahead of every other router: they are
+ * the hot path, called on every API call the platform serves, and a router of their own would add a
+ * level of matching to each call.
  */
 export interface GatewayRouteDeps {
   billing: BillingService;
@@ -53,8 +54,7 @@ export interface GatewayRouteDeps {
   gatewayToken: string;
 }
 
-export function gatewayRoutes(d: GatewayRouteDeps, ...before: RequestHandler[]): Router {
-  const router = Router();
+export function gatewayRoutes(router: IRouter, d: GatewayRouteDeps, ...before: RequestHandler[]): void {
   const schemas = gatewaySchemas(d.maxCallsPerRequest, d.maxBatchItems);
   // A batch's body is larger than a single call's: authenticated first, then parsed with its own
   // bound (the parser given in `before` then finds the body read and skips).
@@ -98,6 +98,4 @@ export function gatewayRoutes(d: GatewayRouteDeps, ...before: RequestHandler[]):
     const items = b.items.map((i) => ({ userId: i.user_id, serviceName: i.service_name, count: i.count }));
     res.json(ok(batchAnswer(await d.batches.checkBatch(items))));
   });
-
-  return router;
 }
