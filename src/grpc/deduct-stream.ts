@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../lib/logger.js';
-import type { BillingService, DeductInput } from '../services/billing.service.js';
+import type { DeductInput } from '../services/billing.service.js';
+import type { BatchService } from '../services/batch.service.js';
 import { asAppError } from './errors.js';
 import { deductOutcome, type Msg } from './messages.js';
 
@@ -13,15 +14,19 @@ const MAX_IN_FLIGHT = 256;
  *
  * Nothing grows without bound: the server stops reading (HTTP/2 flow control then holds the client)
  * while MAX_IN_FLIGHT deducts are running or while the answers it wrote are not taken by the client.
- * A message that fails validation is answered with its error, and the stream goes on.
+ * A message that fails validation is answered with its error, and the stream goes on. An outage on one
+ * user's keys (a stalled Redis Cluster node) answers that message 50300, and the messages of that user
+ * already queued behind it 50300 untried, at once; the user's messages read after those are tried again.
  */
 export function serveDeductStream(
   call: grpc.ServerDuplexStream<Msg, unknown>,
-  billing: BillingService,
+  batches: BatchService,
   parse: (m: Msg) => DeductInput,
   logger: Logger,
 ): void {
   const tails = new Map<string, Promise<void>>();
+  /** Users whose deduct met an outage, until their queue of messages empties. */
+  const outages = new Set<string>();
   let inFlight = 0;
   let index = 0;
   let paused = false;
@@ -64,12 +69,16 @@ export function serveDeductStream(
         } catch (err) {
           return refuse(err);
         }
-        await billing
-          .deduct(input)
-          .then((value) => answer(deductOutcome({ index: i, ok: true, value }, input)), refuse);
+        const outcome = await batches.streamDeduct(i, input, outages.has(userKey));
+        if (!outcome.ok && outcome.error.kind === 'DEPENDENCY_UNAVAILABLE') outages.add(userKey);
+        answer(deductOutcome(outcome, input));
       })
+      .catch(refuse)
       .finally(() => {
-        if (tails.get(userKey) === tail) tails.delete(userKey);
+        if (tails.get(userKey) === tail) {
+          tails.delete(userKey);
+          outages.delete(userKey);
+        }
         inFlight--;
         resumeIfRoom();
         finishIfDone();

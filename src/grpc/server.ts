@@ -246,7 +246,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
       return { results: outcomes.map((o) => deductOutcome(o, inputs[o.index])) };
     }),
     DeductStream: (call: grpc.ServerDuplexStream<Msg, unknown>) => {
-      serveDeductStream(call, billing, (m) => messages.deduct(m), logger);
+      serveDeductStream(call, batches, (m) => messages.deduct(m), logger);
     },
     Reserve: unary('Reserve', async (req) => {
       const r = await reservations.reserve(messages.reserve(req));

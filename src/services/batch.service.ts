@@ -14,6 +14,11 @@ export interface CheckAnswer extends Omit<CheckResult, 'reason'> {
  */
 export type ItemOutcome<T> = { index: number; ok: true; value: T } | { index: number; ok: false; error: AppError };
 
+/** What an item that met an outage is told: a deduct may have applied, a check changed nothing. */
+const RETRY = { deduct: 'it may have applied: retry it with the same request id', check: 'retry it' } as const;
+/** What an item after it of the same user is told: it was not sent, so that its user's order holds. */
+const NOT_TRIED = 'not tried, after an earlier item of the same user met it';
+
 /**
  * Gateway calls shared by every transport: the capped check, and batches of checks and deducts.
  * Each batch item is exactly one check or deduct (atomic and idempotent on its own); a refused item
@@ -43,6 +48,26 @@ export class BatchService {
 
   deductBatch(items: readonly DeductInput[]): Promise<ItemOutcome<DeductResult>[]> {
     return this.run('deduct', items, (item) => this.billing.deduct(item));
+  }
+
+  /**
+   * One deduct of a DeductStream, answered as a batch item is. `afterOutage`: an earlier message of the
+   * same user met an outage and this one queued behind it, so it is answered 50300 untried (its user's
+   * order holds, and a stalled node does not cost each of them a timeout). An outage answers 50300 (it
+   * may have applied); each is counted and logged, as in a batch. Anything else (a bug) is thrown.
+   */
+  async streamDeduct(index: number, item: DeductInput, afterOutage: boolean): Promise<ItemOutcome<DeductResult>> {
+    if (!afterOutage) {
+      try {
+        return { index, ok: true, value: await this.billing.deduct(item) };
+      } catch (err) {
+        if (isAppError(err)) return { index, ok: false, error: err };
+        if (!isDependencyError(err)) throw err;
+        this.logger.warn({ err: (err as Error).message, userId: item.userId }, 'a stream deduct met an outage');
+      }
+    }
+    this.metrics.outcomes.inc({ op: 'deduct', outcome: 'unavailable' });
+    return { index, ok: false, error: dependencyUnavailable(afterOutage ? NOT_TRIED : RETRY.deduct) };
   }
 
   /**
@@ -85,12 +110,9 @@ export class BatchService {
             }
             outage ??= err;
             outages += indexes.length - n;
-            const retry = op === 'deduct' ? 'it may have applied: retry it with the same request id' : 'retry it';
-            outcomes[index] = { index, ok: false, error: dependencyUnavailable(retry) };
-            for (const later of indexes.slice(n + 1)) {
-              const error = dependencyUnavailable('not tried, after an earlier item of the same user met it');
-              outcomes[later] = { index: later, ok: false, error };
-            }
+            outcomes[index] = { index, ok: false, error: dependencyUnavailable(RETRY[op]) };
+            for (const later of indexes.slice(n + 1))
+              outcomes[later] = { index: later, ok: false, error: dependencyUnavailable(NOT_TRIED) };
             return;
           }
         }

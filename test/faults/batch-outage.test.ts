@@ -6,12 +6,27 @@ import { Redis } from 'ioredis';
 import { startRedisCluster } from '../../scripts/local-servers.js';
 import { testServers } from '../support/servers.js';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
-import { fullClients, call } from '../fixtures/grpc-clients.js';
+import * as grpc from '@grpc/grpc-js';
+import { fullClients, call, metadata } from '../fixtures/grpc-clients.js';
 
 const DEDUCT_BATCH = '/internal/v1/billing/deduct/batch';
 const SERVICES = { services: [{ name: 'passport', free_quota: 0, unit_price: '0.01' }] };
 
 type Result = { index: number; ok: boolean; code?: number; message?: string; duplicate?: boolean };
+type StreamAnswer = { index: number; ok: boolean; code?: number; message?: string; reply?: { duplicate: boolean } };
+
+/** Opens a DeductStream, sends `messages`, half-closes, and collects every answer until the end. */
+function streamAll(client: grpc.Client, messages: unknown[]): Promise<StreamAnswer[]> {
+  const stream = (client as any).DeductStream(metadata());
+  const answers: StreamAnswer[] = [];
+  return new Promise((resolve, reject) => {
+    stream.on('data', (a: StreamAnswer) => answers.push(a));
+    stream.on('end', () => resolve(answers));
+    stream.on('error', reject);
+    for (const m of messages) stream.write(m);
+    stream.end();
+  });
+}
 
 /**
  * A batch when one shard of a Redis Cluster stalls (its redis-server stopped with SIGSTOP, as a node
@@ -43,6 +58,13 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
+
+  const unavailableCount = async () => {
+    const text = await (
+      await fetch(`${h.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).text();
+    return Number(/billing_gateway_outcomes_total\{op="deduct",outcome="unavailable"\} (\d+)/.exec(text)?.[1] ?? 0);
+  };
 
   /** The port of the master serving a hash tag's slot. */
   async function portOf(tag: string): Promise<number> {
@@ -150,6 +172,55 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     await h.drain();
     const records = async (user: string) => (await h.get('/api/v1/billing/records', { user_id: user })).body.data.total;
     expect([await records(a), await records(b)]).to.deep.equal([4, 3]);
+    await h.assertInvariant([a, b]);
+  });
+
+  it('DeductStream: the stalled user’s message 50300, the ones queued behind it 50300 untried, others ok', async () => {
+    const queuePort = await portOf(h.config.queue.prefix.replace(/^\{|\}$/g, ''));
+    const stalled = cluster.nodes.find((n) => n.port !== queuePort)!;
+    const a = await userOn('streamA', stalled.port);
+    const b = await userOn('streamB', stalled.port, true);
+    for (const user of [a, b]) await seedBalance(h, user, 1_000_000n);
+    const message = (requestId: string, userId: string) => ({ requestId, userId, serviceName: 'passport' });
+    const messages = [message('sa1', a), message('sb1', b), message('sa2', a), message('sa3', a), message('sb2', b)];
+    const unavailableBefore = await unavailableCount();
+
+    stalled.process.kill('SIGSTOP');
+    let answers: StreamAnswer[];
+    try {
+      answers = await streamAll(grpcClients.internal, messages);
+    } finally {
+      stalled.process.kill('SIGCONT');
+    }
+    const byIndex = answers.sort((x, y) => x.index - y.index);
+    expect(byIndex.map((x) => [x.index, x.ok, x.code ?? 0])).to.deep.equal([
+      [0, false, 50300],
+      [1, true, 0],
+      [2, false, 50300],
+      [3, false, 50300],
+      [4, true, 0],
+    ]);
+    // The first was sent and may have applied; the two queued behind it were not sent (each would have
+    // waited out its own timeout on the stalled node, holding the stream's room for other users).
+    expect(byIndex[0].message).to.contain('same request id');
+    expect(byIndex[2].message).to.contain('not tried');
+    expect(byIndex[3].message).to.contain('not tried');
+    expect((await unavailableCount()) - unavailableBefore).to.equal(3);
+
+    // The same messages again once the node runs: sa1 ran when the node woke, sa2 and sa3 apply now.
+    const again = (await streamAll(grpcClients.internal, messages)).sort((x, y) => x.index - y.index);
+    expect(again.map((x) => [x.ok, x.reply?.duplicate])).to.deep.equal([
+      [true, true],
+      [true, true],
+      [true, false],
+      [true, false],
+      [true, true],
+    ]);
+    await h.probe.persistence.sweep(0);
+    await h.drain();
+    const balance = async (user: string) =>
+      (await h.get('/api/v1/billing/account', { user_id: user })).body.data.balance;
+    expect([await balance(a), await balance(b)]).to.deep.equal(['0.97', '0.98']);
     await h.assertInvariant([a, b]);
   });
 });
