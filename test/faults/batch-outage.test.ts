@@ -6,27 +6,13 @@ import { Redis } from 'ioredis';
 import { startRedisCluster } from '../../scripts/local-servers.js';
 import { testServers } from '../support/servers.js';
 import { startHarness, seedBalance, ADMIN_TOKEN, type Harness } from '../support/harness.js';
-import * as grpc from '@grpc/grpc-js';
-import { fullClients, call, metadata } from '../fixtures/grpc-clients.js';
+import { fullClients, call, streamAll } from '../fixtures/grpc-clients.js';
 
 const DEDUCT_BATCH = '/internal/v1/billing/deduct/batch';
 const SERVICES = { services: [{ name: 'passport', free_quota: 0, unit_price: '0.01' }] };
 
 type Result = { index: number; ok: boolean; code?: number; message?: string; duplicate?: boolean };
 type StreamAnswer = { index: number; ok: boolean; code?: number; message?: string; reply?: { duplicate: boolean } };
-
-/** Opens a DeductStream, sends `messages`, half-closes, and collects every answer until the end. */
-function streamAll(client: grpc.Client, messages: unknown[]): Promise<StreamAnswer[]> {
-  const stream = (client as any).DeductStream(metadata());
-  const answers: StreamAnswer[] = [];
-  return new Promise((resolve, reject) => {
-    stream.on('data', (a: StreamAnswer) => answers.push(a));
-    stream.on('end', () => resolve(answers));
-    stream.on('error', reject);
-    for (const m of messages) stream.write(m);
-    stream.end();
-  });
-}
 
 /**
  * A batch when one shard of a Redis Cluster stalls (its redis-server stopped with SIGSTOP, as a node
@@ -89,15 +75,23 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     user_id: userId,
     service_name: 'passport',
   });
+  /**
+   * The node to stall (one that does not hold the queues), a user whose keys live on it and one whose
+   * keys do not, each with 1.00 of balance.
+   */
+  async function stalledAndHealthy(nameA: string, nameB: string) {
+    const queuePort = await portOf(h.config.queue.prefix.replace(/^\{|\}$/g, ''));
+    const stalled = cluster.nodes.find((n) => n.port !== queuePort)!;
+    const a = await userOn(nameA, stalled.port);
+    const b = await userOn(nameB, stalled.port, true);
+    for (const user of [a, b]) await seedBalance(h, user, 1_000_000n);
+    return { stalled, a, b };
+  }
+
   const summary = (results: Result[]) => results.map((r) => [r.index, r.ok, r.code ?? null]);
 
   it('answers the stalled users 50300 and the others ok; retried, every item is charged once', async () => {
-    // The stalled node holds neither the queues nor user b: only user a's keys.
-    const queuePort = await portOf(h.config.queue.prefix.replace(/^\{|\}$/g, ''));
-    const stalled = cluster.nodes.find((n) => n.port !== queuePort)!;
-    const a = await userOn('stalledA', stalled.port);
-    const b = await userOn('healthyB', stalled.port, true);
-    for (const user of [a, b]) await seedBalance(h, user, 1_000_000n);
+    const { stalled, a, b } = await stalledAndHealthy('stalledA', 'healthyB');
 
     const mixed = [item('a1', a), item('b1', b), item('a2', a), item('b2', b)];
     stalled.process.kill('SIGSTOP');
@@ -176,11 +170,7 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
   });
 
   it('DeductStream: the stalled user’s message 50300, the ones queued behind it 50300 untried, others ok', async () => {
-    const queuePort = await portOf(h.config.queue.prefix.replace(/^\{|\}$/g, ''));
-    const stalled = cluster.nodes.find((n) => n.port !== queuePort)!;
-    const a = await userOn('streamA', stalled.port);
-    const b = await userOn('streamB', stalled.port, true);
-    for (const user of [a, b]) await seedBalance(h, user, 1_000_000n);
+    const { stalled, a, b } = await stalledAndHealthy('streamA', 'streamB');
     const message = (requestId: string, userId: string) => ({ requestId, userId, serviceName: 'passport' });
     const messages = [message('sa1', a), message('sb1', b), message('sa2', a), message('sa3', a), message('sb2', b)];
     const unavailableBefore = await unavailableCount();
@@ -188,7 +178,7 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     stalled.process.kill('SIGSTOP');
     let answers: StreamAnswer[];
     try {
-      answers = await streamAll(grpcClients.internal, messages);
+      answers = await streamAll<StreamAnswer>(grpcClients.internal, messages);
     } finally {
       stalled.process.kill('SIGCONT');
     }
@@ -208,7 +198,7 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     expect((await unavailableCount()) - unavailableBefore).to.equal(3);
 
     // The same messages again once the node runs: sa1 ran when the node woke, sa2 and sa3 apply now.
-    const again = (await streamAll(grpcClients.internal, messages)).sort((x, y) => x.index - y.index);
+    const again = (await streamAll<StreamAnswer>(grpcClients.internal, messages)).sort((x, y) => x.index - y.index);
     expect(again.map((x) => [x.ok, x.reply?.duplicate])).to.deep.equal([
       [true, true],
       [true, true],

@@ -1,20 +1,7 @@
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
-import { fullClients, metadata, call, callFails } from '../fixtures/grpc-clients.js';
-
-/** Opens a DeductStream, sends `messages`, half-closes, and collects every answer until the end. */
-function streamAll(client: grpc.Client, messages: unknown[], md = metadata()): Promise<any[]> {
-  const stream = (client as any).DeductStream(md);
-  const answers: any[] = [];
-  return new Promise((resolve, reject) => {
-    stream.on('data', (a: any) => answers.push(a));
-    stream.on('end', () => resolve(answers));
-    stream.on('error', reject);
-    for (const m of messages) stream.write(m);
-    stream.end();
-  });
-}
+import { fullClients, metadata, call, callFails, streamAll } from '../fixtures/grpc-clients.js';
 
 describe('gRPC DeductBatch and DeductStream', function () {
   this.timeout(180_000);
