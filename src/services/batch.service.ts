@@ -1,4 +1,5 @@
 import type { BillingService, CheckInput, CheckResult, DeductInput, DeductResult } from './billing.service.js';
+import { randomUUID } from 'node:crypto';
 import { AppError, dependencyUnavailable, isAppError, isDependencyError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -54,7 +55,8 @@ export class BatchService {
    * One deduct of a DeductStream, answered as a batch item is. `afterOutage`: an earlier message of the
    * same user met an outage and this one queued behind it, so it is answered 50300 untried (its user's
    * order holds, and a stalled node does not cost each of them a timeout). An outage answers 50300 (it
-   * may have applied); each is counted and logged, as in a batch. Anything else (a bug) is thrown.
+   * may have applied), logged under a correlation id the answer carries; each 50300 is counted, as in a
+   * batch. Anything else (a bug) is thrown.
    */
   async streamDeduct(index: number, item: DeductInput, afterOutage: boolean): Promise<ItemOutcome<DeductResult>> {
     if (!afterOutage) {
@@ -63,11 +65,15 @@ export class BatchService {
       } catch (err) {
         if (isAppError(err)) return { index, ok: false, error: err };
         if (!isDependencyError(err)) throw err;
-        this.logger.warn({ err: (err as Error).message, userId: item.userId }, 'a stream deduct met an outage');
+        const correlationId = randomUUID();
+        const { userId } = item;
+        this.logger.warn({ correlationId, err: (err as Error).message, userId }, 'a stream deduct met an outage');
+        this.metrics.outcomes.inc({ op: 'deduct', outcome: 'unavailable' });
+        return { index, ok: false, error: dependencyUnavailable(`${RETRY.deduct} (correlation id ${correlationId})`) };
       }
     }
     this.metrics.outcomes.inc({ op: 'deduct', outcome: 'unavailable' });
-    return { index, ok: false, error: dependencyUnavailable(afterOutage ? NOT_TRIED : RETRY.deduct) };
+    return { index, ok: false, error: dependencyUnavailable(NOT_TRIED) };
   }
 
   /**
@@ -94,6 +100,8 @@ export class BatchService {
     let failure: unknown = null;
     let outage: unknown = null;
     let outages = 0;
+    // One per batch, in its answers and its log line: what an operator looks the outage up by.
+    let correlationId: string | null = null;
     await Promise.all(
       [...byUser.values()].map(async (indexes) => {
         for (const [n, index] of indexes.entries()) {
@@ -110,9 +118,11 @@ export class BatchService {
             }
             outage ??= err;
             outages += indexes.length - n;
-            outcomes[index] = { index, ok: false, error: dependencyUnavailable(RETRY[op]) };
+            correlationId ??= randomUUID();
+            const see = ` (correlation id ${correlationId})`;
+            outcomes[index] = { index, ok: false, error: dependencyUnavailable(RETRY[op] + see) };
             for (const later of indexes.slice(n + 1))
-              outcomes[later] = { index: later, ok: false, error: dependencyUnavailable(NOT_TRIED) };
+              outcomes[later] = { index: later, ok: false, error: dependencyUnavailable(NOT_TRIED + see) };
             return;
           }
         }
@@ -124,7 +134,8 @@ export class BatchService {
       // A batch answered 200 with some items 50300: counted here, as the 503s of single calls are by status.
       this.metrics.outcomes.inc({ op, outcome: 'unavailable' }, outages);
       const err = (outage as Error).message;
-      this.logger.warn({ err, items: items.length, unavailable: outages }, 'batch items met an outage');
+      const counts = { items: items.length, unavailable: outages };
+      this.logger.warn({ correlationId, err, ...counts }, 'batch items met an outage');
     }
     return outcomes;
   }

@@ -122,6 +122,9 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     ]);
     expect(results[0].message).to.contain('same request id');
     expect(results[2].message).to.contain('not tried');
+    // Both carry the batch's correlation id, which its log line carries too.
+    const [id0, id2] = [results[0], results[2]].map((r) => /correlation id ([0-9a-f-]{36})/.exec(r.message!)?.[1]);
+    expect(id0).to.be.a('string').and.equal(id2);
     // Every item met the outage: the whole batch fails, as one call would.
     expect(aOnly.status).to.equal(503);
     expect(aOnly.body.code).to.equal(50300);
@@ -192,7 +195,9 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     ]);
     // The first was sent and may have applied; the two queued behind it were not sent (each would have
     // waited out its own timeout on the stalled node, holding the stream's room for other users).
-    expect(byIndex[0].message).to.contain('same request id');
+    expect(byIndex[0].message)
+      .to.contain('same request id')
+      .and.match(/correlation id [0-9a-f-]{36}/);
     expect(byIndex[2].message).to.contain('not tried');
     expect(byIndex[3].message).to.contain('not tried');
     expect((await unavailableCount()) - unavailableBefore).to.equal(3);
