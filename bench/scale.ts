@@ -360,16 +360,20 @@ async function loadAllIntoRedis(ctx: AppContext, accounts: number): Promise<numb
   const period = new BusinessCalendar(ctx.config.businessTz).period(now);
   const t = Date.now();
   for (let from = 1; from <= n; from += 10_000) {
-    const p = ctx.redis.pipeline();
-    for (let i = from; i < Math.min(n + 1, from + 10_000); i++) {
-      const u = userId(i);
-      // init-account-2.lua's layout (Scripts.initAccount): balance, overdraft, quota expiry, load TTL,
-      // no further fields; then lasting and in the activity index, as after a persisted change.
-      p.initAccountScript(ctx.keys.account(u), ctx.keys.quota(u, period), '100000000', '0', quotaExpiresAt, 600_000, 0);
-      p.persist(ctx.keys.account(u));
-      p.zadd(ctx.keys.activityIndex(u), now.getTime(), u);
-    }
-    await p.exec();
+    // Each group sent in one tick, which the client's auto-pipelining writes together. The accounts first:
+    // a script the server does not have yet is sent again after the commands queued with it.
+    const users = Array.from({ length: Math.min(n + 1, from + 10_000) - from }, (_, k) => userId(from + k));
+    // init-account-2.lua's layout (Scripts.initAccount): balance, overdraft, quota expiry, load TTL, no
+    // further fields; then lasting and in the activity index, as after a persisted change.
+    const { redis: r, keys } = ctx;
+    await Promise.all(
+      users.map((u) =>
+        r.initAccountScript(keys.account(u), keys.quota(u, period), '100000000', '0', quotaExpiresAt, 600_000, 0),
+      ),
+    );
+    await Promise.all(
+      users.flatMap((u) => [r.persist(keys.account(u)), r.zadd(keys.activityIndex(u), now.getTime(), u)]),
+    );
   }
   log(`${n.toLocaleString()} accounts in Redis (${Date.now() - t} ms, used_memory ${await usedMemory(ctx)})`);
   return n;

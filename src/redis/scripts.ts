@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Result } from 'ioredis';
 import type { RedisClient } from './connection.js';
@@ -34,9 +35,9 @@ import {
  * named reply fields, and turns a refusal into the AppError callers see. Services never build a
  * script call or read a reply by position.
  *
- * Every src/redis/commands/<name>-<numKeys>.lua is loaded once as an ioredis custom command named
- * <name>Script (EVALSHA, falling back to EVAL after a Redis restart); <name>-n.lua takes a number of
- * keys that varies, which its caller passes first. A line
+ * Every src/redis/commands/<name>-<numKeys>.lua is read once and becomes the client's method
+ * <name>Script: EVALSHA, and EVAL (which loads it) when the server does not have it yet (first use, a
+ * restart, a failover); <name>-n.lua takes a number of keys that varies, which its caller passes first. A line
  * `--- @include "includes/<file>"` is replaced by that file (once per script, nested includes too), as
  * in BullMQ's commands: shared Lua (pricing a call, printing an integer) is written once.
  */
@@ -50,19 +51,36 @@ function withIncludes(lua: string, included = new Set<string>()): string {
   });
 }
 
+/**
+ * Not ioredis's defineCommand: every auto-pipeline ioredis builds (one per tick of the event loop)
+ * copies each defined command onto itself, about 8 µs per pipeline for the 18 scripts here, paid by
+ * every call when calls are few and by a handful of them at saturation. EVALSHA and EVAL are ioredis's
+ * own commands, auto-pipelined and routed by their keys like any other.
+ */
 export function defineScripts(redis: RedisClient): void {
   for (const file of readdirSync(commandsDir)) {
     const m = /^([a-z-]+)-(\d+|n)\.lua$/.exec(file);
     if (!m) continue;
     const name = m[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) + 'Script';
     const lua = withIncludes(readFileSync(new URL(file, commandsDir), 'utf8'));
-    redis.defineCommand(name, { numberOfKeys: m[2] === 'n' ? undefined : Number(m[2]), lua });
+    const sha = createHash('sha1').update(lua).digest('hex');
+    const numKeys = m[2] === 'n' ? [] : [Number(m[2])];
+    const call = async (...args: Arg[]): Promise<unknown> => {
+      try {
+        return await redis.evalsha(sha, ...(numKeys as [number]), ...args);
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+        return redis.eval(lua, ...(numKeys as [number]), ...args);
+      }
+    };
+    Object.defineProperty(redis, name, { value: call, enumerable: false });
   }
 }
 
 type Arg = string | number | Buffer;
 
-// Positional on purpose: only the Scripts class below calls these.
+// Positional on purpose: only the Scripts class below calls these. On the client only (defineScripts),
+// not on its pipelines.
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     checkScript(account: string, quota: string, ...args: Arg[]): Result<string[], Context>;
