@@ -83,7 +83,8 @@ export function createApp(d: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
-  // Answers are per caller and change with every call: an ETag would only cost a hash of each body.
+  // Answers are per caller and change with every call: an ETag would only cost a hash of each body. (Pages
+  // sent as files keep Last-Modified; express.static keeps its own ETags.)
   app.set('etag', false);
 
   app.use((req, res, next) => {
