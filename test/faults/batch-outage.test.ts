@@ -77,7 +77,9 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
   });
   /**
    * The node to stall (one that does not hold the queues), a user whose keys live on it and one whose
-   * keys do not, each with 1.00 of balance.
+   * keys do not, each with 1.00 of balance. The node has run the deduct script (a third user's deduct),
+   * as a node that has served does: a deduct sent to it while it is stalled then runs when it wakes
+   * (on a node without the script it would fail, and be sent again as EVAL only if still waited for).
    */
   async function stalledAndHealthy(nameA: string, nameB: string) {
     const queuePort = await portOf(h.config.queue.prefix.replace(/^\{|\}$/g, ''));
@@ -85,6 +87,9 @@ describe('batch deducts while one Redis Cluster node stalls', function () {
     const a = await userOn(nameA, stalled.port);
     const b = await userOn(nameB, stalled.port, true);
     for (const user of [a, b]) await seedBalance(h, user, 1_000_000n);
+    const warm = await userOn(`${nameA}Warm`, stalled.port);
+    const deduct = { request_id: 'warm', user_id: warm, service_name: 'passport' };
+    expect((await h.post('/internal/v1/billing/deduct', deduct)).status).to.equal(402);
     return { stalled, a, b };
   }
 
