@@ -11,22 +11,14 @@ import express from 'express';
 import { randomUUID } from 'node:crypto';
 import { requireBearer } from '../src/api/auth.middleware.js';
 import { createRedis } from '../src/redis/connection.js';
+import { scriptCaller } from '../src/redis/scripts.js';
 
 const redisUrl = process.env.BARE_REDIS_URL;
 const redis = redisUrl ? createRedis(redisUrl) : null;
-redis?.defineCommand('nothing', { numberOfKeys: 2, lua: "return {1, 'free', '10000', '0'}" });
-type Nothing = (...args: (string | number)[]) => Promise<unknown>;
+// Called as the service calls its scripts (EVALSHA through scriptCaller).
+const nothing = redis ? scriptCaller(redis, "return {1, 'free', '10000', '0'}", 2) : null;
 const roundTrip = (user: string) =>
-  (redis as unknown as { nothing: Nothing }).nothing(
-    `bare:{${user}}:acct`,
-    `bare:{${user}}:q`,
-    'passport',
-    1,
-    10000,
-    '',
-    Date.now(),
-    '01',
-  );
+  nothing!(`bare:{${user}}:acct`, `bare:{${user}}:q`, 'passport', 1, 10000, '', Date.now(), '01');
 
 const app = express();
 app.disable('x-powered-by');

@@ -16,7 +16,7 @@ export class Metrics {
     name: 'billing_gateway_outcomes_total',
     help:
       'Answers to the gateway by operation and outcome (free, balance, insufficient_balance, duplicate, ...; ' +
-      'unavailable: batch items that met an outage)',
+      'unavailable: batch items and DeductStream messages that met an outage or were not tried after one)',
     labelNames: ['op', 'outcome'] as const,
     registers: [this.registry],
   });

@@ -63,18 +63,30 @@ export function defineScripts(redis: RedisClient): void {
     if (!m) continue;
     const name = m[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) + 'Script';
     const lua = withIncludes(readFileSync(new URL(file, commandsDir), 'utf8'));
-    const sha = createHash('sha1').update(lua).digest('hex');
-    const numKeys = m[2] === 'n' ? [] : [Number(m[2])];
-    const call = async (...args: Arg[]): Promise<unknown> => {
-      try {
-        return await redis.evalsha(sha, ...(numKeys as [number]), ...args);
-      } catch (err) {
-        if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-        return redis.eval(lua, ...(numKeys as [number]), ...args);
-      }
-    };
+    const call = scriptCaller(redis, lua, m[2] === 'n' ? null : Number(m[2]));
     Object.defineProperty(redis, name, { value: call, enumerable: false });
   }
+}
+
+/**
+ * One script as a function of its keys and arguments (`numKeys` null: the caller passes the count
+ * first): EVALSHA, and EVAL (which loads it) when the server does not have it.
+ */
+export function scriptCaller(
+  redis: RedisClient,
+  lua: string,
+  numKeys: number | null,
+): (...args: Arg[]) => Promise<unknown> {
+  const sha = createHash('sha1').update(lua).digest('hex');
+  const count = (numKeys === null ? [] : [numKeys]) as [number];
+  return async (...args) => {
+    try {
+      return await redis.evalsha(sha, ...count, ...args);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return redis.eval(lua, ...count, ...args);
+    }
+  };
 }
 
 type Arg = string | number | Buffer;
