@@ -291,10 +291,10 @@ export interface CheckReply {
   available: bigint;
 }
 
-export interface DeductArgs extends CheckArgs {
+export interface DeductArgs extends Omit<CheckArgs, 'day'> {
   requestId: string;
-  /** the change to journal; its id (the record id) is made here, the script adds free, paid and amount */
-  change: Omit<DeductionChange, 'id' | 'free' | 'paid' | 'amount'>;
+  /** the business day (YYYY-MM-DD): the journaled change's day, and whose spending the daily limit counts */
+  date: string;
   idempotencyTtlMs: number;
   /** unix ms at which the month's quota hash expires */
   quotaExpiresAt: number;
@@ -566,7 +566,8 @@ export class Scripts {
     const windowMs = a.idempotencyTtlMs;
     const digest = requestDigest(a.userId, a.requestId);
     const place = requestPlace(digest, a.now.getTime(), windowMs);
-    const change = { ...a.change, id: recordIdOf(digest, place.window, windowMs) };
+    const recordId = recordIdOf(digest, place.window, windowMs);
+    const at = a.now.toISOString();
     const r = await this.withAccount(a.userId, a.now, () =>
       this.redis.deductScript(
         k.account(a.userId),
@@ -582,15 +583,17 @@ export class Scripts {
         a.count,
         s.freeQuota,
         s.priceArg,
-        change.id,
-        JSON.stringify(change),
+        recordId,
+        a.requestId,
         windowMs,
         a.quotaExpiresAt,
         a.userId,
         a.now.getTime(),
         deductPrint(s.name, a.count),
         (place.window + 2) * windowMs,
-        a.day,
+        a.date,
+        a.period,
+        at,
       ),
     );
     const status = str(r[0]);
@@ -602,8 +605,17 @@ export class Scripts {
       const window = r[1] === 'previous' ? place.window - 1 : place.window;
       return { ...reply, recordId: recordIdOf(digest, window, windowMs) };
     }
+    // What the script journaled (built there from the same arguments, so that none is sent twice).
     const journaled: DeductionChange = {
-      ...change,
+      kind: 'deduction',
+      userId: a.userId,
+      requestId: a.requestId,
+      service: s.name,
+      count: String(a.count),
+      period: a.period,
+      day: a.date,
+      at,
+      id: recordId,
       free: str(r[2]),
       paid: str(r[3]),
       amount: str(r[4]),
@@ -611,7 +623,7 @@ export class Scripts {
       ...(r[7] ? { grants: JSON.parse(r[7]) as DeductionChange['grants'] } : {}),
       ...(r[8] ? { events: JSON.parse(r[8]) as ChangeEvent[] } : {}),
     };
-    return { ...reply, recordId: change.id, journaled };
+    return { ...reply, recordId, journaled };
   }
 
   async reserve(a: ReserveArgs): Promise<ReserveReply> {

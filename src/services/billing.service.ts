@@ -75,26 +75,13 @@ export class BillingService {
   async deduct({ requestId, userId, serviceName, count }: DeductInput): Promise<DeductResult> {
     const service = this.catalogue.get(serviceName);
     const now = this.clock.now();
-    const period = this.calendar.period(now);
-    const change = {
-      kind: 'deduction' as const,
-      userId,
-      requestId,
-      service: service.name,
-      count: String(count),
-      unitPrice: service.priceArg,
-      period,
-      day: this.calendar.day(now),
-      at: now.toISOString(),
-    };
     const r = await this.scripts.deduct({
       userId,
-      period,
-      day: change.day.slice(8),
+      period: this.calendar.period(now),
+      date: this.calendar.day(now),
       requestId,
       service,
       count,
-      change,
       idempotencyTtlMs: this.idempotencyTtlMs,
       quotaExpiresAt: this.accounts.quotaExpiry(now),
       now,

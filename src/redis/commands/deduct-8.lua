@@ -30,18 +30,22 @@
     ARGV[4] free quota of the month
     ARGV[5] unit price (micro-units), '' for a free-only service
     ARGV[6] record id (journal field and the id the caller is given)
-    ARGV[7] the change as JSON with string values only; free/paid/amount are added here
+    ARGV[7] request id (the journaled change's; ARGV[1] is its digest)
     ARGV[8] the idempotency window W, ms
     ARGV[9] expiry of the month's quota hash, unix ms
     ARGV[10] user id (the indexes' member)
     ARGV[11] now, unix ms
     ARGV[12] payload fingerprint (0 .. 2^32-1)
     ARGV[13] when this window's hash expires, unix ms (two windows after it began)
-    ARGV[14] the business day of the month (DD), for the daily spending limit
+    ARGV[14] the business day (YYYY-MM-DD): the change's day; its DD names the daily spending limit's field
+    ARGV[15] the period (YYYYMM)
+    ARGV[16] now as ISO 8601 (the change's `at`)
 
   The user's own price overrides ARGV[4] and ARGV[5] (see includes/quote.lua), credit grants pay
   before the balance (includes/grants.lua), and spending limits may refuse ('limit'). The journaled
-  change gets the unit price charged and, when grants paid, `grants`: {{grant id, amount}...}.
+  change is built here from the arguments (none of it is sent twice): {kind = 'deduction', id, userId,
+  requestId, service, count, period, day, at, free, paid, amount, unitPrice (the one charged)} and,
+  when grants paid, `grants`: {{grant id, amount}...}.
 
   Output: {status, recordId, freeCount, paidCount, amount, available, unitPrice, grants JSON ('' if none),
           events JSON ('' if none)}
@@ -57,7 +61,7 @@
 --- @include "includes/remembered"
 --- @include "includes/alerts"
 
-local now, field = tonumber(ARGV[11]), requestField(ARGV[1])
+local now, field, dd = tonumber(ARGV[11]), requestField(ARGV[1]), string.sub(ARGV[14], 9, 10)
 local function remembered(key, window)
   local fp, free, paid, amt, avail = rememberedDeduct(key, field, tonumber(ARGV[8]), now)
   if not fp then return nil end
@@ -70,12 +74,14 @@ local first = remembered(KEYS[3], 'this') or remembered(KEYS[4], 'previous')
 if first then return first end
 if redis.call('EXISTS', KEYS[8]) == 1 then return {'reused'} end
 
-local acct = readAccount(KEYS[1], ARGV[2])
+-- The alarm fields the events below read come with the account and the quota used: fewer calls into Redis.
+local acct = readAccount(KEYS[1], ARGV[2], {'thr_bal', 'al_bal', 'al_dep', 'thr_q'}) -- ALARM_FIELDS, then thr_q
 if not acct then return {'init'} end
 local freeQuota, unitPrice = priced(acct, ARGV[4], ARGV[5])
-local used = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local quotaFields = redis.call('HMGET', KEYS[2], ARGV[2], '!al:' .. ARGV[2])
+local used = tonumber(quotaFields[1] or '0')
 local fromGrants = grantsAvailable(acct.grants, now)
-local left = limitLeft(acct, KEYS[2], ARGV[14])
+local left = limitLeft(acct, KEYS[2], dd)
 local free, paid, amount, refusal = quote(acct, used, tonumber(ARGV[3]), freeQuota, unitPrice, fromGrants, left)
 if refusal then
   local available, journal = acct.bal - acct.held + fromGrants, ''
@@ -102,12 +108,13 @@ if amount > 0 then
     fromGrants = fromGrants - (amount - fromBalance)
   end
   if fromBalance > 0 then bal = redis.call('HINCRBY', KEYS[1], 'bal', int(-fromBalance)) end
-  addSpent(KEYS[2], ARGV[14], amount, ARGV[9])
+  addSpent(KEYS[2], dd, amount, ARGV[9])
 end
 
 changed(KEYS[1], KEYS[7], ARGV[10], ARGV[11])
-local change = cjson.decode(ARGV[7])
-change.free, change.paid, change.amount, change.unitPrice = int(free), int(paid), int(amount), unitPrice
+local change = {kind = 'deduction', id = ARGV[6], userId = ARGV[10], requestId = ARGV[7], service = ARGV[2],
+  count = ARGV[3], period = ARGV[15], day = ARGV[14], at = ARGV[16],
+  free = int(free), paid = int(paid), amount = int(amount), unitPrice = unitPrice}
 local grantParts = ''
 if #parts > 0 then
   change.grants = parts
@@ -119,8 +126,9 @@ if #parts > 0 then
   redis.call('HSET', KEYS[3], field .. 'g', table.concat(paidBy, ','))
 end
 local available = bal - acct.held + fromGrants
-local events = balanceEvents({}, KEYS[1], available)
-quotaEvents(events, KEYS[1], KEYS[2], ARGV[2], used + free, freeQuota)
+local also = acct.also
+local events = balanceEvents({}, KEYS[1], available, {also[1], also[2], also[3]})
+quotaEvents(events, KEYS[1], KEYS[2], ARGV[2], used + free, freeQuota, {state = quotaFields[2], percent = also[4]})
 redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(withEvents(change, events)))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 

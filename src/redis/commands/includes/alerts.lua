@@ -21,8 +21,11 @@
 
   An event is {type = <type>, data = {<name> = <string>}}; amounts are micro-unit integer strings (the
   persistence job formats them). The functions add to a list `events` that the caller owns:
-    balanceEvents(events, account, available)     balance.low / balance.recovered
-    quotaEvents(events, account, quota, service, used, freeQuota)   quota.low / quota.exhausted
+    balanceEvents(events, account, available[, alarm])     balance.low / balance.recovered; alarm: the
+                                                   account's ALARM_FIELDS, when the caller read them already
+    quotaEvents(events, account, quota, service, used, freeQuota[, alarm])   quota.low / quota.exhausted;
+                                                   alarm: {state = the quota hash's '!al:<service>',
+                                                   percent = the account's thr_q}, when read already
     depletedEvent(events, account, service, needed, available)      balance.depleted (a refusal)
     otherEvent(events, type, data)                 any other event a change carries: recharge.paid,
                                                    reservation.expired, and the place for refund.created
@@ -38,8 +41,12 @@
 --- @include "includes/int"
 --- @include "includes/changed"
 
-local function balanceEvents(events, account, available)
-  local a = redis.call('HMGET', account, 'thr_bal', 'al_bal', 'al_dep')
+-- The account hash's alarm fields balanceEvents reads, in this order (a script that reads the account
+-- anyway may read them in the same HMGET and pass them in).
+local ALARM_FIELDS = {'thr_bal', 'al_bal', 'al_dep'}
+
+local function balanceEvents(events, account, available, alarm)
+  local a = alarm or redis.call('HMGET', account, unpack(ALARM_FIELDS))
   if a[3] and a[3] ~= '' and available > tonumber(a[3]) then redis.call('HSET', account, 'al_dep', '') end
   if not a[1] then return events end
   local threshold = tonumber(a[1])
@@ -57,12 +64,18 @@ local function balanceEvents(events, account, available)
   return events
 end
 
-local function quotaEvents(events, account, quota, service, used, freeQuota)
+local function quotaEvents(events, account, quota, service, used, freeQuota, alarm)
   if freeQuota <= 0 then return events end
   local field = '!al:' .. service
-  local state = tonumber(redis.call('HGET', quota, field) or '0')
+  local stateField, percentField
+  if alarm then
+    stateField, percentField = alarm.state, alarm.percent
+  else
+    stateField, percentField = redis.call('HGET', quota, field), redis.call('HGET', account, 'thr_q')
+  end
+  local state = tonumber(stateField or '0')
   local raised = state
-  local percent = tonumber(redis.call('HGET', account, 'thr_q') or '')
+  local percent = tonumber(percentField or '')
   local data = {service = service, used = int(used), freeQuota = int(freeQuota)}
   if percent and raised < 1 and used * 100 >= freeQuota * percent then
     raised = 1

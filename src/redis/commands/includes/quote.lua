@@ -1,12 +1,13 @@
 --[[
   Included by check, deduct and reserve: the one place that prices calls (SPEC 3, 14).
 
-  readAccount(key, service) -> acct, or nil if the account is not loaded. acct has
+  readAccount(key, service[, also]) -> acct, or nil if the account is not loaded. acct has
     bal, od, held          balance, overdraft limit, amount held from the balance (numbers)
     grants                 the account's credit grants (see includes/grants.lua), a list, maybe empty
     freeQuota, unitPrice   this user's price of `service` (field p:<service> = "<free quota>|<unit
                            price>", either part empty for the catalogue's), nil where not overridden
     limDay, limMonth       spending limits (fields lim_d, lim_m), nil where none
+    also                   with `also` (a list of more field names), their values, read in the same HMGET
   priced(acct, freeQuota, unitPrice) -> the free quota and unit price this call is charged at: the
     user's override, read in the same atomic step as the charge, else the catalogue's (the ARGV)
   limitLeft(acct, quotaKey, day) -> what the spending limits still allow today and this month (the
@@ -21,8 +22,13 @@
 --- @include "includes/int"
 --- @include "includes/grants"
 
-local function readAccount(key, service)
-  local a = redis.call('HMGET', key, 'bal', 'od', 'held', 'g', 'p:' .. service, 'lim_d', 'lim_m')
+local function readAccount(key, service, also)
+  local a
+  if also then
+    a = redis.call('HMGET', key, 'bal', 'od', 'held', 'g', 'p:' .. service, 'lim_d', 'lim_m', unpack(also))
+  else
+    a = redis.call('HMGET', key, 'bal', 'od', 'held', 'g', 'p:' .. service, 'lim_d', 'lim_m')
+  end
   if not a[1] then return nil end
   local acct = { bal = tonumber(a[1]), od = tonumber(a[2] or '0'), held = tonumber(a[3] or '0'),
     grants = decodeGrants(a[4]), limDay = tonumber(a[6] or ''), limMonth = tonumber(a[7] or '') }
@@ -30,6 +36,10 @@ local function readAccount(key, service)
     local free, price = string.match(a[5], '^(%d*)|(%d*)$')
     if free and free ~= '' then acct.freeQuota = tonumber(free) end
     if price and price ~= '' then acct.unitPrice = price end
+  end
+  if also then
+    acct.also = {}
+    for i = 1, #also do acct.also[i] = a[7 + i] end
   end
   return acct
 end
@@ -68,7 +78,8 @@ local function quote(acct, used, count, freeQuota, unitPrice, grantsAvailable, l
   if paid > 0 then
     if unitPrice == '' then return free, paid, 0, 'no_quota', freeLeft end
     amount = paid * tonumber(unitPrice)
-    if amount > acct.bal + acct.od - acct.held + grantsAvailable then return free, paid, amount, 'no_balance', freeLeft end
+    local spendable = acct.bal + acct.od - acct.held + grantsAvailable
+    if amount > spendable then return free, paid, amount, 'no_balance', freeLeft end
     if left and amount > left then return free, paid, amount, 'limit', freeLeft end
   end
   return free, paid, amount, nil, freeLeft
