@@ -84,9 +84,10 @@ function compileKey(name: string, d: Description): KeyCheck | null {
   }
   let base: (v: unknown) => boolean;
   // Strings: joi refuses '' unless allowed. Numbers: only safe integers here (joi refuses NaN, infinities
-  // and unsafe numbers; fractions are left to joi too, which is only stricter than needed).
+  // and unsafe numbers; fractions are left to joi too, which is only stricter than needed), and not -0,
+  // which joi answers as 0.
   if (d.type === 'string') base = (v) => typeof v === 'string' && v.length > 0;
-  else if (d.type === 'number') base = (v) => typeof v === 'number' && Number.isSafeInteger(v);
+  else if (d.type === 'number') base = (v) => typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0);
   else return null;
   return {
     name,

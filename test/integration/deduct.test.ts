@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
 import { deductPrint } from '../../src/redis/idempotency.js';
+import { Scripts } from '../../src/redis/scripts.js';
+import { Metrics } from '../../src/lib/metrics.js';
 
 const CHECK = '/internal/v1/billing/check';
 const DEDUCT = '/internal/v1/billing/deduct';
@@ -197,6 +199,47 @@ describe('gateway check and deduct', function () {
     } finally {
       await apiOnly.stop();
     }
+  });
+
+  it('queues for MySQL the very change the script journals, hostile request ids, replays and races included', async () => {
+    // The script builds the journaled change from its arguments; Scripts.deduct builds the copy that the
+    // persistence job carries. They must be one change: the sweep books the journal's, the job its own.
+    const { ctx } = h.running;
+    const scripts = new Scripts(ctx.redis, ctx.keys, ctx.accounts, new Metrics(false));
+    const user = h.user('journal-copy');
+    await seedBalance(h, user, 10_000_000n);
+    const deduct = (requestId: string, serviceName: string, count: number) => {
+      const now = ctx.clock.now();
+      return scripts.deduct({
+        userId: user,
+        period: h.probe.calendar.period(now),
+        date: h.probe.calendar.day(now),
+        requestId,
+        service: ctx.catalogue.get(serviceName),
+        count,
+        idempotencyTtlMs: h.config.redis.idempotencyTtlMs,
+        quotaExpiresAt: ctx.accounts.quotaExpiry(now),
+        now,
+      });
+    };
+    const ids = ['trailing ', ' leading', 'a"quote\\back/slash', 'sep:{x}|y*?[z]', '~'.repeat(128)];
+    const calls = [
+      ...ids.map((id, i) => [id, i < 2 ? 'passport' : 'asset', i + 1] as const),
+      // the same ids again, concurrently: replays, nothing journaled
+      ...ids.map((id, i) => [id, i < 2 ? 'passport' : 'asset', i + 1] as const),
+    ];
+    const replies = await Promise.all(calls.map(([id, service, count]) => deduct(id, service, count)));
+    const journaled = replies.filter((r) => r.journaled).map((r) => r.journaled!);
+    expect(journaled.map((c) => c.requestId).sort()).to.deep.equal([...ids].sort());
+    // The free quota ran out within these calls (quota.exhausted rides in a change), then the balance paid.
+    expect(journaled.some((c) => c.events && c.events.length > 0)).to.equal(true);
+    for (const c of journaled) {
+      const entry = await ctx.redis.hget(ctx.keys.pending(user), c.id);
+      expect(JSON.parse(entry!), c.requestId).to.deep.equal(JSON.parse(JSON.stringify(c)));
+      ctx.persistence.enqueue(c);
+    }
+    await h.drain();
+    await h.assertInvariant([user]);
   });
 
   it('lets exactly 137 of 500 parallel deducts through against a balance for 137 calls', async function () {

@@ -75,7 +75,7 @@ if first then return first end
 if redis.call('EXISTS', KEYS[8]) == 1 then return {'reused'} end
 
 -- The alarm fields the events below read come with the account and the quota used: fewer calls into Redis.
-local acct = readAccount(KEYS[1], ARGV[2], {'thr_bal', 'al_bal', 'al_dep', 'thr_q'}) -- ALARM_FIELDS, then thr_q
+local acct = readAccount(KEYS[1], ARGV[2], {'thr_q', unpack(ALARM_FIELDS)})
 if not acct then return {'init'} end
 local freeQuota, unitPrice = priced(acct, ARGV[4], ARGV[5])
 local quotaFields = redis.call('HMGET', KEYS[2], ARGV[2], '!al:' .. ARGV[2])
@@ -127,8 +127,8 @@ if #parts > 0 then
 end
 local available = bal - acct.held + fromGrants
 local also = acct.also
-local events = balanceEvents({}, KEYS[1], available, {also[1], also[2], also[3]})
-quotaEvents(events, KEYS[1], KEYS[2], ARGV[2], used + free, freeQuota, {state = quotaFields[2], percent = also[4]})
+local events = balanceEvents({}, KEYS[1], available, {unpack(also, 2, 1 + #ALARM_FIELDS)})
+quotaEvents(events, KEYS[1], KEYS[2], ARGV[2], used + free, freeQuota, {state = quotaFields[2], percent = also[1]})
 redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(withEvents(change, events)))
 journaled(KEYS[6], ARGV[10], ARGV[11])
 
