@@ -23,12 +23,7 @@
 --- @include "includes/grants"
 
 local function readAccount(key, service, also)
-  local a
-  if also then
-    a = redis.call('HMGET', key, 'bal', 'od', 'held', 'g', 'p:' .. service, 'lim_d', 'lim_m', unpack(also))
-  else
-    a = redis.call('HMGET', key, 'bal', 'od', 'held', 'g', 'p:' .. service, 'lim_d', 'lim_m')
-  end
+  local a = redis.call('HMGET', key, 'bal', 'od', 'held', 'g', 'p:' .. service, 'lim_d', 'lim_m', unpack(also or {}))
   if not a[1] then return nil end
   local acct = { bal = tonumber(a[1]), od = tonumber(a[2] or '0'), held = tonumber(a[3] or '0'),
     grants = decodeGrants(a[4]), limDay = tonumber(a[6] or ''), limMonth = tonumber(a[7] or '') }
