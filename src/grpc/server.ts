@@ -1,5 +1,4 @@
 import * as grpc from '@grpc/grpc-js';
-import Joi from 'joi';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from '../lib/logger.js';
@@ -14,6 +13,7 @@ import type { PaymentHintService } from '../services/payment-hint.service.js';
 import type { RefundService } from '../services/refund.service.js';
 import { AppError } from '../lib/errors.js';
 import { validate } from '../api/validation.js';
+import { callbackHint } from '../api/callback.schemas.js';
 import {
   BILLING_SERVICES,
   billingServices,
@@ -71,16 +71,6 @@ export interface BillingGrpcServer {
   /** Health NOT_SERVING, no new calls, running calls finish (forced after `graceMs`). */
   stop(graceMs?: number): Promise<void>;
 }
-
-/** The callback hint's ids, with the rules of the HTTP callback's. The status is not trusted. */
-const callbackHint = Joi.object<{ order_id: string; payment_id: string }>({
-  order_id: Joi.string()
-    .pattern(/^[A-Za-z0-9_-]{1,40}$/)
-    .required(),
-  payment_id: Joi.string()
-    .pattern(/^[A-Za-z0-9_.-]{1,64}$/)
-    .required(),
-});
 
 /** HTTP/2 streams one connection may have open at once: calls in flight plus DeductStreams. */
 const MAX_STREAMS_PER_CONNECTION = 1000;
