@@ -5,7 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
-import { wireTypesMatch } from './wire-types.js';
+import { checkWire } from './wire-types.js';
 import { validate } from '../api/validation.js';
 import { gatewaySchemas } from '../api/gateway.schemas.js';
 import { reservationSchemas } from '../api/reservation.schemas.js';
@@ -34,16 +34,21 @@ export type Msg = Record<string, unknown>;
 
 /** Marks a request whose bytes did not decode as the rpc's message (see `tolerantDecoding`). */
 const UNDECODABLE = Symbol('undecodable');
+/** Marks a request refused before decoding for a repeated field of too many entries: the field's name. */
+const TOO_MANY = Symbol('too many entries');
 
 /**
  * The service definition with strict decoders that never throw: grpc-js answers a throwing decoder
  * with INTERNAL, but bytes that are not the rpc's message (garbage, or a field sent with another
  * type's wire type) are the caller's error (INVALID_ARGUMENT, 40000), and on a stream they refuse
- * that message alone.
+ * that message alone. A repeated field of more than `maxRepeated` entries (a batch's items) is
+ * refused from its bytes: decoded, a 1 MB message of empty items would be ~80 MB of objects, held
+ * until the caller half-closes the call.
  */
 export function tolerantDecoding(
   definition: grpc.ServiceDefinition,
   service: protobuf.Service,
+  maxRepeated: number,
 ): grpc.ServiceDefinition {
   return Object.fromEntries(
     Object.entries(definition).map(([name, method]) => [
@@ -52,7 +57,12 @@ export function tolerantDecoding(
         ...method,
         requestDeserialize: (bytes: Buffer) => {
           try {
-            if (!wireTypesMatch(service.methods[name].resolvedRequestType!, bytes)) return { [UNDECODABLE]: true };
+            const verdict = checkWire(service.methods[name].resolvedRequestType!, bytes, maxRepeated);
+            if (!verdict.ok) {
+              return verdict.tooMany
+                ? { [TOO_MANY]: { field: verdict.tooMany, max: maxRepeated } }
+                : { [UNDECODABLE]: true };
+            }
             return method.requestDeserialize(bytes);
           } catch {
             return { [UNDECODABLE]: true };
@@ -65,6 +75,12 @@ export function tolerantDecoding(
 
 /** Refuses a request that did not decode. */
 export function decoded(m: Msg): Msg {
+  const tooMany = (m as { [TOO_MANY]?: { field: string; max: number } })[TOO_MANY];
+  if (tooMany) {
+    throw new AppError('VALIDATION_FAILED', 'invalid batch', [
+      { field: tooMany.field, message: `must hold 1 to ${tooMany.max} items` },
+    ]);
+  }
   if ((m as { [UNDECODABLE]?: boolean })[UNDECODABLE]) {
     throw new AppError('VALIDATION_FAILED', 'the request is not a valid message of this rpc', [
       { field: 'body', message: 'is not a valid protobuf message of this rpc' },

@@ -130,7 +130,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     return items;
   };
 
-  server.addService(tolerantDecoding(UserApi.service, root.lookupService(BILLING_SERVICES[0])), {
+  server.addService(tolerantDecoding(UserApi.service, root.lookupService(BILLING_SERVICES[0]), opts.maxBatchItems), {
     GetAccount: unary('GetAccount', async (req) => {
       const a = await accounts.view(accountRequest(req));
       return {
@@ -206,84 +206,87 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
     })),
   });
 
-  server.addService(tolerantDecoding(InternalApi.service, root.lookupService(BILLING_SERVICES[1])), {
-    CheckQuota: unary('CheckQuota', async (req) => checkReply(await batches.check(messages.check(req)))),
-    DeductQuota: unary('DeductQuota', async (req, call) =>
-      deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id')))),
-    ),
-    RechargeCallback: unary('RechargeCallback', async (req) => {
-      const hint = validate(callbackHint, { order_id: req.rechargeOrderId, payment_id: req.paymentId });
-      const outcome = await paymentHints.confirm(hint.order_id, hint.payment_id);
-      return { success: outcome !== 'not_paid', outcome };
-    }),
-    DeductBatch: unary('DeductBatch', async (req) => {
-      // The whole envelope is validated before any item runs: one bad item refuses the batch.
-      const inputs = batchItems(req).map((item, index) => {
-        try {
-          return messages.deduct(item);
-        } catch (err) {
-          if (err instanceof AppError && err.details) {
-            throw new AppError(
-              err.kind,
-              `items[${index}]: ${err.message}`,
-              err.details.map((d) => ({ ...d, field: `items[${index}].${d.field}` })),
-            );
+  server.addService(
+    tolerantDecoding(InternalApi.service, root.lookupService(BILLING_SERVICES[1]), opts.maxBatchItems),
+    {
+      CheckQuota: unary('CheckQuota', async (req) => checkReply(await batches.check(messages.check(req)))),
+      DeductQuota: unary('DeductQuota', async (req, call) =>
+        deductReply(await billing.deduct(messages.deduct(req, metadataValue(call.metadata, 'x-request-id')))),
+      ),
+      RechargeCallback: unary('RechargeCallback', async (req) => {
+        const hint = validate(callbackHint, { order_id: req.rechargeOrderId, payment_id: req.paymentId });
+        const outcome = await paymentHints.confirm(hint.order_id, hint.payment_id);
+        return { success: outcome !== 'not_paid', outcome };
+      }),
+      DeductBatch: unary('DeductBatch', async (req) => {
+        // The whole envelope is validated before any item runs: one bad item refuses the batch.
+        const inputs = batchItems(req).map((item, index) => {
+          try {
+            return messages.deduct(item);
+          } catch (err) {
+            if (err instanceof AppError && err.details) {
+              throw new AppError(
+                err.kind,
+                `items[${index}]: ${err.message}`,
+                err.details.map((d) => ({ ...d, field: `items[${index}].${d.field}` })),
+              );
+            }
+            throw err;
           }
-          throw err;
-        }
-      });
-      const outcomes = await batches.deductBatch(inputs);
-      return { results: outcomes.map((o) => deductOutcome(o, inputs[o.index])) };
-    }),
-    DeductStream: (call: grpc.ServerDuplexStream<Msg, unknown>) => {
-      serveDeductStream(call, batches, (m) => messages.deduct(m), logger);
+        });
+        const outcomes = await batches.deductBatch(inputs);
+        return { results: outcomes.map((o) => deductOutcome(o, inputs[o.index])) };
+      }),
+      DeductStream: (call: grpc.ServerDuplexStream<Msg, unknown>) => {
+        serveDeductStream(call, batches, (m) => messages.deduct(m), logger);
+      },
+      Reserve: unary('Reserve', async (req) => {
+        const r = await reservations.reserve(messages.reserve(req));
+        return {
+          reservationId: r.reservationId,
+          requestId: r.requestId,
+          status: r.status,
+          expiresAt: timestamp(r.expiresAt),
+          freeCount: r.freeCount,
+          paidCount: r.paidCount,
+          heldAmountDecimal: r.heldAmount,
+          balanceDecimal: r.balance,
+          duplicate: r.duplicate,
+        };
+      }),
+      CommitReservation: unary('CommitReservation', async (req) => {
+        const { id, count } = messages.commit(req);
+        const r = await reservations.commit(id, count);
+        return {
+          reservationId: r.reservationId,
+          status: r.status,
+          recordId: r.recordId ?? '',
+          count: r.count,
+          freeCount: r.freeCount,
+          paidCount: r.paidCount,
+          amountDecimal: r.amount,
+          releasedAmountDecimal: r.releasedAmount,
+          balanceDecimal: r.balance,
+          duplicate: r.duplicate,
+        };
+      }),
+      ReleaseReservation: unary('ReleaseReservation', async (req) => {
+        const r = await reservations.release(messages.release(req));
+        return {
+          reservationId: r.reservationId,
+          status: r.status,
+          releasedAmountDecimal: r.releasedAmount,
+          balanceDecimal: r.balance,
+          duplicate: r.duplicate,
+        };
+      }),
+      Refund: unary('Refund', async (req) => {
+        const r = await refunds.refund(messages.refund(req));
+        const { amount, balance, ...rest } = r;
+        return { ...rest, amountDecimal: amount, balanceDecimal: balance };
+      }),
     },
-    Reserve: unary('Reserve', async (req) => {
-      const r = await reservations.reserve(messages.reserve(req));
-      return {
-        reservationId: r.reservationId,
-        requestId: r.requestId,
-        status: r.status,
-        expiresAt: timestamp(r.expiresAt),
-        freeCount: r.freeCount,
-        paidCount: r.paidCount,
-        heldAmountDecimal: r.heldAmount,
-        balanceDecimal: r.balance,
-        duplicate: r.duplicate,
-      };
-    }),
-    CommitReservation: unary('CommitReservation', async (req) => {
-      const { id, count } = messages.commit(req);
-      const r = await reservations.commit(id, count);
-      return {
-        reservationId: r.reservationId,
-        status: r.status,
-        recordId: r.recordId ?? '',
-        count: r.count,
-        freeCount: r.freeCount,
-        paidCount: r.paidCount,
-        amountDecimal: r.amount,
-        releasedAmountDecimal: r.releasedAmount,
-        balanceDecimal: r.balance,
-        duplicate: r.duplicate,
-      };
-    }),
-    ReleaseReservation: unary('ReleaseReservation', async (req) => {
-      const r = await reservations.release(messages.release(req));
-      return {
-        reservationId: r.reservationId,
-        status: r.status,
-        releasedAmountDecimal: r.releasedAmount,
-        balanceDecimal: r.balance,
-        duplicate: r.duplicate,
-      };
-    }),
-    Refund: unary('Refund', async (req) => {
-      const r = await refunds.refund(messages.refund(req));
-      const { amount, balance, ...rest } = r;
-      return { ...rest, amountDecimal: amount, balanceDecimal: balance };
-    }),
-  });
+  );
 
   const health = new HealthImplementation(
     Object.fromEntries(['', ...BILLING_SERVICES].map((name) => [name, 'SERVING'])),

@@ -19,15 +19,23 @@ const WIRE_TYPE: Record<string, number> = {
   bytes: 2,
 };
 
+/** What `checkWire` found in a message's bytes. */
+export type WireVerdict = { ok: true } | { ok: false; tooMany?: string };
+const OK: WireVerdict = { ok: true };
+const MISMATCH: WireVerdict = { ok: false };
+
 /**
- * True when every known field of `bytes` arrives with its type's wire type (nested messages
- * included). protobufjs does not check this: a number sent where a string is declared would be
- * read as a length and silently turn the bytes after it into other fields, where a strict decoder
- * refuses the message.
+ * Whether every known field of `bytes` arrives with its type's wire type (nested messages included),
+ * and no repeated field holds more than `maxRepeated` entries. protobufjs checks neither: a number
+ * sent where a string is declared would be read as a length and silently turn the bytes after it
+ * into other fields, where a strict decoder refuses the message; and a repeated message field is
+ * decoded whole, an object of every field per entry (about 80 bytes of heap for two bytes of wire),
+ * before any handler could count it. Walking the tags allocates nothing per entry.
  */
-export function wireTypesMatch(type: protobuf.Type, bytes: Uint8Array, depth = 0): boolean {
-  if (depth > 8) return false;
+export function checkWire(type: protobuf.Type, bytes: Uint8Array, maxRepeated = Infinity, depth = 0): WireVerdict {
+  if (depth > 8) return MISMATCH;
   const reader = protobuf.Reader.create(bytes);
+  const entries = new Map<number, number>();
   try {
     while (reader.pos < reader.len) {
       const tag = reader.uint32();
@@ -39,17 +47,22 @@ export function wireTypesMatch(type: protobuf.Type, bytes: Uint8Array, depth = 0
         const expected = nested ? 2 : field.resolvedType instanceof protobuf.Enum ? 0 : WIRE_TYPE[field.type];
         // A repeated number may come packed (length-delimited).
         const packed = field.repeated && !nested && expected !== 2 && wireType === 2;
-        if (wireType !== expected && !packed) return false;
+        if (wireType !== expected && !packed) return MISMATCH;
+        if (field.repeated) {
+          const count = (entries.get(field.id) ?? 0) + 1;
+          if (count > maxRepeated) return { ok: false, tooMany: field.name };
+          entries.set(field.id, count);
+        }
         if (nested) {
-          const sub = reader.bytes();
-          if (!wireTypesMatch(nested, sub, depth + 1)) return false;
+          const verdict = checkWire(nested, reader.bytes(), maxRepeated, depth + 1);
+          if (!verdict.ok) return verdict;
           continue;
         }
       }
       reader.skipType(wireType);
     }
   } catch {
-    return false;
+    return MISMATCH;
   }
-  return true;
+  return OK;
 }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { connect, type Settings } from 'node:http2';
+import { connect, type IncomingHttpHeaders, type Settings } from 'node:http2';
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
-import { startHarness, seedBalance, type Harness } from '../support/harness.js';
+import { startHarness, seedBalance, GATEWAY_TOKEN, type Harness } from '../support/harness.js';
 import { fullClients, metadata, call, callFails, rawCall } from '../fixtures/grpc-clients.js';
 import { loadBillingDefinition } from '../../proto/billing/v1/billing.grpc.js';
 
@@ -171,6 +171,54 @@ describe('hostile input over gRPC', function () {
     expect(await call(full.internal, 'CheckQuota', { userId: user(), serviceName: 'passport' })).to.include({
       allowed: true,
     });
+    await unchanged();
+  });
+
+  it('refuses a DeductBatch of too many items from its bytes: an open call holds no decoded items', async () => {
+    const emptyItems = (n: number) => Buffer.alloc(2 * n, Buffer.from([0x0a, 0x00])); // field 1, length 0
+    const over = await rawCall(address, `${INTERNAL_API}/DeductBatch`, emptyItems(1001));
+    expect(over.error).to.include({ code: grpc.status.INVALID_ARGUMENT, billingCode: 40000 });
+    // Just under the 1 MB message limit: 524,280 empty items, each an object of every field once decoded.
+    // Calls that never half-close keep what was decoded: nothing, as the count is refused first.
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), emptyItems(524_280)]);
+    frame.writeUInt32BE(frame.length - 5, 1);
+    const session = connect(`http://${address}`);
+    const heapBefore = process.memoryUsage().heapUsed;
+    const calls = Array.from({ length: 8 }, () => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': `${INTERNAL_API}/DeductBatch`,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        authorization: `Bearer ${GATEWAY_TOKEN}`,
+      });
+      stream.on('error', () => undefined);
+      stream.resume();
+      stream.write(frame);
+      return stream;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const heldMb = (process.memoryUsage().heapUsed - heapBefore) / 1e6;
+    // Decoded first, the 8 calls held about 600 MB.
+    if (heldMb >= 100) session.destroy();
+    expect(heldMb, `heap grew by ${heldMb.toFixed(0)} MB`).to.be.below(100);
+    const trailers = await Promise.all(
+      calls.map(
+        (stream) =>
+          new Promise<string>((resolve) => {
+            // The status comes in trailers, or in the headers of a trailers-only answer.
+            const status = (h: IncomingHttpHeaders) => {
+              if (h['grpc-status'] !== undefined) resolve(`${h['grpc-status']} ${h['billing-code']}`);
+            };
+            stream.on('response', status);
+            stream.on('trailers', status);
+            stream.on('close', () => resolve('closed without a status'));
+            stream.end();
+          }),
+      ),
+    );
+    session.close();
+    expect(new Set(trailers)).to.deep.equal(new Set([`${grpc.status.INVALID_ARGUMENT} 40000`]));
     await unchanged();
   });
 
