@@ -139,6 +139,7 @@ export function gatewayMessages(maxCallsPerRequest: number) {
 
     commit(m: Msg) {
       const { id } = validate(reservations.params, { id: m.reservationId });
+      // `optional` in the proto: absent is undefined and refused ("count is required"); a 0 sent releases all.
       const { count } = validate(reservations.commit, { count: m.count });
       return { id, count };
     },

@@ -182,8 +182,20 @@ describe('gRPC API (billing.v1)', function () {
       requestId: 'rv2',
     });
     expect(held2.heldAmountDecimal).to.equal('0.50');
+    // A commit that leaves the count out is refused, and the hold stays: it is not a commit of 0.
+    const noCount = await callFails(full.internal, 'CommitReservation', { reservationId: held2.reservationId });
+    expect(noCount).to.include({ code: grpc.status.INVALID_ARGUMENT, billingCode: 40000 });
     const released = await call(full.internal, 'ReleaseReservation', { reservationId: held2.reservationId });
     expect(released).to.include({ status: 'released', releasedAmountDecimal: '0.50', balanceDecimal: '0.50' });
+    const held3 = await call(full.internal, 'Reserve', {
+      userId: user,
+      serviceName: 'asset',
+      count: 1,
+      requestId: 'rv3',
+    });
+    const zero = await call(full.internal, 'CommitReservation', { reservationId: held3.reservationId, count: 0 });
+    expect(zero).to.include({ status: 'committed', count: 0 });
+    expect((await call(full.user, 'GetAccount', { userId: user })).balanceDecimal).to.equal('0.50');
     const gone = await callFails(full.internal, 'CommitReservation', { reservationId: 'nope', count: 1 });
     expect(gone).to.include({ code: grpc.status.NOT_FOUND, billingCode: 10008 });
     await h.drain();
