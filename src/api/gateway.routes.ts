@@ -1,10 +1,9 @@
 import express, { type IRouter, type RequestHandler } from 'express';
 import type { BatchService, ItemOutcome } from '../services/batch.service.js';
 import type { BillingService } from '../services/billing.service.js';
-import { AppError } from '../lib/errors.js';
 import { gatewaySchemas } from './gateway.schemas.js';
 import { requireBearer } from './auth.middleware.js';
-import { validate, ok, normalizeKeys } from './validation.js';
+import { validate, validateEach, ok } from './validation.js';
 
 const BASE = '/internal/v1/billing';
 /** Body bytes allowed per batch item: a single call's body is far smaller, escapes included. */
@@ -19,25 +18,6 @@ function batchAnswer<T extends object>(outcomes: ItemOutcome<T>[]) {
         : { index: o.index, ok: false, code: o.error.code, message: o.error.message },
     ),
   };
-}
-
-/**
- * Renames each item's camelCase keys to snake_case (as `validate` does for a body): the envelope is
- * then validated whole, before any item runs. A body that is not an object is left to `validate`.
- */
-function normalizeItems(body: unknown): unknown {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) return body;
-  const items = (body as { items?: unknown }).items;
-  if (!Array.isArray(items)) return body;
-  const details: { field: string; message: string }[] = [];
-  const normalized = items.map((item) => normalizeKeys(item, details));
-  if (details.length > 0)
-    throw new AppError(
-      'VALIDATION_FAILED',
-      'validation failed: items',
-      details.map((d) => ({ ...d, field: `items.${d.field}` })),
-    );
-  return { ...body, items: normalized };
 }
 
 /**
@@ -83,8 +63,7 @@ export function gatewayRoutes(router: IRouter, d: GatewayRouteDeps, ...before: R
   });
 
   router.post(`${BASE}/deduct/batch`, ...batchBody, ...before, async (req, res) => {
-    const b = validate(schemas.deductBatch, normalizeItems(req.body));
-    const items = b.items.map((i) => ({
+    const items = validateEach(schemas.deduct, validate(schemas.batch, req.body).items, 'items').map((i) => ({
       requestId: i.request_id,
       userId: i.user_id,
       serviceName: i.service_name,
@@ -94,8 +73,11 @@ export function gatewayRoutes(router: IRouter, d: GatewayRouteDeps, ...before: R
   });
 
   router.post(`${BASE}/check/batch`, ...batchBody, ...before, async (req, res) => {
-    const b = validate(schemas.checkBatch, normalizeItems(req.body));
-    const items = b.items.map((i) => ({ userId: i.user_id, serviceName: i.service_name, count: i.count }));
+    const items = validateEach(schemas.check, validate(schemas.batch, req.body).items, 'items').map((i) => ({
+      userId: i.user_id,
+      serviceName: i.service_name,
+      count: i.count,
+    }));
     res.json(ok(batchAnswer(await d.batches.checkBatch(items))));
   });
 }

@@ -34,6 +34,12 @@ export function gatewaySchemas(maxCalls: number, maxBatchItems = 1000) {
   return {
     check,
     deduct,
+    /**
+     * A batch's envelope: its items are counted before any is looked at, then each is validated as a
+     * single call (validateEach), so a hostile batch costs at most its bound. checkBatch and deductBatch
+     * are the same rules whole, as documented.
+     */
+    batch: Joi.object<BatchBody<unknown>>({ items: Joi.array().min(1).max(maxBatchItems).required() }),
     /** The items' keys are snake_case or camelCase, as in a single call (renamed before validation). */
     checkBatch: Joi.object<BatchBody<CheckBody>>({ items: items(check) }),
     deductBatch: Joi.object<BatchBody<DeductBody>>({ items: items(deduct) }),

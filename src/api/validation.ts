@@ -75,9 +75,46 @@ export function validate<T>(schema: Joi.ObjectSchema<T>, input: unknown, source:
     for (const d of error.details)
       details.push({ field: d.path.join('.') || String(d.context?.key ?? 'body'), message: d.message });
   }
-  if (details.length > 0)
-    throw new AppError('VALIDATION_FAILED', `validation failed: ${details.map((d) => d.field).join(', ')}`, details);
+  if (details.length > 0) throw validationError(details);
   return value as T;
+}
+
+/** Problems described in one refusal: enough to mend a request, and a bounded answer to a hostile one. */
+export const REPORTED_DETAILS = 20;
+
+/**
+ * The 400 for `details`, of which it names the first REPORTED_DETAILS; `complete`: every problem was
+ * looked for (a batch stops looking once it has enough).
+ */
+function validationError(details: ErrorDetail[], complete = true): AppError {
+  const shown = details.slice(0, REPORTED_DETAILS);
+  const fields = shown.map((d) => d.field).join(', ');
+  const partial = !complete || shown.length < details.length;
+  const note = partial ? ` (the first ${shown.length}${complete ? ` of ${details.length}` : ''} problems)` : '';
+  return new AppError('VALIDATION_FAILED', `validation failed: ${fields}${note}`, shown);
+}
+
+/**
+ * A batch's items, each validated as the single call's body is (its fast path first); the caller has
+ * bounded their number already. Details are named `<field>.<index>.<key>`. Looking stops once
+ * REPORTED_DETAILS problems are found, so refusing a body of bad items costs no more than that many.
+ */
+export function validateEach<T>(schema: Joi.ObjectSchema<T>, items: unknown[], field: string): T[] {
+  const valid: T[] = [];
+  const details: ErrorDetail[] = [];
+  let i = 0;
+  for (; i < items.length && details.length < REPORTED_DETAILS; i++) {
+    try {
+      valid.push(validate(schema, items[i]));
+    } catch (err) {
+      if (!(err instanceof AppError) || !err.details) throw err;
+      for (const d of err.details) {
+        details.push({ field: d.field === 'body' ? `${field}.${i}` : `${field}.${i}.${d.field}`, message: d.message });
+      }
+    }
+  }
+  if (details.length > 0) throw validationError(details, i === items.length);
+  return valid;
 }
 
 export const ok = <T>(data: T) => ({ success: true as const, data });

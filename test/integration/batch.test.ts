@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { startHarness, seedBalance, type Harness } from '../support/harness.js';
 import { formatMoney } from '../../src/lib/money.js';
+import { REPORTED_DETAILS } from '../../src/api/validation.js';
 
 const DEDUCT_BATCH = '/internal/v1/billing/deduct/batch';
 const CHECK_BATCH = '/internal/v1/billing/check/batch';
@@ -100,6 +101,47 @@ describe('batch deducts and checks over HTTP (SPEC 12)', function () {
     expect((await account(user)).quotas[0].usedQuota).to.equal(0);
     await h.drain();
     expect((await h.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(0);
+  });
+
+  it('counts the items before looking at any, and answers a body of bad items in bounded words', async () => {
+    const user = h.user('bounded');
+    const deduct = (i: number) => ({ request_id: `g${i}`, user_id: user, service_name: 'passport' });
+    // Within the body limit (50 items x 512 bytes): far more items than a batch may hold, each one bad.
+    const oversized = [
+      `{"items":[${new Array(12_000).fill('0').join(',')}]}`,
+      `{"items":[${new Array(8_000).fill('{}').join(',')}]}`,
+      JSON.stringify({ items: [...Array.from({ length: 50 }, (_, i) => deduct(i)), ...new Array(3000).fill(null)] }),
+    ];
+    for (const path of [DEDUCT_BATCH, CHECK_BATCH]) {
+      const good = (i: number) => {
+        const { request_id: requestId, ...check } = deduct(i);
+        return path === DEDUCT_BATCH ? { request_id: requestId, ...check } : check;
+      };
+      for (const body of oversized) {
+        const res = await h.post(path, body);
+        expect(res.status, body.slice(0, 40)).to.equal(400);
+        expect(res.body).to.include({ success: false, code: 40000 });
+        expect(res.body.details).to.deep.equal([
+          { field: 'items', message: 'items must contain less than or equal to 50 items' },
+        ]);
+      }
+      // Within the count, every item bad: the first REPORTED_DETAILS problems, in item order, and no more.
+      const res = await h.post(path, { items: [good(0), ...new Array(49).fill({ ...good(1), user_id: 'bad user!' })] });
+      expect(res.status).to.equal(400);
+      const details = res.body.details ?? [];
+      expect(details).to.have.length(REPORTED_DETAILS);
+      expect(details[0].field).to.equal('items.1.user_id');
+      expect(res.body.message).to.match(/^validation failed: items\.1\.user_id, .* \(the first 20 problems\)$/);
+      // One bad item among good ones: named exactly, with its index.
+      const one = await h.post(path, { items: [good(0), good(1), { ...good(2), count: 0 }] });
+      expect(one.body.details).to.deep.equal([
+        { field: 'items.2.count', message: 'count must be greater than or equal to 1' },
+      ]);
+    }
+    expect((await account(user)).quotas[0].usedQuota).to.equal(0);
+    await h.drain();
+    expect((await h.get('/api/v1/billing/records', { user_id: user })).body.data.total).to.equal(0);
+    await h.assertInvariant([user]);
   });
 
   it('keeps SPEC 7 with 500 parallel batches against a balance for exactly 50 calls, replays included', async () => {
