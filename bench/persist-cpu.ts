@@ -3,8 +3,8 @@
  * persisted, without queue or HTTP: synthetic deductions over 1,000 users, `batches` batches of `batch`
  * (defaults 20 and 300) through PersistenceService.persist (`all`), LedgerRepository.applyChanges in
  * one transaction (`apply`) or the journal acknowledgement alone (`ack`), on a redis-server and a
- * MariaDB of their own. Three measured runs after a warm-up; it prints this process's CPU and
- * redis-server's per change. Steadier than bench/worker-cpu.ts for comparing two versions of the code.
+ * MariaDB of their own. Three measured runs after a warm-up; it prints this process's CPU, redis-server's
+ * and mariadbd's per change. Steadier than bench/worker-cpu.ts for comparing two versions of the code.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,11 +58,12 @@ const run = (changes: LedgerChange[]): Promise<unknown> =>
     : mode === 'ack'
       ? ctx.persistence.acknowledge(changes)
       : ctx.persistence.persist(changes);
-/** CPU time of redis-server so far, µs (clock ticks of 10 ms). */
-const redisCpuUs = () => {
-  const stat = readFileSync(`/proc/${redis.process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+/** CPU time of a server process so far, µs (clock ticks of 10 ms). */
+const cpuUs = (pid: number | undefined) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(stat[11]) + Number(stat[12])) * 10_000;
 };
+const servers = () => ({ redis: cpuUs(redis.process.pid), mariadb: cpuUs(db.process.pid) });
 
 // Each batch is parsed from JSON, as a job's payload is.
 const payloads = (count: number) =>
@@ -70,14 +71,16 @@ const payloads = (count: number) =>
 for (const p of payloads(400)) await run(JSON.parse(p) as LedgerChange[]);
 for (let round = 1; round <= 3; round++) {
   const measured = payloads(batches);
-  const redisBefore = redisCpuUs();
+  const serversBefore = servers();
   const before = process.cpuUsage();
   for (const p of measured) await run(JSON.parse(p) as LedgerChange[]);
   const cpu = process.cpuUsage(before);
+  const after = servers();
   const per = (us: number) => (us / (batches * batch)).toFixed(1);
   console.log(
     `${mode}, batches of ${batch}: ${per(cpu.user + cpu.system)} µs CPU per change ` +
-      `(user ${per(cpu.user)}, sys ${per(cpu.system)}), redis-server ${per(redisCpuUs() - redisBefore)} µs`,
+      `(user ${per(cpu.user)}, sys ${per(cpu.system)}), redis-server ${per(after.redis - serversBefore.redis)} µs, ` +
+      `mariadbd ${per(after.mariadb - serversBefore.mariadb)} µs`,
   );
 }
 await ctx.close();

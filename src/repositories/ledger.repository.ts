@@ -149,17 +149,51 @@ export class LedgerRepository {
     const applied = freshDeductions.length + freshCredits.length + freshGrants.length + freshRefunds.length;
     if (applied === 0) return { applied: 0, alreadyPersisted: unique.length };
 
+    const ledger = [
+      ...freshDeductions
+        .filter((d) => balancePart(d) !== 0n)
+        .map((d) => ({
+          user_id: d.userId,
+          entry_type: 'deduction',
+          ref_id: d.id,
+          amount: `${-balancePart(d)}`,
+          note: `${d.service} x${d.paid}`,
+          created_at: mysqlUtc(d.at),
+        })),
+      ...freshRefunds
+        .filter((r) => balancePart(r) !== 0n)
+        .map((r) => ({
+          user_id: r.userId,
+          entry_type: 'refund',
+          ref_id: r.id,
+          amount: `${balancePart(r)}`,
+          note: `refund ${r.refundId} of ${r.recordId}`.slice(0, 255),
+          created_at: mysqlUtc(r.at),
+        })),
+      ...freshCredits.map((c) => ({
+        user_id: c.userId,
+        entry_type: c.kind,
+        ref_id: c.id,
+        amount: c.amount,
+        note: c.note.slice(0, 255),
+        created_at: mysqlUtc(c.at),
+      })),
+    ];
+
     // Every touched account row first, in one order: it is created if new, stamped changed (what
-    // reconciliation looks for), and locked, so the running balances below cannot interleave with
-    // another transaction's entries for the same user.
+    // reconciliation looks for), given the batch's balance delta, and locked, so the running balances
+    // below cannot interleave with another transaction's entries for the same user. One statement:
+    // a second pass over the same rows for the balance cost MariaDB about a tenth of the batch.
+    const delta = new Map<string, bigint>();
+    for (const e of ledger) delta.set(e.user_id, (delta.get(e.user_id) ?? 0n) + BigInt(e.amount));
     const touched = [
       ...new Set([...freshDeductions, ...freshCredits, ...freshGrants, ...freshRefunds].map((c) => c.userId)),
     ].sort(byBytes);
+    const accountRows = new Array<string>(touched.length).fill('(?, ?, CURRENT_TIMESTAMP(3))').join(', ');
     await trx.raw(
-      `INSERT INTO accounts (user_id, changed_at) VALUES ${new Array<string>(touched.length)
-        .fill('(?, CURRENT_TIMESTAMP(3))')
-        .join(', ')} ON DUPLICATE KEY UPDATE changed_at = VALUES(changed_at)`,
-      touched,
+      `INSERT INTO accounts (user_id, balance, changed_at) VALUES ${accountRows}
+        ON DUPLICATE KEY UPDATE balance = balance + VALUES(balance), changed_at = VALUES(changed_at)`,
+      touched.flatMap((userId) => [userId, (delta.get(userId) ?? 0n).toString()]),
     );
 
     await insertRows(
@@ -203,47 +237,18 @@ export class LedgerRepository {
       );
     }
 
-    const ledger = [
-      ...freshDeductions
-        .filter((d) => balancePart(d) !== 0n)
-        .map((d) => ({
-          user_id: d.userId,
-          entry_type: 'deduction',
-          ref_id: d.id,
-          amount: `${-balancePart(d)}`,
-          note: `${d.service} x${d.paid}`,
-          created_at: mysqlUtc(d.at),
-        })),
-      ...freshRefunds
-        .filter((r) => balancePart(r) !== 0n)
-        .map((r) => ({
-          user_id: r.userId,
-          entry_type: 'refund',
-          ref_id: r.id,
-          amount: `${balancePart(r)}`,
-          note: `refund ${r.refundId} of ${r.recordId}`.slice(0, 255),
-          created_at: mysqlUtc(r.at),
-        })),
-      ...freshCredits.map((c) => ({
-        user_id: c.userId,
-        entry_type: c.kind,
-        ref_id: c.id,
-        amount: c.amount,
-        note: c.note.slice(0, 255),
-        created_at: mysqlUtc(c.at),
-      })),
-    ];
     if (ledger.length > 0) {
-      const users = [...new Set(ledger.map((e) => e.user_id))];
+      const users = [...delta.keys()];
       const running = new Map<string, bigint>(
-        // A locking read: the latest committed balance, not this transaction's older snapshot.
+        // A locking read of the row this transaction just updated: its balance less this batch's delta is
+        // where the batch's entries start.
         (
           await selectRows<{ user_id: string; balance: string }>(
             trx,
             `SELECT user_id, balance FROM accounts WHERE user_id IN ${inList(users.length)} FOR UPDATE`,
             users,
           )
-        ).map((r) => [r.user_id, BigInt(r.balance)]),
+        ).map((r) => [r.user_id, BigInt(r.balance) - delta.get(r.user_id)!]),
       );
       // Entries get increasing ids in array order, so each one's balance_after follows the one before.
       const rows = ledger.map((e) => {
@@ -256,8 +261,6 @@ export class LedgerRepository {
 
     await this.bookGrants(trx, freshDeductions, freshRefunds, freshGrants);
 
-    const balances = new Map<string, bigint[]>();
-    for (const e of ledger) addTo(balances, e.user_id, [e.amount]);
     const quotas = new Map<string, bigint[]>();
     const daily = new Map<string, bigint[]>();
     for (const d of freshDeductions) {
@@ -273,13 +276,6 @@ export class LedgerRepository {
     // Sorted keys: concurrent transactions lock rows in one order, which keeps deadlocks rare.
     const sorted = (m: Map<string, bigint[]>) => [...m.entries()].sort(([a], [b]) => byBytes(a, b));
 
-    await insertRows(
-      trx,
-      'accounts',
-      ['user_id', 'balance'],
-      sorted(balances).map(([userId, [delta]]) => [userId, delta.toString()]),
-      ' ON DUPLICATE KEY UPDATE balance = balance + VALUES(balance)',
-    );
     await insertRows(
       trx,
       'quota_usage',
