@@ -26,11 +26,12 @@ const MISMATCH: WireVerdict = { ok: false };
 
 /**
  * Whether every known field of `bytes` arrives with its type's wire type (nested messages included),
- * and no repeated field holds more than `maxRepeated` entries. protobufjs checks neither: a number
- * sent where a string is declared would be read as a length and silently turn the bytes after it
- * into other fields, where a strict decoder refuses the message; and a repeated message field is
- * decoded whole, an object of every field per entry (about 80 bytes of heap for two bytes of wire),
- * before any handler could count it. Walking the tags allocates nothing per entry.
+ * and no repeated message field holds more than `maxRepeated` entries in one message. protobufjs
+ * checks neither: a number sent where a string is declared would be read as a length and silently
+ * turn the bytes after it into other fields, where a strict decoder refuses the message; and a
+ * repeated message field is decoded whole, an object of every field per entry (about 80 bytes of
+ * heap for two bytes of wire), before any handler could count it. Walking the tags decodes no field.
+ * (Repeated numbers are not counted: packed or not, one decodes to one number, no amplification.)
  */
 export function checkWire(type: protobuf.Type, bytes: Uint8Array, maxRepeated = Infinity, depth = 0): WireVerdict {
   if (depth > 8) return MISMATCH;
@@ -48,7 +49,7 @@ export function checkWire(type: protobuf.Type, bytes: Uint8Array, maxRepeated = 
         // A repeated number may come packed (length-delimited).
         const packed = field.repeated && !nested && expected !== 2 && wireType === 2;
         if (wireType !== expected && !packed) return MISMATCH;
-        if (field.repeated) {
+        if (field.repeated && nested) {
           const count = (entries.get(field.id) ?? 0) + 1;
           if (count > maxRepeated) return { ok: false, tooMany: field.name };
           entries.set(field.id, count);
