@@ -10,7 +10,8 @@ export const BILLING_SERVICES = ['billing.v1.BillingService', 'billing.v1.Billin
 
 /**
  * Loads billing.proto. Field names as written (camelCase, the original's), int64 as decimal strings,
- * unset fields as their proto3 defaults (so a handler sees '' and 0, never undefined).
+ * unset fields as their proto3 defaults (so a handler sees '' and 0), except `optional` ones
+ * (RefundRequest.count, CommitReservationRequest.count), which are undefined when absent.
  */
 export function loadBillingDefinition(): protoLoader.PackageDefinition {
   return protoLoader.loadSync(BILLING_PROTO_PATH, {
