@@ -3,7 +3,7 @@ import type { BatchService, ItemOutcome } from '../services/batch.service.js';
 import type { BillingService } from '../services/billing.service.js';
 import { gatewaySchemas } from './gateway.schemas.js';
 import { requireBearer } from './auth.middleware.js';
-import { validate, validateEach, ok } from './validation.js';
+import { validate, validateBatch, ok } from './validation.js';
 
 const BASE = '/internal/v1/billing';
 /** Body bytes allowed per batch item: a single call's body is far smaller, escapes included. */
@@ -63,7 +63,7 @@ export function gatewayRoutes(router: IRouter, d: GatewayRouteDeps, ...before: R
   });
 
   router.post(`${BASE}/deduct/batch`, ...batchBody, ...before, async (req, res) => {
-    const items = validateEach(schemas.deduct, validate(schemas.batch, req.body).items, 'items').map((i) => ({
+    const items = validateBatch(schemas.batch, schemas.deduct, req.body).map((i) => ({
       requestId: i.request_id,
       userId: i.user_id,
       serviceName: i.service_name,
@@ -73,7 +73,7 @@ export function gatewayRoutes(router: IRouter, d: GatewayRouteDeps, ...before: R
   });
 
   router.post(`${BASE}/check/batch`, ...batchBody, ...before, async (req, res) => {
-    const items = validateEach(schemas.check, validate(schemas.batch, req.body).items, 'items').map((i) => ({
+    const items = validateBatch(schemas.batch, schemas.check, req.body).map((i) => ({
       userId: i.user_id,
       serviceName: i.service_name,
       count: i.count,

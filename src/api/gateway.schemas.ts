@@ -36,7 +36,7 @@ export function gatewaySchemas(maxCalls: number, maxBatchItems = 1000) {
     deduct,
     /**
      * A batch's envelope: its items are counted before any is looked at, then each is validated as a
-     * single call (validateEach), so a hostile batch costs at most its bound. checkBatch and deductBatch
+     * single call (validateBatch), so a hostile batch costs at most its bound. checkBatch and deductBatch
      * are the same rules whole, as documented.
      */
     batch: Joi.object<BatchBody<unknown>>({ items: Joi.array().min(1).max(maxBatchItems).required() }),

@@ -99,7 +99,7 @@ function validationError(details: ErrorDetail[], complete = true): AppError {
  * bounded their number already. Details are named `<field>.<index>.<key>`. Looking stops once
  * REPORTED_DETAILS problems are found, so refusing a body of bad items costs no more than that many.
  */
-export function validateEach<T>(schema: Joi.ObjectSchema<T>, items: unknown[], field: string): T[] {
+function validateEach<T>(schema: Joi.ObjectSchema<T>, items: unknown[], field: string): T[] {
   const valid: T[] = [];
   const details: ErrorDetail[] = [];
   let i = 0;
@@ -115,6 +115,20 @@ export function validateEach<T>(schema: Joi.ObjectSchema<T>, items: unknown[], f
   }
   if (details.length > 0) throw validationError(details, i === items.length);
   return valid;
+}
+
+/**
+ * A batch body: its envelope first (`items` counted, nothing inside looked at), then each item as
+ * the single call's body (validateEach). It takes what the same rules written as one schema take
+ * (gatewaySchemas' checkBatch and deductBatch, which the API document shows), for snake_case items,
+ * with the same value: test/unit/batch-validation.test.ts.
+ */
+export function validateBatch<T>(
+  envelope: Joi.ObjectSchema<{ items: unknown[] }>,
+  item: Joi.ObjectSchema<T>,
+  body: unknown,
+) {
+  return validateEach(item, validate(envelope, body).items, 'items');
 }
 
 export const ok = <T>(data: T) => ({ success: true as const, data });
