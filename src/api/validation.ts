@@ -95,40 +95,34 @@ function validationError(details: ErrorDetail[], complete = true): AppError {
 }
 
 /**
- * A batch's items, each validated as the single call's body is (its fast path first); the caller has
- * bounded their number already. Details are named `<field>.<index>.<key>`. Looking stops once
- * REPORTED_DETAILS problems are found, so refusing a body of bad items costs no more than that many.
- */
-function validateEach<T>(schema: Joi.ObjectSchema<T>, items: unknown[], field: string): T[] {
-  const valid: T[] = [];
-  const details: ErrorDetail[] = [];
-  let i = 0;
-  for (; i < items.length && details.length < REPORTED_DETAILS; i++) {
-    try {
-      valid.push(validate(schema, items[i]));
-    } catch (err) {
-      if (!(err instanceof AppError) || !err.details) throw err;
-      for (const d of err.details) {
-        details.push({ field: d.field === 'body' ? `${field}.${i}` : `${field}.${i}.${d.field}`, message: d.message });
-      }
-    }
-  }
-  if (details.length > 0) throw validationError(details, i === items.length);
-  return valid;
-}
-
-/**
- * A batch body: its envelope first (`items` counted, nothing inside looked at), then each item as
- * the single call's body (validateEach). It takes what the same rules written as one schema take
- * (gatewaySchemas' checkBatch and deductBatch, which the API document shows), for snake_case items,
- * with the same value: test/unit/batch-validation.test.ts.
+ * A batch body: its envelope first (`items` counted, nothing inside looked at), then each item as the
+ * single call's body is (its fast path first). Details are named `items.<index>.<key>`; looking stops
+ * once REPORTED_DETAILS problems are found, so refusing a body of bad items costs no more than that.
+ * It takes what the same rules written as one schema take (gatewaySchemas' checkBatch and deductBatch,
+ * which the API document shows), for snake_case items, with the same value:
+ * test/unit/batch-validation.test.ts.
  */
 export function validateBatch<T>(
   envelope: Joi.ObjectSchema<{ items: unknown[] }>,
   item: Joi.ObjectSchema<T>,
   body: unknown,
-) {
-  return validateEach(item, validate(envelope, body).items, 'items');
+): T[] {
+  const { items } = validate(envelope, body);
+  const valid: T[] = [];
+  const details: ErrorDetail[] = [];
+  let i = 0;
+  for (; i < items.length && details.length < REPORTED_DETAILS; i++) {
+    try {
+      valid.push(validate(item, items[i]));
+    } catch (err) {
+      if (!(err instanceof AppError) || !err.details) throw err;
+      for (const d of err.details) {
+        details.push({ field: d.field === 'body' ? `items.${i}` : `items.${i}.${d.field}`, message: d.message });
+      }
+    }
+  }
+  if (details.length > 0) throw validationError(details, i === items.length);
+  return valid;
 }
 
 export const ok = <T>(data: T) => ({ success: true as const, data });

@@ -73,14 +73,15 @@ export function tolerantDecoding(
   );
 }
 
+/** A batch of no items or of more than `max`: refused whole, before any item runs. */
+export function batchSizeError(max: number, field = 'items'): AppError {
+  return new AppError('VALIDATION_FAILED', 'invalid batch', [{ field, message: `must hold 1 to ${max} items` }]);
+}
+
 /** Refuses a request that did not decode. */
 export function decoded(m: Msg): Msg {
   const tooMany = (m as { [TOO_MANY]?: { field: string; max: number } })[TOO_MANY];
-  if (tooMany) {
-    throw new AppError('VALIDATION_FAILED', 'invalid batch', [
-      { field: tooMany.field, message: `must hold 1 to ${tooMany.max} items` },
-    ]);
-  }
+  if (tooMany) throw batchSizeError(tooMany.max, tooMany.field);
   if ((m as { [UNDECODABLE]?: boolean })[UNDECODABLE]) {
     throw new AppError('VALIDATION_FAILED', 'the request is not a valid message of this rpc', [
       { field: 'body', message: 'is not a valid protobuf message of this rpc' },

@@ -27,6 +27,7 @@ import {
   RECORD_TYPE,
   decoded,
   tolerantDecoding,
+  batchSizeError,
   accountRequest,
   checkReply,
   deductOutcome,
@@ -122,11 +123,7 @@ export function createGrpcServer(services: GrpcServices, opts: GrpcOptions, logg
 
   const batchItems = (request: Msg): Msg[] => {
     const items = request.items as Msg[]; // decoded: an array, maybe empty
-    if (items.length === 0 || items.length > opts.maxBatchItems) {
-      throw new AppError('VALIDATION_FAILED', 'invalid batch', [
-        { field: 'items', message: `must hold 1 to ${opts.maxBatchItems} items` },
-      ]);
-    }
+    if (items.length === 0 || items.length > opts.maxBatchItems) throw batchSizeError(opts.maxBatchItems);
     return items;
   };
 

@@ -36,7 +36,8 @@ const MISMATCH: WireVerdict = { ok: false };
 export function checkWire(type: protobuf.Type, bytes: Uint8Array, maxRepeated = Infinity, depth = 0): WireVerdict {
   if (depth > 8) return MISMATCH;
   const reader = protobuf.Reader.create(bytes);
-  const entries = new Map<number, number>();
+  // Entries per repeated message field, made only when a message has one (not on a check's or deduct's path).
+  let entries: Map<number, number> | undefined;
   try {
     while (reader.pos < reader.len) {
       const tag = reader.uint32();
@@ -50,6 +51,7 @@ export function checkWire(type: protobuf.Type, bytes: Uint8Array, maxRepeated = 
         const packed = field.repeated && !nested && expected !== 2 && wireType === 2;
         if (wireType !== expected && !packed) return MISMATCH;
         if (field.repeated && nested) {
+          entries ??= new Map();
           const count = (entries.get(field.id) ?? 0) + 1;
           if (count > maxRepeated) return { ok: false, tooMany: field.name };
           entries.set(field.id, count);

@@ -2,18 +2,7 @@ import { expect } from 'chai';
 import { gatewaySchemas } from '../../src/api/gateway.schemas.js';
 import { validate, validateBatch } from '../../src/api/validation.js';
 import { AppError } from '../../src/lib/errors.js';
-
-/** A deterministic generator (mulberry32). */
-function random(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../support/hostile-values.js';
 
 const outcome = (run: () => unknown) => {
   try {
@@ -27,7 +16,7 @@ const outcome = (run: () => unknown) => {
 describe("batch bodies: the route checks them in two steps, with the documented schema's rules", () => {
   const MAX = 5;
   const schemas = gatewaySchemas(100, MAX);
-  const next = random(20261201);
+  const next = seededRandom(20261201);
   const pick = <T>(xs: T[]) => xs[Math.floor(next() * xs.length)];
   /** Per key: values the single call takes, then values it refuses. */
   const fieldValues: Record<string, [unknown[], unknown[]]> = {

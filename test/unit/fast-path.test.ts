@@ -5,16 +5,7 @@ import { compileFastPath } from '../../src/api/fast-path.js';
 import { gatewaySchemas } from '../../src/api/gateway.schemas.js';
 import { validate } from '../../src/api/validation.js';
 import { AppError } from '../../src/lib/errors.js';
-
-/** A small deterministic generator (mulberry32), so that a failure names a body that can be replayed. */
-function random(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../support/hostile-values.js';
 
 /** Values near every edge the gateway's rules have, and of every JSON type. */
 const VALUES: unknown[] = [
@@ -60,7 +51,7 @@ const VALUES: unknown[] = [
 
 /** Bodies made of a schema's own keys (some left out), stray keys, camelCase and `__proto__`. */
 function bodies(keys: Record<string, { type: string }>, n: number, seed: number): unknown[] {
-  const next = random(seed);
+  const next = seededRandom(seed);
   const pick = <T>(xs: T[]) => xs[Math.floor(next() * xs.length)];
   const stray = ['extra', 'userId', 'requestId', '__proto__', 'constructor', 'COUNT'];
   const out: unknown[] = [null, [], 'text', 7, {}];
